@@ -1,0 +1,64 @@
+package chain
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestCheckpointSignParse(t *testing.T) {
+	k := mustKey(t, Ed25519)
+	root := LeafHash([]byte("x"))
+	now := time.Unix(1750000000, 0)
+	signed, err := SignCheckpoint(k, "node1", "example/log", 42, root, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := NewCheckpointVerifier("node1", k.PublicKey())
+	cp, err := ParseCheckpoint(signed, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Size != 42 || cp.Root != root || cp.Origin != "example/log" || !cp.Time.Equal(now) {
+		t.Fatalf("got %+v", cp)
+	}
+	// vkey round trip.
+	v2, err := ParseCheckpointVerifier(v.VerifierKey())
+	if err != nil || v2.KeyHash() != v.KeyHash() {
+		t.Fatalf("vkey round trip: %v", err)
+	}
+	// A second node cosigns; both verify.
+	k2 := mustKey(t, Ed25519)
+	both, err := CosignCheckpoint(k2, "node2", signed, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := NewCheckpointVerifier("node2", k2.PublicKey())
+	cp2, err := ParseCheckpoint(both, v, w)
+	if err != nil || len(cp2.Signer) != 2 {
+		t.Fatalf("cosigned: %v %+v", err, cp2)
+	}
+	// Unknown key, and every byte flip, fail.
+	if _, err := ParseCheckpoint(signed, w); !errors.Is(err, ErrBadCheckpoint) {
+		t.Errorf("unknown key: %v", err)
+	}
+	for i := range signed {
+		b := bytes.Clone(signed)
+		b[i] ^= 0x02
+		if _, err := ParseCheckpoint(b, v); err == nil {
+			t.Fatalf("flip of byte %d verified", i)
+		}
+	}
+}
+
+func FuzzParseCheckpoint(f *testing.F) {
+	k, _ := NewKeyFromSeed(Ed25519, make([]byte, 32))
+	v, _ := NewCheckpointVerifier("n", k.PublicKey())
+	signed, _ := SignCheckpoint(k, "n", "o", 3, Hash{}, time.Unix(0, 0))
+	f.Add(signed)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = ParseCheckpoint(b, v)
+		_, _ = ParseCheckpointVerifier(string(b))
+	})
+}

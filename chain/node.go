@@ -1,0 +1,631 @@
+package chain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+)
+
+// Peer is a member of the Raft configuration.
+type Peer struct {
+	ID   string // node name, unique in the consortium
+	Addr string // host:port of its Raft (and chain RPC) listener
+}
+
+// AdmitFunc decides whether the account of a node that asks to join holds
+// the join permission recorded on the ledger. It is declared here, where it
+// is used, and provided by the domain (policies) when the node is wired.
+type AdmitFunc func(ctx context.Context, account Address) error
+
+// Config configures a Node. Zero fields take DefaultConfig's values.
+type Config struct {
+	ID       string // this node's name (Raft server ID, checkpoint signer)
+	Dir      string // data directory: ledger/, raft/, snapshots/
+	RaftAddr string // listen address for Raft and node-to-node requests
+	// Advertise is the address peers dial; defaults to RaftAddr.
+	Advertise string
+	Key       *Key   // the node's account key (Ed25519)
+	Origin    string // the log's origin line in checkpoints
+
+	StateMachine StateMachine
+	// Bootstrap, when set on a fresh node, forms a new cluster of these
+	// peers (this node among them). Ignored when the node has Raft state.
+	Bootstrap []Peer
+	// Admit checks a joining node's account; nil refuses every join.
+	Admit AdmitFunc
+	// Verifiers are the checkpoint keys of the other nodes.
+	Verifiers []*CheckpointVerifier
+
+	MaxBlockEntries int           // entries per block (one Raft log entry)
+	MaxBlockBytes   int           // bytes per block
+	MaxInflight     int           // blocks proposed and not yet applied
+	ApplyTimeout    time.Duration // upper bound on one proposal when ctx has none
+
+	HeartbeatTimeout  time.Duration
+	ElectionTimeout   time.Duration
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+
+	Logger    *slog.Logger
+	RaftLog   io.Writer // where hashicorp/raft writes its own log; default stderr at warn level
+	RaftLevel string    // hclog level for RaftLog
+}
+
+// DefaultConfig returns the defaults for everything but identity and paths.
+func DefaultConfig() Config {
+	return Config{
+		Origin:            "datasandbox/ledger",
+		MaxBlockEntries:   256,
+		MaxBlockBytes:     256 << 10,
+		MaxInflight:       8,
+		ApplyTimeout:      10 * time.Second,
+		HeartbeatTimeout:  1000 * time.Millisecond,
+		ElectionTimeout:   1000 * time.Millisecond,
+		SnapshotInterval:  2 * time.Minute,
+		SnapshotThreshold: 8192,
+		TrailingLogs:      10240,
+		RaftLevel:         "warn",
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.Origin == "" {
+		c.Origin = d.Origin
+	}
+	if c.MaxBlockEntries == 0 {
+		c.MaxBlockEntries = d.MaxBlockEntries
+	}
+	if c.MaxBlockBytes == 0 {
+		c.MaxBlockBytes = d.MaxBlockBytes
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = d.MaxInflight
+	}
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = d.ApplyTimeout
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = d.HeartbeatTimeout
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = d.ElectionTimeout
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = d.SnapshotInterval
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = d.TrailingLogs
+	}
+	if c.RaftLevel == "" {
+		c.RaftLevel = d.RaftLevel
+	}
+	if c.Advertise == "" {
+		c.Advertise = c.RaftAddr
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.RaftLog == nil {
+		c.RaftLog = os.Stderr
+	}
+}
+
+// Validate reports the first problem with the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.ID == "" || len(c.ID) > 255:
+		return errors.New("chain: config: ID must be 1-255 bytes")
+	case c.Dir == "":
+		return errors.New("chain: config: Dir is required")
+	case c.RaftAddr == "":
+		return errors.New("chain: config: RaftAddr is required")
+	case c.Key == nil || c.Key.Algorithm() != Ed25519:
+		return errors.New("chain: config: Key must be an Ed25519 key")
+	case c.StateMachine == nil:
+		return errors.New("chain: config: StateMachine is required")
+	case c.MaxBlockEntries < 0 || c.MaxBlockBytes < 0 || c.MaxInflight < 0:
+		return errors.New("chain: config: block limits must not be negative")
+	}
+	if _, err := net.ResolveTCPAddr("tcp", c.Advertise); err != nil && c.Advertise != "" {
+		return fmt.Errorf("chain: config: advertise address %q: %v", c.Advertise, err)
+	}
+	return nil
+}
+
+// Receipt says where an appended entry is in the log.
+type Receipt struct {
+	Index     uint64
+	LeafHash  Hash
+	Duplicate bool // the entry was already committed (a retry); Index is where
+}
+
+// pending is one entry waiting for a batch.
+type pending struct {
+	raw  []byte
+	ctx  context.Context
+	done chan outcome
+}
+
+type outcome struct {
+	r   Receipt
+	err error
+}
+
+// Node is one member of the consortium's replicated ledger.
+//
+// Append is safe for concurrent use and may be called on any node: a
+// follower forwards to the leader. The leader batches concurrent appends
+// into blocks, one Raft log entry each, with up to MaxInflight blocks in
+// flight, so throughput grows with concurrency while a lone append still
+// commits in one round trip.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	ledger *Ledger
+	raft   *raft.Raft
+	wal    *wal.WAL
+	layer  *muxLayer
+	trans  *raft.NetworkTransport
+	rpc    rpcClient
+
+	propose chan *pending
+	fwd     chan *pending
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	rpcConns sync.WaitGroup
+	closed   sync.Once
+}
+
+// NewNode opens the node's stores, starts Raft and the batchers.
+func NewNode(cfg Config) (*Node, error) {
+	cfg.fill()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("component", "chain", "node", cfg.ID)
+	ledger, err := OpenLedger(LedgerConfig{
+		Dir: filepath.Join(cfg.Dir, "ledger"), StateMachine: cfg.StateMachine,
+		Key: cfg.Key, Name: cfg.ID, Origin: cfg.Origin, Verifiers: cfg.Verifiers, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, ledger: ledger,
+		propose: make(chan *pending, 8192), fwd: make(chan *pending, 8192)}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.startRaft(); err != nil {
+		n.cancel()
+		ledger.Close()
+		return nil, err
+	}
+	n.wg.Add(2)
+	go n.proposeLoop()
+	go n.forwardLoop()
+	return n, nil
+}
+
+func (n *Node) startRaft() error {
+	cfg := n.cfg
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.MaxAppendEntries = 1024
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft/" + cfg.ID, Level: hclog.LevelFromString(cfg.RaftLevel), Output: cfg.RaftLog})
+
+	raftDir := filepath.Join(cfg.Dir, "raft")
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		return err
+	}
+	w, err := wal.Open(raftDir)
+	if err != nil {
+		return fmt.Errorf("chain: opening raft log in %s: %w", raftDir, err)
+	}
+	n.wal = w
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, "snapshots"), 2, rc.Logger)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.RaftAddr)
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("chain: listening on %s: %w", cfg.RaftAddr, err)
+	}
+	adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+	if err != nil {
+		ln.Close()
+		w.Close()
+		return err
+	}
+	if adv.Port == 0 { // listening on :0 in tests
+		adv = ln.Addr().(*net.TCPAddr)
+		n.cfg.Advertise = adv.String()
+	}
+	n.layer = newMuxLayer(ln, adv, n.serveRPC)
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: n.layer, MaxPool: 4, Timeout: 10 * time.Second, Logger: rc.Logger,
+	})
+	hasState, err := raft.HasExistingState(w, w, snaps)
+	if err != nil {
+		n.trans.Close()
+		w.Close()
+		return err
+	}
+	if !hasState && len(cfg.Bootstrap) > 0 {
+		var servers []raft.Server
+		for _, p := range cfg.Bootstrap {
+			servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+		}
+		if err := raft.BootstrapCluster(rc, w, w, snaps, n.trans, raft.Configuration{Servers: servers}); err != nil {
+			n.trans.Close()
+			w.Close()
+			return fmt.Errorf("chain: bootstrap: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(rc, &fsm{l: n.ledger}, w, w, snaps, n.trans)
+	if err != nil {
+		n.trans.Close()
+		w.Close()
+		return err
+	}
+	n.raft = r
+	return nil
+}
+
+// Ledger returns the node's committed history for reads and proofs.
+func (n *Node) Ledger() *Ledger { return n.ledger }
+
+// ID returns the node's name.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Addr returns the address peers reach this node's Raft port at.
+func (n *Node) Addr() string { return n.cfg.Advertise }
+
+// IsLeader reports whether this node leads the cluster now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader's ID and address, empty when unknown.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// State returns the Raft state name (Leader, Follower, Candidate, Shutdown).
+func (n *Node) State() string { return n.raft.State().String() }
+
+// Peers returns the current Raft configuration.
+func (n *Node) Peers() ([]Peer, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	var out []Peer
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Peer{ID: string(s.ID), Addr: string(s.Address)})
+	}
+	return out, nil
+}
+
+// WaitLeader blocks until some leader is known or ctx ends.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if id, _ := n.Leader(); id != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Append verifies a signed entry and commits it through the leader. It
+// returns once the entry is in a committed block (on the leader; followers
+// apply it moments later), or fails with a specific error: malformed,
+// bad signature, rejected by the state machine, no leader, or ctx's.
+// Appending the same bytes twice is safe: the second call reports the first
+// one's index with Duplicate set.
+func (n *Node) Append(ctx context.Context, raw []byte) (Receipt, error) {
+	if _, err := ParseAndVerify(raw); err != nil {
+		return Receipt{}, err
+	}
+	for {
+		var r Receipt
+		var err error
+		if n.IsLeader() {
+			r, err = n.enqueue(ctx, n.propose, raw)
+		} else {
+			r, err = n.enqueue(ctx, n.fwd, raw)
+		}
+		if !errors.Is(err, ErrNoLeader) {
+			return r, err
+		}
+		// Leadership is moving: wait a little and try again. Retrying is
+		// safe because appends are idempotent.
+		select {
+		case <-ctx.Done():
+			return Receipt{}, fmt.Errorf("%w (%v)", err, ctx.Err())
+		case <-n.ctx.Done():
+			return Receipt{}, ErrStopped
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// appendLocal proposes through this node only; forwarded requests use it.
+func (n *Node) appendLocal(ctx context.Context, raw []byte) (Receipt, error) {
+	if _, err := ParseAndVerify(raw); err != nil {
+		return Receipt{}, err
+	}
+	if !n.IsLeader() {
+		return Receipt{}, fmt.Errorf("%w: %s is not the leader", ErrNoLeader, n.cfg.ID)
+	}
+	return n.enqueue(ctx, n.propose, raw)
+}
+
+func (n *Node) enqueue(ctx context.Context, q chan *pending, raw []byte) (Receipt, error) {
+	if err := n.ledger.Err(); err != nil {
+		return Receipt{}, fmt.Errorf("%w: %v", ErrStopped, err)
+	}
+	p := &pending{raw: raw, ctx: ctx, done: make(chan outcome, 1)}
+	select {
+	case q <- p:
+	case <-ctx.Done():
+		return Receipt{}, ctx.Err()
+	case <-n.ctx.Done():
+		return Receipt{}, ErrStopped
+	}
+	select {
+	case o := <-p.done:
+		return o.r, o.err
+	case <-ctx.Done():
+		// The entry may still commit; a retry will find it (Duplicate).
+		return Receipt{}, ctx.Err()
+	case <-n.ctx.Done():
+		return Receipt{}, ErrStopped
+	}
+}
+
+// collect takes one pending entry and as many more as are waiting, within
+// the block limits. Entries whose callers gave up are dropped.
+func (n *Node) collect(q chan *pending) []*pending {
+	var batch []*pending
+	size := 0
+	take := func(p *pending) {
+		if p.ctx.Err() != nil {
+			return
+		}
+		batch = append(batch, p)
+		size += len(p.raw)
+	}
+	select {
+	case p := <-q:
+		take(p)
+	case <-n.ctx.Done():
+		return nil
+	}
+	for len(batch) < n.cfg.MaxBlockEntries && size < n.cfg.MaxBlockBytes {
+		select {
+		case p := <-q:
+			take(p)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (n *Node) proposeLoop() {
+	defer n.wg.Done()
+	slots := make(chan struct{}, n.cfg.MaxInflight)
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-n.ctx.Done():
+			return
+		}
+		batch := n.collect(n.propose)
+		if n.ctx.Err() != nil {
+			return
+		}
+		if len(batch) == 0 {
+			<-slots
+			continue
+		}
+		prop := &proposal{Time: time.Now().UTC(), Proposer: n.cfg.ID, Entries: make([][]byte, len(batch))}
+		for i, p := range batch {
+			prop.Entries[i] = p.raw
+		}
+		f := n.raft.Apply(prop.marshal(), n.cfg.ApplyTimeout)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer func() { <-slots }()
+			err := f.Error()
+			var results []Result
+			if err == nil {
+				results, _ = f.Response().([]Result)
+			}
+			for i, p := range batch {
+				p.done <- n.outcomeOf(p.raw, err, results, i)
+			}
+		}()
+	}
+}
+
+func (n *Node) outcomeOf(raw []byte, err error, results []Result, i int) outcome {
+	if err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrEnqueueTimeout) {
+			return outcome{err: fmt.Errorf("%w: %v", ErrNoLeader, err)}
+		}
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			return outcome{err: ErrStopped}
+		}
+		return outcome{err: fmt.Errorf("chain: commit failed: %w", err)}
+	}
+	if i >= len(results) {
+		return outcome{err: fmt.Errorf("%w: proposal was not applied", ErrStopped)}
+	}
+	res := results[i]
+	switch res.Outcome {
+	case Committed, Duplicate:
+		return outcome{r: Receipt{Index: res.Index, LeafHash: LeafHash(raw), Duplicate: res.Outcome == Duplicate}}
+	}
+	if res.Reason == ErrStopped.Error() {
+		return outcome{err: ErrStopped}
+	}
+	return outcome{err: &remoteError{sentinel: ErrRejected, msg: res.Reason}}
+}
+
+func (n *Node) forwardLoop() {
+	defer n.wg.Done()
+	slots := make(chan struct{}, n.cfg.MaxInflight)
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-n.ctx.Done():
+			return
+		}
+		batch := n.collect(n.fwd)
+		if n.ctx.Err() != nil {
+			return
+		}
+		if len(batch) == 0 {
+			<-slots
+			continue
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer func() { <-slots }()
+			_, addr := n.Leader()
+			if addr == "" || addr == n.cfg.Advertise {
+				for _, p := range batch {
+					p.done <- outcome{err: fmt.Errorf("%w: no leader known", ErrNoLeader)}
+				}
+				return
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
+			defer cancel()
+			raws := make([][]byte, len(batch))
+			for i, p := range batch {
+				raws[i] = p.raw
+			}
+			receipts, errs, err := n.forward(ctx, addr, raws)
+			for i, p := range batch {
+				switch {
+				case err != nil:
+					p.done <- outcome{err: err}
+				case errs[i] != nil:
+					p.done <- outcome{err: errs[i]}
+				default:
+					p.done <- outcome{r: receipts[i]}
+				}
+			}
+		}()
+	}
+}
+
+// Join asks a member of an existing cluster (at addr) to add this node as
+// a voter. The request is signed with the node's key; the leader admits it
+// only if the AdmitFunc finds the join permission for its account.
+func (n *Node) Join(ctx context.Context, addr string) error {
+	j := &joinRequest{ID: n.cfg.ID, Addr: n.cfg.Advertise, Time: time.Now()}
+	e := &Entry{Kind: "node.join", Time: j.Time, Payload: j.message()}
+	if err := n.cfg.Key.Sign(e); err != nil {
+		return err
+	}
+	j.Algorithm, j.PublicKey, j.Signature = e.Algorithm, e.PublicKey, e.Signature
+	status, resp, err := n.rpc.call(ctx, addr, opJoin, j.marshal())
+	if err != nil {
+		return fmt.Errorf("chain: join via %s: %w", addr, err)
+	}
+	return decodeErr(status, string(resp))
+}
+
+// admit handles a join request: on the leader, check the account and add
+// the voter; elsewhere, pass the request to the leader.
+func (n *Node) admit(ctx context.Context, j *joinRequest) error {
+	if !n.IsLeader() {
+		_, addr := n.Leader()
+		if addr == "" {
+			return fmt.Errorf("%w: no leader to admit the node", ErrNoLeader)
+		}
+		status, resp, err := n.rpc.call(ctx, addr, opJoin, j.marshal())
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNoLeader, err)
+		}
+		return decodeErr(status, string(resp))
+	}
+	account := AddressOf(j.PublicKey)
+	if n.cfg.Admit == nil {
+		return fmt.Errorf("%w: %s: this cluster has no admission policy", ErrNotAdmitted, account)
+	}
+	if err := n.cfg.Admit(ctx, account); err != nil {
+		return fmt.Errorf("%w: account %s: %v", ErrNotAdmitted, account, err)
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if err := n.raft.AddVoter(raft.ServerID(j.ID), raft.ServerAddress(j.Addr), 0, timeout).Error(); err != nil {
+		return fmt.Errorf("chain: adding voter %s: %w", j.ID, err)
+	}
+	n.log.Info("node admitted", "peer", j.ID, "addr", j.Addr, "account", account.String())
+	return nil
+}
+
+// Snapshot forces a Raft snapshot (tests and operators).
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+
+// Barrier waits until every committed entry is applied on this node.
+func (n *Node) Barrier(ctx context.Context) error {
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	return n.raft.Barrier(timeout).Error()
+}
+
+// Close stops the node: pending appends fail with ErrStopped, Raft shuts
+// down, stores are synced and closed. Safe to call more than once.
+func (n *Node) Close() error {
+	var err error
+	n.closed.Do(func() {
+		n.cancel()
+		err = n.raft.Shutdown().Error()
+		n.wg.Wait()
+		n.layer.Close()
+		n.trans.Close()
+		n.rpc.closeAll()
+		err = errors.Join(err, n.wal.Close(), n.ledger.Close())
+	})
+	return err
+}

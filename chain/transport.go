@@ -1,0 +1,117 @@
+package chain
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// rpcMagic starts a connection that carries chain's own requests (forwarded
+// appends, joins) rather than Raft's. Raft's first byte is an RPC type
+// below 16, so one byte tells the two apart and one TCP port serves both.
+const rpcMagic = 0xD5
+
+// muxLayer is a raft.StreamLayer over one TCP listener that hands Raft's
+// connections to Raft and chain's own to serveRPC.
+type muxLayer struct {
+	ln        net.Listener
+	advertise net.Addr
+	raftConns chan net.Conn
+	serveRPC  func(net.Conn)
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+var _ raft.StreamLayer = (*muxLayer)(nil)
+
+func newMuxLayer(ln net.Listener, advertise net.Addr, serveRPC func(net.Conn)) *muxLayer {
+	m := &muxLayer{ln: ln, advertise: advertise, raftConns: make(chan net.Conn), serveRPC: serveRPC, done: make(chan struct{})}
+	m.wg.Add(1)
+	go m.acceptLoop()
+	return m
+}
+
+func (m *muxLayer) acceptLoop() {
+	defer m.wg.Done()
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.route(c)
+		}()
+	}
+}
+
+func (m *muxLayer) route(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	first, err := br.Peek(1)
+	if err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	pc := &peekedConn{Conn: c, r: br}
+	if first[0] == rpcMagic {
+		_, _ = br.Discard(1)
+		m.serveRPC(pc)
+		return
+	}
+	select {
+	case m.raftConns <- pc:
+	case <-m.done:
+		c.Close()
+	}
+}
+
+func (m *muxLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-m.raftConns:
+		return c, nil
+	case <-m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (m *muxLayer) Close() error {
+	var err error
+	m.closeOnce.Do(func() {
+		close(m.done)
+		err = m.ln.Close()
+	})
+	return err
+}
+
+func (m *muxLayer) Addr() net.Addr { return m.advertise }
+
+func (m *muxLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(addr), timeout)
+}
+
+// peekedConn reads through the buffered reader that peeked its first byte.
+type peekedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

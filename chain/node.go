@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 )
 
 // Peer is a member of the Raft configuration.
@@ -180,6 +181,7 @@ type Node struct {
 	ledger *Ledger
 	raft   *raft.Raft
 	wal    *wal.WAL
+	meta   *metadb.BoltMetaDB
 	layer  *muxLayer
 	trans  *raft.NetworkTransport
 	rpc    rpcClient
@@ -240,25 +242,32 @@ func (n *Node) startRaft() error {
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return err
 	}
-	w, err := wal.Open(raftDir)
+	// raft-wal's Close leaves its metadata DB (and its file lock) open, so
+	// the node owns the DB and closes it itself.
+	n.meta = &metadb.BoltMetaDB{}
+	w, err := wal.Open(raftDir, wal.WithMetaStore(n.meta))
 	if err != nil {
+		n.meta.Close()
 		return fmt.Errorf("chain: opening raft log in %s: %w", raftDir, err)
 	}
 	n.wal = w
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, "snapshots"), 2, rc.Logger)
 	if err != nil {
 		w.Close()
+		n.meta.Close()
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.RaftAddr)
 	if err != nil {
 		w.Close()
+		n.meta.Close()
 		return fmt.Errorf("chain: listening on %s: %w", cfg.RaftAddr, err)
 	}
 	adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
 	if err != nil {
 		ln.Close()
 		w.Close()
+		n.meta.Close()
 		return err
 	}
 	if adv.Port == 0 { // listening on :0 in tests
@@ -273,6 +282,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		n.trans.Close()
 		w.Close()
+		n.meta.Close()
 		return err
 	}
 	if !hasState && len(cfg.Bootstrap) > 0 {
@@ -283,6 +293,7 @@ func (n *Node) startRaft() error {
 		if err := raft.BootstrapCluster(rc, w, w, snaps, n.trans, raft.Configuration{Servers: servers}); err != nil {
 			n.trans.Close()
 			w.Close()
+			n.meta.Close()
 			return fmt.Errorf("chain: bootstrap: %w", err)
 		}
 	}
@@ -290,6 +301,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		n.trans.Close()
 		w.Close()
+		n.meta.Close()
 		return err
 	}
 	n.raft = r
@@ -625,7 +637,7 @@ func (n *Node) Close() error {
 		n.layer.Close()
 		n.trans.Close()
 		n.rpc.closeAll()
-		err = errors.Join(err, n.wal.Close(), n.ledger.Close())
+		err = errors.Join(err, n.wal.Close(), n.meta.Close(), n.ledger.Close())
 	})
 	return err
 }

@@ -1,0 +1,232 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/datasandbox/datasandbox/chain"
+)
+
+// HealthResponse is GET /v1/health.
+type HealthResponse struct {
+	Status     string `json:"status"`
+	Node       string `json:"node"`
+	Leader     string `json:"leader"`
+	LedgerSize uint64 `json:"ledger_size"`
+}
+
+func (s *Server) health(c echo.Context) error {
+	l := s.node.Ledger()
+	leader, _ := s.node.Leader()
+	h := HealthResponse{Status: "ok", Node: s.node.ID(), Leader: leader, LedgerSize: l.Size()}
+	status := http.StatusOK
+	if l.Err() != nil {
+		h.Status = "failed"
+		status = http.StatusServiceUnavailable
+	}
+	return c.JSON(status, h)
+}
+
+// CheckpointResponse is GET /v1/ledger/checkpoint.
+type CheckpointResponse struct {
+	Size uint64 `json:"size"`
+	Root string `json:"root"`
+	Note string `json:"note"`
+}
+
+func (s *Server) checkpoint(c echo.Context) error {
+	cp, err := s.node.Ledger().Checkpoint()
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, CheckpointResponse{Size: cp.Size, Root: b64(cp.Root[:]), Note: string(cp.Note)})
+}
+
+// EntriesResponse is GET /v1/ledger/entries.
+type EntriesResponse struct {
+	Entries []IndexedEntry `json:"entries"`
+}
+
+// IndexedEntry is one raw entry and its log index.
+type IndexedEntry struct {
+	Index uint64 `json:"index"`
+	Entry string `json:"entry"`
+}
+
+// parseUint reads a non-negative decimal query parameter.
+func parseUint(name, v string) (uint64, error) {
+	if v == "" {
+		return 0, badRequest("missing-parameter", fmt.Sprintf("query parameter %q is required", name))
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, badRequest("bad-parameter", fmt.Sprintf("query parameter %q must be a non-negative integer, got %q", name, clip(v)))
+	}
+	return n, nil
+}
+
+func clip(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "..."
+	}
+	return s
+}
+
+// parseRange reads start and end (exclusive) of an entries request; end
+// defaults to start+max and is capped at start+max. Entries past the log's
+// end are simply absent from the answer (the client pages on).
+func parseRange(start, end string, max int) (uint64, uint64, error) {
+	s, err := parseUint("start", start)
+	if err != nil {
+		return 0, 0, err
+	}
+	e := s + uint64(max)
+	if e < s { // overflow
+		e = ^uint64(0)
+	}
+	if end != "" {
+		ee, err := parseUint("end", end)
+		if err != nil {
+			return 0, 0, err
+		}
+		if ee < s {
+			return 0, 0, badRequest("bad-range", fmt.Sprintf("end %d is before start %d", ee, s))
+		}
+		if ee < e {
+			e = ee
+		}
+	}
+	return s, e, nil
+}
+
+func (s *Server) entries(c echo.Context) error {
+	start, end, err := parseRange(c.QueryParam("start"), c.QueryParam("end"), s.cfg.MaxPage)
+	if err != nil {
+		return err
+	}
+	raws, err := s.node.Ledger().Entries(start, end, s.cfg.MaxPage)
+	if err != nil {
+		return err
+	}
+	out := EntriesResponse{Entries: make([]IndexedEntry, len(raws))}
+	for i, r := range raws {
+		out.Entries[i] = IndexedEntry{Index: start + uint64(i), Entry: b64(r)}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// AppendRequest is POST /v1/ledger/entries: one entry signed by its author.
+type AppendRequest struct {
+	Entry string `json:"entry"`
+}
+
+// AppendResponse says where the entry was committed.
+type AppendResponse struct {
+	Index     uint64 `json:"index"`
+	LeafHash  string `json:"leaf_hash"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// parseAppendRequest reads a request body from an untrusted client.
+func parseAppendRequest(r io.Reader) ([]byte, error) {
+	var req AppendRequest
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, badRequest("bad-body", "body must be JSON {\"entry\": \"<base64>\"}: "+clip(err.Error()))
+	}
+	if req.Entry == "" {
+		return nil, badRequest("bad-body", `field "entry" is required`)
+	}
+	raw, err := base64.StdEncoding.DecodeString(req.Entry)
+	if err != nil {
+		return nil, badRequest("bad-body", `field "entry" must be standard base64`)
+	}
+	return raw, nil
+}
+
+func (s *Server) appendEntry(c echo.Context) error {
+	raw, err := parseAppendRequest(c.Request().Body)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.AppendTimeout)
+	defer cancel()
+	r, err := s.node.Append(ctx, raw)
+	if err != nil {
+		return err
+	}
+	status := http.StatusCreated
+	if r.Duplicate {
+		status = http.StatusOK
+	}
+	return c.JSON(status, AppendResponse{Index: r.Index, LeafHash: b64(r.LeafHash[:]), Duplicate: r.Duplicate})
+}
+
+// InclusionResponse is GET /v1/ledger/proof/inclusion.
+type InclusionResponse struct {
+	Index  uint64   `json:"index"`
+	Size   uint64   `json:"size"`
+	Hashes []string `json:"hashes"`
+}
+
+// parseProofQuery reads two required integers a < or <= b.
+func parseProofQuery(aName, a, bName, b string) (uint64, uint64, error) {
+	x, err := parseUint(aName, a)
+	if err != nil {
+		return 0, 0, err
+	}
+	y, err := parseUint(bName, b)
+	if err != nil {
+		return 0, 0, err
+	}
+	return x, y, nil
+}
+
+func (s *Server) inclusion(c echo.Context) error {
+	index, size, err := parseProofQuery("index", c.QueryParam("index"), "size", c.QueryParam("size"))
+	if err != nil {
+		return err
+	}
+	p, err := s.node.Ledger().InclusionProof(index, size)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, InclusionResponse{Index: index, Size: size, Hashes: hashes64(p)})
+}
+
+// ConsistencyResponse is GET /v1/ledger/proof/consistency.
+type ConsistencyResponse struct {
+	First  uint64   `json:"first"`
+	Second uint64   `json:"second"`
+	Hashes []string `json:"hashes"`
+}
+
+func (s *Server) consistency(c echo.Context) error {
+	first, second, err := parseProofQuery("first", c.QueryParam("first"), "second", c.QueryParam("second"))
+	if err != nil {
+		return err
+	}
+	p, err := s.node.Ledger().ConsistencyProof(first, second)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ConsistencyResponse{First: first, Second: second, Hashes: hashes64(p)})
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func hashes64(h []chain.Hash) []string {
+	out := make([]string, len(h))
+	for i := range h {
+		out[i] = b64(h[i][:])
+	}
+	return out
+}

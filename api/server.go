@@ -104,7 +104,7 @@ func New(cfg Config, node Node) (*Server, error) {
 // Route is one endpoint of the API.
 type Route struct {
 	Method, Path, Summary string
-	handler           echo.HandlerFunc
+	handler               echo.HandlerFunc
 }
 
 // Routes lists every endpoint, for the OpenAPI document and for tests that

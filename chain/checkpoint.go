@@ -208,3 +208,24 @@ func ParseCheckpoint(signed []byte, known ...*CheckpointVerifier) (*Checkpoint, 
 	}
 	return c, nil
 }
+
+// ParseUnverifiedCheckpoint reads a checkpoint note without checking any
+// signature, for clients that hold no trusted key yet. Its Signer field
+// lists the names the note claims; nothing vouches for them.
+func ParseUnverifiedCheckpoint(signed []byte) (*Checkpoint, error) {
+	text, sigs, err := splitNote(signed)
+	if err != nil {
+		return nil, err
+	}
+	origin, size, root, err := parseCheckpointBody(text)
+	if err != nil {
+		return nil, err
+	}
+	c := &Checkpoint{Origin: origin, Size: size, Root: root, Note: signed}
+	for _, line := range strings.Split(strings.TrimSuffix(sigs, "\n"), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "—" {
+			c.Signer = append(c.Signer, f[1])
+		}
+	}
+	return c, nil
+}

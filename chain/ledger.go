@@ -115,7 +115,12 @@ func OpenLedger(cfg LedgerConfig) (*Ledger, error) {
 		log: cfg.Logger.With("component", "ledger"), sm: cfg.StateMachine,
 		key: cfg.Key, name: cfg.Name, origin: cfg.Origin,
 		st: st, seen: make(map[Hash]uint64),
-		verifiers: append([]*CheckpointVerifier{own}, cfg.Verifiers...),
+		verifiers: []*CheckpointVerifier{own},
+	}
+	for _, v := range cfg.Verifiers {
+		if v.Name() != own.Name() || v.KeyHash() != own.KeyHash() {
+			l.verifiers = append(l.verifiers, v)
+		}
 	}
 	if err := l.load(); err != nil {
 		st.close()

@@ -251,3 +251,21 @@ func BenchmarkProofs1M(b *testing.B) {
 		}
 	})
 }
+
+func TestFrontierMatchesTree(t *testing.T) {
+	var tr Tree
+	var f Frontier
+	for i := 0; i < 600; i++ {
+		lh := LeafHash([]byte(fmt.Sprint(i)))
+		tr.AppendLeafHash(lh)
+		f.Append(lh)
+		want, _ := tr.Root(tr.Size())
+		if f.Root() != want {
+			t.Fatalf("frontier root differs at size %d", i+1)
+		}
+	}
+	var empty Frontier
+	if empty.Root() != EmptyRoot {
+		t.Fatal("empty root")
+	}
+}

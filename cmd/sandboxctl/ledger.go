@@ -1,0 +1,459 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/datasandbox/datasandbox/api"
+	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+func cmdHealth(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var h api.HealthResponse
+	if err := newClient(g).do(ctx, "GET", "/v1/health", nil, &h); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, h)
+	}
+	fmt.Fprintf(g.stdout, "node %s: %s, leader %s, ledger size %d\n", h.Node, h.Status, h.Leader, h.LedgerSize)
+	return nil
+}
+
+func cmdLedgerAppend(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	kind := fs.String("kind", "", "entry kind, e.g. demo.note")
+	payload := fs.String("payload", "{}", "payload (JSON)")
+	nonce := fs.Uint64("nonce", 0, "nonce (default: the current time in nanoseconds, which grows)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *kind == "" {
+		return errors.New("ledger append: --kind is required")
+	}
+	if !json.Valid([]byte(*payload)) {
+		return errors.New("ledger append: --payload must be valid JSON")
+	}
+	k, err := loadKey(g)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	n := *nonce
+	if n == 0 {
+		n = uint64(now.UnixNano())
+	}
+	raw, err := k.NewEntry(*kind, n, now, []byte(*payload))
+	if err != nil {
+		return err
+	}
+	var resp api.AppendResponse
+	if err := newClient(g).do(ctx, "POST", "/v1/ledger/entries", api.AppendRequest{Entry: base64.StdEncoding.EncodeToString(raw)}, &resp); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, resp)
+	}
+	fmt.Fprintf(g.stdout, "committed %s entry at index %d (leaf %s)\n", *kind, resp.Index, resp.LeafHash)
+	return nil
+}
+
+func cmdLedgerCheckpoint(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var cp api.CheckpointResponse
+	if err := newClient(g).do(ctx, "GET", "/v1/ledger/checkpoint", nil, &cp); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, cp)
+	}
+	fmt.Fprint(g.stdout, cp.Note)
+	return nil
+}
+
+func cmdLedgerEntries(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	start := fs.Uint64("start", 0, "first index")
+	end := fs.Uint64("end", 0, "index after the last (default: one page)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	path := fmt.Sprintf("/v1/ledger/entries?start=%d", *start)
+	if *end > 0 {
+		path += fmt.Sprintf("&end=%d", *end)
+	}
+	var er api.EntriesResponse
+	if err := newClient(g).do(ctx, "GET", path, nil, &er); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, er)
+	}
+	fmt.Fprintf(g.stdout, "%-6s %-22s %-40s %-20s %s\n", "INDEX", "KIND", "AUTHOR", "NONCE", "TIME")
+	for _, ie := range er.Entries {
+		raw, err := base64.StdEncoding.DecodeString(ie.Entry)
+		if err != nil {
+			return fmt.Errorf("entry %d: not base64", ie.Index)
+		}
+		e, err := chain.ParseEntry(raw)
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", ie.Index, err)
+		}
+		fmt.Fprintf(g.stdout, "%-6d %-22s %-40s %-20d %s\n", ie.Index, e.Kind, e.Author(), e.Nonce, e.Time.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// trustKeys loads checkpoint verifier keys from --trust, SANDBOX_TRUST, or
+// trust.vkeys in the directory above the key file (where sandboxd dev puts
+// it). It returns the file it used.
+func trustKeys(g *globals, flagValue string) ([]*chain.CheckpointVerifier, string, error) {
+	path := flagValue
+	if path == "" {
+		path = os.Getenv("SANDBOX_TRUST")
+	}
+	if path == "" && g.key != "" {
+		p := filepath.Join(filepath.Dir(filepath.Dir(g.key)), "trust.vkeys")
+		if _, err := os.Stat(p); err == nil {
+			path = p
+		}
+	}
+	if path == "" {
+		return nil, "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", err
+	}
+	var out []*chain.CheckpointVerifier
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := chain.ParseCheckpointVerifier(line)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s:%d: %w", path, i+1, err)
+		}
+		out = append(out, v)
+	}
+	return out, path, nil
+}
+
+// fetchCheckpoint gets the node's checkpoint and checks its signature
+// against the trusted keys (when there are any) and its JSON fields
+// against the signed note.
+func fetchCheckpoint(ctx context.Context, c *client, trust []*chain.CheckpointVerifier) (*chain.Checkpoint, error) {
+	var resp api.CheckpointResponse
+	if err := c.do(ctx, "GET", "/v1/ledger/checkpoint", nil, &resp); err != nil {
+		return nil, err
+	}
+	var cp *chain.Checkpoint
+	var err error
+	if len(trust) > 0 {
+		cp, err = chain.ParseCheckpoint([]byte(resp.Note), trust...)
+	} else {
+		cp, err = chain.ParseUnverifiedCheckpoint([]byte(resp.Note))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cp.Size != resp.Size || base64.StdEncoding.EncodeToString(cp.Root[:]) != resp.Root {
+		return nil, errors.New("checkpoint: size or root differ from the signed note")
+	}
+	return cp, nil
+}
+
+func decodeHashes(in []string) ([]chain.Hash, error) {
+	out := make([]chain.Hash, len(in))
+	for i, s := range in {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("proof hash %d is not base64 of 32 bytes", i)
+		}
+		copy(out[i][:], b)
+	}
+	return out, nil
+}
+
+func cmdLedgerProof(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	index := fs.Int64("index", -1, "entry index")
+	trustFile := fs.String("trust", "", "file of trusted checkpoint keys")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *index < 0 {
+		return errors.New("ledger proof: --index is required")
+	}
+	trust, _, err := trustKeys(g, *trustFile)
+	if err != nil {
+		return err
+	}
+	c := newClient(g)
+	cp, err := fetchCheckpoint(ctx, c, trust)
+	if err != nil {
+		return err
+	}
+	i := uint64(*index)
+	if i >= cp.Size {
+		return fmt.Errorf("ledger proof: entry %d is not in the checkpoint (size %d)", i, cp.Size)
+	}
+	var er api.EntriesResponse
+	if err := c.do(ctx, "GET", fmt.Sprintf("/v1/ledger/entries?start=%d&end=%d", i, i+1), nil, &er); err != nil {
+		return err
+	}
+	if len(er.Entries) != 1 || er.Entries[0].Index != i {
+		return fmt.Errorf("ledger proof: the node did not return entry %d", i)
+	}
+	raw, err := base64.StdEncoding.DecodeString(er.Entries[0].Entry)
+	if err != nil {
+		return err
+	}
+	var ip api.InclusionResponse
+	if err := c.do(ctx, "GET", fmt.Sprintf("/v1/ledger/proof/inclusion?index=%d&size=%d", i, cp.Size), nil, &ip); err != nil {
+		return err
+	}
+	hashes, err := decodeHashes(ip.Hashes)
+	if err != nil {
+		return err
+	}
+	if err := chain.VerifyInclusion(i, cp.Size, chain.LeafHash(raw), hashes, cp.Root); err != nil {
+		return fmt.Errorf("ledger proof: %w", err)
+	}
+	if g.json {
+		return printJSON(g.stdout, map[string]any{"index": i, "size": cp.Size, "root": base64.StdEncoding.EncodeToString(cp.Root[:]), "verified": true, "signed_by": cp.Signer, "trusted": len(trust) > 0})
+	}
+	fmt.Fprintf(g.stdout, "entry %d is included in the checkpoint of size %d (root %s), %d proof hashes verified\n", i, cp.Size, base64.StdEncoding.EncodeToString(cp.Root[:]), len(hashes))
+	if len(trust) == 0 {
+		fmt.Fprintln(g.stdout, "warning: no trusted checkpoint keys (--trust); the checkpoint's signature was not checked")
+	}
+	return nil
+}
+
+// Report is what ledger verify finds; --out writes it as JSON.
+type Report struct {
+	OK           bool            `json:"ok"`
+	Server       string          `json:"server"`
+	Entries      uint64          `json:"entries"`
+	Root         string          `json:"root"`
+	Checkpoint   *ReportCheckpt  `json:"checkpoint"`
+	Consistency  string          `json:"consistency"`
+	StateHash    string          `json:"state_hash"`
+	Kinds        map[string]int  `json:"kinds"`
+	Authors      int             `json:"authors"`
+	FirstFailure *ReportFailure  `json:"first_failure,omitempty"`
+	Warnings     []string        `json:"warnings,omitempty"`
+	Elapsed      string          `json:"elapsed"`
+	Checks       map[string]bool `json:"checks"`
+}
+
+// ReportCheckpt is the checkpoint the ledger was verified against.
+type ReportCheckpt struct {
+	Size    uint64   `json:"size"`
+	Root    string   `json:"root"`
+	Signers []string `json:"signers"`
+	Trusted bool     `json:"trusted"`
+	Time    string   `json:"time"`
+}
+
+// ReportFailure names the first index that failed and why.
+type ReportFailure struct {
+	Index  int64  `json:"index"`
+	Reason string `json:"reason"`
+}
+
+type verifiedState struct {
+	Origin string `json:"origin"`
+	Size   uint64 `json:"size"`
+	Root   string `json:"root"`
+	Note   string `json:"note"`
+}
+
+func statePath(flagValue, origin string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(origin))
+	return filepath.Join(dir, "sandboxctl", "verified", hex.EncodeToString(sum[:8])+".json"), nil
+}
+
+func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	trustFile := fs.String("trust", "", "file of trusted checkpoint keys (default: SANDBOX_TRUST, or trust.vkeys beside the key's folder)")
+	out := fs.String("out", "", "write the JSON report here")
+	stateFile := fs.String("state", "", "where the last verified checkpoint is kept (default: user config dir)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	start := time.Now()
+	rep := &Report{Server: g.server, Kinds: map[string]int{}, Checks: map[string]bool{}}
+	fail := func(index int64, format string, a ...any) {
+		if rep.FirstFailure == nil {
+			rep.FirstFailure = &ReportFailure{Index: index, Reason: fmt.Sprintf(format, a...)}
+		}
+	}
+	trust, trustPath, err := trustKeys(g, *trustFile)
+	if err != nil {
+		return err
+	}
+	c := newClient(g)
+	cp, err := fetchCheckpoint(ctx, c, trust)
+	if err != nil {
+		return err
+	}
+	rep.Checkpoint = &ReportCheckpt{Size: cp.Size, Root: base64.StdEncoding.EncodeToString(cp.Root[:]), Signers: cp.Signer, Trusted: len(trust) > 0, Time: cp.Time.Format(time.RFC3339)}
+	rep.Checks["checkpoint_signature"] = len(trust) > 0
+	if len(trust) == 0 {
+		rep.Warnings = append(rep.Warnings, "no trusted checkpoint keys: the checkpoint's signature was not checked (use --trust)")
+	}
+	_ = trustPath
+
+	// Stream every entry: signature, leaf hash into a compact frontier,
+	// and a replay of the state machine.
+	var fr chain.Frontier
+	sm := policies.New()
+	authors := map[chain.Address]bool{}
+	for next := uint64(0); next < cp.Size && rep.FirstFailure == nil; {
+		var er api.EntriesResponse
+		if err := c.do(ctx, "GET", fmt.Sprintf("/v1/ledger/entries?start=%d&end=%d", next, cp.Size), nil, &er); err != nil {
+			return err
+		}
+		if len(er.Entries) == 0 {
+			fail(int64(next), "the node returned no entries from %d though its checkpoint has %d", next, cp.Size)
+			break
+		}
+		for _, ie := range er.Entries {
+			if ie.Index != next {
+				fail(int64(next), "the node returned index %d where %d was expected", ie.Index, next)
+				break
+			}
+			raw, err := base64.StdEncoding.DecodeString(ie.Entry)
+			if err != nil {
+				fail(int64(next), "entry is not base64")
+				break
+			}
+			e, err := chain.ParseAndVerify(raw)
+			if err != nil {
+				fail(int64(next), "%v", err)
+				break
+			}
+			if err := sm.Apply(e, next, e.Time); err != nil {
+				fail(int64(next), "replay: %v", err)
+				break
+			}
+			fr.Append(chain.LeafHash(raw))
+			rep.Kinds[e.Kind]++
+			authors[e.Author()] = true
+			next++
+		}
+	}
+	rep.Entries = fr.Size()
+	rep.Authors = len(authors)
+	rep.Checks["entry_signatures"] = rep.FirstFailure == nil
+	rep.Checks["state_replay"] = rep.FirstFailure == nil
+	if rep.FirstFailure == nil {
+		root := fr.Root()
+		rep.Root = base64.StdEncoding.EncodeToString(root[:])
+		rep.Checks["merkle_root"] = root == cp.Root
+		if root != cp.Root {
+			fail(int64(cp.Size), "the root of the %d entries does not match the signed checkpoint", cp.Size)
+		}
+	}
+	sh := sm.StateHash()
+	rep.StateHash = hex.EncodeToString(sh[:])
+
+	// Consistency with the last checkpoint verified from this origin.
+	sp, err := statePath(*stateFile, cp.Origin)
+	if err != nil {
+		return err
+	}
+	rep.Consistency = "first run: nothing to compare"
+	if b, err := os.ReadFile(sp); err == nil && rep.FirstFailure == nil {
+		var prev verifiedState
+		if err := json.Unmarshal(b, &prev); err != nil {
+			return fmt.Errorf("%s: %w", sp, err)
+		}
+		prevRoot, _ := base64.StdEncoding.DecodeString(prev.Root)
+		var pr chain.Hash
+		copy(pr[:], prevRoot)
+		switch {
+		case prev.Size > cp.Size:
+			rep.Consistency = fmt.Sprintf("not checked: this node is behind the checkpoint of size %d verified earlier", prev.Size)
+			rep.Warnings = append(rep.Warnings, rep.Consistency)
+		case prev.Size == 0:
+		default:
+			var cr api.ConsistencyResponse
+			if err := c.do(ctx, "GET", fmt.Sprintf("/v1/ledger/proof/consistency?first=%d&second=%d", prev.Size, cp.Size), nil, &cr); err != nil {
+				return err
+			}
+			hs, err := decodeHashes(cr.Hashes)
+			if err == nil {
+				err = chain.VerifyConsistency(prev.Size, cp.Size, hs, pr, cp.Root)
+			}
+			rep.Checks["consistency"] = err == nil
+			if err != nil {
+				rep.Consistency = "FAILED: " + err.Error()
+				fail(int64(prev.Size), "the ledger is not an extension of the checkpoint of size %d verified earlier: history was rewritten", prev.Size)
+			} else {
+				rep.Consistency = fmt.Sprintf("extends the checkpoint of size %d verified earlier", prev.Size)
+			}
+		}
+	}
+	rep.OK = rep.FirstFailure == nil
+	if rep.OK && (len(trust) > 0) {
+		if err := os.MkdirAll(filepath.Dir(sp), 0o700); err == nil {
+			b, _ := json.Marshal(verifiedState{Origin: cp.Origin, Size: cp.Size, Root: rep.Checkpoint.Root, Note: string(cp.Note)})
+			_ = os.WriteFile(sp, b, 0o600)
+		}
+	}
+	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
+	if *out != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	if g.json {
+		if err := printJSON(g.stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		printReport(g, rep)
+	}
+	if !rep.OK {
+		return fmt.Errorf("ledger verification failed at index %d: %s", rep.FirstFailure.Index, rep.FirstFailure.Reason)
+	}
+	return nil
+}
+
+func printReport(g *globals, rep *Report) {
+	w := g.stdout
+	fmt.Fprintf(w, "ledger of %s\n", rep.Server)
+	fmt.Fprintf(w, "  checkpoint     size %d, signed by %s (%s)\n", rep.Checkpoint.Size, strings.Join(rep.Checkpoint.Signers, ", "), map[bool]string{true: "trusted key", false: "signature NOT checked"}[rep.Checkpoint.Trusted])
+	fmt.Fprintf(w, "  entries        %d verified (signatures, Merkle root), %d authors\n", rep.Entries, rep.Authors)
+	fmt.Fprintf(w, "  consistency    %s\n", rep.Consistency)
+	fmt.Fprintf(w, "  state replay   hash %s\n", rep.StateHash[:16])
+	for _, wn := range rep.Warnings {
+		fmt.Fprintf(w, "  warning        %s\n", wn)
+	}
+	if rep.OK {
+		fmt.Fprintf(w, "OK: all checks hold (%s)\n", rep.Elapsed)
+	}
+}

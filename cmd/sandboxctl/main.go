@@ -1,0 +1,106 @@
+// Command sandboxctl is the client of the data-sandbox consortium for
+// agencies, enterprises, auditors and admins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "sandboxctl:", oneLine(err.Error()))
+		os.Exit(1)
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// globals are the flags every command takes.
+type globals struct {
+	server string
+	key    string
+	json   bool
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.server, "server", g.server, "node URL (env SANDBOX_SERVER)")
+	fs.StringVar(&g.key, "key", g.key, "account key file (env SANDBOX_KEY)")
+	fs.BoolVar(&g.json, "json", g.json, "print JSON for scripts")
+}
+
+type command struct {
+	name, summary, usage, example string
+	run                           func(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"key new", "create a key pair", "--out FILE [--algorithm ed25519|ml-dsa-65]", "sandboxctl key new --out me.key", cmdKeyNew},
+		{"health", "a node's status", "", "sandboxctl --server http://127.0.0.1:8080 health", cmdHealth},
+		{"ledger append", "sign and submit an entry", "--kind KIND [--payload JSON] [--nonce N]", `sandboxctl --key agency1.key ledger append --kind demo.note --payload '{"msg":"hello"}'`, cmdLedgerAppend},
+		{"ledger checkpoint", "the node's latest signed checkpoint", "", "sandboxctl ledger checkpoint", cmdLedgerCheckpoint},
+		{"ledger entries", "list raw entries", "[--start I] [--end J]", "sandboxctl ledger entries --start 0 --end 10", cmdLedgerEntries},
+		{"ledger verify", "download and verify the whole ledger", "[--trust FILE] [--out report.json] [--state FILE]", "sandboxctl ledger verify --trust dev/trust.vkeys --out report.json", cmdLedgerVerify},
+		{"ledger proof", "fetch and verify an entry's inclusion proof", "--index I [--trust FILE]", "sandboxctl ledger proof --index 0", cmdLedgerProof},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "sandboxctl: client of the data-sandbox consortium\n\nUsage: sandboxctl [--server URL] [--key FILE] [--json] COMMAND [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun \"sandboxctl COMMAND --help\" for a command's flags and an example.")
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	g := &globals{server: os.Getenv("SANDBOX_SERVER"), key: os.Getenv("SANDBOX_KEY"), stdout: stdout, stderr: stderr}
+	if g.server == "" {
+		g.server = "http://127.0.0.1:8080"
+	}
+	top := flag.NewFlagSet("sandboxctl", flag.ContinueOnError)
+	top.SetOutput(stderr)
+	top.Usage = func() { usage(stderr) }
+	g.register(top)
+	if err := top.Parse(args); err != nil {
+		return err
+	}
+	rest := top.Args()
+	if len(rest) == 0 {
+		usage(stderr)
+		return errors.New("no command given")
+	}
+	for _, c := range commands() {
+		words := strings.Fields(c.name)
+		if len(rest) < len(words) || strings.Join(rest[:len(words)], " ") != c.name {
+			continue
+		}
+		fs := flag.NewFlagSet("sandboxctl "+c.name, flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		g.register(fs)
+		fs.Usage = func() {
+			fmt.Fprintf(stderr, "Usage: sandboxctl %s %s\n\n%s.\n\nExample:\n  %s\n\nFlags:\n", c.name, c.usage, c.summary, c.example)
+			fs.PrintDefaults()
+		}
+		return c.run(ctx, g, fs, rest[len(words):])
+	}
+	usage(stderr)
+	return fmt.Errorf("unknown command %q", strings.Join(rest, " "))
+}

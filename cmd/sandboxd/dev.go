@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/datasandbox/datasandbox/chain"
+)
+
+// consortiumFile records a dev consortium so that a second run resumes it.
+// It holds only public data: addresses and checkpoint verifier keys.
+type consortiumFile struct {
+	Origin string           `json:"origin"`
+	Nodes  []consortiumNode `json:"nodes"`
+}
+
+type consortiumNode struct {
+	ID      string `json:"id"`
+	HTTP    string `json:"http"`
+	Raft    string `json:"raft"`
+	Account string `json:"account"`
+	VKey    string `json:"vkey"`
+}
+
+// demoAccounts are the accounts a dev consortium creates keys for.
+func demoAccounts(nodes int) []string {
+	names := []string{"admin"}
+	for i := 1; i <= nodes; i++ {
+		names = append(names, fmt.Sprintf("agency%d", i))
+	}
+	return append(names, "enterprise", "auditor")
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sandboxd dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "", "consortium directory (created if missing, resumed if present)")
+	nodes := fs.Int("nodes", 3, "number of agency nodes")
+	httpBase := fs.String("http", "127.0.0.1:8080", "HTTP address of node 1; node i uses port+i-1")
+	raftBase := fs.String("raft", "", "Raft address of node 1; node i uses port+i-1 (default: HTTP port+1000)")
+	demoData := fs.Bool("demo-data", false, "load the bundled demo datasets")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return errors.New("dev: --dir is required")
+	}
+	if *nodes < 1 || *nodes > 15 {
+		return fmt.Errorf("dev: --nodes must be 1-15, got %d", *nodes)
+	}
+	logger, err := newLogger(os.Stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	httpSet, nodesSet := false, false
+	fs.Visit(func(f *flag.Flag) {
+		httpSet = httpSet || f.Name == "http"
+		nodesSet = nodesSet || f.Name == "nodes"
+	})
+
+	cf, err := loadOrCreateConsortium(*dir, *nodes, *httpBase, *raftBase)
+	if err != nil {
+		return err
+	}
+	if nodesSet && len(cf.Nodes) != *nodes {
+		return fmt.Errorf("dev: %s holds a consortium of %d nodes; --nodes %d does not match", *dir, len(cf.Nodes), *nodes)
+	}
+	if httpSet {
+		for i := range cf.Nodes {
+			if cf.Nodes[i].HTTP, err = offsetAddr(*httpBase, i); err != nil {
+				return err
+			}
+		}
+	}
+	if *demoData {
+		fmt.Fprintln(stderr, "sandboxd: --demo-data: datasets arrive with the sandbox engine; the ledger starts empty")
+	}
+
+	var trust []*chain.CheckpointVerifier
+	var peers []chain.Peer
+	for _, n := range cf.Nodes {
+		v, err := chain.ParseCheckpointVerifier(n.VKey)
+		if err != nil {
+			return err
+		}
+		trust = append(trust, v)
+		peers = append(peers, chain.Peer{ID: n.ID, Addr: n.Raft})
+	}
+	var live []*liveNode
+	defer func() {
+		for i := len(live) - 1; i >= 0; i-- {
+			if err := live[i].close(); err != nil {
+				logger.Error("shutdown", "node", live[i].spec.ID, "err", err)
+			}
+		}
+	}()
+	for _, n := range cf.Nodes {
+		ndir := filepath.Join(*dir, "nodes", n.ID)
+		key, err := chain.LoadKeyFile(filepath.Join(ndir, "node.key"))
+		if err != nil {
+			return err
+		}
+		ln, err := startNode(ctx, nodeSpec{
+			ID: n.ID, Dir: ndir, Key: key, HTTP: n.HTTP, Raft: n.Raft, Origin: cf.Origin,
+			Bootstrap: peers, Trust: trust, Logger: logger, Fast: true,
+		})
+		if err != nil {
+			return err
+		}
+		live = append(live, ln)
+	}
+	leader, err := waitLeader(ctx, live, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "consortium ready in %s: %d nodes, leader %s, ledger size %d\n", *dir, len(live), leader, live[0].chain.Ledger().Size())
+	for _, n := range cf.Nodes {
+		fmt.Fprintf(stdout, "  %-8s http://%s  raft %s\n", n.ID, n.HTTP, n.Raft)
+	}
+	fmt.Fprintf(stdout, "keys in %s: %s\n", filepath.Join(*dir, "keys"), strings.Join(demoAccounts(len(cf.Nodes)), ", "))
+	fmt.Fprintf(stdout, "checkpoint keys in %s\n", filepath.Join(*dir, "trust.vkeys"))
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "shutting down")
+	return nil
+}
+
+func waitLeader(ctx context.Context, live []*liveNode, d time.Duration) (string, error) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if id, _ := live[0].chain.Leader(); id != "" {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return "", fmt.Errorf("dev: no leader elected within %s", d)
+}
+
+// offsetAddr returns host:port+i.
+func offsetAddr(base string, i int) (string, error) {
+	host, port, err := net.SplitHostPort(base)
+	if err != nil {
+		return "", fmt.Errorf("address %q: %w", base, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p+i > 65535 {
+		return "", fmt.Errorf("address %q: bad port", base)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+i)), nil
+}
+
+func loadOrCreateConsortium(dir string, nodes int, httpBase, raftBase string) (*consortiumFile, error) {
+	path := filepath.Join(dir, "consortium.json")
+	if b, err := os.ReadFile(path); err == nil {
+		var cf consortiumFile
+		if err := json.Unmarshal(b, &cf); err != nil {
+			return nil, fmt.Errorf("dev: %s: %w", path, err)
+		}
+		if len(cf.Nodes) == 0 {
+			return nil, fmt.Errorf("dev: %s lists no nodes", path)
+		}
+		return &cf, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if raftBase == "" {
+		host, port, err := net.SplitHostPort(httpBase)
+		if err != nil {
+			return nil, fmt.Errorf("dev: --http %q: %w", httpBase, err)
+		}
+		p, _ := strconv.Atoi(port)
+		raftBase = net.JoinHostPort(host, strconv.Itoa(p+1000))
+	}
+	keys := filepath.Join(dir, "keys")
+	if err := os.MkdirAll(keys, 0o700); err != nil {
+		return nil, err
+	}
+	for _, name := range demoAccounts(nodes) {
+		k, err := chain.GenerateKey(chain.Ed25519)
+		if err != nil {
+			return nil, err
+		}
+		if err := k.WriteKeyFile(filepath.Join(keys, name+".key")); err != nil {
+			return nil, err
+		}
+	}
+	cf := &consortiumFile{Origin: "datasandbox/dev/" + filepath.Base(dir)}
+	var vkeys []string
+	for i := 0; i < nodes; i++ {
+		id := fmt.Sprintf("node%d", i+1)
+		ndir := filepath.Join(dir, "nodes", id)
+		if err := os.MkdirAll(ndir, 0o700); err != nil {
+			return nil, err
+		}
+		k, err := chain.GenerateKey(chain.Ed25519)
+		if err != nil {
+			return nil, err
+		}
+		if err := k.WriteKeyFile(filepath.Join(ndir, "node.key")); err != nil {
+			return nil, err
+		}
+		h, err := offsetAddr(httpBase, i)
+		if err != nil {
+			return nil, err
+		}
+		r, err := offsetAddr(raftBase, i)
+		if err != nil {
+			return nil, err
+		}
+		v, _ := chain.NewCheckpointVerifier(id, k.PublicKey())
+		cf.Nodes = append(cf.Nodes, consortiumNode{ID: id, HTTP: h, Raft: r, Account: k.Address().String(), VKey: v.VerifierKey()})
+		vkeys = append(vkeys, v.VerifierKey())
+	}
+	b, _ := json.MarshalIndent(cf, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "trust.vkeys"), []byte(strings.Join(vkeys, "\n")+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	// Written last: its presence means the directory is complete.
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return cf, nil
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/datasandbox/datasandbox/api"
+	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+// nodeSpec is everything needed to start one node.
+type nodeSpec struct {
+	ID        string
+	Dir       string
+	Key       *chain.Key
+	HTTP      string
+	Raft      string
+	Advertise string
+	Origin    string
+	Bootstrap []chain.Peer
+	Join      string
+	Trust     []*chain.CheckpointVerifier
+	Logger    *slog.Logger
+	Fast      bool // shorter Raft timeouts (local dev cluster)
+}
+
+// liveNode is a started node: ledger, state machine and HTTP server.
+type liveNode struct {
+	spec  nodeSpec
+	chain *chain.Node
+	sm    *policies.Machine
+	api   *api.Server
+	ln    net.Listener
+	done  chan error
+	stop  context.CancelFunc
+}
+
+func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
+	sm := policies.New()
+	cfg := chain.DefaultConfig()
+	cfg.ID, cfg.Dir, cfg.RaftAddr, cfg.Advertise, cfg.Key = s.ID, s.Dir, s.Raft, s.Advertise, s.Key
+	if s.Origin != "" {
+		cfg.Origin = s.Origin
+	}
+	cfg.StateMachine = sm
+	cfg.Bootstrap = s.Bootstrap
+	cfg.Verifiers = s.Trust
+	cfg.Logger = s.Logger
+	// Join permissions arrive with the domain's genesis (roles); until then
+	// a node is admitted only if it was in the bootstrap configuration.
+	cfg.Admit = nil
+	if s.Fast {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
+	}
+	n, err := chain.NewNode(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", s.ID, err)
+	}
+	acfg := api.DefaultConfig()
+	acfg.Addr = s.HTTP
+	acfg.Logger = s.Logger
+	srv, err := api.New(acfg, n)
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", s.HTTP)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node %s: HTTP listen on %s: %w", s.ID, s.HTTP, err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	live := &liveNode{spec: s, chain: n, sm: sm, api: srv, ln: ln, done: make(chan error, 1), stop: stop}
+	go func() { live.done <- srv.Serve(sctx, ln) }()
+	if s.Join != "" {
+		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := n.Join(jctx, s.Join)
+		cancel()
+		if err != nil {
+			live.close()
+			return nil, err
+		}
+	}
+	s.Logger.Info("node started", "node", s.ID, "http", ln.Addr().String(), "raft", n.Addr())
+	return live, nil
+}
+
+// close stops the HTTP server (letting requests finish), then the node.
+func (l *liveNode) close() error {
+	l.stop()
+	err := <-l.done
+	return errors.Join(err, l.chain.Close())
+}
+
+func loadTrust(path string) ([]*chain.CheckpointVerifier, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*chain.CheckpointVerifier
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := chain.ParseCheckpointVerifier(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", filepath.Base(path), i+1, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func newLogger(w *os.File, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/datasandbox/datasandbox/chain"
+)
+
+// nodeConfig is the node.toml file; every field has a flag of the same name.
+type nodeConfig struct {
+	// ID is the node's name, unique in the consortium (Raft server ID and
+	// checkpoint signer name).
+	ID string `toml:"id"`
+	// Dir is the data directory (ledger store, Raft log, snapshots).
+	Dir string `toml:"dir"`
+	// Key is the node's Ed25519 key file (sandboxctl key new).
+	Key string `toml:"key"`
+	// HTTP is the API listen address.
+	HTTP string `toml:"http"`
+	// Raft is the listen address for Raft and node-to-node requests.
+	Raft string `toml:"raft"`
+	// Advertise is the Raft address peers dial, if not Raft.
+	Advertise string `toml:"advertise"`
+	// Origin is the ledger's name in checkpoints; the same on every node.
+	Origin string `toml:"origin"`
+	// Bootstrap lists the first members as id=host:port, the same on each
+	// of them; only used when the node has no Raft state yet.
+	Bootstrap []string `toml:"bootstrap"`
+	// Join is the Raft address of a member to ask for admission.
+	Join string `toml:"join"`
+	// Trust is a file of the other nodes' checkpoint verifier keys.
+	Trust string `toml:"trust"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+}
+
+func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sandboxd run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "node.toml; flags override its values")
+	var c nodeConfig
+	fs.StringVar(&c.ID, "id", "", "node name")
+	fs.StringVar(&c.Dir, "dir", "", "data directory")
+	fs.StringVar(&c.Key, "key", "", "node key file")
+	fs.StringVar(&c.HTTP, "http", "", "HTTP listen address (default 127.0.0.1:8080)")
+	fs.StringVar(&c.Raft, "raft", "", "Raft listen address (default 127.0.0.1:9080)")
+	fs.StringVar(&c.Advertise, "advertise", "", "Raft address peers dial")
+	fs.StringVar(&c.Origin, "origin", "", "ledger origin line")
+	bootstrap := fs.String("bootstrap", "", "first members, id=host:port,...")
+	fs.StringVar(&c.Join, "join", "", "Raft address of a member to join through")
+	fs.StringVar(&c.Trust, "trust", "", "file of other nodes' checkpoint keys")
+	fs.StringVar(&c.LogLevel, "log-level", "", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var file nodeConfig
+	if *configPath != "" {
+		md, err := toml.DecodeFile(*configPath, &file)
+		if err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			return fmt.Errorf("run: %s: unknown setting %q", *configPath, und[0].String())
+		}
+	}
+	if *bootstrap != "" {
+		c.Bootstrap = strings.Split(*bootstrap, ",")
+	}
+	merge(&c, file)
+	if c.HTTP == "" {
+		c.HTTP = "127.0.0.1:8080"
+	}
+	if c.Raft == "" {
+		c.Raft = "127.0.0.1:9080"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.ID == "" || c.Dir == "" || c.Key == "" {
+		return errors.New("run: id, dir and key are required (in --config or as flags)")
+	}
+	logger, err := newLogger(os.Stderr, c.LogLevel)
+	if err != nil {
+		return err
+	}
+	key, err := chain.LoadKeyFile(c.Key)
+	if err != nil {
+		return err
+	}
+	var peers []chain.Peer
+	for _, b := range c.Bootstrap {
+		id, addr, ok := strings.Cut(strings.TrimSpace(b), "=")
+		if !ok || id == "" || addr == "" {
+			return fmt.Errorf("run: bootstrap member %q is not id=host:port", b)
+		}
+		peers = append(peers, chain.Peer{ID: id, Addr: addr})
+	}
+	if len(peers) > 0 && c.Join != "" {
+		return errors.New("run: bootstrap and join are exclusive")
+	}
+	trust, err := loadTrust(c.Trust)
+	if err != nil {
+		return err
+	}
+	n, err := startNode(ctx, nodeSpec{ID: c.ID, Dir: c.Dir, Key: key, HTTP: c.HTTP, Raft: c.Raft, Advertise: c.Advertise,
+		Origin: c.Origin, Bootstrap: peers, Join: c.Join, Trust: trust, Logger: logger})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "node %s serving http://%s, raft %s\n", c.ID, c.HTTP, n.chain.Addr())
+	<-ctx.Done()
+	return n.close()
+}
+
+// merge fills empty fields of c from the file.
+func merge(c *nodeConfig, f nodeConfig) {
+	set := func(dst *string, v string) {
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	set(&c.ID, f.ID)
+	set(&c.Dir, f.Dir)
+	set(&c.Key, f.Key)
+	set(&c.HTTP, f.HTTP)
+	set(&c.Raft, f.Raft)
+	set(&c.Advertise, f.Advertise)
+	set(&c.Origin, f.Origin)
+	set(&c.Join, f.Join)
+	set(&c.Trust, f.Trust)
+	set(&c.LogLevel, f.LogLevel)
+	if len(c.Bootstrap) == 0 {
+		c.Bootstrap = f.Bootstrap
+	}
+}

@@ -195,6 +195,14 @@ func ParseCheckpoint(signed []byte, known ...*CheckpointVerifier) (*Checkpoint, 
 	if err != nil {
 		return nil, err
 	}
+	// note.Open decodes base64 leniently (ignoring the spare bits of the
+	// last character); insist on the canonical form, so that one signed
+	// checkpoint has exactly one text.
+	for _, s := range append(n.Sigs, n.UnverifiedSigs...) {
+		if _, err := base64.StdEncoding.Strict().DecodeString(s.Base64); err != nil {
+			return nil, fmt.Errorf("%w: signature of %s is not canonical base64", ErrBadCheckpoint, s.Name)
+		}
+	}
 	c := &Checkpoint{Origin: origin, Size: size, Root: root, Note: signed}
 	for _, s := range n.Sigs {
 		c.Signer = append(c.Signer, s.Name)

@@ -44,10 +44,12 @@ func TestCheckpointSignParse(t *testing.T) {
 		t.Errorf("unknown key: %v", err)
 	}
 	for i := range signed {
-		b := bytes.Clone(signed)
-		b[i] ^= 0x02
-		if _, err := ParseCheckpoint(b, v); err == nil {
-			t.Fatalf("flip of byte %d verified", i)
+		for _, bit := range []byte{0x01, 0x02, 0x04, 0x10} {
+			b := bytes.Clone(signed)
+			b[i] ^= bit
+			if _, err := ParseCheckpoint(b, v); err == nil {
+				t.Fatalf("flip of bit %#x of byte %d verified", bit, i)
+			}
 		}
 	}
 }

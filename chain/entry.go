@@ -141,18 +141,26 @@ func validKind(k string) bool {
 	return true
 }
 
-// body encodes every field but the signature.
-func (e *Entry) body() ([]byte, error) {
+// check validates every field's form (not the signature's validity).
+func (e *Entry) check() error {
 	if !validKind(e.Kind) {
-		return nil, fmt.Errorf("%w: kind %q must be 1-%d characters of [a-z0-9._-]", ErrMalformedEntry, truncate(e.Kind, 80), MaxKindLen)
+		return fmt.Errorf("%w: kind %q must be 1-%d characters of [a-z0-9._-]", ErrMalformedEntry, truncate(e.Kind, 80), MaxKindLen)
 	}
 	if n := e.Algorithm.publicKeySize(); n < 0 {
-		return nil, fmt.Errorf("%w: %d", ErrUnknownAlgorithm, e.Algorithm)
+		return fmt.Errorf("%w: %d", ErrUnknownAlgorithm, e.Algorithm)
 	} else if len(e.PublicKey) != n {
-		return nil, fmt.Errorf("%w: %s public key is %d bytes, want %d", ErrMalformedEntry, e.Algorithm, len(e.PublicKey), n)
+		return fmt.Errorf("%w: %s public key is %d bytes, want %d", ErrMalformedEntry, e.Algorithm, len(e.PublicKey), n)
 	}
 	if len(e.Payload) > MaxPayloadLen {
-		return nil, fmt.Errorf("%w: payload is %d bytes, limit %d", ErrMalformedEntry, len(e.Payload), MaxPayloadLen)
+		return fmt.Errorf("%w: payload is %d bytes, limit %d", ErrMalformedEntry, len(e.Payload), MaxPayloadLen)
+	}
+	return nil
+}
+
+// body encodes every field but the signature.
+func (e *Entry) body() ([]byte, error) {
+	if err := e.check(); err != nil {
+		return nil, err
 	}
 	b := make([]byte, 0, 4+1+len(e.Kind)+1+2+len(e.PublicKey)+16+4+len(e.Payload)+2+e.Algorithm.signatureSize())
 	b = append(b, entryMagic[:]...)
@@ -190,7 +198,8 @@ func (e *Entry) Marshal() ([]byte, error) {
 
 // ParseEntry decodes an entry from untrusted bytes. It checks the encoding is
 // canonical (so that re-marshalling gives the same bytes) but not the
-// signature: call Verify for that.
+// signature: call Verify for that. The entry's byte fields alias b, which
+// must not change afterwards.
 func ParseEntry(b []byte) (*Entry, error) {
 	if len(b) > MaxEntrySize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformedEntry, len(b), MaxEntrySize)
@@ -214,12 +223,15 @@ func ParseEntry(b []byte) (*Entry, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformedEntry, len(b)-r.off)
 	}
 	e.Kind = string(kind)
-	e.PublicKey = append([]byte(nil), pk...)
+	e.PublicKey, e.Payload, e.Signature = pk, payload, sig
 	e.Time = time.Unix(0, t).UTC()
-	e.Payload = append([]byte(nil), payload...)
-	e.Signature = append([]byte(nil), sig...)
-	if _, err := e.Marshal(); err != nil {
+	// The decoding above read every length exactly and left no trailing
+	// bytes, so once the fields' forms check out, Marshal would give back b.
+	if err := e.check(); err != nil {
 		return nil, err
+	}
+	if len(e.Signature) != e.Algorithm.signatureSize() {
+		return nil, fmt.Errorf("%w: %s signature is %d bytes, want %d", ErrMalformedEntry, e.Algorithm, len(e.Signature), e.Algorithm.signatureSize())
 	}
 	return e, nil
 }

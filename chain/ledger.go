@@ -389,6 +389,7 @@ func (l *Ledger) apply(p *proposal) []Result {
 	}
 	first := l.next
 	var accepted [][]byte
+	var hashes []Hash
 	for i, raw := range p.Entries {
 		lh := LeafHash(raw)
 		if idx, ok := l.seen[lh]; ok && idx < l.next {
@@ -416,6 +417,7 @@ func (l *Ledger) apply(p *proposal) []Result {
 		} else {
 			l.seen[lh] = l.next
 			accepted = append(accepted, raw)
+			hashes = append(hashes, lh)
 		}
 		res[i] = Result{Outcome: Committed, Index: l.next}
 		l.next++
@@ -432,8 +434,8 @@ func (l *Ledger) apply(p *proposal) []Result {
 		l.applied++
 		return res
 	}
-	for _, raw := range accepted {
-		l.tree.AppendLeafHash(LeafHash(raw))
+	for _, lh := range hashes {
+		l.tree.AppendLeafHash(lh)
 	}
 	root, _ := l.tree.Root(l.tree.Size())
 	var prevHash Hash

@@ -75,13 +75,12 @@ func (s *StateMachine) Apply(e *chain.Entry, index uint64, _ time.Time) error {
 	}
 	s.nonces[a] = e.Nonce
 	s.applied++
-	raw, _ := e.Marshal()
-	lh := chain.LeafHash(raw)
-	h := sha256.New()
-	h.Write(s.digest[:])
-	h.Write(binary.BigEndian.AppendUint64(nil, index))
-	h.Write(lh[:])
-	h.Sum(s.digest[:0])
+	var buf [32 + 8 + chain.AddressSize + 8]byte
+	copy(buf[:], s.digest[:])
+	binary.BigEndian.PutUint64(buf[32:], index)
+	copy(buf[40:], a[:])
+	binary.BigEndian.PutUint64(buf[60:], e.Nonce)
+	s.digest = sha256.Sum256(buf[:])
 	return nil
 }
 

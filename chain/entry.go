@@ -246,7 +246,7 @@ func (e *Entry) Verify() error {
 	ok := false
 	switch e.Algorithm {
 	case Ed25519:
-		ok = len(e.Signature) == ed25519.SignatureSize && ed25519.Verify(ed25519.PublicKey(e.PublicKey), msg, e.Signature)
+		ok = len(e.Signature) == ed25519.SignatureSize && verifyEd25519(e.PublicKey, msg, e.Signature)
 	case MLDSA65:
 		var pk mldsa65.PublicKey
 		if pk.UnmarshalBinary(e.PublicKey) == nil {

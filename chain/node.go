@@ -70,7 +70,7 @@ func DefaultConfig() Config {
 		Origin:            "datasandbox/ledger",
 		MaxBlockEntries:   256,
 		MaxBlockBytes:     256 << 10,
-		MaxInflight:       8,
+		MaxInflight:       2,
 		ApplyTimeout:      10 * time.Second,
 		HeartbeatTimeout:  1000 * time.Millisecond,
 		ElectionTimeout:   1000 * time.Millisecond,
@@ -159,6 +159,7 @@ type Receipt struct {
 // pending is one entry waiting for a batch.
 type pending struct {
 	raw  []byte
+	e    *Entry // parsed; its signature is checked with its batch
 	ctx  context.Context
 	done chan outcome
 }
@@ -365,16 +366,17 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 // Appending the same bytes twice is safe: the second call reports the first
 // one's index with Duplicate set.
 func (n *Node) Append(ctx context.Context, raw []byte) (Receipt, error) {
-	if _, err := ParseAndVerify(raw); err != nil {
+	e, err := ParseEntry(raw)
+	if err != nil {
 		return Receipt{}, err
 	}
 	for {
 		var r Receipt
 		var err error
 		if n.IsLeader() {
-			r, err = n.enqueue(ctx, n.propose, raw)
+			r, err = n.enqueue(ctx, n.propose, raw, e)
 		} else {
-			r, err = n.enqueue(ctx, n.fwd, raw)
+			r, err = n.enqueue(ctx, n.fwd, raw, e)
 		}
 		if !errors.Is(err, ErrNoLeader) {
 			return r, err
@@ -393,20 +395,21 @@ func (n *Node) Append(ctx context.Context, raw []byte) (Receipt, error) {
 
 // appendLocal proposes through this node only; forwarded requests use it.
 func (n *Node) appendLocal(ctx context.Context, raw []byte) (Receipt, error) {
-	if _, err := ParseAndVerify(raw); err != nil {
+	e, err := ParseEntry(raw)
+	if err != nil {
 		return Receipt{}, err
 	}
 	if !n.IsLeader() {
 		return Receipt{}, fmt.Errorf("%w: %s is not the leader", ErrNoLeader, n.cfg.ID)
 	}
-	return n.enqueue(ctx, n.propose, raw)
+	return n.enqueue(ctx, n.propose, raw, e)
 }
 
-func (n *Node) enqueue(ctx context.Context, q chan *pending, raw []byte) (Receipt, error) {
+func (n *Node) enqueue(ctx context.Context, q chan *pending, raw []byte, e *Entry) (Receipt, error) {
 	if err := n.ledger.Err(); err != nil {
 		return Receipt{}, fmt.Errorf("%w: %v", ErrStopped, err)
 	}
-	p := &pending{raw: raw, ctx: ctx, done: make(chan outcome, 1)}
+	p := &pending{raw: raw, e: e, ctx: ctx, done: make(chan outcome, 1)}
 	select {
 	case q <- p:
 	case <-ctx.Done():
@@ -471,15 +474,19 @@ func (n *Node) proposeLoop() {
 			<-slots
 			continue
 		}
-		prop := &proposal{Time: time.Now().UTC(), Proposer: n.cfg.ID, Entries: make([][]byte, len(batch))}
-		for i, p := range batch {
-			prop.Entries[i] = p.raw
-		}
-		f := n.raft.Apply(prop.marshal(), n.cfg.ApplyTimeout)
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
 			defer func() { <-slots }()
+			batch := n.verified(batch)
+			if len(batch) == 0 {
+				return
+			}
+			prop := &proposal{Time: time.Now().UTC(), Proposer: n.cfg.ID, Entries: make([][]byte, len(batch))}
+			for i, p := range batch {
+				prop.Entries[i] = p.raw
+			}
+			f := n.raft.Apply(prop.marshal(), n.cfg.ApplyTimeout)
 			err := f.Error()
 			var results []Result
 			if err == nil {
@@ -490,6 +497,25 @@ func (n *Node) proposeLoop() {
 			}
 		}()
 	}
+}
+
+// verified checks a batch's signatures together, answers the entries that
+// fail, and returns the rest.
+func (n *Node) verified(batch []*pending) []*pending {
+	entries := make([]*Entry, len(batch))
+	for i, p := range batch {
+		entries[i] = p.e
+	}
+	errs := VerifyBatch(entries)
+	ok := batch[:0:0]
+	for i, p := range batch {
+		if errs[i] != nil {
+			p.done <- outcome{err: errs[i]}
+			continue
+		}
+		ok = append(ok, p)
+	}
+	return ok
 }
 
 func (n *Node) outcomeOf(raw []byte, err error, results []Result, i int) outcome {
@@ -537,6 +563,10 @@ func (n *Node) forwardLoop() {
 		go func() {
 			defer n.wg.Done()
 			defer func() { <-slots }()
+			batch := n.verified(batch)
+			if len(batch) == 0 {
+				return
+			}
 			_, addr := n.Leader()
 			if addr == "" || addr == n.cfg.Advertise {
 				for _, p := range batch {

@@ -157,4 +157,3 @@ func BenchmarkVerifyMLDSA65(b *testing.B) {
 		}
 	}
 }
-

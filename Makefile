@@ -1,0 +1,42 @@
+# The data sandbox: one Go module; everything here needs only Go and make.
+GO      ?= go
+BIN     := bin
+PKGS    := ./...
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: all build test test-short demo bench lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# The whole suite, race detector on. CI runs exactly this (.ci/run).
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+test-short:
+	$(GO) test -count=1 $(PKGS)
+
+# Starts a local 3-node consortium, acts as each user, verifies, stops.
+demo: build
+	$(BIN)/demo --bin $(BIN)
+
+# Go benchmarks (several runs, medians) summarised as one table and
+# bench/results.json.
+bench: build
+	$(GO) run ./cmd/bench --count 5
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+# Each fuzz target for 20 seconds.
+fuzz:
+	@for t in FuzzParseEntry FuzzParseProposal FuzzParseCheckpoint; do $(GO) test ./chain -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
+	@for t in FuzzParseRange FuzzParseAppendRequest; do $(GO) test ./api -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
+
+clean:
+	rm -rf $(BIN)

@@ -121,6 +121,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		live = append(live, ln)
 	}
 	leader, err := waitLeader(ctx, live, 30*time.Second)
+	if ctx.Err() != nil {
+		return nil // stopped by a signal while starting: a clean shutdown
+	}
 	if err != nil {
 		return err
 	}

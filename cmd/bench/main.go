@@ -1,0 +1,208 @@
+// Command bench runs the project's Go benchmarks several times, takes the
+// median of each figure, compares it with its goal (and with a baseline
+// where one exists), prints one table and writes bench/results.json.
+//
+// The etcd baseline runs a 3-member etcd cluster from Debian's etcd-server
+// package on loopback when the etcd binary is present (the Makefile's bench
+// target tries to install it) and loads it through etcd's HTTP/JSON gateway;
+// without etcd the baseline is printed as skipped.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Figure is one row of results.json.
+type Figure struct {
+	Figure   string   `json:"figure"`
+	Unit     string   `json:"unit"`
+	Goal     string   `json:"goal"`
+	Measured float64  `json:"measured"`
+	Baseline *float64 `json:"baseline"`
+	Ratio    *float64 `json:"ratio"`
+	Met      *bool    `json:"met"`
+	Note     string   `json:"note,omitempty"`
+}
+
+// benchRun names a go test -bench invocation.
+type benchRun struct {
+	pkg, pattern, benchtime string
+}
+
+var runs = []benchRun{
+	{"./chain", "^BenchmarkClusterAppend$", "60000x"},
+	{"./chain", "^BenchmarkBlockReplication$", "120000x"},
+	{"./chain", "^BenchmarkProofs1M$", "200000x"},
+	{"./chain", "^BenchmarkVerify", "20000x"},
+}
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	count := fs.Int("count", 5, "runs of each benchmark; the median is reported")
+	outFile := fs.String("out", "bench/results.json", "where to write the results")
+	etcdRuns := fs.Int("etcd-runs", 3, "runs of the etcd baseline")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	metrics := map[string]map[string][]float64{} // benchmark -> unit -> samples
+	for _, r := range runs {
+		fmt.Fprintf(os.Stderr, "running %s %s x%d...\n", r.pkg, r.pattern, *count)
+		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", r.pattern, "-benchtime", r.benchtime,
+			"-count", strconv.Itoa(*count), "-timeout", "30m", r.pkg)
+		var buf bytes.Buffer
+		cmd.Stdout = &buf
+		cmd.Stderr = io.Discard
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s %s: %w\n%s", r.pkg, r.pattern, err, buf.String())
+		}
+		parse(buf.String(), metrics)
+	}
+	med := func(b, unit string) float64 { return median(metrics[b][unit]) }
+
+	var etcd *float64
+	etcdNote := ""
+	if v, err := etcdBaseline(ctx, *etcdRuns); err != nil {
+		etcdNote = "etcd baseline skipped: " + err.Error()
+		fmt.Fprintln(os.Stderr, etcdNote)
+	} else {
+		etcd = &v
+	}
+
+	tput := med("ClusterAppend", "entries/s")
+	p99 := med("ClusterAppend", "p99-ms")
+	figs := []Figure{
+		goalMin("signed entries committed, 3 nodes, durable, verified", "entries/s", tput, 30000),
+		goalMax("p99 commit latency under that load", "ms", p99, 25),
+	}
+	ratio := Figure{Figure: "ledger throughput vs etcd 3-member puts", Unit: "x", Goal: ">= 2.5"}
+	if etcd != nil {
+		r := tput / *etcd
+		ratio.Measured, ratio.Baseline, ratio.Ratio = r, etcd, &r
+		met := r >= 2.5
+		ratio.Met = &met
+		ratio.Note = "etcd 3.4 (Debian etcd-server), 3 members on loopback, 256 clients via its HTTP/JSON gateway"
+	} else {
+		ratio.Note = etcdNote
+	}
+	figs = append(figs, ratio,
+		goalMin("pre-verified block replication (256-entry blocks)", "entries/s", med("BlockReplication", "entries/s"), 200000),
+		goalMax("inclusion proof, 1M-entry log", "µs", med("Proofs1M/inclusion", "ns/op")/1000, 10),
+		goalMax("consistency proof, 1M-entry log", "µs", med("Proofs1M/consistency", "ns/op")/1000, 10),
+		Figure{Figure: "Ed25519 entry verification, one signature", Unit: "µs", Goal: "-", Measured: med("VerifyEd25519", "ns/op") / 1000},
+		Figure{Figure: "ML-DSA-65 entry verification, one signature", Unit: "µs", Goal: "-", Measured: med("VerifyMLDSA65", "ns/op") / 1000},
+	)
+	printTable(out, figs, *count)
+	if err := os.MkdirAll(filepath.Dir(*outFile), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(figs, "", "  ")
+	return os.WriteFile(*outFile, append(b, '\n'), 0o644)
+}
+
+func goalMin(name, unit string, v, goal float64) Figure {
+	met := v >= goal
+	return Figure{Figure: name, Unit: unit, Goal: ">= " + fmtNum(goal), Measured: v, Met: &met}
+}
+
+func goalMax(name, unit string, v, goal float64) Figure {
+	met := v <= goal
+	return Figure{Figure: name, Unit: unit, Goal: "<= " + fmtNum(goal), Measured: v, Met: &met}
+}
+
+var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
+
+// parse collects every "value unit" pair of every benchmark line.
+func parse(s string, into map[string]map[string][]float64) {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		m := benchLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		name := m[1]
+		f := strings.Fields(m[3])
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			if into[name] == nil {
+				into[name] = map[string][]float64{}
+			}
+			into[name][f[i+1]] = append(into[name][f[i+1]], v)
+		}
+	}
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case v >= 1000:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+func printTable(w io.Writer, figs []Figure, count int) {
+	host, _ := os.Hostname()
+	fmt.Fprintf(w, "\nbenchmarks: median of %d runs, %s/%s, %d CPUs (%s), %s\n\n", count, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), host, time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(w, "| %-55s | %-9s | %-10s | %-12s | %-10s | %-6s | %s |\n", "figure", "unit", "goal", "measured", "baseline", "ratio", "met")
+	fmt.Fprintf(w, "|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 57), strings.Repeat("-", 11), strings.Repeat("-", 12), strings.Repeat("-", 14), strings.Repeat("-", 12), strings.Repeat("-", 8), strings.Repeat("-", 5))
+	for _, f := range figs {
+		base, ratio, met := "-", "-", "-"
+		if f.Baseline != nil {
+			base = fmtNum(*f.Baseline)
+		}
+		if f.Ratio != nil {
+			ratio = fmtNum(*f.Ratio)
+		}
+		if f.Met != nil {
+			met = map[bool]string{true: "yes", false: "NO"}[*f.Met]
+		}
+		fmt.Fprintf(w, "| %-55s | %-9s | %-10s | %-12s | %-10s | %-6s | %-3s |\n", f.Figure, f.Unit, f.Goal, fmtNum(f.Measured), base, ratio, met)
+	}
+	for _, f := range figs {
+		if f.Note != "" {
+			fmt.Fprintf(w, "\n%s: %s", f.Figure, f.Note)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+var errNoEtcd = errors.New("no etcd binary (apt-get install etcd-server)")

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/datasandbox/datasandbox/chain"
+)
+
+// freeBase finds a port p such that p..p+2 and p+1000..p+1002 look free.
+func freeBase(t *testing.T) int {
+	t.Helper()
+	for try := 0; try < 200; try++ {
+		// Below the kernel's ephemeral range, so that p+1000 is also free
+		// of outgoing connections.
+		p := 20000 + rand.IntN(9000)
+		ok := true
+		for _, q := range []int{p, p + 1, p + 2, p + 1000, p + 1001, p + 1002} {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return p
+		}
+	}
+	t.Fatal("no free ports")
+	return 0
+}
+
+type health struct {
+	Status     string `json:"status"`
+	Node       string `json:"node"`
+	Leader     string `json:"leader"`
+	LedgerSize uint64 `json:"ledger_size"`
+}
+
+func getHealth(url string) (health, error) {
+	var h health
+	resp, err := http.Get(url + "/v1/health")
+	if err != nil {
+		return h, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&h)
+	return h, err
+}
+
+func startDev(t *testing.T, dir string, base int) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", base), "--log-level", "error"}, io.Discard, io.Discard)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok := 0
+		for i := 0; i < 3; i++ {
+			if h, err := getHealth(fmt.Sprintf("http://127.0.0.1:%d", base+i)); err == nil && h.Status == "ok" && h.Leader != "" {
+				ok++
+			}
+		}
+		if ok == 3 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("dev exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatal("dev consortium not healthy")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(20 * time.Second):
+			return fmt.Errorf("dev did not stop")
+		}
+	}
+}
+
+func TestDevConsortiumResumes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	base := freeBase(t)
+	stop := startDev(t, dir, base)
+	for _, name := range []string{"admin", "agency1", "agency2", "agency3", "enterprise", "auditor"} {
+		st, err := os.Stat(filepath.Join(dir, "keys", name+".key"))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("key %s: %v", name, err)
+		}
+	}
+	k, err := chain.LoadKeyFile(filepath.Join(dir, "keys", "agency1.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := k.NewEntry("demo.note", 1, time.Now(), []byte(`{}`))
+	body := fmt.Sprintf(`{"entry":%q}`, b64(raw))
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/v1/ledger/entries", base+2), "application/json", stringReader(body))
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("append: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	if err := stop(); err != nil {
+		t.Fatalf("clean shutdown: %v", err)
+	}
+	stop = startDev(t, dir, base)
+	defer stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < 3; i++ {
+		for {
+			h, err := getHealth(fmt.Sprintf("http://127.0.0.1:%d", base+i))
+			if err == nil && h.LedgerSize == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d after resume: %+v %v", i+1, h, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+func TestDevFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"dev"},
+		{"dev", "--dir", t.TempDir(), "--nodes", "0"},
+		{"dev", "--dir", t.TempDir(), "--http", "nonsense"},
+		{"bogus"},
+		{"run", "--id", "n1"},
+	} {
+		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func stringReader(s string) io.Reader { return strings.NewReader(s) }

@@ -524,27 +524,26 @@ func (l *Ledger) appendVerifiedBlock(b *Block, entries [][]byte) error {
 	if b.Height != h+1 || b.Prev != prev || b.FirstIndex != l.tree.Size() || int(b.Count) != len(entries) || b.Count == 0 {
 		return fmt.Errorf("%w: snapshot block %d does not link to block %d", ErrCorruptStore, b.Height, h)
 	}
-	var t Tree
-	t.levels = make([][]Hash, len(l.tree.levels))
-	for k := range l.tree.levels {
-		t.levels[k] = l.tree.levels[k][:len(l.tree.levels[k]):len(l.tree.levels[k])]
-	}
 	for _, raw := range entries {
 		if _, err := ParseEntry(raw); err != nil {
 			return fmt.Errorf("%w: snapshot block %d: %v", ErrCorruptStore, b.Height, err)
 		}
-		t.AppendLeafHash(LeafHash(raw))
 	}
-	if root, _ := t.Root(t.Size()); root != b.Root {
+	size := l.tree.Size()
+	for _, raw := range entries {
+		l.tree.AppendLeafHash(LeafHash(raw))
+	}
+	if root, _ := l.tree.Root(l.tree.Size()); root != b.Root {
+		l.tree.Truncate(size)
 		return fmt.Errorf("%w: snapshot block %d: root does not match its entries", ErrCorruptStore, b.Height)
 	}
 	if err := l.st.appendBlock(b, entries, l.seal(b)); err != nil {
+		l.tree.Truncate(size)
 		return err
 	}
 	for i, raw := range entries {
 		l.seen[LeafHash(raw)] = b.FirstIndex + uint64(i)
 	}
-	l.tree = t
 	l.blocks = append(l.blocks, *b)
 	return nil
 }

@@ -33,13 +33,48 @@ func NodeHash(l, r Hash) Hash {
 var EmptyRoot = sha256.Sum256(nil)
 
 // Tree is an append-only RFC 6962 Merkle tree that keeps the hash of every
-// complete subtree: levels[k][i] is the root of leaves [i<<k, (i+1)<<k). It
-// answers roots and proofs for any size up to its own in O(log² n) hashes
-// without recomputing the tree. It uses two hashes of memory per leaf.
+// complete subtree: level k holds the root of leaves [i<<k, (i+1)<<k) at i.
+// It answers roots and proofs for any size up to its own in O(log² n)
+// hashes without recomputing the tree. It uses two hashes of memory per
+// leaf, in fixed-size chunks so that growing never copies old hashes.
 //
 // Tree is not safe for concurrent use; Ledger guards it.
 type Tree struct {
-	levels [][]Hash
+	levels []hashList
+}
+
+// hashChunk is the number of hashes per chunk (2 MiB).
+const hashChunk = 1 << 16
+
+// hashList is an append-only list of hashes stored in chunks.
+type hashList struct {
+	chunks [][]Hash
+	n      uint64
+}
+
+func (l *hashList) at(i uint64) Hash { return l.chunks[i/hashChunk][i%hashChunk] }
+
+func (l *hashList) append(h Hash) {
+	c := l.n / hashChunk
+	if c == uint64(len(l.chunks)) {
+		l.chunks = append(l.chunks, make([]Hash, 0, 1024))
+	}
+	l.chunks[c] = append(l.chunks[c], h)
+	l.n++
+}
+
+// truncate keeps the first n hashes.
+func (l *hashList) truncate(n uint64) {
+	if n >= l.n {
+		return
+	}
+	l.n = n
+	c := (n + hashChunk - 1) / hashChunk
+	l.chunks = l.chunks[:c]
+	if c > 0 {
+		last := n - (c-1)*hashChunk
+		l.chunks[c-1] = l.chunks[c-1][:last]
+	}
 }
 
 // Size returns the number of leaves.
@@ -47,28 +82,35 @@ func (t *Tree) Size() uint64 {
 	if len(t.levels) == 0 {
 		return 0
 	}
-	return uint64(len(t.levels[0]))
+	return t.levels[0].n
 }
 
 // AppendLeafHash adds a leaf by its hash.
 func (t *Tree) AppendLeafHash(h Hash) {
 	if len(t.levels) == 0 {
-		t.levels = append(t.levels, nil)
+		t.levels = append(t.levels, hashList{})
 	}
-	t.levels[0] = append(t.levels[0], h)
+	t.levels[0].append(h)
 	// Complete every subtree that this leaf closes.
-	for k := 0; len(t.levels[k])%2 == 0; k++ {
-		n := len(t.levels[k])
-		parent := NodeHash(t.levels[k][n-2], t.levels[k][n-1])
+	for k := 0; t.levels[k].n%2 == 0; k++ {
+		n := t.levels[k].n
+		parent := NodeHash(t.levels[k].at(n-2), t.levels[k].at(n-1))
 		if k+1 == len(t.levels) {
-			t.levels = append(t.levels, nil)
+			t.levels = append(t.levels, hashList{})
 		}
-		t.levels[k+1] = append(t.levels[k+1], parent)
+		t.levels[k+1].append(parent)
+	}
+}
+
+// Truncate cuts the tree back to its first size leaves.
+func (t *Tree) Truncate(size uint64) {
+	for k := range t.levels {
+		t.levels[k].truncate(size >> k)
 	}
 }
 
 // LeafHashAt returns the hash of leaf i.
-func (t *Tree) LeafHashAt(i uint64) Hash { return t.levels[0][i] }
+func (t *Tree) LeafHashAt(i uint64) Hash { return t.levels[0].at(i) }
 
 // rangeHash returns MTH(D[lo:hi]) for lo < hi, where lo is a multiple of the
 // largest power of two below hi-lo (true of every range RFC 6962's recursion
@@ -77,7 +119,7 @@ func (t *Tree) rangeHash(lo, hi uint64) Hash {
 	n := hi - lo
 	if n&(n-1) == 0 { // a complete subtree, stored
 		k := bits.TrailingZeros64(n)
-		return t.levels[k][lo>>k]
+		return t.levels[k].at(lo >> k)
 	}
 	k := splitPoint(n)
 	return NodeHash(t.rangeHash(lo, lo+k), t.rangeHash(lo+k, hi))

@@ -269,3 +269,28 @@ func TestFrontierMatchesTree(t *testing.T) {
 		t.Fatal("empty root")
 	}
 }
+
+func TestTreeTruncate(t *testing.T) {
+	var tr Tree
+	var roots []Hash
+	for i := 0; i < 300; i++ {
+		tr.AppendLeafHash(LeafHash([]byte(fmt.Sprint(i))))
+		r, _ := tr.Root(tr.Size())
+		roots = append(roots, r)
+	}
+	for _, size := range []uint64{299, 256, 255, 100, 1} {
+		tr.Truncate(size)
+		if tr.Size() != size {
+			t.Fatalf("size %d after truncate to %d", tr.Size(), size)
+		}
+		if r, _ := tr.Root(size); r != roots[size-1] {
+			t.Fatalf("root after truncate to %d", size)
+		}
+		// Grow again to check the structure is intact.
+		tr.AppendLeafHash(LeafHash([]byte(fmt.Sprint(size))))
+		if r, _ := tr.Root(size + 1); r != roots[size] {
+			t.Fatalf("root after regrowing to %d", size+1)
+		}
+		tr.Truncate(size)
+	}
+}

@@ -50,6 +50,7 @@ var runs = []benchRun{
 	{"./chain", "^BenchmarkBlockReplication$", "120000x"},
 	{"./chain", "^BenchmarkProofs1M$", "200000x"},
 	{"./chain", "^BenchmarkVerify", "20000x"},
+	{"./chain", "^BenchmarkLedgerApply$", "200000x"},
 }
 
 func main() {
@@ -113,6 +114,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		goalMax("consistency proof, 1M-entry log", "µs", med("Proofs1M/consistency", "ns/op")/1000, 10),
 		Figure{Figure: "Ed25519 entry verification, one signature", Unit: "µs", Goal: "-", Measured: med("VerifyEd25519", "ns/op") / 1000},
 		Figure{Figure: "ML-DSA-65 entry verification, one signature", Unit: "µs", Goal: "-", Measured: med("VerifyMLDSA65", "ns/op") / 1000},
+		Figure{Figure: "apply one entry on one node (256-entry blocks, no Raft)", Unit: "µs", Goal: "-", Measured: med("LedgerApply", "ns/entry") / 1000},
 	)
 	printTable(out, figs, *count)
 	if err := os.MkdirAll(filepath.Dir(*outFile), 0o755); err != nil {

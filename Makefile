@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin
 PKGS    := ./...
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
 .PHONY: all build test test-short demo bench lint fuzz clean
 
@@ -35,7 +35,7 @@ lint:
 
 # Each fuzz target for 20 seconds.
 fuzz:
-	@for t in FuzzParseEntry FuzzParseProposal FuzzParseCheckpoint; do $(GO) test ./chain -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
+	@for t in FuzzParseEntry FuzzParseProposal FuzzParseCheckpoint FuzzParseRPC; do $(GO) test ./chain -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
 	@for t in FuzzParseRange FuzzParseAppendRequest; do $(GO) test ./api -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
 
 clean:

@@ -154,3 +154,19 @@ func FuzzParseProposal(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseRPC(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 1, 'x'})
+	k, _ := NewKeyFromSeed(Ed25519, make([]byte, 32))
+	j := &joinRequest{ID: "n4", Addr: "127.0.0.1:1", Time: time.Unix(0, 0)}
+	e := &Entry{Kind: "node.join", Time: j.Time, Payload: j.message()}
+	_ = k.Sign(e)
+	j.Algorithm, j.PublicKey, j.Signature = e.Algorithm, e.PublicKey, e.Signature
+	f.Add(j.marshal())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if raws, err := parseAppendBatch(b); err == nil && len(raws) > maxForwardBatch {
+			t.Fatal("batch limit not enforced")
+		}
+		_, _ = parseJoinRequest(b)
+	})
+}

@@ -192,18 +192,11 @@ func (n *Node) serveRPC(conn net.Conn) {
 func (n *Node) handleRPC(ctx context.Context, op byte, payload []byte) (byte, []byte) {
 	switch op {
 	case opAppend:
-		r := reader{b: payload}
-		count := r.u32()
-		if r.err != nil || uint64(count) > uint64(len(payload)) {
-			return errCode(ErrMalformedEntry), []byte("chain: malformed append request")
+		raws, err := parseAppendBatch(payload)
+		if err != nil {
+			return errCode(err), []byte(err.Error())
 		}
-		raws := make([][]byte, count)
-		for i := range raws {
-			raws[i] = r.next(int(r.u32()))
-		}
-		if r.err != nil {
-			return errCode(ErrMalformedEntry), []byte("chain: malformed append request")
-		}
+		count := uint32(len(raws))
 		// Each entry goes through this node's proposer, which batches them;
 		// no further forwarding, so a stale leader view cannot loop.
 		receipts := make([]Receipt, count)
@@ -245,6 +238,28 @@ func (n *Node) handleRPC(ctx context.Context, op byte, payload []byte) (byte, []
 		return 0, nil
 	}
 	return 255, []byte(fmt.Sprintf("chain: unknown rpc op %d", op))
+}
+
+// maxForwardBatch bounds the entries of one forwarded batch (followers send
+// at most MaxBlockEntries).
+const maxForwardBatch = 4096
+
+// parseAppendBatch reads a forwarded batch: count u32, then u32-length-
+// prefixed entries, nothing after.
+func parseAppendBatch(payload []byte) ([][]byte, error) {
+	r := reader{b: payload}
+	count := r.u32()
+	if r.err != nil || count > maxForwardBatch || uint64(count)*4 > uint64(len(payload)) {
+		return nil, fmt.Errorf("%w: malformed append request", ErrMalformedEntry)
+	}
+	raws := make([][]byte, count)
+	for i := range raws {
+		raws[i] = r.next(int(r.u32()))
+	}
+	if r.err != nil || r.off != len(payload) {
+		return nil, fmt.Errorf("%w: malformed append request", ErrMalformedEntry)
+	}
+	return raws, nil
 }
 
 // forward sends a batch of verified entries to the leader.

@@ -7,30 +7,49 @@
 // auditors can recompute. Genesis, roles, datasets, policies and jobs build
 // on it.
 //
-// Machine is safe for concurrent use: chain calls Apply from its FSM while
-// the API reads.
+// The package imports none of the others (DESIGN.md): it sees an entry as
+// plain fields (Entry); the ledger's adapter (audit.StateMachine) unpacks
+// chain's signed entries into them.
+//
+// Machine is safe for concurrent use: the ledger applies entries while the
+// API reads.
 package policies
 
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/datasandbox/datasandbox/chain"
 )
+
+// Address is an account address: the first 20 bytes of SHA-256 of the
+// account's public key.
+type Address [20]byte
+
+// String returns the address as 40 hex digits.
+func (a Address) String() string { return hex.EncodeToString(a[:]) }
+
+// Entry is a committed ledger entry as the state machine sees it: its
+// signature has been checked by the ledger.
+type Entry struct {
+	Author    Address
+	PublicKey []byte
+	Kind      string
+	Nonce     uint64
+	Time      time.Time // the author's time
+	Payload   []byte
+}
 
 // Machine is the replicated state.
 type Machine struct {
 	mu      sync.RWMutex
-	nonces  map[chain.Address]uint64
+	nonces  map[Address]uint64
 	entries uint64
 	kinds   map[string]uint64
 }
-
-var _ chain.StateMachine = (*Machine)(nil)
 
 // New returns an empty state.
 func New() *Machine {
@@ -43,16 +62,16 @@ func New() *Machine {
 func (m *Machine) Reset() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.nonces = map[chain.Address]uint64{}
+	m.nonces = map[Address]uint64{}
 	m.kinds = map[string]uint64{}
 	m.entries = 0
 }
 
 // Apply checks and applies one committed entry. It is deterministic.
-func (m *Machine) Apply(e *chain.Entry, _ uint64, _ time.Time) error {
+func (m *Machine) Apply(e Entry, _ uint64, _ time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a := e.Author()
+	a := e.Author
 	if last, ok := m.nonces[a]; ok && e.Nonce <= last {
 		return fmt.Errorf("policies: nonce %d of account %s is not above its last nonce %d (replayed or out of order)", e.Nonce, a, last)
 	}
@@ -63,7 +82,7 @@ func (m *Machine) Apply(e *chain.Entry, _ uint64, _ time.Time) error {
 }
 
 // NextNonce returns the smallest nonce the account may use next.
-func (m *Machine) NextNonce(a chain.Address) uint64 {
+func (m *Machine) NextNonce(a Address) uint64 {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.nonces[a] + 1
@@ -76,7 +95,7 @@ func (m *Machine) StateHash() [32]byte {
 	defer m.mu.RUnlock()
 	h := sha256.New()
 	h.Write(binary.BigEndian.AppendUint64(nil, m.entries))
-	addrs := make([]chain.Address, 0, len(m.nonces))
+	addrs := make([]Address, 0, len(m.nonces))
 	for a := range m.nonces {
 		addrs = append(addrs, a)
 	}

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/datasandbox/datasandbox/api"
+	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
-	"github.com/datasandbox/datasandbox/policies"
 )
 
 func cmdHealth(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
@@ -328,7 +328,7 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	// Stream every entry: signature, leaf hash into a compact frontier,
 	// and a replay of the state machine.
 	var fr chain.Frontier
-	sm := policies.New()
+	sm := audit.NewStateMachine()
 	authors := map[chain.Address]bool{}
 	for next := uint64(0); next < cp.Size && rep.FirstFailure == nil; {
 		var er api.EntriesResponse
@@ -376,7 +376,7 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 			fail(int64(cp.Size), "the root of the %d entries does not match the signed checkpoint", cp.Size)
 		}
 	}
-	sh := sm.StateHash()
+	sh := sm.M.StateHash()
 	rep.StateHash = hex.EncodeToString(sh[:])
 
 	// Consistency with the last checkpoint verified from this origin.

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/datasandbox/datasandbox/api"
+	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
-	"github.com/datasandbox/datasandbox/policies"
 )
 
 // nodeSpec is everything needed to start one node.
@@ -36,7 +36,7 @@ type nodeSpec struct {
 type liveNode struct {
 	spec  nodeSpec
 	chain *chain.Node
-	sm    *policies.Machine
+	sm    audit.StateMachine
 	api   *api.Server
 	ln    net.Listener
 	done  chan error
@@ -44,7 +44,7 @@ type liveNode struct {
 }
 
 func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
-	sm := policies.New()
+	sm := audit.NewStateMachine()
 	cfg := chain.DefaultConfig()
 	cfg.ID, cfg.Dir, cfg.RaftAddr, cfg.Advertise, cfg.Key = s.ID, s.Dir, s.Raft, s.Advertise, s.Key
 	if s.Origin != "" {

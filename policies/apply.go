@@ -1,0 +1,705 @@
+package policies
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Entry is a committed ledger entry as the state machine sees it. The
+// adapter (package audit) has checked the author's signature and, for an
+// entry a node relays for an account, the account's request signature.
+type Entry struct {
+	Author Address // who signed the ledger entry: the actor, or a node relaying
+	Actor  Address // whose action it is (equal to Author for direct entries)
+	// ActorKey is the public key the actor's signature was checked with.
+	ActorKey  []byte
+	Algorithm string
+	Kind      string
+	Time      time.Time // the author's time
+	Payload   []byte    // the action document (JSON)
+	// Extra is what a relaying node adds to the actor's document: for
+	// job.submit, the dataset and the query's plan.
+	Extra []byte
+	// ReplayKey identifies the signed act (the request signature, or the
+	// author and nonce); it is refused a second time. ReplayTime anchors
+	// it: the request's created time, or the entry's time.
+	ReplayKey  string
+	ReplayTime time.Time
+}
+
+// ReplayWindow is how far a signed act's time may be from the block time.
+// Replay keys are remembered for twice as long, so a replay is refused
+// for as long as its time would still be accepted.
+const ReplayWindow = 10 * time.Minute
+
+// AddressOf derives an address from a public key, as chain does.
+func AddressOf(pub []byte) Address {
+	sum := sha256.Sum256(pub)
+	var a Address
+	copy(a[:], sum[:20])
+	return a
+}
+
+// Kinds of entries.
+const (
+	KindGenesis         = "genesis"
+	KindAccountRegister = "account.register"
+	KindAccountGrant    = "account.grant"
+	KindAccountRevoke   = "account.revoke"
+	KindAccountRotate   = "account.rotate"
+	KindTableSet        = "table.set"
+	KindDatasetRegister = "dataset.register"
+	KindPolicyPublish   = "policy.publish"
+	KindPolicyRevoke    = "policy.revoke"
+	KindJobSubmit       = "job.submit"
+	KindJobApprove      = "job.approve"
+	KindJobReject       = "job.reject"
+	KindJobStart        = "job.start"
+	KindJobComplete     = "job.complete"
+	KindJobFail         = "job.fail"
+)
+
+// Genesis is the first entry's document.
+type Genesis struct {
+	Consortium string              `json:"consortium"`
+	Table      map[string][]string `json:"table"`
+	Accounts   []GenesisAccount    `json:"accounts"`
+}
+
+// GenesisAccount is an account written by genesis.
+type GenesisAccount struct {
+	PublicKey []byte   `json:"public_key"`
+	Algorithm string   `json:"algorithm"`
+	Name      string   `json:"name,omitempty"`
+	Org       string   `json:"org,omitempty"`
+	Roles     []string `json:"roles"`
+}
+
+// Documents of the other kinds.
+type (
+	RegisterDoc struct {
+		PublicKey []byte `json:"public_key"`
+		Algorithm string `json:"algorithm"`
+		Name      string `json:"name,omitempty"`
+	}
+	GrantDoc struct {
+		Address string `json:"address"`
+		Role    string `json:"role"`
+		Org     string `json:"org,omitempty"`
+	}
+	RotateDoc struct {
+		PublicKey []byte `json:"public_key"`
+	}
+	TableDoc struct {
+		Role        string   `json:"role"`
+		Permissions []string `json:"permissions"`
+	}
+	DatasetDoc struct {
+		Name   string `json:"name"`
+		Schema Schema `json:"schema"`
+		SHA256 string `json:"sha256"`
+		Rows   int64  `json:"rows"`
+	}
+	PolicyRevokeDoc struct {
+		Policy string `json:"policy"`
+	}
+	JobDoc struct {
+		Query   string `json:"query"`
+		Mode    string `json:"mode"`
+		Purpose string `json:"purpose"`
+	}
+	// JobExtra is what the relaying node adds to a job.submit.
+	JobExtra struct {
+		Dataset string `json:"dataset"`
+		Plan    Plan   `json:"plan"`
+	}
+	JobDecisionDoc struct {
+		Job    string `json:"job"`
+		Reason string `json:"reason,omitempty"`
+	}
+	JobResultDoc struct {
+		Job        string  `json:"job"`
+		ResultHash string  `json:"result_sha256,omitempty"`
+		Epsilon    float64 `json:"epsilon_spent,omitempty"`
+		Suppressed int     `json:"suppressed,omitempty"`
+		Engine     string  `json:"engine,omitempty"`
+		Reason     string  `json:"reason,omitempty"`
+	}
+)
+
+var knownPermissions = []string{PermJoin, PermSync, PermReadAll, PermReadGroup, PermReadOwn, PermGrant,
+	PermRegisterDataset, PermPublishPolicy, PermApproveJob, PermSubmitJob}
+
+// KindPermission names the permission an actor needs for each kind ("" for
+// kinds with their own rule).
+var KindPermission = map[string]string{
+	KindAccountGrant: PermGrant, KindAccountRevoke: PermGrant, KindTableSet: PermGrant,
+	KindDatasetRegister: PermRegisterDataset, KindPolicyPublish: PermPublishPolicy, KindPolicyRevoke: PermPublishPolicy,
+	KindJobSubmit: PermSubmitJob, KindJobApprove: PermApproveJob, KindJobReject: PermApproveJob,
+	KindJobStart: PermJoin, KindJobComplete: PermJoin, KindJobFail: PermJoin,
+}
+
+// Apply checks and applies one committed entry at log index. It is
+// deterministic; on error the state is unchanged.
+func (m *Machine) Apply(e Entry, index uint64, blockTime time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.s
+	if e.Kind == KindGenesis {
+		if s.Genesis || index != 0 {
+			return fmt.Errorf("%w: genesis must be the first entry, and only once", ErrInvalid)
+		}
+		ns := newState()
+		if err := ns.genesis(e, blockTime); err != nil {
+			return err
+		}
+		m.s = ns
+		return nil
+	}
+	if !s.Genesis {
+		return fmt.Errorf("%w: the first entry must be genesis", ErrInvalid)
+	}
+	if e.Author != e.Actor && !s.can(e.Author, PermJoin) {
+		return fmt.Errorf("%w: %s relays for %s but is not a node (needs %s)", ErrForbidden, e.Author, e.Actor, PermJoin)
+	}
+	if e.Extra != nil && e.Kind != KindJobSubmit {
+		return fmt.Errorf("%w: %s takes no relay data", ErrInvalid, e.Kind)
+	}
+	if d := e.ReplayTime.Sub(blockTime); d > ReplayWindow || d < -ReplayWindow {
+		return fmt.Errorf("%w: signed at %s, more than %s from the ledger's time %s", ErrReplay,
+			e.ReplayTime.UTC().Format(time.RFC3339), ReplayWindow, blockTime.UTC().Format(time.RFC3339))
+	}
+	s.pruneUsed(blockTime)
+	if e.ReplayKey == "" {
+		return fmt.Errorf("%w: no replay key", ErrInvalid)
+	}
+	if _, used := s.Used[e.ReplayKey]; used {
+		return fmt.Errorf("%w: this signed request or entry was already applied", ErrReplay)
+	}
+	if e.Kind != KindAccountRegister {
+		if _, ok := s.Accounts[e.Actor.String()]; !ok {
+			return fmt.Errorf("%w: %s", ErrUnknownAccount, e.Actor)
+		}
+	}
+	if perm := KindPermission[e.Kind]; perm != "" && !s.can(e.Actor, perm) {
+		return fmt.Errorf("%w: account %s lacks permission %s", ErrForbidden, e.Actor, perm)
+	}
+	// Each kind checks everything before it changes anything, so that a
+	// refusal leaves the state as it was.
+	if err := s.apply(e, index, blockTime); err != nil {
+		return err
+	}
+	exp := e.ReplayTime.Add(2 * ReplayWindow)
+	s.Used[e.ReplayKey] = exp
+	s.UsedLog = append(s.UsedLog, usedKey{Key: e.ReplayKey, Expiry: exp})
+	s.Counts[e.Kind]++
+	return nil
+}
+
+func (s *state) pruneUsed(now time.Time) {
+	i := 0
+	for i < len(s.UsedLog) && s.UsedLog[i].Expiry.Before(now) {
+		// Keys are not strictly in expiry order; a key still in force is
+		// kept in the map even when an older one is dropped here.
+		if exp, ok := s.Used[s.UsedLog[i].Key]; ok && !exp.After(now) {
+			delete(s.Used, s.UsedLog[i].Key)
+		}
+		i++
+	}
+	s.UsedLog = s.UsedLog[i:]
+}
+
+func (s *state) genesis(e Entry, blockTime time.Time) error {
+	var g Genesis
+	if err := strictUnmarshal(e.Payload, &g); err != nil {
+		return fmt.Errorf("%w: genesis: %v", ErrInvalid, err)
+	}
+	if len(g.Table) == 0 {
+		return fmt.Errorf("%w: genesis has no permission table", ErrInvalid)
+	}
+	for role, perms := range g.Table {
+		if err := checkRole(role, perms); err != nil {
+			return err
+		}
+	}
+	s.Table = g.Table
+	s.Name = g.Consortium
+	for _, a := range g.Accounts {
+		if err := checkKey(a.PublicKey, a.Algorithm); err != nil {
+			return err
+		}
+		addr := AddressOf(a.PublicKey)
+		if _, dup := s.Accounts[addr.String()]; dup {
+			return fmt.Errorf("%w: genesis lists account %s twice", ErrInvalid, addr)
+		}
+		for _, r := range a.Roles {
+			if _, ok := g.Table[r]; !ok {
+				return fmt.Errorf("%w: genesis account %s has unknown role %q", ErrInvalid, addr, clip(r))
+			}
+		}
+		s.Accounts[addr.String()] = &Account{Address: addr, PublicKey: a.PublicKey, Algorithm: a.Algorithm, Name: a.Name, Org: a.Org, Roles: sortedSet(a.Roles)}
+	}
+	if !s.can(e.Author, PermGrant) {
+		return fmt.Errorf("%w: genesis must be signed by one of its accounts holding %s", ErrInvalid, PermGrant)
+	}
+	s.Genesis = true
+	s.Counts[KindGenesis]++
+	s.Used["genesis"] = blockTime.Add(2 * ReplayWindow)
+	return nil
+}
+
+func checkRole(role string, perms []string) error {
+	if !identRE.MatchString(role) {
+		return fmt.Errorf("%w: role name %q must match [a-z_][a-z0-9_]*", ErrInvalid, clip(role))
+	}
+	for _, p := range perms {
+		if !contains(knownPermissions, p) {
+			return fmt.Errorf("%w: role %s: unknown permission %q", ErrInvalid, role, clip(p))
+		}
+	}
+	return nil
+}
+
+func checkKey(pub []byte, alg string) error {
+	if alg != "ed25519" || len(pub) != 32 {
+		return fmt.Errorf("%w: account keys must be 32-byte ed25519 public keys (requests are signed with RFC 9421 ed25519)", ErrInvalid)
+	}
+	return nil
+}
+
+func sortedSet(in []string) []string {
+	out := append([]string(nil), in...)
+	sort.Strings(out)
+	j := 0
+	for i := range out {
+		if i == 0 || out[i] != out[i-1] {
+			out[j] = out[i]
+			j++
+		}
+	}
+	return out[:j]
+}
+
+func decode(e Entry, v any) error {
+	if err := strictUnmarshal(e.Payload, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalid, e.Kind, err)
+	}
+	return nil
+}
+
+// apply runs on a copy of the state.
+func (s *state) apply(e Entry, index uint64, now time.Time) error {
+	actor := s.Accounts[e.Actor.String()]
+	switch e.Kind {
+	case KindAccountRegister:
+		var d RegisterDoc
+		if err := decode(e, &d); err != nil {
+			return err
+		}
+		if err := checkKey(d.PublicKey, d.Algorithm); err != nil {
+			return err
+		}
+		addr := AddressOf(d.PublicKey)
+		if addr != e.Actor {
+			return fmt.Errorf("%w: the key registered must be the actor's own", ErrInvalid)
+		}
+		acc, ok := s.Accounts[addr.String()]
+		if ok && acc.PublicKey != nil {
+			return fmt.Errorf("%w: account %s is already registered", ErrConflict, addr)
+		}
+		if !ok {
+			acc = &Account{Address: addr, Roles: []string{}}
+			s.Accounts[addr.String()] = acc
+		}
+		acc.PublicKey, acc.Algorithm, acc.Name = d.PublicKey, d.Algorithm, d.Name
+	case KindAccountGrant, KindAccountRevoke:
+		var d GrantDoc
+		if err := decode(e, &d); err != nil {
+			return err
+		}
+		addr, err := ParseAddress(d.Address)
+		if err != nil {
+			return err
+		}
+		if _, ok := s.Table[d.Role]; !ok {
+			return fmt.Errorf("%w: unknown role %q", ErrInvalid, clip(d.Role))
+		}
+		acc, ok := s.Accounts[addr.String()]
+		if !ok {
+			if e.Kind == KindAccountRevoke {
+				return fmt.Errorf("%w: account %s", ErrUnknownAccount, addr)
+			}
+			acc = &Account{Address: addr, Roles: []string{}}
+		}
+		if e.Kind == KindAccountGrant {
+			acc.Roles = sortedSet(append(acc.Roles, d.Role))
+			if d.Org != "" {
+				acc.Org = d.Org
+			}
+			s.Accounts[addr.String()] = acc
+			return nil
+		}
+		if !contains(acc.Roles, d.Role) {
+			return fmt.Errorf("%w: account %s does not hold role %s", ErrConflict, addr, d.Role)
+		}
+		old := acc.Roles
+		kept := []string{}
+		for _, r := range acc.Roles {
+			if r != d.Role {
+				kept = append(kept, r)
+			}
+		}
+		acc.Roles = kept
+		if s.admins() == 0 {
+			acc.Roles = old
+			return fmt.Errorf("%w: revoking it would leave no account with %s", ErrConflict, PermGrant)
+		}
+	case KindAccountRotate:
+		var d RotateDoc
+		if err := decode(e, &d); err != nil {
+			return err
+		}
+		if err := checkKey(d.PublicKey, "ed25519"); err != nil {
+			return err
+		}
+		actor.PublicKey = d.PublicKey
+	case KindTableSet:
+		var d TableDoc
+		if err := decode(e, &d); err != nil {
+			return err
+		}
+		if err := checkRole(d.Role, d.Permissions); err != nil {
+			return err
+		}
+		old, had := s.Table[d.Role]
+		s.Table[d.Role] = sortedSet(d.Permissions)
+		if s.admins() == 0 {
+			if had {
+				s.Table[d.Role] = old
+			} else {
+				delete(s.Table, d.Role)
+			}
+			return fmt.Errorf("%w: this would leave no account with %s", ErrConflict, PermGrant)
+		}
+	case KindDatasetRegister:
+		var d DatasetDoc
+		if err := decode(e, &d); err != nil {
+			return err
+		}
+		if !identRE.MatchString(d.Name) {
+			return fmt.Errorf("%w: dataset name %q must match [a-z_][a-z0-9_]*", ErrInvalid, clip(d.Name))
+		}
+		if _, taken := s.Datasets[d.Name]; taken {
+			return fmt.Errorf("%w: dataset %q is already registered", ErrConflict, d.Name)
+		}
+		if err := d.Schema.Validate(); err != nil {
+			return err
+		}
+		if len(d.SHA256) != 64 || strings.Trim(d.SHA256, "0123456789abcdef") != "" || d.Rows < 0 {
+			return fmt.Errorf("%w: dataset needs a hex sha256 and a row count", ErrInvalid)
+		}
+		s.Datasets[d.Name] = &Dataset{Name: d.Name, Owner: e.Actor, Org: actor.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows, Time: now}
+	case KindPolicyPublish:
+		p, err := ParsePolicy(e.Payload)
+		if err != nil {
+			return err
+		}
+		ds, ok := s.Datasets[p.Dataset]
+		if !ok {
+			return fmt.Errorf("%w: dataset %q", ErrNotFound, clip(p.Dataset))
+		}
+		if !sameOwner(ds, actor) {
+			return fmt.Errorf("%w: dataset %q belongs to another agency", ErrForbidden, p.Dataset)
+		}
+		if err := p.validateAgainst(&ds.Schema, now); err != nil {
+			return err
+		}
+		p.ID = "pol-" + strconv.FormatUint(index, 10)
+		p.Owner = e.Actor
+		s.Policies[p.ID] = p
+	case KindPolicyRevoke:
+		var d PolicyRevokeDoc
+		if err := decode(e, &d); err != nil {
+			return err
+		}
+		p, ok := s.Policies[d.Policy]
+		if !ok {
+			return fmt.Errorf("%w: policy %q", ErrNotFound, clip(d.Policy))
+		}
+		if !sameOwner(s.Datasets[p.Dataset], actor) {
+			return fmt.Errorf("%w: policy %s belongs to another agency", ErrForbidden, p.ID)
+		}
+		p.Revoked = true
+	case KindJobSubmit:
+		return s.submit(e, index, now)
+	case KindJobApprove, KindJobReject:
+		return s.decide(e, now)
+	case KindJobStart, KindJobComplete, KindJobFail:
+		return s.progress(e, now)
+	default:
+		if !strings.HasPrefix(e.Kind, "note.") {
+			return fmt.Errorf("%w: unknown entry kind %q", ErrInvalid, clip(e.Kind))
+		}
+		if !json.Valid(e.Payload) {
+			return fmt.Errorf("%w: a note's payload must be JSON", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func (s *state) admins() int {
+	n := 0
+	for _, a := range s.Accounts {
+		if a.PublicKey != nil && s.can(a.Address, PermGrant) {
+			n++
+		}
+	}
+	return n
+}
+
+// sameOwner: the actor is the dataset's owner or an account of its org.
+func sameOwner(ds *Dataset, actor *Account) bool {
+	return ds != nil && actor != nil && (ds.Owner == actor.Address || (ds.Org != "" && ds.Org == actor.Org))
+}
+
+func (s *state) submit(e Entry, index uint64, now time.Time) error {
+	var d JobDoc
+	if err := decode(e, &d); err != nil {
+		return err
+	}
+	var x JobExtra
+	if e.Extra == nil {
+		return fmt.Errorf("%w: job.submit needs the relaying node's plan", ErrInvalid)
+	}
+	if err := strictUnmarshal(e.Extra, &x); err != nil {
+		return fmt.Errorf("%w: job plan: %v", ErrInvalid, err)
+	}
+	if d.Mode != ModeMasked && d.Mode != ModeHE {
+		return fmt.Errorf("%w: mode must be masked or he", ErrInvalid)
+	}
+	j := &Job{ID: "job-" + strconv.FormatUint(index, 10), Requester: e.Actor, Dataset: x.Dataset, Mode: d.Mode,
+		Purpose: d.Purpose, Query: d.Query, Plan: x.Plan, Submitted: now, Updated: now}
+	s.Jobs[j.ID] = j
+	p, reason := s.evaluate(j, now)
+	if p == nil {
+		j.Status, j.Reason = JobRejected, reason
+		return nil
+	}
+	j.Policy, j.Epsilon = p.ID, p.DP.EpsilonPerQuery
+	if p.Approval.Mode == "manual" {
+		j.Status, j.Needed = JobPending, p.Approval.Approvers
+		return nil
+	}
+	s.authorise(j, p)
+	return nil
+}
+
+// authorise debits the budget or rejects the job when it is exhausted.
+func (s *state) authorise(j *Job, p *Policy) {
+	spent := s.Spent[j.Requester.String()][j.Dataset]
+	if spent+p.DP.EpsilonPerQuery > p.DP.EpsilonBudget+1e-12 {
+		j.Status = JobRejected
+		j.Reason = fmt.Sprintf("privacy budget exhausted for dataset %q: spent %s of %s, this query needs %s",
+			j.Dataset, fnum(spent), fnum(p.DP.EpsilonBudget), fnum(p.DP.EpsilonPerQuery))
+		return
+	}
+	if s.Spent[j.Requester.String()] == nil {
+		s.Spent[j.Requester.String()] = map[string]float64{}
+	}
+	s.Spent[j.Requester.String()][j.Dataset] = spent + p.DP.EpsilonPerQuery
+	j.Status, j.Reason = JobAuthorised, ""
+}
+
+func fnum(f float64) string { return strconv.FormatFloat(f, 'g', 6, 64) }
+
+// evaluate finds the first active policy on the job's dataset that allows
+// it; otherwise it returns why each one refuses.
+func (s *state) evaluate(j *Job, now time.Time) (*Policy, string) {
+	ds, ok := s.Datasets[j.Dataset]
+	if !ok {
+		return nil, fmt.Sprintf("unknown dataset %q", clip(j.Dataset))
+	}
+	var ids []string
+	for id, p := range s.Policies {
+		if p.Dataset == j.Dataset && !p.Revoked {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Sprintf("no policy allows any use of dataset %q", j.Dataset)
+	}
+	sort.Slice(ids, func(a, b int) bool { return policySeq(ids[a]) < policySeq(ids[b]) })
+	var reasons []string
+	for _, id := range ids {
+		p := s.Policies[id]
+		if r := s.check(p, ds, j, now); r != "" {
+			reasons = append(reasons, r)
+			continue
+		}
+		return p, ""
+	}
+	return nil, strings.Join(reasons, "; ")
+}
+
+// check returns the first rule of p that the job breaks, or "".
+func (s *state) check(p *Policy, ds *Dataset, j *Job, now time.Time) string {
+	if !p.Expires.After(now) {
+		return fmt.Sprintf("policy %s expired at %s", p.ID, p.Expires.UTC().Format(time.RFC3339))
+	}
+	if !s.isGrantee(p, j.Requester) {
+		return fmt.Sprintf("policy %s: requester %s is not a grantee", p.ID, j.Requester)
+	}
+	if !strings.EqualFold(strings.TrimSpace(j.Purpose), strings.TrimSpace(p.Purpose)) {
+		return fmt.Sprintf("policy %s: purpose %q does not match %q", p.ID, clip(j.Purpose), p.Purpose)
+	}
+	if !contains(p.Modes, j.Mode) {
+		return fmt.Sprintf("policy %s: mode %s is not allowed (allowed: %s)", p.ID, j.Mode, strings.Join(p.Modes, ", "))
+	}
+	if len(j.Plan.Aggregates) == 0 {
+		return fmt.Sprintf("policy %s: the query computes no aggregate", p.ID)
+	}
+	for _, a := range j.Plan.Aggregates {
+		fn := lower(a.Func)
+		if fn == "count" && (len(a.Columns) == 0 || a.Columns[0] == "*") {
+			continue // COUNT(*) is protected by the threshold and DP
+		}
+		for _, col := range a.Columns {
+			if _, ok := ds.Schema.Column(col); !ok {
+				return fmt.Sprintf("policy %s: unknown column %q", p.ID, clip(col))
+			}
+			if !contains(lowerAll(p.Aggregates[col]), fn) {
+				return fmt.Sprintf("policy %s: aggregate %s(%s) is not allowed", p.ID, fn, col)
+			}
+		}
+	}
+	for _, col := range j.Plan.GroupBy {
+		if !contains(p.GroupBy, col) {
+			return fmt.Sprintf("policy %s: column %q may not be grouped by", p.ID, clip(col))
+		}
+	}
+	for _, col := range j.Plan.Filter {
+		if !contains(p.Filter, col) {
+			return fmt.Sprintf("policy %s: column %q may not be filtered on", p.ID, clip(col))
+		}
+	}
+	if math.IsNaN(p.DP.EpsilonPerQuery) {
+		return fmt.Sprintf("policy %s: invalid epsilon", p.ID)
+	}
+	return ""
+}
+
+func lowerAll(in []string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = lower(s)
+	}
+	return out
+}
+
+func (s *state) isGrantee(p *Policy, a Address) bool {
+	acc := s.Accounts[a.String()]
+	for _, g := range p.Grantees {
+		kind, v, err := parseGrantee(g)
+		if err != nil {
+			continue
+		}
+		switch kind {
+		case "account":
+			if v == a.String() {
+				return true
+			}
+		case "role":
+			if acc != nil && contains(acc.Roles, v) {
+				return true
+			}
+		case "org":
+			if acc != nil && acc.Org == v {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *state) decide(e Entry, now time.Time) error {
+	var d JobDecisionDoc
+	if err := decode(e, &d); err != nil {
+		return err
+	}
+	j, ok := s.Jobs[d.Job]
+	if !ok {
+		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
+	}
+	if !sameOwner(s.Datasets[j.Dataset], s.Accounts[e.Actor.String()]) {
+		return fmt.Errorf("%w: job %s uses dataset %q of another agency", ErrForbidden, j.ID, j.Dataset)
+	}
+	if j.Status != JobPending {
+		return fmt.Errorf("%w: job %s is %s, not pending", ErrConflict, j.ID, j.Status)
+	}
+	if e.Kind == KindJobReject {
+		if strings.TrimSpace(d.Reason) == "" {
+			return fmt.Errorf("%w: a rejection needs a reason", ErrInvalid)
+		}
+		j.Updated = now
+		j.Status, j.Reason = JobRejected, "rejected by "+e.Actor.String()+": "+clip(d.Reason)
+		return nil
+	}
+	for _, a := range j.Approvals {
+		if a == e.Actor {
+			return fmt.Errorf("%w: %s already approved job %s", ErrConflict, e.Actor, j.ID)
+		}
+	}
+	j.Updated = now
+	j.Approvals = append(j.Approvals, e.Actor)
+	if len(j.Approvals) < j.Needed {
+		return nil
+	}
+	p := s.Policies[j.Policy]
+	if r := s.check(p, s.Datasets[j.Dataset], j, now); r != "" || p.Revoked {
+		if p.Revoked {
+			r = "policy " + p.ID + " was revoked"
+		}
+		j.Status, j.Reason = JobRejected, r
+		return nil
+	}
+	s.authorise(j, p)
+	return nil
+}
+
+func (s *state) progress(e Entry, now time.Time) error {
+	var d JobResultDoc
+	if err := decode(e, &d); err != nil {
+		return err
+	}
+	j, ok := s.Jobs[d.Job]
+	if !ok {
+		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
+	}
+	from := map[string][]string{
+		KindJobStart:    {JobAuthorised},
+		KindJobComplete: {JobRunning, JobAuthorised},
+		KindJobFail:     {JobRunning, JobAuthorised},
+	}[e.Kind]
+	if !contains(from, j.Status) {
+		return fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, j.Status)
+	}
+	if e.Kind == KindJobComplete && len(d.ResultHash) != 64 {
+		return fmt.Errorf("%w: job.complete needs result_sha256", ErrInvalid)
+	}
+	j.Updated = now
+	switch e.Kind {
+	case KindJobStart:
+		j.Status = JobRunning
+	case KindJobComplete:
+		j.Status, j.ResultHash, j.Suppressed, j.Engine = JobCompleted, d.ResultHash, d.Suppressed, d.Engine
+	case KindJobFail:
+		j.Status, j.Reason = JobFailed, clip(d.Reason)
+	}
+	return nil
+}

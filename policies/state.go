@@ -1,0 +1,347 @@
+package policies
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors. Callers test them with errors.Is; the API maps them to statuses.
+var (
+	// ErrInvalid: a malformed or inconsistent document or entry.
+	ErrInvalid = errors.New("policies: invalid")
+	// ErrForbidden: the account lacks the permission for the action.
+	ErrForbidden = errors.New("policies: forbidden")
+	// ErrUnknownAccount: no account with that address is registered.
+	ErrUnknownAccount = errors.New("policies: unknown account")
+	// ErrNotFound: no such dataset, policy or job.
+	ErrNotFound = errors.New("policies: not found")
+	// ErrReplay: the entry or request was already used.
+	ErrReplay = errors.New("policies: replayed")
+	// ErrConflict: the action does not fit the current state (a job
+	// already decided, a dataset name taken).
+	ErrConflict = errors.New("policies: conflict")
+)
+
+// Address is an account address: the first 20 bytes of SHA-256 of the
+// account's first public key.
+type Address [20]byte
+
+// String returns the address as 40 hex digits.
+func (a Address) String() string { return hex.EncodeToString(a[:]) }
+
+// MarshalText encodes the address as hex (also as a JSON map key).
+func (a Address) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// UnmarshalText reads 40 hex digits.
+func (a *Address) UnmarshalText(b []byte) error {
+	x, err := ParseAddress(string(b))
+	*a = x
+	return err
+}
+
+// ParseAddress reads 40 hex digits.
+func ParseAddress(s string) (Address, error) {
+	var a Address
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(a) {
+		return a, fmt.Errorf("%w: address %q is not 40 hex digits", ErrInvalid, clip(s))
+	}
+	copy(a[:], b)
+	return a, nil
+}
+
+// Permissions (DESIGN.md).
+const (
+	PermJoin            = "join"     // run a node
+	PermSync            = "sync"     // replicate the ledger
+	PermReadAll         = "read.all" // read every ledger entry
+	PermReadGroup       = "read.group"
+	PermReadOwn         = "read.own"
+	PermGrant           = "grant" // grant roles, change the table
+	PermRegisterDataset = "dataset.register"
+	PermPublishPolicy   = "policy.publish"
+	PermApproveJob      = "job.approve"
+	PermSubmitJob       = "job.submit"
+)
+
+// DefaultTable is the role -> permission table of DESIGN.md, plus the node
+// role that nodes' own accounts hold (they run, sync and record results).
+func DefaultTable() map[string][]string {
+	return map[string][]string{
+		"admin":      {PermJoin, PermSync, PermReadAll, PermReadGroup, PermReadOwn, PermGrant},
+		"agency":     {PermJoin, PermSync, PermReadGroup, PermReadOwn, PermRegisterDataset, PermPublishPolicy, PermApproveJob},
+		"enterprise": {PermReadOwn, PermSubmitJob},
+		"auditor":    {PermSync, PermReadAll, PermReadGroup, PermReadOwn},
+		"node":       {PermJoin, PermSync, PermReadAll},
+	}
+}
+
+// Account is a registered account.
+type Account struct {
+	Address   Address  `json:"address"`
+	PublicKey []byte   `json:"public_key"` // current key (rotation replaces it)
+	Algorithm string   `json:"algorithm"`
+	Name      string   `json:"name,omitempty"`
+	Org       string   `json:"org,omitempty"`
+	Roles     []string `json:"roles"`
+}
+
+// Dataset is a registration: metadata and digest, never the data.
+type Dataset struct {
+	Name   string    `json:"name"`
+	Owner  Address   `json:"owner"`
+	Org    string    `json:"org"`
+	Schema Schema    `json:"schema"`
+	SHA256 string    `json:"sha256"`
+	Rows   int64     `json:"rows"`
+	Time   time.Time `json:"time"`
+}
+
+// Job statuses.
+const (
+	JobPending    = "pending" // waiting for manual approvals
+	JobAuthorised = "authorised"
+	JobRejected   = "rejected"
+	JobRunning    = "running"
+	JobCompleted  = "completed"
+	JobFailed     = "failed"
+)
+
+// Job is an enterprise's analysis request and what became of it.
+type Job struct {
+	ID         string    `json:"id"`
+	Requester  Address   `json:"requester"`
+	Dataset    string    `json:"dataset"`
+	Mode       string    `json:"mode"`
+	Purpose    string    `json:"purpose"`
+	Query      string    `json:"query"`
+	Plan       Plan      `json:"plan"`
+	Policy     string    `json:"policy,omitempty"`
+	Epsilon    float64   `json:"epsilon"`
+	Status     string    `json:"status"`
+	Reason     string    `json:"reason,omitempty"`
+	Approvals  []Address `json:"approvals,omitempty"`
+	Needed     int       `json:"needed,omitempty"`
+	Submitted  time.Time `json:"submitted"`
+	Updated    time.Time `json:"updated"`
+	ResultHash string    `json:"result_sha256,omitempty"`
+	Suppressed int       `json:"suppressed,omitempty"`
+	Engine     string    `json:"engine,omitempty"`
+}
+
+// Plan is what a query reads, as the policy check needs it.
+type Plan struct {
+	Aggregates []Aggregate `json:"aggregates"`
+	GroupBy    []string    `json:"group_by,omitempty"`
+	Filter     []string    `json:"filter,omitempty"`
+}
+
+// Aggregate is one aggregate of a plan: a function over a column ("*" for
+// COUNT(*)); two-column functions list both.
+type Aggregate struct {
+	Func    string   `json:"func"`
+	Columns []string `json:"columns"`
+}
+
+// state is everything the ledger decides. Its JSON encoding is canonical.
+type state struct {
+	Genesis  bool                          `json:"genesis"`
+	Name     string                        `json:"consortium"`
+	Table    map[string][]string           `json:"table"`
+	Accounts map[string]*Account           `json:"accounts"`
+	Datasets map[string]*Dataset           `json:"datasets"`
+	Policies map[string]*Policy            `json:"policies"`
+	Jobs     map[string]*Job               `json:"jobs"`
+	Spent    map[string]map[string]float64 `json:"spent"` // requester -> dataset -> epsilon
+	Used     map[string]time.Time          `json:"used"`  // replay keys -> expiry
+	UsedLog  []usedKey                     `json:"used_log"`
+	Counts   map[string]uint64             `json:"counts"` // entries by kind
+}
+
+type usedKey struct {
+	Key    string    `json:"k"`
+	Expiry time.Time `json:"e"`
+}
+
+func newState() *state {
+	return &state{
+		Table: map[string][]string{}, Accounts: map[string]*Account{}, Datasets: map[string]*Dataset{},
+		Policies: map[string]*Policy{}, Jobs: map[string]*Job{}, Spent: map[string]map[string]float64{},
+		Used: map[string]time.Time{}, Counts: map[string]uint64{},
+	}
+}
+
+// Machine is the replicated state. It is safe for concurrent use: the
+// ledger applies entries while the API reads.
+type Machine struct {
+	mu sync.RWMutex
+	s  *state
+}
+
+// New returns an empty state (before genesis).
+func New() *Machine { return &Machine{s: newState()} }
+
+// Reset discards all state.
+func (m *Machine) Reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.s = newState()
+}
+
+// Snapshot returns the canonical encoding of the whole state.
+func (m *Machine) Snapshot() ([]byte, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return json.Marshal(m.s)
+}
+
+// Restore replaces the state with a snapshot.
+func (m *Machine) Restore(b []byte) error {
+	s := newState()
+	if err := json.Unmarshal(b, s); err != nil {
+		return fmt.Errorf("%w: snapshot: %v", ErrInvalid, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.s = s
+	return nil
+}
+
+// StateHash is SHA-256 of the snapshot: equal logs give equal hashes.
+func (m *Machine) StateHash() [32]byte {
+	b, err := m.Snapshot()
+	if err != nil {
+		panic(err) // plain data always encodes
+	}
+	return sha256.Sum256(b)
+}
+
+// Account returns a copy of the account with that address.
+func (m *Machine) Account(a Address) (Account, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	acc, ok := m.s.Accounts[a.String()]
+	if !ok {
+		return Account{}, false
+	}
+	return *acc, true
+}
+
+// Can reports whether the account holds the permission through a role.
+func (m *Machine) Can(a Address, perm string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.s.can(a, perm)
+}
+
+func (s *state) can(a Address, perm string) bool {
+	acc, ok := s.Accounts[a.String()]
+	if !ok {
+		return false
+	}
+	for _, r := range acc.Roles {
+		if contains(s.Table[r], perm) {
+			return true
+		}
+	}
+	return false
+}
+
+// Orgs returns the organisation of each account that has one.
+func (m *Machine) Org(a Address) string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if acc, ok := m.s.Accounts[a.String()]; ok {
+		return acc.Org
+	}
+	return ""
+}
+
+// Datasets lists the registrations, by name.
+func (m *Machine) Datasets() []Dataset {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]Dataset, 0, len(m.s.Datasets))
+	for _, d := range m.s.Datasets {
+		out = append(out, *d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Dataset returns one registration.
+func (m *Machine) Dataset(name string) (Dataset, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	d, ok := m.s.Datasets[name]
+	if !ok {
+		return Dataset{}, false
+	}
+	return *d, true
+}
+
+// Policies lists the policies, by id.
+func (m *Machine) Policies() []Policy {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]Policy, 0, len(m.s.Policies))
+	for _, p := range m.s.Policies {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return policySeq(out[i].ID) < policySeq(out[j].ID) })
+	return out
+}
+
+// Job returns one job.
+func (m *Machine) Job(id string) (Job, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	j, ok := m.s.Jobs[id]
+	if !ok {
+		return Job{}, false
+	}
+	return *j, true
+}
+
+// Jobs lists the jobs a filter accepts, oldest first.
+func (m *Machine) Jobs(keep func(Job) bool) []Job {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []Job
+	for _, j := range m.s.Jobs {
+		if keep == nil || keep(*j) {
+			out = append(out, *j)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return policySeq(out[i].ID) < policySeq(out[j].ID) })
+	return out
+}
+
+// Spent returns the epsilon a requester has spent on a dataset.
+func (m *Machine) Spent(requester Address, dataset string) float64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.s.Spent[requester.String()][dataset]
+}
+
+// HasGenesis reports whether genesis was applied.
+func (m *Machine) HasGenesis() bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.s.Genesis
+}
+
+// policySeq orders ids of the form "<prefix>-<index>" by index.
+func policySeq(id string) uint64 {
+	_, num, _ := strings.Cut(id, "-")
+	n, _ := strconv.ParseUint(num, 10, 64)
+	return n
+}

@@ -1,17 +1,22 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/policies"
 )
 
 // HealthResponse is GET /v1/health.
@@ -115,9 +120,16 @@ func (s *Server) entries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := EntriesResponse{Entries: make([]IndexedEntry, len(raws))}
+	keep := s.readFilter(callerOf(c))
+	out := EntriesResponse{Entries: make([]IndexedEntry, 0, len(raws))}
 	for i, r := range raws {
-		out.Entries[i] = IndexedEntry{Index: start + uint64(i), Entry: b64(r)}
+		if keep(r) {
+			out.Entries = append(out.Entries, IndexedEntry{Index: start + uint64(i), Entry: b64(r)})
+		}
+	}
+	if n := start + uint64(len(raws)); len(out.Entries) < len(raws) && n < s.node.Ledger().Size() {
+		// Filtered pages may be short or empty; tell the client where to go on.
+		c.Response().Header().Set("Next-Start", strconv.FormatUint(n, 10))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -152,10 +164,40 @@ func parseAppendRequest(r io.Reader) ([]byte, error) {
 	return raw, nil
 }
 
+// readFilter applies the caller's read permission (the patent's read-all,
+// read-group, read-own) to committed entries.
+func (s *Server) readFilter(who *caller) func(raw []byte) bool {
+	if s.state.Can(who.addr, policies.PermReadAll) {
+		return func([]byte) bool { return true }
+	}
+	group := s.state.Can(who.addr, policies.PermReadGroup) && who.account.Org != ""
+	own := s.state.Can(who.addr, policies.PermReadOwn)
+	return func(raw []byte) bool {
+		e, err := chain.ParseEntry(raw)
+		if err != nil {
+			return false
+		}
+		actor := audit.Actor(e)
+		if own && actor == who.addr {
+			return true
+		}
+		if group {
+			acc, ok := s.state.Account(actor)
+			return ok && acc.Org == who.account.Org
+		}
+		return false
+	}
+}
+
 func (s *Server) appendEntry(c echo.Context) error {
-	raw, err := parseAppendRequest(c.Request().Body)
+	raw, err := parseAppendRequest(bytes.NewReader(callerOf(c).body))
 	if err != nil {
 		return err
+	}
+	if e, err := chain.ParseEntry(raw); err != nil {
+		return err
+	} else if policies.Address(e.Author()) != callerOf(c).addr {
+		return forbidden("an account submits only entries it signed itself")
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.AppendTimeout)
 	defer cancel()
@@ -229,4 +271,56 @@ func hashes64(h []chain.Hash) []string {
 		out[i] = b64(h[i][:])
 	}
 	return out
+}
+
+// BlockResponse is one block header.
+type BlockResponse struct {
+	Height     uint64 `json:"height"`
+	Prev       string `json:"prev"`
+	FirstIndex uint64 `json:"first_index"`
+	Count      uint32 `json:"count"`
+	Root       string `json:"root"`
+	Time       string `json:"time"` // RFC 3339 with nanoseconds
+	Proposer   string `json:"proposer"`
+	Hash       string `json:"hash"`
+}
+
+func (s *Server) blocks(c echo.Context) error {
+	start, end, err := parseRange(c.QueryParam("start"), c.QueryParam("end"), s.cfg.MaxPage)
+	if err != nil {
+		return err
+	}
+	l := s.node.Ledger()
+	out := []BlockResponse{}
+	if start == 0 {
+		start = 1
+	}
+	for h := start; h < end && h <= l.Height(); h++ {
+		b, err := l.Block(h)
+		if err != nil {
+			return err
+		}
+		hash := b.Hash()
+		out = append(out, BlockResponse{Height: b.Height, Prev: b64(b.Prev[:]), FirstIndex: b.FirstIndex, Count: b.Count,
+			Root: b64(b.Root[:]), Time: b.Time.UTC().Format(time.RFC3339Nano), Proposer: b.Proposer, Hash: b64(hash[:])})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"blocks": out})
+}
+
+// StateResponse is GET /v1/ledger/state.
+type StateResponse struct {
+	Applied   uint64 `json:"applied"`
+	StateHash string `json:"state_hash"`
+}
+
+func (s *Server) stateHash(c echo.Context) error {
+	// The hash and the count must describe the same state: read the count
+	// on both sides of the hash and retry if an entry was applied between.
+	for {
+		n := s.node.Ledger().Applied()
+		h := s.state.StateHash()
+		if s.node.Ledger().Applied() == n {
+			return c.JSON(http.StatusOK, StateResponse{Applied: n, StateHash: hex.EncodeToString(h[:])})
+		}
+	}
 }

@@ -15,16 +15,32 @@ func (s *Server) openapi(c echo.Context) error {
 		if paths[r.Path] == nil {
 			paths[r.Path] = map[string]any{}
 		}
-		paths[r.Path][strings.ToLower(r.Method)] = map[string]any{
+		op := map[string]any{
 			"summary": r.Summary,
 			"responses": map[string]any{
 				"default": map[string]any{"description": "JSON, or application/problem+json (RFC 9457) on error"},
 			},
 		}
+		if !r.Public {
+			op["security"] = []map[string][]string{{"httpMessageSignature": {}}}
+			desc := "needs a signature by a registered account"
+			if r.Perm != "" {
+				desc += " holding permission " + r.Perm
+			}
+			op["description"] = desc
+		}
+		if strings.Contains(r.Path, "{id}") {
+			op["parameters"] = []map[string]any{{"name": "id", "in": "path", "required": true, "schema": map[string]string{"type": "string"}}}
+		}
+		paths[r.Path][strings.ToLower(r.Method)] = op
 	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"openapi": "3.0.3",
 		"info":    map[string]any{"title": "datasandbox node API", "version": "1"},
 		"paths":   paths,
+		"components": map[string]any{"securitySchemes": map[string]any{"httpMessageSignature": map[string]any{
+			"type": "apiKey", "in": "header", "name": "Signature",
+			"description": "RFC 9421 HTTP Message Signature: ed25519, keyid = account address, covering \"@method\" \"@target-uri\" and, with a body, \"content-digest\" (RFC 9530 sha-256), with created within 5 minutes; Signature-Input carries the parameters",
+		}}},
 	})
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox"
 )
 
 // Problem is an RFC 9457 problem detail.
@@ -58,6 +60,16 @@ func statusOf(err error) (int, string, bool) {
 		return http.StatusServiceUnavailable, "no-leader", true
 	case errors.Is(err, chain.ErrStopped):
 		return http.StatusServiceUnavailable, "node-stopped", true
+	case errors.Is(err, policies.ErrInvalid):
+		return http.StatusBadRequest, "invalid", true
+	case errors.Is(err, policies.ErrForbidden):
+		return http.StatusForbidden, "forbidden", true
+	case errors.Is(err, policies.ErrNotFound):
+		return http.StatusNotFound, "not-found", true
+	case errors.Is(err, policies.ErrConflict):
+		return http.StatusConflict, "conflict", true
+	case errors.Is(err, sandbox.ErrSyntax):
+		return http.StatusBadRequest, "bad-query", true
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, "timeout", true
 	case errors.As(err, &he):

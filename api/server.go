@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/policies"
 )
 
 // Node is what the API needs of a ledger node.
@@ -21,7 +24,22 @@ type Node interface {
 	ID() string
 	Leader() (id, addr string)
 	Append(ctx context.Context, entry []byte) (chain.Receipt, error)
+	WaitApplied(ctx context.Context, index uint64) error
+	ReadBarrier(ctx context.Context) error
 	Ledger() *chain.Ledger
+}
+
+// State is what the API reads of the committed domain state.
+type State interface {
+	Account(policies.Address) (policies.Account, bool)
+	Can(policies.Address, string) bool
+	Datasets() []policies.Dataset
+	Dataset(name string) (policies.Dataset, bool)
+	Policies() []policies.Policy
+	Job(id string) (policies.Job, bool)
+	Jobs(keep func(policies.Job) bool) []policies.Job
+	Spent(requester policies.Address, dataset string) float64
+	StateHash() [32]byte
 }
 
 // Config configures the HTTP server.
@@ -31,9 +49,10 @@ type Config struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
-	BodyLimit         string        // Echo body-limit syntax, e.g. "4M"
+	BodyLimit         int64         // bytes
 	AppendTimeout     time.Duration // how long a write may wait for commit
 	MaxPage           int           // most entries returned by one ledger read
+	SignatureWindow   time.Duration // how far a request's created may be from now
 	Logger            *slog.Logger
 }
 
@@ -45,51 +64,69 @@ func DefaultConfig() Config {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		BodyLimit:         "4M",
+		BodyLimit:         4 << 20,
 		AppendTimeout:     15 * time.Second,
 		MaxPage:           1000,
+		SignatureWindow:   5 * time.Minute,
 	}
 }
 
 // Validate reports the first problem with the configuration.
 func (c Config) Validate() error {
-	if c.Addr == "" {
+	switch {
+	case c.Addr == "":
 		return errors.New("api: config: Addr is required")
-	}
-	if c.MaxPage <= 0 {
+	case c.MaxPage <= 0:
 		return errors.New("api: config: MaxPage must be positive")
+	case c.BodyLimit <= 0:
+		return errors.New("api: config: BodyLimit must be positive")
+	case c.SignatureWindow <= 0:
+		return errors.New("api: config: SignatureWindow must be positive")
 	}
 	return nil
 }
 
 // Server serves the API of one node.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	node Node
-	e    *echo.Echo
-	http *http.Server
+	cfg     Config
+	log     *slog.Logger
+	node    Node
+	state   State
+	key     *chain.Key // the node's key: it signs the entries it relays
+	nonce   atomic.Uint64
+	replays *replayCache
+	e       *echo.Echo
+	http    *http.Server
 }
 
-// New builds the server and its routes.
-func New(cfg Config, node Node) (*Server, error) {
+// New builds the server and its routes. key is the node's own key, which
+// signs the ledger entries that relay accounts' signed requests.
+func New(cfg Config, node Node, state State, key *chain.Key) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api", "node", node.ID()), node: node}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api", "node", node.ID()), node: node, state: state, key: key,
+		replays: newReplayCache(2 * cfg.SignatureWindow)}
+	s.nonce.Store(uint64(time.Now().UnixNano()))
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
-	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		s.log.Error("panic in handler", "path", c.Path(), "err", err)
 		return err
 	}}))
+	e.Use(s.requestLog)
 	s.e = e
-	s.routes()
+	for _, r := range s.Routes() {
+		h := r.handler
+		if !r.Public {
+			h = s.authenticate(r, h)
+		}
+		s.e.Add(r.Method, echoPath(r.Path), h)
+	}
 	s.http = &http.Server{
 		Handler:           e,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -104,28 +141,49 @@ func New(cfg Config, node Node) (*Server, error) {
 // Route is one endpoint of the API.
 type Route struct {
 	Method, Path, Summary string
-	handler               echo.HandlerFunc
+	// Public routes need no signature. Others need a valid signature by a
+	// registered account and, if Perm is set, that permission.
+	Public  bool
+	Perm    string
+	handler echo.HandlerFunc
 }
 
-// Routes lists every endpoint, for the OpenAPI document and for tests that
-// must cover all of them.
+// Routes lists every endpoint, for the router, the OpenAPI document and
+// the tests that must cover all of them.
 func (s *Server) Routes() []Route {
 	return []Route{
-		{http.MethodGet, "/v1/health", "liveness, leader and ledger size", s.health},
-		{http.MethodGet, "/v1/openapi.json", "this API's OpenAPI 3 document", s.openapi},
-		{http.MethodGet, "/v1/ledger/checkpoint", "latest checkpoint signed by this node", s.checkpoint},
-		{http.MethodGet, "/v1/ledger/entries", "raw signed entries [start, end)", s.entries},
-		{http.MethodPost, "/v1/ledger/entries", "submit a signed entry", s.appendEntry},
-		{http.MethodGet, "/v1/ledger/proof/inclusion", "RFC 6962 audit path", s.inclusion},
-		{http.MethodGet, "/v1/ledger/proof/consistency", "RFC 6962 consistency proof", s.consistency},
+		{Method: "GET", Path: "/v1/health", Summary: "liveness, leader and ledger size", Public: true, handler: s.health},
+		{Method: "GET", Path: "/v1/openapi.json", Summary: "this API's OpenAPI 3 document", Public: true, handler: s.openapi},
+		{Method: "POST", Path: "/v1/accounts", Summary: "register the signing account's own public key", handler: s.registerAccount},
+		{Method: "GET", Path: "/v1/accounts/{id}", Summary: "an account's roles and organisation", handler: s.getAccount},
+		{Method: "POST", Path: "/v1/accounts/grants", Summary: "grant a role (admin)", Perm: policies.PermGrant, handler: s.relayed(policies.KindAccountGrant)},
+		{Method: "POST", Path: "/v1/accounts/revocations", Summary: "revoke a role (admin)", Perm: policies.PermGrant, handler: s.relayed(policies.KindAccountRevoke)},
+		{Method: "POST", Path: "/v1/accounts/rotations", Summary: "rotate the signing account's key", handler: s.relayed(policies.KindAccountRotate)},
+		{Method: "POST", Path: "/v1/accounts/table", Summary: "set a role's permissions (admin)", Perm: policies.PermGrant, handler: s.relayed(policies.KindTableSet)},
+		{Method: "POST", Path: "/v1/datasets", Summary: "register a dataset (agency)", Perm: policies.PermRegisterDataset, handler: s.registerDataset},
+		{Method: "GET", Path: "/v1/datasets", Summary: "the catalogue: schemas, classes, owners; never values", handler: s.listDatasets},
+		{Method: "GET", Path: "/v1/datasets/{id}", Summary: "one dataset's registration", handler: s.getDataset},
+		{Method: "POST", Path: "/v1/policies", Summary: "publish a policy (agency owning the dataset)", Perm: policies.PermPublishPolicy, handler: s.publishPolicy},
+		{Method: "GET", Path: "/v1/policies", Summary: "the policies", handler: s.listPolicies},
+		{Method: "POST", Path: "/v1/policies/{id}/revoke", Summary: "revoke a policy (its agency)", Perm: policies.PermPublishPolicy, handler: s.relayed(policies.KindPolicyRevoke)},
+		{Method: "POST", Path: "/v1/jobs", Summary: "submit a job (enterprise)", Perm: policies.PermSubmitJob, handler: s.submitJob},
+		{Method: "GET", Path: "/v1/jobs", Summary: "the jobs the caller may see", handler: s.listJobs},
+		{Method: "GET", Path: "/v1/jobs/{id}", Summary: "a job's status", handler: s.getJob},
+		{Method: "GET", Path: "/v1/jobs/{id}/result", Summary: "a completed job's result", handler: s.jobResult},
+		{Method: "POST", Path: "/v1/jobs/{id}/approve", Summary: "approve a pending job (agency owning the dataset)", Perm: policies.PermApproveJob, handler: s.decideJob(policies.KindJobApprove)},
+		{Method: "POST", Path: "/v1/jobs/{id}/reject", Summary: "reject a pending job (agency owning the dataset)", Perm: policies.PermApproveJob, handler: s.decideJob(policies.KindJobReject)},
+		{Method: "GET", Path: "/v1/ledger/checkpoint", Summary: "latest checkpoint signed by this node", handler: s.checkpoint},
+		{Method: "GET", Path: "/v1/ledger/entries", Summary: "raw signed entries [start, end), filtered by the caller's read permission", handler: s.entries},
+		{Method: "POST", Path: "/v1/ledger/entries", Summary: "submit an entry signed by its author (consortium members)", Perm: policies.PermJoin, handler: s.appendEntry},
+		{Method: "GET", Path: "/v1/ledger/proof/inclusion", Summary: "RFC 6962 audit path", handler: s.inclusion},
+		{Method: "GET", Path: "/v1/ledger/proof/consistency", Summary: "RFC 6962 consistency proof", handler: s.consistency},
+		{Method: "GET", Path: "/v1/ledger/blocks", Summary: "block headers [start, end) by height", handler: s.blocks},
+		{Method: "GET", Path: "/v1/ledger/state", Summary: "entries applied and the state hash (for auditors' replay)", Perm: policies.PermReadAll, handler: s.stateHash},
 	}
 }
 
-func (s *Server) routes() {
-	for _, r := range s.Routes() {
-		s.e.Add(r.Method, r.Path, r.handler)
-	}
-}
+// echoPath turns /v1/jobs/{id} into Echo's /v1/jobs/:id.
+func echoPath(p string) string { return strings.ReplaceAll(p, "{id}", ":id") }
 
 // Handler returns the HTTP handler (tests use it with httptest).
 func (s *Server) Handler() http.Handler { return s.e }
@@ -147,6 +205,25 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = errors.Join(err, e)
 	}
 	return err
+}
+
+// requestLog logs each request: method, route, status, latency, caller.
+// Never bodies, headers or keys.
+func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		status := c.Response().Status
+		if err != nil {
+			status, _, _ = statusOf(err)
+		}
+		attrs := []any{"method", c.Request().Method, "route", c.Path(), "status", status, "ms", time.Since(start).Milliseconds()}
+		if a, ok := c.Get(ctxCaller).(*caller); ok {
+			attrs = append(attrs, "account", a.addr.String())
+		}
+		s.log.Debug("request", attrs...)
+		return err
+	}
 }
 
 func writeJSON(w io.Writer, v any) error {

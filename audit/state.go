@@ -1,15 +1,22 @@
 package audit
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
-// StateMachine feeds a policies.Machine from chain's entries. Nodes commit
-// through it and auditors replay through it, so both apply exactly the
-// same rules.
+// StateMachine feeds a policies.Machine from chain's entries, checking on
+// the way what policies cannot check itself: a relayed request's RFC 9421
+// signature by the acting account's current key, and that the request is
+// the one its entry kind stands for. Nodes commit through it and auditors
+// replay through it, so both apply exactly the same rules.
 type StateMachine struct {
 	M *policies.Machine
 }
@@ -19,13 +26,130 @@ var _ chain.StateMachine = StateMachine{}
 // NewStateMachine returns an adapter over a fresh policies.Machine.
 func NewStateMachine() StateMachine { return StateMachine{M: policies.New()} }
 
-// Apply unpacks a verified entry for the domain state machine.
+// Apply unpacks and checks an entry, then applies it to the domain state.
 func (s StateMachine) Apply(e *chain.Entry, index uint64, blockTime time.Time) error {
-	return s.M.Apply(policies.Entry{
-		Author: policies.Address(e.Author()), PublicKey: e.PublicKey,
-		Kind: e.Kind, Nonce: e.Nonce, Time: e.Time, Payload: e.Payload,
-	}, index, blockTime)
+	pe, err := s.Unpack(e)
+	if err != nil {
+		return err
+	}
+	return s.M.Apply(pe, index, blockTime)
 }
 
 // Reset discards the domain state.
 func (s StateMachine) Reset() { s.M.Reset() }
+
+// Unpack turns a chain entry into the domain's view of it, verifying the
+// relayed request if there is one.
+func (s StateMachine) Unpack(e *chain.Entry) (policies.Entry, error) {
+	author := policies.Address(e.Author())
+	if r, ok := relayOf(e); ok {
+		return s.unpackRelay(e, author, r)
+	}
+	if e.Kind != policies.KindGenesis {
+		if acc, ok := s.M.Account(author); ok && acc.PublicKey != nil && !bytes.Equal(acc.PublicKey, e.PublicKey) {
+			return policies.Entry{}, fmt.Errorf("%w: entry signed with a key account %s no longer uses", policies.ErrForbidden, author)
+		}
+	}
+	return policies.Entry{
+		Author: author, Actor: author, ActorKey: e.PublicKey, Algorithm: e.Algorithm.String(),
+		Kind: e.Kind, Time: e.Time, Payload: e.Payload,
+		ReplayKey: "entry:" + author.String() + ":" + strconv.FormatUint(e.Nonce, 10), ReplayTime: e.Time,
+	}, nil
+}
+
+func relayOf(e *chain.Entry) (*Relay, bool) {
+	if e.Kind == policies.KindGenesis || len(e.Payload) == 0 || e.Payload[0] != '{' {
+		return nil, false
+	}
+	var probe struct {
+		Relay *Relay `json:"relay"`
+	}
+	if json.Unmarshal(e.Payload, &probe) != nil || probe.Relay == nil {
+		return nil, false
+	}
+	return probe.Relay, true
+}
+
+func (s StateMachine) unpackRelay(e *chain.Entry, author policies.Address, r *Relay) (policies.Entry, error) {
+	actor, err := policies.ParseAddress(r.Actor)
+	if err != nil {
+		return policies.Entry{}, err
+	}
+	route, ok := RouteFor(e.Kind)
+	if !ok {
+		return policies.Entry{}, fmt.Errorf("%w: entries of kind %q cannot be relayed", policies.ErrInvalid, clip(e.Kind))
+	}
+	req, err := r.Request.httpRequest()
+	if err != nil {
+		return policies.Entry{}, err
+	}
+	doc, err := route.Document(req.Method, req.URL.Path, r.Request.Body)
+	if err != nil {
+		return policies.Entry{}, err
+	}
+	var key []byte
+	if e.Kind == policies.KindAccountRegister {
+		var d policies.RegisterDoc
+		if err := json.Unmarshal(doc, &d); err != nil {
+			return policies.Entry{}, fmt.Errorf("%w: %s: %v", policies.ErrInvalid, e.Kind, err)
+		}
+		key = d.PublicKey
+	} else {
+		acc, ok := s.M.Account(actor)
+		if !ok || acc.PublicKey == nil {
+			return policies.Entry{}, fmt.Errorf("%w: %s (no registered key)", policies.ErrUnknownAccount, actor)
+		}
+		key = acc.PublicKey
+	}
+	created, err := VerifyRequest(req, r.Request.Body, actor, key)
+	if err != nil {
+		return policies.Entry{}, fmt.Errorf("%w: relayed request: %v", policies.ErrForbidden, err)
+	}
+	var extra []byte
+	if len(r.Extra) > 0 {
+		extra = r.Extra
+	}
+	return policies.Entry{
+		Author: author, Actor: actor, ActorKey: key, Algorithm: "ed25519",
+		Kind: e.Kind, Time: e.Time, Payload: doc, Extra: extra,
+		ReplayKey: RequestReplayKey(r.Request.Signature), ReplayTime: created,
+	}, nil
+}
+
+// RelayPayload encodes a relay as an entry payload.
+func RelayPayload(r Relay) ([]byte, error) {
+	return json.Marshal(struct {
+		Relay Relay `json:"relay"`
+	}{r})
+}
+
+// Actor returns whose action a committed entry is: the account a node
+// relayed it for, or its author. It does not verify anything (committed
+// entries were verified when they were applied).
+func Actor(e *chain.Entry) policies.Address {
+	if r, ok := relayOf(e); ok {
+		if a, err := policies.ParseAddress(r.Actor); err == nil {
+			return a
+		}
+	}
+	return policies.Address(e.Author())
+}
+
+// Admit is a chain.AdmitFunc: a node may join if its account holds the
+// join permission on the committed ledger.
+func (s StateMachine) Admit(_ context.Context, a chain.Address) error {
+	if !s.M.Can(policies.Address(a), policies.PermJoin) {
+		return fmt.Errorf("%w: account %s lacks permission %s", policies.ErrForbidden, policies.Address(a), policies.PermJoin)
+	}
+	return nil
+}
+
+// GenesisEntry builds the signed genesis entry: the permission table and
+// the first accounts, signed by an admin among them.
+func GenesisEntry(admin *chain.Key, g policies.Genesis, now time.Time) ([]byte, error) {
+	b, err := json.Marshal(g)
+	if err != nil {
+		return nil, err
+	}
+	return admin.NewEntry(policies.KindGenesis, 0, now, b)
+}

@@ -241,6 +241,13 @@ func (l *Ledger) Height() uint64 {
 	return uint64(len(l.blocks))
 }
 
+// Applied is the number of entries the state machine has applied.
+func (l *Ledger) Applied() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.next
+}
+
 // Err reports why the ledger stopped, or nil.
 func (l *Ledger) Err() error {
 	l.mu.RLock()

@@ -2,6 +2,7 @@ package chain
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -642,6 +643,53 @@ func (n *Node) admit(ctx context.Context, j *joinRequest) error {
 	}
 	n.log.Info("node admitted", "peer", j.ID, "addr", j.Addr, "account", account.String())
 	return nil
+}
+
+// WaitApplied blocks until this node's state machine has applied the entry
+// at index (so that reads here see its effect), or ctx ends.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	for n.ledger.Applied() <= index {
+		if err := n.ledger.Err(); err != nil {
+			return fmt.Errorf("%w: %v", ErrStopped, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.ctx.Done():
+			return ErrStopped
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// ReadBarrier waits until this node has applied every entry the leader had
+// applied when it was called, so that a read here sees every write any
+// node acknowledged before (read-your-writes across nodes). On the leader
+// it returns at once: the leader acknowledges a write only once applied.
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	if n.IsLeader() {
+		return nil
+	}
+	_, addr := n.Leader()
+	if addr == "" {
+		return fmt.Errorf("%w: no leader to read from", ErrNoLeader)
+	}
+	status, resp, err := n.rpc.call(ctx, addr, opReadIndex, nil)
+	if err != nil {
+		return fmt.Errorf("%w: asking the leader: %v", ErrNoLeader, err)
+	}
+	if status != 0 {
+		return decodeErr(status, string(resp))
+	}
+	if len(resp) != 8 {
+		return fmt.Errorf("chain: malformed read-index answer")
+	}
+	applied := binary.BigEndian.Uint64(resp)
+	if applied == 0 {
+		return nil
+	}
+	return n.WaitApplied(ctx, applied-1)
 }
 
 // Snapshot forces a Raft snapshot (tests and operators).

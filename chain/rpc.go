@@ -18,6 +18,9 @@ import (
 const (
 	opAppend byte = 1 // payload: count u32, then length-prefixed entries
 	opJoin   byte = 2 // payload: a joinRequest
+	// opReadIndex asks the leader how many entries it has applied; the
+	// answer is a u64. Followers use it for read-your-writes reads.
+	opReadIndex byte = 3
 )
 
 const maxRPCPayload = 64 << 20
@@ -227,6 +230,11 @@ func (n *Node) handleRPC(ctx context.Context, op byte, payload []byte) (byte, []
 			out = appendString(out, "")
 		}
 		return 0, out
+	case opReadIndex:
+		if !n.IsLeader() {
+			return errCode(ErrNoLeader), []byte(fmt.Sprintf("chain: %s is not the leader", n.cfg.ID))
+		}
+		return 0, binary.BigEndian.AppendUint64(nil, n.ledger.Applied())
 	case opJoin:
 		req, err := parseJoinRequest(payload)
 		if err != nil {

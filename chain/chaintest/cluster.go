@@ -21,9 +21,14 @@ type Cluster struct {
 	Keys  []*chain.Key
 	Peers []chain.Peer
 	Nodes []*chain.Node // nil when stopped
-	SMs   []*StateMachine
+	SMs   []*StateMachine // the test state machines (nil entries with NewSM)
+	// Domain holds each node's state machine when NewSM made it.
+	Domain []chain.StateMachine
 	// Tune adjusts each node's config before it starts.
 	Tune func(*chain.Config)
+	// NewSM, when set, makes node i's state machine and admission check
+	// instead of the test state machine.
+	NewSM func(i int) (chain.StateMachine, chain.AdmitFunc)
 }
 
 // FreePort returns a loopback address that was free a moment ago.
@@ -39,12 +44,17 @@ func FreePort(t testing.TB) string {
 
 // NewCluster starts n bootstrapped nodes and waits for a leader.
 func NewCluster(t testing.TB, n int, tune func(*chain.Config)) *Cluster {
+	return NewClusterWith(t, n, tune, nil)
+}
+
+// NewClusterWith is NewCluster with the nodes' state machines made by newSM.
+func NewClusterWith(t testing.TB, n int, tune func(*chain.Config), newSM func(i int) (chain.StateMachine, chain.AdmitFunc)) *Cluster {
 	t.Helper()
 	admin, err := chain.GenerateKey(chain.Ed25519)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, Admin: admin, Tune: tune}
+	c := &Cluster{t: t, Admin: admin, Tune: tune, NewSM: newSM}
 	root := t.TempDir()
 	for i := 0; i < n; i++ {
 		k, _ := chain.GenerateKey(chain.Ed25519)
@@ -54,6 +64,7 @@ func NewCluster(t testing.TB, n int, tune func(*chain.Config)) *Cluster {
 	}
 	c.Nodes = make([]*chain.Node, n)
 	c.SMs = make([]*StateMachine, n)
+	c.Domain = make([]chain.StateMachine, n)
 	for i := 0; i < n; i++ {
 		c.Start(i)
 	}
@@ -89,14 +100,19 @@ func (c *Cluster) Config(i int) chain.Config {
 func (c *Cluster) Start(i int) {
 	c.t.Helper()
 	cfg := c.Config(i)
-	sm := NewStateMachine(c.Admin.Address())
-	cfg.StateMachine = sm
-	cfg.Admit = sm.Admit
+	if c.NewSM != nil {
+		cfg.StateMachine, cfg.Admit = c.NewSM(i)
+		c.Domain[i] = cfg.StateMachine
+	} else {
+		sm := NewStateMachine(c.Admin.Address())
+		cfg.StateMachine, cfg.Admit = sm, sm.Admit
+		c.SMs[i] = sm
+	}
 	n, err := chain.NewNode(cfg)
 	if err != nil {
 		c.t.Fatalf("starting node %d: %v", i+1, err)
 	}
-	c.Nodes[i], c.SMs[i] = n, sm
+	c.Nodes[i] = n
 }
 
 // Kill stops node i.

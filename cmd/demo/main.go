@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -99,40 +100,78 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	keys := filepath.Join(d.dir, "consortium", "keys")
-	d.say("Each agency signs an entry with its own key and submits it to its own node; followers forward to the leader")
-	for i := 0; i < 3; i++ {
-		payload := fmt.Sprintf(`{"agency":"agency%d","note":"dataset catalogue updated"}`, i+1)
-		if err := d.ctl(i, filepath.Join(keys, fmt.Sprintf("agency%d.key", i+1)), "ledger", "append", "--kind", "demo.note", "--nonce", "1", "--payload", payload); err != nil {
-			return err
-		}
+	key := func(name string) string { return filepath.Join(keys, name+".key") }
+	files, err := writeData(d.dir)
+	if err != nil {
+		return err
 	}
 
-	d.say("An attacker replays agency1's nonce with a new entry: the ledger's state machine refuses it")
-	err = d.ctl(1, filepath.Join(keys, "agency1.key"), "ledger", "append", "--kind", "demo.note", "--nonce", "1", "--payload", `{"forged":true}`)
-	if err == nil {
-		return errors.New("the replayed nonce was accepted")
+	d.say("The tax agency registers its dataset: the schema's column classes and the file's digest go on the ledger, never the values")
+	if err := d.ctl(0, key("agency1"), "dataset", "register", "--name", "tax2025", "--schema", files["schema"], "--file", files["csv"]); err != nil {
+		return err
+	}
+	if err := d.ctl(1, key("enterprise"), "dataset", "list"); err != nil {
+		return err
+	}
+
+	d.say("It publishes a policy: who may ask what, for which purpose, with which privacy budget")
+	if err := d.ctl(0, key("agency1"), "policy", "publish", files["policy"]); err != nil {
+		return err
+	}
+	if err := d.ctl(2, key("enterprise"), "policy", "list"); err != nil {
+		return err
+	}
+
+	d.say("The enterprise asks for average income by region (masked mode): the policy authorises it and debits 0.5 of its epsilon budget")
+	jobJSON, err := d.ctlOut(1, key("enterprise"), "--json", "job", "submit", "--mode", "masked", "--purpose", "credit risk statistics",
+		"--query", "SELECT region, COUNT(*), AVG(income) FROM tax2025 GROUP BY region")
+	if err != nil {
+		return err
+	}
+	var job struct{ Job, Status string }
+	if err := json.Unmarshal([]byte(jobJSON), &job); err != nil || job.Status != "authorised" {
+		return fmt.Errorf("job not authorised: %s", jobJSON)
+	}
+	if err := d.ctl(2, key("enterprise"), "job", "status", job.Job); err != nil {
+		return err
+	}
+	fmt.Fprintln(d.out, "    (running it needs the sandbox engine, which arrives with the next issue)")
+
+	d.say("An attack: the enterprise asks for row-level values; the node refuses before anything is recorded")
+	if err := d.ctl(0, key("enterprise"), "job", "submit", "--mode", "masked", "--purpose", "credit risk statistics",
+		"--query", "SELECT person_id, income FROM tax2025"); err == nil {
+		return errors.New("a row-level query was accepted")
 	}
 	fmt.Fprintln(d.out, "    (refused, as it must be)")
 
-	d.say("The entries, as any node serves them")
-	if err := d.ctl(2, "", "ledger", "entries"); err != nil {
-		return err
+	d.say("The enterprise tries another purpose: the policy refuses, and the refusal is on the ledger for the auditor")
+	if err := d.ctl(2, key("enterprise"), "job", "submit", "--mode", "he", "--purpose", "marketing",
+		"--query", "SELECT AVG(income) FROM tax2025"); err == nil {
+		return errors.New("a job for another purpose was accepted")
 	}
+	fmt.Fprintln(d.out, "    (refused, as it must be)")
 
-	d.say("Node 3 signs a checkpoint of the log (C2SP signed note)")
-	if err := d.ctl(2, "", "ledger", "checkpoint"); err != nil {
-		return err
+	d.say("Another agency may not publish policies for the tax agency's dataset, and the enterprise may publish none")
+	if err := d.ctl(1, key("agency2"), "policy", "publish", files["policy"]); err == nil {
+		return errors.New("another agency published a policy for tax2025")
 	}
+	if err := d.ctl(1, key("enterprise"), "policy", "publish", files["policy"]); err == nil {
+		return errors.New("the enterprise published a policy")
+	}
+	fmt.Fprintln(d.out, "    (both refused, as they must be)")
 
 	trust := filepath.Join(d.dir, "consortium", "trust.vkeys")
-	d.say("The enterprise proves entry 0 is in the log, against a checkpoint signed by a trusted node key")
-	if err := d.ctl(0, filepath.Join(keys, "enterprise.key"), "ledger", "proof", "--index", "0", "--trust", trust); err != nil {
+	d.say("The enterprise proves its job's entry is in the log, against a checkpoint signed by a trusted node key")
+	if err := d.ctl(2, key("enterprise"), "ledger", "checkpoint"); err != nil {
+		return err
+	}
+	if err := d.ctl(0, key("enterprise"), "ledger", "proof", "--job", job.Job, "--trust", trust); err != nil {
 		return err
 	}
 
-	d.say("The auditor downloads the whole ledger and verifies signatures, Merkle root, checkpoint signature, and replays the state")
+	d.say("The auditor downloads the whole ledger and checks every signature (entries and the accounts' own request signatures), block, root and checkpoint, and replays the state")
 	report := filepath.Join(d.dir, "report.json")
-	if err := d.ctl(1, filepath.Join(keys, "auditor.key"), "ledger", "verify", "--trust", trust, "--out", report, "--state", filepath.Join(d.dir, "auditor-state.json")); err != nil {
+	if err := d.ctl(1, key("auditor"), "ledger", "verify", "--trust", trust, "--out", report, "--state", filepath.Join(d.dir, "auditor-state.json")); err != nil {
 		return err
 	}
 
@@ -158,6 +197,16 @@ func (d *demo) say(s string) {
 
 // ctl runs sandboxctl against node i, printing the command and its output.
 func (d *demo) ctl(node int, key string, args ...string) error {
+	_, err := d.run(node, key, true, args...)
+	return err
+}
+
+// ctlOut runs sandboxctl and returns its output without printing it.
+func (d *demo) ctlOut(node int, key string, args ...string) (string, error) {
+	return d.run(node, key, false, args...)
+}
+
+func (d *demo) run(node int, key string, show bool, args ...string) (string, error) {
 	full := []string{"--server", d.http[node]}
 	if key != "" {
 		full = append(full, "--key", key)
@@ -168,15 +217,21 @@ func (d *demo) ctl(node int, key string, args ...string) error {
 	if key != "" {
 		who = " as " + strings.TrimSuffix(filepath.Base(key), ".key")
 	}
-	fmt.Fprintf(d.out, "  $ %s   # node%d%s\n", strings.Join(quote(shown), " "), node+1, who)
-	cmd := exec.Command(filepath.Join(d.bin, "sandboxctl"), full...)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	err := cmd.Run()
-	for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
-		fmt.Fprintf(d.out, "    %s\n", line)
+	if show {
+		fmt.Fprintf(d.out, "  $ %s   # node%d%s\n", strings.Join(quote(shown), " "), node+1, who)
 	}
-	return err
+	cmd := exec.Command(filepath.Join(d.bin, "sandboxctl"), full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if show {
+		for _, line := range strings.Split(strings.TrimRight(stdout.String()+stderr.String(), "\n"), "\n") {
+			fmt.Fprintf(d.out, "    %s\n", line)
+		}
+	} else if err != nil {
+		return "", fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), err
 }
 
 func quote(args []string) []string {
@@ -203,14 +258,17 @@ func (d *demo) waitHealthy(ctx context.Context, exited chan error, timeout time.
 		}
 		ok := 0
 		for _, u := range d.http {
-			var h struct{ Status, Leader string }
+			var h struct {
+				Status, Leader string
+				LedgerSize     uint64 `json:"ledger_size"`
+			}
 			resp, err := http.Get(u + "/v1/health")
 			if err != nil {
 				continue
 			}
 			_ = json.NewDecoder(resp.Body).Decode(&h)
 			resp.Body.Close()
-			if h.Status == "ok" && h.Leader != "" {
+			if h.Status == "ok" && h.Leader != "" && h.LedgerSize > 0 { // genesis committed
 				ok++
 			}
 		}
@@ -241,4 +299,24 @@ func freeBase(n int) (int, error) {
 		}
 	}
 	return 0, errors.New("no free ports for the demo")
+}
+
+//go:embed data
+var data embed.FS
+
+// writeData writes the bundled demo files where sandboxctl can read them.
+func writeData(dir string) (map[string]string, error) {
+	out := map[string]string{}
+	for key, name := range map[string]string{"csv": "tax2025.csv", "schema": "tax2025.schema.json", "policy": "tax2025.policy.json"} {
+		b, err := data.ReadFile("data/" + name)
+		if err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return nil, err
+		}
+		out[key] = p
+	}
+	return out, nil
 }

@@ -9,16 +9,27 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/datasandbox/datasandbox/audit"
+	"github.com/datasandbox/datasandbox/chain"
 )
 
-// client calls a node's API.
+// client calls a node's API, signing each request with the account key
+// when it has one (RFC 9421, as CONTRACT.md asks).
 type client struct {
-	base string
-	http *http.Client
+	base    string
+	http    *http.Client
+	key     *chain.Key
+	keyErr  error
+	keyPath string
 }
 
 func newClient(g *globals) *client {
-	return &client{base: strings.TrimRight(g.server, "/"), http: &http.Client{Timeout: 60 * time.Second}}
+	c := &client{base: strings.TrimRight(g.server, "/"), http: &http.Client{Timeout: 60 * time.Second}, keyPath: g.key}
+	if g.key != "" {
+		c.key, c.keyErr = chain.LoadKeyFile(g.key)
+	}
+	return c
 }
 
 // problem is the server's RFC 9457 error body.
@@ -31,27 +42,39 @@ type problem struct {
 // do sends a request and decodes a JSON answer into out; a problem answer
 // becomes an error that quotes the server's reason.
 func (c *client) do(ctx context.Context, method, path string, body, out any) error {
-	var r io.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if raw, ok := body.(json.RawMessage); ok {
+			b = raw
+		} else if b, err = json.Marshal(body); err != nil {
 			return err
 		}
-		r = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if c.keyErr != nil {
+		return c.keyErr
+	}
+	if c.key != nil && path != "/v1/health" {
+		if c.key.Algorithm() != chain.Ed25519 {
+			return fmt.Errorf("%s: requests are signed with ed25519 keys; this key is %s", c.keyPath, c.key.Algorithm())
+		}
+		if err := audit.SignRequest(req, b, c.key.Ed25519(), c.key.Address().String()); err != nil {
+			return err
+		}
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	b, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
 	}

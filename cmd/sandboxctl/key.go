@@ -12,7 +12,7 @@ import (
 func cmdKeyNew(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
 	out := fs.String("out", "", "key file to create (mode 0600; never overwritten)")
 	algName := fs.String("algorithm", "ed25519", "ed25519 or ml-dsa-65")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *out == "" {

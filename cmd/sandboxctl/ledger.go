@@ -11,16 +11,18 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/policies"
 )
 
 func cmdHealth(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	var h api.HealthResponse
@@ -38,7 +40,7 @@ func cmdLedgerAppend(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	kind := fs.String("kind", "", "entry kind, e.g. demo.note")
 	payload := fs.String("payload", "{}", "payload (JSON)")
 	nonce := fs.Uint64("nonce", 0, "nonce (default: the current time in nanoseconds, which grows)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *kind == "" {
@@ -72,7 +74,7 @@ func cmdLedgerAppend(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 }
 
 func cmdLedgerCheckpoint(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	var cp api.CheckpointResponse
@@ -89,7 +91,7 @@ func cmdLedgerCheckpoint(ctx context.Context, g *globals, fs *flag.FlagSet, args
 func cmdLedgerEntries(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
 	start := fs.Uint64("start", 0, "first index")
 	end := fs.Uint64("end", 0, "index after the last (default: one page)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	path := fmt.Sprintf("/v1/ledger/entries?start=%d", *start)
@@ -192,12 +194,21 @@ func decodeHashes(in []string) ([]chain.Hash, error) {
 
 func cmdLedgerProof(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
 	index := fs.Int64("index", -1, "entry index")
+	job := fs.String("job", "", "a job id: prove its submission entry")
 	trustFile := fs.String("trust", "", "file of trusted checkpoint keys")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
+	if *job != "" {
+		// A job's id is the index of the entry that submitted it.
+		n, err := strconv.ParseInt(strings.TrimPrefix(*job, "job-"), 10, 64)
+		if err != nil || !strings.HasPrefix(*job, "job-") || n < 0 {
+			return fmt.Errorf("ledger proof: %q is not a job id (job-N)", *job)
+		}
+		*index = n
+	}
 	if *index < 0 {
-		return errors.New("ledger proof: --index is required")
+		return errors.New("ledger proof: --index or --job is required")
 	}
 	trust, _, err := trustKeys(g, *trustFile)
 	if err != nil {
@@ -259,6 +270,66 @@ type Report struct {
 	Warnings     []string        `json:"warnings,omitempty"`
 	Elapsed      string          `json:"elapsed"`
 	Checks       map[string]bool `json:"checks"`
+	Blocks       int             `json:"blocks"`
+	NodeState    string          `json:"node_state"`
+}
+
+// entryPager fetches entries a page at a time for a streaming reader.
+type entryPager struct {
+	c     *client
+	ctx   context.Context
+	start uint64
+	page  [][]byte
+}
+
+func (p *entryPager) get(i uint64) ([]byte, error) {
+	if i < p.start || i >= p.start+uint64(len(p.page)) {
+		var er api.EntriesResponse
+		if err := p.c.do(p.ctx, "GET", fmt.Sprintf("/v1/ledger/entries?start=%d", i), nil, &er); err != nil {
+			return nil, err
+		}
+		p.start, p.page = i, nil
+		for k, ie := range er.Entries {
+			if ie.Index != i+uint64(k) {
+				return nil, fmt.Errorf("the node returned entry %d where %d was expected (verification needs permission read.all)", ie.Index, i+uint64(k))
+			}
+			raw, err := base64.StdEncoding.DecodeString(ie.Entry)
+			if err != nil {
+				return nil, fmt.Errorf("entry %d is not base64", ie.Index)
+			}
+			p.page = append(p.page, raw)
+		}
+		if len(p.page) == 0 {
+			return nil, fmt.Errorf("the node returned no entry %d (verification needs permission read.all)", i)
+		}
+	}
+	return p.page[i-p.start], nil
+}
+
+// blockOf rebuilds a block header from the API's answer and checks its
+// hash.
+func blockOf(b api.BlockResponse) (*chain.Block, error) {
+	blk := &chain.Block{Height: b.Height, FirstIndex: b.FirstIndex, Count: b.Count, Proposer: b.Proposer}
+	for _, f := range []struct {
+		in  string
+		out *chain.Hash
+	}{{b.Prev, &blk.Prev}, {b.Root, &blk.Root}} {
+		raw, err := base64.StdEncoding.DecodeString(f.in)
+		if err != nil || len(raw) != 32 {
+			return nil, fmt.Errorf("a hash is not base64 of 32 bytes")
+		}
+		copy(f.out[:], raw)
+	}
+	t, err := time.Parse(time.RFC3339Nano, b.Time)
+	if err != nil {
+		return nil, fmt.Errorf("bad time %q", b.Time)
+	}
+	blk.Time = t.UTC()
+	h := blk.Hash()
+	if base64.StdEncoding.EncodeToString(h[:]) != b.Hash {
+		return nil, fmt.Errorf("its hash does not match its header")
+	}
+	return blk, nil
 }
 
 // ReportCheckpt is the checkpoint the ledger was verified against.
@@ -299,7 +370,7 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	trustFile := fs.String("trust", "", "file of trusted checkpoint keys (default: SANDBOX_TRUST, or trust.vkeys beside the key's folder)")
 	out := fs.String("out", "", "write the JSON report here")
 	stateFile := fs.String("state", "", "where the last verified checkpoint is kept (default: user config dir)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -325,48 +396,76 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	}
 	_ = trustPath
 
-	// Stream every entry: signature, leaf hash into a compact frontier,
-	// and a replay of the state machine.
+	// Stream every block and its entries: block links and hashes, entry
+	// signatures (and the relayed requests' signatures, in the replay),
+	// each block's Merkle root, and the state machine replayed with the
+	// blocks' own times, exactly as the nodes applied it.
 	var fr chain.Frontier
 	sm := audit.NewStateMachine()
-	authors := map[chain.Address]bool{}
-	for next := uint64(0); next < cp.Size && rep.FirstFailure == nil; {
-		var er api.EntriesResponse
-		if err := c.do(ctx, "GET", fmt.Sprintf("/v1/ledger/entries?start=%d&end=%d", next, cp.Size), nil, &er); err != nil {
+	authors := map[policies.Address]bool{}
+	var prev chain.Hash
+	ents := &entryPager{c: c, ctx: ctx}
+	height := uint64(1)
+	for fr.Size() < cp.Size && rep.FirstFailure == nil {
+		var br struct {
+			Blocks []api.BlockResponse `json:"blocks"`
+		}
+		if err := c.do(ctx, "GET", fmt.Sprintf("/v1/ledger/blocks?start=%d&end=%d", height, height+1000), nil, &br); err != nil {
 			return err
 		}
-		if len(er.Entries) == 0 {
-			fail(int64(next), "the node returned no entries from %d though its checkpoint has %d", next, cp.Size)
+		if len(br.Blocks) == 0 {
+			fail(int64(fr.Size()), "the node serves no block after height %d though its checkpoint has %d entries", height-1, cp.Size)
 			break
 		}
-		for _, ie := range er.Entries {
-			if ie.Index != next {
-				fail(int64(next), "the node returned index %d where %d was expected", ie.Index, next)
+		for _, b := range br.Blocks {
+			if fr.Size() >= cp.Size {
 				break
 			}
-			raw, err := base64.StdEncoding.DecodeString(ie.Entry)
+			blk, err := blockOf(b)
 			if err != nil {
-				fail(int64(next), "entry is not base64")
+				fail(int64(fr.Size()), "block %d: %v", b.Height, err)
 				break
 			}
-			e, err := chain.ParseAndVerify(raw)
-			if err != nil {
-				fail(int64(next), "%v", err)
+			if blk.Height != height || blk.Prev != prev || blk.FirstIndex != fr.Size() {
+				fail(int64(fr.Size()), "block %d does not link to block %d", b.Height, height-1)
 				break
 			}
-			if err := sm.Apply(e, next, e.Time); err != nil {
-				fail(int64(next), "replay: %v", err)
+			for i := uint64(0); i < uint64(blk.Count) && rep.FirstFailure == nil; i++ {
+				idx := blk.FirstIndex + i
+				raw, err := ents.get(idx)
+				if err != nil {
+					fail(int64(idx), "%v", err)
+					break
+				}
+				e, err := chain.ParseAndVerify(raw)
+				if err != nil {
+					fail(int64(idx), "%v", err)
+					break
+				}
+				if err := sm.Apply(e, idx, blk.Time); err != nil {
+					fail(int64(idx), "replay: %v", err)
+					break
+				}
+				fr.Append(chain.LeafHash(raw))
+				rep.Kinds[e.Kind]++
+				authors[audit.Actor(e)] = true
+			}
+			if rep.FirstFailure != nil {
 				break
 			}
-			fr.Append(chain.LeafHash(raw))
-			rep.Kinds[e.Kind]++
-			authors[e.Author()] = true
-			next++
+			if fr.Root() != blk.Root {
+				fail(int64(blk.FirstIndex), "block %d: its Merkle root does not match its entries", blk.Height)
+				break
+			}
+			prev = blk.Hash()
+			height++
+			rep.Blocks++
 		}
 	}
 	rep.Entries = fr.Size()
 	rep.Authors = len(authors)
 	rep.Checks["entry_signatures"] = rep.FirstFailure == nil
+	rep.Checks["block_chain"] = rep.FirstFailure == nil
 	rep.Checks["state_replay"] = rep.FirstFailure == nil
 	if rep.FirstFailure == nil {
 		root := fr.Root()
@@ -378,6 +477,21 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	}
 	sh := sm.M.StateHash()
 	rep.StateHash = hex.EncodeToString(sh[:])
+	if rep.FirstFailure == nil {
+		var st api.StateResponse
+		switch err := c.do(ctx, "GET", "/v1/ledger/state", nil, &st); {
+		case err != nil:
+			rep.NodeState = "not compared: " + err.Error()
+		case st.Applied != cp.Size:
+			rep.NodeState = fmt.Sprintf("not compared: the node has applied %d entries since the checkpoint of %d", st.Applied, cp.Size)
+		case st.StateHash != rep.StateHash:
+			rep.NodeState = "DIFFERS"
+			fail(int64(cp.Size), "the replayed state hash %s differs from the node's %s", rep.StateHash[:16], st.StateHash[:16])
+		default:
+			rep.NodeState = "matches the node's state hash"
+			rep.Checks["node_state"] = true
+		}
+	}
 
 	// Consistency with the last checkpoint verified from this origin.
 	sp, err := statePath(*stateFile, cp.Origin)
@@ -449,7 +563,8 @@ func printReport(g *globals, rep *Report) {
 	fmt.Fprintf(w, "  checkpoint     size %d, signed by %s (%s)\n", rep.Checkpoint.Size, strings.Join(rep.Checkpoint.Signers, ", "), map[bool]string{true: "trusted key", false: "signature NOT checked"}[rep.Checkpoint.Trusted])
 	fmt.Fprintf(w, "  entries        %d verified (signatures, Merkle root), %d authors\n", rep.Entries, rep.Authors)
 	fmt.Fprintf(w, "  consistency    %s\n", rep.Consistency)
-	fmt.Fprintf(w, "  state replay   hash %s\n", rep.StateHash[:16])
+	fmt.Fprintf(w, "  blocks         %d linked by hash, each root checked\n", rep.Blocks)
+	fmt.Fprintf(w, "  state replay   hash %s (%s)\n", rep.StateHash[:16], rep.NodeState)
 	for _, wn := range rep.Warnings {
 		fmt.Fprintf(w, "  warning        %s\n", wn)
 	}

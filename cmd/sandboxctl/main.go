@@ -54,12 +54,45 @@ func commands() []command {
 	return []command{
 		{"key new", "create a key pair", "--out FILE [--algorithm ed25519|ml-dsa-65]", "sandboxctl key new --out me.key", cmdKeyNew},
 		{"health", "a node's status", "", "sandboxctl --server http://127.0.0.1:8080 health", cmdHealth},
-		{"ledger append", "sign and submit an entry", "--kind KIND [--payload JSON] [--nonce N]", `sandboxctl --key agency1.key ledger append --kind demo.note --payload '{"msg":"hello"}'`, cmdLedgerAppend},
+		{"account register", "register the key's account on the ledger", "[--name NAME]", "sandboxctl --key me.key account register --name 'Bank A'", cmdAccountRegister},
+		{"account grant", "grant a role to an account (admin)", "--address A --role R [--org O]", "sandboxctl --key admin.key account grant --address 1f2e... --role enterprise --org banka", cmdAccountGrant},
+		{"account revoke", "revoke a role (admin)", "--address A --role R", "sandboxctl --key admin.key account revoke --address 1f2e... --role enterprise", cmdAccountRevoke},
+		{"account show", "an account's roles and organisation", "[--address A]", "sandboxctl --key me.key account show", cmdAccountShow},
+		{"genesis", "write the signed genesis entry for sandboxd run --genesis (admin)", "--accounts FILE --out FILE", "sandboxctl --key admin.key genesis --accounts accounts.json --out genesis.b64", cmdGenesis},
+		{"dataset register", "register a dataset: schema, digest and rows (agency)", "--name N --schema S.json --file DATA.csv", "sandboxctl --key agency1.key dataset register --name tax2025 --schema tax.json --file tax.csv", cmdDatasetRegister},
+		{"dataset list", "the catalogue: schemas, classes, owners; never values", "", "sandboxctl dataset list", cmdDatasetList},
+		{"policy publish", "publish a policy for your dataset (agency)", "FILE.json", "sandboxctl --key agency1.key policy publish policy.json", cmdPolicyPublish},
+		{"policy list", "the policies", "", "sandboxctl policy list", cmdPolicyList},
+		{"policy revoke", "revoke a policy (its agency)", "ID", "sandboxctl --key agency1.key policy revoke pol-7", cmdPolicyRevoke},
+		{"job submit", "submit an analysis job (enterprise)", "--mode masked|he --query SQL [--purpose TEXT] [--wait]", `sandboxctl --key enterprise.key job submit --mode masked --purpose 'credit risk statistics' --query 'SELECT region, AVG(income) FROM tax2025 GROUP BY region'`, cmdJobSubmit},
+		{"job status", "a job's status", "ID", "sandboxctl job status job-12", cmdJobStatus},
+		{"job list", "the jobs you may see", "", "sandboxctl job list", cmdJobList},
+		{"job result", "a completed job's result", "ID", "sandboxctl job result job-12", cmdJobResult},
+		{"job approve", "approve a pending job on your dataset (agency)", "ID", "sandboxctl --key agency1.key job approve job-12", cmdJobApprove},
+		{"job reject", "reject a pending job on your dataset (agency)", "ID --reason TEXT", "sandboxctl --key agency1.key job reject job-12 --reason 'purpose too broad'", cmdJobReject},
+		{"ledger append", "sign and submit an entry", "--kind KIND [--payload JSON] [--nonce N]", `sandboxctl --key agency1.key ledger append --kind note.demo --payload '{"msg":"hello"}'`, cmdLedgerAppend},
 		{"ledger checkpoint", "the node's latest signed checkpoint", "", "sandboxctl ledger checkpoint", cmdLedgerCheckpoint},
 		{"ledger entries", "list raw entries", "[--start I] [--end J]", "sandboxctl ledger entries --start 0 --end 10", cmdLedgerEntries},
 		{"ledger verify", "download and verify the whole ledger", "[--trust FILE] [--out report.json] [--state FILE]", "sandboxctl ledger verify --trust dev/trust.vkeys --out report.json", cmdLedgerVerify},
-		{"ledger proof", "fetch and verify an entry's inclusion proof", "--index I [--trust FILE]", "sandboxctl ledger proof --index 0", cmdLedgerProof},
+		{"ledger proof", "fetch and verify an entry's inclusion proof", "--index I | --job ID [--trust FILE]", "sandboxctl --key enterprise.key ledger proof --job job-7", cmdLedgerProof},
 	}
+}
+
+// parseArgs parses flags wherever they appear among the positional
+// arguments ("job reject job-3 --reason x" as well as "--reason x job-3").
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
 }
 
 func usage(w io.Writer) {

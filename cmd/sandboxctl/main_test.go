@@ -14,81 +14,189 @@ import (
 	"testing"
 
 	"github.com/datasandbox/datasandbox/api"
+	"github.com/datasandbox/datasandbox/api/apitest"
 	"github.com/datasandbox/datasandbox/chain"
-	"github.com/datasandbox/datasandbox/chain/chaintest"
 )
 
 type env struct {
-	dir, url, trust, key string
-	handler              http.Handler
+	c     *apitest.Consortium
+	dir   string
+	url   string
+	trust string
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	c := chaintest.NewCluster(t, 3, nil)
-	n := c.Nodes[c.WaitLeader()]
-	s, err := api.New(api.DefaultConfig(), n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
+	c := apitest.New(t)
 	dir := t.TempDir()
+	for name, k := range c.Keys {
+		if err := k.WriteKeyFile(filepath.Join(dir, name+".key")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var vkeys []string
-	for i, k := range c.Keys {
-		v, _ := chain.NewCheckpointVerifier(c.Peers[i].ID, k.PublicKey())
+	for i, k := range c.C.Keys {
+		v, _ := chain.NewCheckpointVerifier(c.C.Peers[i].ID, k.PublicKey())
 		vkeys = append(vkeys, v.VerifierKey())
 	}
 	trust := filepath.Join(dir, "trust.vkeys")
 	os.WriteFile(trust, []byte(strings.Join(vkeys, "\n")+"\n"), 0o644)
-	e := &env{dir: dir, url: srv.URL, trust: trust, key: filepath.Join(dir, "me.key"), handler: s.Handler()}
-	if _, err := e.ctl(t, "key", "new", "--out", e.key); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return &env{c: c, dir: dir, url: c.Srv[0].URL, trust: trust}
 }
 
-func (e *env) ctl(t *testing.T, args ...string) (string, error) {
+// ctl runs sandboxctl as the named account ("" = no key).
+func (e *env) ctl(t *testing.T, who string, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
-	full := append([]string{"--server", e.url, "--key", e.key}, args...)
-	err := run(context.Background(), full, &out, io.Discard)
+	full := []string{"--server", e.url}
+	if who != "" {
+		full = append(full, "--key", filepath.Join(e.dir, who+".key"))
+	}
+	err := run(context.Background(), append(full, args...), &out, io.Discard)
 	return out.String(), err
+}
+
+func (e *env) file(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(e.dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const csvData = "person_id,age,region,income\n1,34,north,52000\n2,41,south,61000\n3,29,north,38000\n"
+
+func (e *env) registerAndPublish(t *testing.T, approval string) {
+	t.Helper()
+	schema := e.file(t, "tax.json", string(apitest.TaxSchema))
+	data := e.file(t, "tax.csv", csvData)
+	out, err := e.ctl(t, "agency1", "dataset", "register", "--name", "tax2025", "--schema", schema, "--file", data)
+	if err != nil || !strings.Contains(out, "3 rows") {
+		t.Fatalf("dataset register: %q %v", out, err)
+	}
+	p := apitest.TaxPolicy()
+	if approval != "" {
+		p["approval"] = map[string]any{"mode": approval, "approvers": 1}
+	}
+	b, _ := json.Marshal(p)
+	out, err = e.ctl(t, "agency1", "policy", "publish", e.file(t, "policy.json", string(b)))
+	if err != nil || !strings.Contains(out, "published") {
+		t.Fatalf("policy publish: %q %v", out, err)
+	}
+}
+
+func TestDomainCommands(t *testing.T) {
+	e := newEnv(t)
+	e.registerAndPublish(t, "manual")
+	out, err := e.ctl(t, "bank", "dataset", "list")
+	if err != nil || !strings.Contains(out, "income (sensitive)") || strings.Contains(out, "52000") {
+		t.Fatalf("dataset list: %q %v", out, err)
+	}
+	out, err = e.ctl(t, "bank", "policy", "list")
+	if err != nil || !strings.Contains(out, "credit risk statistics") {
+		t.Fatalf("policy list: %q %v", out, err)
+	}
+	out, err = e.ctl(t, "bank", "--json", "job", "submit", "--mode", "masked", "--purpose", "credit risk statistics",
+		"--query", "SELECT region, AVG(income) FROM tax2025 GROUP BY region")
+	var j api.JobResponse
+	if err != nil || json.Unmarshal([]byte(out), &j) != nil || j.Status != "pending" {
+		t.Fatalf("job submit: %q %v", out, err)
+	}
+	if _, err := e.ctl(t, "agency2", "job", "approve", j.Job); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("another agency approved: %v", err)
+	}
+	if _, err := e.ctl(t, "shop", "job", "status", j.Job); err == nil || !strings.Contains(err.Error(), "belongs to another account") {
+		t.Fatalf("another enterprise read the job: %v", err)
+	}
+	out, err = e.ctl(t, "agency1", "job", "approve", j.Job)
+	if err != nil || !strings.Contains(out, "authorised") {
+		t.Fatalf("approve: %q %v", out, err)
+	}
+	// A refused job exits non-zero with the reason, and is on the ledger.
+	_, err = e.ctl(t, "bank", "job", "submit", "--purpose", "marketing", "--query", "SELECT SUM(income) FROM tax2025")
+	if err == nil || !strings.Contains(err.Error(), `purpose "marketing" does not match`) {
+		t.Fatalf("refused job: %v", err)
+	}
+	out, err = e.ctl(t, "bank", "job", "list")
+	if err != nil || strings.Count(out, "job-") != 2 {
+		t.Fatalf("job list: %q %v", out, err)
+	}
+	// Reject needs a reason; takes the flag after the id.
+	e.ctl(t, "bank", "job", "submit", "--purpose", "credit risk statistics", "--query", "SELECT COUNT(*) FROM tax2025")
+	out, _ = e.ctl(t, "bank", "--json", "job", "list")
+	var list struct{ Jobs []api.JobResponse }
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list.Jobs) == 0 {
+		t.Fatalf("job list --json: %q %v", out, err)
+	}
+	last := list.Jobs[len(list.Jobs)-1].Job
+	if _, err := e.ctl(t, "agency1", "job", "reject", last); err == nil {
+		t.Fatal("reject without reason")
+	}
+	out, err = e.ctl(t, "agency1", "job", "reject", last, "--reason", "not this quarter")
+	if err != nil || !strings.Contains(out, "not this quarter") {
+		t.Fatalf("reject: %q %v", out, err)
+	}
+	// Accounts: a new key registers, the admin grants it a role.
+	if _, err := e.ctl(t, "", "key", "new", "--out", filepath.Join(e.dir, "newco.key")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ctl(t, "newco", "account", "register", "--name", "NewCo"); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := chain.LoadKeyFile(filepath.Join(e.dir, "newco.key"))
+	if _, err := e.ctl(t, "admin", "account", "grant", "--address", k.Address().String(), "--role", "enterprise", "--org", "newco"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = e.ctl(t, "newco", "account", "show")
+	if err != nil || !strings.Contains(out, "roles=enterprise") {
+		t.Fatalf("account show: %q %v", out, err)
+	}
+	if _, err := e.ctl(t, "bank", "account", "grant", "--address", k.Address().String(), "--role", "admin"); err == nil || !strings.Contains(err.Error(), "lacks permission grant") {
+		t.Fatalf("enterprise granted a role: %v", err)
+	}
 }
 
 func TestLedgerCommands(t *testing.T) {
 	e := newEnv(t)
-	if _, err := e.ctl(t, "key", "new", "--out", e.key); err == nil {
-		t.Fatal("key new overwrote a key")
-	}
 	for _, n := range []string{"1", "2", "3"} {
-		out, err := e.ctl(t, "ledger", "append", "--kind", chaintest.KindNote, "--nonce", n, "--payload", `{"n":`+n+`}`)
+		out, err := e.ctl(t, "agency1", "ledger", "append", "--kind", "note.demo", "--nonce", n, "--payload", `{"n":`+n+`}`)
 		if err != nil || !strings.Contains(out, "committed") {
 			t.Fatalf("append: %q %v", out, err)
 		}
 	}
-	if _, err := e.ctl(t, "ledger", "append", "--kind", chaintest.KindNote, "--nonce", "2"); err == nil || !strings.Contains(err.Error(), "rejected") {
+	if _, err := e.ctl(t, "agency1", "ledger", "append", "--kind", "note.demo", "--nonce", "2"); err == nil || !strings.Contains(err.Error(), "already applied") {
 		t.Fatalf("replayed nonce: %v", err)
 	}
-	if _, err := e.ctl(t, "ledger", "append", "--kind", chaintest.KindNote, "--payload", "{not json"); err == nil {
+	if _, err := e.ctl(t, "bank", "ledger", "append", "--kind", "note.demo"); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("enterprise wrote a note: %v", err)
+	}
+	if _, err := e.ctl(t, "agency1", "ledger", "append", "--kind", "note.demo", "--payload", "{not json"); err == nil {
 		t.Fatal("bad payload accepted")
 	}
 	state := filepath.Join(e.dir, "state.json")
-	out, err := e.ctl(t, "ledger", "verify", "--trust", e.trust, "--state", state, "--out", filepath.Join(e.dir, "r.json"))
-	if err != nil || !strings.Contains(out, "OK: all checks hold") {
+	out, err := e.ctl(t, "auditor", "ledger", "verify", "--trust", e.trust, "--state", state, "--out", filepath.Join(e.dir, "r.json"))
+	if err != nil || !strings.Contains(out, "OK: all checks hold") || !strings.Contains(out, "matches the node's state hash") {
 		t.Fatalf("verify: %q %v", out, err)
 	}
 	var rep Report
 	b, _ := os.ReadFile(filepath.Join(e.dir, "r.json"))
-	if err := json.Unmarshal(b, &rep); err != nil || !rep.OK || rep.Entries != 3 || !rep.Checkpoint.Trusted {
+	if err := json.Unmarshal(b, &rep); err != nil || !rep.OK || rep.Entries != 4 || !rep.Checkpoint.Trusted {
 		t.Fatalf("report %+v %v", rep, err)
 	}
-	out, err = e.ctl(t, "ledger", "proof", "--index", "2", "--trust", e.trust)
+	out, err = e.ctl(t, "agency1", "ledger", "proof", "--index", "2", "--trust", e.trust)
 	if err != nil || !strings.Contains(out, "entry 2 is included") {
 		t.Fatalf("proof: %q %v", out, err)
 	}
-	if _, err := e.ctl(t, "ledger", "proof", "--index", "9"); err == nil {
+	if _, err := e.ctl(t, "bank", "ledger", "proof", "--index", "2"); err == nil || !strings.Contains(err.Error(), "did not return entry 2") {
+		t.Fatalf("enterprise proved another account's entry: %v", err)
+	}
+	if _, err := e.ctl(t, "auditor", "ledger", "proof", "--index", "9"); err == nil {
 		t.Fatal("proof of a missing entry")
+	}
+	// An enterprise cannot verify: it may not read every entry.
+	if _, err := e.ctl(t, "bank", "ledger", "verify", "--trust", e.trust, "--state", filepath.Join(e.dir, "b.json")); err == nil || !strings.Contains(err.Error(), "read.all") {
+		t.Fatalf("enterprise verify: %v", err)
 	}
 
 	// A history rewritten since the last verification is detected.
@@ -99,16 +207,15 @@ func TestLedgerCommands(t *testing.T) {
 	st.Size = 2
 	b, _ = json.Marshal(st)
 	os.WriteFile(state, b, 0o600)
-	if _, err := e.ctl(t, "ledger", "verify", "--trust", e.trust, "--state", state); err == nil || !strings.Contains(err.Error(), "rewritten") {
+	if _, err := e.ctl(t, "auditor", "ledger", "verify", "--trust", e.trust, "--state", state); err == nil || !strings.Contains(err.Error(), "rewritten") {
 		t.Fatalf("fork not detected: %v", err)
 	}
-
-	// An untrusted signing key is refused.
+	// A checkpoint signed by an unknown key is refused.
 	other := filepath.Join(e.dir, "other.vkeys")
 	k, _ := chain.GenerateKey(chain.Ed25519)
 	v, _ := chain.NewCheckpointVerifier("node1", k.PublicKey())
 	os.WriteFile(other, []byte(v.VerifierKey()+"\n"), 0o644)
-	if _, err := e.ctl(t, "ledger", "verify", "--trust", other, "--state", filepath.Join(e.dir, "s2.json")); err == nil {
+	if _, err := e.ctl(t, "auditor", "ledger", "verify", "--trust", other, "--state", filepath.Join(e.dir, "s2.json")); err == nil {
 		t.Fatal("checkpoint signed by an unknown key accepted")
 	}
 }
@@ -117,19 +224,20 @@ func TestLedgerCommands(t *testing.T) {
 func TestVerifyCatchesTamperedEntry(t *testing.T) {
 	e := newEnv(t)
 	for _, n := range []string{"1", "2", "3"} {
-		if _, err := e.ctl(t, "ledger", "append", "--kind", chaintest.KindNote, "--nonce", n); err != nil {
+		if _, err := e.ctl(t, "agency1", "ledger", "append", "--kind", "note.demo", "--nonce", n); err != nil {
 			t.Fatal(err)
 		}
 	}
+	real := e.c.Srv[0].Config.Handler
 	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := httptest.NewRecorder()
-		e.handler.ServeHTTP(rec, r)
+		real.ServeHTTP(rec, r)
 		body := rec.Body.Bytes()
 		if r.URL.Path == "/v1/ledger/entries" {
 			var er api.EntriesResponse
 			json.Unmarshal(body, &er)
 			for i := range er.Entries {
-				if er.Entries[i].Index == 1 {
+				if er.Entries[i].Index == 2 {
 					raw, _ := base64.StdEncoding.DecodeString(er.Entries[i].Entry)
 					raw[len(raw)-80] ^= 1 // inside the payload or signature
 					er.Entries[i].Entry = base64.StdEncoding.EncodeToString(raw)
@@ -143,14 +251,14 @@ func TestVerifyCatchesTamperedEntry(t *testing.T) {
 	}))
 	defer liar.Close()
 	e.url = liar.URL
-	_, err := e.ctl(t, "ledger", "verify", "--trust", e.trust, "--state", filepath.Join(e.dir, "s.json"))
-	if err == nil || !strings.Contains(err.Error(), "index 1") {
-		t.Fatalf("tampered entry not caught at index 1: %v", err)
+	_, err := e.ctl(t, "auditor", "ledger", "verify", "--trust", e.trust, "--state", filepath.Join(e.dir, "s.json"))
+	if err == nil || !strings.Contains(err.Error(), "index 2") {
+		t.Fatalf("tampered entry not caught at index 2: %v", err)
 	}
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{}, {"nope"}, {"ledger"}, {"key", "new"}, {"ledger", "append"}} {
+	for _, args := range [][]string{{}, {"nope"}, {"ledger"}, {"key", "new"}, {"ledger", "append"}, {"job", "status"}} {
 		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("%v: no error", args)
 		}

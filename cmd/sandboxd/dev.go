@@ -14,7 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/policies"
 )
 
 // consortiumFile records a dev consortium so that a second run resumes it.
@@ -127,6 +129,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if err := writeGenesis(ctx, *dir, cf, live[0]); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "consortium ready in %s: %d nodes, leader %s, ledger size %d\n", *dir, len(live), leader, live[0].chain.Ledger().Size())
 	for _, n := range cf.Nodes {
 		fmt.Fprintf(stdout, "  %-8s http://%s  raft %s\n", n.ID, n.HTTP, n.Raft)
@@ -135,6 +140,55 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "checkpoint keys in %s\n", filepath.Join(*dir, "trust.vkeys"))
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "shutting down")
+	return nil
+}
+
+// writeGenesis commits the genesis entry on a new consortium: the
+// permission table and every demo account (nodes included), signed by the
+// admin key.
+func writeGenesis(ctx context.Context, dir string, cf *consortiumFile, n *liveNode) error {
+	if n.chain.Ledger().Size() > 0 {
+		return nil
+	}
+	keys := filepath.Join(dir, "keys")
+	admin, err := chain.LoadKeyFile(filepath.Join(keys, "admin.key"))
+	if err != nil {
+		return err
+	}
+	g := policies.Genesis{Consortium: cf.Origin, Table: policies.DefaultTable()}
+	add := func(k *chain.Key, name, org, role string) {
+		g.Accounts = append(g.Accounts, policies.GenesisAccount{PublicKey: k.PublicKey(), Algorithm: "ed25519", Name: name, Org: org, Roles: []string{role}})
+	}
+	for _, name := range demoAccounts(len(cf.Nodes)) {
+		k, err := chain.LoadKeyFile(filepath.Join(keys, name+".key"))
+		if err != nil {
+			return err
+		}
+		role, org := name, name
+		switch {
+		case strings.HasPrefix(name, "agency"):
+			role = "agency"
+		case name == "admin" || name == "auditor":
+			org = ""
+		}
+		add(k, name, org, role)
+	}
+	for i, nd := range cf.Nodes {
+		k, err := chain.LoadKeyFile(filepath.Join(dir, "nodes", nd.ID, "node.key"))
+		if err != nil {
+			return err
+		}
+		add(k, nd.ID, fmt.Sprintf("agency%d", i+1), "node")
+	}
+	raw, err := audit.GenesisEntry(admin, g, time.Now())
+	if err != nil {
+		return err
+	}
+	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := n.chain.Append(gctx, raw); err != nil {
+		return fmt.Errorf("dev: committing genesis: %w", err)
+	}
 	return nil
 }
 

@@ -54,9 +54,9 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	cfg.Bootstrap = s.Bootstrap
 	cfg.Verifiers = s.Trust
 	cfg.Logger = s.Logger
-	// Join permissions arrive with the domain's genesis (roles); until then
-	// a node is admitted only if it was in the bootstrap configuration.
-	cfg.Admit = nil
+	// A node may join if its account holds the join permission on the
+	// committed ledger.
+	cfg.Admit = sm.Admit
 	if s.Fast {
 		cfg.HeartbeatTimeout, cfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
 	}
@@ -67,7 +67,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	acfg := api.DefaultConfig()
 	acfg.Addr = s.HTTP
 	acfg.Logger = s.Logger
-	srv, err := api.New(acfg, n)
+	srv, err := api.New(acfg, n, sm.M, s.Key)
 	if err != nil {
 		n.Close()
 		return nil, err

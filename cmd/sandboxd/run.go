@@ -1,17 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
 	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/policies"
 )
 
 // nodeConfig is the node.toml file; every field has a flag of the same name.
@@ -38,6 +42,9 @@ type nodeConfig struct {
 	Join string `toml:"join"`
 	// Trust is a file of the other nodes' checkpoint verifier keys.
 	Trust string `toml:"trust"`
+	// Genesis is a file holding the signed genesis entry (base64, as
+	// "sandboxctl genesis" writes it); the first start commits it.
+	Genesis string `toml:"genesis"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
 }
@@ -57,6 +64,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	bootstrap := fs.String("bootstrap", "", "first members, id=host:port,...")
 	fs.StringVar(&c.Join, "join", "", "Raft address of a member to join through")
 	fs.StringVar(&c.Trust, "trust", "", "file of other nodes' checkpoint keys")
+	fs.StringVar(&c.Genesis, "genesis", "", "signed genesis entry to commit on first start (sandboxctl genesis)")
 	fs.StringVar(&c.LogLevel, "log-level", "", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -116,8 +124,47 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, "node %s serving http://%s, raft %s\n", c.ID, c.HTTP, n.chain.Addr())
+	if c.Genesis != "" {
+		if err := commitGenesis(ctx, n, c.Genesis); err != nil {
+			return errors.Join(err, n.close())
+		}
+	}
 	<-ctx.Done()
 	return n.close()
+}
+
+// commitGenesis commits the genesis entry once a leader is known, unless the
+// ledger already has entries. Every bootstrap node may be given the same
+// file: appends are idempotent.
+func commitGenesis(ctx context.Context, n *liveNode, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("run: %s: not base64", path)
+	}
+	if e, err := chain.ParseAndVerify(raw); err != nil {
+		return fmt.Errorf("run: %s: %w", path, err)
+	} else if e.Kind != policies.KindGenesis {
+		return fmt.Errorf("run: %s holds a %s entry, not genesis", path, e.Kind)
+	}
+	gctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := n.chain.WaitLeader(gctx); err != nil {
+		return err
+	}
+	if n.chain.Ledger().Size() > 0 {
+		if first, err := n.chain.Ledger().Entry(0); err == nil && bytes.Equal(first, raw) {
+			return nil
+		}
+		return fmt.Errorf("run: the ledger already has a different genesis than %s", path)
+	}
+	if _, err := n.chain.Append(gctx, raw); err != nil {
+		return fmt.Errorf("run: committing genesis: %w", err)
+	}
+	return nil
 }
 
 // merge fills empty fields of c from the file.
@@ -136,6 +183,7 @@ func merge(c *nodeConfig, f nodeConfig) {
 	set(&c.Origin, f.Origin)
 	set(&c.Join, f.Join)
 	set(&c.Trust, f.Trust)
+	set(&c.Genesis, f.Genesis)
 	set(&c.LogLevel, f.LogLevel)
 	if len(c.Bootstrap) == 0 {
 		c.Bootstrap = f.Bootstrap

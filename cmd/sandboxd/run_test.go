@@ -4,14 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/policies"
 )
 
 // A single production node from a config file bootstraps itself, serves
@@ -24,14 +25,26 @@ func TestRunFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := freeBase(t)
+	admin, _ := chain.GenerateKey(chain.Ed25519)
+	g := policies.Genesis{Consortium: "solo", Table: policies.DefaultTable(), Accounts: []policies.GenesisAccount{
+		{PublicKey: admin.PublicKey(), Algorithm: "ed25519", Name: "admin", Roles: []string{"admin"}},
+		{PublicKey: k.PublicKey(), Algorithm: "ed25519", Name: "solo", Roles: []string{"node"}},
+	}}
+	graw, err := audit.GenesisEntry(admin, g, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	genesisFile := filepath.Join(dir, "genesis.b64")
+	os.WriteFile(genesisFile, []byte(b64(graw)+"\n"), 0o644)
 	cfg := fmt.Sprintf(`id = "solo"
 dir = %q
 key = %q
 http = "127.0.0.1:%d"
 raft = "127.0.0.1:%d"
 bootstrap = ["solo=127.0.0.1:%d"]
+genesis = %q
 log_level = "error"
-`, filepath.Join(dir, "data"), keyFile, base, base+1000, base+1000)
+`, filepath.Join(dir, "data"), keyFile, base, base+1000, base+1000, genesisFile)
 	cfgFile := filepath.Join(dir, "node.toml")
 	os.WriteFile(cfgFile, []byte(cfg), 0o600)
 
@@ -50,10 +63,19 @@ log_level = "error"
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	raw, _ := k.NewEntry("demo.note", 1, time.Now(), []byte(`{}`))
-	resp, err := httpPost(url+"/v1/ledger/entries", fmt.Sprintf(`{"entry":%q}`, b64(raw)))
-	if err != nil || resp != 201 {
-		t.Fatalf("append: %d %v", resp, err)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if h, err := getHealth(url); err == nil && h.LedgerSize == 1 {
+			break // genesis committed
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("genesis not committed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	raw, _ := admin.NewEntry("note.demo", 1, time.Now(), []byte(`{}`))
+	if code, err := signedPost(url+"/v1/ledger/entries", fmt.Sprintf(`{"entry":%q}`, b64(raw)), admin); err != nil || code != 201 {
+		t.Fatalf("append: %d %v", code, err)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -66,7 +88,7 @@ log_level = "error"
 	b[len(b)-5] ^= 0xff
 	os.WriteFile(p, b, 0o600)
 	err = run(context.Background(), []string{"run", "--config", cfgFile}, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "corrupt store") || !strings.Contains(err.Error(), "record 0") {
+	if err == nil || !strings.Contains(err.Error(), "corrupt store") || !strings.Contains(err.Error(), "record 1") {
 		t.Fatalf("corrupted store: %v", err)
 	}
 
@@ -75,13 +97,4 @@ log_level = "error"
 	if err := run(context.Background(), []string{"run", "--config", cfgFile}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "colour") {
 		t.Fatalf("unknown setting: %v", err)
 	}
-}
-
-func httpPost(url, body string) (int, error) {
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
 }

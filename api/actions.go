@@ -1,0 +1,216 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/datasandbox/datasandbox/audit"
+	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox"
+)
+
+// relay commits the caller's signed request as an entry of the given kind,
+// signed by this node, and waits until this node has applied it.
+func (s *Server) relay(c echo.Context, kind string, extra any) (chain.Receipt, error) {
+	who := callerOf(c)
+	route, ok := audit.RouteFor(kind)
+	if !ok {
+		return chain.Receipt{}, fmt.Errorf("api: no route for kind %s", kind)
+	}
+	if _, err := route.Document(c.Request().Method, c.Request().URL.Path, who.body); err != nil {
+		return chain.Receipt{}, badRequest("bad-body", err.Error())
+	}
+	r := audit.Relay{Actor: who.addr.String(), Request: who.request}
+	if extra != nil {
+		b, err := json.Marshal(extra)
+		if err != nil {
+			return chain.Receipt{}, err
+		}
+		r.Extra = b
+	}
+	payload, err := audit.RelayPayload(r)
+	if err != nil {
+		return chain.Receipt{}, err
+	}
+	raw, err := s.key.NewEntry(kind, s.nonce.Add(1), time.Now(), payload)
+	if err != nil {
+		return chain.Receipt{}, err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.AppendTimeout)
+	defer cancel()
+	rc, err := s.node.Append(ctx, raw)
+	if err != nil {
+		return rc, err
+	}
+	return rc, s.node.WaitApplied(ctx, rc.Index)
+}
+
+// WriteResponse answers a committed write.
+type WriteResponse struct {
+	Kind  string `json:"kind"`
+	Index uint64 `json:"index"`
+	ID    string `json:"id,omitempty"`
+}
+
+// relayed is the handler of a route whose body is the whole document.
+func (s *Server) relayed(kind string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		rc, err := s.relay(c, kind, nil)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusCreated, WriteResponse{Kind: kind, Index: rc.Index})
+	}
+}
+
+func decodeStrict(body []byte, v any, what string) error {
+	if err := policiesStrict(body, v); err != nil {
+		return badRequest("bad-body", fmt.Sprintf("%s: %v", what, err))
+	}
+	return nil
+}
+
+func (s *Server) registerAccount(c echo.Context) error {
+	var d policies.RegisterDoc
+	if err := decodeStrict(callerOf(c).body, &d, "account registration must be {\"public_key\": \"<base64>\", \"algorithm\": \"ed25519\"}"); err != nil {
+		return err
+	}
+	if policies.AddressOf(d.PublicKey) != callerOf(c).addr {
+		return badRequest("bad-body", "the key registered must be the one that signs the request (keyid = its address)")
+	}
+	rc, err := s.relay(c, policies.KindAccountRegister, nil)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, WriteResponse{Kind: policies.KindAccountRegister, Index: rc.Index, ID: callerOf(c).addr.String()})
+}
+
+func (s *Server) registerDataset(c echo.Context) error {
+	var d policies.DatasetDoc
+	if err := decodeStrict(callerOf(c).body, &d, "dataset"); err != nil {
+		return err
+	}
+	if err := d.Schema.Validate(); err != nil {
+		return badRequest("bad-schema", err.Error())
+	}
+	if _, taken := s.state.Dataset(d.Name); taken {
+		return &problemError{status: http.StatusConflict, code: "conflict", detail: fmt.Sprintf("dataset %q is already registered", d.Name)}
+	}
+	rc, err := s.relay(c, policies.KindDatasetRegister, nil)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, WriteResponse{Kind: policies.KindDatasetRegister, Index: rc.Index, ID: d.Name})
+}
+
+func (s *Server) publishPolicy(c echo.Context) error {
+	who := callerOf(c)
+	p, err := policies.ParsePolicy(who.body)
+	if err != nil {
+		return badRequest("bad-policy", err.Error())
+	}
+	ds, ok := s.state.Dataset(p.Dataset)
+	if !ok {
+		return notFound(fmt.Sprintf("dataset %q is not registered", p.Dataset))
+	}
+	if ds.Owner != who.addr && (ds.Org == "" || ds.Org != who.account.Org) {
+		return forbidden(fmt.Sprintf("dataset %q belongs to another agency", p.Dataset))
+	}
+	rc, err := s.relay(c, policies.KindPolicyPublish, nil)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, WriteResponse{Kind: policies.KindPolicyPublish, Index: rc.Index, ID: fmt.Sprintf("pol-%d", rc.Index)})
+}
+
+// JobResponse is a job as the API shows it.
+type JobResponse struct {
+	Job          string   `json:"job"`
+	Status       string   `json:"status"`
+	Reason       string   `json:"reason,omitempty"`
+	Dataset      string   `json:"dataset"`
+	Mode         string   `json:"mode"`
+	Purpose      string   `json:"purpose"`
+	Query        string   `json:"query"`
+	Requester    string   `json:"requester"`
+	Policy       string   `json:"policy,omitempty"`
+	Epsilon      float64  `json:"epsilon"`
+	Approvals    []string `json:"approvals,omitempty"`
+	Needed       int      `json:"approvals_needed,omitempty"`
+	Submitted    string   `json:"submitted"`
+	ResultSHA256 string   `json:"result_sha256,omitempty"`
+}
+
+func jobResponse(j policies.Job) JobResponse {
+	r := JobResponse{Job: j.ID, Status: j.Status, Reason: j.Reason, Dataset: j.Dataset, Mode: j.Mode, Purpose: j.Purpose,
+		Query: j.Query, Requester: j.Requester.String(), Policy: j.Policy, Epsilon: j.Epsilon, Needed: j.Needed,
+		Submitted: j.Submitted.Format(time.RFC3339), ResultSHA256: j.ResultHash}
+	for _, a := range j.Approvals {
+		r.Approvals = append(r.Approvals, a.String())
+	}
+	return r
+}
+
+func (s *Server) submitJob(c echo.Context) error {
+	var d policies.JobDoc
+	if err := decodeStrict(callerOf(c).body, &d, "job must be {\"query\", \"mode\", \"purpose\"}"); err != nil {
+		return err
+	}
+	if d.Mode != policies.ModeMasked && d.Mode != policies.ModeHE {
+		return badRequest("bad-mode", fmt.Sprintf("mode must be masked or he, got %q", clip(d.Mode)))
+	}
+	q, err := sandbox.ParseQuery(d.Query)
+	if err != nil {
+		return badRequest("bad-query", err.Error())
+	}
+	rc, err := s.relay(c, policies.KindJobSubmit, policies.JobExtra{Dataset: q.From, Plan: q.Plan()})
+	if err != nil {
+		return err
+	}
+	j, ok := s.state.Job(fmt.Sprintf("job-%d", rc.Index))
+	if !ok {
+		return fmt.Errorf("api: job of entry %d not in state", rc.Index)
+	}
+	return c.JSON(http.StatusCreated, jobResponse(j))
+}
+
+func (s *Server) decideJob(kind string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		who := callerOf(c)
+		j, ok := s.state.Job(c.Param("id"))
+		if !ok {
+			return notFound(fmt.Sprintf("no job %q", clip(c.Param("id"))))
+		}
+		ds, _ := s.state.Dataset(j.Dataset)
+		if ds.Owner != who.addr && (ds.Org == "" || ds.Org != who.account.Org) {
+			return forbidden(fmt.Sprintf("job %s uses dataset %q of another agency", j.ID, j.Dataset))
+		}
+		if j.Status != policies.JobPending {
+			return &problemError{status: http.StatusConflict, code: "conflict", detail: fmt.Sprintf("job %s is %s, not pending", j.ID, j.Status)}
+		}
+		if _, err := s.relay(c, kind, nil); err != nil {
+			return err
+		}
+		j, _ = s.state.Job(j.ID)
+		return c.JSON(http.StatusOK, jobResponse(j))
+	}
+}
+
+func policiesStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("trailing data after the JSON value")
+	}
+	return nil
+}

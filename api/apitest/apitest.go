@@ -1,0 +1,204 @@
+// Package apitest starts a consortium for tests: a 3-node cluster with the
+// real state machine, a genesis with one account per role, and an HTTP
+// server per node. For tests only.
+package apitest
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/datasandbox/datasandbox/api"
+	"github.com/datasandbox/datasandbox/audit"
+	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/chain/chaintest"
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+// Consortium is a 3-node cluster with the real state machine, genesis with
+// one account per role (two agencies, two enterprises), and one HTTP
+// server per node.
+type Consortium struct {
+	C    *chaintest.Cluster
+	SMs  []audit.StateMachine
+	Srv  []*httptest.Server
+	Keys map[string]*chain.Key
+	mu   sync.Mutex
+}
+
+// Accounts are the genesis accounts: name, role, org.
+var Accounts = []struct{ name, role, org string }{
+	{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"agency1b", "agency", "tax"}, {"agency2", "agency", "health"},
+	{"bank", "enterprise", "bank"}, {"shop", "enterprise", "shop"}, {"auditor", "auditor", ""},
+}
+
+// New starts a consortium.
+func New(t testing.TB) *Consortium {
+	t.Helper()
+	f := &Consortium{Keys: map[string]*chain.Key{}, SMs: make([]audit.StateMachine, 3)}
+	f.C = chaintest.NewClusterWith(t, 3, nil, func(i int) (chain.StateMachine, chain.AdmitFunc) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.SMs[i] = audit.NewStateMachine()
+		return f.SMs[i], f.SMs[i].Admit
+	})
+	g := policies.Genesis{Consortium: "test", Table: policies.DefaultTable()}
+	for _, a := range Accounts {
+		k, _ := chain.GenerateKey(chain.Ed25519)
+		f.Keys[a.name] = k
+		g.Accounts = append(g.Accounts, policies.GenesisAccount{PublicKey: k.PublicKey(), Algorithm: "ed25519", Name: a.name, Org: a.org, Roles: []string{a.role}})
+	}
+	for i, k := range f.C.Keys {
+		g.Accounts = append(g.Accounts, policies.GenesisAccount{PublicKey: k.PublicKey(), Algorithm: "ed25519", Name: f.C.Peers[i].ID, Roles: []string{"node"}})
+	}
+	raw, err := audit.GenesisEntry(f.Keys["admin"], g, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.C.Nodes[f.C.WaitLeader()].Append(t.Context(), raw); err != nil {
+		t.Fatal(err)
+	}
+	f.C.WaitConverged(1)
+	for i := range f.C.Nodes {
+		cfg := api.DefaultConfig()
+		cfg.MaxPage = 50
+		s, err := api.New(cfg, f.C.Nodes[i], f.SMs[i].M, f.C.Keys[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(s.Handler())
+		t.Cleanup(srv.Close)
+		f.Srv = append(f.Srv, srv)
+	}
+	return f
+}
+
+// Request builds a request to node i, signed by who ("" = unsigned).
+func (f *Consortium) Request(t testing.TB, who string, node int, method, path string, body any) *http.Request {
+	t.Helper()
+	var b []byte
+	switch v := body.(type) {
+	case nil:
+	case []byte:
+		b = v
+	default:
+		b, _ = json.Marshal(v)
+	}
+	req, _ := http.NewRequest(method, f.Srv[node].URL+path, bytes.NewReader(b))
+	if b != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if who != "" {
+		k := f.Keys[who]
+		if err := audit.SignRequest(req, b, k.Ed25519(), k.Address().String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return req
+}
+
+// Send sends a request and decodes the answer (or the problem) into out.
+func Send(t testing.TB, req *http.Request, out any) (int, api.Problem) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var p api.Problem
+	if resp.StatusCode >= 400 {
+		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+			t.Fatalf("%s %s: %d with content type %q: %s", req.Method, req.URL.Path, resp.StatusCode, ct, b)
+		}
+		json.Unmarshal(b, &p)
+		return resp.StatusCode, p
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", req.Method, req.URL.Path, err, b)
+		}
+	}
+	return resp.StatusCode, p
+}
+
+// Do signs and sends a request as who to node i.
+func (f *Consortium) Do(t testing.TB, who string, node int, method, path string, body, out any) (int, api.Problem) {
+	t.Helper()
+	return Send(t, f.Request(t, who, node, method, path, body), out)
+}
+
+// Must is Do that fails the test on an error status.
+func (f *Consortium) Must(t testing.TB, who string, node int, method, path string, body, out any) {
+	t.Helper()
+	if code, p := f.Do(t, who, node, method, path, body, out); code >= 300 {
+		t.Fatalf("%s %s %s: %d %s: %s", who, method, path, code, p.Code, p.Detail)
+	}
+}
+
+// TaxSchema is the contract's example schema.
+var TaxSchema = json.RawMessage(`{"columns": [
+  {"name": "person_id", "type": "string", "class": "identifier"},
+  {"name": "age", "type": "int", "class": "quasi_identifier", "generalize": {"band": 10}},
+  {"name": "region", "type": "string", "class": "public"},
+  {"name": "income", "type": "float", "class": "sensitive", "bounds": [0, 1000000]}]}`)
+
+// TaxPolicy is the contract's example policy.
+func TaxPolicy() map[string]any {
+	return map[string]any{
+		"dataset": "tax2025", "grantees": []string{"role:enterprise"}, "purpose": "credit risk statistics",
+		"modes": []string{"masked", "he"}, "aggregates": map[string][]string{"income": {"count", "sum", "avg", "var", "stddev"}},
+		"group_by": []string{"region", "age"}, "filter": []string{"region", "age"}, "min_group_size": 10,
+		"dominance": map[string]any{"n": 1, "k": 0.5},
+		"dp":        map[string]any{"epsilon_per_query": 0.5, "epsilon_budget": 5.0, "delta": 1e-6},
+		"approval":  map[string]any{"mode": "auto"}, "expires": "2027-12-31T00:00:00Z",
+	}
+}
+
+// WithPolicy registers tax2025 (agency1) and publishes a policy for it.
+func (f *Consortium) WithPolicy(t testing.TB, edit func(map[string]any)) string {
+	t.Helper()
+	f.Must(t, "agency1", 0, "POST", "/v1/datasets", map[string]any{"name": "tax2025", "schema": TaxSchema, "sha256": strings.Repeat("ab", 32), "rows": 1000}, nil)
+	p := TaxPolicy()
+	if edit != nil {
+		edit(p)
+	}
+	var w api.WriteResponse
+	f.Must(t, "agency1", 1, "POST", "/v1/policies", p, &w)
+	return w.ID
+}
+
+// JobBody is a job request in masked mode for the policy's purpose.
+func JobBody(sql string) map[string]string {
+	return map[string]string{"query": sql, "mode": "masked", "purpose": "credit risk statistics"}
+}
+
+// ManualSign signs like an independent RFC 9421 implementation would,
+// building the signature base by hand (RFC 9421 section 2.5), with a
+// chosen created time.
+func ManualSign(req *http.Request, body []byte, key *chain.Key, created time.Time) {
+	comps := []string{`"@method"`, `"@target-uri"`}
+	lines := []string{`"@method": ` + req.Method, `"@target-uri": ` + req.URL.String()}
+	if len(body) > 0 {
+		sum := sha256.Sum256(body)
+		d := "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+		req.Header.Set("Content-Digest", d)
+		comps = append(comps, `"content-digest"`)
+		lines = append(lines, `"content-digest": `+d)
+	}
+	params := fmt.Sprintf(`(%s);created=%d;keyid="%s";alg="ed25519"`, strings.Join(comps, " "), created.Unix(), key.Address())
+	base := strings.Join(lines, "\n") + "\n" + `"@signature-params": ` + params
+	sig := ed25519.Sign(key.Ed25519(), []byte(base))
+	req.Header.Set("Signature-Input", "sig1="+params)
+	req.Header.Set("Signature", "sig1=:"+base64.StdEncoding.EncodeToString(sig)+":")
+}

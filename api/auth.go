@@ -1,0 +1,149 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/yaronf/httpsign"
+
+	"github.com/datasandbox/datasandbox/audit"
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+// caller is the authenticated account of a request.
+type caller struct {
+	addr    policies.Address
+	account policies.Account
+	body    []byte
+	request audit.SignedRequest // kept for relaying to the ledger
+}
+
+const ctxCaller = "caller"
+
+func callerOf(c echo.Context) *caller { return c.Get(ctxCaller).(*caller) }
+
+func unauthorized(code, detail string) error {
+	return &problemError{status: http.StatusUnauthorized, code: code, detail: detail}
+}
+
+func forbidden(detail string) error {
+	return &problemError{status: http.StatusForbidden, code: "forbidden", detail: detail}
+}
+
+// authenticate checks the request's RFC 9421 signature against the
+// committed key of the account named by keyid, the created time, replays,
+// and the route's permission.
+func (s *Server) authenticate(r Route, next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, s.cfg.BodyLimit))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return &problemError{status: http.StatusRequestEntityTooLarge, code: "body-too-large", detail: fmt.Sprintf("request body exceeds %d bytes", s.cfg.BodyLimit)}
+			}
+			return badRequest("bad-body", "could not read the request body")
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		// Reads and checks see every write acknowledged before, whichever
+		// node took it.
+		ctx, cancel := context.WithTimeout(req.Context(), s.cfg.AppendTimeout)
+		err = s.node.ReadBarrier(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if req.Header.Get("Signature") == "" || req.Header.Get("Signature-Input") == "" {
+			return unauthorized("unsigned", "this endpoint needs an RFC 9421 signature (Signature and Signature-Input headers, keyid = account address)")
+		}
+		names, err := httpsign.RequestSignatureNames(req, false)
+		if err != nil || len(names) != 1 {
+			return unauthorized("bad-signature", "Signature-Input must carry exactly one signature")
+		}
+		details, err := httpsign.RequestDetails(names[0], req)
+		if err != nil {
+			return unauthorized("bad-signature", "cannot read the signature: "+clip(err.Error()))
+		}
+		addr, err := policies.ParseAddress(details.KeyID)
+		if err != nil {
+			return unauthorized("bad-signature", "keyid must be the account's 40-hex-digit address")
+		}
+		acc, known := s.state.Account(addr)
+		key := acc.PublicKey
+		if r.Path == "/v1/accounts" && r.Method == http.MethodPost {
+			// Registration: the key comes with the request, which it signs.
+			var d policies.RegisterDoc
+			if json.Unmarshal(body, &d) != nil || policies.AddressOf(d.PublicKey) != addr {
+				return badRequest("bad-body", "registration must be {\"public_key\": \"<base64>\", \"algorithm\": \"ed25519\"} with the key that signs the request (keyid = its address)")
+			}
+			key = d.PublicKey
+		} else if !known || key == nil {
+			return unauthorized("unknown-account", fmt.Sprintf("unknown account %s: the ledger holds no key for it (register with POST /v1/accounts)", addr))
+		}
+		created, err := audit.VerifyRequest(req, body, addr, key)
+		switch {
+		case errors.Is(err, audit.ErrBadDigest):
+			return unauthorized("bad-digest", "Content-Digest does not match the body (tampered or truncated body)")
+		case errors.Is(err, audit.ErrUnsigned):
+			return unauthorized("unsigned", err.Error())
+		case err != nil:
+			return unauthorized("bad-signature", "signature does not verify with the key of account "+addr.String()+": "+clip(err.Error()))
+		}
+		if d := time.Since(created); d > s.cfg.SignatureWindow || d < -s.cfg.SignatureWindow {
+			return unauthorized("stale-signature", fmt.Sprintf("signature created at %s, more than %s from the server's time", created.Format(time.RFC3339), s.cfg.SignatureWindow))
+		}
+		if !s.replays.add(audit.RequestReplayKey(req.Header.Get("Signature")), time.Now()) {
+			return unauthorized("replayed-request", "this signed request was already received; sign each request anew")
+		}
+		if r.Perm != "" && !s.state.Can(addr, r.Perm) {
+			return forbidden(fmt.Sprintf("account %s lacks permission %s", addr, r.Perm))
+		}
+		scheme := "http"
+		if req.TLS != nil {
+			scheme = "https"
+		}
+		c.Set(ctxCaller, &caller{addr: addr, account: acc, body: body,
+			request: audit.CaptureRequest(req, scheme+"://"+req.Host+req.URL.RequestURI(), body)})
+		return next(c)
+	}
+}
+
+// replayCache remembers request signatures for the window in which they
+// would be accepted.
+type replayCache struct {
+	mu   sync.Mutex
+	ttl  time.Duration
+	seen map[string]time.Time
+	last time.Time
+}
+
+func newReplayCache(ttl time.Duration) *replayCache {
+	return &replayCache{ttl: ttl, seen: map[string]time.Time{}}
+}
+
+// add records a key; false if it was seen within the TTL.
+func (r *replayCache) add(key string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.last) > r.ttl/4 {
+		for k, t := range r.seen {
+			if now.Sub(t) > r.ttl {
+				delete(r.seen, k)
+			}
+		}
+		r.last = now
+	}
+	if t, ok := r.seen[key]; ok && now.Sub(t) <= r.ttl {
+		return false
+	}
+	r.seen[key] = now
+	return true
+}

@@ -1,0 +1,133 @@
+package api
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+func notFound(detail string) error {
+	return &problemError{status: http.StatusNotFound, code: "not-found", detail: detail}
+}
+
+// AccountResponse is an account's public record.
+type AccountResponse struct {
+	Address   string   `json:"address"`
+	PublicKey string   `json:"public_key,omitempty"`
+	Name      string   `json:"name,omitempty"`
+	Org       string   `json:"org,omitempty"`
+	Roles     []string `json:"roles"`
+}
+
+func (s *Server) getAccount(c echo.Context) error {
+	a, err := policies.ParseAddress(c.Param("id"))
+	if err != nil {
+		return badRequest("bad-parameter", err.Error())
+	}
+	acc, ok := s.state.Account(a)
+	if !ok {
+		return notFound(fmt.Sprintf("no account %s", a))
+	}
+	r := AccountResponse{Address: a.String(), Name: acc.Name, Org: acc.Org, Roles: acc.Roles}
+	if acc.PublicKey != nil {
+		r.PublicKey = base64.StdEncoding.EncodeToString(acc.PublicKey)
+	}
+	return c.JSON(http.StatusOK, r)
+}
+
+// DatasetResponse is a registration: schema, owner, digest; never values.
+type DatasetResponse struct {
+	Name   string          `json:"name"`
+	Owner  string          `json:"owner"`
+	Org    string          `json:"org,omitempty"`
+	Schema policies.Schema `json:"schema"`
+	SHA256 string          `json:"sha256"`
+	Rows   int64           `json:"rows"`
+}
+
+func datasetResponse(d policies.Dataset) DatasetResponse {
+	return DatasetResponse{Name: d.Name, Owner: d.Owner.String(), Org: d.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows}
+}
+
+func (s *Server) listDatasets(c echo.Context) error {
+	out := []DatasetResponse{}
+	for _, d := range s.state.Datasets() {
+		out = append(out, datasetResponse(d))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"datasets": out})
+}
+
+func (s *Server) getDataset(c echo.Context) error {
+	d, ok := s.state.Dataset(c.Param("id"))
+	if !ok {
+		return notFound(fmt.Sprintf("no dataset %q", clip(c.Param("id"))))
+	}
+	return c.JSON(http.StatusOK, datasetResponse(d))
+}
+
+func (s *Server) listPolicies(c echo.Context) error {
+	ps := s.state.Policies()
+	if ps == nil {
+		ps = []policies.Policy{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"policies": ps})
+}
+
+// mayRead reports whether the caller may see a job: its requester, an
+// account that reads everything, or an approver of the dataset's agency.
+func (s *Server) mayRead(who *caller, j policies.Job) bool {
+	if j.Requester == who.addr || s.state.Can(who.addr, policies.PermReadAll) {
+		return true
+	}
+	if ds, ok := s.state.Dataset(j.Dataset); ok && s.state.Can(who.addr, policies.PermApproveJob) {
+		return ds.Owner == who.addr || (ds.Org != "" && ds.Org == who.account.Org)
+	}
+	return false
+}
+
+func (s *Server) listJobs(c echo.Context) error {
+	who := callerOf(c)
+	out := []JobResponse{}
+	for _, j := range s.state.Jobs(func(j policies.Job) bool { return s.mayRead(who, j) }) {
+		out = append(out, jobResponse(j))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"jobs": out})
+}
+
+func (s *Server) visibleJob(c echo.Context) (policies.Job, error) {
+	j, ok := s.state.Job(c.Param("id"))
+	if !ok {
+		return j, notFound(fmt.Sprintf("no job %q", clip(c.Param("id"))))
+	}
+	if !s.mayRead(callerOf(c), j) {
+		return j, forbidden(fmt.Sprintf("job %s belongs to another account", j.ID))
+	}
+	return j, nil
+}
+
+func (s *Server) getJob(c echo.Context) error {
+	j, err := s.visibleJob(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, jobResponse(j))
+}
+
+func (s *Server) jobResult(c echo.Context) error {
+	j, err := s.visibleJob(c)
+	if err != nil {
+		return err
+	}
+	if j.Status != policies.JobCompleted {
+		detail := fmt.Sprintf("job %s is %s and has no result", j.ID, j.Status)
+		if j.Reason != "" {
+			detail += ": " + j.Reason
+		}
+		return &problemError{status: http.StatusConflict, code: "no-result", detail: detail}
+	}
+	return notFound(fmt.Sprintf("the result of job %s is not held by this node", j.ID))
+}

@@ -1,0 +1,247 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/yaronf/httpsign"
+
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+// An account acts by sending a request signed with HTTP Message Signatures
+// (RFC 9421). The node that receives it relays it to the ledger: the entry
+// is signed by the node and carries the account's signed request verbatim,
+// so every node and every auditor re-checks the account's own signature
+// and derives the action from the request, instead of trusting the node.
+
+// Relay is the payload of an entry a node relays for an account.
+type Relay struct {
+	Actor   string          `json:"actor"`
+	Request SignedRequest   `json:"request"`
+	Extra   json.RawMessage `json:"extra,omitempty"`
+}
+
+// SignedRequest is what is kept of an HTTP request: enough to verify its
+// signature again.
+type SignedRequest struct {
+	Method         string `json:"method"`
+	URI            string `json:"uri"` // the target URI as signed
+	ContentType    string `json:"content_type,omitempty"`
+	ContentDigest  string `json:"content_digest,omitempty"`
+	SignatureInput string `json:"signature_input"`
+	Signature      string `json:"signature"`
+	Body           []byte `json:"body,omitempty"`
+}
+
+// Route ties an API endpoint that changes state to its entry kind.
+type Route struct {
+	Kind    string
+	Method  string
+	Pattern string // path with {id} for one parameter
+	// Doc builds the action document from the path parameter and body;
+	// nil means the body is the document.
+	Doc func(id string, body []byte) ([]byte, error)
+}
+
+func withJob(id string, body []byte) ([]byte, error) {
+	d := policies.JobDecisionDoc{Job: id}
+	if len(bytes.TrimSpace(body)) > 0 {
+		var r struct {
+			Reason string `json:"reason"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&r); err != nil {
+			return nil, fmt.Errorf("%w: body must be {\"reason\": \"...\"}: %v", policies.ErrInvalid, err)
+		}
+		d.Reason = r.Reason
+	}
+	return json.Marshal(d)
+}
+
+func withPolicy(id string, _ []byte) ([]byte, error) {
+	return json.Marshal(policies.PolicyRevokeDoc{Policy: id})
+}
+
+// Routes lists every state-changing endpoint.
+var Routes = []Route{
+	{Kind: policies.KindAccountRegister, Method: http.MethodPost, Pattern: "/v1/accounts"},
+	{Kind: policies.KindAccountGrant, Method: http.MethodPost, Pattern: "/v1/accounts/grants"},
+	{Kind: policies.KindAccountRevoke, Method: http.MethodPost, Pattern: "/v1/accounts/revocations"},
+	{Kind: policies.KindAccountRotate, Method: http.MethodPost, Pattern: "/v1/accounts/rotations"},
+	{Kind: policies.KindTableSet, Method: http.MethodPost, Pattern: "/v1/accounts/table"},
+	{Kind: policies.KindDatasetRegister, Method: http.MethodPost, Pattern: "/v1/datasets"},
+	{Kind: policies.KindPolicyPublish, Method: http.MethodPost, Pattern: "/v1/policies"},
+	{Kind: policies.KindPolicyRevoke, Method: http.MethodPost, Pattern: "/v1/policies/{id}/revoke", Doc: withPolicy},
+	{Kind: policies.KindJobSubmit, Method: http.MethodPost, Pattern: "/v1/jobs"},
+	{Kind: policies.KindJobApprove, Method: http.MethodPost, Pattern: "/v1/jobs/{id}/approve", Doc: withJob},
+	{Kind: policies.KindJobReject, Method: http.MethodPost, Pattern: "/v1/jobs/{id}/reject", Doc: withJob},
+}
+
+// RouteFor returns the route of a kind.
+func RouteFor(kind string) (Route, bool) {
+	for _, r := range Routes {
+		if r.Kind == kind {
+			return r, true
+		}
+	}
+	return Route{}, false
+}
+
+// Document derives the action document of a request to this route.
+func (r Route) Document(method, path string, body []byte) ([]byte, error) {
+	if method != r.Method {
+		return nil, fmt.Errorf("%w: %s is %s %s, not %s", policies.ErrInvalid, r.Kind, r.Method, r.Pattern, method)
+	}
+	id, ok := matchPath(r.Pattern, path)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is %s %s, not %s", policies.ErrInvalid, r.Kind, r.Method, r.Pattern, clip(path))
+	}
+	if r.Doc == nil {
+		return body, nil
+	}
+	return r.Doc(id, body)
+}
+
+func matchPath(pattern, path string) (string, bool) {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return "", false
+	}
+	id := ""
+	for i := range ps {
+		switch {
+		case ps[i] == "{id}":
+			if xs[i] == "" {
+				return "", false
+			}
+			id = xs[i]
+		case ps[i] != xs[i]:
+			return "", false
+		}
+	}
+	return id, true
+}
+
+// RequiredComponents are what a request signature must cover.
+func RequiredComponents(hasBody bool) httpsign.Fields {
+	f := httpsign.Headers("@method", "@target-uri")
+	if hasBody {
+		f.AddHeader("content-digest")
+	}
+	return f
+}
+
+var createdRE = regexp.MustCompile(`;created=(\d{1,12})(;|$)`)
+
+// SignatureCreated reads the created parameter of a Signature-Input value.
+func SignatureCreated(sigInput string) (time.Time, error) {
+	m := createdRE.FindStringSubmatch(sigInput)
+	if m == nil {
+		return time.Time{}, fmt.Errorf("%w: the signature has no created parameter", policies.ErrInvalid)
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	return time.Unix(n, 0).UTC(), nil
+}
+
+// VerifyRequest checks a signed request with the key of the account it
+// claims to be from (keyid), without any check of the clock: the caller
+// compares the created time with its own notion of now (the API with the
+// wall clock, the state machine with the block time). It returns the
+// request's created time.
+func VerifyRequest(r *http.Request, body []byte, actor policies.Address, key []byte) (time.Time, error) {
+	names, err := httpsign.RequestSignatureNames(r, false)
+	if err != nil || len(names) == 0 {
+		return time.Time{}, fmt.Errorf("%w: no RFC 9421 signature", ErrUnsigned)
+	}
+	if len(names) > 1 {
+		return time.Time{}, fmt.Errorf("%w: one signature per request, got %d", ErrBadSignature, len(names))
+	}
+	details, err := httpsign.RequestDetails(names[0], r)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	if details.KeyID != actor.String() {
+		return time.Time{}, fmt.Errorf("%w: keyid %q is not the account %s", ErrBadSignature, clip(details.KeyID), actor)
+	}
+	if details.Alg != "" && details.Alg != "ed25519" {
+		return time.Time{}, fmt.Errorf("%w: alg %q; only ed25519 is accepted", ErrBadSignature, clip(details.Alg))
+	}
+	if len(key) != ed25519.PublicKeySize {
+		return time.Time{}, fmt.Errorf("%w: account %s has no Ed25519 key", ErrBadSignature, actor)
+	}
+	hasBody := len(body) > 0
+	if hasBody {
+		rc := io.NopCloser(bytes.NewReader(body))
+		if err := httpsign.ValidateContentDigestHeader(r.Header.Values("Content-Digest"), &rc, []string{httpsign.DigestSha256}); err != nil {
+			return time.Time{}, fmt.Errorf("%w: content-digest: %v", ErrBadDigest, err)
+		}
+	}
+	cfg := httpsign.NewVerifyConfig().SetVerifyCreated(false).SetKeyID(actor.String())
+	v, err := httpsign.NewEd25519Verifier(ed25519.PublicKey(key), cfg, RequiredComponents(hasBody))
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := httpsign.VerifyRequest(names[0], *v, r); err != nil {
+		return time.Time{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	return SignatureCreated(r.Header.Get("Signature-Input"))
+}
+
+// Errors of request verification.
+var (
+	ErrUnsigned     = errors.New("audit: unsigned request")
+	ErrBadSignature = errors.New("audit: bad request signature")
+	ErrBadDigest    = errors.New("audit: content digest does not match the body")
+)
+
+// httpRequest rebuilds a request from what the ledger kept of it.
+func (s *SignedRequest) httpRequest() (*http.Request, error) {
+	r, err := http.NewRequest(s.Method, s.URI, bytes.NewReader(s.Body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: relayed request: %v", policies.ErrInvalid, err)
+	}
+	if s.ContentType != "" {
+		r.Header.Set("Content-Type", s.ContentType)
+	}
+	if s.ContentDigest != "" {
+		r.Header.Set("Content-Digest", s.ContentDigest)
+	}
+	r.Header.Set("Signature-Input", s.SignatureInput)
+	r.Header.Set("Signature", s.Signature)
+	return r, nil
+}
+
+// CaptureRequest keeps what is needed to verify a request again.
+func CaptureRequest(r *http.Request, targetURI string, body []byte) SignedRequest {
+	return SignedRequest{
+		Method: r.Method, URI: targetURI, ContentType: r.Header.Get("Content-Type"),
+		ContentDigest: r.Header.Get("Content-Digest"), SignatureInput: r.Header.Get("Signature-Input"),
+		Signature: r.Header.Get("Signature"), Body: body,
+	}
+}
+
+// RequestReplayKey identifies a signed request.
+func RequestReplayKey(signature string) string {
+	sum := sha256.Sum256([]byte(signature))
+	return "req:" + hex.EncodeToString(sum[:])
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}

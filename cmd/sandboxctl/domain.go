@@ -1,0 +1,443 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/datasandbox/datasandbox/api"
+	"github.com/datasandbox/datasandbox/audit"
+	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+func table(g *globals) *tabwriter.Writer {
+	return tabwriter.NewWriter(g.stdout, 0, 2, 2, ' ', 0)
+}
+
+func needArgs(fs *flag.FlagSet, n int, what string) error {
+	if fs.NArg() != n {
+		return fmt.Errorf("%s: expected %s", fs.Name(), what)
+	}
+	return nil
+}
+
+func cmdAccountRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	name := fs.String("name", "", "display name")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	k, err := loadKey(g)
+	if err != nil {
+		return err
+	}
+	var w api.WriteResponse
+	if err := newClient(g).do(ctx, "POST", "/v1/accounts", policies.RegisterDoc{PublicKey: k.PublicKey(), Algorithm: "ed25519", Name: *name}, &w); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, w)
+	}
+	fmt.Fprintf(g.stdout, "registered account %s (entry %d)\n", k.Address(), w.Index)
+	return nil
+}
+
+func cmdAccountGrant(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	return grantOrRevoke(ctx, g, fs, args, "/v1/accounts/grants", "granted")
+}
+
+func cmdAccountRevoke(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	return grantOrRevoke(ctx, g, fs, args, "/v1/accounts/revocations", "revoked")
+}
+
+func grantOrRevoke(ctx context.Context, g *globals, fs *flag.FlagSet, args []string, path, did string) error {
+	addr := fs.String("address", "", "the account's 40-hex address")
+	role := fs.String("role", "", "admin, agency, enterprise, auditor or node")
+	org := fs.String("org", "", "organisation (grant only)")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if *addr == "" || *role == "" {
+		return fmt.Errorf("%s: --address and --role are required", fs.Name())
+	}
+	if _, err := policies.ParseAddress(*addr); err != nil {
+		return err
+	}
+	doc := policies.GrantDoc{Address: *addr, Role: *role, Org: *org}
+	var w api.WriteResponse
+	if err := newClient(g).do(ctx, "POST", path, doc, &w); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, w)
+	}
+	fmt.Fprintf(g.stdout, "%s role %s for %s (entry %d)\n", did, *role, *addr, w.Index)
+	return nil
+}
+
+func cmdAccountShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	addr := fs.String("address", "", "account address (default: the key's)")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if *addr == "" {
+		k, err := loadKey(g)
+		if err != nil {
+			return err
+		}
+		*addr = k.Address().String()
+	}
+	var a api.AccountResponse
+	if err := newClient(g).do(ctx, "GET", "/v1/accounts/"+*addr, nil, &a); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, a)
+	}
+	fmt.Fprintf(g.stdout, "%s  name=%s org=%s roles=%s\n", a.Address, a.Name, a.Org, strings.Join(a.Roles, ","))
+	return nil
+}
+
+// cmdGenesis writes the signed genesis entry for "sandboxd run --genesis".
+func cmdGenesis(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	in := fs.String("accounts", "", `JSON {"consortium": "...", "accounts": [{"public_key": "<b64>", "algorithm": "ed25519", "name", "org", "roles": [...]}], "table": {...}}; the table defaults to DESIGN.md's`)
+	out := fs.String("out", "", "file to write (base64 of the signed entry)")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if *in == "" || *out == "" {
+		return errors.New("genesis: --accounts and --out are required")
+	}
+	k, err := loadKey(g)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(*in)
+	if err != nil {
+		return err
+	}
+	var gen policies.Genesis
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&gen); err != nil {
+		return fmt.Errorf("genesis: %s: %w", *in, err)
+	}
+	if gen.Table == nil {
+		gen.Table = policies.DefaultTable()
+	}
+	raw, err := audit.GenesisEntry(k, gen, time.Now())
+	if err != nil {
+		return err
+	}
+	// Check it the way the ledger will.
+	sm := audit.NewStateMachine()
+	e, _ := chain.ParseEntry(raw)
+	if err := sm.Apply(e, 0, e.Time); err != nil {
+		return fmt.Errorf("genesis: %w", err)
+	}
+	if err := os.WriteFile(*out, []byte(base64.StdEncoding.EncodeToString(raw)+"\n"), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "genesis with %d accounts written to %s\n", len(gen.Accounts), *out)
+	return nil
+}
+
+// csvDigest streams a CSV file: its SHA-256 and its data rows (lines after
+// the header that are not empty).
+func csvDigest(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	r := bufio.NewReaderSize(io.TeeReader(f, h), 1<<16)
+	var rows int64
+	first := true
+	for {
+		line, err := r.ReadString('\n')
+		if strings.TrimSpace(line) != "" {
+			if !first {
+				rows++
+			}
+			first = false
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", 0, err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), rows, nil
+}
+
+func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	name := fs.String("name", "", "dataset name, e.g. tax2025")
+	schemaFile := fs.String("schema", "", "schema JSON (CONTRACT.md)")
+	file := fs.String("file", "", "the data (CSV with a header row)")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if *name == "" || *schemaFile == "" || *file == "" {
+		return errors.New("dataset register: --name, --schema and --file are required")
+	}
+	sb, err := os.ReadFile(*schemaFile)
+	if err != nil {
+		return err
+	}
+	schema, err := policies.ParseSchema(sb)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *schemaFile, err)
+	}
+	sum, rows, err := csvDigest(*file)
+	if err != nil {
+		return err
+	}
+	doc := policies.DatasetDoc{Name: *name, Schema: *schema, SHA256: sum, Rows: rows}
+	var w api.WriteResponse
+	if err := newClient(g).do(ctx, "POST", "/v1/datasets", doc, &w); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, map[string]any{"id": *name, "rows": rows, "sha256": sum, "index": w.Index})
+	}
+	fmt.Fprintf(g.stdout, "dataset %s registered: %d rows, sha256 %s (entry %d)\n", *name, rows, sum, w.Index)
+	return nil
+}
+
+func cmdDatasetList(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	var out struct {
+		Datasets []api.DatasetResponse `json:"datasets"`
+	}
+	if err := newClient(g).do(ctx, "GET", "/v1/datasets", nil, &out); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, out)
+	}
+	w := table(g)
+	fmt.Fprintln(w, "NAME\tOWNER\tORG\tROWS\tCOLUMNS (class)")
+	for _, d := range out.Datasets {
+		var cols []string
+		for _, c := range d.Schema.Columns {
+			cols = append(cols, c.Name+" ("+c.Class+")")
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", d.Name, d.Owner, d.Org, d.Rows, strings.Join(cols, ", "))
+	}
+	return w.Flush()
+}
+
+func cmdPolicyPublish(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 1, "one policy file"); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if _, err := policies.ParsePolicy(b); err != nil {
+		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+	}
+	var w api.WriteResponse
+	if err := newClient(g).do(ctx, "POST", "/v1/policies", json.RawMessage(b), &w); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, w)
+	}
+	fmt.Fprintf(g.stdout, "policy %s published (entry %d)\n", w.ID, w.Index)
+	return nil
+}
+
+func cmdPolicyList(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	var out struct {
+		Policies []policies.Policy `json:"policies"`
+	}
+	if err := newClient(g).do(ctx, "GET", "/v1/policies", nil, &out); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, out)
+	}
+	w := table(g)
+	fmt.Fprintln(w, "ID\tDATASET\tPURPOSE\tMODES\tGRANTEES\tEPSILON\tAPPROVAL\tEXPIRES\tSTATE")
+	for _, p := range out.Policies {
+		state := "active"
+		if p.Revoked {
+			state = "revoked"
+		}
+		appr := p.Approval.Mode
+		if p.Approval.Mode == "manual" {
+			appr = fmt.Sprintf("manual %d", p.Approval.Approvers)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%g/%g\t%s\t%s\t%s\n", p.ID, p.Dataset, p.Purpose, strings.Join(p.Modes, ","),
+			strings.Join(p.Grantees, ","), p.DP.EpsilonPerQuery, p.DP.EpsilonBudget, appr, p.Expires.Format("2006-01-02"), state)
+	}
+	return w.Flush()
+}
+
+func cmdPolicyRevoke(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 1, "a policy id"); err != nil {
+		return err
+	}
+	var w api.WriteResponse
+	if err := newClient(g).do(ctx, "POST", "/v1/policies/"+fs.Arg(0)+"/revoke", nil, &w); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "policy %s revoked (entry %d)\n", fs.Arg(0), w.Index)
+	return nil
+}
+
+func printJob(g *globals, j api.JobResponse) error {
+	if g.json {
+		return printJSON(g.stdout, j)
+	}
+	fmt.Fprintf(g.stdout, "job %s: %s\n", j.Job, j.Status)
+	if j.Reason != "" {
+		fmt.Fprintf(g.stdout, "  reason:   %s\n", j.Reason)
+	}
+	if j.Policy != "" {
+		fmt.Fprintf(g.stdout, "  dataset:  %s (mode %s, policy %s, epsilon %g)\n", j.Dataset, j.Mode, j.Policy, j.Epsilon)
+	} else {
+		fmt.Fprintf(g.stdout, "  dataset:  %s (mode %s)\n", j.Dataset, j.Mode)
+	}
+	fmt.Fprintf(g.stdout, "  query:    %s\n", j.Query)
+	if j.Needed > 0 {
+		fmt.Fprintf(g.stdout, "  approvals: %d of %d\n", len(j.Approvals), j.Needed)
+	}
+	return nil
+}
+
+func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	mode := fs.String("mode", "masked", "masked or he")
+	query := fs.String("query", "", "the SQL query")
+	purpose := fs.String("purpose", "", "the purpose, as the policy states it")
+	wait := fs.Bool("wait", false, "wait for the job to finish and print its result")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if *query == "" {
+		return errors.New("job submit: --query is required")
+	}
+	c := newClient(g)
+	var j api.JobResponse
+	if err := c.do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: *query, Mode: *mode, Purpose: *purpose}, &j); err != nil {
+		return err
+	}
+	if err := printJob(g, j); err != nil {
+		return err
+	}
+	if j.Status == policies.JobRejected {
+		return fmt.Errorf("job %s refused: %s", j.Job, j.Reason)
+	}
+	if *wait {
+		return errors.New("job submit --wait: jobs are authorised on the ledger but the sandbox engine that runs them has not landed yet")
+	}
+	return nil
+}
+
+func cmdJobStatus(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 1, "a job id"); err != nil {
+		return err
+	}
+	var j api.JobResponse
+	if err := newClient(g).do(ctx, "GET", "/v1/jobs/"+fs.Arg(0), nil, &j); err != nil {
+		return err
+	}
+	return printJob(g, j)
+}
+
+func cmdJobList(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	var out struct {
+		Jobs []api.JobResponse `json:"jobs"`
+	}
+	if err := newClient(g).do(ctx, "GET", "/v1/jobs", nil, &out); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, out)
+	}
+	w := table(g)
+	fmt.Fprintln(w, "JOB\tSTATUS\tDATASET\tMODE\tEPSILON\tREASON")
+	for _, j := range out.Jobs {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%g\t%s\n", j.Job, j.Status, j.Dataset, j.Mode, j.Epsilon, j.Reason)
+	}
+	return w.Flush()
+}
+
+func cmdJobResult(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 1, "a job id"); err != nil {
+		return err
+	}
+	var out json.RawMessage
+	if err := newClient(g).do(ctx, "GET", "/v1/jobs/"+fs.Arg(0)+"/result", nil, &out); err != nil {
+		return err
+	}
+	_, err := g.stdout.Write(append(out, '\n'))
+	return err
+}
+
+func cmdJobApprove(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 1, "a job id"); err != nil {
+		return err
+	}
+	var j api.JobResponse
+	if err := newClient(g).do(ctx, "POST", "/v1/jobs/"+fs.Arg(0)+"/approve", nil, &j); err != nil {
+		return err
+	}
+	return printJob(g, j)
+}
+
+func cmdJobReject(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	reason := fs.String("reason", "", "why (recorded on the ledger)")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 1, "a job id"); err != nil {
+		return err
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return errors.New("job reject: --reason is required")
+	}
+	var j api.JobResponse
+	if err := newClient(g).do(ctx, "POST", "/v1/jobs/"+fs.Arg(0)+"/reject", map[string]string{"reason": *reason}, &j); err != nil {
+		return err
+	}
+	return printJob(g, j)
+}

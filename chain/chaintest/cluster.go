@@ -20,7 +20,7 @@ type Cluster struct {
 	Dirs  []string
 	Keys  []*chain.Key
 	Peers []chain.Peer
-	Nodes []*chain.Node // nil when stopped
+	Nodes []*chain.Node   // nil when stopped
 	SMs   []*StateMachine // the test state machines (nil entries with NewSM)
 	// Domain holds each node's state machine when NewSM made it.
 	Domain []chain.StateMachine

@@ -1,0 +1,501 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/google/differential-privacy/go/v3/noise"
+
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+// aggState holds one aggregate's per-group moments.
+type aggState struct {
+	agg          *Agg
+	n            []int64
+	sx, sxx      []float64
+	sy, syy, sxy []float64
+	hist         [][]int64
+	top          [][]float64 // dominance: the n largest contributions
+	min, max     []float64
+	xlo, xhi     float64
+	ylo, yhi     float64
+	hasX, hasY   bool
+	public       bool // min/max of public data: no noise
+}
+
+func newAggState(a *Agg, groups int) *aggState {
+	s := &aggState{agg: a, n: make([]int64, groups)}
+	return s
+}
+
+func (s *aggState) alloc(groups int, dom *policies.Dominance) {
+	switch s.agg.Func {
+	case "sum", "avg", "var", "stddev":
+		s.sx, s.sxx = make([]float64, groups), make([]float64, groups)
+		if dom != nil && (s.agg.Func == "sum" || s.agg.Func == "avg") {
+			s.top = make([][]float64, groups)
+		}
+	case "corr", "regr_slope", "regr_intercept":
+		s.sx, s.sxx = make([]float64, groups), make([]float64, groups)
+		s.sy, s.syy, s.sxy = make([]float64, groups), make([]float64, groups), make([]float64, groups)
+	case "histogram":
+		s.hist = make([][]int64, groups)
+		for g := range s.hist {
+			s.hist[g] = make([]int64, int(s.agg.Params[2]))
+		}
+	case "min", "max":
+		s.min, s.max = make([]float64, groups), make([]float64, groups)
+		for g := range s.min {
+			s.min[g], s.max[g] = math.Inf(1), math.Inf(-1)
+		}
+	}
+}
+
+func (s *aggState) merge(o *aggState) {
+	for g := range s.n {
+		s.n[g] += o.n[g]
+		if s.sx != nil {
+			s.sx[g] += o.sx[g]
+			s.sxx[g] += o.sxx[g]
+		}
+		if s.sy != nil {
+			s.sy[g] += o.sy[g]
+			s.syy[g] += o.syy[g]
+			s.sxy[g] += o.sxy[g]
+		}
+		if s.hist != nil {
+			for b := range s.hist[g] {
+				s.hist[g][b] += o.hist[g][b]
+			}
+		}
+		if s.min != nil {
+			s.min[g] = math.Min(s.min[g], o.min[g])
+			s.max[g] = math.Max(s.max[g], o.max[g])
+		}
+		if s.top != nil {
+			for _, v := range o.top[g] {
+				s.top[g] = pushTop(s.top[g], v, cap(s.top[g]))
+			}
+		}
+	}
+}
+
+// pushTop keeps the k largest values, largest first.
+func pushTop(top []float64, v float64, k int) []float64 {
+	if len(top) < k {
+		top = append(top, v)
+	} else if v <= top[len(top)-1] {
+		return top
+	} else {
+		top[len(top)-1] = v
+	}
+	for i := len(top) - 1; i > 0 && top[i] > top[i-1]; i-- {
+		top[i], top[i-1] = top[i-1], top[i]
+	}
+	return top
+}
+
+func computeAgg(ctx context.Context, t *Table, a *Agg, mask []bool, gid []uint32, groups int, dom *policies.Dominance) (*aggState, error) {
+	var xs, ys []float64
+	st := newAggState(a, groups)
+	if len(a.Args) > 0 && a.Args[0] != "*" {
+		c := t.Cols[a.Args[0]]
+		xs = c.Num
+		if len(c.Meta.Bounds) == 2 {
+			st.xlo, st.xhi, st.hasX = c.Meta.Bounds[0], c.Meta.Bounds[1], true
+		}
+		st.public = c.Meta.Class == policies.Public
+	}
+	if len(a.Args) > 1 {
+		c := t.Cols[a.Args[1]]
+		ys = c.Num
+		if len(c.Meta.Bounds) == 2 {
+			st.ylo, st.yhi, st.hasY = c.Meta.Bounds[0], c.Meta.Bounds[1], true
+		}
+	}
+	if a.Func != "count" && a.Func != "min" && a.Func != "max" && xs == nil {
+		return nil, refuse("%s needs a numeric column", a.Func)
+	}
+	if (a.Func == "min" || a.Func == "max") && xs == nil {
+		return nil, refuse("%s needs a numeric public column", strings.ToUpper(a.Func))
+	}
+	k := 0
+	if dom != nil {
+		k = dom.N
+	}
+	parts := chunks(t.Rows)
+	res := make([]*aggState, len(parts))
+	var wg sync.WaitGroup
+	for p, r := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := newAggState(a, groups)
+			s.alloc(groups, dom)
+			if s.top != nil {
+				for g := range s.top {
+					s.top[g] = make([]float64, 0, k)
+				}
+			}
+			accumulate(s, r[0], r[1], mask, gid, xs, ys)
+			res[p] = s
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st.alloc(groups, dom)
+	if st.top != nil {
+		for g := range st.top {
+			st.top[g] = make([]float64, 0, k)
+		}
+	}
+	for _, s := range res {
+		st.merge(s)
+	}
+	return st, nil
+}
+
+// accumulate is the hot loop: one pass over rows [lo, hi).
+func accumulate(s *aggState, lo, hi int, mask []bool, gid []uint32, xs, ys []float64) {
+	for i := lo; i < hi; i++ {
+		if mask != nil && !mask[i] {
+			continue
+		}
+		g := 0
+		if gid != nil {
+			g = int(gid[i])
+		}
+		s.n[g]++
+		if xs == nil {
+			continue
+		}
+		x := xs[i]
+		switch {
+		case s.hist != nil:
+			p := s.agg.Params
+			if x >= p[0] && x < p[1] {
+				b := int((x - p[0]) / (p[1] - p[0]) * p[2])
+				s.hist[g][min(b, len(s.hist[g])-1)]++
+			}
+		case s.min != nil:
+			s.min[g] = math.Min(s.min[g], x)
+			s.max[g] = math.Max(s.max[g], x)
+		default:
+			s.sx[g] += x
+			s.sxx[g] += x * x
+			if s.top != nil {
+				s.top[g] = pushTop(s.top[g], x, cap(s.top[g]))
+			}
+			if ys != nil {
+				y := ys[i]
+				s.sy[g] += y
+				s.syy[g] += y * y
+				s.sxy[g] += x * y
+			}
+		}
+	}
+}
+
+// moments is how many noisy quantities an aggregate releases per cell.
+func moments(a *Agg) int {
+	switch a.Func {
+	case "count", "sum", "histogram":
+		return 1
+	case "avg":
+		return 2
+	case "var", "stddev":
+		return 3
+	case "corr", "regr_slope", "regr_intercept":
+		return 6
+	}
+	return 0
+}
+
+func absMax(lo, hi float64) float64 { return math.Max(math.Abs(lo), math.Abs(hi)) }
+
+// noiser adds the policy's noise with the per-quantity budget.
+type noiser struct {
+	mech       noise.Noise
+	eps, delta float64
+	off        bool
+}
+
+func (n noiser) add(x, sensitivity float64) (float64, error) {
+	if n.off || sensitivity == 0 {
+		return x, nil
+	}
+	return n.mech.AddNoiseFloat64(x, 1, sensitivity, n.eps, n.delta)
+}
+
+func label(it Item) string {
+	if it.Alias != "" {
+		return it.Alias
+	}
+	if it.Agg == nil {
+		return it.Column
+	}
+	return it.Agg.Func + "(" + strings.Join(it.Agg.Args, ", ") + ")"
+}
+
+// finish applies output control — threshold, dominance, DP noise — and
+// builds the result rows.
+func finish(t *Table, q *Query, ctl Control, keys [][]string, counts []int64, aggs []*aggState) (*Result, error) {
+	k := 0
+	for _, a := range aggs {
+		if a != nil && !(a.public && (a.agg.Func == "min" || a.agg.Func == "max")) {
+			k += moments(a.agg)
+		}
+	}
+	nz := noiser{off: ctl.NoNoise || k == 0}
+	if !nz.off {
+		if !(ctl.Epsilon > 0) {
+			return nil, refuse("no privacy budget for this query")
+		}
+		nz.eps = ctl.Epsilon / float64(k)
+		switch ctl.Mechanism {
+		case "gaussian":
+			nz.mech, nz.delta = noise.Gaussian(), ctl.Delta/float64(k)
+		default:
+			nz.mech = noise.Laplace()
+		}
+	}
+	res := &Result{}
+	for _, it := range q.Select {
+		res.Columns = append(res.Columns, label(it))
+	}
+	if k > 0 {
+		res.EpsilonSpent = ctl.Epsilon
+	}
+	groupPos := map[string]int{}
+	for i, g := range q.GroupBy {
+		groupPos[g] = i
+	}
+	for g, n := range counts {
+		if n == 0 {
+			continue
+		}
+		if n < int64(ctl.MinGroupSize) {
+			res.Suppressed++
+			continue
+		}
+		if dominated(aggs, g, ctl.Dominance) {
+			res.Suppressed++
+			continue
+		}
+		row := make([]any, len(q.Select))
+		for i, it := range q.Select {
+			if it.Agg == nil {
+				row[i] = keyValue(t, it.Column, keys[g][groupPos[it.Column]])
+				continue
+			}
+			v, err := cell(aggs[i], g, nz)
+			if err != nil {
+				return nil, err
+			}
+			row[i] = v
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	if err := order(res, q); err != nil {
+		return nil, err
+	}
+	if q.Limit > 0 && len(res.Rows) > q.Limit {
+		res.Rows = res.Rows[:q.Limit]
+	}
+	if res.Rows == nil {
+		res.Rows = [][]any{}
+	}
+	return res, nil
+}
+
+func keyValue(t *Table, col, v string) any {
+	c := t.Cols[col]
+	if c.Meta.Type == policies.TypeInt || c.Meta.Type == policies.TypeFloat {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f
+		}
+	}
+	return v
+}
+
+// dominated applies the (n, k) rule to every SUM or AVG of the row: the n
+// largest contributions may not exceed k of the total.
+func dominated(aggs []*aggState, g int, d *policies.Dominance) bool {
+	if d == nil {
+		return false
+	}
+	for _, a := range aggs {
+		if a == nil || a.top == nil {
+			continue
+		}
+		top := 0.0
+		for _, v := range a.top[g] {
+			top += v
+		}
+		if total := a.sx[g]; total > 0 && top > d.K*total {
+			return true
+		}
+	}
+	return false
+}
+
+func round(x float64) float64 { return math.Round(x*1e6) / 1e6 }
+
+func cell(a *aggState, g int, nz noiser) (any, error) {
+	count := func() (float64, error) { return nz.add(float64(a.n[g]), 1) }
+	sx := func() (float64, error) { return nz.add(a.sx[g], absMax(a.xlo, a.xhi)) }
+	clampX := func(v float64) float64 { return math.Min(math.Max(v, a.xlo), a.xhi) }
+	switch a.agg.Func {
+	case "count":
+		c, err := count()
+		return math.Max(0, math.Round(c)), err
+	case "sum":
+		s, err := sx()
+		return round(s), err
+	case "avg":
+		c, err := count()
+		if err != nil {
+			return nil, err
+		}
+		s, err := sx()
+		return round(clampX(s / math.Max(c, 1))), err
+	case "var", "stddev":
+		c, err := count()
+		if err != nil {
+			return nil, err
+		}
+		s, err := sx()
+		if err != nil {
+			return nil, err
+		}
+		ss, err := nz.add(a.sxx[g], math.Max(a.xlo*a.xlo, a.xhi*a.xhi))
+		if err != nil {
+			return nil, err
+		}
+		c = math.Max(c, 1)
+		v := math.Max(0, ss/c-(s/c)*(s/c))
+		if a.agg.Func == "stddev" {
+			return round(math.Sqrt(v)), nil
+		}
+		return round(v), nil
+	case "corr", "regr_slope", "regr_intercept":
+		// Args are (y, x) for REGR_*, as in SQL; x is the first column
+		// accumulated, so swap for the regression's roles.
+		vals := make([]float64, 6)
+		sens := []float64{1, absMax(a.xlo, a.xhi), absMax(a.ylo, a.yhi), math.Max(a.xlo*a.xlo, a.xhi*a.xhi), math.Max(a.ylo*a.ylo, a.yhi*a.yhi), absMax(a.xlo, a.xhi) * absMax(a.ylo, a.yhi)}
+		for i, raw := range []float64{float64(a.n[g]), a.sx[g], a.sy[g], a.sxx[g], a.syy[g], a.sxy[g]} {
+			v, err := nz.add(raw, sens[i])
+			if err != nil {
+				return nil, err
+			}
+			vals[i] = v
+		}
+		n := math.Max(vals[0], 1)
+		m1, m2 := vals[1]/n, vals[2]/n
+		v1 := math.Max(vals[3]/n-m1*m1, 0)
+		v2 := math.Max(vals[4]/n-m2*m2, 0)
+		cov := vals[5]/n - m1*m2
+		switch a.agg.Func {
+		case "corr":
+			if v1 == 0 || v2 == 0 {
+				return nil, nil
+			}
+			return round(math.Max(-1, math.Min(1, cov/math.Sqrt(v1*v2)))), nil
+		case "regr_slope": // y = first column, x = second
+			if v2 == 0 {
+				return nil, nil
+			}
+			return round(cov / v2), nil
+		default:
+			if v2 == 0 {
+				return nil, nil
+			}
+			return round(m1 - cov/v2*m2), nil
+		}
+	case "histogram":
+		out := make([]float64, len(a.hist[g]))
+		for b, c := range a.hist[g] {
+			v, err := nz.add(float64(c), 1)
+			if err != nil {
+				return nil, err
+			}
+			out[b] = math.Max(0, math.Round(v))
+		}
+		return out, nil
+	case "min":
+		return a.min[g], nil
+	case "max":
+		return a.max[g], nil
+	}
+	return nil, fmt.Errorf("sandbox: unknown aggregate %s", a.agg.Func)
+}
+
+// order sorts rows by ORDER BY keys: an output label, a grouping column or
+// a 1-based position.
+func order(res *Result, q *Query) error {
+	if len(q.OrderBy) == 0 {
+		return nil
+	}
+	idx := make([]int, len(q.OrderBy))
+	for i, o := range q.OrderBy {
+		idx[i] = -1
+		if n, err := strconv.Atoi(o.Key); err == nil {
+			if n < 1 || n > len(res.Columns) {
+				return refuse("ORDER BY %d: there are %d output columns", n, len(res.Columns))
+			}
+			idx[i] = n - 1
+			continue
+		}
+		for c, name := range res.Columns {
+			if name == o.Key {
+				idx[i] = c
+			}
+		}
+		if idx[i] < 0 {
+			return refuse("ORDER BY %s: not an output column", o.Key)
+		}
+	}
+	sort.SliceStable(res.Rows, func(a, b int) bool {
+		for i, c := range idx {
+			x, y := res.Rows[a][c], res.Rows[b][c]
+			cmp := compareAny(x, y)
+			if cmp == 0 {
+				continue
+			}
+			if q.OrderBy[i].Desc {
+				return cmp > 0
+			}
+			return cmp < 0
+		}
+		return false
+	})
+	return nil
+}
+
+func compareAny(x, y any) int {
+	fx, okx := x.(float64)
+	fy, oky := y.(float64)
+	switch {
+	case okx && oky:
+		switch {
+		case fx < fy:
+			return -1
+		case fx > fy:
+			return 1
+		}
+		return 0
+	case okx:
+		return -1
+	case oky:
+		return 1
+	}
+	return strings.Compare(fmt.Sprint(x), fmt.Sprint(y))
+}

@@ -121,10 +121,10 @@ func Ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
-			return nil, csvError(err, lr, line)
+			return nil, csvError(err, lr, lr.line+1)
 		}
+		line, _ := cr.FieldPos(0)
 		if rows%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, err

@@ -3,9 +3,13 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -39,7 +43,7 @@ func (s *Server) relay(c echo.Context, kind string, extra any) (chain.Receipt, e
 	if err != nil {
 		return chain.Receipt{}, err
 	}
-	raw, err := s.key.NewEntry(kind, s.nonce.Add(1), time.Now(), payload)
+	raw, err := s.key.NewEntry(kind, s.cfg.Nonces.Next(), time.Now(), payload)
 	if err != nil {
 		return chain.Receipt{}, err
 	}
@@ -92,6 +96,52 @@ func (s *Server) registerAccount(c echo.Context) error {
 	return c.JSON(http.StatusCreated, WriteResponse{Kind: policies.KindAccountRegister, Index: rc.Index, ID: callerOf(c).addr.String()})
 }
 
+// UploadResponse describes a staged upload.
+type UploadResponse struct {
+	SHA256 string `json:"sha256"`
+	Rows   int64  `json:"rows"`
+}
+
+// upload ingests a CSV into this node's staging area: identifiers are
+// pseudonymised, quasi-identifiers generalised, sensitive values clamped,
+// all written as compressed columns. Nothing goes on the ledger yet: the
+// agency then registers the upload by its digest.
+func (s *Server) upload(c echo.Context) error {
+	if s.data == nil {
+		return &problemError{status: http.StatusServiceUnavailable, code: "no-data-store", detail: "this node keeps no datasets"}
+	}
+	sb, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(c.QueryParam("schema"), "="))
+	if err != nil || len(sb) == 0 {
+		return badRequest("bad-parameter", "query parameter schema must be the schema JSON in base64url")
+	}
+	schema, err := policies.ParseSchema(sb)
+	if err != nil {
+		return badRequest("bad-schema", err.Error())
+	}
+	want, err := audit.ContentDigestSHA256(c.Request().Header.Get("Content-Digest"))
+	if err != nil {
+		return unauthorized("bad-digest", err.Error())
+	}
+	rc := http.NewResponseController(c.Response())
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.UploadTimeout))
+	body := http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxUpload)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.UploadTimeout)
+	defer cancel()
+	res, err := s.data.Upload(ctx, body, schema)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &problemError{status: http.StatusRequestEntityTooLarge, code: "body-too-large", detail: fmt.Sprintf("uploads are limited to %d bytes", s.cfg.MaxUpload)}
+		}
+		return err
+	}
+	if got, _ := hex.DecodeString(res.SHA256); !bytes.Equal(got, want) {
+		s.data.Discard(res.SHA256)
+		return unauthorized("bad-digest", "Content-Digest does not match the uploaded data (tampered or truncated upload)")
+	}
+	return c.JSON(http.StatusCreated, UploadResponse{SHA256: res.SHA256, Rows: res.Rows})
+}
+
 func (s *Server) registerDataset(c echo.Context) error {
 	var d policies.DatasetDoc
 	if err := decodeStrict(callerOf(c).body, &d, "dataset"); err != nil {
@@ -103,8 +153,23 @@ func (s *Server) registerDataset(c echo.Context) error {
 	if _, taken := s.state.Dataset(d.Name); taken {
 		return &problemError{status: http.StatusConflict, code: "conflict", detail: fmt.Sprintf("dataset %q is already registered", d.Name)}
 	}
+	if s.data == nil {
+		return &problemError{status: http.StatusServiceUnavailable, code: "no-data-store", detail: "this node keeps no datasets"}
+	}
+	schema, rows, ok := s.data.Staged(d.SHA256)
+	if !ok {
+		return &problemError{status: http.StatusConflict, code: "no-upload", detail: fmt.Sprintf("no upload with sha256 %s on this node: upload the data here first (POST /v1/uploads)", clip(d.SHA256))}
+	}
+	a, _ := json.Marshal(schema)
+	b, _ := json.Marshal(d.Schema)
+	if !bytes.Equal(a, b) || rows != d.Rows {
+		return badRequest("upload-mismatch", "the schema or row count differs from the upload's")
+	}
 	rc, err := s.relay(c, policies.KindDatasetRegister, nil)
 	if err != nil {
+		return err
+	}
+	if err := s.data.Bind(d.SHA256, d.Name); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusCreated, WriteResponse{Kind: policies.KindDatasetRegister, Index: rc.Index, ID: d.Name})

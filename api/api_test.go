@@ -359,7 +359,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		Paths map[string]map[string]any `json:"paths"`
 	}
 	f.Must(t, "", 0, "GET", "/v1/openapi.json", nil, &doc)
-	s, _ := New(DefaultConfig(), f.C.Nodes[0], f.SMs[0].M, f.C.Keys[0])
+	s, _ := New(DefaultConfig(), f.C.Nodes[0], f.SMs[0].M, f.C.Keys[0], nil)
 	n := 0
 	for _, r := range s.Routes() {
 		if _, ok := doc.Paths[r.Path][strings.ToLower(r.Method)]; !ok {
@@ -375,3 +375,5 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		t.Errorf("document has %d operations, server %d routes", m, n)
 	}
 }
+
+func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

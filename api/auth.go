@@ -44,19 +44,23 @@ func forbidden(detail string) error {
 func (s *Server) authenticate(r Route, next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, s.cfg.BodyLimit))
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				return &problemError{status: http.StatusRequestEntityTooLarge, code: "body-too-large", detail: fmt.Sprintf("request body exceeds %d bytes", s.cfg.BodyLimit)}
+		var body []byte
+		if !r.Stream {
+			var err error
+			body, err = io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, s.cfg.BodyLimit))
+			if err != nil {
+				var tooBig *http.MaxBytesError
+				if errors.As(err, &tooBig) {
+					return &problemError{status: http.StatusRequestEntityTooLarge, code: "body-too-large", detail: fmt.Sprintf("request body exceeds %d bytes", s.cfg.BodyLimit)}
+				}
+				return badRequest("bad-body", "could not read the request body")
 			}
-			return badRequest("bad-body", "could not read the request body")
+			req.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
 		// Reads and checks see every write acknowledged before, whichever
 		// node took it.
 		ctx, cancel := context.WithTimeout(req.Context(), s.cfg.AppendTimeout)
-		err = s.node.ReadBarrier(ctx)
+		err := s.node.ReadBarrier(ctx)
 		cancel()
 		if err != nil {
 			return err
@@ -88,7 +92,12 @@ func (s *Server) authenticate(r Route, next echo.HandlerFunc) echo.HandlerFunc {
 		} else if !known || key == nil {
 			return unauthorized("unknown-account", fmt.Sprintf("unknown account %s: the ledger holds no key for it (register with POST /v1/accounts)", addr))
 		}
-		created, err := audit.VerifyRequest(req, body, addr, key)
+		var created time.Time
+		if r.Stream {
+			created, err = audit.VerifyStreamedRequest(req, addr, key)
+		} else {
+			created, err = audit.VerifyRequest(req, body, addr, key)
+		}
 		switch {
 		case errors.Is(err, audit.ErrBadDigest):
 			return unauthorized("bad-digest", "Content-Digest does not match the body (tampered or truncated body)")

@@ -70,6 +70,10 @@ func statusOf(err error) (int, string, bool) {
 		return http.StatusConflict, "conflict", true
 	case errors.Is(err, sandbox.ErrSyntax):
 		return http.StatusBadRequest, "bad-query", true
+	case errors.Is(err, sandbox.ErrBadData):
+		return http.StatusBadRequest, "bad-data", true
+	case errors.Is(err, sandbox.ErrRefused), errors.Is(err, sandbox.ErrLimit):
+		return http.StatusUnprocessableEntity, "refused", true
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, "timeout", true
 	case errors.As(err, &he):

@@ -1,13 +1,17 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox"
 )
 
 func notFound(detail string) error {
@@ -129,5 +133,25 @@ func (s *Server) jobResult(c echo.Context) error {
 		}
 		return &problemError{status: http.StatusConflict, code: "no-result", detail: detail}
 	}
-	return notFound(fmt.Sprintf("the result of job %s is not held by this node", j.ID))
+	var b []byte
+	if s.data != nil {
+		b, _ = s.data.Result(j.ID)
+	}
+	if b == nil {
+		// The node that ran the job keeps the result; ask it.
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 30*time.Second)
+		defer cancel()
+		var err error
+		if b, err = s.node.Fetch(ctx, j.Node, "result/"+j.ID); err != nil {
+			s.log.Warn("fetching a result", "job", j.ID, "from", j.Node, "err", err)
+			return &problemError{status: http.StatusServiceUnavailable, code: "result-unavailable", detail: fmt.Sprintf("the node that ran job %s (%s) cannot be reached", j.ID, j.Node)}
+		}
+	}
+	// Deliver only the result whose hash the ledger holds.
+	var res sandbox.Result
+	if err := json.Unmarshal(b, &res); err != nil || res.Seal() != nil || res.ResultSHA256 != j.ResultHash {
+		s.log.Error("result does not match the committed hash", "job", j.ID)
+		return fmt.Errorf("api: result of %s does not match its committed hash", j.ID)
+	}
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox"
 )
 
 // Node is what the API needs of a ledger node.
@@ -26,6 +26,7 @@ type Node interface {
 	Append(ctx context.Context, entry []byte) (chain.Receipt, error)
 	WaitApplied(ctx context.Context, index uint64) error
 	ReadBarrier(ctx context.Context) error
+	Fetch(ctx context.Context, peerID, key string) ([]byte, error)
 	Ledger() *chain.Ledger
 }
 
@@ -42,6 +43,15 @@ type State interface {
 	StateHash() [32]byte
 }
 
+// Data is the node's dataset store (sandbox.Store).
+type Data interface {
+	Upload(ctx context.Context, r io.Reader, schema *policies.Schema) (*sandbox.IngestResult, error)
+	Staged(sha string) (*policies.Schema, int64, bool)
+	Discard(sha string)
+	Bind(sha, name string) error
+	Result(job string) ([]byte, bool)
+}
+
 // Config configures the HTTP server.
 type Config struct {
 	Addr              string        // listen address, e.g. 127.0.0.1:8080
@@ -53,7 +63,11 @@ type Config struct {
 	AppendTimeout     time.Duration // how long a write may wait for commit
 	MaxPage           int           // most entries returned by one ledger read
 	SignatureWindow   time.Duration // how far a request's created may be from now
-	Logger            *slog.Logger
+	MaxUpload         int64         // bytes of one dataset upload
+	UploadTimeout     time.Duration // how long one upload may take
+	// Nonces is shared with whatever else signs with the node's key.
+	Nonces *chain.Nonces
+	Logger *slog.Logger
 }
 
 // DefaultConfig returns production defaults.
@@ -68,6 +82,8 @@ func DefaultConfig() Config {
 		AppendTimeout:     15 * time.Second,
 		MaxPage:           1000,
 		SignatureWindow:   5 * time.Minute,
+		MaxUpload:         16 << 30,
+		UploadTimeout:     2 * time.Hour,
 	}
 }
 
@@ -93,24 +109,27 @@ type Server struct {
 	node    Node
 	state   State
 	key     *chain.Key // the node's key: it signs the entries it relays
-	nonce   atomic.Uint64
+	data    Data       // nil on a node that holds no data
 	replays *replayCache
 	e       *echo.Echo
 	http    *http.Server
 }
 
 // New builds the server and its routes. key is the node's own key, which
-// signs the ledger entries that relay accounts' signed requests.
-func New(cfg Config, node Node, state State, key *chain.Key) (*Server, error) {
+// signs the ledger entries that relay accounts' signed requests; data is
+// the node's dataset store (nil if it holds none).
+func New(cfg Config, node Node, state State, key *chain.Key, data Data) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Nonces == nil {
+		cfg.Nonces = chain.NewNonces()
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api", "node", node.ID()), node: node, state: state, key: key,
-		replays: newReplayCache(2 * cfg.SignatureWindow)}
-	s.nonce.Store(uint64(time.Now().UnixNano()))
+		data: data, replays: newReplayCache(2 * cfg.SignatureWindow)}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
@@ -143,8 +162,11 @@ type Route struct {
 	Method, Path, Summary string
 	// Public routes need no signature. Others need a valid signature by a
 	// registered account and, if Perm is set, that permission.
-	Public  bool
-	Perm    string
+	Public bool
+	Perm   string
+	// Stream routes read their own (large) body; the signature must
+	// cover content-digest, which the handler checks as it streams.
+	Stream  bool
 	handler echo.HandlerFunc
 }
 
@@ -160,7 +182,8 @@ func (s *Server) Routes() []Route {
 		{Method: "POST", Path: "/v1/accounts/revocations", Summary: "revoke a role (admin)", Perm: policies.PermGrant, handler: s.relayed(policies.KindAccountRevoke)},
 		{Method: "POST", Path: "/v1/accounts/rotations", Summary: "rotate the signing account's key", handler: s.relayed(policies.KindAccountRotate)},
 		{Method: "POST", Path: "/v1/accounts/table", Summary: "set a role's permissions (admin)", Perm: policies.PermGrant, handler: s.relayed(policies.KindTableSet)},
-		{Method: "POST", Path: "/v1/datasets", Summary: "register a dataset (agency)", Perm: policies.PermRegisterDataset, handler: s.registerDataset},
+		{Method: "POST", Path: "/v1/uploads", Summary: "upload a dataset's CSV to this node (agency; ?schema=<base64url JSON>)", Perm: policies.PermRegisterDataset, Stream: true, handler: s.upload},
+		{Method: "POST", Path: "/v1/datasets", Summary: "register an uploaded dataset (agency)", Perm: policies.PermRegisterDataset, handler: s.registerDataset},
 		{Method: "GET", Path: "/v1/datasets", Summary: "the catalogue: schemas, classes, owners; never values", handler: s.listDatasets},
 		{Method: "GET", Path: "/v1/datasets/{id}", Summary: "one dataset's registration", handler: s.getDataset},
 		{Method: "POST", Path: "/v1/policies", Summary: "publish a policy (agency owning the dataset)", Perm: policies.PermPublishPolicy, handler: s.publishPolicy},

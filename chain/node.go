@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -48,6 +49,10 @@ type Config struct {
 	Admit AdmitFunc
 	// Verifiers are the checkpoint keys of the other nodes.
 	Verifiers []*CheckpointVerifier
+	// Blobs, when set, serves peers' Fetch requests (job results kept on
+	// the node that ran the job). Nodes trust each other's requests here:
+	// the API node checks the caller's right to the blob before fetching.
+	Blobs func(key string) ([]byte, error)
 
 	MaxBlockEntries int           // entries per block (one Raft log entry)
 	MaxBlockBytes   int           // bytes per block
@@ -691,6 +696,42 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 	}
 	return n.WaitApplied(ctx, applied-1)
 }
+
+// Fetch asks the peer with that ID for a blob (see Config.Blobs).
+func (n *Node) Fetch(ctx context.Context, peerID, key string) ([]byte, error) {
+	peers, err := n.Peers()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range peers {
+		if p.ID == peerID {
+			status, resp, err := n.rpc.call(ctx, p.Addr, opFetch, []byte(key))
+			if err != nil {
+				return nil, fmt.Errorf("chain: fetching from %s: %w", peerID, err)
+			}
+			if status != 0 {
+				return nil, fmt.Errorf("chain: %s: %s", peerID, resp)
+			}
+			return resp, nil
+		}
+	}
+	return nil, fmt.Errorf("chain: no peer %q", peerID)
+}
+
+// Nonces hands out unique, growing nonces for the entries one key signs
+// from several places in one process (the API's relays, the job runner).
+type Nonces struct{ n atomic.Uint64 }
+
+// NewNonces starts from the current time in nanoseconds, so that nonces
+// keep growing across restarts.
+func NewNonces() *Nonces {
+	ns := &Nonces{}
+	ns.n.Store(uint64(time.Now().UnixNano()))
+	return ns
+}
+
+// Next returns a nonce never returned before by this source.
+func (ns *Nonces) Next() uint64 { return ns.n.Add(1) }
 
 // Snapshot forces a Raft snapshot (tests and operators).
 func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }

@@ -21,6 +21,8 @@ const (
 	// opReadIndex asks the leader how many entries it has applied; the
 	// answer is a u64. Followers use it for read-your-writes reads.
 	opReadIndex byte = 3
+	// opFetch asks a peer for a blob its Blobs hook serves (job results).
+	opFetch byte = 4
 )
 
 const maxRPCPayload = 64 << 20
@@ -235,6 +237,15 @@ func (n *Node) handleRPC(ctx context.Context, op byte, payload []byte) (byte, []
 			return errCode(ErrNoLeader), []byte(fmt.Sprintf("chain: %s is not the leader", n.cfg.ID))
 		}
 		return 0, binary.BigEndian.AppendUint64(nil, n.ledger.Applied())
+	case opFetch:
+		if n.cfg.Blobs == nil {
+			return 255, []byte("chain: this node serves no blobs")
+		}
+		b, err := n.cfg.Blobs(string(payload))
+		if err != nil {
+			return 255, []byte(err.Error())
+		}
+		return 0, b
 	case opJoin:
 		req, err := parseJoinRequest(payload)
 		if err != nil {

@@ -125,6 +125,7 @@ type (
 	}
 	JobResultDoc struct {
 		Job        string  `json:"job"`
+		Node       string  `json:"node,omitempty"` // job.start: the node's name
 		ResultHash string  `json:"result_sha256,omitempty"`
 		Epsilon    float64 `json:"epsilon_spent,omitempty"`
 		Suppressed int     `json:"suppressed,omitempty"`
@@ -647,7 +648,7 @@ func (s *state) decide(e Entry, now time.Time) error {
 			return fmt.Errorf("%w: a rejection needs a reason", ErrInvalid)
 		}
 		j.Updated = now
-		j.Status, j.Reason = JobRejected, "rejected by "+e.Actor.String()+": "+clip(d.Reason)
+		j.Status, j.Reason = JobRejected, "rejected by "+e.Actor.String()+": "+clipN(d.Reason, 500)
 		return nil
 	}
 	for _, a := range j.Approvals {
@@ -689,17 +690,20 @@ func (s *state) progress(e Entry, now time.Time) error {
 	if !contains(from, j.Status) {
 		return fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, j.Status)
 	}
+	if j.Status == JobRunning && j.Runner != e.Author {
+		return fmt.Errorf("%w: job %s is run by %s", ErrForbidden, j.ID, j.Runner)
+	}
 	if e.Kind == KindJobComplete && len(d.ResultHash) != 64 {
 		return fmt.Errorf("%w: job.complete needs result_sha256", ErrInvalid)
 	}
 	j.Updated = now
 	switch e.Kind {
 	case KindJobStart:
-		j.Status = JobRunning
+		j.Status, j.Node, j.Runner = JobRunning, clip(d.Node), e.Author
 	case KindJobComplete:
 		j.Status, j.ResultHash, j.Suppressed, j.Engine = JobCompleted, d.ResultHash, d.Suppressed, d.Engine
 	case KindJobFail:
-		j.Status, j.Reason = JobFailed, clip(d.Reason)
+		j.Status, j.Reason = JobFailed, clipN(d.Reason, 500)
 	}
 	return nil
 }

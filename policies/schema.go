@@ -165,9 +165,11 @@ func strictUnmarshal(b []byte, v any) error {
 	return nil
 }
 
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
+func clip(s string) string { return clipN(s, 64) }
+
+func clipN(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
 	}
 	return s
 }

@@ -135,6 +135,8 @@ type Job struct {
 	ResultHash string    `json:"result_sha256,omitempty"`
 	Suppressed int       `json:"suppressed,omitempty"`
 	Engine     string    `json:"engine,omitempty"`
+	Node       string    `json:"node,omitempty"`   // the node that runs it
+	Runner     Address   `json:"runner,omitempty"` // that node's account
 }
 
 // Plan is what a query reads, as the policy check needs it.
@@ -298,6 +300,17 @@ func (m *Machine) Policies() []Policy {
 	}
 	sort.Slice(out, func(i, j int) bool { return policySeq(out[i].ID) < policySeq(out[j].ID) })
 	return out
+}
+
+// Policy returns one policy.
+func (m *Machine) Policy(id string) (Policy, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	p, ok := m.s.Policies[id]
+	if !ok {
+		return Policy{}, false
+	}
+	return *p, true
 }
 
 // Job returns one job.

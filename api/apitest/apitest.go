@@ -5,6 +5,7 @@ package apitest
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,17 +25,19 @@ import (
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/chain/chaintest"
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox"
 )
 
 // Consortium is a 3-node cluster with the real state machine, genesis with
 // one account per role (two agencies, two enterprises), and one HTTP
 // server per node.
 type Consortium struct {
-	C    *chaintest.Cluster
-	SMs  []audit.StateMachine
-	Srv  []*httptest.Server
-	Keys map[string]*chain.Key
-	mu   sync.Mutex
+	C      *chaintest.Cluster
+	SMs    []audit.StateMachine
+	Srv    []*httptest.Server
+	Keys   map[string]*chain.Key
+	Stores []*sandbox.Store
+	mu     sync.Mutex
 }
 
 // Accounts are the genesis accounts: name, role, org.
@@ -46,7 +50,17 @@ var Accounts = []struct{ name, role, org string }{
 func New(t testing.TB) *Consortium {
 	t.Helper()
 	f := &Consortium{Keys: map[string]*chain.Key{}, SMs: make([]audit.StateMachine, 3)}
-	f.C = chaintest.NewClusterWith(t, 3, nil, func(i int) (chain.StateMachine, chain.AdmitFunc) {
+	stores := map[string]*sandbox.Store{}
+	for i := 0; i < 3; i++ {
+		st, err := sandbox.OpenStore(filepath.Join(t.TempDir(), "data"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Stores = append(f.Stores, st)
+		stores[fmt.Sprintf("node%d", i+1)] = st
+	}
+	tune := func(c *chain.Config) { c.Blobs = stores[c.ID].Blob }
+	f.C = chaintest.NewClusterWith(t, 3, tune, func(i int) (chain.StateMachine, chain.AdmitFunc) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.SMs[i] = audit.NewStateMachine()
@@ -69,13 +83,18 @@ func New(t testing.TB) *Consortium {
 		t.Fatal(err)
 	}
 	f.C.WaitConverged(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	for i := range f.C.Nodes {
 		cfg := api.DefaultConfig()
 		cfg.MaxPage = 50
-		s, err := api.New(cfg, f.C.Nodes[i], f.SMs[i].M, f.C.Keys[i])
+		cfg.Nonces = chain.NewNonces()
+		s, err := api.New(cfg, f.C.Nodes[i], f.SMs[i].M, f.C.Keys[i], f.Stores[i])
 		if err != nil {
 			t.Fatal(err)
 		}
+		r := sandbox.NewRunner(sandbox.RunnerConfig{Name: f.C.Peers[i].ID, Key: f.C.Keys[i], Nonces: cfg.Nonces, Poll: 20 * time.Millisecond}, f.Stores[i], f.C.Nodes[i], f.SMs[i].M)
+		go r.Run(ctx)
 		srv := httptest.NewServer(s.Handler())
 		t.Cleanup(srv.Close)
 		f.Srv = append(f.Srv, srv)
@@ -165,10 +184,50 @@ func TaxPolicy() map[string]any {
 	}
 }
 
-// WithPolicy registers tax2025 (agency1) and publishes a policy for it.
+// TaxCSV is n rows of data for TaxSchema: four regions, ages 20-69,
+// incomes from a fixed pattern.
+func TaxCSV(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString("person_id,age,region,income\n")
+	regions := []string{"north", "south", "east", "west"}
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "P%06d,%d,%s,%d\n", i, 20+i%50, regions[i%4], 20000+(i*7919)%80000)
+	}
+	return b.Bytes()
+}
+
+// Upload sends a CSV to node i as who, signed, and returns the staged
+// upload's digest and rows.
+func (f *Consortium) Upload(t testing.TB, who string, node int, schema []byte, csvData []byte) (int, api.UploadResponse, api.Problem) {
+	t.Helper()
+	url := f.Srv[node].URL + "/v1/uploads?schema=" + base64.RawURLEncoding.EncodeToString(schema)
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(csvData))
+	req.Header.Set("Content-Type", "text/csv")
+	k := f.Keys[who]
+	if err := audit.SignRequest(req, csvData, k.Ed25519(), k.Address().String()); err != nil {
+		t.Fatal(err)
+	}
+	var up api.UploadResponse
+	code, p := Send(t, req, &up)
+	return code, up, p
+}
+
+// Register uploads a dataset to node i and registers it as who.
+func (f *Consortium) Register(t testing.TB, who string, node int, name string, schema, csvData []byte) api.UploadResponse {
+	t.Helper()
+	code, up, p := f.Upload(t, who, node, schema, csvData)
+	if code != http.StatusCreated {
+		t.Fatalf("upload: %d %s: %s", code, p.Code, p.Detail)
+	}
+	f.Must(t, who, node, "POST", "/v1/datasets", map[string]any{"name": name, "schema": json.RawMessage(schema), "sha256": up.SHA256, "rows": up.Rows}, nil)
+	return up
+}
+
+// WithPolicy registers tax2025 (agency1, 400 rows, on node 0) and publishes
+// a policy for it.
 func (f *Consortium) WithPolicy(t testing.TB, edit func(map[string]any)) string {
 	t.Helper()
-	f.Must(t, "agency1", 0, "POST", "/v1/datasets", map[string]any{"name": "tax2025", "schema": TaxSchema, "sha256": strings.Repeat("ab", 32), "rows": 1000}, nil)
+	f.Register(t, "agency1", 0, "tax2025", TaxSchema, TaxCSV(400))
 	p := TaxPolicy()
 	if edit != nil {
 		edit(p)

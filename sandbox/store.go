@@ -1,0 +1,209 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+// Store keeps the datasets an agency's node holds: uploads staged under
+// their SHA-256 until the ledger registers them, then datasets by name.
+// The data never leaves this directory; only digests go on the ledger.
+type Store struct {
+	dir string
+	key []byte // the agency's pseudonym key
+
+	mu     sync.Mutex
+	tables map[string]*Table // loaded datasets, by name
+}
+
+// OpenStore opens (creating) a store in dir. Its pseudonym key is created
+// on first use and kept in dir with mode 0600; it never leaves the node.
+func OpenStore(dir string) (*Store, error) {
+	for _, d := range []string{dir, filepath.Join(dir, "uploads"), filepath.Join(dir, "datasets"), filepath.Join(dir, "results")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	kp := filepath.Join(dir, "pseudonym.key")
+	key, err := os.ReadFile(kp)
+	if errors.Is(err, os.ErrNotExist) {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(kp, key, 0o600); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	if len(key) != 32 {
+		return nil, fmt.Errorf("sandbox: %s must hold 32 bytes", kp)
+	}
+	return &Store{dir: dir, key: key, tables: map[string]*Table{}}, nil
+}
+
+func validSHA(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Upload ingests a CSV into the staging area and returns its digest and
+// row count.
+func (s *Store) Upload(ctx context.Context, r io.Reader, schema *policies.Schema) (*IngestResult, error) {
+	var n [8]byte
+	rand.Read(n[:])
+	tmp := filepath.Join(s.dir, "uploads", fmt.Sprintf("tmp-%x", n))
+	res, err := Ingest(ctx, r, schema, s.key, tmp)
+	if err != nil {
+		return nil, err
+	}
+	final := filepath.Join(s.dir, "uploads", res.SHA256)
+	if err := os.RemoveAll(final); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Discard removes a staged upload.
+func (s *Store) Discard(sha string) {
+	if validSHA(sha) {
+		os.RemoveAll(filepath.Join(s.dir, "uploads", sha))
+	}
+}
+
+// Staged returns the schema and rows of a staged upload.
+func (s *Store) Staged(sha string) (*policies.Schema, int64, bool) {
+	if !validSHA(sha) {
+		return nil, 0, false
+	}
+	b, err := os.ReadFile(filepath.Join(s.dir, "uploads", sha, "meta.json"))
+	if err != nil {
+		return nil, 0, false
+	}
+	var m tableMeta
+	if json.Unmarshal(b, &m) != nil {
+		return nil, 0, false
+	}
+	return &m.Schema, m.Rows, true
+}
+
+// Bind makes a staged upload the dataset of that name.
+func (s *Store) Bind(sha, name string) error {
+	if !validSHA(sha) || !validName(name) {
+		return fmt.Errorf("sandbox: bad dataset name or digest")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dst := filepath.Join(s.dir, "datasets", name)
+	if _, err := os.Stat(dst); err == nil {
+		return fmt.Errorf("sandbox: dataset %q already held", name)
+	}
+	return os.Rename(filepath.Join(s.dir, "uploads", sha), dst)
+}
+
+func validName(n string) bool {
+	if n == "" || len(n) > 63 {
+		return false
+	}
+	for _, c := range n {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Has reports whether this node holds the dataset.
+func (s *Store) Has(name string) bool {
+	if !validName(name) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(s.dir, "datasets", name, "meta.json"))
+	return err == nil
+}
+
+// Table loads a held dataset (cached).
+func (s *Store) Table(name string) (*Table, error) {
+	if !s.Has(name) {
+		return nil, fmt.Errorf("%w: %s", ErrNoData, name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.tables[name]; ok {
+		return t, nil
+	}
+	t, err := LoadTable(filepath.Join(s.dir, "datasets", name), nil)
+	if err != nil {
+		return nil, err
+	}
+	s.tables[name] = t
+	return t, nil
+}
+
+// PutResult keeps a job's result on this node.
+func (s *Store) PutResult(job string, b []byte) error {
+	if !validJob(job) {
+		return fmt.Errorf("sandbox: bad job id")
+	}
+	p := filepath.Join(s.dir, "results", job+".json")
+	if err := os.WriteFile(p+".tmp", b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(p+".tmp", p)
+}
+
+// Result returns a kept result.
+func (s *Store) Result(job string) ([]byte, bool) {
+	if !validJob(job) {
+		return nil, false
+	}
+	b, err := os.ReadFile(filepath.Join(s.dir, "results", job+".json"))
+	return b, err == nil
+}
+
+func validJob(j string) bool {
+	if len(j) < 5 || len(j) > 40 || j[:4] != "job-" {
+		return false
+	}
+	for _, c := range j[4:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Blob serves other nodes' fetches of this node's results (chain's Blobs
+// hook): "result/<job id>".
+func (s *Store) Blob(key string) ([]byte, error) {
+	job, ok := strings.CutPrefix(key, "result/")
+	if !ok {
+		return nil, fmt.Errorf("sandbox: unknown blob %q", key)
+	}
+	b, ok := s.Result(job)
+	if !ok {
+		return nil, fmt.Errorf("sandbox: no result for %s here", job)
+	}
+	return b, nil
+}

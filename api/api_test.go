@@ -244,6 +244,21 @@ func TestBudgetUnderConcurrency(t *testing.T) {
 	if statuses[policies.JobAuthorised] != 10 || statuses[policies.JobRejected] != 40 {
 		t.Fatalf("statuses %v", statuses)
 	}
+	// The authorised jobs run (job.start, job.complete entries); wait until
+	// they are done and every node has every entry.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		busy := f.SMs[0].M.Jobs(func(j policies.Job) bool {
+			return j.Status == policies.JobAuthorised || j.Status == policies.JobRunning
+		})
+		if len(busy) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs still running", len(busy))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	f.C.WaitConverged(f.C.Nodes[0].Ledger().Size())
 	for i, sm := range f.SMs {
 		if got := sm.M.Spent(policies.Address(f.Keys["bank"].Address()), "tax2025"); got != 5 {

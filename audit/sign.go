@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -17,17 +18,24 @@ import (
 // @target-uri and, with a body, content-digest (RFC 9530, sha-256), with a
 // created parameter. body must be the request's body (or nil).
 func SignRequest(r *http.Request, body []byte, key ed25519.PrivateKey, keyID string) error {
-	hasBody := len(body) > 0
-	if hasBody {
-		rc := io.NopCloser(bytes.NewReader(body))
-		d, err := httpsign.GenerateContentDigestHeader(&rc, []string{httpsign.DigestSha256})
-		if err != nil {
-			return err
-		}
-		r.Header.Set("Content-Digest", d)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
+	if len(body) == 0 {
+		return sign(r, false, key, keyID)
 	}
+	sum := sha256.Sum256(body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	return SignStreamedRequest(r, sum[:], key, keyID)
+}
+
+// SignStreamedRequest signs a request whose body the caller streams (a
+// large upload): sum is the SHA-256 of that body, which the caller has
+// computed before.
+func SignStreamedRequest(r *http.Request, sum []byte, key ed25519.PrivateKey, keyID string) error {
+	r.Header.Set("Content-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(sum)+":")
+	return sign(r, true, key, keyID)
+}
+
+func sign(r *http.Request, hasBody bool, key ed25519.PrivateKey, keyID string) error {
 	// A random nonce makes each signature unique: two identical requests
 	// in the same second are then not mistaken for a replay.
 	var n [12]byte

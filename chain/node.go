@@ -673,6 +673,23 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 // node acknowledged before (read-your-writes across nodes). On the leader
 // it returns at once: the leader acknowledges a write only once applied.
 func (n *Node) ReadBarrier(ctx context.Context) error {
+	for {
+		err := n.readBarrier(ctx)
+		if !errors.Is(err, ErrNoLeader) {
+			return err
+		}
+		// Leadership is moving: wait a little and ask again.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%v)", err, ctx.Err())
+		case <-n.ctx.Done():
+			return ErrStopped
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) readBarrier(ctx context.Context) error {
 	if n.IsLeader() {
 		return nil
 	}

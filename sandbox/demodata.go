@@ -62,3 +62,18 @@ func GenerateDemo(w io.Writer, n int, seed uint64) error {
 	}
 	return bw.Flush()
 }
+
+// DemoPolicy is a policy for the demo dataset of that name: enterprises may
+// compute statistics of income and benefits by region, age band, sex and
+// household size, for credit risk statistics, 0.5 epsilon per query out of
+// 5, cells of at least 10 people, no single person above half a cell.
+func DemoPolicy(dataset string) []byte {
+	return []byte(`{"dataset": "` + dataset + `", "grantees": ["role:enterprise"], "purpose": "credit risk statistics",
+ "modes": ["masked", "he"],
+ "aggregates": {"income": ["count", "sum", "avg", "var", "stddev", "corr", "regr_slope", "regr_intercept", "histogram"],
+                "benefits": ["count", "sum", "avg", "var", "stddev", "corr", "regr_slope", "regr_intercept", "histogram"]},
+ "group_by": ["region", "age", "sex", "household_size"], "filter": ["region", "age", "sex", "household_size", "year"],
+ "min_group_size": 10, "dominance": {"n": 1, "k": 0.5},
+ "dp": {"epsilon_per_query": 0.5, "epsilon_budget": 5.0, "delta": 1e-6},
+ "approval": {"mode": "auto"}, "expires": "2030-12-31T00:00:00Z"}`)
+}

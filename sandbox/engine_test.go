@@ -294,3 +294,13 @@ func FuzzIngestCSV(f *testing.F) {
 		}
 	})
 }
+
+func TestDemoPolicyValid(t *testing.T) {
+	if _, err := policies.ParsePolicy(DemoPolicy("tax2025")); err != nil {
+		t.Fatal(err)
+	}
+	s := DemoSchema()
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

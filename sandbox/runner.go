@@ -108,6 +108,16 @@ func (r *Runner) runOne(ctx context.Context, j policies.Job) {
 			return
 		}
 	}
+	// A job this node already ran (the complete entry was lost, or the
+	// node restarted) is completed with the result it kept: the same
+	// result, never a second draw of noise.
+	if b, ok := r.store.Result(j.ID); ok {
+		var res Result
+		if err := json.Unmarshal(b, &res); err == nil {
+			r.complete(ctx, log, j, &res)
+			return
+		}
+	}
 	res, err := r.execute(ctx, j)
 	if err != nil {
 		reason := err.Error()
@@ -128,6 +138,10 @@ func (r *Runner) runOne(ctx context.Context, j policies.Job) {
 		log.Error("keeping the result", "err", err)
 		return
 	}
+	r.complete(ctx, log, j, res)
+}
+
+func (r *Runner) complete(ctx context.Context, log *slog.Logger, j policies.Job, res *Result) {
 	doc := policies.JobResultDoc{Job: j.ID, ResultHash: res.ResultSHA256, Epsilon: res.EpsilonSpent, Suppressed: res.Suppressed, Engine: j.Mode}
 	if err := r.commit(ctx, policies.KindJobComplete, doc); err != nil {
 		log.Warn("job.complete not committed", "err", err)

@@ -161,16 +161,21 @@ func (s *Store) Table(name string) (*Table, error) {
 	return t, nil
 }
 
-// PutResult keeps a job's result on this node.
+// PutResult keeps a job's result on this node. A job has one result: a
+// second one is refused (ErrExist), so that a job run twice after a crash
+// cannot deliver a result other than the one whose hash was committed.
 func (s *Store) PutResult(job string, b []byte) error {
 	if !validJob(job) {
 		return fmt.Errorf("sandbox: bad job id")
 	}
 	p := filepath.Join(s.dir, "results", job+".json")
-	if err := os.WriteFile(p+".tmp", b, 0o600); err != nil {
+	tmp := fmt.Sprintf("%s.%d.tmp", p, os.Getpid())
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
-	return os.Rename(p+".tmp", p)
+	defer os.Remove(tmp)
+	// Link fails if the result exists: first writer wins, atomically.
+	return os.Link(tmp, p)
 }
 
 // Result returns a kept result.

@@ -81,8 +81,10 @@ func (c *Cluster) Config(i int) chain.Config {
 	cfg.RaftAddr = c.Peers[i].Addr
 	cfg.Key = c.Keys[i]
 	cfg.Bootstrap = c.Peers
-	cfg.HeartbeatTimeout = 150 * time.Millisecond
-	cfg.ElectionTimeout = 150 * time.Millisecond
+	// Short enough for quick failover in tests, long enough that a loaded
+	// CI machine running the race detector does not churn leaders.
+	cfg.HeartbeatTimeout = 400 * time.Millisecond
+	cfg.ElectionTimeout = 400 * time.Millisecond
 	cfg.RaftLog = io.Discard
 	for j, k := range c.Keys {
 		if j != i {

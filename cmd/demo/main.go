@@ -7,7 +7,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"embed"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/datasandbox/datasandbox/sandbox"
 )
 
 func main() {
@@ -122,9 +123,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	d.say("The enterprise asks for average income by region (masked mode): the policy authorises it and debits 0.5 of its epsilon budget")
+	d.say("The enterprise asks for average income by region (masked mode): the policy authorises it and debits 0.5 of its epsilon budget; the tax agency's node runs it on the masked data")
 	jobJSON, err := d.ctlOut(1, key("enterprise"), "--json", "job", "submit", "--mode", "masked", "--purpose", "credit risk statistics",
-		"--query", "SELECT region, COUNT(*), AVG(income) FROM tax2025 GROUP BY region")
+		"--query", "SELECT region, COUNT(*) AS people, AVG(income) AS avg_income FROM tax2025 WHERE age >= 30 GROUP BY region ORDER BY region")
 	if err != nil {
 		return err
 	}
@@ -132,10 +133,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := json.Unmarshal([]byte(jobJSON), &job); err != nil || job.Status != "authorised" {
 		return fmt.Errorf("job not authorised: %s", jobJSON)
 	}
-	if err := d.ctl(2, key("enterprise"), "job", "status", job.Job); err != nil {
+	if err := d.waitJob(2, key("enterprise"), job.Job); err != nil {
 		return err
 	}
-	fmt.Fprintln(d.out, "    (running it needs the sandbox engine, which arrives with the next issue)")
+	if err := d.ctl(2, key("enterprise"), "job", "result", job.Job); err != nil {
+		return err
+	}
+	fmt.Fprintln(d.out, "    (counts and averages carry differential-privacy noise; the digest is the one committed on the ledger)")
+
+	d.say("A finer question, by household size in one region: cells of fewer than 10 people, or where one person makes up more than half the total, are suppressed")
+	if err := d.ctl(0, key("enterprise"), "job", "submit", "--wait", "--mode", "masked", "--purpose", "credit risk statistics",
+		"--query", "SELECT household_size, COUNT(*) AS people, AVG(income) FROM tax2025 WHERE region = 'capital' GROUP BY household_size ORDER BY household_size"); err != nil {
+		return err
+	}
 
 	d.say("An attack: the enterprise asks for row-level values; the node refuses before anything is recorded")
 	if err := d.ctl(0, key("enterprise"), "job", "submit", "--mode", "masked", "--purpose", "credit risk statistics",
@@ -201,6 +211,29 @@ func (d *demo) ctl(node int, key string, args ...string) error {
 	return err
 }
 
+// waitJob polls a job until it completes.
+func (d *demo) waitJob(node int, key, id string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		out, err := d.ctlOut(node, key, "--json", "job", "status", id)
+		if err != nil {
+			return err
+		}
+		var j struct{ Status, Reason string }
+		if err := json.Unmarshal([]byte(out), &j); err != nil {
+			return err
+		}
+		switch j.Status {
+		case "completed":
+			return nil
+		case "failed", "rejected":
+			return fmt.Errorf("job %s %s: %s", id, j.Status, j.Reason)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("job %s did not complete within 60s", id)
+}
+
 // ctlOut runs sandboxctl and returns its output without printing it.
 func (d *demo) ctlOut(node int, key string, args ...string) (string, error) {
 	return d.run(node, key, false, args...)
@@ -237,7 +270,10 @@ func (d *demo) run(node int, key string, show bool, args ...string) (string, err
 func quote(args []string) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
-		if strings.ContainsAny(a, " {}\"'") {
+		switch {
+		case strings.Contains(a, "'"):
+			a = `"` + a + `"`
+		case strings.ContainsAny(a, " {}\""):
 			a = "'" + a + "'"
 		}
 		out[i] = a
@@ -301,22 +337,25 @@ func freeBase(n int) (int, error) {
 	return 0, errors.New("no free ports for the demo")
 }
 
-//go:embed data
-var data embed.FS
-
-// writeData writes the bundled demo files where sandboxctl can read them.
+// writeData writes the demo files where sandboxctl can read them: 50,000
+// synthetic tax records from the seeded generator, their schema and the
+// tax agency's policy.
 func writeData(dir string) (map[string]string, error) {
-	out := map[string]string{}
-	for key, name := range map[string]string{"csv": "tax2025.csv", "schema": "tax2025.schema.json", "policy": "tax2025.policy.json"} {
-		b, err := data.ReadFile("data/" + name)
-		if err != nil {
-			return nil, err
-		}
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			return nil, err
-		}
-		out[key] = p
+	out := map[string]string{"csv": filepath.Join(dir, "tax2025.csv"), "schema": filepath.Join(dir, "tax2025.schema.json"), "policy": filepath.Join(dir, "tax2025.policy.json")}
+	f, err := os.Create(out["csv"])
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	if err := sandbox.GenerateDemo(f, 50000, 2025); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	schema, _ := json.MarshalIndent(sandbox.DemoSchema(), "", "  ")
+	if err := os.WriteFile(out["schema"], schema, 0o644); err != nil {
+		return nil, err
+	}
+	return out, os.WriteFile(out["policy"], sandbox.DemoPolicy("tax2025"), 0o644)
 }

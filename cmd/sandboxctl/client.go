@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -74,7 +77,52 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("cannot reach %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()
-	b, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	return decodeAnswer(resp, method, path, out)
+}
+
+// upload streams a file to path, signed with the file's SHA-256 (computed
+// first, in a streaming pass).
+func (c *client) upload(ctx context.Context, path, file, contentType string, out any) error {
+	if c.keyErr != nil {
+		return c.keyErr
+	}
+	if c.key == nil {
+		return errors.New("this command needs an account key: --key FILE or SANDBOX_KEY")
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, f)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", contentType)
+	if err := audit.SignStreamedRequest(req, h.Sum(nil), c.key.Ed25519(), c.key.Address().String()); err != nil {
+		return err
+	}
+	hc := *c.http
+	hc.Timeout = 0 // large uploads take their time; ctx bounds them
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	return decodeAnswer(resp, "POST", path, out)
+}
+
+func decodeAnswer(resp *http.Response, method, path string, out any) error {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
 	}
@@ -86,6 +134,10 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}
 	if out != nil {
+		if raw, ok := out.(*json.RawMessage); ok {
+			*raw = append((*raw)[:0], b...)
+			return nil
+		}
 		if err := json.Unmarshal(b, out); err != nil {
 			return fmt.Errorf("%s %s: bad JSON answer: %w", method, path, err)
 		}

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -153,40 +150,10 @@ func cmdGenesis(ctx context.Context, g *globals, fs *flag.FlagSet, args []string
 	return nil
 }
 
-// csvDigest streams a CSV file: its SHA-256 and its data rows (lines after
-// the header that are not empty).
-func csvDigest(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	r := bufio.NewReaderSize(io.TeeReader(f, h), 1<<16)
-	var rows int64
-	first := true
-	for {
-		line, err := r.ReadString('\n')
-		if strings.TrimSpace(line) != "" {
-			if !first {
-				rows++
-			}
-			first = false
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", 0, err
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), rows, nil
-}
-
 func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
 	name := fs.String("name", "", "dataset name, e.g. tax2025")
 	schemaFile := fs.String("schema", "", "schema JSON (CONTRACT.md)")
-	file := fs.String("file", "", "the data (CSV with a header row)")
+	file := fs.String("file", "", "the data (CSV, UTF-8, with a header row)")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -201,19 +168,23 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	if err != nil {
 		return fmt.Errorf("%s: %w", *schemaFile, err)
 	}
-	sum, rows, err := csvDigest(*file)
-	if err != nil {
+	canon, _ := json.Marshal(schema)
+	c := newClient(g)
+	// 1. The data goes to the agency's node, which masks and stores it.
+	var up api.UploadResponse
+	if err := c.upload(ctx, "/v1/uploads?schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", &up); err != nil {
 		return err
 	}
-	doc := policies.DatasetDoc{Name: *name, Schema: *schema, SHA256: sum, Rows: rows}
+	// 2. Its digest, rows and schema go on the ledger, signed by the agency.
+	doc := policies.DatasetDoc{Name: *name, Schema: *schema, SHA256: up.SHA256, Rows: up.Rows}
 	var w api.WriteResponse
-	if err := newClient(g).do(ctx, "POST", "/v1/datasets", doc, &w); err != nil {
+	if err := c.do(ctx, "POST", "/v1/datasets", doc, &w); err != nil {
 		return err
 	}
 	if g.json {
-		return printJSON(g.stdout, map[string]any{"id": *name, "rows": rows, "sha256": sum, "index": w.Index})
+		return printJSON(g.stdout, map[string]any{"id": *name, "rows": up.Rows, "sha256": up.SHA256, "index": w.Index})
 	}
-	fmt.Fprintf(g.stdout, "dataset %s registered: %d rows, sha256 %s (entry %d)\n", *name, rows, sum, w.Index)
+	fmt.Fprintf(g.stdout, "dataset %s registered: %d rows, sha256 %s (entry %d)\n", *name, up.Rows, up.SHA256, w.Index)
 	return nil
 }
 
@@ -354,9 +325,73 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	if j.Status == policies.JobRejected {
 		return fmt.Errorf("job %s refused: %s", j.Job, j.Reason)
 	}
-	if *wait {
-		return errors.New("job submit --wait: jobs are authorised on the ledger but the sandbox engine that runs them has not landed yet")
+	if !*wait {
+		return nil
 	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for j.Status != policies.JobCompleted {
+		switch j.Status {
+		case policies.JobFailed, policies.JobRejected:
+			return fmt.Errorf("job %s %s: %s", j.Job, j.Status, j.Reason)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("job %s still %s after 10 minutes", j.Job, j.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if err := c.do(ctx, "GET", "/v1/jobs/"+j.Job, nil, &j); err != nil {
+			return err
+		}
+	}
+	return showResult(ctx, g, c, j.Job)
+}
+
+// showResult fetches a result and prints it as a table, or as the
+// contract's JSON.
+func showResult(ctx context.Context, g *globals, c *client, id string) error {
+	var raw json.RawMessage
+	if err := c.do(ctx, "GET", "/v1/jobs/"+id+"/result", nil, &raw); err != nil {
+		return err
+	}
+	if g.json {
+		_, err := g.stdout.Write(append(raw, '\n'))
+		return err
+	}
+	var res struct {
+		Job          string   `json:"job"`
+		Columns      []string `json:"columns"`
+		Rows         [][]any  `json:"rows"`
+		Suppressed   int      `json:"suppressed"`
+		EpsilonSpent float64  `json:"epsilon_spent"`
+		ResultSHA256 string   `json:"result_sha256"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return err
+	}
+	w := table(g)
+	fmt.Fprintln(w, strings.ToUpper(strings.Join(res.Columns, "\t")))
+	for _, row := range res.Rows {
+		cells := make([]string, len(row))
+		for i, v := range row {
+			switch x := v.(type) {
+			case float64:
+				cells[i] = strconv.FormatFloat(x, 'f', -1, 64)
+			case nil:
+				cells[i] = "-"
+			default:
+				b, _ := json.Marshal(x)
+				cells[i] = strings.Trim(string(b), `"`)
+			}
+		}
+		fmt.Fprintln(w, strings.Join(cells, "\t"))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "(%d rows, %d cells suppressed, epsilon %g spent, result sha256 %s)\n", len(res.Rows), res.Suppressed, res.EpsilonSpent, res.ResultSHA256)
 	return nil
 }
 
@@ -402,12 +437,7 @@ func cmdJobResult(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	if err := needArgs(fs, 1, "a job id"); err != nil {
 		return err
 	}
-	var out json.RawMessage
-	if err := newClient(g).do(ctx, "GET", "/v1/jobs/"+fs.Arg(0)+"/result", nil, &out); err != nil {
-		return err
-	}
-	_, err := g.stdout.Write(append(out, '\n'))
-	return err
+	return showResult(ctx, g, newClient(g), fs.Arg(0))
 }
 
 func cmdJobApprove(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {

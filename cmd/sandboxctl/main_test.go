@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/api/apitest"
@@ -65,18 +66,16 @@ func (e *env) file(t *testing.T, name, content string) string {
 	return p
 }
 
-const csvData = "person_id,age,region,income\n1,34,north,52000\n2,41,south,61000\n3,29,north,38000\n"
-
 func (e *env) registerAndPublish(t *testing.T, approval string) {
 	t.Helper()
 	schema := e.file(t, "tax.json", string(apitest.TaxSchema))
-	data := e.file(t, "tax.csv", csvData)
+	data := e.file(t, "tax.csv", string(apitest.TaxCSV(400)))
 	out, err := e.ctl(t, "agency1", "dataset", "register", "--name", "tax2025", "--schema", schema, "--file", data)
-	if err != nil || !strings.Contains(out, "3 rows") {
+	if err != nil || !strings.Contains(out, "400 rows") {
 		t.Fatalf("dataset register: %q %v", out, err)
 	}
 	p := apitest.TaxPolicy()
-	if approval != "" {
+	if approval == "manual" {
 		p["approval"] = map[string]any{"mode": approval, "approvers": 1}
 	}
 	b, _ := json.Marshal(p)
@@ -89,8 +88,10 @@ func (e *env) registerAndPublish(t *testing.T, approval string) {
 func TestDomainCommands(t *testing.T) {
 	e := newEnv(t)
 	e.registerAndPublish(t, "manual")
+	// Approvals are needed for each job under this policy; the runner
+	// picks jobs up once authorised.
 	out, err := e.ctl(t, "bank", "dataset", "list")
-	if err != nil || !strings.Contains(out, "income (sensitive)") || strings.Contains(out, "52000") {
+	if err != nil || !strings.Contains(out, "income (sensitive)") || strings.Contains(out, "P000001") {
 		t.Fatalf("dataset list: %q %v", out, err)
 	}
 	out, err = e.ctl(t, "bank", "policy", "list")
@@ -113,6 +114,31 @@ func TestDomainCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "authorised") {
 		t.Fatalf("approve: %q %v", out, err)
 	}
+	// The runner on the data's node runs it; the result prints as a table
+	// and as the contract's JSON, whose hash is the one on the ledger.
+	var res struct {
+		Job          string   `json:"job"`
+		Columns      []string `json:"columns"`
+		Rows         [][]any  `json:"rows"`
+		Suppressed   *int     `json:"suppressed"`
+		EpsilonSpent *float64 `json:"epsilon_spent"`
+		ResultSHA256 string   `json:"result_sha256"`
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		out, err = e.ctl(t, "bank", "--json", "job", "result", j.Job)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || json.Unmarshal([]byte(out), &res) != nil || len(res.Rows) != 4 || res.Suppressed == nil || res.EpsilonSpent == nil || len(res.ResultSHA256) != 64 {
+		t.Fatalf("job result --json: %q %v", out, err)
+	}
+	out, err = e.ctl(t, "bank", "job", "status", j.Job)
+	if err != nil || !strings.Contains(out, "completed") {
+		t.Fatalf("status: %q %v", out, err)
+	}
+
 	// A refused job exits non-zero with the reason, and is on the ledger.
 	_, err = e.ctl(t, "bank", "job", "submit", "--purpose", "marketing", "--query", "SELECT SUM(income) FROM tax2025")
 	if err == nil || !strings.Contains(err.Error(), `purpose "marketing" does not match`) {
@@ -154,6 +180,15 @@ func TestDomainCommands(t *testing.T) {
 	}
 	if _, err := e.ctl(t, "bank", "account", "grant", "--address", k.Address().String(), "--role", "admin"); err == nil || !strings.Contains(err.Error(), "lacks permission grant") {
 		t.Fatalf("enterprise granted a role: %v", err)
+	}
+}
+
+func TestSubmitWait(t *testing.T) {
+	e := newEnv(t)
+	e.registerAndPublish(t, "")
+	out, err := e.ctl(t, "bank", "job", "submit", "--wait", "--purpose", "credit risk statistics", "--query", "SELECT region, COUNT(*) AS people FROM tax2025 WHERE age >= 30 GROUP BY region")
+	if err != nil || !strings.Contains(out, "REGION") || !strings.Contains(out, "PEOPLE") || !strings.Contains(out, "north") {
+		t.Fatalf("submit --wait: %q %v", out, err)
 	}
 }
 

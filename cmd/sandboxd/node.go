@@ -14,6 +14,7 @@ import (
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/sandbox"
 )
 
 // nodeSpec is everything needed to start one node.
@@ -37,15 +38,23 @@ type liveNode struct {
 	spec  nodeSpec
 	chain *chain.Node
 	sm    audit.StateMachine
+	store *sandbox.Store
 	api   *api.Server
 	ln    net.Listener
 	done  chan error
 	stop  context.CancelFunc
+
+	runnerDone chan struct{}
 }
 
 func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	sm := audit.NewStateMachine()
+	store, err := sandbox.OpenStore(filepath.Join(s.Dir, "data"))
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", s.ID, err)
+	}
 	cfg := chain.DefaultConfig()
+	cfg.Blobs = store.Blob
 	cfg.ID, cfg.Dir, cfg.RaftAddr, cfg.Advertise, cfg.Key = s.ID, s.Dir, s.Raft, s.Advertise, s.Key
 	if s.Origin != "" {
 		cfg.Origin = s.Origin
@@ -64,10 +73,12 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", s.ID, err)
 	}
+	nonces := chain.NewNonces()
 	acfg := api.DefaultConfig()
 	acfg.Addr = s.HTTP
 	acfg.Logger = s.Logger
-	srv, err := api.New(acfg, n, sm.M, s.Key)
+	acfg.Nonces = nonces
+	srv, err := api.New(acfg, n, sm.M, s.Key, store)
 	if err != nil {
 		n.Close()
 		return nil, err
@@ -78,8 +89,14 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 		return nil, fmt.Errorf("node %s: HTTP listen on %s: %w", s.ID, s.HTTP, err)
 	}
 	sctx, stop := context.WithCancel(context.Background())
-	live := &liveNode{spec: s, chain: n, sm: sm, api: srv, ln: ln, done: make(chan error, 1), stop: stop}
+	live := &liveNode{spec: s, chain: n, sm: sm, store: store, api: srv, ln: ln, done: make(chan error, 1), stop: stop}
 	go func() { live.done <- srv.Serve(sctx, ln) }()
+	runner := sandbox.NewRunner(sandbox.RunnerConfig{Name: s.ID, Key: s.Key, Nonces: nonces, Logger: s.Logger}, store, n, sm.M)
+	live.runnerDone = make(chan struct{})
+	go func() {
+		defer close(live.runnerDone)
+		runner.Run(sctx)
+	}()
 	if s.Join != "" {
 		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := n.Join(jctx, s.Join)
@@ -97,6 +114,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 func (l *liveNode) close() error {
 	l.stop()
 	err := <-l.done
+	<-l.runnerDone
 	return errors.Join(err, l.chain.Close())
 }
 

@@ -176,7 +176,8 @@ func ingestField(w *colWriter, c policies.Column, v string, mac hash.Hash) error
 	case policies.Identifier:
 		mac.Reset()
 		mac.Write([]byte(v))
-		return w.raw(mac.Sum(nil)[:PseudonymSize])
+		var sum [sha256.Size]byte
+		return w.raw(mac.Sum(sum[:0])[:PseudonymSize])
 	}
 	switch c.Type {
 	case policies.TypeInt, policies.TypeFloat:
@@ -194,7 +195,7 @@ func ingestField(w *colWriter, c policies.Column, v string, mac hash.Hash) error
 			f = math.Min(math.Max(f, c.Bounds[0]), c.Bounds[1])
 		}
 		if w.kind == kindDict {
-			return w.str(strconv.FormatFloat(f, 'f', -1, 64))
+			return w.numCode(f)
 		}
 		return w.num(f)
 	case policies.TypeDate:

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
@@ -74,6 +75,7 @@ type colWriter struct {
 	z    *zstd.Encoder
 	w    *bufio.Writer
 	dict map[string]uint32
+	nums map[float64]uint32 // numeric values of a dictionary column
 	keys []string
 	kind string
 	buf  [8]byte
@@ -88,12 +90,14 @@ func newColWriter(path, kind string) (*colWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	z, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	// Two blocks in flight and a 1 MiB window per column keep ingest's memory
+	// small and independent of the file's size.
+	z, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(2), zstd.WithWindowSize(1<<20))
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	return &colWriter{f: f, z: z, w: bufio.NewWriterSize(z, 1<<16), kind: kind, dict: map[string]uint32{}}, nil
+	return &colWriter{f: f, z: z, w: bufio.NewWriterSize(z, 1<<16), kind: kind, dict: map[string]uint32{}, nums: map[float64]uint32{}}, nil
 }
 
 func (c *colWriter) num(v float64) error {
@@ -115,6 +119,24 @@ func (c *colWriter) str(s string) error {
 	binary.LittleEndian.PutUint32(c.buf[:], code)
 	_, err := c.w.Write(c.buf[:4])
 	return err
+}
+
+// numCode writes a number to a dictionary column, formatting it only the
+// first time it is seen.
+func (c *colWriter) numCode(f float64) error {
+	if code, ok := c.nums[f]; ok {
+		binary.LittleEndian.PutUint32(c.buf[:], code)
+		_, err := c.w.Write(c.buf[:4])
+		return err
+	}
+	before := len(c.keys)
+	if err := c.str(strconv.FormatFloat(f, 'f', -1, 64)); err != nil {
+		return err
+	}
+	if len(c.keys) > before {
+		c.nums[f] = uint32(before)
+	}
+	return nil
 }
 
 func (c *colWriter) raw(b []byte) error {

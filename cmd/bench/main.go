@@ -51,6 +51,8 @@ var runs = []benchRun{
 	{"./chain", "^BenchmarkProofs1M$", "200000x"},
 	{"./chain", "^BenchmarkVerify", "20000x"},
 	{"./chain", "^BenchmarkLedgerApply$", "200000x"},
+	{"./sandbox", "^BenchmarkMaskedGroupBy$", "5x"},
+	{"./sandbox", "^BenchmarkIngest$", "2x"},
 }
 
 func main() {
@@ -65,6 +67,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	count := fs.Int("count", 5, "runs of each benchmark; the median is reported")
 	outFile := fs.String("out", "bench/results.json", "where to write the results")
 	etcdRuns := fs.Int("etcd-runs", 3, "runs of the etcd baseline")
+	pgRuns := fs.Int("pg-runs", 5, "runs of the PostgreSQL baseline")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,6 +95,28 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		etcd = &v
 	}
 
+	var pg *float64
+	pgNote := ""
+	fmt.Fprintln(os.Stderr, "running the PostgreSQL baseline (10M rows)...")
+	if v, err := postgresBaseline(ctx, 10_000_000, *pgRuns); err != nil {
+		pgNote = "PostgreSQL baseline skipped: " + err.Error()
+		fmt.Fprintln(os.Stderr, pgNote)
+	} else {
+		pg = &v
+	}
+	engine := med("MaskedGroupBy", "rows/s")
+	engineFig := goalMin("masked engine: 10M rows, GROUP BY region (16), COUNT, AVG, with DP", "rows/s", engine, 200e6)
+	pgFig := Figure{Figure: "masked engine vs PostgreSQL 15, same data and query", Unit: "x", Goal: ">= 10"}
+	if pg != nil {
+		r := engine / *pg
+		pgFig.Measured, pgFig.Baseline, pgFig.Ratio = r, pg, &r
+		met := r >= 10
+		pgFig.Met = &met
+		pgFig.Note = "PostgreSQL 15 (Debian) on a Unix socket, parallel workers 2, warm cache, psql \\timing; baseline in rows/s"
+	} else {
+		pgFig.Note = pgNote
+	}
+
 	tput := med("ClusterAppend", "entries/s")
 	p99 := med("ClusterAppend", "p99-ms")
 	figs := []Figure{
@@ -115,6 +140,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		Figure{Figure: "Ed25519 entry verification, one signature", Unit: "µs", Goal: "-", Measured: med("VerifyEd25519", "ns/op") / 1000},
 		Figure{Figure: "ML-DSA-65 entry verification, one signature", Unit: "µs", Goal: "-", Measured: med("VerifyMLDSA65", "ns/op") / 1000},
 		Figure{Figure: "apply one entry on one node (256-entry blocks, no Raft)", Unit: "µs", Goal: "-", Measured: med("LedgerApply", "ns/entry") / 1000},
+		engineFig, pgFig,
+		goalMin("ingest: 8-column CSV, pseudonymise, generalise, compress", "rows/s", med("Ingest", "rows/s"), 1e6),
+		Figure{Figure: "ingest peak heap (1M rows; flat in file size, see TestIngestMemoryFlat)", Unit: "MiB", Goal: "-", Measured: med("Ingest", "peak-heap-MiB")},
 	)
 	printTable(out, figs, *count)
 	if err := os.MkdirAll(filepath.Dir(*outFile), 0o755); err != nil {

@@ -1,0 +1,132 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// benchTable is a 10M-row demo dataset, ingested once per process.
+var benchTable *Table
+
+func loadBenchTable(b *testing.B) *Table {
+	b.Helper()
+	if benchTable != nil {
+		return benchTable
+	}
+	var buf bytes.Buffer
+	if err := GenerateDemo(&buf, 10_000_000, 1); err != nil {
+		b.Fatal(err)
+	}
+	schema := DemoSchema()
+	dir := filepath.Join(b.TempDir(), "tax")
+	if _, err := Ingest(context.Background(), &buf, &schema, testKey, dir); err != nil {
+		b.Fatal(err)
+	}
+	t, err := LoadTable(dir, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchTable = t
+	return t
+}
+
+// BenchmarkMaskedGroupBy: 10M rows, 16 groups, COUNT and AVG with DP.
+func BenchmarkMaskedGroupBy(b *testing.B) {
+	t := loadBenchTable(b)
+	q, err := ParseQuery("SELECT region, COUNT(*), AVG(income) FROM tax GROUP BY region")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctl := Control{MinGroupSize: 10, Epsilon: 1}
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := Execute(context.Background(), t, q, ctl, DefaultLimits())
+		if err != nil || len(res.Rows) != 16 {
+			b.Fatalf("%v %d", err, len(res.Rows))
+		}
+	}
+	b.ReportMetric(float64(t.Rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// peakHeap runs f while sampling the heap in use, and returns the peak
+// growth over the heap before f.
+func peakHeap(f func()) uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	peak := base
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		var m runtime.MemStats
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				runtime.ReadMemStats(&m)
+				if m.HeapInuse > peak {
+					peak = m.HeapInuse
+				}
+			}
+		}
+	}()
+	f()
+	close(done)
+	return peak - base
+}
+
+// BenchmarkIngest: 8-column CSV rows per second, and the peak heap.
+func BenchmarkIngest(b *testing.B) {
+	const rows = 1_000_000
+	var buf bytes.Buffer
+	if err := GenerateDemo(&buf, rows, 2); err != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	schema := DemoSchema()
+	var peak uint64
+	b.ResetTimer()
+	for b.Loop() {
+		dir := filepath.Join(b.TempDir(), "t")
+		p := peakHeap(func() {
+			if _, err := Ingest(context.Background(), bytes.NewReader(data), &schema, testKey, dir); err != nil {
+				b.Fatal(err)
+			}
+		})
+		peak = max(peak, p)
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
+
+// Ingest's memory does not grow with the file: 5x the rows, about the same
+// peak heap.
+func TestIngestMemoryFlat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates 600,000 rows")
+	}
+	schema := DemoSchema()
+	peak := func(rows int) uint64 {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(GenerateDemo(pw, rows, 3)) }()
+		dir := filepath.Join(t.TempDir(), "t")
+		return peakHeap(func() {
+			if _, err := Ingest(context.Background(), pr, &schema, testKey, dir); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	small, large := peak(100_000), peak(500_000)
+	t.Logf("peak heap growth: %d KiB for 100k rows, %d KiB for 500k rows", small>>10, large>>10)
+	if large > 2*small+(8<<20) {
+		t.Fatalf("ingest memory grows with the file: %d KiB vs %d KiB", small>>10, large>>10)
+	}
+}

@@ -68,7 +68,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	outFile := fs.String("out", "bench/results.json", "where to write the results")
 	etcdRuns := fs.Int("etcd-runs", 3, "runs of the etcd baseline")
 	pgRuns := fs.Int("pg-runs", 5, "runs of the PostgreSQL baseline")
+	pgOnly := fs.Int("pg-only", 0, "only run the PostgreSQL baseline on this many rows (debugging)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *pgOnly > 0 {
+		v, err := postgresBaseline(ctx, *pgOnly, *pgRuns)
+		fmt.Fprintf(out, "postgres: %.0f rows/s, err %v\n", v, err)
 		return err
 	}
 	metrics := map[string]map[string][]float64{} // benchmark -> unit -> samples

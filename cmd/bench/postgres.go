@@ -59,11 +59,18 @@ func postgresBaseline(ctx context.Context, rows, runs int) (float64, error) {
 	}
 	srv := command("postgres", "-D", data, "-k", dir, "-c", "listen_addresses=", "-p", "55432",
 		"-c", "shared_buffers=1GB", "-c", "max_parallel_workers_per_gather=2", "-c", "work_mem=256MB")
+	var srvLog bytes.Buffer
+	srv.Stdout, srv.Stderr = &srvLog, &srvLog
 	if err := srv.Start(); err != nil {
 		return 0, err
 	}
 	defer func() {
-		srv.Process.Signal(os.Interrupt)
+		// runuser does not pass signals on: stop the server with pg_ctl.
+		stop := command("pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+		if out, err := stop.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "pg_ctl stop: %v: %s\n", err, out)
+			srv.Process.Kill()
+		}
 		srv.Wait()
 	}()
 	psql := func(stdin io.Reader, args ...string) ([]byte, error) {
@@ -80,7 +87,7 @@ func postgresBaseline(ctx context.Context, rows, runs int) (float64, error) {
 			break
 		}
 		if time.Now().After(deadline) {
-			return 0, errors.New("postgres did not start")
+			return 0, fmt.Errorf("postgres did not start: %s", srvLog.String())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

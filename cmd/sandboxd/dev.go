@@ -1,22 +1,27 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox"
 )
 
 // consortiumFile records a dev consortium so that a second run resumes it.
@@ -85,9 +90,6 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		}
 	}
-	if *demoData {
-		fmt.Fprintln(stderr, "sandboxd: --demo-data: datasets arrive with the sandbox engine; the ledger starts empty")
-	}
 
 	var trust []*chain.CheckpointVerifier
 	var peers []chain.Peer
@@ -131,6 +133,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if err := writeGenesis(ctx, *dir, cf, live[0]); err != nil {
 		return err
+	}
+	if *demoData {
+		if err := loadDemoData(ctx, *dir, live[0]); err != nil {
+			return fmt.Errorf("dev: --demo-data: %w", err)
+		}
 	}
 	fmt.Fprintf(stdout, "consortium ready in %s: %d nodes, leader %s, ledger size %d\n", *dir, len(live), leader, live[0].chain.Ledger().Size())
 	for _, n := range cf.Nodes {
@@ -188,6 +195,64 @@ func writeGenesis(ctx context.Context, dir string, cf *consortiumFile, n *liveNo
 	defer cancel()
 	if _, err := n.chain.Append(gctx, raw); err != nil {
 		return fmt.Errorf("dev: committing genesis: %w", err)
+	}
+	return nil
+}
+
+// demoRows is the size of the dataset --demo-data loads.
+const demoRows = 100_000
+
+// loadDemoData acts as agency1 on node 1: it uploads the generated tax
+// records, registers them as tax2025 and publishes the demo policy, over
+// the API with agency1's signed requests, like sandboxctl would. It does
+// nothing if tax2025 is already registered.
+func loadDemoData(ctx context.Context, dir string, n *liveNode) error {
+	if _, ok := n.sm.M.Dataset("tax2025"); ok {
+		return nil
+	}
+	k, err := chain.LoadKeyFile(filepath.Join(dir, "keys", "agency1.key"))
+	if err != nil {
+		return err
+	}
+	base := "http://" + n.ln.Addr().String()
+	var csv bytes.Buffer
+	if err := sandbox.GenerateDemo(&csv, demoRows, 2025); err != nil {
+		return err
+	}
+	schema := sandbox.DemoSchema()
+	sb, _ := json.Marshal(schema)
+	var up api.UploadResponse
+	if err := signedCall(ctx, k, "POST", base+"/v1/uploads?schema="+base64.RawURLEncoding.EncodeToString(sb), "text/csv", csv.Bytes(), &up); err != nil {
+		return err
+	}
+	doc, _ := json.Marshal(policies.DatasetDoc{Name: "tax2025", Schema: schema, SHA256: up.SHA256, Rows: up.Rows})
+	if err := signedCall(ctx, k, "POST", base+"/v1/datasets", "application/json", doc, nil); err != nil {
+		return err
+	}
+	return signedCall(ctx, k, "POST", base+"/v1/policies", "application/json", sandbox.DemoPolicy("tax2025"), nil)
+}
+
+// signedCall sends one request signed by k and decodes the JSON answer.
+func signedCall(ctx context.Context, k *chain.Key, method, url, contentType string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", contentType)
+	if err := audit.SignRequest(req, body, k.Ed25519(), k.Address().String()); err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %s: %s", method, req.URL.Path, resp.Status, b)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
 	}
 	return nil
 }

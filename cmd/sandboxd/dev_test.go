@@ -173,3 +173,46 @@ func signedPost(url, body string, k *chain.Key) (int, error) {
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
+
+func TestDevDemoData(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	base := freeBase(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", base), "--demo-data", "--log-level", "error"}, io.Discard, io.Discard)
+	}()
+	url := fmt.Sprintf("http://127.0.0.1:%d", base+1)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// genesis, dataset, policy
+		if h, err := getHealth(url); err == nil && h.LedgerSize >= 3 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("dev exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("demo data not loaded")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	k, err := chain.LoadKeyFile(filepath.Join(dir, "keys", "enterprise.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds struct {
+		Name string `json:"name"`
+		Rows int64  `json:"rows"`
+	}
+	if err := signedCall(context.Background(), k, "GET", url+"/v1/datasets/tax2025", "", nil, &ds); err != nil || ds.Rows != demoRows {
+		t.Fatalf("dataset: %+v %v", ds, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -97,6 +97,15 @@ func TestSignatureFailures(t *testing.T) {
 		if code, p := apitest.Send(t, r, &j); code != 201 || j.Status != policies.JobAuthorised {
 			t.Fatalf("%d %+v %+v", code, p, j)
 		}
+		// Covering more than required (a header and @authority) works too,
+		// on the node and in every node's replay of the relayed request.
+		r, _ = http.NewRequest("POST", f.Srv[1].URL+path, bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("X-Request-Id", "abc-123")
+		apitest.ManualSign(r, body, f.Keys["bank"], time.Now(), "content-type", "x-request-id", "@authority")
+		if code, p := apitest.Send(t, r, &j); code != 201 || j.Status != policies.JobAuthorised {
+			t.Fatalf("extra components: %d %+v %+v", code, p, j)
+		}
 	})
 }
 

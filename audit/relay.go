@@ -43,7 +43,11 @@ type SignedRequest struct {
 	ContentDigest  string `json:"content_digest,omitempty"`
 	SignatureInput string `json:"signature_input"`
 	Signature      string `json:"signature"`
-	Body           []byte `json:"body,omitempty"`
+	// Headers holds any other header fields the signature covers, so that
+	// a client's signature over more than the required components still
+	// verifies from the ledger.
+	Headers map[string][]string `json:"headers,omitempty"`
+	Body    []byte              `json:"body,omitempty"`
 }
 
 // Route ties an API endpoint that changes state to its entry kind.
@@ -248,18 +252,56 @@ func (s *SignedRequest) httpRequest() (*http.Request, error) {
 	if s.ContentDigest != "" {
 		r.Header.Set("Content-Digest", s.ContentDigest)
 	}
+	for k, vs := range s.Headers {
+		for _, v := range vs {
+			r.Header.Add(k, v)
+		}
+	}
 	r.Header.Set("Signature-Input", s.SignatureInput)
 	r.Header.Set("Signature", s.Signature)
 	return r, nil
 }
 
+var coveredRE = regexp.MustCompile(`^[^=]+=\(([^)]*)\)`)
+
+// coveredHeaders lists the header fields a Signature-Input covers.
+func coveredHeaders(sigInput string) []string {
+	m := coveredRE.FindStringSubmatch(sigInput)
+	if m == nil {
+		return nil
+	}
+	var out []string
+	for _, c := range strings.Fields(m[1]) {
+		name, _, _ := strings.Cut(c, ";")
+		name = strings.Trim(name, `"`)
+		if name == "" || strings.HasPrefix(name, "@") {
+			continue
+		}
+		switch http.CanonicalHeaderKey(name) {
+		case "Content-Type", "Content-Digest", "Signature", "Signature-Input":
+			continue // kept in their own fields
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
 // CaptureRequest keeps what is needed to verify a request again.
 func CaptureRequest(r *http.Request, targetURI string, body []byte) SignedRequest {
-	return SignedRequest{
+	s := SignedRequest{
 		Method: r.Method, URI: targetURI, ContentType: r.Header.Get("Content-Type"),
 		ContentDigest: r.Header.Get("Content-Digest"), SignatureInput: r.Header.Get("Signature-Input"),
 		Signature: r.Header.Get("Signature"), Body: body,
 	}
+	for _, h := range coveredHeaders(s.SignatureInput) {
+		if vs := r.Header.Values(h); len(vs) > 0 {
+			if s.Headers == nil {
+				s.Headers = map[string][]string{}
+			}
+			s.Headers[http.CanonicalHeaderKey(h)] = vs
+		}
+	}
+	return s
 }
 
 // RequestReplayKey identifies a signed request.

@@ -244,8 +244,9 @@ func JobBody(sql string) map[string]string {
 
 // ManualSign signs like an independent RFC 9421 implementation would,
 // building the signature base by hand (RFC 9421 section 2.5), with a
-// chosen created time.
-func ManualSign(req *http.Request, body []byte, key *chain.Key, created time.Time) {
+// chosen created time. extra names more components to cover: header
+// fields (lower case) or "@authority".
+func ManualSign(req *http.Request, body []byte, key *chain.Key, created time.Time, extra ...string) {
 	comps := []string{`"@method"`, `"@target-uri"`}
 	lines := []string{`"@method": ` + req.Method, `"@target-uri": ` + req.URL.String()}
 	if len(body) > 0 {
@@ -254,6 +255,14 @@ func ManualSign(req *http.Request, body []byte, key *chain.Key, created time.Tim
 		req.Header.Set("Content-Digest", d)
 		comps = append(comps, `"content-digest"`)
 		lines = append(lines, `"content-digest": `+d)
+	}
+	for _, x := range extra {
+		v := req.Header.Get(x)
+		if x == "@authority" {
+			v = req.URL.Host
+		}
+		comps = append(comps, `"`+x+`"`)
+		lines = append(lines, `"`+x+`": `+v)
 	}
 	params := fmt.Sprintf(`(%s);created=%d;keyid="%s";alg="ed25519"`, strings.Join(comps, " "), created.Unix(), key.Address())
 	base := strings.Join(lines, "\n") + "\n" + `"@signature-params": ` + params

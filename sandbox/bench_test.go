@@ -60,15 +60,17 @@ func peakHeap(f func()) uint64 {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	base := ms.HeapInuse
-	peak := base
 	done := make(chan struct{})
+	result := make(chan uint64)
 	go func() {
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
+		peak := base
 		var m runtime.MemStats
 		for {
 			select {
 			case <-done:
+				result <- peak
 				return
 			case <-t.C:
 				runtime.ReadMemStats(&m)
@@ -80,7 +82,7 @@ func peakHeap(f func()) uint64 {
 	}()
 	f()
 	close(done)
-	return peak - base
+	return <-result - base
 }
 
 // BenchmarkIngest: 8-column CSV rows per second, and the peak heap.

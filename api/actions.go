@@ -75,7 +75,7 @@ func (s *Server) relayed(kind string) echo.HandlerFunc {
 }
 
 func decodeStrict(body []byte, v any, what string) error {
-	if err := policiesStrict(body, v); err != nil {
+	if err := policies.DecodeStrict(body, v); err != nil {
 		return badRequest("bad-body", fmt.Sprintf("%s: %v", what, err))
 	}
 	return nil
@@ -266,16 +266,4 @@ func (s *Server) decideJob(kind string) echo.HandlerFunc {
 		j, _ = s.state.Job(j.ID)
 		return c.JSON(http.StatusOK, jobResponse(j))
 	}
-}
-
-func policiesStrict(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return fmt.Errorf("trailing data after the JSON value")
-	}
-	return nil
 }

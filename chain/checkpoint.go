@@ -237,3 +237,22 @@ func ParseUnverifiedCheckpoint(signed []byte) (*Checkpoint, error) {
 	}
 	return c, nil
 }
+
+// ParseVerifierList reads a file of checkpoint verifier keys: one vkey per
+// line; blank lines and lines starting with # are skipped. name is used in
+// error messages.
+func ParseVerifierList(name string, b []byte) ([]*CheckpointVerifier, error) {
+	var out []*CheckpointVerifier
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := ParseCheckpointVerifier(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, i+1, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

@@ -153,6 +153,10 @@ func allowedAggregates(c Column) []string {
 	return nil
 }
 
+// DecodeStrict decodes one JSON value, refusing unknown fields and
+// trailing data: how every document from outside is read.
+func DecodeStrict(b []byte, v any) error { return strictUnmarshal(b, v) }
+
 func strictUnmarshal(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

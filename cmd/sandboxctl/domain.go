@@ -17,6 +17,7 @@ import (
 	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox"
 )
 
 func table(g *globals) *tabwriter.Writer {
@@ -360,14 +361,7 @@ func showResult(ctx context.Context, g *globals, c *client, id string) error {
 		_, err := g.stdout.Write(append(raw, '\n'))
 		return err
 	}
-	var res struct {
-		Job          string   `json:"job"`
-		Columns      []string `json:"columns"`
-		Rows         [][]any  `json:"rows"`
-		Suppressed   int      `json:"suppressed"`
-		EpsilonSpent float64  `json:"epsilon_spent"`
-		ResultSHA256 string   `json:"result_sha256"`
-	}
+	var res sandbox.Result
 	if err := json.Unmarshal(raw, &res); err != nil {
 		return err
 	}

@@ -141,19 +141,8 @@ func trustKeys(g *globals, flagValue string) ([]*chain.CheckpointVerifier, strin
 	if err != nil {
 		return nil, "", err
 	}
-	var out []*chain.CheckpointVerifier
-	for i, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		v, err := chain.ParseCheckpointVerifier(line)
-		if err != nil {
-			return nil, "", fmt.Errorf("%s:%d: %w", path, i+1, err)
-		}
-		out = append(out, v)
-	}
-	return out, path, nil
+	out, err := chain.ParseVerifierList(path, b)
+	return out, path, err
 }
 
 // fetchCheckpoint gets the node's checkpoint and checks its signature

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/datasandbox/datasandbox/api"
@@ -126,19 +125,7 @@ func loadTrust(path string) ([]*chain.CheckpointVerifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []*chain.CheckpointVerifier
-	for i, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		v, err := chain.ParseCheckpointVerifier(line)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", filepath.Base(path), i+1, err)
-		}
-		out = append(out, v)
-	}
-	return out, nil
+	return chain.ParseVerifierList(filepath.Base(path), b)
 }
 
 func newLogger(w *os.File, level string) (*slog.Logger, error) {

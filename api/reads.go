@@ -155,3 +155,17 @@ func (s *Server) jobResult(c echo.Context) error {
 	}
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
 }
+
+// access lists every job on a dataset: requester, time, purpose, status,
+// result hash — the auditor's view of who used it.
+func (s *Server) access(c echo.Context) error {
+	ds := c.QueryParam("dataset")
+	if ds == "" {
+		return badRequest("missing-parameter", `query parameter "dataset" is required`)
+	}
+	out := []JobResponse{}
+	for _, j := range s.state.Jobs(func(j policies.Job) bool { return j.Dataset == ds }) {
+		out = append(out, jobResponse(j))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"dataset": ds, "access": out})
+}

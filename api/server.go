@@ -202,6 +202,7 @@ func (s *Server) Routes() []Route {
 		{Method: "GET", Path: "/v1/ledger/proof/consistency", Summary: "RFC 6962 consistency proof", handler: s.consistency},
 		{Method: "GET", Path: "/v1/ledger/blocks", Summary: "block headers [start, end) by height", handler: s.blocks},
 		{Method: "GET", Path: "/v1/ledger/state", Summary: "entries applied and the state hash (for auditors' replay)", Perm: policies.PermReadAll, handler: s.stateHash},
+		{Method: "GET", Path: "/v1/audit/access", Summary: "who used a dataset, when, for what purpose, with what result (?dataset=D)", Perm: policies.PermReadAll, handler: s.access},
 	}
 }
 

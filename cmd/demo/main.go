@@ -185,6 +185,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
+	d.say("The auditor sees who used the dataset, when, for what purpose, and with what result")
+	if err := d.ctl(0, key("auditor"), "audit", "access", "--dataset", "tax2025"); err != nil {
+		return err
+	}
+
+	d.say("The auditor exports the ledger and verifies the copy offline, trusting no node")
+	export := filepath.Join(d.dir, "ledger.zst")
+	if err := d.ctl(2, key("auditor"), "ledger", "export", "--out", export); err != nil {
+		return err
+	}
+	if err := d.ctl(2, "", "ledger", "verify", "--file", export, "--trust", trust, "--state", filepath.Join(d.dir, "auditor-state.json")); err != nil {
+		return err
+	}
+
 	d.say("The consortium shuts down cleanly")
 	_ = srv.Process.Signal(os.Interrupt)
 	select {

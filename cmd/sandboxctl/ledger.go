@@ -9,8 +9,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +20,6 @@ import (
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
-	"github.com/datasandbox/datasandbox/policies"
 )
 
 func cmdHealth(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
@@ -145,14 +146,18 @@ func trustKeys(g *globals, flagValue string) ([]*chain.CheckpointVerifier, strin
 	return out, path, err
 }
 
-// fetchCheckpoint gets the node's checkpoint and checks its signature
-// against the trusted keys (when there are any) and its JSON fields
-// against the signed note.
+// fetchCheckpoint gets the node's checkpoint and checks it.
 func fetchCheckpoint(ctx context.Context, c *client, trust []*chain.CheckpointVerifier) (*chain.Checkpoint, error) {
 	var resp api.CheckpointResponse
 	if err := c.do(ctx, "GET", "/v1/ledger/checkpoint", nil, &resp); err != nil {
 		return nil, err
 	}
+	return checkCheckpoint(resp, trust)
+}
+
+// checkCheckpoint checks a checkpoint's signature against the trusted keys
+// (when there are any) and its JSON fields against the signed note.
+func checkCheckpoint(resp api.CheckpointResponse, trust []*chain.CheckpointVerifier) (*chain.Checkpoint, error) {
 	var cp *chain.Checkpoint
 	var err error
 	if len(trust) > 0 {
@@ -246,21 +251,23 @@ func cmdLedgerProof(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 
 // Report is what ledger verify finds; --out writes it as JSON.
 type Report struct {
-	OK           bool            `json:"ok"`
-	Server       string          `json:"server"`
-	Entries      uint64          `json:"entries"`
-	Root         string          `json:"root"`
-	Checkpoint   *ReportCheckpt  `json:"checkpoint"`
-	Consistency  string          `json:"consistency"`
-	StateHash    string          `json:"state_hash"`
-	Kinds        map[string]int  `json:"kinds"`
-	Authors      int             `json:"authors"`
-	FirstFailure *ReportFailure  `json:"first_failure,omitempty"`
-	Warnings     []string        `json:"warnings,omitempty"`
-	Elapsed      string          `json:"elapsed"`
-	Checks       map[string]bool `json:"checks"`
-	Blocks       int             `json:"blocks"`
-	NodeState    string          `json:"node_state"`
+	audit.Report
+	Source      string          `json:"source"`
+	Checkpoint  *ReportCheckpt  `json:"checkpoint"`
+	Consistency string          `json:"consistency"`
+	NodeState   string          `json:"node_state"`
+	Warnings    []string        `json:"warnings,omitempty"`
+	Elapsed     string          `json:"elapsed"`
+	Checks      map[string]bool `json:"checks"`
+}
+
+// ReportCheckpt is the checkpoint the ledger was verified against.
+type ReportCheckpt struct {
+	Size    uint64   `json:"size"`
+	Root    string   `json:"root"`
+	Signers []string `json:"signers"`
+	Trusted bool     `json:"trusted"`
+	Time    string   `json:"time"`
 }
 
 // entryPager fetches entries a page at a time for a streaming reader.
@@ -295,6 +302,49 @@ func (p *entryPager) get(i uint64) ([]byte, error) {
 	return p.page[i-p.start], nil
 }
 
+// httpSource streams blocks and entries from a node's API.
+type httpSource struct {
+	c      *client
+	ents   *entryPager
+	blocks []api.BlockResponse
+	next   uint64 // height of the next block
+}
+
+func newHTTPSource(ctx context.Context, c *client) *httpSource {
+	return &httpSource{c: c, ents: &entryPager{c: c, ctx: ctx}, next: 1}
+}
+
+func (s *httpSource) Next(ctx context.Context) (*chain.Block, [][]byte, error) {
+	if len(s.blocks) == 0 {
+		var br struct {
+			Blocks []api.BlockResponse `json:"blocks"`
+		}
+		if err := s.c.do(ctx, "GET", fmt.Sprintf("/v1/ledger/blocks?start=%d&end=%d", s.next, s.next+1000), nil, &br); err != nil {
+			return nil, nil, err
+		}
+		if len(br.Blocks) == 0 {
+			return nil, nil, io.EOF
+		}
+		s.blocks = br.Blocks
+	}
+	b := s.blocks[0]
+	s.blocks = s.blocks[1:]
+	s.next = b.Height + 1
+	blk, err := blockOf(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("block %d: %w", b.Height, err)
+	}
+	entries := make([][]byte, 0, blk.Count)
+	for i := uint64(0); i < uint64(blk.Count); i++ {
+		raw, err := s.ents.get(blk.FirstIndex + i)
+		if err != nil {
+			return nil, nil, err
+		}
+		entries = append(entries, raw)
+	}
+	return blk, entries, nil
+}
+
 // blockOf rebuilds a block header from the API's answer and checks its
 // hash.
 func blockOf(b api.BlockResponse) (*chain.Block, error) {
@@ -321,21 +371,6 @@ func blockOf(b api.BlockResponse) (*chain.Block, error) {
 	return blk, nil
 }
 
-// ReportCheckpt is the checkpoint the ledger was verified against.
-type ReportCheckpt struct {
-	Size    uint64   `json:"size"`
-	Root    string   `json:"root"`
-	Signers []string `json:"signers"`
-	Trusted bool     `json:"trusted"`
-	Time    string   `json:"time"`
-}
-
-// ReportFailure names the first index that failed and why.
-type ReportFailure struct {
-	Index  int64  `json:"index"`
-	Reason string `json:"reason"`
-}
-
 type verifiedState struct {
 	Origin string `json:"origin"`
 	Size   uint64 `json:"size"`
@@ -359,114 +394,57 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	trustFile := fs.String("trust", "", "file of trusted checkpoint keys (default: SANDBOX_TRUST, or trust.vkeys beside the key's folder)")
 	out := fs.String("out", "", "write the JSON report here")
 	stateFile := fs.String("state", "", "where the last verified checkpoint is kept (default: user config dir)")
+	file := fs.String("file", "", "verify an exported ledger (ledger export) instead of a node")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	start := time.Now()
-	rep := &Report{Server: g.server, Kinds: map[string]int{}, Checks: map[string]bool{}}
+	trust, _, err := trustKeys(g, *trustFile)
+	if err != nil {
+		return err
+	}
+	var src audit.Source
+	var cp *chain.Checkpoint
+	var c *client
+	source := g.server
+	if *file != "" {
+		ex, err := openExport(*file)
+		if err != nil {
+			return err
+		}
+		defer ex.Close()
+		if cp, err = checkCheckpoint(ex.checkpoint, trust); err != nil {
+			return err
+		}
+		src, source = ex, *file
+	} else {
+		c = newClient(g)
+		if cp, err = fetchCheckpoint(ctx, c, trust); err != nil {
+			return err
+		}
+		src = newHTTPSource(ctx, c)
+	}
+	ar, _, err := audit.Verify(ctx, src, cp)
+	if err != nil {
+		return err
+	}
+	rep := &Report{Report: *ar, Source: source, Checks: map[string]bool{}}
 	fail := func(index int64, format string, a ...any) {
 		if rep.FirstFailure == nil {
-			rep.FirstFailure = &ReportFailure{Index: index, Reason: fmt.Sprintf(format, a...)}
+			rep.FirstFailure = &audit.Failure{Index: index, Reason: fmt.Sprintf(format, a...)}
 		}
-	}
-	trust, trustPath, err := trustKeys(g, *trustFile)
-	if err != nil {
-		return err
-	}
-	c := newClient(g)
-	cp, err := fetchCheckpoint(ctx, c, trust)
-	if err != nil {
-		return err
 	}
 	rep.Checkpoint = &ReportCheckpt{Size: cp.Size, Root: base64.StdEncoding.EncodeToString(cp.Root[:]), Signers: cp.Signer, Trusted: len(trust) > 0, Time: cp.Time.Format(time.RFC3339)}
 	rep.Checks["checkpoint_signature"] = len(trust) > 0
 	if len(trust) == 0 {
 		rep.Warnings = append(rep.Warnings, "no trusted checkpoint keys: the checkpoint's signature was not checked (use --trust)")
 	}
-	_ = trustPath
-
-	// Stream every block and its entries: block links and hashes, entry
-	// signatures (and the relayed requests' signatures, in the replay),
-	// each block's Merkle root, and the state machine replayed with the
-	// blocks' own times, exactly as the nodes applied it.
-	var fr chain.Frontier
-	sm := audit.NewStateMachine()
-	authors := map[policies.Address]bool{}
-	var prev chain.Hash
-	ents := &entryPager{c: c, ctx: ctx}
-	height := uint64(1)
-	for fr.Size() < cp.Size && rep.FirstFailure == nil {
-		var br struct {
-			Blocks []api.BlockResponse `json:"blocks"`
-		}
-		if err := c.do(ctx, "GET", fmt.Sprintf("/v1/ledger/blocks?start=%d&end=%d", height, height+1000), nil, &br); err != nil {
-			return err
-		}
-		if len(br.Blocks) == 0 {
-			fail(int64(fr.Size()), "the node serves no block after height %d though its checkpoint has %d entries", height-1, cp.Size)
-			break
-		}
-		for _, b := range br.Blocks {
-			if fr.Size() >= cp.Size {
-				break
-			}
-			blk, err := blockOf(b)
-			if err != nil {
-				fail(int64(fr.Size()), "block %d: %v", b.Height, err)
-				break
-			}
-			if blk.Height != height || blk.Prev != prev || blk.FirstIndex != fr.Size() {
-				fail(int64(fr.Size()), "block %d does not link to block %d", b.Height, height-1)
-				break
-			}
-			for i := uint64(0); i < uint64(blk.Count) && rep.FirstFailure == nil; i++ {
-				idx := blk.FirstIndex + i
-				raw, err := ents.get(idx)
-				if err != nil {
-					fail(int64(idx), "%v", err)
-					break
-				}
-				e, err := chain.ParseAndVerify(raw)
-				if err != nil {
-					fail(int64(idx), "%v", err)
-					break
-				}
-				if err := sm.Apply(e, idx, blk.Time); err != nil {
-					fail(int64(idx), "replay: %v", err)
-					break
-				}
-				fr.Append(chain.LeafHash(raw))
-				rep.Kinds[e.Kind]++
-				authors[audit.Actor(e)] = true
-			}
-			if rep.FirstFailure != nil {
-				break
-			}
-			if fr.Root() != blk.Root {
-				fail(int64(blk.FirstIndex), "block %d: its Merkle root does not match its entries", blk.Height)
-				break
-			}
-			prev = blk.Hash()
-			height++
-			rep.Blocks++
-		}
+	ok := rep.FirstFailure == nil
+	for _, k := range []string{"entry_signatures", "block_chain", "merkle_root", "state_replay", "invariants"} {
+		rep.Checks[k] = ok
 	}
-	rep.Entries = fr.Size()
-	rep.Authors = len(authors)
-	rep.Checks["entry_signatures"] = rep.FirstFailure == nil
-	rep.Checks["block_chain"] = rep.FirstFailure == nil
-	rep.Checks["state_replay"] = rep.FirstFailure == nil
-	if rep.FirstFailure == nil {
-		root := fr.Root()
-		rep.Root = base64.StdEncoding.EncodeToString(root[:])
-		rep.Checks["merkle_root"] = root == cp.Root
-		if root != cp.Root {
-			fail(int64(cp.Size), "the root of the %d entries does not match the signed checkpoint", cp.Size)
-		}
-	}
-	sh := sm.M.StateHash()
-	rep.StateHash = hex.EncodeToString(sh[:])
-	if rep.FirstFailure == nil {
+	rep.NodeState = "not compared (offline)"
+	if c != nil && ok {
 		var st api.StateResponse
 		switch err := c.do(ctx, "GET", "/v1/ledger/state", nil, &st); {
 		case err != nil:
@@ -498,17 +476,26 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		copy(pr[:], prevRoot)
 		switch {
 		case prev.Size > cp.Size:
-			rep.Consistency = fmt.Sprintf("not checked: this node is behind the checkpoint of size %d verified earlier", prev.Size)
+			rep.Consistency = fmt.Sprintf("not checked: this ledger is behind the checkpoint of size %d verified earlier", prev.Size)
 			rep.Warnings = append(rep.Warnings, rep.Consistency)
 		case prev.Size == 0:
 		default:
-			var cr api.ConsistencyResponse
-			if err := c.do(ctx, "GET", fmt.Sprintf("/v1/ledger/proof/consistency?first=%d&second=%d", prev.Size, cp.Size), nil, &cr); err != nil {
-				return err
-			}
-			hs, err := decodeHashes(cr.Hashes)
-			if err == nil {
-				err = chain.VerifyConsistency(prev.Size, cp.Size, hs, pr, cp.Root)
+			// The verified ledger itself proves consistency: recompute the
+			// earlier root from the entries when offline, or ask the node.
+			var err error
+			if c != nil {
+				var cr api.ConsistencyResponse
+				if err = c.do(ctx, "GET", fmt.Sprintf("/v1/ledger/proof/consistency?first=%d&second=%d", prev.Size, cp.Size), nil, &cr); err != nil {
+					return err
+				}
+				var hs []chain.Hash
+				if hs, err = decodeHashes(cr.Hashes); err == nil {
+					err = chain.VerifyConsistency(prev.Size, cp.Size, hs, pr, cp.Root)
+				}
+			} else if root, rerr := exportRoot(*file, prev.Size); rerr != nil {
+				err = rerr
+			} else if root != pr {
+				err = errors.New("roots differ")
 			}
 			rep.Checks["consistency"] = err == nil
 			if err != nil {
@@ -520,7 +507,7 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		}
 	}
 	rep.OK = rep.FirstFailure == nil
-	if rep.OK && (len(trust) > 0) {
+	if rep.OK && len(trust) > 0 {
 		if err := os.MkdirAll(filepath.Dir(sp), 0o700); err == nil {
 			b, _ := json.Marshal(verifiedState{Origin: cp.Origin, Size: cp.Size, Root: rep.Checkpoint.Root, Note: string(cp.Note)})
 			_ = os.WriteFile(sp, b, 0o600)
@@ -548,16 +535,41 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 
 func printReport(g *globals, rep *Report) {
 	w := g.stdout
-	fmt.Fprintf(w, "ledger of %s\n", rep.Server)
+	fmt.Fprintf(w, "ledger of %s\n", rep.Source)
 	fmt.Fprintf(w, "  checkpoint     size %d, signed by %s (%s)\n", rep.Checkpoint.Size, strings.Join(rep.Checkpoint.Signers, ", "), map[bool]string{true: "trusted key", false: "signature NOT checked"}[rep.Checkpoint.Trusted])
-	fmt.Fprintf(w, "  entries        %d verified (signatures, Merkle root), %d authors\n", rep.Entries, rep.Authors)
-	fmt.Fprintf(w, "  consistency    %s\n", rep.Consistency)
+	fmt.Fprintf(w, "  entries        %d verified (signatures, Merkle root), %d accounts acting\n", rep.Entries, rep.Actors)
 	fmt.Fprintf(w, "  blocks         %d linked by hash, each root checked\n", rep.Blocks)
+	fmt.Fprintf(w, "  consistency    %s\n", rep.Consistency)
 	fmt.Fprintf(w, "  state replay   hash %s (%s)\n", rep.StateHash[:16], rep.NodeState)
+	fmt.Fprintf(w, "  jobs           %s\n", countsLine(rep.Jobs))
+	if len(rep.Refusals) > 0 {
+		fmt.Fprintf(w, "  refusals       %s\n", countsLine(rep.Refusals))
+	}
+	for req, byDS := range rep.Epsilon {
+		for ds, eps := range byDS {
+			fmt.Fprintf(w, "  epsilon        %s on %s: %g\n", req, ds, eps)
+		}
+	}
 	for _, wn := range rep.Warnings {
 		fmt.Fprintf(w, "  warning        %s\n", wn)
 	}
 	if rep.OK {
 		fmt.Fprintf(w, "OK: all checks hold (%s)\n", rep.Elapsed)
 	}
+}
+
+func countsLine(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
 }

@@ -1,0 +1,198 @@
+package audit
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+// Source yields a ledger's blocks in order, each with its entries. A node's
+// API and an exported file are both sources.
+type Source interface {
+	// Next returns the next block and its entries, io.EOF after the last.
+	Next(ctx context.Context) (*chain.Block, [][]byte, error)
+}
+
+// Report is what a verification finds.
+type Report struct {
+	OK           bool                          `json:"ok"`
+	Entries      uint64                        `json:"entries"`
+	Blocks       int                           `json:"blocks"`
+	Root         string                        `json:"root"`
+	StateHash    string                        `json:"state_hash"`
+	Kinds        map[string]int                `json:"kinds"`
+	Actors       int                           `json:"actors"`
+	Jobs         map[string]int                `json:"jobs_by_status"`
+	Epsilon      map[string]map[string]float64 `json:"epsilon_spent"` // requester -> dataset -> epsilon
+	Refusals     map[string]int                `json:"refusals_by_rule"`
+	FirstFailure *Failure                      `json:"first_failure,omitempty"`
+}
+
+// Failure names the first index that failed and why.
+type Failure struct {
+	Index  int64  `json:"index"`
+	Reason string `json:"reason"`
+}
+
+func (r *Report) fail(index uint64, format string, a ...any) {
+	if r.FirstFailure == nil {
+		r.FirstFailure = &Failure{Index: int64(index), Reason: fmt.Sprintf(format, a...)}
+	}
+}
+
+// Verify streams a ledger from src up to the checkpoint's size (the caller
+// has checked the checkpoint's signature) and checks, reporting the first
+// failing index and why: every block links to the one before and its hash
+// covers its header; every entry parses and its signature verifies; every
+// block's Merkle root is the root of the log up to it; the state machine
+// replays every entry with its block's time, re-verifying relayed
+// requests and every rule (permissions replayed from genesis, approvals by
+// distinct eligible agencies, budgets); the final root is the
+// checkpoint's. Then the replayed state's invariants are checked. Memory
+// stays flat in the ledger's length (a compact Merkle frontier; the state
+// itself is metadata).
+func Verify(ctx context.Context, src Source, cp *chain.Checkpoint) (*Report, StateMachine, error) {
+	rep := &Report{Kinds: map[string]int{}, Jobs: map[string]int{}, Epsilon: map[string]map[string]float64{}, Refusals: map[string]int{}}
+	sm := NewStateMachine()
+	var fr chain.Frontier
+	var prev chain.Hash
+	actors := map[policies.Address]bool{}
+	for height := uint64(1); fr.Size() < cp.Size && rep.FirstFailure == nil; height++ {
+		b, entries, err := src.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			rep.fail(fr.Size(), "the ledger ends at %d entries though the checkpoint has %d", fr.Size(), cp.Size)
+			break
+		}
+		if err != nil {
+			return nil, sm, err
+		}
+		if b.Height != height || b.Prev != prev || b.FirstIndex != fr.Size() || int(b.Count) != len(entries) {
+			rep.fail(fr.Size(), "block %d does not link to block %d", b.Height, height-1)
+			break
+		}
+		for i, raw := range entries {
+			idx := b.FirstIndex + uint64(i)
+			e, err := chain.ParseAndVerify(raw)
+			if err != nil {
+				rep.fail(idx, "%v", err)
+				break
+			}
+			if err := sm.Apply(e, idx, b.Time); err != nil {
+				rep.fail(idx, "replay: %v", err)
+				break
+			}
+			fr.Append(chain.LeafHash(raw))
+			rep.Kinds[e.Kind]++
+			actors[Actor(e)] = true
+		}
+		if rep.FirstFailure != nil {
+			break
+		}
+		if fr.Root() != b.Root {
+			rep.fail(b.FirstIndex, "block %d: its Merkle root does not match its entries", b.Height)
+			break
+		}
+		prev = b.Hash()
+		rep.Blocks++
+		if ctx.Err() != nil {
+			return nil, sm, ctx.Err()
+		}
+	}
+	rep.Entries = fr.Size()
+	rep.Actors = len(actors)
+	root := fr.Root()
+	rep.Root = hex.EncodeToString(root[:])
+	if rep.FirstFailure == nil && root != cp.Root {
+		rep.fail(cp.Size, "the root of the %d entries does not match the signed checkpoint", cp.Size)
+	}
+	sh := sm.M.StateHash()
+	rep.StateHash = hex.EncodeToString(sh[:])
+	if rep.FirstFailure == nil {
+		invariants(rep, sm.M)
+	}
+	rep.OK = rep.FirstFailure == nil
+	return rep, sm, nil
+}
+
+// invariants re-checks the replayed state as a whole and summarises it.
+func invariants(rep *Report, m *policies.Machine) {
+	pols := map[string]policies.Policy{}
+	for _, p := range m.Policies() {
+		pols[p.ID] = p
+	}
+	for _, j := range m.Jobs(nil) {
+		rep.Jobs[j.Status]++
+		switch j.Status {
+		case policies.JobAuthorised, policies.JobRunning, policies.JobCompleted, policies.JobFailed:
+			p, ok := pols[j.Policy]
+			if !ok {
+				rep.fail(0, "job %s is %s without a committed authorising policy", j.ID, j.Status)
+				return
+			}
+			if len(j.Approvals) < j.Needed {
+				rep.fail(0, "job %s is %s with %d of %d approvals", j.ID, j.Status, len(j.Approvals), j.Needed)
+				return
+			}
+			seen := map[policies.Address]bool{}
+			for _, a := range j.Approvals {
+				if seen[a] {
+					rep.fail(0, "job %s was approved twice by %s", j.ID, a)
+					return
+				}
+				seen[a] = true
+			}
+			if rep.Epsilon[j.Requester.String()] == nil {
+				rep.Epsilon[j.Requester.String()] = map[string]float64{}
+			}
+			rep.Epsilon[j.Requester.String()][j.Dataset] += p.DP.EpsilonPerQuery
+		case policies.JobRejected:
+			rep.Refusals[refusalRule(j.Reason)]++
+		}
+		if j.Status == policies.JobCompleted && len(j.ResultHash) != 64 {
+			rep.fail(0, "job %s completed without a result hash", j.ID)
+			return
+		}
+	}
+	// Budgets: what was authorised never exceeds the budget of the policy
+	// that authorised it, and matches the state's own account.
+	for req, byDS := range rep.Epsilon {
+		a, _ := policies.ParseAddress(req)
+		for ds, eps := range byDS {
+			if got := m.Spent(a, ds); got < eps-1e-9 || got > eps+1e-9 {
+				rep.fail(0, "budget of %s on %s: the state says %g spent, the jobs %g", req, ds, got, eps)
+				return
+			}
+			budget := 0.0
+			for _, p := range pols {
+				if p.Dataset == ds && p.DP.EpsilonBudget > budget {
+					budget = p.DP.EpsilonBudget
+				}
+			}
+			if eps > budget+1e-9 {
+				rep.fail(0, "budget of %s on %s overdrawn: %g spent of %g", req, ds, eps, budget)
+				return
+			}
+		}
+	}
+}
+
+// refusalRule names the rule a rejection broke, from its reason.
+func refusalRule(reason string) string {
+	for _, r := range []struct{ key, rule string }{
+		{"privacy budget exhausted", "budget"}, {"does not match", "purpose"}, {"is not a grantee", "grantee"},
+		{"mode ", "mode"}, {"aggregate ", "aggregate"}, {"grouped by", "group_by"}, {"filtered on", "filter"},
+		{"expired", "expired"}, {"rejected by", "agency rejection"}, {"unknown dataset", "unknown dataset"},
+		{"no policy", "no policy"}, {"revoked", "revoked"},
+	} {
+		if strings.Contains(reason, r.key) {
+			return r.rule
+		}
+	}
+	return "other"
+}

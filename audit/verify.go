@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
@@ -31,7 +32,20 @@ type Report struct {
 	Jobs         map[string]int                `json:"jobs_by_status"`
 	Epsilon      map[string]map[string]float64 `json:"epsilon_spent"` // requester -> dataset -> epsilon
 	Refusals     map[string]int                `json:"refusals_by_rule"`
+	Timeline     []JobEvent                    `json:"timeline"`
 	FirstFailure *Failure                      `json:"first_failure,omitempty"`
+}
+
+// JobEvent is one job in the report's timeline.
+type JobEvent struct {
+	Job        string    `json:"job"`
+	Time       time.Time `json:"time"`
+	Requester  string    `json:"requester"`
+	Dataset    string    `json:"dataset"`
+	Purpose    string    `json:"purpose"`
+	Status     string    `json:"status"`
+	Epsilon    float64   `json:"epsilon"`
+	ResultHash string    `json:"result_sha256,omitempty"`
 }
 
 // Failure names the first index that failed and why.
@@ -128,6 +142,11 @@ func invariants(rep *Report, m *policies.Machine) {
 	}
 	for _, j := range m.Jobs(nil) {
 		rep.Jobs[j.Status]++
+		ev := JobEvent{Job: j.ID, Time: j.Submitted, Requester: j.Requester.String(), Dataset: j.Dataset, Purpose: j.Purpose, Status: j.Status, ResultHash: j.ResultHash}
+		if j.Status != policies.JobRejected && j.Status != policies.JobPending {
+			ev.Epsilon = j.Epsilon
+		}
+		rep.Timeline = append(rep.Timeline, ev)
 		switch j.Status {
 		case policies.JobAuthorised, policies.JobRunning, policies.JobCompleted, policies.JobFailed:
 			p, ok := pols[j.Policy]

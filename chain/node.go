@@ -493,7 +493,16 @@ func (n *Node) proposeLoop() {
 				prop.Entries[i] = p.raw
 			}
 			f := n.raft.Apply(prop.marshal(), n.cfg.ApplyTimeout)
-			err := f.Error()
+			// A future queued just before Raft shuts down may never be
+			// answered: wait for it, or for the node to stop.
+			done := make(chan error, 1)
+			go func() { done <- f.Error() }()
+			var err error
+			select {
+			case err = <-done:
+			case <-n.ctx.Done():
+				err = raft.ErrRaftShutdown
+			}
 			var results []Result
 			if err == nil {
 				results, _ = f.Response().([]Result)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -20,6 +21,7 @@ import (
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/sandbox"
 )
 
 func cmdHealth(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
@@ -259,6 +261,8 @@ type Report struct {
 	Warnings    []string        `json:"warnings,omitempty"`
 	Elapsed     string          `json:"elapsed"`
 	Checks      map[string]bool `json:"checks"`
+	// ResultsChecked counts delivered results re-hashed against the ledger.
+	ResultsChecked int `json:"results_checked"`
 }
 
 // ReportCheckpt is the checkpoint the ledger was verified against.
@@ -395,6 +399,7 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	out := fs.String("out", "", "write the JSON report here")
 	stateFile := fs.String("state", "", "where the last verified checkpoint is kept (default: user config dir)")
 	file := fs.String("file", "", "verify an exported ledger (ledger export) instead of a node")
+	htmlOut := fs.String("html", "", "write a self-contained HTML report here")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -506,6 +511,29 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 			}
 		}
 	}
+	// Each completed job's result, as the node delivers it, must hash to
+	// what the ledger holds (the auditor may read every result).
+	if c != nil && rep.FirstFailure == nil {
+		checked := 0
+		for _, ev := range rep.Timeline {
+			if ev.Status != "completed" {
+				continue
+			}
+			var raw json.RawMessage
+			if err := c.do(ctx, "GET", "/v1/jobs/"+ev.Job+"/result", nil, &raw); err != nil {
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("result of %s not checked: %v", ev.Job, err))
+				continue
+			}
+			var res sandbox.Result
+			if err := json.Unmarshal(raw, &res); err != nil || res.Seal() != nil || res.ResultSHA256 != ev.ResultHash {
+				fail(int64(cp.Size), "the result the node delivers for %s does not hash to the committed %s", ev.Job, ev.ResultHash)
+				break
+			}
+			checked++
+		}
+		rep.Checks["result_hashes"] = rep.FirstFailure == nil
+		rep.ResultsChecked = checked
+	}
 	rep.OK = rep.FirstFailure == nil
 	if rep.OK && len(trust) > 0 {
 		if err := os.MkdirAll(filepath.Dir(sp), 0o700); err == nil {
@@ -514,6 +542,15 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		}
 	}
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
+	if *htmlOut != "" {
+		var buf bytes.Buffer
+		if err := audit.WriteHTML(&buf, &rep.Report, "Ledger audit of "+rep.Source, rep.Checks); err != nil {
+			return err
+		}
+		if err := os.WriteFile(*htmlOut, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
 	if *out != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
@@ -542,6 +579,9 @@ func printReport(g *globals, rep *Report) {
 	fmt.Fprintf(w, "  consistency    %s\n", rep.Consistency)
 	fmt.Fprintf(w, "  state replay   hash %s (%s)\n", rep.StateHash[:16], rep.NodeState)
 	fmt.Fprintf(w, "  jobs           %s\n", countsLine(rep.Jobs))
+	if rep.ResultsChecked > 0 {
+		fmt.Fprintf(w, "  results        %d delivered results hash to the committed hashes\n", rep.ResultsChecked)
+	}
 	if len(rep.Refusals) > 0 {
 		fmt.Fprintf(w, "  refusals       %s\n", countsLine(rep.Refusals))
 	}

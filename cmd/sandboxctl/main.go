@@ -73,7 +73,7 @@ func commands() []command {
 		{"ledger append", "sign and submit an entry", "--kind KIND [--payload JSON] [--nonce N]", `sandboxctl --key agency1.key ledger append --kind note.demo --payload '{"msg":"hello"}'`, cmdLedgerAppend},
 		{"ledger checkpoint", "the node's latest signed checkpoint", "", "sandboxctl ledger checkpoint", cmdLedgerCheckpoint},
 		{"ledger entries", "list raw entries", "[--start I] [--end J]", "sandboxctl ledger entries --start 0 --end 10", cmdLedgerEntries},
-		{"ledger verify", "download (or read) and verify the whole ledger", "[--trust FILE] [--out report.json] [--state FILE] [--file EXPORT]", "sandboxctl --key auditor.key ledger verify --trust dev/trust.vkeys --out report.json", cmdLedgerVerify},
+		{"ledger verify", "download (or read) and verify the whole ledger", "[--trust FILE] [--out report.json] [--html report.html] [--state FILE] [--file EXPORT]", "sandboxctl --key auditor.key ledger verify --trust dev/trust.vkeys --out report.json", cmdLedgerVerify},
 		{"ledger export", "write the ledger to a file for offline audit", "--out FILE", "sandboxctl --key auditor.key ledger export --out ledger.zst", cmdLedgerExport},
 		{"audit access", "who used a dataset, when, for what purpose, with what result (auditor)", "--dataset D", "sandboxctl --key auditor.key audit access --dataset tax2025", cmdAuditAccess},
 		{"ledger proof", "fetch and verify an entry's inclusion proof", "--index I | --job ID [--trust FILE]", "sandboxctl --key enterprise.key ledger proof --job job-7", cmdLedgerProof},

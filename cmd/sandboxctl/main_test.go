@@ -212,7 +212,10 @@ func TestLedgerCommands(t *testing.T) {
 		t.Fatal("bad payload accepted")
 	}
 	state := filepath.Join(e.dir, "state.json")
-	out, err := e.ctl(t, "auditor", "ledger", "verify", "--trust", e.trust, "--state", state, "--out", filepath.Join(e.dir, "r.json"))
+	out, err := e.ctl(t, "auditor", "ledger", "verify", "--trust", e.trust, "--state", state, "--out", filepath.Join(e.dir, "r.json"), "--html", filepath.Join(e.dir, "r.html"))
+	if page, _ := os.ReadFile(filepath.Join(e.dir, "r.html")); !bytes.Contains(page, []byte("OK: all checks hold")) || !bytes.Contains(page, []byte("Jobs and epsilon over time")) || bytes.Contains(page, []byte("<script")) {
+		t.Fatalf("html report: %.300s", page)
+	}
 	if err != nil || !strings.Contains(out, "OK: all checks hold") || !strings.Contains(out, "matches the node's state hash") {
 		t.Fatalf("verify: %q %v", out, err)
 	}
@@ -320,6 +323,13 @@ func TestExportAuditOffline(t *testing.T) {
 	out, err := e.ctl(t, "auditor", "ledger", "export", "--out", exp)
 	if err != nil || !strings.Contains(out, "exported") {
 		t.Fatalf("export: %q %v", out, err)
+	}
+	out, err = e.ctl(t, "auditor", "ledger", "verify", "--trust", e.trust, "--state", filepath.Join(e.dir, "on.json"), "--html", filepath.Join(e.dir, "jobs.html"))
+	if err != nil || !strings.Contains(out, "1 delivered results hash to the committed hashes") {
+		t.Fatalf("online verify with results: %q %v", out, err)
+	}
+	if page, _ := os.ReadFile(filepath.Join(e.dir, "jobs.html")); !bytes.Contains(page, []byte("<svg")) || !bytes.Contains(page, []byte("marketing")) {
+		t.Fatalf("html report with jobs: %.300s", page)
 	}
 	out, err = e.ctl(t, "", "ledger", "verify", "--file", exp, "--trust", e.trust, "--state", filepath.Join(e.dir, "off.json"))
 	if err != nil || !strings.Contains(out, "OK: all checks hold") || !strings.Contains(out, "completed 1") || !strings.Contains(out, "purpose 1") {

@@ -230,25 +230,77 @@ func cmdLedgerProof(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 	if err != nil {
 		return err
 	}
-	var ip api.InclusionResponse
-	if err := c.do(ctx, "GET", fmt.Sprintf("/v1/ledger/proof/inclusion?index=%d&size=%d", i, cp.Size), nil, &ip); err != nil {
-		return err
+	proven := map[uint64][]byte{i: raw}
+	if *job != "" {
+		// The job's later entries (approvals, start, completion) that the
+		// caller may read: those whose action names the job.
+		pager := &entryPager{c: c, ctx: ctx}
+		for k := i + 1; k < cp.Size; k++ {
+			e, err := pager.getFiltered(k)
+			if err != nil {
+				return err
+			}
+			if e != nil && mentionsJob(e, *job) {
+				proven[k] = e
+			}
+		}
 	}
-	hashes, err := decodeHashes(ip.Hashes)
-	if err != nil {
-		return err
+	var indexes []uint64
+	for k := range proven {
+		indexes = append(indexes, k)
 	}
-	if err := chain.VerifyInclusion(i, cp.Size, chain.LeafHash(raw), hashes, cp.Root); err != nil {
-		return fmt.Errorf("ledger proof: %w", err)
+	sort.Slice(indexes, func(a, b int) bool { return indexes[a] < indexes[b] })
+	for _, k := range indexes {
+		var ip api.InclusionResponse
+		if err := c.do(ctx, "GET", fmt.Sprintf("/v1/ledger/proof/inclusion?index=%d&size=%d", k, cp.Size), nil, &ip); err != nil {
+			return err
+		}
+		hashes, err := decodeHashes(ip.Hashes)
+		if err != nil {
+			return err
+		}
+		if err := chain.VerifyInclusion(k, cp.Size, chain.LeafHash(proven[k]), hashes, cp.Root); err != nil {
+			return fmt.Errorf("ledger proof: entry %d: %w", k, err)
+		}
+		if !g.json {
+			kind := "?"
+			if e, err := chain.ParseEntry(proven[k]); err == nil {
+				kind = e.Kind
+			}
+			fmt.Fprintf(g.stdout, "entry %d (%s) is included in the checkpoint of size %d (root %s), %d proof hashes verified\n", k, kind, cp.Size, base64.StdEncoding.EncodeToString(cp.Root[:]), len(hashes))
+		}
 	}
 	if g.json {
-		return printJSON(g.stdout, map[string]any{"index": i, "size": cp.Size, "root": base64.StdEncoding.EncodeToString(cp.Root[:]), "verified": true, "signed_by": cp.Signer, "trusted": len(trust) > 0})
+		return printJSON(g.stdout, map[string]any{"indexes": indexes, "size": cp.Size, "root": base64.StdEncoding.EncodeToString(cp.Root[:]), "verified": true, "signed_by": cp.Signer, "trusted": len(trust) > 0})
 	}
-	fmt.Fprintf(g.stdout, "entry %d is included in the checkpoint of size %d (root %s), %d proof hashes verified\n", i, cp.Size, base64.StdEncoding.EncodeToString(cp.Root[:]), len(hashes))
 	if len(trust) == 0 {
 		fmt.Fprintln(g.stdout, "warning: no trusted checkpoint keys (--trust); the checkpoint's signature was not checked")
 	}
 	return nil
+}
+
+// mentionsJob reports whether an entry acts on the job: a node's
+// job.start/complete/fail naming it, or a relayed approval or rejection.
+func mentionsJob(raw []byte, job string) bool {
+	e, err := chain.ParseEntry(raw)
+	if err != nil || !strings.HasPrefix(e.Kind, "job.") {
+		return false
+	}
+	var doc struct {
+		Job   string `json:"job"`
+		Relay *struct {
+			Request struct {
+				URI string `json:"uri"`
+			} `json:"request"`
+		} `json:"relay"`
+	}
+	if json.Unmarshal(e.Payload, &doc) != nil {
+		return false
+	}
+	if doc.Relay != nil {
+		return strings.Contains(doc.Relay.Request.URI, "/v1/jobs/"+job+"/")
+	}
+	return doc.Job == job
 }
 
 // Report is what ledger verify finds; --out writes it as JSON.
@@ -276,10 +328,12 @@ type ReportCheckpt struct {
 
 // entryPager fetches entries a page at a time for a streaming reader.
 type entryPager struct {
-	c     *client
-	ctx   context.Context
-	start uint64
-	page  [][]byte
+	c        *client
+	ctx      context.Context
+	start    uint64
+	end      uint64
+	page     [][]byte
+	filtered map[uint64][]byte
 }
 
 func (p *entryPager) get(i uint64) ([]byte, error) {
@@ -304,6 +358,30 @@ func (p *entryPager) get(i uint64) ([]byte, error) {
 		}
 	}
 	return p.page[i-p.start], nil
+}
+
+// getFiltered returns entry i if the caller may read it, nil otherwise
+// (filtered pages skip what the caller may not see).
+func (p *entryPager) getFiltered(i uint64) ([]byte, error) {
+	if p.filtered == nil || i < p.start || i >= p.end {
+		// A short explicit range, so that the range the node scanned is
+		// known even when the filter leaves nothing in it.
+		const scan = 50
+		var er api.EntriesResponse
+		if err := p.c.do(p.ctx, "GET", fmt.Sprintf("/v1/ledger/entries?start=%d&end=%d", i, i+scan), nil, &er); err != nil {
+			return nil, err
+		}
+		p.filtered = map[uint64][]byte{}
+		p.start, p.end = i, i+scan
+		for _, ie := range er.Entries {
+			raw, err := base64.StdEncoding.DecodeString(ie.Entry)
+			if err != nil {
+				return nil, fmt.Errorf("entry %d is not base64", ie.Index)
+			}
+			p.filtered[ie.Index] = raw
+		}
+	}
+	return p.filtered[i], nil
 }
 
 // httpSource streams blocks and entries from a node's API.

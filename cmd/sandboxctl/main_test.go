@@ -225,7 +225,7 @@ func TestLedgerCommands(t *testing.T) {
 		t.Fatalf("report %+v %v", rep, err)
 	}
 	out, err = e.ctl(t, "agency1", "ledger", "proof", "--index", "2", "--trust", e.trust)
-	if err != nil || !strings.Contains(out, "entry 2 is included") {
+	if err != nil || !strings.Contains(out, "entry 2 (note.demo) is included") {
 		t.Fatalf("proof: %q %v", out, err)
 	}
 	if _, err := e.ctl(t, "bank", "ledger", "proof", "--index", "2"); err == nil || !strings.Contains(err.Error(), "did not return entry 2") {
@@ -357,6 +357,20 @@ func TestExportAuditOffline(t *testing.T) {
 	_, err = e.ctl(t, "", "ledger", "verify", "--file", bad, "--trust", e.trust, "--state", filepath.Join(e.dir, "off2.json"))
 	if err == nil || !strings.Contains(err.Error(), "index 2") {
 		t.Fatalf("tampered export: %v", err)
+	}
+	// The auditor proves every entry of the completed job; the enterprise
+	// proves those it may read (its submission).
+	var list struct{ Jobs []api.JobResponse }
+	o, _ := e.ctl(t, "bank", "--json", "job", "list")
+	json.Unmarshal([]byte(o), &list)
+	done := list.Jobs[0].Job
+	out, err = e.ctl(t, "auditor", "ledger", "proof", "--job", done, "--trust", e.trust)
+	if err != nil || !strings.Contains(out, "(job.submit)") || !strings.Contains(out, "(job.start)") || !strings.Contains(out, "(job.complete)") {
+		t.Fatalf("auditor proof --job: %q %v", out, err)
+	}
+	out, err = e.ctl(t, "bank", "ledger", "proof", "--job", done, "--trust", e.trust)
+	if err != nil || strings.Count(out, "is included") != 1 {
+		t.Fatalf("enterprise proof --job: %q %v", out, err)
 	}
 	out, err = e.ctl(t, "auditor", "audit", "access", "--dataset", "tax2025")
 	if err != nil || strings.Count(out, "job-") != 2 || !strings.Contains(out, "marketing") {

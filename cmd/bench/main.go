@@ -154,8 +154,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(*outFile), 0o755); err != nil {
 		return err
 	}
-	b, _ := json.MarshalIndent(figs, "", "  ")
-	return os.WriteFile(*outFile, append(b, '\n'), 0o644)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // keep ">=" readable
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(figs); err != nil {
+		return err
+	}
+	return os.WriteFile(*outFile, b.Bytes(), 0o644)
 }
 
 func goalMin(name, unit string, v, goal float64) Figure {

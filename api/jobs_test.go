@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -94,4 +95,35 @@ func TestUploadErrors(t *testing.T) {
 		t.Fatalf("catalogue %+v", list)
 	}
 	_ = json.Valid
+}
+
+func TestMetrics(t *testing.T) {
+	f := apitest.New(t)
+	f.WithPolicy(t, nil)
+	var j JobResponse
+	f.Must(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody("SELECT COUNT(*) FROM tax2025"), &j)
+	waitJob(t, f, "bank", 0, j.Job)
+	f.Do(t, "bank", 0, "GET", "/v1/no/such/path/123", nil, nil)
+	resp, err := http.Get(f.Srv[0].URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	body := string(b)
+	for _, want := range []string{
+		`datasandbox_jobs{mode="masked",status="completed"} 1`,
+		`datasandbox_http_requests_total{method="POST",route="/v1/jobs",status="201"} 1`,
+		`route="unmatched"`,
+		"datasandbox_ledger_entries ",
+		"datasandbox_raft_leader ",
+		"datasandbox_budget_refusals 0",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(body, "/v1/no/such") {
+		t.Error("a raw path became a label")
+	}
 }

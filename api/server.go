@@ -111,6 +111,8 @@ type Server struct {
 	key     *chain.Key // the node's key: it signs the entries it relays
 	data    Data       // nil on a node that holds no data
 	replays *replayCache
+	metrics *metrics
+	known   map[string]bool // "METHOD /echo/path" of every route
 	e       *echo.Echo
 	http    *http.Server
 }
@@ -130,6 +132,7 @@ func New(cfg Config, node Node, state State, key *chain.Key, data Data) (*Server
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api", "node", node.ID()), node: node, state: state, key: key,
 		data: data, replays: newReplayCache(2 * cfg.SignatureWindow)}
+	s.metrics = newMetrics(s)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
@@ -139,7 +142,9 @@ func New(cfg Config, node Node, state State, key *chain.Key, data Data) (*Server
 	}}))
 	e.Use(s.requestLog)
 	s.e = e
+	s.known = map[string]bool{}
 	for _, r := range s.Routes() {
+		s.known[r.Method+" "+echoPath(r.Path)] = true
 		h := r.handler
 		if !r.Public {
 			h = s.authenticate(r, h)
@@ -176,6 +181,7 @@ func (s *Server) Routes() []Route {
 	return []Route{
 		{Method: "GET", Path: "/v1/health", Summary: "liveness, leader and ledger size", Public: true, handler: s.health},
 		{Method: "GET", Path: "/v1/openapi.json", Summary: "this API's OpenAPI 3 document", Public: true, handler: s.openapi},
+		{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics (counts only, never values)", Public: true, handler: s.metricsHandler()},
 		{Method: "POST", Path: "/v1/accounts", Summary: "register the signing account's own public key", handler: s.registerAccount},
 		{Method: "GET", Path: "/v1/accounts/{id}", Summary: "an account's roles and organisation", handler: s.getAccount},
 		{Method: "POST", Path: "/v1/accounts/grants", Summary: "grant a role (admin)", Perm: policies.PermGrant, handler: s.relayed(policies.KindAccountGrant)},
@@ -241,6 +247,11 @@ func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			status, _, _ = statusOf(err)
 		}
+		route := c.Path()
+		if !s.known[c.Request().Method+" "+route] {
+			route = "unmatched" // bound the label values: no raw paths
+		}
+		s.metrics.observe(route, c.Request().Method, status, time.Since(start))
 		attrs := []any{"method", c.Request().Method, "route", c.Path(), "status", status, "ms", time.Since(start).Milliseconds()}
 		if a, ok := c.Get(ctxCaller).(*caller); ok {
 			attrs = append(attrs, "account", a.addr.String())

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"strconv"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 

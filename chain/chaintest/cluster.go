@@ -56,11 +56,22 @@ func NewClusterWith(t testing.TB, n int, tune func(*chain.Config), newSM func(i 
 	}
 	c := &Cluster{t: t, Admin: admin, Tune: tune, NewSM: newSM}
 	root := t.TempDir()
+	// Hold every port until all are chosen, so that no two nodes get the
+	// same one.
+	var held []net.Listener
 	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, ln)
 		k, _ := chain.GenerateKey(chain.Ed25519)
 		c.Keys = append(c.Keys, k)
 		c.Dirs = append(c.Dirs, filepath.Join(root, fmt.Sprintf("node%d", i+1)))
-		c.Peers = append(c.Peers, chain.Peer{ID: fmt.Sprintf("node%d", i+1), Addr: FreePort(t)})
+		c.Peers = append(c.Peers, chain.Peer{ID: fmt.Sprintf("node%d", i+1), Addr: ln.Addr().String()})
+	}
+	for _, ln := range held {
+		ln.Close()
 	}
 	c.Nodes = make([]*chain.Node, n)
 	c.SMs = make([]*StateMachine, n)

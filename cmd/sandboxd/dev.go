@@ -136,6 +136,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *demoData {
 		if err := loadDemoData(ctx, *dir, live[0]); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped by a signal while loading: a clean shutdown
+			}
 			return fmt.Errorf("dev: --demo-data: %w", err)
 		}
 	}

@@ -130,8 +130,11 @@ func TestNoiseWithinStatedBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Three noisy quantities per cell (count; avg = sum and count): each
-	// gets eps/3. Laplace: P(|noise| > b ln 1000) = 0.001.
+	// gets eps/3. Laplace: P(|noise| > b ln 1000) = 0.001 per cell. With 16
+	// cells one may exceed it now and then (1.6% of runs); two would happen
+	// in about 1 run in 10,000, so that is what fails the test.
 	b := 1 / (eps / 3)
+	beyond := 0
 	for _, row := range res.Rows {
 		n := 0.0
 		for _, r := range recs {
@@ -140,8 +143,12 @@ func TestNoiseWithinStatedBounds(t *testing.T) {
 			}
 		}
 		if got := row[1].(float64); math.Abs(got-n) > b*math.Log(1000)+0.5 {
-			t.Errorf("%s: noisy count %v, true %v: beyond the 99.9%% bound %.1f", row[0], got, n, b*math.Log(1000))
+			beyond++
+			t.Logf("%s: noisy count %v, true %v: beyond the 99.9%% bound %.1f", row[0], got, n, b*math.Log(1000))
 		}
+	}
+	if beyond > 1 {
+		t.Fatalf("%d of %d cells beyond the 99.9%% bound", beyond, len(res.Rows))
 	}
 	if res.EpsilonSpent != eps {
 		t.Fatalf("epsilon spent %v", res.EpsilonSpent)

@@ -82,7 +82,7 @@ func (s *Server) authenticate(r Route, next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		acc, known := s.state.Account(addr)
 		key := acc.PublicKey
-		if r.Path == "/v1/accounts" && r.Method == http.MethodPost {
+		if (!known || key == nil) && r.Path == "/v1/accounts" && r.Method == http.MethodPost {
 			// Registration: the key comes with the request, which it signs.
 			var d policies.RegisterDoc
 			if json.Unmarshal(body, &d) != nil || policies.AddressOf(d.PublicKey) != addr {

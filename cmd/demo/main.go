@@ -130,7 +130,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	var job struct{ Job, Status string }
-	if err := json.Unmarshal([]byte(jobJSON), &job); err != nil || job.Status != "authorised" {
+	if err := json.Unmarshal([]byte(jobJSON), &job); err != nil || (job.Status != "authorised" && job.Status != "running" && job.Status != "completed") {
 		return fmt.Errorf("job not authorised: %s", jobJSON)
 	}
 	if err := d.waitJob(2, key("enterprise"), job.Job); err != nil {

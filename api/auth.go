@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/yaronf/httpsign"
 
 	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/policies"
@@ -68,17 +67,9 @@ func (s *Server) authenticate(r Route, next echo.HandlerFunc) echo.HandlerFunc {
 		if req.Header.Get("Signature") == "" || req.Header.Get("Signature-Input") == "" {
 			return unauthorized("unsigned", "this endpoint needs an RFC 9421 signature (Signature and Signature-Input headers, keyid = account address)")
 		}
-		names, err := httpsign.RequestSignatureNames(req, false)
-		if err != nil || len(names) != 1 {
-			return unauthorized("bad-signature", "Signature-Input must carry exactly one signature")
-		}
-		details, err := httpsign.RequestDetails(names[0], req)
+		addr, err := audit.RequestKeyID(req)
 		if err != nil {
-			return unauthorized("bad-signature", "cannot read the signature: "+clip(err.Error()))
-		}
-		addr, err := policies.ParseAddress(details.KeyID)
-		if err != nil {
-			return unauthorized("bad-signature", "keyid must be the account's 40-hex-digit address")
+			return unauthorized("bad-signature", clip(err.Error()))
 		}
 		acc, known := s.state.Account(addr)
 		key := acc.PublicKey

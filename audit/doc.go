@@ -1,6 +1,13 @@
-// Package audit verifies the ledger independently of any node: today it
-// provides the adapter through which the domain state machine (policies)
-// is fed from chain's committed entries, on the nodes and in an auditor's
-// replay alike. Full replay reports, invariants and exports arrive with the
-// audit issue.
+// Package audit verifies the ledger without trusting any node.
+//
+// StateMachine feeds the domain state machine (policies) from chain's
+// committed entries — on every node and in an auditor's replay alike —
+// and checks on the way what policies cannot: the RFC 9421 signature of
+// each request a node relays for an account (relay.go, with
+// yaronf/httpsign behind this package), and that the request is the one
+// its entry kind stands for. Verify streams a whole ledger from any Source
+// (a node's API, or an export file) and checks block links and hashes,
+// entry signatures, Merkle roots, the signed checkpoint, a full replay and
+// the replayed state's invariants, in memory that does not grow with the
+// ledger; WriteHTML renders its report.
 package audit

@@ -233,6 +233,27 @@ func verifyRequest(r *http.Request, body []byte, hasBody bool, actor policies.Ad
 	return SignatureCreated(r.Header.Get("Signature-Input"))
 }
 
+// RequestKeyID returns the account a signed request claims to be from: the
+// keyid of its one signature.
+func RequestKeyID(r *http.Request) (policies.Address, error) {
+	names, err := httpsign.RequestSignatureNames(r, false)
+	if err != nil || len(names) == 0 {
+		return policies.Address{}, fmt.Errorf("%w: no RFC 9421 signature", ErrUnsigned)
+	}
+	if len(names) != 1 {
+		return policies.Address{}, fmt.Errorf("%w: Signature-Input must carry exactly one signature", ErrBadSignature)
+	}
+	details, err := httpsign.RequestDetails(names[0], r)
+	if err != nil {
+		return policies.Address{}, fmt.Errorf("%w: cannot read the signature: %v", ErrBadSignature, err)
+	}
+	a, err := policies.ParseAddress(details.KeyID)
+	if err != nil {
+		return a, fmt.Errorf("%w: keyid must be the account's 40-hex-digit address", ErrBadSignature)
+	}
+	return a, nil
+}
+
 // Errors of request verification.
 var (
 	ErrUnsigned     = errors.New("audit: unsigned request")

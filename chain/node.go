@@ -376,24 +376,33 @@ func (n *Node) Append(ctx context.Context, raw []byte) (Receipt, error) {
 	if err != nil {
 		return Receipt{}, err
 	}
-	for {
-		var r Receipt
+	var r Receipt
+	err = n.whileNoLeader(ctx, func() error {
 		var err error
+		// Retrying is safe because appends are idempotent.
 		if n.IsLeader() {
 			r, err = n.enqueue(ctx, n.propose, raw, e)
 		} else {
 			r, err = n.enqueue(ctx, n.fwd, raw, e)
 		}
+		return err
+	})
+	return r, err
+}
+
+// whileNoLeader runs f until it succeeds or fails with something other
+// than ErrNoLeader, waiting a little between tries while leadership moves.
+func (n *Node) whileNoLeader(ctx context.Context, f func() error) error {
+	for {
+		err := f()
 		if !errors.Is(err, ErrNoLeader) {
-			return r, err
+			return err
 		}
-		// Leadership is moving: wait a little and try again. Retrying is
-		// safe because appends are idempotent.
 		select {
 		case <-ctx.Done():
-			return Receipt{}, fmt.Errorf("%w (%v)", err, ctx.Err())
+			return fmt.Errorf("%w (%v)", err, ctx.Err())
 		case <-n.ctx.Done():
-			return Receipt{}, ErrStopped
+			return ErrStopped
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -682,20 +691,7 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 // node acknowledged before (read-your-writes across nodes). On the leader
 // it returns at once: the leader acknowledges a write only once applied.
 func (n *Node) ReadBarrier(ctx context.Context) error {
-	for {
-		err := n.readBarrier(ctx)
-		if !errors.Is(err, ErrNoLeader) {
-			return err
-		}
-		// Leadership is moving: wait a little and ask again.
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (%v)", err, ctx.Err())
-		case <-n.ctx.Done():
-			return ErrStopped
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return n.whileNoLeader(ctx, func() error { return n.readBarrier(ctx) })
 }
 
 func (n *Node) readBarrier(ctx context.Context) error {

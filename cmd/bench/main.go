@@ -92,36 +92,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	med := func(b, unit string) float64 { return median(metrics[b][unit]) }
 
-	var etcd *float64
-	etcdNote := ""
-	if v, err := etcdBaseline(ctx, *etcdRuns); err != nil {
-		etcdNote = "etcd baseline skipped: " + err.Error()
-		fmt.Fprintln(os.Stderr, etcdNote)
-	} else {
-		etcd = &v
-	}
-
-	var pg *float64
-	pgNote := ""
-	fmt.Fprintln(os.Stderr, "running the PostgreSQL baseline (10M rows)...")
-	if v, err := postgresBaseline(ctx, 10_000_000, *pgRuns); err != nil {
-		pgNote = "PostgreSQL baseline skipped: " + err.Error()
-		fmt.Fprintln(os.Stderr, pgNote)
-	} else {
-		pg = &v
-	}
+	etcd, etcdNote := baseline("etcd", func() (float64, error) { return etcdBaseline(ctx, *etcdRuns) })
+	pg, pgNote := baseline("PostgreSQL (10M rows)", func() (float64, error) { return postgresBaseline(ctx, 10_000_000, *pgRuns) })
 	engine := med("MaskedGroupBy", "rows/s")
 	engineFig := goalMin("masked engine: 10M rows, GROUP BY region (16), COUNT, AVG, with DP", "rows/s", engine, 200e6)
-	pgFig := Figure{Figure: "masked engine vs PostgreSQL 15, same data and query", Unit: "x", Goal: ">= 10"}
-	if pg != nil {
-		r := engine / *pg
-		pgFig.Measured, pgFig.Baseline, pgFig.Ratio = r, pg, &r
-		met := r >= 10
-		pgFig.Met = &met
-		pgFig.Note = "PostgreSQL 15 (Debian) on a Unix socket, parallel workers 2, warm cache, psql \\timing; baseline in rows/s"
-	} else {
-		pgFig.Note = pgNote
-	}
+	pgFig := ratioFigure("masked engine vs PostgreSQL 15, same data and query", engine, pg, 10,
+		"PostgreSQL 15 (Debian) on a Unix socket, parallel workers 2, warm cache, psql \\timing; baseline in rows/s", pgNote)
 
 	tput := med("ClusterAppend", "entries/s")
 	p99 := med("ClusterAppend", "p99-ms")
@@ -129,16 +105,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		goalMin("signed entries committed, 3 nodes, durable, verified", "entries/s", tput, 30000),
 		goalMax("p99 commit latency under that load", "ms", p99, 25),
 	}
-	ratio := Figure{Figure: "ledger throughput vs etcd 3-member puts", Unit: "x", Goal: ">= 2.5"}
-	if etcd != nil {
-		r := tput / *etcd
-		ratio.Measured, ratio.Baseline, ratio.Ratio = r, etcd, &r
-		met := r >= 2.5
-		ratio.Met = &met
-		ratio.Note = "etcd 3.4 (Debian etcd-server), 3 members on loopback, 256 clients via its HTTP/JSON gateway"
-	} else {
-		ratio.Note = etcdNote
-	}
+	ratio := ratioFigure("ledger throughput vs etcd 3-member puts", tput, etcd, 2.5,
+		"etcd 3.4 (Debian etcd-server), 3 members on loopback, 256 clients via its HTTP/JSON gateway", etcdNote)
 	figs = append(figs, ratio,
 		goalMin("pre-verified block replication (256-entry blocks)", "entries/s", med("BlockReplication", "entries/s"), 200000),
 		goalMax("inclusion proof, 1M-entry log", "µs", med("Proofs1M/inclusion", "ns/op")/1000, 10),
@@ -162,6 +130,30 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	return os.WriteFile(*outFile, b.Bytes(), 0o644)
+}
+
+// baseline runs a baseline measurement; on failure it returns nil and a
+// note saying why it was skipped.
+func baseline(name string, run func() (float64, error)) (*float64, string) {
+	fmt.Fprintf(os.Stderr, "running the %s baseline...\n", name)
+	v, err := run()
+	if err != nil {
+		note := name + " baseline skipped: " + err.Error()
+		fmt.Fprintln(os.Stderr, note)
+		return nil, note
+	}
+	return &v, ""
+}
+
+// ratioFigure compares ours with a baseline (nil when skipped).
+func ratioFigure(name string, ours float64, base *float64, goal float64, note, skipped string) Figure {
+	f := Figure{Figure: name, Unit: "x", Goal: ">= " + fmtNum(goal), Note: skipped}
+	if base != nil {
+		r := ours / *base
+		met := r >= goal
+		f.Measured, f.Baseline, f.Ratio, f.Met, f.Note = r, base, &r, &met, note
+	}
+	return f
 }
 
 func goalMin(name, unit string, v, goal float64) Figure {

@@ -53,6 +53,10 @@ type Config struct {
 	// the node that ran the job). Nodes trust each other's requests here:
 	// the API node checks the caller's right to the blob before fetching.
 	Blobs func(key string) ([]byte, error)
+	// Services, when set, serves peers' Call requests. Like Blobs, the
+	// transport does not authenticate callers: services sign and check
+	// their own messages.
+	Services func(ctx context.Context, service string, body []byte) ([]byte, error)
 
 	MaxBlockEntries int           // entries per block (one Raft log entry)
 	MaxBlockBytes   int           // bytes per block
@@ -736,6 +740,31 @@ func (n *Node) Fetch(ctx context.Context, peerID, key string) ([]byte, error) {
 			}
 			return resp, nil
 		}
+	}
+	return nil, fmt.Errorf("chain: no peer %q", peerID)
+}
+
+// Call sends a request to a service on the peer with that ID (see
+// Config.Services) and returns its answer.
+func (n *Node) Call(ctx context.Context, peerID, service string, body []byte) ([]byte, error) {
+	peers, err := n.Peers()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range peers {
+		if p.ID != peerID {
+			continue
+		}
+		req := appendString(nil, service)
+		req = append(req, body...)
+		status, resp, err := n.rpc.call(ctx, p.Addr, opCall, req)
+		if err != nil {
+			return nil, fmt.Errorf("chain: calling %s: %w", peerID, err)
+		}
+		if status != 0 {
+			return nil, fmt.Errorf("chain: %s: %s", peerID, resp)
+		}
+		return resp, nil
 	}
 	return nil, fmt.Errorf("chain: no peer %q", peerID)
 }

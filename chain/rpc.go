@@ -23,6 +23,9 @@ const (
 	opReadIndex byte = 3
 	// opFetch asks a peer for a blob its Blobs hook serves (job results).
 	opFetch byte = 4
+	// opCall carries a request to a service the node's Services hook
+	// serves (mpc/ protocols): service string, then the body.
+	opCall byte = 5
 )
 
 const maxRPCPayload = 64 << 20
@@ -242,6 +245,20 @@ func (n *Node) handleRPC(ctx context.Context, op byte, payload []byte) (byte, []
 			return 255, []byte("chain: this node serves no blobs")
 		}
 		b, err := n.cfg.Blobs(string(payload))
+		if err != nil {
+			return 255, []byte(err.Error())
+		}
+		return 0, b
+	case opCall:
+		if n.cfg.Services == nil {
+			return 255, []byte("chain: this node serves no services")
+		}
+		r := reader{b: payload}
+		service := r.str()
+		if r.err != nil {
+			return 255, []byte("chain: malformed call")
+		}
+		b, err := n.cfg.Services(ctx, service, r.b[r.off:])
 		if err != nil {
 			return 255, []byte(err.Error())
 		}

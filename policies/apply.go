@@ -144,6 +144,7 @@ var KindPermission = map[string]string{
 	KindDatasetRegister: PermRegisterDataset, KindPolicyPublish: PermPublishPolicy, KindPolicyRevoke: PermPublishPolicy,
 	KindJobSubmit: PermSubmitJob, KindJobApprove: PermApproveJob, KindJobReject: PermApproveJob,
 	KindJobStart: PermJoin, KindJobComplete: PermJoin, KindJobFail: PermJoin,
+	KindHECeremony: PermJoin, KindHEShare: PermJoin,
 }
 
 // Apply checks and applies one committed entry at log index. It is
@@ -443,6 +444,12 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		return s.decide(e, now)
 	case KindJobStart, KindJobComplete, KindJobFail:
 		return s.progress(e, now)
+	case KindHECeremony:
+		return s.heCeremony(e, now)
+	case KindHEKey:
+		return s.heKey(e)
+	case KindHEShare:
+		return s.heShare(e, now)
 	default:
 		if !strings.HasPrefix(e.Kind, "note.") {
 			return fmt.Errorf("%w: unknown entry kind %q", ErrInvalid, clip(e.Kind))
@@ -695,6 +702,11 @@ func (s *state) progress(e Entry, now time.Time) error {
 	}
 	if e.Kind == KindJobComplete && len(d.ResultHash) != 64 {
 		return fmt.Errorf("%w: job.complete needs result_sha256", ErrInvalid)
+	}
+	if e.Kind == KindJobComplete && j.Mode == ModeHE {
+		if err := s.heReleased(j); err != nil {
+			return err
+		}
 	}
 	j.Updated = now
 	switch e.Kind {

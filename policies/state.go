@@ -92,6 +92,8 @@ type Account struct {
 	Name      string   `json:"name,omitempty"`
 	Org       string   `json:"org,omitempty"`
 	Roles     []string `json:"roles"`
+	HEKey     string   `json:"he_key_sha256,omitempty"`
+	HEParams  string   `json:"he_params,omitempty"`
 }
 
 // Dataset is a registration: metadata and digest, never the data.
@@ -137,6 +139,7 @@ type Job struct {
 	Engine     string    `json:"engine,omitempty"`
 	Node       string    `json:"node,omitempty"`   // the node that runs it
 	Runner     Address   `json:"runner,omitempty"` // that node's account
+	Shares     []HEShare `json:"he_shares,omitempty"`
 }
 
 // Plan is what a query reads, as the policy check needs it.
@@ -166,6 +169,8 @@ type state struct {
 	Used     map[string]time.Time          `json:"used"`  // replay keys -> expiry
 	UsedLog  []usedKey                     `json:"used_log"`
 	Counts   map[string]uint64             `json:"counts"` // entries by kind
+	HE       *HECeremony                   `json:"he,omitempty"`
+	HEKeys   map[string][]byte             `json:"he_keys,omitempty"` // account -> CKKS public key
 }
 
 type usedKey struct {

@@ -19,6 +19,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -58,6 +60,26 @@ func (e *LineError) Unwrap() error { return ErrBadData }
 // are generalised as the schema says, and sensitive numbers are clamped to
 // their bounds. On any error nothing is left behind.
 func Ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey []byte, dir string) (res *IngestResult, err error) {
+	return ingest(ctx, r, schema, pseudoKey, dir, nil)
+}
+
+// IngestEncrypted ingests like Ingest, except that the sensitive columns
+// are encrypted under the consortium's collective CKKS public key (see
+// he.go) as they stream in and are never written in the clear: the stored
+// dataset holds the masked public and quasi-identifying columns and the
+// ciphertexts.
+func IngestEncrypted(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey []byte, dir string, pk *rlwe.PublicKey) (res *IngestResult, err error) {
+	if pk == nil {
+		return nil, errors.New("sandbox: no collective HE key yet: the key ceremony has not run")
+	}
+	enc, err := newHEIngest(schema, pk)
+	if err != nil {
+		return nil, err
+	}
+	return ingest(ctx, r, schema, pseudoKey, dir, enc)
+}
+
+func ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey []byte, dir string, enc *heIngest) (res *IngestResult, err error) {
 	if err := schema.Validate(); err != nil {
 		return nil, err
 	}
@@ -110,9 +132,19 @@ func Ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey
 			return nil, &LineError{Line: 1, Msg: fmt.Sprintf("the header lacks schema column %q", c.Name)}
 		}
 		pos[i] = p
+		if enc != nil && enc.col(c.Name) >= 0 {
+			writers[i] = &colWriter{kind: kindNum, sink: &enc.vals[enc.col(c.Name)]}
+			continue
+		}
 		if writers[i], err = newColWriter(filepath.Join(tmp, c.Name+".col"), columnKind(c)); err != nil {
 			return nil, err
 		}
+	}
+	if enc != nil {
+		if err := enc.open(filepath.Join(tmp, heDir)); err != nil {
+			return nil, err
+		}
+		defer enc.abort()
 	}
 	mac := hmac.New(sha256.New, pseudoKey)
 	var rows int64
@@ -136,12 +168,32 @@ func Ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey
 			}
 		}
 		rows++
+		if enc != nil && enc.full() {
+			if rows > HEMaxRows {
+				return nil, &LineError{Line: line, Msg: fmt.Sprintf("an encrypted dataset holds at most %d rows", HEMaxRows)}
+			}
+			if err := enc.flush(ctx, false); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if enc != nil {
+		if err := enc.flush(ctx, true); err != nil {
+			return nil, err
+		}
+		if err := enc.finish(rows); err != nil {
+			return nil, err
+		}
 	}
 	meta := tableMeta{Schema: *schema, Rows: rows, SHA256: hex.EncodeToString(h.Sum(nil))}
 	for i, c := range schema.Columns {
 		w := writers[i]
 		if err := w.close(); err != nil {
 			return nil, err
+		}
+		if w.sink != nil {
+			meta.Encrypted = append(meta.Encrypted, c.Name)
+			continue
 		}
 		cm := colMeta{Name: c.Name, Kind: w.kind}
 		if w.kind == kindDict {

@@ -31,6 +31,8 @@ type Query struct {
 	GroupBy []string
 	OrderBy []Order
 	Limit   int // 0 when absent
+	// Source is the text parsed.
+	Source string
 }
 
 // Item is one output column: an aggregate, or a grouping column.
@@ -123,6 +125,7 @@ func ParseQuery(src string) (*Query, error) {
 	if err != nil {
 		return nil, err
 	}
+	q.Source = src
 	return q, q.check()
 }
 

@@ -1,0 +1,203 @@
+package policies
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Entry kinds of homomorphic (he) mode.
+const (
+	// KindHECeremony records a completed key ceremony: who holds shares of
+	// the collective secret key, the threshold, and the digests of the
+	// collective public and Galois keys and of the whole transcript.
+	KindHECeremony = "he.ceremony"
+	// KindHEKey registers the actor's own CKKS public key, the key its HE
+	// results are re-encrypted to.
+	KindHEKey = "account.hekey"
+	// KindHEShare records one node's decryption (key-switch) share for a
+	// job's result ciphertext. A node commits it before it computes the
+	// share; the state machine accepts it only for a running he job that
+	// is not released yet.
+	KindHEShare = "he.share"
+)
+
+// MaxHEKeyLen bounds a registered HE public key.
+const MaxHEKeyLen = 600 << 10
+
+// HEParticipant is one shareholder of the collective key.
+type HEParticipant struct {
+	Node    string  `json:"node"`
+	Address Address `json:"address"`
+	Point   uint64  `json:"point"` // Shamir evaluation point
+}
+
+// HECeremony is the he.ceremony document and the state's record of it.
+type HECeremony struct {
+	ID             string          `json:"id"`
+	Params         string          `json:"params"`
+	Threshold      int             `json:"threshold"`
+	Participants   []HEParticipant `json:"participants"`
+	GaloisElements []uint64        `json:"galois_elements"`
+	PublicKey      string          `json:"public_key_sha256"`
+	GaloisKeys     string          `json:"galois_keys_sha256"`
+	Transcript     string          `json:"transcript_sha256"`
+	Time           time.Time       `json:"time,omitzero"`
+}
+
+// HEKeyDoc is the account.hekey document.
+type HEKeyDoc struct {
+	Params    string `json:"params"`
+	PublicKey []byte `json:"public_key"`
+}
+
+// HEShareDoc is the he.share document.
+type HEShareDoc struct {
+	Job        string   `json:"job"`
+	Ciphertext string   `json:"ciphertext_sha256"`
+	Active     []string `json:"active"` // the nodes whose shares combine
+}
+
+// HEShare is a share recorded on a job.
+type HEShare struct {
+	Node       Address  `json:"node"`
+	Ciphertext string   `json:"ciphertext_sha256"`
+	Active     []string `json:"active"`
+}
+
+func isHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+func (s *state) heCeremony(e Entry, now time.Time) error {
+	var c HECeremony
+	if err := decode(e, &c); err != nil {
+		return err
+	}
+	if !s.can(e.Actor, PermJoin) {
+		return fmt.Errorf("%w: only a node runs the key ceremony (needs %s)", ErrForbidden, PermJoin)
+	}
+	if c.ID == "" || c.Params == "" || !isHex64(c.PublicKey) || !isHex64(c.GaloisKeys) || !isHex64(c.Transcript) {
+		return fmt.Errorf("%w: he.ceremony needs id, params and the three digests", ErrInvalid)
+	}
+	if c.Threshold < 2 || c.Threshold > len(c.Participants) {
+		return fmt.Errorf("%w: threshold %d of %d participants: need 2 ≤ t ≤ N", ErrInvalid, c.Threshold, len(c.Participants))
+	}
+	seen := map[uint64]bool{}
+	names := map[string]bool{}
+	in := false
+	for _, p := range c.Participants {
+		if !s.can(p.Address, PermJoin) {
+			return fmt.Errorf("%w: participant %s (%s) is not a node", ErrForbidden, p.Node, p.Address)
+		}
+		if p.Point == 0 || seen[p.Point] || names[p.Node] {
+			return fmt.Errorf("%w: participants need distinct names and non-zero points", ErrInvalid)
+		}
+		seen[p.Point], names[p.Node] = true, true
+		in = in || p.Address == e.Actor
+	}
+	if !in {
+		return fmt.Errorf("%w: the ceremony is committed by one of its participants", ErrForbidden)
+	}
+	c.Time = now
+	s.HE = &c
+	return nil
+}
+
+func (s *state) heKey(e Entry) error {
+	var d HEKeyDoc
+	if err := decode(e, &d); err != nil {
+		return err
+	}
+	if len(d.PublicKey) == 0 || len(d.PublicKey) > MaxHEKeyLen || d.Params == "" {
+		return fmt.Errorf("%w: account.hekey needs params and a public key of at most %d bytes", ErrInvalid, MaxHEKeyLen)
+	}
+	sum := sha256.Sum256(d.PublicKey)
+	a := s.Accounts[e.Actor.String()]
+	a.HEKey = hex.EncodeToString(sum[:])
+	a.HEParams = d.Params
+	if s.HEKeys == nil {
+		s.HEKeys = map[string][]byte{}
+	}
+	s.HEKeys[e.Actor.String()] = d.PublicKey
+	return nil
+}
+
+func (s *state) heShare(e Entry, now time.Time) error {
+	var d HEShareDoc
+	if err := decode(e, &d); err != nil {
+		return err
+	}
+	if s.HE == nil {
+		return fmt.Errorf("%w: no key ceremony on the ledger", ErrConflict)
+	}
+	if !slices.ContainsFunc(s.HE.Participants, func(p HEParticipant) bool { return p.Address == e.Actor }) {
+		return fmt.Errorf("%w: %s holds no share of the collective key", ErrForbidden, e.Actor)
+	}
+	j, ok := s.Jobs[d.Job]
+	if !ok {
+		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
+	}
+	if j.Mode != ModeHE {
+		return fmt.Errorf("%w: job %s is not an he job", ErrForbidden, j.ID)
+	}
+	if j.Status != JobRunning {
+		return fmt.Errorf("%w: job %s is %s: shares are issued only for a running, unreleased job", ErrForbidden, j.ID, j.Status)
+	}
+	if !isHex64(d.Ciphertext) || len(d.Active) < s.HE.Threshold {
+		return fmt.Errorf("%w: he.share needs the ciphertext digest and at least %d active nodes", ErrInvalid, s.HE.Threshold)
+	}
+	for _, sh := range j.Shares {
+		if sh.Node == e.Actor && sh.Ciphertext != d.Ciphertext {
+			return fmt.Errorf("%w: %s already issued a share for another ciphertext of job %s", ErrForbidden, e.Actor, j.ID)
+		}
+	}
+	j.Shares = append(j.Shares, HEShare{Node: e.Actor, Ciphertext: d.Ciphertext, Active: d.Active})
+	j.Updated = now
+	return nil
+}
+
+// heReleased checks, at job.complete of an he job, that at least the
+// threshold of distinct nodes issued shares for one ciphertext.
+func (s *state) heReleased(j *Job) error {
+	if s.HE == nil {
+		return fmt.Errorf("%w: no key ceremony on the ledger", ErrConflict)
+	}
+	by := map[string]map[Address]bool{}
+	for _, sh := range j.Shares {
+		if by[sh.Ciphertext] == nil {
+			by[sh.Ciphertext] = map[Address]bool{}
+		}
+		by[sh.Ciphertext][sh.Node] = true
+		if len(by[sh.Ciphertext]) >= s.HE.Threshold {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: he job %s completes only after %d nodes issued decryption shares", ErrConflict, j.ID, s.HE.Threshold)
+}
+
+// HE returns the committed key ceremony, if any.
+func (m *Machine) HE() (HECeremony, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.s.HE == nil {
+		return HECeremony{}, false
+	}
+	c := *m.s.HE
+	c.Participants = slices.Clone(c.Participants)
+	return c, true
+}
+
+// HEKey returns an account's registered HE public key.
+func (m *Machine) HEKey(a Address) ([]byte, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	k, ok := m.s.HEKeys[a.String()]
+	return k, ok
+}

@@ -1,0 +1,323 @@
+package sandbox
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"sync"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/schemes/ckks"
+	"github.com/tuneinsight/lattigo/v5/utils/sampling"
+)
+
+// The HE engine's CKKS parameters (Lattigo v5 hefloat/ckks, standard
+// ring). Why these:
+//
+//   - The engine never multiplies two ciphertexts. Everything a query needs
+//     beyond sums (x², x·y) is computed by the data owner at ingest, where
+//     the rows are in the clear anyway, and encrypted as its own column.
+//     Filters and groups are integer 0/1 polynomials applied to ciphertexts
+//     that hold one row per coefficient ("coefficient encoding"), which
+//     consumes no level and changes no scale. So one 60-bit modulus Q0 is
+//     enough: no rescaling, no relinearisation key.
+//   - Sums are moved into one coefficient each and packed into a single
+//     ciphertext with Lattigo's Pack (ring packing, Chen–Dai–Kim–Song), the
+//     only key-switching step, hence the Galois keys and P.
+//   - LogN=13 with log(QP)=121 is far inside the 128-bit bound of the
+//     homomorphic encryption standard for ternary secrets (log(QP) ≤ 218 at
+//     N=8192). N=2^14 would cost twice per ciphertext for nothing here.
+//   - Values are stored normalised by their column's bound B (|x/B| ≤ 1)
+//     at scale 2^36: a sum over up to HEMaxRows rows stays below Q0/2.
+var heLiteral = ckks.ParametersLiteral{
+	LogN:            13,
+	LogQ:            []int{60},
+	LogP:            []int{61},
+	LogDefaultScale: HEScaleLog,
+	RingType:        ring.Standard,
+}
+
+// HEScaleLog is log2 of the scale of every encoded value.
+const HEScaleLog = 36
+
+// HEMaxRows bounds an encrypted dataset so that sums cannot wrap Q0.
+const HEMaxRows = 4_000_000
+
+var (
+	heOnce   sync.Once
+	heParams ckks.Parameters
+	heErr    error
+)
+
+// HEParams returns the engine's CKKS parameters.
+func HEParams() ckks.Parameters {
+	heOnce.Do(func() { heParams, heErr = ckks.NewParametersFromLiteral(heLiteral) })
+	if heErr != nil {
+		panic(fmt.Sprintf("sandbox: HE parameters: %v", heErr)) // a constant literal: cannot happen
+	}
+	return heParams
+}
+
+// HEParamsName names the parameter set on the ledger.
+const HEParamsName = "ckks-n13-q60-p61-s36-coeff"
+
+// HEGaloisElements are the rotations the engine uses (Pack), the only
+// evaluation keys the ceremony has to produce.
+func HEGaloisElements() []uint64 {
+	p := HEParams()
+	return rlwe.GaloisElementsForPack(p, p.LogN())
+}
+
+// heScale is 2^HEScaleLog as a float.
+var heScale = math.Ldexp(1, HEScaleLog)
+
+// ErrBadCiphertext: a ciphertext blob that does not decode.
+var ErrBadCiphertext = errors.New("sandbox: malformed ciphertext")
+
+// Ciphertexts and shares on disk and on the wire: "DSC1", degree+1 (u8),
+// level (u8), NTT flag (u8), log2 scale (u8), then per polynomial and per
+// modulus the N coefficients bit-packed at the modulus' width. At Q0 of 60
+// bits a ciphertext costs 15 bytes per coefficient (lattigo's own format
+// stores 8 bytes per 60-bit word and per modulus plus metadata).
+const ctMagic = "DSC1"
+
+// MarshalElement writes a degree-1 element (ciphertext, key-switch share)
+// at level 0..MaxLevel in the compact format.
+func MarshalElement(params ckks.Parameters, polys []ring.Poly, isNTT bool, logScale int) []byte {
+	level := polys[0].Level()
+	ringQ := params.RingQ().AtLevel(level)
+	n := params.N()
+	size := 8
+	for i := 0; i <= level; i++ {
+		size += len(polys) * ((n*bits.Len64(ringQ.SubRings[i].Modulus) + 7) / 8)
+	}
+	out := make([]byte, 0, size)
+	out = append(out, ctMagic...)
+	flag := byte(0)
+	if isNTT {
+		flag = 1
+	}
+	out = append(out, byte(len(polys)), byte(level), flag, byte(logScale))
+	for _, p := range polys {
+		for i := 0; i <= level; i++ {
+			out = packBits(out, p.Coeffs[i][:n], bits.Len64(ringQ.SubRings[i].Modulus))
+		}
+	}
+	return out
+}
+
+// UnmarshalElement reads what MarshalElement wrote, refusing anything
+// malformed: wrong header, length, degree, level or a coefficient not
+// reduced modulo its prime.
+func UnmarshalElement(params ckks.Parameters, b []byte, wantPolys int) (polys []ring.Poly, isNTT bool, logScale int, err error) {
+	if len(b) < 8 || string(b[:4]) != ctMagic {
+		return nil, false, 0, fmt.Errorf("%w: bad header", ErrBadCiphertext)
+	}
+	np, level, flag, ls := int(b[4]), int(b[5]), b[6], int(b[7])
+	if np != wantPolys || level > params.MaxLevel() || flag > 1 || ls > 120 {
+		return nil, false, 0, fmt.Errorf("%w: %d polynomials at level %d (want %d at most level %d)", ErrBadCiphertext, np, level, wantPolys, params.MaxLevel())
+	}
+	ringQ := params.RingQ().AtLevel(level)
+	n := params.N()
+	want := 8
+	for i := 0; i <= level; i++ {
+		want += np * ((n*bits.Len64(ringQ.SubRings[i].Modulus) + 7) / 8)
+	}
+	if len(b) != want {
+		return nil, false, 0, fmt.Errorf("%w: %d bytes, want %d", ErrBadCiphertext, len(b), want)
+	}
+	r := b[8:]
+	polys = make([]ring.Poly, np)
+	for k := range polys {
+		polys[k] = ringQ.NewPoly()
+		for i := 0; i <= level; i++ {
+			q := ringQ.SubRings[i].Modulus
+			w := bits.Len64(q)
+			used := (n*w + 7) / 8
+			if err := unpackBits(r[:used], polys[k].Coeffs[i][:n], w, q); err != nil {
+				return nil, false, 0, err
+			}
+			r = r[used:]
+		}
+	}
+	return polys, flag == 1, ls, nil
+}
+
+// MarshalCiphertext writes a ciphertext in the compact format.
+func MarshalCiphertext(params ckks.Parameters, ct *rlwe.Ciphertext) []byte {
+	return MarshalElement(params, ct.Value, ct.IsNTT, int(math.Round(math.Log2(ct.Scale.Float64()))))
+}
+
+// UnmarshalCiphertext reads a degree-1 ciphertext.
+func UnmarshalCiphertext(params ckks.Parameters, b []byte) (*rlwe.Ciphertext, error) {
+	polys, isNTT, ls, err := UnmarshalElement(params, b, 2)
+	if err != nil {
+		return nil, err
+	}
+	ct := rlwe.NewCiphertext(params, 1, polys[0].Level())
+	ct.Value = polys
+	ct.IsNTT = isNTT
+	ct.Scale = rlwe.NewScale(math.Ldexp(1, ls))
+	ct.IsBatched = false
+	return ct, nil
+}
+
+func packBits(out []byte, coeffs []uint64, w int) []byte {
+	var acc uint64
+	var nacc int
+	for _, c := range coeffs {
+		// c < 2^w, w ≤ 62: emit whole bytes as they fill.
+		lo := c
+		left := w
+		for left > 0 {
+			take := min(left, 64-nacc, 8)
+			acc |= (lo & (1<<take - 1)) << nacc
+			nacc += take
+			lo >>= take
+			left -= take
+			for nacc >= 8 {
+				out = append(out, byte(acc))
+				acc >>= 8
+				nacc -= 8
+			}
+		}
+	}
+	if nacc > 0 {
+		out = append(out, byte(acc))
+	}
+	return out
+}
+
+func unpackBits(b []byte, coeffs []uint64, w int, q uint64) error {
+	var acc uint64
+	var nacc int
+	pos := 0
+	for i := range coeffs {
+		var v uint64
+		got := 0
+		for got < w {
+			if nacc == 0 {
+				if pos >= len(b) {
+					return fmt.Errorf("%w: truncated", ErrBadCiphertext)
+				}
+				acc = uint64(b[pos])
+				pos++
+				nacc = 8
+			}
+			take := min(w-got, nacc)
+			v |= (acc & (1<<take - 1)) << got
+			acc >>= take
+			nacc -= take
+			got += take
+		}
+		if v >= q {
+			return fmt.Errorf("%w: coefficient %d not reduced", ErrBadCiphertext, i)
+		}
+		coeffs[i] = v
+	}
+	return nil
+}
+
+// MarshalKey writes a Lattigo key or share in Lattigo's format.
+func MarshalKey(k interface{ MarshalBinary() ([]byte, error) }) ([]byte, error) {
+	return k.MarshalBinary()
+}
+
+// UnmarshalKey reads a Lattigo object, turning any panic of a corrupted
+// blob into an error.
+func UnmarshalKey(b []byte, into interface{ UnmarshalBinary([]byte) error }) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrBadCiphertext, r)
+		}
+	}()
+	return into.UnmarshalBinary(b)
+}
+
+// RequesterSecretKey derives an account's CKKS secret key from its key
+// file's private seed (HKDF-SHA256, then Lattigo's ternary sampler over a
+// keyed BLAKE2 XOF), so the one key file an enterprise already keeps also
+// decrypts its HE results.
+func RequesterSecretKey(seed []byte) (*rlwe.SecretKey, error) {
+	if len(seed) < 32 {
+		return nil, errors.New("sandbox: a 32-byte private seed is needed for the HE key")
+	}
+	k, err := hkdf.Key(sha256.New, seed, nil, "datasandbox he requester key v1", 64)
+	if err != nil {
+		return nil, err
+	}
+	prng, err := sampling.NewKeyedPRNG(k)
+	if err != nil {
+		return nil, err
+	}
+	params := HEParams()
+	sampler, err := ring.NewSampler(prng, params.RingQ(), params.Xs(), false)
+	if err != nil {
+		return nil, err
+	}
+	sk := rlwe.NewSecretKey(params)
+	ringQP := params.RingQP().AtLevel(sk.LevelQ(), sk.LevelP())
+	sampler.AtLevel(sk.LevelQ()).Read(sk.Value.Q)
+	if lp := sk.LevelP(); lp > -1 {
+		ringQP.ExtendBasisSmallNormAndCenter(sk.Value.Q, lp, sk.Value.Q, sk.Value.P)
+	}
+	ringQP.NTT(sk.Value, sk.Value)
+	ringQP.MForm(sk.Value, sk.Value)
+	return sk, nil
+}
+
+// RequesterPublicKey returns the public key an account registers for its
+// HE results (account.hekey), in Lattigo's format.
+func RequesterPublicKey(seed []byte) ([]byte, error) {
+	sk, err := RequesterSecretKey(seed)
+	if err != nil {
+		return nil, err
+	}
+	pk := rlwe.NewKeyGenerator(HEParams()).GenPublicKeyNew(sk)
+	return pk.MarshalBinary()
+}
+
+// ParsePublicKey reads a public key of the engine's parameters.
+func ParsePublicKey(b []byte) (*rlwe.PublicKey, error) {
+	pk := rlwe.NewPublicKey(HEParams())
+	if err := UnmarshalKey(b, pk); err != nil {
+		return nil, err
+	}
+	p := HEParams()
+	if pk.LevelQ() != p.MaxLevelQ() || pk.LevelP() != p.MaxLevelP() || pk.Value[0].Q.N() != p.N() {
+		return nil, fmt.Errorf("%w: public key of other parameters", ErrBadCiphertext)
+	}
+	if err := checkReduced(p, pk.Value[0].Q, pk.Value[1].Q); err != nil {
+		return nil, err
+	}
+	return pk, nil
+}
+
+func checkReduced(p ckks.Parameters, polys ...ring.Poly) error {
+	for _, po := range polys {
+		for i := 0; i <= po.Level(); i++ {
+			q := p.RingQ().SubRings[i].Modulus
+			for _, c := range po.Coeffs[i] {
+				if c >= q {
+					return fmt.Errorf("%w: coefficient not reduced", ErrBadCiphertext)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// sha256Hex is a short helper for blobs' digests.
+func sha256Of(b ...[]byte) [32]byte {
+	h := sha256.New()
+	for _, x := range b {
+		h.Write(x)
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}

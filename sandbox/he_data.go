@@ -1,0 +1,366 @@
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+// heDir is the folder of a dataset's ciphertexts.
+const heDir = "he"
+
+// A quantity is one encrypted per-row value: x/B ("x:c"), (x/B)² ("xx:c")
+// or x/Bx·y/By ("xy:a,b") for sensitive columns c, a, b. Sums of these are
+// all the engine needs for COUNT..REGR_INTERCEPT without ever multiplying
+// ciphertexts.
+type quantity struct {
+	Name string `json:"name"`
+	A    int    `json:"-"` // index into the sensitive columns
+	B    int    `json:"-"` // second factor (xx: A again, x: -1)
+}
+
+func heQuantities(cols []string) []quantity {
+	var qs []quantity
+	for i, c := range cols {
+		qs = append(qs, quantity{Name: "x:" + c, A: i, B: -1}, quantity{Name: "xx:" + c, A: i, B: i})
+	}
+	for i := range cols {
+		for j := i + 1; j < len(cols); j++ {
+			qs = append(qs, quantity{Name: "xy:" + cols[i] + "," + cols[j], A: i, B: j})
+		}
+	}
+	return qs
+}
+
+// heMeta is he/meta.json.
+type heMeta struct {
+	Params     string             `json:"params"`
+	Rows       int64              `json:"rows"`
+	Columns    []string           `json:"columns"`
+	Norms      map[string]float64 `json:"norms"` // B of each column: max |bound|
+	Quantities []heFile           `json:"quantities"`
+}
+
+type heFile struct {
+	Name   string `json:"name"`
+	File   string `json:"file"`
+	Count  int    `json:"ciphertexts"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
+}
+
+// heIngest encrypts the sensitive columns of an ingest, one ciphertext
+// (N rows) at a time per quantity, on all cores.
+type heIngest struct {
+	cols  []string
+	norms []float64
+	qs    []quantity
+	pk    *rlwe.PublicKey
+	vals  [][]float64 // rows of the current batch, per sensitive column
+	dir   string
+	files []*os.File
+	bufs  []*bufio.Writer
+	hs    []hashWriter
+	cts   []int
+	bytes []int64
+	encs  []*rlwe.Encryptor
+	done  bool
+}
+
+type hashWriter struct {
+	h interface{ Write([]byte) (int, error) }
+}
+
+func newHEIngest(schema *policies.Schema, pk *rlwe.PublicKey) (*heIngest, error) {
+	e := &heIngest{pk: pk}
+	for _, c := range schema.Columns {
+		if c.Class != policies.Sensitive {
+			continue
+		}
+		if c.Type != policies.TypeInt && c.Type != policies.TypeFloat {
+			return nil, fmt.Errorf("%w: sensitive column %q is a %s; an encrypted dataset encrypts numbers only", ErrBadData, c.Name, c.Type)
+		}
+		if len(c.Bounds) != 2 {
+			return nil, fmt.Errorf("%w: sensitive column %q needs bounds to be encrypted", ErrBadData, c.Name)
+		}
+		b := absMax(c.Bounds[0], c.Bounds[1])
+		if !(b > 0) {
+			return nil, fmt.Errorf("%w: sensitive column %q has bounds [0, 0]", ErrBadData, c.Name)
+		}
+		e.cols = append(e.cols, c.Name)
+		e.norms = append(e.norms, b)
+	}
+	if len(e.cols) == 0 {
+		return nil, fmt.Errorf("%w: the schema has no sensitive column to encrypt", ErrBadData)
+	}
+	if len(e.cols) > 8 {
+		return nil, fmt.Errorf("%w: at most 8 sensitive columns can be encrypted, the schema has %d", ErrBadData, len(e.cols))
+	}
+	e.qs = heQuantities(e.cols)
+	e.vals = make([][]float64, len(e.cols))
+	return e, nil
+}
+
+func (e *heIngest) col(name string) int {
+	for i, c := range e.cols {
+		if c == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// batch is how many ciphertexts' worth of rows are encrypted together.
+func (e *heIngest) batch() int { return HEParams().N() * 2 * runtime.GOMAXPROCS(0) }
+
+func (e *heIngest) full() bool { return len(e.vals[0]) >= e.batch() }
+
+func (e *heIngest) open(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	e.dir = dir
+	for i, q := range e.qs {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("q%02d.cts", i)))
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		e.files = append(e.files, f)
+		e.bufs = append(e.bufs, bufio.NewWriterSize(multiWriter{f, h}, 1<<20))
+		e.hs = append(e.hs, hashWriter{h})
+		_ = q
+	}
+	e.cts = make([]int, len(e.qs))
+	e.bytes = make([]int64, len(e.qs))
+	for range runtime.GOMAXPROCS(0) {
+		e.encs = append(e.encs, rlwe.NewEncryptor(HEParams(), e.pk))
+	}
+	return nil
+}
+
+type multiWriter struct {
+	a, b interface{ Write([]byte) (int, error) }
+}
+
+func (m multiWriter) Write(p []byte) (int, error) {
+	n, err := m.a.Write(p)
+	if err != nil {
+		return n, err
+	}
+	return m.b.Write(p)
+}
+
+// flush encrypts the buffered rows: whole ciphertexts, or everything at
+// the end.
+func (e *heIngest) flush(ctx context.Context, last bool) error {
+	params := HEParams()
+	n := params.N()
+	rows := len(e.vals[0])
+	chunks := rows / n
+	if last && rows%n != 0 {
+		chunks++
+	}
+	if chunks == 0 {
+		return nil
+	}
+	out := make([][][]byte, chunks) // chunk -> quantity -> ciphertext
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	next := 0
+	for w := range e.encs {
+		wg.Add(1)
+		go func(enc *rlwe.Encryptor) {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				c := next
+				next++
+				mu.Unlock()
+				if c >= chunks || ctx.Err() != nil {
+					return
+				}
+				lo, hi := c*n, min((c+1)*n, rows)
+				res, err := e.encryptChunk(enc, lo, hi)
+				if err != nil {
+					mu.Lock()
+					firstErr = errors.Join(firstErr, err)
+					mu.Unlock()
+					return
+				}
+				out[c] = res
+			}
+		}(e.encs[w])
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, res := range out {
+		for qi, b := range res {
+			if _, err := e.bufs[qi].Write(b); err != nil {
+				return err
+			}
+			e.cts[qi]++
+			e.bytes[qi] += int64(len(b))
+		}
+	}
+	used := min(chunks*n, rows)
+	for i := range e.vals {
+		rest := copy(e.vals[i], e.vals[i][used:])
+		e.vals[i] = e.vals[i][:rest]
+	}
+	return nil
+}
+
+// encryptChunk encrypts rows [lo, hi) of the batch: one ciphertext per
+// quantity, row r at coefficient r-lo.
+func (e *heIngest) encryptChunk(enc *rlwe.Encryptor, lo, hi int) ([][]byte, error) {
+	params := HEParams()
+	ringQ := params.RingQ().AtLevel(0)
+	q := ringQ.SubRings[0].Modulus
+	out := make([][]byte, len(e.qs))
+	pt := rlwe.NewPlaintext(params, 0)
+	ct := rlwe.NewCiphertext(params, 1, 0)
+	for qi, qu := range e.qs {
+		coeffs := pt.Value.Coeffs[0]
+		clear(coeffs)
+		a := e.vals[qu.A][lo:hi]
+		na := e.norms[qu.A]
+		for i, x := range a {
+			v := x / na
+			if qu.B >= 0 {
+				v *= e.vals[qu.B][lo+i] / e.norms[qu.B]
+			}
+			coeffs[i] = encodeCoeff(v, q)
+		}
+		pt.IsNTT = false
+		ringQ.NTT(pt.Value, pt.Value)
+		pt.IsNTT = true
+		pt.IsBatched = false
+		pt.Scale = rlwe.NewScale(heScale)
+		if err := enc.Encrypt(pt, ct); err != nil {
+			return nil, err
+		}
+		out[qi] = MarshalCiphertext(params, ct)
+	}
+	return out, nil
+}
+
+// encodeCoeff maps a real value to round(v·2^36) mod q.
+func encodeCoeff(v float64, q uint64) uint64 {
+	x := math.Round(v * heScale)
+	if x >= 0 {
+		return uint64(x) % q
+	}
+	return q - uint64(-x)%q
+}
+
+// decodeCoeff maps a coefficient back to a real value (centred lift).
+func decodeCoeff(c, q uint64) float64 {
+	if c > q/2 {
+		return -float64(q-c) / heScale
+	}
+	return float64(c) / heScale
+}
+
+func (e *heIngest) finish(rows int64) error {
+	m := heMeta{Params: HEParamsName, Rows: rows, Columns: e.cols, Norms: map[string]float64{}}
+	for i, c := range e.cols {
+		m.Norms[c] = e.norms[i]
+	}
+	for i, q := range e.qs {
+		if err := e.bufs[i].Flush(); err != nil {
+			return err
+		}
+		if err := e.files[i].Sync(); err != nil {
+			return err
+		}
+		h := e.hs[i].h.(interface{ Sum([]byte) []byte })
+		m.Quantities = append(m.Quantities, heFile{Name: q.Name, File: filepath.Base(e.files[i].Name()), Count: e.cts[i], Bytes: e.bytes[i], SHA256: hex.EncodeToString(h.Sum(nil))})
+		if err := e.files[i].Close(); err != nil {
+			return err
+		}
+	}
+	e.done = true
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(e.dir, "meta.json"), b, 0o600)
+}
+
+func (e *heIngest) abort() {
+	if e.done {
+		return
+	}
+	for _, f := range e.files {
+		f.Close()
+	}
+}
+
+// heData is an encrypted dataset's ciphertexts in memory.
+type heData struct {
+	meta  heMeta
+	cts   map[string][]*rlwe.Ciphertext
+	bytes int64
+}
+
+// loadHE reads and checks a dataset's ciphertexts: every file's digest,
+// then every ciphertext's framing.
+func loadHE(dir string) (*heData, error) {
+	b, err := os.ReadFile(filepath.Join(dir, heDir, "meta.json"))
+	if err != nil {
+		return nil, err
+	}
+	var m heMeta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("sandbox: %s: %w", dir, err)
+	}
+	if m.Params != HEParamsName {
+		return nil, fmt.Errorf("sandbox: dataset encrypted with %q, this node runs %q", m.Params, HEParamsName)
+	}
+	params := HEParams()
+	d := &heData{meta: m, cts: map[string][]*rlwe.Ciphertext{}}
+	want := (m.Rows + int64(params.N()) - 1) / int64(params.N())
+	for _, q := range m.Quantities {
+		raw, err := os.ReadFile(filepath.Join(dir, heDir, filepath.Base(q.File)))
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(raw)
+		if hex.EncodeToString(sum[:]) != q.SHA256 {
+			return nil, fmt.Errorf("%w: %s: digest mismatch (the file was altered)", ErrBadCiphertext, q.Name)
+		}
+		if int64(q.Count) != want || q.Count == 0 || len(raw)%q.Count != 0 {
+			return nil, fmt.Errorf("%w: %s: %d ciphertexts in %d bytes for %d rows", ErrBadCiphertext, q.Name, q.Count, len(raw), m.Rows)
+		}
+		size := len(raw) / q.Count
+		cts := make([]*rlwe.Ciphertext, q.Count)
+		for i := range cts {
+			if cts[i], err = UnmarshalCiphertext(params, raw[i*size:(i+1)*size]); err != nil {
+				return nil, fmt.Errorf("%s: ciphertext %d: %w", q.Name, i, err)
+			}
+		}
+		d.cts[q.Name] = cts
+		d.bytes += int64(len(raw))
+	}
+	return d, nil
+}

@@ -1,0 +1,526 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/ring"
+)
+
+// HEKeys are the collective keys the engine uses: the public key (ingest,
+// and a fresh zero when a result has a single sum) and the Galois keys of
+// Pack. Nobody holds the matching secret key: it is shared t-of-N between
+// the agency nodes (mpc/).
+type HEKeys struct {
+	PK     *rlwe.PublicKey
+	Galois []*rlwe.GaloisKey
+}
+
+// HELayout says where each released quantity sits in an HE result
+// ciphertext and how the requester turns them into the result table. It
+// holds no data values: counts and sums are inside the ciphertext.
+type HELayout struct {
+	Query      string             `json:"query"`
+	Columns    []string           `json:"columns"`
+	GroupBy    []string           `json:"group_by,omitempty"`
+	Keys       [][]any            `json:"keys"`     // per released cell, its group values
+	PerCell    []string           `json:"per_cell"` // quantities per cell: "count", "x:c", "xx:c", "xy:a,b"
+	Spacing    int                `json:"spacing"`  // coefficient of cell g, quantity j: (g·len(PerCell)+j)·Spacing
+	Norms      map[string]float64 `json:"norms"`
+	Bounds     map[string][2]float64
+	Suppressed int     `json:"suppressed"`
+	Epsilon    float64 `json:"epsilon"`
+	Delta      float64 `json:"delta,omitempty"`
+	Mechanism  string  `json:"mechanism,omitempty"`
+	Depth      int     `json:"depth"` // ciphertext-ciphertext multiplications: always 0
+	Notes      string  `json:"notes,omitempty"`
+}
+
+// Positions lists the coefficients that carry released quantities.
+func (l *HELayout) Positions() []int {
+	var out []int
+	for g := range l.Keys {
+		for j := range l.PerCell {
+			out = append(out, (g*len(l.PerCell)+j)*l.Spacing)
+		}
+	}
+	return out
+}
+
+// HEStats are the engine's timings.
+type HEStats struct {
+	Load, Evaluate, Pack time.Duration
+	Ciphertexts          int
+	Masks                int
+}
+
+// maxHECells bounds cells × quantities of one HE result.
+const maxHECells = 2048
+
+// heNeeds maps an aggregate to the quantities it reads.
+func heNeeds(a *Agg, enc map[string]bool) ([]string, error) {
+	for _, c := range a.Args {
+		if c != "*" && !enc[c] && a.Func != "count" {
+			return nil, refuse("in he mode aggregates read encrypted (sensitive) columns; %s(%s) reads a clear column: use mode masked", strings.ToUpper(a.Func), c)
+		}
+	}
+	switch a.Func {
+	case "count":
+		return nil, nil
+	case "sum", "avg":
+		return []string{"x:" + a.Args[0]}, nil
+	case "var", "stddev":
+		return []string{"x:" + a.Args[0], "xx:" + a.Args[0]}, nil
+	case "corr", "regr_slope", "regr_intercept":
+		x, y := a.Args[0], a.Args[1]
+		return []string{"x:" + x, "x:" + y, "xx:" + x, "xx:" + y, pairName(x, y)}, nil
+	}
+	return nil, refuse("%s is not available in he mode (it needs comparisons on ciphertexts): use mode masked", strings.ToUpper(a.Func))
+}
+
+func pairName(a, b string) string { return "xy:" + a + "," + b }
+
+// HEEvaluate runs a query on an encrypted dataset: clear counts, masks from
+// the clear group and filter columns, encrypted sums packed into one
+// ciphertext (see he.go). Output control that needs clear counts (minimum
+// cell size) happens here; DP noise is added by the decrypting nodes.
+func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query, ctl Control, lim Limits) (*rlwe.Ciphertext, *HELayout, *HEStats, error) {
+	st := &HEStats{}
+	start := time.Now()
+	if err := Check(q, &t.Schema); err != nil {
+		return nil, nil, nil, err
+	}
+	enc := map[string]bool{}
+	for _, c := range d.meta.Columns {
+		enc[c] = true
+	}
+	for _, f := range q.FilterColumns() {
+		if enc[f] {
+			return nil, nil, nil, refuse("in he mode WHERE reads clear columns only; %s is encrypted", f)
+		}
+	}
+	for _, g := range q.GroupBy {
+		if enc[g] {
+			return nil, nil, nil, refuse("in he mode GROUP BY uses clear columns only; %s is encrypted", g)
+		}
+	}
+	perCell := []string{"count"}
+	seen := map[string]bool{"count": true}
+	for _, it := range q.Select {
+		if it.Agg == nil {
+			continue
+		}
+		need, err := heNeeds(it.Agg, enc)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for _, n := range need {
+			if strings.HasPrefix(n, "xy:") {
+				n = canonicalPair(n, d.meta.Columns)
+			}
+			if !seen[n] {
+				seen[n] = true
+				perCell = append(perCell, n)
+			}
+		}
+	}
+	for _, n := range perCell[1:] {
+		if d.cts[n] == nil {
+			return nil, nil, nil, fmt.Errorf("sandbox: dataset lacks quantity %s", n)
+		}
+	}
+	mask, err := evalWhere(t, q.Where)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	gid, ngroups, gkeys, err := groupIDs(t, q.GroupBy, lim)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	counts, err := parallelCount(ctx, t.Rows, mask, gid, ngroups)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	lay := &HELayout{Query: q.Source, GroupBy: q.GroupBy, PerCell: perCell, Norms: d.meta.Norms, Depth: 0,
+		Epsilon: ctl.Epsilon, Delta: ctl.Delta, Mechanism: ctl.Mechanism, Bounds: map[string][2]float64{}}
+	for _, c := range t.Schema.Columns {
+		if enc[c.Name] && len(c.Bounds) == 2 {
+			lay.Bounds[c.Name] = [2]float64{c.Bounds[0], c.Bounds[1]}
+		}
+	}
+	if ctl.Dominance != nil {
+		lay.Notes = "the dominance rule needs per-person values and is not evaluated in he mode; minimum cell size and DP apply"
+	}
+	for _, it := range q.Select {
+		lay.Columns = append(lay.Columns, label(it))
+	}
+	cellOf := make([]int32, ngroups)
+	cells := 0
+	for g, n := range counts {
+		cellOf[g] = -1
+		if n == 0 {
+			continue
+		}
+		if n < int64(ctl.MinGroupSize) {
+			lay.Suppressed++
+			continue
+		}
+		cellOf[g] = int32(cells)
+		cells++
+		k := make([]any, len(q.GroupBy))
+		for i, col := range q.GroupBy {
+			k[i] = keyValue(t, col, gkeys[g][i])
+		}
+		lay.Keys = append(lay.Keys, k)
+	}
+	positions := cells * len(perCell)
+	if positions > maxHECells {
+		return nil, nil, nil, refuse("he mode releases at most %d cells×quantities in one result; this query has %d (fewer groups or aggregates, or mode masked)", maxHECells, positions)
+	}
+	params := HEParams()
+	N := params.N()
+	slots := 2
+	for slots < positions {
+		slots <<= 1
+	}
+	lay.Spacing = N / slots
+	ringQ := params.RingQ().AtLevel(0)
+	qmod := ringQ.SubRings[0].Modulus
+
+	// Encrypted sums, cell by cell, worker by worker.
+	encQ := perCell[1:]
+	st.Load = time.Since(start)
+	evalStart := time.Now()
+	var ncts int
+	if len(encQ) > 0 {
+		ncts = len(d.cts[encQ[0]])
+	}
+	st.Ciphertexts = ncts * len(encQ)
+	workers := min(runtime.GOMAXPROCS(0), max(ncts, 1))
+	type acc struct {
+		sel, pure [][]*rlwe.Ciphertext // [quantity][cell]
+		masks     int
+	}
+	accs := make([]*acc, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		a := &acc{sel: make([][]*rlwe.Ciphertext, len(encQ)), pure: make([][]*rlwe.Ciphertext, len(encQ))}
+		for i := range encQ {
+			a.sel[i] = make([]*rlwe.Ciphertext, cells)
+			a.pure[i] = make([]*rlwe.Ciphertext, cells)
+		}
+		accs[w] = a
+		if len(encQ) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			b := ringQ.NewPoly()
+			present := make([]int32, 0, 16)
+			for c := w; c < ncts; c += workers {
+				if c%8 == 0 && ctx.Err() != nil {
+					return
+				}
+				lo, hi := c*N, min((c+1)*N, t.Rows)
+				present = present[:0]
+				pure := true
+				for r := lo; r < hi; r++ {
+					cell := int32(-1)
+					if mask == nil || mask[r] {
+						g := 0
+						if gid != nil {
+							g = int(gid[r])
+						}
+						cell = cellOf[g]
+					}
+					if cell < 0 {
+						pure = false
+						continue
+					}
+					if !slices.Contains(present, cell) {
+						present = append(present, cell)
+					}
+				}
+				if len(present) == 0 {
+					continue
+				}
+				if pure && len(present) == 1 {
+					cell := present[0]
+					for qi, name := range encQ {
+						ct := d.cts[name][c]
+						if a.pure[qi][cell] == nil {
+							a.pure[qi][cell] = ct.CopyNew()
+						} else {
+							ringQ.Add(a.pure[qi][cell].Value[0], ct.Value[0], a.pure[qi][cell].Value[0])
+							ringQ.Add(a.pure[qi][cell].Value[1], ct.Value[1], a.pure[qi][cell].Value[1])
+						}
+					}
+					continue
+				}
+				for _, cell := range present {
+					clear(b.Coeffs[0])
+					for r := lo; r < hi; r++ {
+						if mask != nil && !mask[r] {
+							continue
+						}
+						g := 0
+						if gid != nil {
+							g = int(gid[r])
+						}
+						if cellOf[g] != cell {
+							continue
+						}
+						setSelect(b.Coeffs[0], r-lo, qmod)
+					}
+					ringQ.NTT(b, b)
+					ringQ.MForm(b, b)
+					a.masks++
+					for qi, name := range encQ {
+						ct := d.cts[name][c]
+						if a.sel[qi][cell] == nil {
+							a.sel[qi][cell] = rlwe.NewCiphertext(params, 1, 0)
+							*a.sel[qi][cell].MetaData = *ct.MetaData
+						}
+						ringQ.MulCoeffsMontgomeryThenAdd(ct.Value[0], b, a.sel[qi][cell].Value[0])
+						ringQ.MulCoeffsMontgomeryThenAdd(ct.Value[1], b, a.sel[qi][cell].Value[1])
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, err
+	}
+	// Merge the workers, then move each pure sum's total to coefficient 0
+	// with the all-ones selection.
+	all := ringQ.NewPoly()
+	for r := range N {
+		setSelect(all.Coeffs[0], r, qmod)
+	}
+	ringQ.NTT(all, all)
+	ringQ.MForm(all, all)
+	packIn := map[int]*rlwe.Ciphertext{}
+	for qi := range encQ {
+		for cell := range cells {
+			var sel, pure *rlwe.Ciphertext
+			for _, a := range accs {
+				sel = addInto(ringQ, sel, a.sel[qi][cell])
+				pure = addInto(ringQ, pure, a.pure[qi][cell])
+			}
+			if pure != nil {
+				if sel == nil {
+					sel = rlwe.NewCiphertext(params, 1, 0)
+					*sel.MetaData = *pure.MetaData
+				}
+				ringQ.MulCoeffsMontgomeryThenAdd(pure.Value[0], all, sel.Value[0])
+				ringQ.MulCoeffsMontgomeryThenAdd(pure.Value[1], all, sel.Value[1])
+			}
+			if sel == nil { // an empty cell cannot be released; kept for shape
+				continue
+			}
+			packIn[(cell*len(perCell)+1+qi)*lay.Spacing] = sel
+		}
+	}
+	for _, a := range accs {
+		st.Masks += a.masks
+	}
+	st.Evaluate = time.Since(evalStart)
+	packStart := time.Now()
+	var out *rlwe.Ciphertext
+	zero := func() (*rlwe.Ciphertext, error) {
+		ct := rlwe.NewCiphertext(params, 1, 0)
+		if err := rlwe.NewEncryptor(params, keys.PK).EncryptZero(ct); err != nil {
+			return nil, err
+		}
+		ct.Scale = rlwe.NewScale(heScale)
+		ct.IsBatched = false
+		return ct, nil
+	}
+	// Clear counts go in as trivial ciphertexts (no mask, c1 = 0): the
+	// decrypting nodes add their noise to them like to every sum.
+	for g, n := range counts {
+		if cellOf[g] < 0 {
+			continue
+		}
+		ct := rlwe.NewCiphertext(params, 1, 0)
+		ct.Value[0].Coeffs[0][0] = encodeCoeff(float64(n), qmod)
+		ringQ.NTT(ct.Value[0], ct.Value[0])
+		ct.IsNTT = true
+		ct.Scale = rlwe.NewScale(heScale)
+		ct.IsBatched = false
+		packIn[int(cellOf[g])*len(perCell)*lay.Spacing] = ct
+	}
+	if len(packIn) == 0 { // no released cell: an encryption of zero
+		if out, err = zero(); err != nil {
+			return nil, nil, nil, err
+		}
+	} else {
+		if len(packIn) == 1 {
+			z, err := zero()
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			packIn[lay.Spacing] = z
+		}
+		eval := rlwe.NewEvaluator(params, rlwe.NewMemEvaluationKeySet(nil, keys.Galois...))
+		if out, err = eval.Pack(packIn, params.LogN(), true); err != nil {
+			return nil, nil, nil, fmt.Errorf("sandbox: packing the result: %w", err)
+		}
+	}
+	out.Scale = rlwe.NewScale(heScale)
+	out.IsBatched = false
+	st.Pack = time.Since(packStart)
+	return out, lay, st, nil
+}
+
+func addInto(r *ring.Ring, dst, src *rlwe.Ciphertext) *rlwe.Ciphertext {
+	if src == nil {
+		return dst
+	}
+	if dst == nil {
+		return src
+	}
+	r.Add(dst.Value[0], src.Value[0], dst.Value[0])
+	r.Add(dst.Value[1], src.Value[1], dst.Value[1])
+	return dst
+}
+
+// setSelect sets the coefficient of x(X)·b(X) that carries row i to the
+// constant term: Σ b_i x_i is the constant coefficient of x·b̃ with
+// b̃ = b_0 − Σ_{i≥1} b_i X^{N−i} (negacyclic ring).
+func setSelect(b []uint64, i int, q uint64) {
+	if i == 0 {
+		b[0] = 1
+		return
+	}
+	b[len(b)-i] = q - 1
+}
+
+func canonicalPair(n string, cols []string) string {
+	parts := strings.SplitN(strings.TrimPrefix(n, "xy:"), ",", 2)
+	if len(parts) != 2 {
+		return n
+	}
+	if slices.Index(cols, parts[0]) > slices.Index(cols, parts[1]) {
+		parts[0], parts[1] = parts[1], parts[0]
+	}
+	return pairName(parts[0], parts[1])
+}
+
+// DecodeHEResult reads the released quantities from a decrypted result
+// polynomial's coefficients and finishes the table: the requester's side.
+func DecodeHEResult(lay *HELayout, coeffs []uint64, q uint64) (columns []string, rows [][]any, err error) {
+	pq, err := ParseQuery(lay.Query)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(lay.Keys)*len(lay.PerCell)*lay.Spacing > len(coeffs) || lay.Spacing <= 0 {
+		return nil, nil, fmt.Errorf("sandbox: result layout does not fit the ciphertext")
+	}
+	val := func(g int, name string) float64 {
+		j := slices.Index(lay.PerCell, name)
+		if j < 0 && strings.HasPrefix(name, "xy:") {
+			p := strings.SplitN(name[3:], ",", 2)
+			name = pairName(p[1], p[0])
+			j = slices.Index(lay.PerCell, name)
+		}
+		if j < 0 {
+			return math.NaN()
+		}
+		v := decodeCoeff(coeffs[(g*len(lay.PerCell)+j)*lay.Spacing], q)
+		switch {
+		case name == "count":
+			return v
+		case strings.HasPrefix(name, "x:"):
+			return v * lay.Norms[name[2:]]
+		case strings.HasPrefix(name, "xx:"):
+			b := lay.Norms[name[3:]]
+			return v * b * b
+		default:
+			p := strings.SplitN(name[3:], ",", 2)
+			return v * lay.Norms[p[0]] * lay.Norms[p[1]]
+		}
+	}
+	res := &Result{Columns: lay.Columns}
+	groupPos := map[string]int{}
+	for i, g := range pq.GroupBy {
+		groupPos[g] = i
+	}
+	for g, key := range lay.Keys {
+		row := make([]any, len(pq.Select))
+		n := math.Max(val(g, "count"), 0)
+		for i, it := range pq.Select {
+			if it.Agg == nil {
+				row[i] = key[groupPos[it.Column]]
+				continue
+			}
+			a := it.Agg
+			var lo, hi float64
+			if b, ok := lay.Bounds[a.Args[0]]; ok {
+				lo, hi = b[0], b[1]
+			}
+			nn := math.Max(n, 1)
+			switch a.Func {
+			case "count":
+				row[i] = math.Round(n)
+			case "sum":
+				row[i] = round(val(g, "x:"+a.Args[0]))
+			case "avg":
+				row[i] = round(math.Min(math.Max(val(g, "x:"+a.Args[0])/nn, lo), hi))
+			case "var", "stddev":
+				m := val(g, "x:"+a.Args[0]) / nn
+				v := math.Max(0, val(g, "xx:"+a.Args[0])/nn-m*m)
+				if a.Func == "stddev" {
+					v = math.Sqrt(v)
+				}
+				row[i] = round(v)
+			default: // corr, regr_slope(y, x), regr_intercept(y, x)
+				y, x := a.Args[0], a.Args[1]
+				my, mx := val(g, "x:"+y)/nn, val(g, "x:"+x)/nn
+				vy := math.Max(val(g, "xx:"+y)/nn-my*my, 0)
+				vx := math.Max(val(g, "xx:"+x)/nn-mx*mx, 0)
+				cov := val(g, pairName(y, x))/nn - mx*my
+				switch a.Func {
+				case "corr":
+					if vx == 0 || vy == 0 {
+						row[i] = nil
+					} else {
+						row[i] = round(math.Max(-1, math.Min(1, cov/math.Sqrt(vx*vy))))
+					}
+				case "regr_slope":
+					if vx == 0 {
+						row[i] = nil
+					} else {
+						row[i] = round(cov / vx)
+					}
+				default:
+					if vx == 0 {
+						row[i] = nil
+					} else {
+						row[i] = round(my - cov/vx*mx)
+					}
+				}
+			}
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	if err := order(res, pq); err != nil {
+		return nil, nil, err
+	}
+	if pq.Limit > 0 && len(res.Rows) > pq.Limit {
+		res.Rows = res.Rows[:pq.Limit]
+	}
+	if res.Rows == nil {
+		res.Rows = [][]any{}
+	}
+	return res.Columns, res.Rows, nil
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 
 	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
@@ -127,7 +128,22 @@ func (s *Server) upload(c echo.Context) error {
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxUpload)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.UploadTimeout)
 	defer cancel()
-	res, err := s.data.Upload(ctx, body, schema)
+	var pk *rlwe.PublicKey
+	switch mode := c.QueryParam("mode"); mode {
+	case "", policies.ModeMasked:
+	case policies.ModeHE:
+		if s.he == nil {
+			return &problemError{status: http.StatusConflict, code: "no-he-key", detail: "this node has no HE keys"}
+		}
+		keys, err := s.he.Keys()
+		if err != nil {
+			return &problemError{status: http.StatusConflict, code: "no-he-key", detail: "cannot encrypt: " + err.Error()}
+		}
+		pk = keys.PK
+	default:
+		return badRequest("bad-parameter", fmt.Sprintf("mode must be masked or he, not %q", mode))
+	}
+	res, err := s.data.Upload(ctx, body, schema, pk)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

@@ -25,6 +25,7 @@ type AccountResponse struct {
 	Name      string   `json:"name,omitempty"`
 	Org       string   `json:"org,omitempty"`
 	Roles     []string `json:"roles"`
+	HEKey     string   `json:"he_key_sha256,omitempty"`
 }
 
 func (s *Server) getAccount(c echo.Context) error {
@@ -36,7 +37,7 @@ func (s *Server) getAccount(c echo.Context) error {
 	if !ok {
 		return notFound(fmt.Sprintf("no account %s", a))
 	}
-	r := AccountResponse{Address: a.String(), Name: acc.Name, Org: acc.Org, Roles: acc.Roles}
+	r := AccountResponse{Address: a.String(), Name: acc.Name, Org: acc.Org, Roles: acc.Roles, HEKey: acc.HEKey}
 	if acc.PublicKey != nil {
 		r.PublicKey = base64.StdEncoding.EncodeToString(acc.PublicKey)
 	}

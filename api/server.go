@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
@@ -45,7 +46,7 @@ type State interface {
 
 // Data is the node's dataset store (sandbox.Store).
 type Data interface {
-	Upload(ctx context.Context, r io.Reader, schema *policies.Schema) (*sandbox.IngestResult, error)
+	Upload(ctx context.Context, r io.Reader, schema *policies.Schema, pk *rlwe.PublicKey) (*sandbox.IngestResult, error)
 	Staged(sha string) (*policies.Schema, int64, bool)
 	Discard(sha string)
 	Bind(sha, name string) error
@@ -110,6 +111,7 @@ type Server struct {
 	state   State
 	key     *chain.Key // the node's key: it signs the entries it relays
 	data    Data       // nil on a node that holds no data
+	he      *HE        // nil until SetHE
 	replays *replayCache
 	metrics *metrics
 	known   map[string]bool // "METHOD /echo/path" of every route
@@ -187,6 +189,8 @@ func (s *Server) Routes() []Route {
 		{Method: "POST", Path: "/v1/accounts/grants", Summary: "grant a role (admin)", Perm: policies.PermGrant, handler: s.relayed(policies.KindAccountGrant)},
 		{Method: "POST", Path: "/v1/accounts/revocations", Summary: "revoke a role (admin)", Perm: policies.PermGrant, handler: s.relayed(policies.KindAccountRevoke)},
 		{Method: "POST", Path: "/v1/accounts/rotations", Summary: "rotate the signing account's key", handler: s.relayed(policies.KindAccountRotate)},
+		{Method: "POST", Path: "/v1/accounts/hekey", Summary: "register the signing account's CKKS public key for its he results", handler: s.registerHEKey},
+		{Method: "GET", Path: "/v1/he", Summary: "the committed HE key ceremony: participants, threshold, key digests", handler: s.heStatus},
 		{Method: "POST", Path: "/v1/accounts/table", Summary: "set a role's permissions (admin)", Perm: policies.PermGrant, handler: s.relayed(policies.KindTableSet)},
 		{Method: "POST", Path: "/v1/uploads", Summary: "upload a dataset's CSV to this node (agency; ?schema=<base64url JSON>)", Perm: policies.PermRegisterDataset, Stream: true, handler: s.upload},
 		{Method: "POST", Path: "/v1/datasets", Summary: "register an uploaded dataset (agency)", Perm: policies.PermRegisterDataset, handler: s.registerDataset},
@@ -265,3 +269,6 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	return enc.Encode(v)
 }
+
+// SetHE gives the server the node's HE wiring (encrypted uploads).
+func (s *Server) SetHE(h *HE) { s.he = h }

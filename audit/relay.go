@@ -86,6 +86,7 @@ var Routes = []Route{
 	{Kind: policies.KindAccountGrant, Method: http.MethodPost, Pattern: "/v1/accounts/grants"},
 	{Kind: policies.KindAccountRevoke, Method: http.MethodPost, Pattern: "/v1/accounts/revocations"},
 	{Kind: policies.KindAccountRotate, Method: http.MethodPost, Pattern: "/v1/accounts/rotations"},
+	{Kind: policies.KindHEKey, Method: http.MethodPost, Pattern: "/v1/accounts/hekey"},
 	{Kind: policies.KindTableSet, Method: http.MethodPost, Pattern: "/v1/accounts/table"},
 	{Kind: policies.KindDatasetRegister, Method: http.MethodPost, Pattern: "/v1/datasets"},
 	{Kind: policies.KindPolicyPublish, Method: http.MethodPost, Pattern: "/v1/policies"},

@@ -314,4 +314,3 @@ func (p *Party) combine(ct *rlwe.Ciphertext, shares [][]byte) (*rlwe.Ciphertext,
 	out.Value[1].CopyLvl(ct.Level(), agg[1])
 	return out, "", nil
 }
-

@@ -20,7 +20,9 @@ import (
 // The engine's parameters (sandbox.HEParams; mpc does not import sandbox).
 var testLiteral = ckks.ParametersLiteral{LogN: 13, LogQ: []int{60}, LogP: []int{61}, LogDefaultScale: 36, RingType: ring.Standard}
 
-type fakeLedger struct{ accounts map[policies.Address]policies.Account }
+type fakeLedger struct {
+	accounts map[policies.Address]policies.Account
+}
 
 func (l *fakeLedger) Account(a policies.Address) (policies.Account, bool) {
 	x, ok := l.accounts[a]
@@ -300,7 +302,9 @@ func TestDPNoiseShares(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool { return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0) }
+func contains(s, sub string) bool {
+	return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0)
+}
 
 func indexOf(s, sub string) int {
 	for i := 0; i+len(sub) <= len(s); i++ {

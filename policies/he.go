@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -200,4 +201,18 @@ func (m *Machine) HEKey(a Address) ([]byte, bool) {
 	defer m.mu.RUnlock()
 	k, ok := m.s.HEKeys[a.String()]
 	return k, ok
+}
+
+// Accounts lists every account (copies).
+func (m *Machine) Accounts() []Account {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]Account, 0, len(m.s.Accounts))
+	for _, a := range m.s.Accounts {
+		c := *a
+		c.Roles = slices.Clone(a.Roles)
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(x, y Account) int { return strings.Compare(x.Address.String(), y.Address.String()) })
+	return out
 }

@@ -46,6 +46,16 @@ type Result struct {
 	Suppressed   int      `json:"suppressed"`
 	EpsilonSpent float64  `json:"epsilon_spent"`
 	ResultSHA256 string   `json:"result_sha256"`
+	// HE is set for an he job: the result encrypted to the requester, who
+	// decrypts it and fills Rows (DecryptHEResult). Rows is empty here.
+	HE *HEResult `json:"he,omitempty"`
+}
+
+// HEResult is the encrypted part of an he job's result.
+type HEResult struct {
+	Layout     *HELayout `json:"layout"`
+	Ciphertext []byte    `json:"ciphertext"` // compact format, under the requester's key
+	Active     []string  `json:"active"`     // the nodes whose shares re-encrypted it
 }
 
 // Seal sets ResultSHA256: SHA-256 of the canonical JSON of the result

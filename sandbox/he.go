@@ -88,9 +88,12 @@ const ctMagic = "DSC1"
 // MarshalElement writes a degree-1 element (ciphertext, key-switch share)
 // at level 0..MaxLevel in the compact format.
 func MarshalElement(params ckks.Parameters, polys []ring.Poly, isNTT bool, logScale int) []byte {
+	return marshalRing(params.RingQ(), params.N(), polys, isNTT, logScale)
+}
+
+func marshalRing(r *ring.Ring, n int, polys []ring.Poly, isNTT bool, logScale int) []byte {
 	level := polys[0].Level()
-	ringQ := params.RingQ().AtLevel(level)
-	n := params.N()
+	ringQ := r.AtLevel(level)
 	size := 8
 	for i := 0; i <= level; i++ {
 		size += len(polys) * ((n*bits.Len64(ringQ.SubRings[i].Modulus) + 7) / 8)
@@ -114,15 +117,18 @@ func MarshalElement(params ckks.Parameters, polys []ring.Poly, isNTT bool, logSc
 // malformed: wrong header, length, degree, level or a coefficient not
 // reduced modulo its prime.
 func UnmarshalElement(params ckks.Parameters, b []byte, wantPolys int) (polys []ring.Poly, isNTT bool, logScale int, err error) {
+	return unmarshalRing(params.RingQ(), params.N(), b, wantPolys)
+}
+
+func unmarshalRing(r *ring.Ring, n int, b []byte, wantPolys int) (polys []ring.Poly, isNTT bool, logScale int, err error) {
 	if len(b) < 8 || string(b[:4]) != ctMagic {
 		return nil, false, 0, fmt.Errorf("%w: bad header", ErrBadCiphertext)
 	}
 	np, level, flag, ls := int(b[4]), int(b[5]), b[6], int(b[7])
-	if np != wantPolys || level > params.MaxLevel() || flag > 1 || ls > 120 {
-		return nil, false, 0, fmt.Errorf("%w: %d polynomials at level %d (want %d at most level %d)", ErrBadCiphertext, np, level, wantPolys, params.MaxLevel())
+	if np != wantPolys || level > r.Level() || flag > 1 || ls > 120 {
+		return nil, false, 0, fmt.Errorf("%w: %d polynomials at level %d (want %d at most level %d)", ErrBadCiphertext, np, level, wantPolys, r.Level())
 	}
-	ringQ := params.RingQ().AtLevel(level)
-	n := params.N()
+	ringQ := r.AtLevel(level)
 	want := 8
 	for i := 0; i <= level; i++ {
 		want += np * ((n*bits.Len64(ringQ.SubRings[i].Modulus) + 7) / 8)
@@ -130,7 +136,7 @@ func UnmarshalElement(params ckks.Parameters, b []byte, wantPolys int) (polys []
 	if len(b) != want {
 		return nil, false, 0, fmt.Errorf("%w: %d bytes, want %d", ErrBadCiphertext, len(b), want)
 	}
-	r := b[8:]
+	rest := b[8:]
 	polys = make([]ring.Poly, np)
 	for k := range polys {
 		polys[k] = ringQ.NewPoly()
@@ -138,10 +144,10 @@ func UnmarshalElement(params ckks.Parameters, b []byte, wantPolys int) (polys []
 			q := ringQ.SubRings[i].Modulus
 			w := bits.Len64(q)
 			used := (n*w + 7) / 8
-			if err := unpackBits(r[:used], polys[k].Coeffs[i][:n], w, q); err != nil {
+			if err := unpackBits(rest[:used], polys[k].Coeffs[i][:n], w, q); err != nil {
 				return nil, false, 0, err
 			}
-			r = r[used:]
+			rest = rest[used:]
 		}
 	}
 	return polys, flag == 1, ls, nil
@@ -271,44 +277,41 @@ func RequesterSecretKey(seed []byte) (*rlwe.SecretKey, error) {
 }
 
 // RequesterPublicKey returns the public key an account registers for its
-// HE results (account.hekey), in Lattigo's format.
+// HE results (account.hekey): the Q part then the P part of (b, a), each
+// in the compact format.
 func RequesterPublicKey(seed []byte) ([]byte, error) {
 	sk, err := RequesterSecretKey(seed)
 	if err != nil {
 		return nil, err
 	}
-	pk := rlwe.NewKeyGenerator(HEParams()).GenPublicKeyNew(sk)
-	return pk.MarshalBinary()
+	p := HEParams()
+	pk := rlwe.NewKeyGenerator(p).GenPublicKeyNew(sk)
+	out := marshalRing(p.RingQ(), p.N(), []ring.Poly{pk.Value[0].Q, pk.Value[1].Q}, true, 0)
+	return append(out, marshalRing(p.RingP(), p.N(), []ring.Poly{pk.Value[0].P, pk.Value[1].P}, true, 0)...), nil
 }
 
-// ParsePublicKey reads a public key of the engine's parameters.
+// ParsePublicKey reads a public key RequesterPublicKey wrote. The format
+// is checked strictly: an enterprise's key is untrusted input.
 func ParsePublicKey(b []byte) (*rlwe.PublicKey, error) {
-	pk := rlwe.NewPublicKey(HEParams())
-	if err := UnmarshalKey(b, pk); err != nil {
+	p := HEParams()
+	qsize := len(marshalRing(p.RingQ(), p.N(), []ring.Poly{p.RingQ().NewPoly(), p.RingQ().NewPoly()}, true, 0))
+	if len(b) <= qsize {
+		return nil, fmt.Errorf("%w: public key of %d bytes", ErrBadCiphertext, len(b))
+	}
+	qs, _, _, err := unmarshalRing(p.RingQ(), p.N(), b[:qsize], 2)
+	if err != nil {
 		return nil, err
 	}
-	p := HEParams()
-	if pk.LevelQ() != p.MaxLevelQ() || pk.LevelP() != p.MaxLevelP() || pk.Value[0].Q.N() != p.N() {
+	ps, _, _, err := unmarshalRing(p.RingP(), p.N(), b[qsize:], 2)
+	if err != nil {
+		return nil, err
+	}
+	if qs[0].Level() != p.MaxLevelQ() || ps[0].Level() != p.MaxLevelP() {
 		return nil, fmt.Errorf("%w: public key of other parameters", ErrBadCiphertext)
 	}
-	if err := checkReduced(p, pk.Value[0].Q, pk.Value[1].Q); err != nil {
-		return nil, err
-	}
+	pk := rlwe.NewPublicKey(p)
+	pk.Value[0].Q, pk.Value[1].Q, pk.Value[0].P, pk.Value[1].P = qs[0], qs[1], ps[0], ps[1]
 	return pk, nil
-}
-
-func checkReduced(p ckks.Parameters, polys ...ring.Poly) error {
-	for _, po := range polys {
-		for i := 0; i <= po.Level(); i++ {
-			q := p.RingQ().SubRings[i].Modulus
-			for _, c := range po.Coeffs[i] {
-				if c >= q {
-					return fmt.Errorf("%w: coefficient not reduced", ErrBadCiphertext)
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // sha256Hex is a short helper for blobs' digests.

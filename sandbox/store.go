@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -24,6 +26,9 @@ type Store struct {
 
 	mu     sync.Mutex
 	tables map[string]*Table // loaded datasets, by name
+
+	heMu sync.Mutex
+	he   map[string]*heData // loaded ciphertexts, by dataset
 }
 
 // OpenStore opens (creating) a store in dir. Its pseudonym key is created
@@ -66,12 +71,19 @@ func validSHA(s string) bool {
 }
 
 // Upload ingests a CSV into the staging area and returns its digest and
-// row count.
-func (s *Store) Upload(ctx context.Context, r io.Reader, schema *policies.Schema) (*IngestResult, error) {
+// row count. With pk set, sensitive columns are encrypted under it (he
+// mode) and never stored in the clear.
+func (s *Store) Upload(ctx context.Context, r io.Reader, schema *policies.Schema, pk *rlwe.PublicKey) (*IngestResult, error) {
 	var n [8]byte
 	rand.Read(n[:])
 	tmp := filepath.Join(s.dir, "uploads", fmt.Sprintf("tmp-%x", n))
-	res, err := Ingest(ctx, r, schema, s.key, tmp)
+	var res *IngestResult
+	var err error
+	if pk != nil {
+		res, err = IngestEncrypted(ctx, r, schema, s.key, tmp, pk)
+	} else {
+		res, err = Ingest(ctx, r, schema, s.key, tmp)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -211,4 +223,35 @@ func (s *Store) Blob(key string) ([]byte, error) {
 		return nil, fmt.Errorf("sandbox: no result for %s here", job)
 	}
 	return b, nil
+}
+
+// HEData returns a dataset's ciphertexts, loaded once and kept: datasets
+// are immutable once bound.
+func (s *Store) HEData(name string) (*heData, error) {
+	s.heMu.Lock()
+	defer s.heMu.Unlock()
+	if d, ok := s.he[name]; ok {
+		return d, nil
+	}
+	if !validName(name) {
+		return nil, ErrNoData
+	}
+	d, err := loadHE(filepath.Join(s.dir, "datasets", name))
+	if err != nil {
+		return nil, err
+	}
+	if s.he == nil {
+		s.he = map[string]*heData{}
+	}
+	s.he[name] = d
+	return d, nil
+}
+
+// Encrypted reports whether a held dataset is an encrypted (he) one.
+func (s *Store) Encrypted(name string) bool {
+	if !validName(name) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(s.dir, "datasets", name, heDir, "meta.json"))
+	return err == nil
 }

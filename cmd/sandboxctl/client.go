@@ -150,3 +150,14 @@ func printJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// signer returns the loaded key, or why there is none.
+func (c *client) signer() (*chain.Key, error) {
+	if c.keyErr != nil {
+		return nil, c.keyErr
+	}
+	if c.key == nil {
+		return nil, errors.New("this needs --key (or SANDBOX_KEY)")
+	}
+	return c.key, nil
+}

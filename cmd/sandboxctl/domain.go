@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -155,6 +156,7 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	name := fs.String("name", "", "dataset name, e.g. tax2025")
 	schemaFile := fs.String("schema", "", "schema JSON (CONTRACT.md)")
 	file := fs.String("file", "", "the data (CSV, UTF-8, with a header row)")
+	regMode := fs.String("mode", "masked", "masked, or he: sensitive columns encrypted under the consortium's collective key")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -173,7 +175,7 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	c := newClient(g)
 	// 1. The data goes to the agency's node, which masks and stores it.
 	var up api.UploadResponse
-	if err := c.upload(ctx, "/v1/uploads?schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", &up); err != nil {
+	if err := c.upload(ctx, "/v1/uploads?mode="+url.QueryEscape(*regMode)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", &up); err != nil {
 		return err
 	}
 	// 2. Its digest, rows and schema go on the ledger, signed by the agency.
@@ -316,6 +318,11 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		return errors.New("job submit: --query is required")
 	}
 	c := newClient(g)
+	if *mode == policies.ModeHE {
+		if err := ensureHEKey(ctx, c); err != nil {
+			return err
+		}
+	}
 	var j api.JobResponse
 	if err := c.do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: *query, Mode: *mode, Purpose: *purpose}, &j); err != nil {
 		return err
@@ -357,12 +364,26 @@ func showResult(ctx context.Context, g *globals, c *client, id string) error {
 	if err := c.do(ctx, "GET", "/v1/jobs/"+id+"/result", nil, &raw); err != nil {
 		return err
 	}
-	if g.json {
-		_, err := g.stdout.Write(append(raw, '\n'))
-		return err
-	}
 	var res sandbox.Result
 	if err := json.Unmarshal(raw, &res); err != nil {
+		return err
+	}
+	if res.HE != nil {
+		// An he result is encrypted to this account: decrypt it here.
+		k, err := c.signer()
+		if err != nil {
+			return err
+		}
+		if err := sandbox.DecryptHEResult(&res, k.Ed25519().Seed()); err != nil {
+			return fmt.Errorf("decrypting the he result: %w", err)
+		}
+		res.HE = nil
+		if raw, err = json.Marshal(res); err != nil {
+			return err
+		}
+	}
+	if g.json {
+		_, err := g.stdout.Write(append(raw, '\n'))
 		return err
 	}
 	w := table(g)
@@ -464,4 +485,28 @@ func cmdJobReject(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		return err
 	}
 	return printJob(g, j)
+}
+
+// ensureHEKey registers the account's CKKS public key (derived from its key
+// file) the first time it submits an he job.
+func ensureHEKey(ctx context.Context, c *client) error {
+	k, err := c.signer()
+	if err != nil {
+		return err
+	}
+	var a api.AccountResponse
+	if err := c.do(ctx, "GET", "/v1/accounts/"+k.Address().String(), nil, &a); err != nil {
+		return err
+	}
+	if a.HEKey != "" {
+		return nil
+	}
+	if k.Ed25519() == nil {
+		return errors.New("he results need an ed25519 key file (its seed derives the CKKS key)")
+	}
+	pk, err := sandbox.RequesterPublicKey(k.Ed25519().Seed())
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, "POST", "/v1/accounts/hekey", policies.HEKeyDoc{Params: sandbox.HEParamsName, PublicKey: pk}, nil)
 }

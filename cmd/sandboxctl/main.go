@@ -59,7 +59,7 @@ func commands() []command {
 		{"account revoke", "revoke a role (admin)", "--address A --role R", "sandboxctl --key admin.key account revoke --address 1f2e... --role enterprise", cmdAccountRevoke},
 		{"account show", "an account's roles and organisation", "[--address A]", "sandboxctl --key me.key account show", cmdAccountShow},
 		{"genesis", "write the signed genesis entry for sandboxd run --genesis (admin)", "--accounts FILE --out FILE", "sandboxctl --key admin.key genesis --accounts accounts.json --out genesis.b64", cmdGenesis},
-		{"dataset register", "register a dataset: schema, digest and rows (agency)", "--name N --schema S.json --file DATA.csv", "sandboxctl --key agency1.key dataset register --name tax2025 --schema tax.json --file tax.csv", cmdDatasetRegister},
+		{"dataset register", "register a dataset: schema, digest and rows (agency)", "--name N --schema S.json --file DATA.csv [--mode masked|he]", "sandboxctl --key agency1.key dataset register --name tax2025 --schema tax.json --file tax.csv", cmdDatasetRegister},
 		{"dataset list", "the catalogue: schemas, classes, owners; never values", "", "sandboxctl dataset list", cmdDatasetList},
 		{"policy publish", "publish a policy for your dataset (agency)", "FILE.json", "sandboxctl --key agency1.key policy publish policy.json", cmdPolicyPublish},
 		{"policy list", "the policies", "", "sandboxctl policy list", cmdPolicyList},

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -134,6 +135,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := writeGenesis(ctx, *dir, cf, live[0]); err != nil {
 		return err
 	}
+	if err := runCeremony(ctx, live[0], len(live), logger); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("dev: %w", err)
+	}
 	if *demoData {
 		if err := loadDemoData(ctx, *dir, live[0]); err != nil {
 			if ctx.Err() != nil {
@@ -210,7 +217,10 @@ const demoRows = 100_000
 // the API with agency1's signed requests, like sandboxctl would. It does
 // nothing if tax2025 is already registered.
 func loadDemoData(ctx context.Context, dir string, n *liveNode) error {
-	if _, ok := n.sm.M.Dataset("tax2025"); ok {
+	_, plain := n.sm.M.Dataset("tax2025")
+	_, enc := n.sm.M.Dataset("tax2025he")
+	_, cer := n.sm.M.HE()
+	if plain && (enc || !cer) {
 		return nil
 	}
 	k, err := chain.LoadKeyFile(filepath.Join(dir, "keys", "agency1.key"))
@@ -224,6 +234,9 @@ func loadDemoData(ctx context.Context, dir string, n *liveNode) error {
 	}
 	schema := sandbox.DemoSchema()
 	sb, _ := json.Marshal(schema)
+	if plain {
+		return loadDemoHE(ctx, k, base, csv.Bytes(), sb)
+	}
 	var up api.UploadResponse
 	if err := signedCall(ctx, k, "POST", base+"/v1/uploads?schema="+base64.RawURLEncoding.EncodeToString(sb), "text/csv", csv.Bytes(), &up); err != nil {
 		return err
@@ -232,7 +245,50 @@ func loadDemoData(ctx context.Context, dir string, n *liveNode) error {
 	if err := signedCall(ctx, k, "POST", base+"/v1/datasets", "application/json", doc, nil); err != nil {
 		return err
 	}
-	return signedCall(ctx, k, "POST", base+"/v1/policies", "application/json", sandbox.DemoPolicy("tax2025"), nil)
+	if err := signedCall(ctx, k, "POST", base+"/v1/policies", "application/json", sandbox.DemoPolicy("tax2025"), nil); err != nil {
+		return err
+	}
+	if !cer {
+		return nil
+	}
+	return loadDemoHE(ctx, k, base, csv.Bytes(), sb)
+}
+
+// loadDemoHE registers the same records encrypted (tax2025he): their
+// sensitive columns exist only as CKKS ciphertexts under the consortium's
+// collective key.
+func loadDemoHE(ctx context.Context, k *chain.Key, base string, csv, schemaJSON []byte) error {
+	var up api.UploadResponse
+	if err := signedCall(ctx, k, "POST", base+"/v1/uploads?mode=he&schema="+base64.RawURLEncoding.EncodeToString(schemaJSON), "text/csv", csv, &up); err != nil {
+		return fmt.Errorf("encrypted upload: %w", err)
+	}
+	doc, _ := json.Marshal(policies.DatasetDoc{Name: "tax2025he", Schema: sandbox.DemoSchema(), SHA256: up.SHA256, Rows: up.Rows})
+	if err := signedCall(ctx, k, "POST", base+"/v1/datasets", "application/json", doc, nil); err != nil {
+		return err
+	}
+	return signedCall(ctx, k, "POST", base+"/v1/policies", "application/json", sandbox.DemoPolicy("tax2025he"), nil)
+}
+
+// runCeremony has node 1 coordinate the HE key ceremony (t = 2 of N, or
+// N when fewer than 2 nodes... a single node has no ceremony).
+func runCeremony(ctx context.Context, n *liveNode, nodes int, logger *slog.Logger) error {
+	if nodes < 2 {
+		logger.Warn("a single node runs no HE key ceremony: he mode is unavailable")
+		return nil
+	}
+	if _, ok := n.sm.M.HE(); ok {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	doc, err := n.he.RunCeremony(cctx, 2)
+	if err != nil {
+		return fmt.Errorf("HE key ceremony: %w", err)
+	}
+	logger.Info("HE key ceremony committed", "participants", len(doc.Participants), "threshold", doc.Threshold,
+		"public_key_sha256", doc.PublicKey, "took", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // signedCall sends one request signed by k and decodes the JSON answer.

@@ -39,6 +39,7 @@ type liveNode struct {
 	sm    audit.StateMachine
 	store *sandbox.Store
 	api   *api.Server
+	he    *api.HE
 	ln    net.Listener
 	done  chan error
 	stop  context.CancelFunc
@@ -65,6 +66,16 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	// A node may join if its account holds the join permission on the
 	// committed ledger.
 	cfg.Admit = sm.Admit
+	var he *api.HE // set below: the transport starts before the wiring exists
+	var heReady = make(chan struct{})
+	cfg.Services = func(ctx context.Context, service string, body []byte) ([]byte, error) {
+		select {
+		case <-heReady:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return he.Serve(ctx, service, body)
+	}
 	if s.Fast {
 		cfg.HeartbeatTimeout, cfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
 	}
@@ -82,15 +93,21 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 		n.Close()
 		return nil, err
 	}
+	if he, err = api.NewHE(s.ID, filepath.Join(s.Dir, "mpc"), s.Key, n, sm.M, nonces); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node %s: %w", s.ID, err)
+	}
+	close(heReady)
+	srv.SetHE(he)
 	ln, err := net.Listen("tcp", s.HTTP)
 	if err != nil {
 		n.Close()
 		return nil, fmt.Errorf("node %s: HTTP listen on %s: %w", s.ID, s.HTTP, err)
 	}
 	sctx, stop := context.WithCancel(context.Background())
-	live := &liveNode{spec: s, chain: n, sm: sm, store: store, api: srv, ln: ln, done: make(chan error, 1), stop: stop}
+	live := &liveNode{spec: s, chain: n, sm: sm, store: store, api: srv, he: he, ln: ln, done: make(chan error, 1), stop: stop}
 	go func() { live.done <- srv.Serve(sctx, ln) }()
-	runner := sandbox.NewRunner(sandbox.RunnerConfig{Name: s.ID, Key: s.Key, Nonces: nonces, Logger: s.Logger}, store, n, sm.M)
+	runner := sandbox.NewRunner(sandbox.RunnerConfig{Name: s.ID, Key: s.Key, Nonces: nonces, Logger: s.Logger, HE: he}, store, n, sm.M)
 	live.runnerDone = make(chan struct{})
 	go func() {
 		defer close(live.runnerDone)

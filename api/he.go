@@ -1,0 +1,229 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/ring"
+
+	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/mpc"
+	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox"
+)
+
+// HENode is what the HE wiring needs of a ledger node (chain.Node).
+type HENode interface {
+	Append(ctx context.Context, entry []byte) (chain.Receipt, error)
+	ReadBarrier(ctx context.Context) error
+	Call(ctx context.Context, peer, service string, body []byte) ([]byte, error)
+	Peers() ([]chain.Peer, error)
+}
+
+// HEState is what it reads of the committed state (policies.Machine).
+type HEState interface {
+	Account(policies.Address) (policies.Account, bool)
+	Accounts() []policies.Account
+	HE() (policies.HECeremony, bool)
+	HEKey(policies.Address) ([]byte, bool)
+	Job(id string) (policies.Job, bool)
+	Policy(id string) (policies.Policy, bool)
+}
+
+// HE wires mpc's protocols to this node: it is the runner's HEService and
+// the Services hook of the node-to-node transport.
+type HE struct {
+	Party  *mpc.Party
+	name   string
+	node   HENode
+	state  HEState
+	key    *chain.Key
+	nonces *chain.Nonces
+}
+
+// NewHE builds this node's side of the HE protocols, keeping its key
+// share in dir.
+func NewHE(name, dir string, key *chain.Key, node HENode, state HEState, nonces *chain.Nonces) (*HE, error) {
+	h := &HE{name: name, node: node, state: state, key: key, nonces: nonces}
+	params := sandbox.HEParams()
+	p, err := mpc.New(mpc.Config{Node: name, Key: key, Dir: dir, Params: params, ParamsName: sandbox.HEParamsName,
+		GaloisElements: sandbox.HEGaloisElements(), Call: node.Call, Ledger: state, Authorise: h.authorise,
+		Codec: mpc.Codec{
+			Marshal: func(polys []ring.Poly, isNTT bool, ls int) []byte {
+				return sandbox.MarshalElement(params, polys, isNTT, ls)
+			},
+			Unmarshal: func(b []byte) ([]ring.Poly, bool, int, error) {
+				return sandbox.UnmarshalElement(params, b, 2)
+			},
+		}})
+	if err != nil {
+		return nil, err
+	}
+	h.Party = p
+	return h, nil
+}
+
+// Serve is the node's Services hook.
+func (h *HE) Serve(ctx context.Context, service string, body []byte) ([]byte, error) {
+	// Senders are checked against accounts: see what the sender saw.
+	if err := h.node.ReadBarrier(ctx); err != nil {
+		return nil, err
+	}
+	return h.Party.Serve(ctx, service, body)
+}
+
+// Keys returns the collective keys once the ceremony committed them and
+// this node's copy matches the ledger's digests.
+func (h *HE) Keys() (*sandbox.HEKeys, error) {
+	cer, ok := h.state.HE()
+	if !ok {
+		return nil, errors.New("no key ceremony on the ledger yet")
+	}
+	pk, gal, ok := h.Party.Keys()
+	if !ok {
+		return nil, errors.New("this node took no part in the key ceremony")
+	}
+	pd, gd, err := h.Party.KeyDigests()
+	if err != nil || pd != cer.PublicKey || gd != cer.GaloisKeys {
+		return nil, errors.New("this node's HE keys differ from the committed ceremony")
+	}
+	return &sandbox.HEKeys{PK: pk, Galois: gal}, nil
+}
+
+// Release has t nodes re-encrypt an he job's result to its requester.
+func (h *HE) Release(ctx context.Context, j policies.Job, ct *rlwe.Ciphertext, lay *sandbox.HELayout) (*rlwe.Ciphertext, []string, error) {
+	req := mpc.ShareRequest{Job: j.ID, Ciphertext: h.Party.MarshalCiphertext(ct), Positions: lay.Positions(), PerCell: len(lay.PerCell), Runner: h.name}
+	return h.Party.Release(ctx, req, ct)
+}
+
+// authorise runs on every node asked for a share: it re-checks the job on
+// its own committed ledger and commits he.share before the share exists.
+func (h *HE) authorise(ctx context.Context, req *mpc.ShareRequest) (*mpc.Grant, error) {
+	if err := h.node.ReadBarrier(ctx); err != nil {
+		return nil, err
+	}
+	j, ok := h.state.Job(req.Job)
+	if !ok {
+		return nil, fmt.Errorf("no job %s on the ledger", req.Job)
+	}
+	if j.Mode != policies.ModeHE || j.Status != policies.JobRunning {
+		return nil, fmt.Errorf("job %s is %s (mode %s): shares are issued only for a running he job", j.ID, j.Status, j.Mode)
+	}
+	if j.Runner != req.Signer {
+		return nil, fmt.Errorf("job %s is run by %s, not by the requesting node", j.ID, j.Runner)
+	}
+	kb, ok := h.state.HEKey(j.Requester)
+	if !ok {
+		return nil, fmt.Errorf("requester %s registered no HE key", j.Requester)
+	}
+	target, err := sandbox.ParsePublicKey(kb)
+	if err != nil {
+		return nil, err
+	}
+	p, ok := h.state.Policy(j.Policy)
+	if !ok {
+		return nil, fmt.Errorf("policy %s is gone", j.Policy)
+	}
+	per := max(req.PerCell, 1)
+	doc, _ := json.Marshal(policies.HEShareDoc{Job: j.ID, Ciphertext: req.CiphertextSHA256(), Active: req.Active})
+	raw, err := h.key.NewEntry(policies.KindHEShare, h.nonces.Next(), time.Now(), doc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := h.node.Append(ctx, raw); err != nil {
+		return nil, fmt.Errorf("he.share not committed: %w", err)
+	}
+	g := &mpc.Grant{Target: target, Positions: req.Positions, Epsilon: p.DP.EpsilonPerQuery / float64(per), Mechanism: p.DP.Mechanism}
+	if p.DP.Mechanism == "gaussian" {
+		g.Delta = p.DP.Delta / float64(per)
+	}
+	return g, nil
+}
+
+// RunCeremony coordinates the key ceremony among the consortium's nodes
+// (the chain's peers whose accounts hold the node role) and commits it.
+func (h *HE) RunCeremony(ctx context.Context, threshold int) (*policies.HECeremony, error) {
+	if err := h.node.ReadBarrier(ctx); err != nil {
+		return nil, err
+	}
+	if c, ok := h.state.HE(); ok {
+		return &c, nil
+	}
+	peers, err := h.node.Peers()
+	if err != nil {
+		return nil, err
+	}
+	var nodes []mpc.Participant
+	accts := h.state.Accounts()
+	for _, p := range peers {
+		i := slices.IndexFunc(accts, func(a policies.Account) bool { return a.Name == p.ID && slices.Contains(a.Roles, "node") })
+		if i < 0 {
+			return nil, fmt.Errorf("peer %s has no node account on the ledger", p.ID)
+		}
+		nodes = append(nodes, mpc.Participant{Node: p.ID, Address: accts[i].Address})
+	}
+	slices.SortFunc(nodes, func(a, b mpc.Participant) int { return cmpStr(a.Node, b.Node) })
+	doc, err := h.Party.RunCeremony(ctx, nodes, threshold)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(doc)
+	raw, err := h.key.NewEntry(policies.KindHECeremony, h.nonces.Next(), time.Now(), b)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := h.node.Append(ctx, raw); err != nil {
+		return nil, fmt.Errorf("he.ceremony not committed: %w", err)
+	}
+	return doc, nil
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// heStatus serves GET /v1/he: the committed ceremony (public facts only).
+func (s *Server) heStatus(c echo.Context) error {
+	cer, ok := s.heState()
+	if !ok {
+		return &problemError{status: http.StatusNotFound, code: "no-ceremony", detail: "no HE key ceremony on the ledger yet"}
+	}
+	return c.JSON(http.StatusOK, cer)
+}
+
+func (s *Server) heState() (policies.HECeremony, bool) {
+	if hs, ok := s.state.(interface {
+		HE() (policies.HECeremony, bool)
+	}); ok {
+		return hs.HE()
+	}
+	return policies.HECeremony{}, false
+}
+
+// registerHEKey relays account.hekey after checking the key parses.
+func (s *Server) registerHEKey(c echo.Context) error {
+	var d policies.HEKeyDoc
+	if err := decodeStrict(callerOf(c).body, &d, "HE key"); err != nil {
+		return err
+	}
+	if d.Params != sandbox.HEParamsName {
+		return badRequest("bad-he-key", fmt.Sprintf("the consortium runs HE parameters %q, the key is for %q", sandbox.HEParamsName, d.Params))
+	}
+	if _, err := sandbox.ParsePublicKey(d.PublicKey); err != nil {
+		return badRequest("bad-he-key", err.Error())
+	}
+	return s.relayed(policies.KindHEKey)(c)
+}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -275,5 +276,37 @@ func wipe(t *testing.T, dir string) {
 	}
 	if err := os.RemoveAll(filepath.Join(dir, "raft")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Call and Fetch reach a peer's hooks over the node-to-node transport and
+// carry their errors back.
+func TestCallAndFetchReachPeers(t *testing.T) {
+	c := chaintest.NewCluster(t, 2, func(cfg *chain.Config) {
+		id := cfg.ID
+		cfg.Services = func(ctx context.Context, service string, body []byte) ([]byte, error) {
+			if service != "echo" {
+				return nil, fmt.Errorf("no service %q", service)
+			}
+			return append([]byte(id+":"), body...), nil
+		}
+		cfg.Blobs = func(key string) ([]byte, error) { return []byte(id + "/" + key), nil }
+	})
+	defer c.Stop()
+	c.WaitLeader()
+	ctx := context.Background()
+	other := c.Peers[1].ID
+	got, err := c.Nodes[0].Call(ctx, other, "echo", []byte("hi"))
+	if err != nil || string(got) != other+":hi" {
+		t.Fatalf("call: %q %v", got, err)
+	}
+	if _, err := c.Nodes[0].Call(ctx, other, "nope", nil); err == nil || !strings.Contains(err.Error(), `no service "nope"`) {
+		t.Fatalf("unknown service: %v", err)
+	}
+	if got, err := c.Nodes[0].Fetch(ctx, other, "k"); err != nil || string(got) != other+"/k" {
+		t.Fatalf("fetch: %q %v", got, err)
+	}
+	if _, err := c.Nodes[0].Call(ctx, "stranger", "echo", nil); err == nil || !strings.Contains(err.Error(), `no peer "stranger"`) {
+		t.Fatalf("unknown peer: %v", err)
 	}
 }

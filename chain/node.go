@@ -725,28 +725,17 @@ func (n *Node) readBarrier(ctx context.Context) error {
 
 // Fetch asks the peer with that ID for a blob (see Config.Blobs).
 func (n *Node) Fetch(ctx context.Context, peerID, key string) ([]byte, error) {
-	peers, err := n.Peers()
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range peers {
-		if p.ID == peerID {
-			status, resp, err := n.rpc.call(ctx, p.Addr, opFetch, []byte(key))
-			if err != nil {
-				return nil, fmt.Errorf("chain: fetching from %s: %w", peerID, err)
-			}
-			if status != 0 {
-				return nil, fmt.Errorf("chain: %s: %s", peerID, resp)
-			}
-			return resp, nil
-		}
-	}
-	return nil, fmt.Errorf("chain: no peer %q", peerID)
+	return n.callPeer(ctx, peerID, opFetch, []byte(key))
 }
 
 // Call sends a request to a service on the peer with that ID (see
 // Config.Services) and returns its answer.
 func (n *Node) Call(ctx context.Context, peerID, service string, body []byte) ([]byte, error) {
+	return n.callPeer(ctx, peerID, opCall, append(appendString(nil, service), body...))
+}
+
+// callPeer sends one node-to-node request to the peer with that ID.
+func (n *Node) callPeer(ctx context.Context, peerID string, op byte, payload []byte) ([]byte, error) {
 	peers, err := n.Peers()
 	if err != nil {
 		return nil, err
@@ -755,9 +744,7 @@ func (n *Node) Call(ctx context.Context, peerID, service string, body []byte) ([
 		if p.ID != peerID {
 			continue
 		}
-		req := appendString(nil, service)
-		req = append(req, body...)
-		status, resp, err := n.rpc.call(ctx, p.Addr, opCall, req)
+		status, resp, err := n.rpc.call(ctx, p.Addr, op, payload)
 		if err != nil {
 			return nil, fmt.Errorf("chain: calling %s: %w", peerID, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -30,6 +31,7 @@ type HENode interface {
 // HEState is what it reads of the committed state (policies.Machine).
 type HEState interface {
 	Account(policies.Address) (policies.Account, bool)
+	Can(policies.Address, string) bool
 	Accounts() []policies.Account
 	HE() (policies.HECeremony, bool)
 	HEKey(policies.Address) ([]byte, bool)
@@ -54,7 +56,7 @@ func NewHE(name, dir string, key *chain.Key, node HENode, state HEState, nonces 
 	h := &HE{name: name, node: node, state: state, key: key, nonces: nonces}
 	params := sandbox.HEParams()
 	p, err := mpc.New(mpc.Config{Node: name, Key: key, Dir: dir, Params: params, ParamsName: sandbox.HEParamsName,
-		GaloisElements: sandbox.HEGaloisElements(), Call: node.Call, Ledger: state, Authorise: h.authorise,
+		GaloisElements: sandbox.HEGaloisElements(), Call: node.Call, Ledger: state, Authorise: h.authorise, Sync: node.ReadBarrier,
 		Codec: mpc.Codec{
 			Marshal: func(polys []ring.Poly, isNTT bool, ls int) []byte {
 				return sandbox.MarshalElement(params, polys, isNTT, ls)
@@ -70,15 +72,6 @@ func NewHE(name, dir string, key *chain.Key, node HENode, state HEState, nonces 
 	return h, nil
 }
 
-// Serve is the node's Services hook.
-func (h *HE) Serve(ctx context.Context, service string, body []byte) ([]byte, error) {
-	// Senders are checked against accounts: see what the sender saw.
-	if err := h.node.ReadBarrier(ctx); err != nil {
-		return nil, err
-	}
-	return h.Party.Serve(ctx, service, body)
-}
-
 // Keys returns the collective keys once the ceremony committed them and
 // this node's copy matches the ledger's digests.
 func (h *HE) Keys() (*sandbox.HEKeys, error) {
@@ -86,15 +79,14 @@ func (h *HE) Keys() (*sandbox.HEKeys, error) {
 	if !ok {
 		return nil, errors.New("no key ceremony on the ledger yet")
 	}
-	pk, gal, ok := h.Party.Keys()
+	k, ok := h.Party.Keys()
 	if !ok {
 		return nil, errors.New("this node took no part in the key ceremony")
 	}
-	pd, gd, err := h.Party.KeyDigests()
-	if err != nil || pd != cer.PublicKey || gd != cer.GaloisKeys {
+	if k.PKSHA256 != cer.PublicKey || k.GaloisSHA256 != cer.GaloisKeys {
 		return nil, errors.New("this node's HE keys differ from the committed ceremony")
 	}
-	return &sandbox.HEKeys{PK: pk, Galois: gal}, nil
+	return &sandbox.HEKeys{PK: k.PK, Galois: k.Galois}, nil
 }
 
 // Release has t nodes re-encrypt an he job's result to its requester.
@@ -103,12 +95,10 @@ func (h *HE) Release(ctx context.Context, j policies.Job, ct *rlwe.Ciphertext, l
 	return h.Party.Release(ctx, req, ct)
 }
 
-// authorise runs on every node asked for a share: it re-checks the job on
-// its own committed ledger and commits he.share before the share exists.
+// authorise runs on every node asked for a share, after the read barrier
+// (mpc.Config.Sync): it re-checks the job on its own committed ledger and
+// commits he.share before the share exists.
 func (h *HE) authorise(ctx context.Context, req *mpc.ShareRequest) (*mpc.Grant, error) {
-	if err := h.node.ReadBarrier(ctx); err != nil {
-		return nil, err
-	}
 	j, ok := h.state.Job(req.Job)
 	if !ok {
 		return nil, fmt.Errorf("no job %s on the ledger", req.Job)
@@ -169,7 +159,7 @@ func (h *HE) RunCeremony(ctx context.Context, threshold int) (*policies.HECeremo
 		}
 		nodes = append(nodes, mpc.Participant{Node: p.ID, Address: accts[i].Address})
 	}
-	slices.SortFunc(nodes, func(a, b mpc.Participant) int { return cmpStr(a.Node, b.Node) })
+	slices.SortFunc(nodes, func(a, b mpc.Participant) int { return strings.Compare(a.Node, b.Node) })
 	doc, err := h.Party.RunCeremony(ctx, nodes, threshold)
 	if err != nil {
 		return nil, err
@@ -185,32 +175,13 @@ func (h *HE) RunCeremony(ctx context.Context, threshold int) (*policies.HECeremo
 	return doc, nil
 }
 
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // heStatus serves GET /v1/he: the committed ceremony (public facts only).
 func (s *Server) heStatus(c echo.Context) error {
-	cer, ok := s.heState()
+	cer, ok := s.state.HE()
 	if !ok {
 		return &problemError{status: http.StatusNotFound, code: "no-ceremony", detail: "no HE key ceremony on the ledger yet"}
 	}
 	return c.JSON(http.StatusOK, cer)
-}
-
-func (s *Server) heState() (policies.HECeremony, bool) {
-	if hs, ok := s.state.(interface {
-		HE() (policies.HECeremony, bool)
-	}); ok {
-		return hs.HE()
-	}
-	return policies.HECeremony{}, false
 }
 
 // registerHEKey relays account.hekey after checking the key parses.

@@ -42,6 +42,7 @@ type State interface {
 	Jobs(keep func(policies.Job) bool) []policies.Job
 	Spent(requester policies.Address, dataset string) float64
 	StateHash() [32]byte
+	HE() (policies.HECeremony, bool)
 }
 
 // Data is the node's dataset store (sandbox.Store).

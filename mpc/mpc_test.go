@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -28,7 +30,10 @@ func (l *fakeLedger) Account(a policies.Address) (policies.Account, bool) {
 	x, ok := l.accounts[a]
 	return x, ok
 }
-func (l *fakeLedger) HE() (policies.HECeremony, bool) { return policies.HECeremony{}, false }
+func (l *fakeLedger) Can(a policies.Address, perm string) bool {
+	x, ok := l.accounts[a]
+	return ok && perm == policies.PermJoin && slices.Contains(x.Roles, "node")
+}
 
 type consortium struct {
 	params  ckks.Parameters
@@ -87,10 +92,18 @@ func newConsortium(t *testing.T) *consortium {
 	if doc.Threshold != 2 || len(doc.Participants) != 3 || len(doc.Transcript) != 64 {
 		t.Fatalf("ceremony document %+v", doc)
 	}
-	for _, p := range c.parties {
-		pk, gal, err := p.KeyDigests()
-		if err != nil || pk != doc.PublicKey || gal != doc.GaloisKeys {
-			t.Fatalf("a node keeps other keys than the ceremony committed: %v", err)
+	for name, p := range c.parties {
+		k, ok := p.Keys()
+		if !ok || k.PKSHA256 != doc.PublicKey || k.GaloisSHA256 != doc.GaloisKeys {
+			t.Fatalf("%s keeps other keys than the ceremony committed", name)
+		}
+		// A restarted node finds its share and keys on disk.
+		again, err := New(p.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k2, ok := again.Keys(); !ok || k2.PKSHA256 != doc.PublicKey || k2.GaloisSHA256 != doc.GaloisKeys || again.tsk == nil {
+			t.Fatalf("%s reloads other keys", name)
 		}
 	}
 	return c
@@ -98,7 +111,8 @@ func newConsortium(t *testing.T) *consortium {
 
 // encrypt puts values at coefficients 0.. under the collective key.
 func (c *consortium) encrypt(t *testing.T, vals []float64) *rlwe.Ciphertext {
-	pk, _, _ := c.parties["node1"].Keys()
+	keys, _ := c.parties["node1"].Keys()
+	pk := keys.PK
 	ringQ := c.params.RingQ().AtLevel(0)
 	q := ringQ.SubRings[0].Modulus
 	pt := rlwe.NewPlaintext(c.params, 0)
@@ -246,14 +260,14 @@ func TestShareRefusedWhenNotAuthorised(t *testing.T) {
 	c.refuse.Store("R", "job R is rejected")
 	ct := c.encrypt(t, []float64{1})
 	_, _, err := c.parties["node1"].Release(context.Background(), c.request(t, "R", ct, []int{0}), ct)
-	if err == nil || !contains(err.Error(), "job R is rejected") {
+	if err == nil || !strings.Contains(err.Error(), "job R is rejected") {
 		t.Fatalf("err %v", err)
 	}
 	// A request not signed by a node is refused before any check.
 	stranger, _ := chain.GenerateKey(chain.Ed25519)
 	p := &Party{cfg: Config{Key: stranger}}
 	msg, _ := p.seal(svcShare, c.request(t, "A", ct, nil))
-	if _, err := c.parties["node2"].Serve(context.Background(), svcShare, msg); err == nil || !contains(err.Error(), "unknown signer") {
+	if _, err := c.parties["node2"].Serve(context.Background(), svcShare, msg); err == nil || !strings.Contains(err.Error(), "unknown signer") {
 		t.Fatalf("err %v", err)
 	}
 	// Corrupted ciphertexts are refused with an error, never a panic.
@@ -300,19 +314,6 @@ func TestDPNoiseShares(t *testing.T) {
 	if over > 1 || moved < len(vals)/2 {
 		t.Fatalf("%d of %d values beyond the 99.9%% bound, %d moved by noise", over, len(vals), moved)
 	}
-}
-
-func contains(s, sub string) bool {
-	return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 // testCodec is a strict raw codec: level 0, two polynomials, 8 bytes per

@@ -47,7 +47,7 @@ const (
 // Ledger is what the party reads of the committed state.
 type Ledger interface {
 	Account(a policies.Address) (policies.Account, bool)
-	HE() (policies.HECeremony, bool)
+	Can(a policies.Address, perm string) bool
 }
 
 // Caller sends a request to a peer's service (chain.Node.Call).
@@ -75,6 +75,10 @@ type Config struct {
 	Call           Caller
 	Ledger         Ledger
 	Codec          Codec
+	// Sync, when set, runs before any message is opened, so that the
+	// sender's account (and a job's state) are read as the sender saw
+	// them (a read barrier on the ledger).
+	Sync func(ctx context.Context) error
 	// Authorise checks a share request against the committed ledger and
 	// commits he.share before the share is computed.
 	Authorise func(ctx context.Context, req *ShareRequest) (*Grant, error)
@@ -87,16 +91,23 @@ type Party struct {
 	mu   sync.Mutex
 	pend map[string]*pending // ceremonies in flight, by id
 	// The finished ceremony: this node's t-of-N share and the keys.
-	cer    *Plan
-	tsk    *mhe.ShamirSecretShare
-	pk     *rlwe.PublicKey
-	galois []*rlwe.GaloisKey
+	cer  *Plan
+	tsk  *mhe.ShamirSecretShare
+	keys *Keys
+}
+
+// Keys are the collective keys a finished ceremony left on this node,
+// with the digests he.ceremony commits.
+type Keys struct {
+	PK           *rlwe.PublicKey
+	Galois       []*rlwe.GaloisKey
+	PKSHA256     string
+	GaloisSHA256 string
 }
 
 type pending struct {
 	plan *Plan
 	sk   *rlwe.SecretKey
-	hpk  []byte
 	hsk  kem.PrivateKey
 }
 
@@ -133,25 +144,12 @@ func New(cfg Config) (*Party, error) {
 	return p, nil
 }
 
-// Ready reports whether this node holds a finished ceremony's share.
-func (p *Party) Ready() bool {
+// Keys returns the collective keys, once this node took part in a
+// ceremony.
+func (p *Party) Keys() (*Keys, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.tsk != nil
-}
-
-// Keys returns the collective public and Galois keys.
-func (p *Party) Keys() (*rlwe.PublicKey, []*rlwe.GaloisKey, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.pk, p.galois, p.pk != nil
-}
-
-// Ceremony returns the finished ceremony's plan.
-func (p *Party) Ceremony() (*Plan, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cer, p.cer != nil
+	return p.keys, p.keys != nil
 }
 
 // signed is a message with its sender's signature.
@@ -191,8 +189,8 @@ func (p *Party) open(service string, raw []byte, v any) (policies.Address, error
 	if !ok {
 		return policies.Address{}, fmt.Errorf("mpc: %s: unknown signer %s", service, s.Signer)
 	}
-	if !slices.Contains(a.Roles, "node") && !slices.Contains(a.Roles, "agency") {
-		return policies.Address{}, fmt.Errorf("mpc: %s: signer %s is not a node", service, s.Signer)
+	if !p.cfg.Ledger.Can(s.Signer, policies.PermJoin) {
+		return policies.Address{}, fmt.Errorf("mpc: %s: signer %s is not a node (needs %s)", service, s.Signer, policies.PermJoin)
 	}
 	msg := sigMessage(service, s.Body)
 	okSig := false
@@ -214,6 +212,11 @@ func (p *Party) open(service string, raw []byte, v any) (policies.Address, error
 
 // Serve answers a peer's request (chain.Config.Services).
 func (p *Party) Serve(ctx context.Context, service string, body []byte) ([]byte, error) {
+	if p.cfg.Sync != nil {
+		if err := p.cfg.Sync(ctx); err != nil {
+			return nil, err
+		}
+	}
 	switch service {
 	case svcRound1:
 		return p.round1(body)
@@ -320,7 +323,7 @@ func (p *Party) round1(raw []byte) ([]byte, error) {
 		return nil, err
 	}
 	p.mu.Lock()
-	p.pend[plan.ID] = &pending{plan: &plan, sk: sk, hpk: resp.HPKE, hsk: hsk}
+	p.pend[plan.ID] = &pending{plan: &plan, sk: sk, hsk: hsk}
 	p.mu.Unlock()
 	return p.seal(svcRound1, resp)
 }
@@ -349,20 +352,30 @@ func shareInfo(id, from, to string) []byte {
 	return []byte("datasandbox mpc shamir share\n" + id + "\n" + from + "\n" + to)
 }
 
-func (p *Party) round2(raw []byte) ([]byte, error) {
-	var req round2Req
-	signer, err := p.open(svcRound2, raw, &req)
+// fromCoordinator opens a round-2/3 message: signed by the coordinator
+// of a ceremony this node has in flight.
+func (p *Party) fromCoordinator(service string, raw []byte, id func() string, v any) (*pending, error) {
+	signer, err := p.open(service, raw, v)
 	if err != nil {
 		return nil, err
 	}
 	p.mu.Lock()
-	pd := p.pend[req.ID]
+	pd := p.pend[id()]
 	p.mu.Unlock()
 	if pd == nil {
-		return nil, fmt.Errorf("mpc: no ceremony %q in flight here", req.ID)
+		return nil, fmt.Errorf("mpc: no ceremony %q in flight here", id())
 	}
 	if coordinatorAddr(pd.plan) != signer {
-		return nil, errors.New("mpc: round 2 not from the ceremony's coordinator")
+		return nil, fmt.Errorf("mpc: %s not from the ceremony's coordinator", service)
+	}
+	return pd, nil
+}
+
+func (p *Party) round2(raw []byte) ([]byte, error) {
+	var req round2Req
+	pd, err := p.fromCoordinator(svcRound2, raw, func() string { return req.ID }, &req)
+	if err != nil {
+		return nil, err
 	}
 	thr := mhe.NewThresholdizer(p.cfg.Params)
 	poly, err := thr.GenShamirPolynomial(pd.plan.Threshold, pd.sk)
@@ -377,11 +390,7 @@ func (p *Party) round2(raw []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		pkb := req.HPKE[to.Node]
-		if to.Node == p.cfg.Node {
-			pkb = pd.hpk
-		}
-		pk, err := hpke.KEM_X25519_HKDF_SHA256.Scheme().UnmarshalBinaryPublicKey(pkb)
+		pk, err := hpke.KEM_X25519_HKDF_SHA256.Scheme().UnmarshalBinaryPublicKey(req.HPKE[to.Node])
 		if err != nil {
 			return nil, fmt.Errorf("mpc: HPKE key of %s: %w", to.Node, err)
 		}
@@ -429,18 +438,9 @@ type round3Resp struct {
 
 func (p *Party) round3(raw []byte) ([]byte, error) {
 	var req round3Req
-	signer, err := p.open(svcRound3, raw, &req)
+	pd, err := p.fromCoordinator(svcRound3, raw, func() string { return req.ID }, &req)
 	if err != nil {
 		return nil, err
-	}
-	p.mu.Lock()
-	pd := p.pend[req.ID]
-	p.mu.Unlock()
-	if pd == nil {
-		return nil, fmt.Errorf("mpc: no ceremony %q in flight here", req.ID)
-	}
-	if coordinatorAddr(pd.plan) != signer {
-		return nil, errors.New("mpc: round 3 not from the ceremony's coordinator")
 	}
 	if len(req.Shares) != len(pd.plan.Participants) {
 		return nil, fmt.Errorf("mpc: %d shares for %d participants", len(req.Shares), len(pd.plan.Participants))
@@ -498,11 +498,12 @@ func (p *Party) round3(raw []byte) ([]byte, error) {
 	if err := p.store(planb, tb, req.PK, galb); err != nil {
 		return nil, err
 	}
+	keys := &Keys{PK: pk, Galois: gks, PKSHA256: hexSum(req.PK), GaloisSHA256: hexSum(galb)}
 	p.mu.Lock()
 	delete(p.pend, req.ID) // s_i is forgotten here
-	p.cer, p.tsk, p.pk, p.galois = pd.plan, &total, pk, gks
+	p.cer, p.tsk, p.keys = pd.plan, &total, keys
 	p.mu.Unlock()
-	return p.seal(svcRound3, round3Resp{ID: req.ID, Node: p.cfg.Node, PK: hexSum(req.PK), Galois: hexSum(galb)})
+	return p.seal(svcRound3, round3Resp{ID: req.ID, Node: p.cfg.Node, PK: keys.PKSHA256, Galois: keys.GaloisSHA256})
 }
 
 func unmarshal(b []byte, into interface{ UnmarshalBinary([]byte) error }) (err error) {
@@ -614,22 +615,9 @@ func (p *Party) load() error {
 			return err
 		}
 	}
-	p.cer, p.tsk, p.pk, p.galois = &plan, &tsk, pk, gks
+	p.cer, p.tsk = &plan, &tsk
+	p.keys = &Keys{PK: pk, Galois: gks, PKSHA256: hexSum(pkb), GaloisSHA256: hexSum(gb)}
 	return nil
-}
-
-// KeyDigests returns the SHA-256 of the stored public and Galois keys, to
-// compare with the committed ceremony.
-func (p *Party) KeyDigests() (pk, galois string, err error) {
-	pkb, err := os.ReadFile(filepath.Join(p.cfg.Dir, "pk.bin"))
-	if err != nil {
-		return "", "", err
-	}
-	gb, err := os.ReadFile(filepath.Join(p.cfg.Dir, "galois.bin"))
-	if err != nil {
-		return "", "", err
-	}
-	return hexSum(pkb), hexSum(gb), nil
 }
 
 // ---- release: one node's key-switch share ----

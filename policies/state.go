@@ -93,7 +93,6 @@ type Account struct {
 	Org       string   `json:"org,omitempty"`
 	Roles     []string `json:"roles"`
 	HEKey     string   `json:"he_key_sha256,omitempty"`
-	HEParams  string   `json:"he_params,omitempty"`
 }
 
 // Dataset is a registration: metadata and digest, never the data.

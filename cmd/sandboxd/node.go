@@ -74,7 +74,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		return he.Serve(ctx, service, body)
+		return he.Party.Serve(ctx, service, body)
 	}
 	if s.Fast {
 		cfg.HeartbeatTimeout, cfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond

@@ -349,77 +349,81 @@ func dominated(aggs []*aggState, g int, d *policies.Dominance) bool {
 
 func round(x float64) float64 { return math.Round(x*1e6) / 1e6 }
 
+// cellSums are the (noisy) sums an aggregate releases for one cell: the
+// count, and Σa, Σb, Σa², Σb², Σab of its first (a) and second (b)
+// argument. Masked and he mode both finish a cell from these.
+type cellSums struct{ n, sa, sb, saa, sbb, sab float64 }
+
+// finishCell computes an aggregate's value from its cell's sums; lo and
+// hi bound the first argument (AVG is clamped to them).
+func finishCell(fn string, s cellSums, lo, hi float64) any {
+	n := math.Max(s.n, 1)
+	switch fn {
+	case "count":
+		return math.Max(0, math.Round(s.n))
+	case "sum":
+		return round(s.sa)
+	case "avg":
+		return round(math.Min(math.Max(s.sa/n, lo), hi))
+	case "var", "stddev":
+		m := s.sa / n
+		v := math.Max(0, s.saa/n-m*m)
+		if fn == "stddev" {
+			v = math.Sqrt(v)
+		}
+		return round(v)
+	}
+	// corr(a, b); regr_slope(y=a, x=b), regr_intercept(y=a, x=b), as in SQL.
+	m1, m2 := s.sa/n, s.sb/n
+	v1 := math.Max(s.saa/n-m1*m1, 0)
+	v2 := math.Max(s.sbb/n-m2*m2, 0)
+	cov := s.sab/n - m1*m2
+	switch {
+	case fn == "corr" && v1 > 0 && v2 > 0:
+		return round(math.Max(-1, math.Min(1, cov/math.Sqrt(v1*v2))))
+	case fn == "regr_slope" && v2 > 0:
+		return round(cov / v2)
+	case fn == "regr_intercept" && v2 > 0:
+		return round(m1 - cov/v2*m2)
+	}
+	return nil
+}
+
 func cell(a *aggState, g int, nz noiser) (any, error) {
-	count := func() (float64, error) { return nz.add(float64(a.n[g]), 1) }
-	sx := func() (float64, error) { return nz.add(a.sx[g], absMax(a.xlo, a.xhi)) }
-	clampX := func(v float64) float64 { return math.Min(math.Max(v, a.xlo), a.xhi) }
+	// The noisy sums each aggregate releases, with their sensitivities.
+	at := func(xs []float64) float64 { // sums an aggregate does not keep are empty
+		if g < len(xs) {
+			return xs[g]
+		}
+		return 0
+	}
+	raw := []float64{float64(a.n[g]), at(a.sx), at(a.sy), at(a.sxx), at(a.syy), at(a.sxy)}
+	sens := []float64{1, absMax(a.xlo, a.xhi), absMax(a.ylo, a.yhi), math.Max(a.xlo*a.xlo, a.xhi*a.xhi), math.Max(a.ylo*a.ylo, a.yhi*a.yhi), absMax(a.xlo, a.xhi) * absMax(a.ylo, a.yhi)}
+	var need []int
 	switch a.agg.Func {
 	case "count":
-		c, err := count()
-		return math.Max(0, math.Round(c)), err
+		need = []int{0}
 	case "sum":
-		s, err := sx()
-		return round(s), err
+		need = []int{1}
 	case "avg":
-		c, err := count()
-		if err != nil {
-			return nil, err
-		}
-		s, err := sx()
-		return round(clampX(s / math.Max(c, 1))), err
+		need = []int{0, 1}
 	case "var", "stddev":
-		c, err := count()
-		if err != nil {
-			return nil, err
-		}
-		s, err := sx()
-		if err != nil {
-			return nil, err
-		}
-		ss, err := nz.add(a.sxx[g], math.Max(a.xlo*a.xlo, a.xhi*a.xhi))
-		if err != nil {
-			return nil, err
-		}
-		c = math.Max(c, 1)
-		v := math.Max(0, ss/c-(s/c)*(s/c))
-		if a.agg.Func == "stddev" {
-			return round(math.Sqrt(v)), nil
-		}
-		return round(v), nil
+		need = []int{0, 1, 3}
 	case "corr", "regr_slope", "regr_intercept":
-		// Args are (y, x) for REGR_*, as in SQL; x is the first column
-		// accumulated, so swap for the regression's roles.
+		need = []int{0, 1, 2, 3, 4, 5}
+	}
+	if need != nil {
 		vals := make([]float64, 6)
-		sens := []float64{1, absMax(a.xlo, a.xhi), absMax(a.ylo, a.yhi), math.Max(a.xlo*a.xlo, a.xhi*a.xhi), math.Max(a.ylo*a.ylo, a.yhi*a.yhi), absMax(a.xlo, a.xhi) * absMax(a.ylo, a.yhi)}
-		for i, raw := range []float64{float64(a.n[g]), a.sx[g], a.sy[g], a.sxx[g], a.syy[g], a.sxy[g]} {
-			v, err := nz.add(raw, sens[i])
+		for _, i := range need {
+			v, err := nz.add(raw[i], sens[i])
 			if err != nil {
 				return nil, err
 			}
 			vals[i] = v
 		}
-		n := math.Max(vals[0], 1)
-		m1, m2 := vals[1]/n, vals[2]/n
-		v1 := math.Max(vals[3]/n-m1*m1, 0)
-		v2 := math.Max(vals[4]/n-m2*m2, 0)
-		cov := vals[5]/n - m1*m2
-		switch a.agg.Func {
-		case "corr":
-			if v1 == 0 || v2 == 0 {
-				return nil, nil
-			}
-			return round(math.Max(-1, math.Min(1, cov/math.Sqrt(v1*v2)))), nil
-		case "regr_slope": // y = first column, x = second
-			if v2 == 0 {
-				return nil, nil
-			}
-			return round(cov / v2), nil
-		default:
-			if v2 == 0 {
-				return nil, nil
-			}
-			return round(m1 - cov/v2*m2), nil
-		}
+		return finishCell(a.agg.Func, cellSums{vals[0], vals[1], vals[2], vals[3], vals[4], vals[5]}, a.xlo, a.xhi), nil
+	}
+	switch a.agg.Func {
 	case "histogram":
 		out := make([]float64, len(a.hist[g]))
 		for b, c := range a.hist[g] {

@@ -27,10 +27,7 @@ type rec struct {
 // reference computations (with the same generalisation and clamping).
 func demoTable(t testing.TB, n int) (*Table, []rec) {
 	t.Helper()
-	var buf bytes.Buffer
-	if err := GenerateDemo(&buf, n, 42); err != nil {
-		t.Fatal(err)
-	}
+	buf := bytes.NewBuffer(demoCSV(t, n))
 	schema := DemoSchema()
 	dir := filepath.Join(t.TempDir(), "tax")
 	res, err := Ingest(context.Background(), bytes.NewReader(buf.Bytes()), &schema, testKey, dir)
@@ -55,6 +52,16 @@ func demoTable(t testing.TB, n int) (*Table, []rec) {
 		recs = append(recs, rec{age: math.Floor(age/10) * 10, hh: hh, sex: f[2], region: f[3], income: inc, benefits: ben})
 	}
 	return tb, recs
+}
+
+// demoCSV is n generated demo records (seed 42).
+func demoCSV(t testing.TB, n int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := GenerateDemo(&buf, n, 42); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func run(t testing.TB, tb *Table, sql string, ctl Control) (*Result, error) {

@@ -228,22 +228,6 @@ func unpackBits(b []byte, coeffs []uint64, w int, q uint64) error {
 	return nil
 }
 
-// MarshalKey writes a Lattigo key or share in Lattigo's format.
-func MarshalKey(k interface{ MarshalBinary() ([]byte, error) }) ([]byte, error) {
-	return k.MarshalBinary()
-}
-
-// UnmarshalKey reads a Lattigo object, turning any panic of a corrupted
-// blob into an error.
-func UnmarshalKey(b []byte, into interface{ UnmarshalBinary([]byte) error }) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", ErrBadCiphertext, r)
-		}
-	}()
-	return into.UnmarshalBinary(b)
-}
-
 // RequesterSecretKey derives an account's CKKS secret key from its key
 // file's private seed (HKDF-SHA256, then Lattigo's ternary sampler over a
 // keyed BLAKE2 XOF), so the one key file an enterprise already keeps also
@@ -312,15 +296,4 @@ func ParsePublicKey(b []byte) (*rlwe.PublicKey, error) {
 	pk := rlwe.NewPublicKey(p)
 	pk.Value[0].Q, pk.Value[1].Q, pk.Value[0].P, pk.Value[1].P = qs[0], qs[1], ps[0], ps[1]
 	return pk, nil
-}
-
-// sha256Hex is a short helper for blobs' digests.
-func sha256Of(b ...[]byte) [32]byte {
-	h := sha256.New()
-	for _, x := range b {
-		h.Write(x)
-	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
 }

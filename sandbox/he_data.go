@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -27,9 +29,9 @@ const heDir = "he"
 // all the engine needs for COUNT..REGR_INTERCEPT without ever multiplying
 // ciphertexts.
 type quantity struct {
-	Name string `json:"name"`
-	A    int    `json:"-"` // index into the sensitive columns
-	B    int    `json:"-"` // second factor (xx: A again, x: -1)
+	Name string
+	A    int // index into the sensitive columns
+	B    int // second factor (xx: A again, x: -1)
 }
 
 func heQuantities(cols []string) []quantity {
@@ -73,15 +75,13 @@ type heIngest struct {
 	dir   string
 	files []*os.File
 	bufs  []*bufio.Writer
-	hs    []hashWriter
+	hs    []hash.Hash
 	cts   []int
 	bytes []int64
 	encs  []*rlwe.Encryptor
 	done  bool
-}
-
-type hashWriter struct {
-	h interface{ Write([]byte) (int, error) }
+	// batchRows is how many rows are encrypted together.
+	batchRows int
 }
 
 func newHEIngest(schema *policies.Schema, pk *rlwe.PublicKey) (*heIngest, error) {
@@ -123,45 +123,32 @@ func (e *heIngest) col(name string) int {
 	return -1
 }
 
-// batch is how many ciphertexts' worth of rows are encrypted together.
-func (e *heIngest) batch() int { return HEParams().N() * 2 * runtime.GOMAXPROCS(0) }
-
-func (e *heIngest) full() bool { return len(e.vals[0]) >= e.batch() }
+// full reports whether the buffered rows fill two ciphertexts per worker,
+// the batch encrypted together.
+func (e *heIngest) full() bool { return len(e.vals[0]) >= e.batchRows }
 
 func (e *heIngest) open(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	e.dir = dir
-	for i, q := range e.qs {
+	for i := range e.qs {
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("q%02d.cts", i)))
 		if err != nil {
 			return err
 		}
 		h := sha256.New()
 		e.files = append(e.files, f)
-		e.bufs = append(e.bufs, bufio.NewWriterSize(multiWriter{f, h}, 1<<20))
-		e.hs = append(e.hs, hashWriter{h})
-		_ = q
+		e.bufs = append(e.bufs, bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20))
+		e.hs = append(e.hs, h)
 	}
 	e.cts = make([]int, len(e.qs))
 	e.bytes = make([]int64, len(e.qs))
 	for range runtime.GOMAXPROCS(0) {
 		e.encs = append(e.encs, rlwe.NewEncryptor(HEParams(), e.pk))
 	}
+	e.batchRows = 2 * HEParams().N() * len(e.encs)
 	return nil
-}
-
-type multiWriter struct {
-	a, b interface{ Write([]byte) (int, error) }
-}
-
-func (m multiWriter) Write(p []byte) (int, error) {
-	n, err := m.a.Write(p)
-	if err != nil {
-		return n, err
-	}
-	return m.b.Write(p)
 }
 
 // flush encrypts the buffered rows: whole ciphertexts, or everything at
@@ -293,8 +280,7 @@ func (e *heIngest) finish(rows int64) error {
 		if err := e.files[i].Sync(); err != nil {
 			return err
 		}
-		h := e.hs[i].h.(interface{ Sum([]byte) []byte })
-		m.Quantities = append(m.Quantities, heFile{Name: q.Name, File: filepath.Base(e.files[i].Name()), Count: e.cts[i], Bytes: e.bytes[i], SHA256: hex.EncodeToString(h.Sum(nil))})
+		m.Quantities = append(m.Quantities, heFile{Name: q.Name, File: filepath.Base(e.files[i].Name()), Count: e.cts[i], Bytes: e.bytes[i], SHA256: hex.EncodeToString(e.hs[i].Sum(nil))})
 		if err := e.files[i].Close(); err != nil {
 			return err
 		}

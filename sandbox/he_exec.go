@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -27,20 +26,16 @@ type HEKeys struct {
 // ciphertext and how the requester turns them into the result table. It
 // holds no data values: counts and sums are inside the ciphertext.
 type HELayout struct {
-	Query      string             `json:"query"`
-	Columns    []string           `json:"columns"`
-	GroupBy    []string           `json:"group_by,omitempty"`
-	Keys       [][]any            `json:"keys"`     // per released cell, its group values
-	PerCell    []string           `json:"per_cell"` // quantities per cell: "count", "x:c", "xx:c", "xy:a,b"
-	Spacing    int                `json:"spacing"`  // coefficient of cell g, quantity j: (g·len(PerCell)+j)·Spacing
-	Norms      map[string]float64 `json:"norms"`
-	Bounds     map[string][2]float64
-	Suppressed int     `json:"suppressed"`
-	Epsilon    float64 `json:"epsilon"`
-	Delta      float64 `json:"delta,omitempty"`
-	Mechanism  string  `json:"mechanism,omitempty"`
-	Depth      int     `json:"depth"` // ciphertext-ciphertext multiplications: always 0
-	Notes      string  `json:"notes,omitempty"`
+	Query   string                `json:"query"`
+	Keys    [][]any               `json:"keys"`     // per released cell, its group values
+	PerCell []string              `json:"per_cell"` // quantities per cell: "count", "x:c", "xx:c", "xy:a,b"
+	Spacing int                   `json:"spacing"`  // coefficient of cell g, quantity j: (g·len(PerCell)+j)·Spacing
+	Norms   map[string]float64    `json:"norms"`    // B of each encrypted column
+	Bounds  map[string][2]float64 `json:"bounds"`   // AVG is clamped to them
+	Depth   int                   `json:"depth"`    // ciphertext×ciphertext multiplications: always 0
+	Notes   string                `json:"notes,omitempty"`
+	// Suppressed counts the cells under the minimum size (Result has it).
+	Suppressed int `json:"-"`
 }
 
 // Positions lists the coefficients that carry released quantities.
@@ -56,7 +51,7 @@ func (l *HELayout) Positions() []int {
 
 // HEStats are the engine's timings.
 type HEStats struct {
-	Load, Evaluate, Pack time.Duration
+	Plan, Evaluate, Pack time.Duration
 	Ciphertexts          int
 	Masks                int
 }
@@ -148,8 +143,7 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	lay := &HELayout{Query: q.Source, GroupBy: q.GroupBy, PerCell: perCell, Norms: d.meta.Norms, Depth: 0,
-		Epsilon: ctl.Epsilon, Delta: ctl.Delta, Mechanism: ctl.Mechanism, Bounds: map[string][2]float64{}}
+	lay := &HELayout{Query: q.Source, PerCell: perCell, Norms: d.meta.Norms, Depth: 0, Bounds: map[string][2]float64{}}
 	for _, c := range t.Schema.Columns {
 		if enc[c.Name] && len(c.Bounds) == 2 {
 			lay.Bounds[c.Name] = [2]float64{c.Bounds[0], c.Bounds[1]}
@@ -157,9 +151,6 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 	}
 	if ctl.Dominance != nil {
 		lay.Notes = "the dominance rule needs per-person values and is not evaluated in he mode; minimum cell size and DP apply"
-	}
-	for _, it := range q.Select {
-		lay.Columns = append(lay.Columns, label(it))
 	}
 	cellOf := make([]int32, ngroups)
 	cells := 0
@@ -196,7 +187,7 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 
 	// Encrypted sums, cell by cell, worker by worker.
 	encQ := perCell[1:]
-	st.Load = time.Since(start)
+	st.Plan = time.Since(start)
 	evalStart := time.Now()
 	var ncts int
 	if len(encQ) > 0 {
@@ -223,13 +214,22 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			b := ringQ.NewPoly()
-			present := make([]int32, 0, 16)
+			// One pass over a ciphertext's rows builds the selection
+			// polynomial of every cell present in it.
+			var polys []ring.Poly        // by order of first appearance
+			var present []int32          // the cells, in that order
+			slot := make([]int32, cells) // cell -> index in present, -1
+			for i := range slot {
+				slot[i] = -1
+			}
 			for c := w; c < ncts; c += workers {
 				if c%8 == 0 && ctx.Err() != nil {
 					return
 				}
 				lo, hi := c*N, min((c+1)*N, t.Rows)
+				for _, cell := range present {
+					slot[cell] = -1
+				}
 				present = present[:0]
 				pure := true
 				for r := lo; r < hi; r++ {
@@ -245,9 +245,18 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 						pure = false
 						continue
 					}
-					if !slices.Contains(present, cell) {
+					k := slot[cell]
+					if k < 0 {
+						k = int32(len(present))
+						slot[cell] = k
 						present = append(present, cell)
+						if int(k) == len(polys) {
+							polys = append(polys, ringQ.NewPoly())
+						} else {
+							clear(polys[k].Coeffs[0])
+						}
 					}
+					setSelect(polys[k].Coeffs[0], r-lo, qmod)
 				}
 				if len(present) == 0 {
 					continue
@@ -265,21 +274,8 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 					}
 					continue
 				}
-				for _, cell := range present {
-					clear(b.Coeffs[0])
-					for r := lo; r < hi; r++ {
-						if mask != nil && !mask[r] {
-							continue
-						}
-						g := 0
-						if gid != nil {
-							g = int(gid[r])
-						}
-						if cellOf[g] != cell {
-							continue
-						}
-						setSelect(b.Coeffs[0], r-lo, qmod)
-					}
+				for k, cell := range present {
+					b := polys[k]
 					ringQ.NTT(b, b)
 					ringQ.MForm(b, b)
 					a.masks++
@@ -414,113 +410,4 @@ func canonicalPair(n string, cols []string) string {
 		parts[0], parts[1] = parts[1], parts[0]
 	}
 	return pairName(parts[0], parts[1])
-}
-
-// DecodeHEResult reads the released quantities from a decrypted result
-// polynomial's coefficients and finishes the table: the requester's side.
-func DecodeHEResult(lay *HELayout, coeffs []uint64, q uint64) (columns []string, rows [][]any, err error) {
-	pq, err := ParseQuery(lay.Query)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(lay.Keys)*len(lay.PerCell)*lay.Spacing > len(coeffs) || lay.Spacing <= 0 {
-		return nil, nil, fmt.Errorf("sandbox: result layout does not fit the ciphertext")
-	}
-	val := func(g int, name string) float64 {
-		j := slices.Index(lay.PerCell, name)
-		if j < 0 && strings.HasPrefix(name, "xy:") {
-			p := strings.SplitN(name[3:], ",", 2)
-			name = pairName(p[1], p[0])
-			j = slices.Index(lay.PerCell, name)
-		}
-		if j < 0 {
-			return math.NaN()
-		}
-		v := decodeCoeff(coeffs[(g*len(lay.PerCell)+j)*lay.Spacing], q)
-		switch {
-		case name == "count":
-			return v
-		case strings.HasPrefix(name, "x:"):
-			return v * lay.Norms[name[2:]]
-		case strings.HasPrefix(name, "xx:"):
-			b := lay.Norms[name[3:]]
-			return v * b * b
-		default:
-			p := strings.SplitN(name[3:], ",", 2)
-			return v * lay.Norms[p[0]] * lay.Norms[p[1]]
-		}
-	}
-	res := &Result{Columns: lay.Columns}
-	groupPos := map[string]int{}
-	for i, g := range pq.GroupBy {
-		groupPos[g] = i
-	}
-	for g, key := range lay.Keys {
-		row := make([]any, len(pq.Select))
-		n := math.Max(val(g, "count"), 0)
-		for i, it := range pq.Select {
-			if it.Agg == nil {
-				row[i] = key[groupPos[it.Column]]
-				continue
-			}
-			a := it.Agg
-			var lo, hi float64
-			if b, ok := lay.Bounds[a.Args[0]]; ok {
-				lo, hi = b[0], b[1]
-			}
-			nn := math.Max(n, 1)
-			switch a.Func {
-			case "count":
-				row[i] = math.Round(n)
-			case "sum":
-				row[i] = round(val(g, "x:"+a.Args[0]))
-			case "avg":
-				row[i] = round(math.Min(math.Max(val(g, "x:"+a.Args[0])/nn, lo), hi))
-			case "var", "stddev":
-				m := val(g, "x:"+a.Args[0]) / nn
-				v := math.Max(0, val(g, "xx:"+a.Args[0])/nn-m*m)
-				if a.Func == "stddev" {
-					v = math.Sqrt(v)
-				}
-				row[i] = round(v)
-			default: // corr, regr_slope(y, x), regr_intercept(y, x)
-				y, x := a.Args[0], a.Args[1]
-				my, mx := val(g, "x:"+y)/nn, val(g, "x:"+x)/nn
-				vy := math.Max(val(g, "xx:"+y)/nn-my*my, 0)
-				vx := math.Max(val(g, "xx:"+x)/nn-mx*mx, 0)
-				cov := val(g, pairName(y, x))/nn - mx*my
-				switch a.Func {
-				case "corr":
-					if vx == 0 || vy == 0 {
-						row[i] = nil
-					} else {
-						row[i] = round(math.Max(-1, math.Min(1, cov/math.Sqrt(vx*vy))))
-					}
-				case "regr_slope":
-					if vx == 0 {
-						row[i] = nil
-					} else {
-						row[i] = round(cov / vx)
-					}
-				default:
-					if vx == 0 {
-						row[i] = nil
-					} else {
-						row[i] = round(my - cov/vx*mx)
-					}
-				}
-			}
-		}
-		res.Rows = append(res.Rows, row)
-	}
-	if err := order(res, pq); err != nil {
-		return nil, nil, err
-	}
-	if pq.Limit > 0 && len(res.Rows) > pq.Limit {
-		res.Rows = res.Rows[:pq.Limit]
-	}
-	if res.Rows == nil {
-		res.Rows = [][]any{}
-	}
-	return res.Columns, res.Rows, nil
 }

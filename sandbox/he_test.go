@@ -3,7 +3,9 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,15 +40,11 @@ func (f *heFixture) decrypt(ct *rlwe.Ciphertext) []uint64 {
 	return pt.Value.Coeffs[0]
 }
 
-func heDemo(t testing.TB, n int, f *heFixture) (*Table, *heData, []rec) {
+func heDemo(t testing.TB, n int, f *heFixture) (*Table, *heData) {
 	t.Helper()
-	var buf bytes.Buffer
-	if err := GenerateDemo(&buf, n, 42); err != nil {
-		t.Fatal(err)
-	}
 	schema := DemoSchema()
 	dir := filepath.Join(t.TempDir(), "tax")
-	if _, err := IngestEncrypted(context.Background(), bytes.NewReader(buf.Bytes()), &schema, testKey, dir, f.keys.PK); err != nil {
+	if _, err := IngestEncrypted(context.Background(), bytes.NewReader(demoCSV(t, n)), &schema, testKey, dir, f.keys.PK); err != nil {
 		t.Fatal(err)
 	}
 	tb, err := LoadTable(dir, nil)
@@ -60,15 +58,17 @@ func heDemo(t testing.TB, n int, f *heFixture) (*Table, *heData, []rec) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, recs := demoTable(t, n)
-	return tb, d, recs
+	return tb, d
 }
 
 func TestHEMatchesMasked(t *testing.T) {
 	f := newHEFixture(t)
 	const n = 20000
-	tb, d, _ := heDemo(t, n, f)
+	tb, d := heDemo(t, n, f)
 	plain, _ := demoTable(t, n)
+	// Stored size per sensitive value (2 columns; x, x², y, y², x·y).
+	t.Logf("stored: %d bytes of ciphertexts for %d rows × %d sensitive columns: %.1f bytes per value",
+		d.bytes, n, len(d.meta.Columns), float64(d.bytes)/float64(n*len(d.meta.Columns)))
 	for _, sql := range []string{
 		`SELECT region, sex, COUNT(*), SUM(income), AVG(income), VAR(income), STDDEV(benefits),
 		CORR(income, benefits), REGR_SLOPE(benefits, income), REGR_INTERCEPT(benefits, income)
@@ -131,4 +131,123 @@ func TestHEMatchesMasked(t *testing.T) {
 		t.Logf("%s\n  cells %d, ciphertexts %d, masks %d, evaluate %v, pack %v, worst relative error %.2e (bounds: counts exact, sums and means 1e-6, second moments 1e-4)",
 			sql[:min(40, len(sql))], len(rows), st.Ciphertexts, st.Masks, st.Evaluate, st.Pack, worst)
 	}
+}
+
+func TestCiphertextCodec(t *testing.T) {
+	f := newHEFixture(t)
+	params := HEParams()
+	ct := rlwe.NewEncryptor(params, f.keys.PK).EncryptZeroNew(0)
+	ct.Scale = rlwe.NewScale(heScale)
+	b := MarshalCiphertext(params, ct)
+	back, err := UnmarshalCiphertext(params, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !back.Value[0].Equal(&ct.Value[0]) || !back.Value[1].Equal(&ct.Value[1]) || back.Scale.Cmp(ct.Scale) != 0 || !back.IsNTT {
+		t.Fatal("ciphertext does not round-trip")
+	}
+	t.Logf("a ciphertext is %d bytes (%.1f per coefficient)", len(b), float64(len(b))/float64(params.N()))
+	bad := map[string][]byte{
+		"empty":     nil,
+		"truncated": b[:len(b)-1],
+		"longer":    append(append([]byte{}, b...), 0),
+		"magic":     append([]byte("XXXX"), b[4:]...),
+		"degree":    append(append([]byte{}, b[:4]...), append([]byte{3}, b[5:]...)...),
+		"level":     append(append([]byte{}, b[:5]...), append([]byte{9}, b[6:]...)...),
+	}
+	unreduced := append([]byte{}, b...)
+	for i := 8; i < 16; i++ {
+		unreduced[i] = 0xff // the first 60-bit coefficient becomes 2^60-1 > q
+	}
+	bad["unreduced"] = unreduced
+	for name, x := range bad {
+		if _, err := UnmarshalCiphertext(params, x); !errors.Is(err, ErrBadCiphertext) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+
+	seed := bytes.Repeat([]byte{5}, 32)
+	pkb, err := RequesterPublicKey(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParsePublicKey(pkb); err != nil {
+		t.Fatal(err)
+	}
+	for _, cut := range []int{0, 100, len(pkb) / 2, len(pkb) - 1} {
+		if _, err := ParsePublicKey(pkb[:cut]); !errors.Is(err, ErrBadCiphertext) {
+			t.Errorf("public key cut at %d: %v", cut, err)
+		}
+	}
+	// The derived key decrypts what is encrypted to its public key.
+	sk, err := RequesterSecretKey(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, _ := ParsePublicKey(pkb)
+	ct2 := rlwe.NewEncryptor(params, pk).EncryptZeroNew(0)
+	pt := rlwe.NewDecryptor(params, sk).DecryptNew(ct2)
+	params.RingQ().AtLevel(0).INTT(pt.Value, pt.Value)
+	if v := decodeCoeff(pt.Value.Coeffs[0][0], params.Q()[0]); math.Abs(v) > 1e-6 {
+		t.Fatalf("zero decrypts to %v", v)
+	}
+}
+
+func TestTamperedCiphertextsRefused(t *testing.T) {
+	f := newHEFixture(t)
+	schema := DemoSchema()
+	dir := filepath.Join(t.TempDir(), "tax")
+	if _, err := IngestEncrypted(context.Background(), bytes.NewReader(demoCSV(t, 100)), &schema, testKey, dir, f.keys.PK); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, heDir, "q00.cts")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadHE(dir); !errors.Is(err, ErrBadCiphertext) || !strings.Contains(err.Error(), "digest mismatch") {
+		t.Fatalf("altered ciphertexts loaded: %v", err)
+	}
+}
+
+func TestEncryptedIngestRefusesUnboundedColumns(t *testing.T) {
+	f := newHEFixture(t)
+	schema := DemoSchema()
+	for i := range schema.Columns {
+		if schema.Columns[i].Name == "benefits" {
+			schema.Columns[i].Bounds = nil
+		}
+	}
+	_, err := IngestEncrypted(context.Background(), bytes.NewReader(demoCSV(t, 10)), &schema, testKey, filepath.Join(t.TempDir(), "x"), f.keys.PK)
+	if !errors.Is(err, ErrBadData) || !strings.Contains(err.Error(), "needs bounds") {
+		t.Fatalf("err %v", err)
+	}
+	if _, err := IngestEncrypted(context.Background(), bytes.NewReader(demoCSV(t, 10)), &schema, testKey, filepath.Join(t.TempDir(), "y"), nil); err == nil {
+		t.Fatal("ingested without a key")
+	}
+}
+
+func FuzzUnmarshalCiphertext(f *testing.F) {
+	params := HEParams()
+	f.Add(MarshalCiphertext(params, rlwe.NewCiphertext(params, 1, 0)))
+	f.Add([]byte("DSC1\x02\x00\x01\x24"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ct, err := UnmarshalCiphertext(params, b)
+		if err == nil && !bytes.Equal(MarshalCiphertext(params, ct), b) {
+			t.Fatal("accepted bytes do not re-encode to themselves")
+		}
+	})
+}
+
+func FuzzParsePublicKey(f *testing.F) {
+	pkb, _ := RequesterPublicKey(bytes.Repeat([]byte{1}, 32))
+	f.Add(pkb)
+	f.Add(pkb[:len(pkb)/2])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = ParsePublicKey(b) // an error, never a panic
+	})
 }

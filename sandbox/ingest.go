@@ -168,12 +168,14 @@ func ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey
 			}
 		}
 		rows++
-		if enc != nil && enc.full() {
+		if enc != nil {
 			if rows > HEMaxRows {
 				return nil, &LineError{Line: line, Msg: fmt.Sprintf("an encrypted dataset holds at most %d rows", HEMaxRows)}
 			}
-			if err := enc.flush(ctx, false); err != nil {
-				return nil, err
+			if enc.full() {
+				if err := enc.flush(ctx, false); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}

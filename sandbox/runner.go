@@ -163,14 +163,17 @@ func (r *Runner) complete(ctx context.Context, log *slog.Logger, j policies.Job,
 }
 
 func (r *Runner) execute(ctx context.Context, j policies.Job) (*Result, error) {
-	if j.Mode == policies.ModeHE {
-		return r.executeHE(ctx, j)
-	}
-	if j.Mode != policies.ModeMasked {
+	if j.Mode != policies.ModeMasked && j.Mode != policies.ModeHE {
 		return nil, fmt.Errorf("%w: mode %s is not available on this node", ErrRefused, j.Mode)
 	}
-	if r.store.Encrypted(j.Dataset) {
-		return nil, fmt.Errorf("%w: dataset %s is encrypted: its sensitive columns are only computed on in mode he", ErrRefused, j.Dataset)
+	if j.Mode == policies.ModeHE && r.cfg.HE == nil {
+		return nil, fmt.Errorf("%w: this node has no HE keys (no key ceremony)", ErrRefused)
+	}
+	if enc := r.store.Encrypted(j.Dataset); enc != (j.Mode == policies.ModeHE) {
+		if enc {
+			return nil, fmt.Errorf("%w: dataset %s is encrypted: its sensitive columns are only computed on in mode he", ErrRefused, j.Dataset)
+		}
+		return nil, fmt.Errorf("%w: dataset %s was not registered encrypted: use mode masked", ErrRefused, j.Dataset)
 	}
 	p, ok := r.state.Policy(j.Policy)
 	if !ok {
@@ -184,10 +187,15 @@ func (r *Runner) execute(ctx context.Context, j policies.Job) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ectx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	ctl := Control{MinGroupSize: p.MinGroupSize, Dominance: p.Dominance, Epsilon: p.DP.EpsilonPerQuery, Delta: p.DP.Delta, Mechanism: p.DP.Mechanism}
-	res, err := Execute(ectx, t, q, ctl, r.cfg.Limits)
+	var res *Result
+	if j.Mode == policies.ModeHE {
+		res, err = r.executeHE(ctx, j, t, q, ctl)
+	} else {
+		res, err = Execute(ctx, t, q, ctl, r.cfg.Limits)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -197,73 +205,27 @@ func (r *Runner) execute(ctx context.Context, j policies.Job) (*Result, error) {
 
 // executeHE evaluates an he job on the ciphertexts and has t nodes
 // re-encrypt the result to the requester.
-func (r *Runner) executeHE(ctx context.Context, j policies.Job) (*Result, error) {
-	if r.cfg.HE == nil {
-		return nil, fmt.Errorf("%w: this node has no HE keys (no key ceremony)", ErrRefused)
-	}
-	if !r.store.Encrypted(j.Dataset) {
-		return nil, fmt.Errorf("%w: dataset %s was not registered encrypted: use mode masked", ErrRefused, j.Dataset)
-	}
+func (r *Runner) executeHE(ctx context.Context, j policies.Job, t *Table, q *Query, ctl Control) (*Result, error) {
 	keys, err := r.cfg.HE.Keys()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
-	}
-	p, ok := r.state.Policy(j.Policy)
-	if !ok {
-		return nil, fmt.Errorf("%w: policy %s is gone", ErrRefused, j.Policy)
-	}
-	q, err := ParseQuery(j.Query)
-	if err != nil {
-		return nil, err
-	}
-	t, err := r.store.Table(j.Dataset)
-	if err != nil {
-		return nil, err
 	}
 	d, err := r.store.HEData(j.Dataset)
 	if err != nil {
 		return nil, err
 	}
-	ectx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-	defer cancel()
-	ctl := Control{MinGroupSize: p.MinGroupSize, Dominance: p.Dominance, Epsilon: p.DP.EpsilonPerQuery, Delta: p.DP.Delta, Mechanism: p.DP.Mechanism}
-	ct, lay, _, err := HEEvaluate(ectx, t, d, keys, q, ctl, r.cfg.Limits)
+	ct, lay, _, err := HEEvaluate(ctx, t, d, keys, q, ctl, r.cfg.Limits)
 	if err != nil {
 		return nil, err
 	}
-	out, active, err := r.cfg.HE.Release(ectx, j, ct, lay)
+	out, active, err := r.cfg.HE.Release(ctx, j, ct, lay)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Job: j.ID, Columns: lay.Columns, Rows: [][]any{}, Suppressed: lay.Suppressed, EpsilonSpent: p.DP.EpsilonPerQuery,
+	res := &Result{Rows: [][]any{}, Suppressed: lay.Suppressed, EpsilonSpent: ctl.Epsilon,
 		HE: &HEResult{Layout: lay, Ciphertext: MarshalCiphertext(HEParams(), out), Active: active}}
-	return res, res.Seal()
-}
-
-// DecryptHEResult opens an he result with the requester's key-file seed
-// and fills its rows.
-func DecryptHEResult(res *Result, seed []byte) error {
-	if res.HE == nil || res.HE.Layout == nil {
-		return errors.New("sandbox: not an he result")
+	for _, it := range q.Select {
+		res.Columns = append(res.Columns, label(it))
 	}
-	sk, err := RequesterSecretKey(seed)
-	if err != nil {
-		return err
-	}
-	params := HEParams()
-	ct, err := UnmarshalCiphertext(params, res.HE.Ciphertext)
-	if err != nil {
-		return err
-	}
-	pt := rlwe.NewDecryptor(params, sk).DecryptNew(ct)
-	ringQ := params.RingQ().AtLevel(pt.Level())
-	if pt.IsNTT {
-		ringQ.INTT(pt.Value, pt.Value)
-	}
-	cols, rows, err := DecodeHEResult(res.HE.Layout, pt.Value.Coeffs[0], ringQ.SubRings[0].Modulus)
-	if err != nil {
-		return err
-	}
-	res.Columns, res.Rows = cols, rows
-	return nil
+	return res, nil
 }

@@ -269,8 +269,9 @@ func loadDemoHE(ctx context.Context, k *chain.Key, base string, csv, schemaJSON 
 	return signedCall(ctx, k, "POST", base+"/v1/policies", "application/json", sandbox.DemoPolicy("tax2025he"), nil)
 }
 
-// runCeremony has node 1 coordinate the HE key ceremony (t = 2 of N, or
-// N when fewer than 2 nodes... a single node has no ceremony).
+// runCeremony has node 1 coordinate the HE key ceremony among all nodes,
+// any 2 of which can decrypt; a single node runs none (he mode is then
+// unavailable).
 func runCeremony(ctx context.Context, n *liveNode, nodes int, logger *slog.Logger) error {
 	if nodes < 2 {
 		logger.Warn("a single node runs no HE key ceremony: he mode is unavailable")

@@ -1,0 +1,116 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+)
+
+// The requester's side of an he job: decrypt, read the released sums,
+// finish the table exactly as masked mode does (finishCell).
+
+// DecryptHEResult opens an he result with the requester's key-file seed
+// and fills its rows.
+func DecryptHEResult(res *Result, seed []byte) error {
+	if res.HE == nil || res.HE.Layout == nil {
+		return errors.New("sandbox: not an he result")
+	}
+	sk, err := RequesterSecretKey(seed)
+	if err != nil {
+		return err
+	}
+	params := HEParams()
+	ct, err := UnmarshalCiphertext(params, res.HE.Ciphertext)
+	if err != nil {
+		return err
+	}
+	pt := rlwe.NewDecryptor(params, sk).DecryptNew(ct)
+	ringQ := params.RingQ().AtLevel(pt.Level())
+	if pt.IsNTT {
+		ringQ.INTT(pt.Value, pt.Value)
+	}
+	cols, rows, err := DecodeHEResult(res.HE.Layout, pt.Value.Coeffs[0], ringQ.SubRings[0].Modulus)
+	if err != nil {
+		return err
+	}
+	res.Columns, res.Rows = cols, rows
+	return nil
+}
+
+// DecodeHEResult reads the released quantities from a decrypted result
+// polynomial's coefficients and finishes the table.
+func DecodeHEResult(lay *HELayout, coeffs []uint64, q uint64) (columns []string, rows [][]any, err error) {
+	pq, err := ParseQuery(lay.Query)
+	if err != nil {
+		return nil, nil, err
+	}
+	if lay.Spacing <= 0 || len(lay.Keys)*len(lay.PerCell)*lay.Spacing > len(coeffs) {
+		return nil, nil, fmt.Errorf("sandbox: result layout does not fit the ciphertext")
+	}
+	// val is a released quantity of cell g in the data's units (0 when
+	// the layout does not carry it).
+	val := func(g int, name string) float64 {
+		j := slices.Index(lay.PerCell, name)
+		if j < 0 && strings.HasPrefix(name, "xy:") {
+			a, b, _ := strings.Cut(name[3:], ",")
+			j = slices.Index(lay.PerCell, pairName(b, a))
+		}
+		if j < 0 {
+			return 0
+		}
+		v := decodeCoeff(coeffs[(g*len(lay.PerCell)+j)*lay.Spacing], q)
+		kind, cols, _ := strings.Cut(name, ":")
+		switch kind {
+		case "x":
+			return v * lay.Norms[cols]
+		case "xx":
+			return v * lay.Norms[cols] * lay.Norms[cols]
+		case "xy":
+			a, b, _ := strings.Cut(cols, ",")
+			return v * lay.Norms[a] * lay.Norms[b]
+		}
+		return v // count
+	}
+	res := &Result{}
+	groupPos := map[string]int{}
+	for i, g := range pq.GroupBy {
+		groupPos[g] = i
+	}
+	for _, it := range pq.Select {
+		res.Columns = append(res.Columns, label(it))
+	}
+	for g, key := range lay.Keys {
+		row := make([]any, len(pq.Select))
+		for i, it := range pq.Select {
+			if it.Agg == nil {
+				row[i] = key[groupPos[it.Column]]
+				continue
+			}
+			a := it.Agg
+			sums := cellSums{n: val(g, "count")}
+			if x := a.Args[0]; x != "*" {
+				sums.sa, sums.saa = val(g, "x:"+x), val(g, "xx:"+x)
+				if len(a.Args) > 1 {
+					y := a.Args[1]
+					sums.sb, sums.sbb, sums.sab = val(g, "x:"+y), val(g, "xx:"+y), val(g, pairName(x, y))
+				}
+			}
+			b := lay.Bounds[a.Args[0]]
+			row[i] = finishCell(a.Func, sums, b[0], b[1])
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	if err := order(res, pq); err != nil {
+		return nil, nil, err
+	}
+	if pq.Limit > 0 && len(res.Rows) > pq.Limit {
+		res.Rows = res.Rows[:pq.Limit]
+	}
+	if res.Rows == nil {
+		res.Rows = [][]any{}
+	}
+	return res.Columns, res.Rows, nil
+}

@@ -205,6 +205,11 @@ type Node struct {
 	wg       sync.WaitGroup
 	rpcConns sync.WaitGroup
 	closed   sync.Once
+
+	// syncedTerm is the term in which this node, as leader, last saw a
+	// Raft barrier applied: from then on everything committed before its
+	// leadership is in its state (see leaderSynced).
+	syncedTerm atomic.Uint64
 }
 
 // NewNode opens the node's stores, starts Raft and the batchers.
@@ -693,14 +698,16 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 // ReadBarrier waits until this node has applied every entry the leader had
 // applied when it was called, so that a read here sees every write any
 // node acknowledged before (read-your-writes across nodes). On the leader
-// it returns at once: the leader acknowledges a write only once applied.
+// it costs nothing after the first call of a term: the leader acknowledges
+// a write only once applied, and the first call waits for a Raft barrier
+// so that entries committed under the previous leader are applied too.
 func (n *Node) ReadBarrier(ctx context.Context) error {
 	return n.whileNoLeader(ctx, func() error { return n.readBarrier(ctx) })
 }
 
 func (n *Node) readBarrier(ctx context.Context) error {
 	if n.IsLeader() {
-		return nil
+		return n.leaderSynced(ctx)
 	}
 	_, addr := n.Leader()
 	if addr == "" {
@@ -721,6 +728,26 @@ func (n *Node) readBarrier(ctx context.Context) error {
 		return nil
 	}
 	return n.WaitApplied(ctx, applied-1)
+}
+
+// leaderSynced makes sure this leader has applied every entry committed
+// before its term began: a new leader knows which entries are committed
+// only once an entry of its own term is, so it waits once per term for a
+// Raft barrier (which also waits for the state machine).
+func (n *Node) leaderSynced(ctx context.Context) error {
+	term := n.raft.CurrentTerm()
+	if n.syncedTerm.Load() == term {
+		return nil
+	}
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(d), time.Millisecond)
+	}
+	if err := n.raft.Barrier(timeout).Error(); err != nil {
+		return n.outcomeOf(nil, err, nil, 0).err
+	}
+	n.syncedTerm.Store(term)
+	return nil
 }
 
 // Fetch asks the peer with that ID for a blob (see Config.Blobs).

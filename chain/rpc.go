@@ -239,6 +239,9 @@ func (n *Node) handleRPC(ctx context.Context, op byte, payload []byte) (byte, []
 		if !n.IsLeader() {
 			return errCode(ErrNoLeader), []byte(fmt.Sprintf("chain: %s is not the leader", n.cfg.ID))
 		}
+		if err := n.leaderSynced(ctx); err != nil {
+			return errCode(err), []byte(err.Error())
+		}
 		return 0, binary.BigEndian.AppendUint64(nil, n.ledger.Applied())
 	case opFetch:
 		if n.cfg.Blobs == nil {

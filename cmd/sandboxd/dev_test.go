@@ -62,6 +62,25 @@ func getHealth(url string) (health, error) {
 	return h, err
 }
 
+// hasCeremony tells whether the node serves a committed HE key ceremony
+// (asked as the dev auditor).
+func hasCeremony(dir, url string) bool {
+	k, err := chain.LoadKeyFile(filepath.Join(dir, "keys", "auditor.key"))
+	if err != nil {
+		return false
+	}
+	req, _ := http.NewRequest("GET", url+"/v1/he", nil)
+	if audit.SignRequest(req, nil, k.Ed25519(), k.Address().String()) != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 func startDev(t *testing.T, dir string, base int) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -73,7 +92,8 @@ func startDev(t *testing.T, dir string, base int) (stop func() error) {
 	for {
 		ok := 0
 		for i := 0; i < 3; i++ {
-			if h, err := getHealth(fmt.Sprintf("http://127.0.0.1:%d", base+i)); err == nil && h.Status == "ok" && h.Leader != "" && h.LedgerSize >= 1 {
+			url := fmt.Sprintf("http://127.0.0.1:%d", base+i)
+			if h, err := getHealth(url); err == nil && h.Status == "ok" && h.Leader != "" && h.LedgerSize >= 1 && hasCeremony(dir, url) {
 				ok++
 			}
 		}
@@ -129,7 +149,7 @@ func TestDevConsortiumResumes(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		for {
 			h, err := getHealth(fmt.Sprintf("http://127.0.0.1:%d", base+i))
-			if err == nil && h.LedgerSize == 2 { // genesis and the note
+			if err == nil && h.LedgerSize == 3 { // genesis, the key ceremony and the note
 				break
 			}
 			if time.Now().After(deadline) {

@@ -184,6 +184,45 @@ func (s *Server) heStatus(c echo.Context) error {
 	return c.JSON(http.StatusOK, cer)
 }
 
+// CeremonyRequest is POST /v1/he/ceremony's body.
+type CeremonyRequest struct {
+	// Threshold is how many nodes must cooperate to decrypt (default 2).
+	Threshold int `json:"threshold,omitempty"`
+}
+
+// startCeremony serves POST /v1/he/ceremony: this node coordinates the key
+// ceremony and commits it. A consortium has one ceremony: once committed,
+// the call answers it again.
+func (s *Server) startCeremony(c echo.Context) error {
+	if s.he == nil {
+		return &problemError{status: http.StatusServiceUnavailable, code: "no-he", detail: "this node runs no HE service"}
+	}
+	var req CeremonyRequest
+	if body := callerOf(c).body; len(body) > 0 {
+		if err := decodeStrict(body, &req, "ceremony request"); err != nil {
+			return err
+		}
+	}
+	if req.Threshold == 0 {
+		req.Threshold = 2
+	}
+	peers, err := s.he.node.Peers()
+	if err != nil {
+		return err
+	}
+	if req.Threshold < 2 || req.Threshold > len(peers) {
+		return badRequest("bad-threshold", fmt.Sprintf("threshold %d: need 2 <= threshold <= %d (the consortium's nodes)", req.Threshold, len(peers)))
+	}
+	doc, err := s.he.RunCeremony(c.Request().Context(), req.Threshold)
+	if err != nil {
+		if _, _, known := statusOf(err); known {
+			return err
+		}
+		return &problemError{status: http.StatusBadGateway, code: "ceremony-failed", detail: err.Error()}
+	}
+	return c.JSON(http.StatusOK, doc)
+}
+
 // registerHEKey relays account.hekey after checking the key parses.
 func (s *Server) registerHEKey(c echo.Context) error {
 	var d policies.HEKeyDoc

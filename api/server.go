@@ -191,6 +191,7 @@ func (s *Server) Routes() []Route {
 		{Method: "POST", Path: "/v1/accounts/revocations", Summary: "revoke a role (admin)", Perm: policies.PermGrant, handler: s.relayed(policies.KindAccountRevoke)},
 		{Method: "POST", Path: "/v1/accounts/rotations", Summary: "rotate the signing account's key", handler: s.relayed(policies.KindAccountRotate)},
 		{Method: "POST", Path: "/v1/accounts/hekey", Summary: "register the signing account's CKKS public key for its he results", handler: s.registerHEKey},
+		{Method: "POST", Path: "/v1/he/ceremony", Summary: "have this node coordinate the HE key ceremony among the consortium's nodes (admin; once)", Perm: policies.PermGrant, handler: s.startCeremony},
 		{Method: "GET", Path: "/v1/he", Summary: "the committed HE key ceremony: participants, threshold, key digests", handler: s.heStatus},
 		{Method: "POST", Path: "/v1/accounts/table", Summary: "set a role's permissions (admin)", Perm: policies.PermGrant, handler: s.relayed(policies.KindTableSet)},
 		{Method: "POST", Path: "/v1/uploads", Summary: "upload a dataset's CSV to this node (agency; ?schema=<base64url JSON>)", Perm: policies.PermRegisterDataset, Stream: true, handler: s.upload},

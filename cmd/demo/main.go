@@ -141,6 +141,29 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintln(d.out, "    (counts and averages carry differential-privacy noise; the digest is the one committed on the ledger)")
 
+	d.say("The agency nodes hold the consortium's homomorphic key jointly: any 2 of the 3 can decrypt together, none alone")
+	if err := d.waitCeremony(ctx, key("auditor")); err != nil {
+		return err
+	}
+	if err := d.ctl(0, key("auditor"), "he", "status"); err != nil {
+		return err
+	}
+
+	d.say("The tax agency registers the same records in homomorphic mode: income and benefits are encrypted (CKKS) as they stream in and never exist in clear on the node")
+	if err := d.ctl(0, key("agency1"), "dataset", "register", "--name", "tax2025he", "--schema", files["schema"], "--file", files["csv"], "--mode", "he"); err != nil {
+		return err
+	}
+	if err := d.ctl(0, key("agency1"), "policy", "publish", files["policyHE"]); err != nil {
+		return err
+	}
+
+	d.say("The enterprise asks in he mode: the node computes on ciphertexts, two nodes each re-check the job on their own ledger and re-encrypt the result to the enterprise's key, and only sandboxctl, holding that key, decrypts it")
+	if err := d.ctl(1, key("enterprise"), "job", "submit", "--wait", "--mode", "he", "--purpose", "credit risk statistics",
+		"--query", "SELECT region, COUNT(*) AS people, AVG(income) AS avg_income FROM tax2025he WHERE age >= 30 GROUP BY region ORDER BY region"); err != nil {
+		return err
+	}
+	fmt.Fprintln(d.out, "    (the same averages as the masked job up to DP noise; the ledger holds the two nodes' he.share entries, never the result)")
+
 	d.say("A finer question, by household size in one region: cells of fewer than 10 people, or where one person makes up more than half the total, are suppressed")
 	if err := d.ctl(0, key("enterprise"), "job", "submit", "--wait", "--mode", "masked", "--purpose", "credit risk statistics",
 		"--query", "SELECT household_size, COUNT(*) AS people, AVG(income) FROM tax2025 WHERE region = 'capital' GROUP BY household_size ORDER BY household_size"); err != nil {
@@ -329,6 +352,23 @@ func (d *demo) waitHealthy(ctx context.Context, exited chan error, timeout time.
 	return fmt.Errorf("consortium not healthy within %s", timeout)
 }
 
+// waitCeremony waits until the consortium's HE key ceremony (run by
+// sandboxd dev after genesis) is on the ledger.
+func (d *demo) waitCeremony(ctx context.Context, key string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := d.ctlOut(0, key, "he", "status"); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("no HE key ceremony on the ledger within 60s")
+}
+
 // freeBase finds n consecutive free loopback ports for HTTP and the same
 // n at +100 for Raft.
 func freeBase(n int) (int, error) {
@@ -353,9 +393,10 @@ func freeBase(n int) (int, error) {
 
 // writeData writes the demo files where sandboxctl can read them: 50,000
 // synthetic tax records from the seeded generator, their schema and the
-// tax agency's policy.
+// tax agency's policies for the masked and the he dataset.
 func writeData(dir string) (map[string]string, error) {
-	out := map[string]string{"csv": filepath.Join(dir, "tax2025.csv"), "schema": filepath.Join(dir, "tax2025.schema.json"), "policy": filepath.Join(dir, "tax2025.policy.json")}
+	out := map[string]string{"csv": filepath.Join(dir, "tax2025.csv"), "schema": filepath.Join(dir, "tax2025.schema.json"),
+		"policy": filepath.Join(dir, "tax2025.policy.json"), "policyHE": filepath.Join(dir, "tax2025he.policy.json")}
 	f, err := os.Create(out["csv"])
 	if err != nil {
 		return nil, err
@@ -369,6 +410,9 @@ func writeData(dir string) (map[string]string, error) {
 	}
 	schema, _ := json.MarshalIndent(sandbox.DemoSchema(), "", "  ")
 	if err := os.WriteFile(out["schema"], schema, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(out["policyHE"], sandbox.DemoPolicy("tax2025he"), 0o644); err != nil {
 		return nil, err
 	}
 	return out, os.WriteFile(out["policy"], sandbox.DemoPolicy("tax2025"), 0o644)

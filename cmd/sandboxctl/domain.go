@@ -510,3 +510,40 @@ func ensureHEKey(ctx context.Context, c *client) error {
 	}
 	return c.do(ctx, "POST", "/v1/accounts/hekey", policies.HEKeyDoc{Params: sandbox.HEParamsName, PublicKey: pk}, nil)
 }
+
+func cmdHEStatus(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	var c policies.HECeremony
+	if err := newClient(g).do(ctx, "GET", "/v1/he", nil, &c); err != nil {
+		return err
+	}
+	return printCeremony(g, c)
+}
+
+func cmdHECeremony(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	threshold := fs.Int("threshold", 2, "how many nodes must cooperate to decrypt")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	var c policies.HECeremony
+	if err := newClient(g).do(ctx, "POST", "/v1/he/ceremony", api.CeremonyRequest{Threshold: *threshold}, &c); err != nil {
+		return err
+	}
+	return printCeremony(g, c)
+}
+
+func printCeremony(g *globals, c policies.HECeremony) error {
+	if g.json {
+		return printJSON(g.stdout, c)
+	}
+	nodes := make([]string, len(c.Participants))
+	for i, p := range c.Participants {
+		nodes[i] = p.Node
+	}
+	fmt.Fprintf(g.stdout, "HE key ceremony %s: any %d of %s can decrypt together, none alone\n", c.ID, c.Threshold, strings.Join(nodes, ", "))
+	fmt.Fprintf(g.stdout, "  parameters           %s\n  public key sha256    %s\n  galois keys sha256   %s\n  transcript sha256    %s\n",
+		c.Params, c.PublicKey, c.GaloisKeys, c.Transcript)
+	return nil
+}

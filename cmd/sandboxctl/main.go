@@ -64,6 +64,8 @@ func commands() []command {
 		{"policy publish", "publish a policy for your dataset (agency)", "FILE.json", "sandboxctl --key agency1.key policy publish policy.json", cmdPolicyPublish},
 		{"policy list", "the policies", "", "sandboxctl policy list", cmdPolicyList},
 		{"policy revoke", "revoke a policy (its agency)", "ID", "sandboxctl --key agency1.key policy revoke pol-7", cmdPolicyRevoke},
+		{"he status", "the consortium's HE key ceremony: nodes, threshold, key digests", "", "sandboxctl --key auditor.key he status", cmdHEStatus},
+		{"he ceremony", "have the node coordinate the HE key ceremony among the consortium's nodes (admin, once)", "[--threshold T]", "sandboxctl --key admin.key he ceremony --threshold 2", cmdHECeremony},
 		{"job submit", "submit an analysis job (enterprise)", "--mode masked|he --query SQL [--purpose TEXT] [--wait]", `sandboxctl --key enterprise.key job submit --mode masked --purpose 'credit risk statistics' --query 'SELECT region, AVG(income) FROM tax2025 GROUP BY region'`, cmdJobSubmit},
 		{"job status", "a job's status", "ID", "sandboxctl job status job-12", cmdJobStatus},
 		{"job list", "the jobs you may see", "", "sandboxctl job list", cmdJobList},

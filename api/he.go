@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -48,6 +49,8 @@ type HE struct {
 	state  HEState
 	key    *chain.Key
 	nonces *chain.Nonces
+	// observe is the server's phase metric, once SetHE ran.
+	observe atomic.Value // of func(string, time.Duration)
 }
 
 // NewHE builds this node's side of the HE protocols, keeping its key
@@ -57,6 +60,11 @@ func NewHE(name, dir string, key *chain.Key, node HENode, state HEState, nonces 
 	params := sandbox.HEParams()
 	p, err := mpc.New(mpc.Config{Node: name, Key: key, Dir: dir, Params: params, ParamsName: sandbox.HEParamsName,
 		GaloisElements: sandbox.HEGaloisElements(), Call: node.Call, Ledger: state, Authorise: h.authorise, Sync: node.ReadBarrier,
+		Observe: func(phase string, d time.Duration) {
+			if f, ok := h.observe.Load().(func(string, time.Duration)); ok {
+				f(phase, d)
+			}
+		},
 		Codec: mpc.Codec{
 			Marshal: func(polys []ring.Poly, isNTT bool, ls int) []byte {
 				return sandbox.MarshalElement(params, polys, isNTT, ls)

@@ -20,6 +20,7 @@ type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	phases   *prometheus.HistogramVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -31,7 +32,11 @@ func newMetrics(s *Server) *metrics {
 		Name: "datasandbox_http_request_seconds", Help: "HTTP request latency by route.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"route"})
-	m.reg.MustRegister(m.requests, m.latency,
+	m.phases = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "datasandbox_he_phase_seconds", Help: "He jobs run by this node: time on ciphertexts (evaluate), collecting t decryption shares (shares), combining them (combine).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"phase"})
+	m.reg.MustRegister(m.requests, m.latency, m.phases,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "datasandbox_ledger_entries", Help: "Committed ledger entries."},
 			func() float64 { return float64(s.node.Ledger().Size()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "datasandbox_ledger_blocks", Help: "Committed blocks."},
@@ -46,6 +51,16 @@ func newMetrics(s *Server) *metrics {
 		&jobCollector{s: s},
 	)
 	return m
+}
+
+// ObservePhase records how long a phase of an he job took on this node
+// (see the datasandbox_he_phase_seconds help); for sandbox.RunnerConfig
+// and mpc.Config's Observe hooks.
+func (s *Server) ObservePhase(phase string, d time.Duration) {
+	switch phase {
+	case "evaluate", "shares", "combine": // bounded label values
+		s.metrics.phases.WithLabelValues(phase).Observe(d.Seconds())
+	}
 }
 
 // observe records one request.

@@ -273,4 +273,7 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // SetHE gives the server the node's HE wiring (encrypted uploads).
-func (s *Server) SetHE(h *HE) { s.he = h }
+func (s *Server) SetHE(h *HE) {
+	s.he = h
+	h.observe.Store(s.ObservePhase)
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/mhe"
@@ -244,6 +245,7 @@ func (p *Party) Release(ctx context.Context, req ShareRequest, ct *rlwe.Cipherte
 }
 
 func (p *Party) releaseWith(ctx context.Context, req ShareRequest, ct *rlwe.Ciphertext, cer *Plan) (*rlwe.Ciphertext, string, error) {
+	start := time.Now()
 	msg, err := p.seal(svcShare, req)
 	if err != nil {
 		return nil, "", err
@@ -286,7 +288,16 @@ func (p *Party) releaseWith(ctx context.Context, req ShareRequest, ct *rlwe.Ciph
 			return nil, req.Active[i], fmt.Errorf("mpc: share of %s: %w", req.Active[i], err)
 		}
 	}
+	p.observe("shares", start)
+	start = time.Now()
+	defer p.observe("combine", start)
 	return p.combine(ct, shares)
+}
+
+func (p *Party) observe(phase string, since time.Time) {
+	if p.cfg.Observe != nil {
+		p.cfg.Observe(phase, time.Since(since))
+	}
 }
 
 // Combine adds key-switch shares to ct: the result decrypts under the

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cloudflare/circl/hpke"
 	"github.com/cloudflare/circl/kem"
@@ -79,6 +80,10 @@ type Config struct {
 	// sender's account (and a job's state) are read as the sender saw
 	// them (a read barrier on the ledger).
 	Sync func(ctx context.Context) error
+	// Observe, when set, is told how long the phases of a release took on
+	// the coordinating node: "shares" (asking t nodes until every share is
+	// in) and "combine".
+	Observe func(phase string, d time.Duration)
 	// Authorise checks a share request against the committed ledger and
 	// commits he.share before the share is computed.
 	Authorise func(ctx context.Context, req *ShareRequest) (*Grant, error)

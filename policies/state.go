@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -190,7 +191,14 @@ func newState() *state {
 type Machine struct {
 	mu sync.RWMutex
 	s  *state
+	// version counts Apply calls: readers that poll (the job runner) look
+	// at the state again only when it moved. Not part of the state.
+	version atomic.Uint64
 }
+
+// Version changes whenever an entry was applied (or tried): a cheap test
+// of whether the state may have changed since a reader last looked.
+func (m *Machine) Version() uint64 { return m.version.Load() }
 
 // New returns an empty state (before genesis).
 func New() *Machine { return &Machine{s: newState()} }

@@ -1,8 +1,12 @@
 package sandbox
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -60,6 +64,81 @@ func HEParams() ckks.Parameters {
 		panic(fmt.Sprintf("sandbox: HE parameters: %v", heErr)) // a constant literal: cannot happen
 	}
 	return heParams
+}
+
+// encryptor encrypts coefficient vectors under the collective public key
+// at ingest. It is RLWE public-key encryption sampled directly in Q, as
+// Lattigo does for parameters without P: c0 = u·pk0 + e0 + m,
+// c1 = u·pk1 + e1, with u ternary and e0, e1 Gaussian from the
+// parameters. Lattigo's encryptor with our P would sample in QP and divide
+// by P (fresh noise of a few units instead of ~2^9, irrelevant at scale
+// 2^36 where 2^9 is 2^-27 of a unit) for several times the cost; and its
+// samplers draw from a blake2b XOF, here AES-256-CTR keyed from
+// crypto/rand (a standard CSPRNG, far cheaper with AES-NI). m is added
+// before the NTT, saving the plaintext's own.
+type encryptor struct {
+	ringQ    *ring.Ring
+	pk0, pk1 ring.Poly
+	xs, xe   ring.Sampler
+	u, e     ring.Poly
+}
+
+func newEncryptor(pk *rlwe.PublicKey) (*encryptor, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	prng := &ctrPRNG{cipher.NewCTR(block, make([]byte, aes.BlockSize))}
+	params := HEParams()
+	ringQ := params.RingQ().AtLevel(0)
+	xs, err := ring.NewSampler(prng, ringQ, params.Xs(), false)
+	if err != nil {
+		return nil, err
+	}
+	xe, err := ring.NewSampler(prng, ringQ, params.Xe(), false)
+	if err != nil {
+		return nil, err
+	}
+	return &encryptor{ringQ: ringQ, pk0: pk.Value[0].Q, pk1: pk.Value[1].Q, xs: xs, xe: xe, u: ringQ.NewPoly(), e: ringQ.NewPoly()}, nil
+}
+
+// encrypt sets ct (degree 1, level 0, NTT form) to an encryption of the
+// coefficients m (each < q; the rest of the polynomial is zero).
+func (enc *encryptor) encrypt(m []uint64, ct *rlwe.Ciphertext) {
+	r := enc.ringQ
+	enc.xs.Read(enc.u)
+	r.NTT(enc.u, enc.u)
+	r.MulCoeffsMontgomery(enc.u, enc.pk0, ct.Value[0])
+	r.MulCoeffsMontgomery(enc.u, enc.pk1, ct.Value[1])
+	mod := r.SubRings[0].Modulus
+	enc.xe.Read(enc.e)
+	ec := enc.e.Coeffs[0]
+	for i, x := range m {
+		ec[i] += x
+		if ec[i] >= mod {
+			ec[i] -= mod
+		}
+	}
+	r.NTT(enc.e, enc.e)
+	r.Add(ct.Value[0], enc.e, ct.Value[0])
+	enc.xe.Read(enc.e)
+	r.NTT(enc.e, enc.e)
+	r.Add(ct.Value[1], enc.e, ct.Value[1])
+	ct.IsNTT, ct.IsBatched = true, false
+	ct.Scale = rlwe.NewScale(heScale)
+}
+
+// ctrPRNG reads an AES-CTR key stream.
+type ctrPRNG struct{ s cipher.Stream }
+
+func (p *ctrPRNG) Read(b []byte) (int, error) {
+	clear(b)
+	p.s.XORKeyStream(b, b)
+	return len(b), nil
 }
 
 // HEParamsName names the parameter set on the ledger.
@@ -173,27 +252,24 @@ func UnmarshalCiphertext(params ckks.Parameters, b []byte) (*rlwe.Ciphertext, er
 }
 
 func packBits(out []byte, coeffs []uint64, w int) []byte {
+	// The bits of every c < 2^w, least significant first, in 64-bit
+	// little-endian words; the last partial word in whole bytes.
 	var acc uint64
-	var nacc int
+	nacc := 0 // pending bits in acc, < 64
 	for _, c := range coeffs {
-		// c < 2^w, w ≤ 62: emit whole bytes as they fill.
-		lo := c
-		left := w
-		for left > 0 {
-			take := min(left, 64-nacc, 8)
-			acc |= (lo & (1<<take - 1)) << nacc
-			nacc += take
-			lo >>= take
-			left -= take
-			for nacc >= 8 {
-				out = append(out, byte(acc))
-				acc >>= 8
-				nacc -= 8
-			}
+		acc |= c << nacc
+		if nacc+w < 64 {
+			nacc += w
+			continue
 		}
+		out = binary.LittleEndian.AppendUint64(out, acc)
+		used := 64 - nacc // bits of c in that word
+		acc = c >> used   // 0 when used is 64
+		nacc = w - used
 	}
-	if nacc > 0 {
+	for ; nacc > 0; nacc -= 8 {
 		out = append(out, byte(acc))
+		acc >>= 8
 	}
 	return out
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 
@@ -78,8 +78,13 @@ type heIngest struct {
 	hs    []hash.Hash
 	cts   []int
 	bytes []int64
-	encs  []*rlwe.Encryptor
+	encs  []*encryptor
 	done  bool
+	// pending is the batch being encrypted while the next one is read
+	// (one at a time, so ciphertexts are written in order); spare is the
+	// previous batch's buffers, for reuse.
+	pending chan error
+	spare   [][]float64
 	// batchRows is how many rows are encrypted together.
 	batchRows int
 }
@@ -145,17 +150,24 @@ func (e *heIngest) open(dir string) error {
 	e.cts = make([]int, len(e.qs))
 	e.bytes = make([]int64, len(e.qs))
 	for range runtime.GOMAXPROCS(0) {
-		e.encs = append(e.encs, rlwe.NewEncryptor(HEParams(), e.pk))
+		enc, err := newEncryptor(e.pk)
+		if err != nil {
+			return err
+		}
+		e.encs = append(e.encs, enc)
 	}
 	e.batchRows = 2 * HEParams().N() * len(e.encs)
 	return nil
 }
 
-// flush encrypts the buffered rows: whole ciphertexts, or everything at
-// the end.
+// flush hands the buffered whole ciphertexts' rows to a background
+// encryption (or, for the last batch, encrypts everything, waiting) while
+// the ingest reads on.
 func (e *heIngest) flush(ctx context.Context, last bool) error {
-	params := HEParams()
-	n := params.N()
+	if err := e.wait(); err != nil {
+		return err
+	}
+	n := HEParams().N()
 	rows := len(e.vals[0])
 	chunks := rows / n
 	if last && rows%n != 0 {
@@ -164,39 +176,59 @@ func (e *heIngest) flush(ctx context.Context, last bool) error {
 	if chunks == 0 {
 		return nil
 	}
+	used := min(chunks*n, rows)
+	batch := make([][]float64, len(e.vals))
+	for i := range e.vals {
+		var next []float64
+		if e.spare != nil {
+			next = e.spare[i][:0]
+		}
+		batch[i] = e.vals[i][:used]
+		e.vals[i] = append(next, e.vals[i][used:]...)
+	}
+	e.spare = nil
+	if last {
+		return e.encryptBatch(ctx, batch, chunks)
+	}
+	e.pending = make(chan error, 1)
+	go func() {
+		err := e.encryptBatch(ctx, batch, chunks)
+		e.spare = batch
+		e.pending <- err
+	}()
+	return nil
+}
+
+// wait waits for the batch being encrypted, if any.
+func (e *heIngest) wait() error {
+	if e.pending == nil {
+		return nil
+	}
+	err := <-e.pending
+	e.pending = nil
+	return err
+}
+
+// encryptBatch encrypts chunks ciphertexts' worth of rows on all cores and
+// appends them to the quantities' files.
+func (e *heIngest) encryptBatch(ctx context.Context, batch [][]float64, chunks int) error {
+	n := HEParams().N()
+	rows := len(batch[0])
 	out := make([][][]byte, chunks) // chunk -> quantity -> ciphertext
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	next := 0
-	for w := range e.encs {
-		wg.Add(1)
-		go func(enc *rlwe.Encryptor) {
-			defer wg.Done()
+	var next atomic.Int64
+	for _, enc := range e.encs {
+		wg.Go(func() {
 			for {
-				mu.Lock()
-				c := next
-				next++
-				mu.Unlock()
+				c := int(next.Add(1) - 1)
 				if c >= chunks || ctx.Err() != nil {
 					return
 				}
-				lo, hi := c*n, min((c+1)*n, rows)
-				res, err := e.encryptChunk(enc, lo, hi)
-				if err != nil {
-					mu.Lock()
-					firstErr = errors.Join(firstErr, err)
-					mu.Unlock()
-					return
-				}
-				out[c] = res
+				out[c] = e.encryptChunk(enc, batch, c*n, min((c+1)*n, rows))
 			}
-		}(e.encs[w])
+		})
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -209,46 +241,31 @@ func (e *heIngest) flush(ctx context.Context, last bool) error {
 			e.bytes[qi] += int64(len(b))
 		}
 	}
-	used := min(chunks*n, rows)
-	for i := range e.vals {
-		rest := copy(e.vals[i], e.vals[i][used:])
-		e.vals[i] = e.vals[i][:rest]
-	}
 	return nil
 }
 
 // encryptChunk encrypts rows [lo, hi) of the batch: one ciphertext per
 // quantity, row r at coefficient r-lo.
-func (e *heIngest) encryptChunk(enc *rlwe.Encryptor, lo, hi int) ([][]byte, error) {
+func (e *heIngest) encryptChunk(enc *encryptor, vals [][]float64, lo, hi int) [][]byte {
 	params := HEParams()
-	ringQ := params.RingQ().AtLevel(0)
-	q := ringQ.SubRings[0].Modulus
+	q := params.RingQ().SubRings[0].Modulus
 	out := make([][]byte, len(e.qs))
-	pt := rlwe.NewPlaintext(params, 0)
+	m := make([]uint64, hi-lo)
 	ct := rlwe.NewCiphertext(params, 1, 0)
 	for qi, qu := range e.qs {
-		coeffs := pt.Value.Coeffs[0]
-		clear(coeffs)
-		a := e.vals[qu.A][lo:hi]
+		a := vals[qu.A][lo:hi]
 		na := e.norms[qu.A]
 		for i, x := range a {
 			v := x / na
 			if qu.B >= 0 {
-				v *= e.vals[qu.B][lo+i] / e.norms[qu.B]
+				v *= vals[qu.B][lo+i] / e.norms[qu.B]
 			}
-			coeffs[i] = encodeCoeff(v, q)
+			m[i] = encodeCoeff(v, q)
 		}
-		pt.IsNTT = false
-		ringQ.NTT(pt.Value, pt.Value)
-		pt.IsNTT = true
-		pt.IsBatched = false
-		pt.Scale = rlwe.NewScale(heScale)
-		if err := enc.Encrypt(pt, ct); err != nil {
-			return nil, err
-		}
+		enc.encrypt(m, ct)
 		out[qi] = MarshalCiphertext(params, ct)
 	}
-	return out, nil
+	return out
 }
 
 // encodeCoeff maps a real value to round(v·2^36) mod q.
@@ -297,6 +314,7 @@ func (e *heIngest) abort() {
 	if e.done {
 		return
 	}
+	_ = e.wait() // the batch in flight writes to the files
 	for _, f := range e.files {
 		f.Close()
 	}

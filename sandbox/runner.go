@@ -25,17 +25,27 @@ type JobSource interface {
 	Policy(id string) (policies.Policy, bool)
 }
 
+// Versioned is a JobSource that tells when its state moved
+// (policies.Machine): the runner then looks at new jobs within a few
+// milliseconds instead of waiting for its next poll.
+type Versioned interface {
+	Version() uint64
+}
+
 // RunnerConfig configures a Runner.
 type RunnerConfig struct {
 	Name    string        // this node's name (recorded in job.start)
 	Key     *chain.Key    // this node's key: it signs job.start/complete/fail
 	Nonces  *chain.Nonces // shared with everything else that signs with Key
-	Poll    time.Duration // how often committed jobs are looked at
+	Poll    time.Duration // how often committed jobs are looked at (at once when the state moved, if it tells: see Versioned)
 	Timeout time.Duration // deadline of one job
 	Limits  Limits
 	Logger  *slog.Logger
 	// HE runs he jobs' threshold release; nil: he jobs fail with a reason.
 	HE HEService
+	// Observe, when set, is told how long an he job's evaluation on
+	// ciphertexts took ("evaluate").
+	Observe func(phase string, d time.Duration)
 }
 
 // HEService is what the runner needs of the multiparty side (mpc/, wired
@@ -76,15 +86,32 @@ func NewRunner(cfg RunnerConfig, store *Store, node Appender, state JobSource) *
 
 // Run works until ctx ends.
 func (r *Runner) Run(ctx context.Context) {
-	t := time.NewTicker(r.cfg.Poll)
+	tick := r.cfg.Poll
+	v, versioned := r.state.(Versioned)
+	if versioned {
+		tick = min(tick, 2*time.Millisecond)
+	}
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	me := policies.Address(r.cfg.Key.Address())
+	var seen uint64
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		if versioned {
+			// Scan when the state moved, and every Poll anyway (to retry
+			// jobs whose entries could not be committed).
+			now := v.Version()
+			if now == seen && time.Since(last) < r.cfg.Poll {
+				continue
+			}
+			seen = now
+		}
+		last = time.Now()
 		jobs := r.state.Jobs(func(j policies.Job) bool {
 			return (j.Status == policies.JobAuthorised || (j.Status == policies.JobRunning && j.Runner == me)) && r.store.Has(j.Dataset)
 		})
@@ -214,9 +241,13 @@ func (r *Runner) executeHE(ctx context.Context, j policies.Job, t *Table, q *Que
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	ct, lay, _, err := HEEvaluate(ctx, t, d, keys, q, ctl, r.cfg.Limits)
 	if err != nil {
 		return nil, err
+	}
+	if r.cfg.Observe != nil {
+		r.cfg.Observe("evaluate", time.Since(start))
 	}
 	out, active, err := r.cfg.HE.Release(ctx, j, ct, lay)
 	if err != nil {

@@ -53,6 +53,8 @@ var runs = []benchRun{
 	{"./chain", "^BenchmarkLedgerApply$", "200000x"},
 	{"./sandbox", "^BenchmarkMaskedGroupBy$", "5x"},
 	{"./sandbox", "^BenchmarkIngest$", "2x"},
+	{"./sandbox", "^BenchmarkHE(Ingest|Encrypt)$", "3x"},
+	{"./cmd/sandboxd", "^BenchmarkJobEndToEnd$", "10x"},
 }
 
 func main() {
@@ -118,6 +120,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		goalMin("ingest: 8-column CSV, pseudonymise, generalise, compress", "rows/s", med("Ingest", "rows/s"), 1e6),
 		Figure{Figure: "ingest peak heap (1M rows; flat in file size, see TestIngestMemoryFlat)", Unit: "MiB", Goal: "-", Measured: med("Ingest", "peak-heap-MiB")},
 	)
+	figs = append(figs, heFigures(med)...)
 	printTable(out, figs, *count)
 	if err := os.MkdirAll(filepath.Dir(*outFile), 0o755); err != nil {
 		return err
@@ -130,6 +133,34 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	return os.WriteFile(*outFile, b.Bytes(), 0o644)
+}
+
+// heFigures are the he mode's: jobs end to end on a 3-node dev consortium
+// (submit, evaluate on ciphertexts, 2 nodes' shares, combine, fetch,
+// decrypt) against the masked engine on the same query and data, the
+// owner's phases, encryption and storage.
+func heFigures(med func(b, unit string) float64) []Figure {
+	job := func(q, mode string) float64 { return med("JobEndToEnd/"+q+"/"+mode, "ms/job") }
+	phase := func(p string) Figure {
+		return Figure{Figure: "  of which " + p + " (owner node, GROUP BY job)", Unit: "ms", Goal: "-", Measured: med("JobEndToEnd/groupby16/he", p+"-ms")}
+	}
+	return []Figure{
+		goalMax("he job end to end, 1M rows, GROUP BY region (16), COUNT/SUM/AVG/VAR, t=2 of 3", "ms", job("groupby16", "he"), 800),
+		phase("evaluate"), phase("shares"), phase("combine"),
+		slowdown("he vs masked job end to end, same GROUP BY query and data", job("groupby16", "he"), job("groupby16", "masked")),
+		goalMax("he job end to end, 1M rows, COUNT/SUM/AVG/VAR without groups", "ms", job("nogroups", "he"), 300),
+		slowdown("he vs masked job end to end, same query without groups", job("nogroups", "he"), job("nogroups", "masked")),
+		goalMax("he encryption: 1M sensitive values (stored as x, x², x·y)", "s", med("HEEncrypt", "s/1M-values"), 0.4),
+		Figure{Figure: "he ingest as a whole (CSV, clear columns, encryption, fsync) per 1M sensitive values", Unit: "s", Goal: "-", Measured: med("HEIngest", "s/1M-values")},
+		goalMax("he stored size per sensitive value", "bytes", med("HEIngest", "stored-B/value"), 50),
+		goalMax("peak RSS of the 3-node dev consortium (one process) serving he jobs on 1M rows", "MiB", med("JobEndToEnd/groupby16/he", "peak-RSS-MiB"), 1024),
+	}
+}
+
+// slowdown is a figure without a goal: ours over the baseline's time.
+func slowdown(name string, ours, base float64) Figure {
+	r := ours / base
+	return Figure{Figure: name, Unit: "x", Goal: "-", Measured: r, Baseline: &base, Ratio: &r, Note: "baseline: the masked job's ms; ratio: how many times slower"}
 }
 
 // baseline runs a baseline measurement; on failure it returns nil and a
@@ -216,8 +247,8 @@ func fmtNum(v float64) string {
 func printTable(w io.Writer, figs []Figure, count int) {
 	host, _ := os.Hostname()
 	fmt.Fprintf(w, "\nbenchmarks: median of %d runs, %s/%s, %d CPUs (%s), %s\n\n", count, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), host, time.Now().UTC().Format("2006-01-02"))
-	fmt.Fprintf(w, "| %-55s | %-9s | %-10s | %-12s | %-10s | %-6s | %s |\n", "figure", "unit", "goal", "measured", "baseline", "ratio", "met")
-	fmt.Fprintf(w, "|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 57), strings.Repeat("-", 11), strings.Repeat("-", 12), strings.Repeat("-", 14), strings.Repeat("-", 12), strings.Repeat("-", 8), strings.Repeat("-", 5))
+	fmt.Fprintf(w, "| %-78s | %-9s | %-10s | %-12s | %-10s | %-6s | %s |\n", "figure", "unit", "goal", "measured", "baseline", "ratio", "met")
+	fmt.Fprintf(w, "|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 80), strings.Repeat("-", 11), strings.Repeat("-", 12), strings.Repeat("-", 14), strings.Repeat("-", 12), strings.Repeat("-", 8), strings.Repeat("-", 5))
 	for _, f := range figs {
 		base, ratio, met := "-", "-", "-"
 		if f.Baseline != nil {
@@ -229,7 +260,7 @@ func printTable(w io.Writer, figs []Figure, count int) {
 		if f.Met != nil {
 			met = map[bool]string{true: "yes", false: "NO"}[*f.Met]
 		}
-		fmt.Fprintf(w, "| %-55s | %-9s | %-10s | %-12s | %-10s | %-6s | %-3s |\n", f.Figure, f.Unit, f.Goal, fmtNum(f.Measured), base, ratio, met)
+		fmt.Fprintf(w, "| %-78s | %-9s | %-10s | %-12s | %-10s | %-6s | %-3s |\n", f.Figure, f.Unit, f.Goal, fmtNum(f.Measured), base, ratio, met)
 	}
 	for _, f := range figs {
 		if f.Note != "" {

@@ -337,6 +337,7 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		return nil
 	}
 	deadline := time.Now().Add(10 * time.Minute)
+	pause := 5 * time.Millisecond // grows to 200ms: quick jobs return quickly
 	for j.Status != policies.JobCompleted {
 		switch j.Status {
 		case policies.JobFailed, policies.JobRejected:
@@ -348,8 +349,9 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, 200*time.Millisecond)
 		if err := c.do(ctx, "GET", "/v1/jobs/"+j.Job, nil, &j); err != nil {
 			return err
 		}

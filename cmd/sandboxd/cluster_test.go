@@ -31,7 +31,11 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if benchConsortium.stop != nil {
+		benchConsortium.stop()
+	}
+	os.Exit(code)
 }
 
 // procCluster is a consortium of three "sandboxd run" processes.

@@ -217,6 +217,11 @@ const demoRows = 100_000
 // the API with agency1's signed requests, like sandboxctl would. It does
 // nothing if tax2025 is already registered.
 func loadDemoData(ctx context.Context, dir string, n *liveNode) error {
+	// See every entry committed so far (the ceremony may have been
+	// committed through another node than this one).
+	if err := n.chain.ReadBarrier(ctx); err != nil {
+		return err
+	}
 	_, plain := n.sm.M.Dataset("tax2025")
 	_, enc := n.sm.M.Dataset("tax2025he")
 	_, cer := n.sm.M.HE()

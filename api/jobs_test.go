@@ -54,11 +54,11 @@ func TestJobRunsAndResultMatchesLedger(t *testing.T) {
 	if code, p := f.Do(t, "shop", 0, "GET", "/v1/jobs/"+j.Job+"/result", nil, nil); code != 403 {
 		t.Fatalf("another enterprise read the result: %d %+v", code, p)
 	}
-	// Without a key ceremony (this fixture runs none), an he job fails with
-	// the reason.
+	// Without a key ceremony (this fixture runs none), an he job is
+	// refused at submission, with the reason, before any budget is spent.
 	f.Must(t, "bank", 0, "POST", "/v1/jobs", map[string]string{"query": "SELECT COUNT(*) FROM tax2025", "mode": "he", "purpose": "credit risk statistics"}, &j)
-	if done := waitJob(t, f, "bank", 0, j.Job); done.Status != policies.JobFailed || !strings.Contains(done.Reason, "no HE keys") {
-		t.Fatalf("%+v", done)
+	if j.Status != policies.JobRejected || !strings.Contains(j.Reason, "HE key ceremony") || j.Epsilon != 0 {
+		t.Fatalf("%+v", j)
 	}
 	// A refused query fails with the engine's reason.
 	f.Must(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody("SELECT COUNT(*) FROM tax2025 WHERE region = 1"), &j)

@@ -165,7 +165,10 @@ func parseAppendRequest(r io.Reader) ([]byte, error) {
 }
 
 // readFilter applies the caller's read permission (the patent's read-all,
-// read-group, read-own) to committed entries.
+// read-group, read-own) to committed entries. An account's own entries are
+// those it acted in and those acting on its own jobs (approvals, start,
+// completion, decryption shares), so that an enterprise can prove its
+// job's whole history.
 func (s *Server) readFilter(who *caller) func(raw []byte) bool {
 	if s.state.Can(who.addr, policies.PermReadAll) {
 		return func([]byte) bool { return true }
@@ -180,6 +183,13 @@ func (s *Server) readFilter(who *caller) func(raw []byte) bool {
 		actor := audit.Actor(e)
 		if own && actor == who.addr {
 			return true
+		}
+		if own {
+			if id := audit.JobOf(e); id != "" {
+				if j, ok := s.state.Job(id); ok && j.Requester == who.addr {
+					return true
+				}
+			}
 		}
 		if group {
 			acc, ok := s.state.Account(actor)

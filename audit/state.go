@@ -153,3 +153,35 @@ func GenesisEntry(admin *chain.Key, g policies.Genesis, now time.Time) ([]byte, 
 	}
 	return admin.NewEntry(policies.KindGenesis, 0, now, b)
 }
+
+// JobOf returns the job a committed entry acts on (approvals, rejections,
+// start, completion, failure, decryption shares), or "". Like Actor it
+// verifies nothing.
+func JobOf(e *chain.Entry) string {
+	switch e.Kind {
+	case policies.KindJobApprove, policies.KindJobReject, policies.KindJobStart, policies.KindJobComplete, policies.KindJobFail, policies.KindHEShare:
+	default:
+		return ""
+	}
+	payload := e.Payload
+	if r, ok := relayOf(e); ok {
+		route, ok := RouteFor(e.Kind)
+		if !ok {
+			return ""
+		}
+		req, err := r.Request.httpRequest()
+		if err != nil {
+			return ""
+		}
+		if payload, err = route.Document(req.Method, req.URL.Path, r.Request.Body); err != nil {
+			return ""
+		}
+	}
+	var d struct {
+		Job string `json:"job"`
+	}
+	if json.Unmarshal(payload, &d) != nil {
+		return ""
+	}
+	return d.Job
+}

@@ -2,9 +2,12 @@ package chain_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -308,5 +311,75 @@ func TestCallAndFetchReachPeers(t *testing.T) {
 	}
 	if _, err := c.Nodes[0].Call(ctx, "stranger", "echo", nil); err == nil || !strings.Contains(err.Error(), `no peer "stranger"`) {
 		t.Fatalf("unknown peer: %v", err)
+	}
+}
+
+// With TLS the node-to-node port speaks mutual TLS: a cluster whose
+// certificates come from the consortium's CA commits (also through a
+// follower, which forwards over chain's own requests), and neither a
+// plain TCP client nor one holding another CA's certificate gets an
+// answer.
+func TestNodeToNodeMutualTLS(t *testing.T) {
+	ca, err := chain.NewCA("test consortium")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	tlsFor := func(ca *chain.CA, name string) *tls.Config {
+		certPEM, keyPEM, err := ca.Issue(name, []string{"127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return chain.NodeTLS(pair, pool)
+	}
+	c := chaintest.NewCluster(t, 3, func(cfg *chain.Config) { cfg.TLS = tlsFor(ca, cfg.ID) })
+	leader := c.WaitLeader()
+	follower := (leader + 1) % 3
+	for i := uint64(1); i <= 20; i++ {
+		if _, err := c.Nodes[follower].Append(t.Context(), note(t, c.Admin, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitConverged(20)
+
+	addr := c.Peers[leader].Addr
+	// Plain TCP: the first byte is not a TLS ClientHello.
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn.Write([]byte{0xD5, 0, 0, 0, 1, 0})
+	if n, err := conn.Read(make([]byte, 64)); err == nil && n > 0 {
+		// A TLS server answers a non-TLS client with at most an alert.
+		t.Logf("plain client got %d bytes (a TLS alert)", n)
+	}
+	conn.Close()
+	// A certificate from another CA is refused by the server.
+	rogueCA, _ := chain.NewCA("rogue")
+	rogue := tlsFor(rogueCA, "rogue")
+	rogue.ServerName = "127.0.0.1"
+	tc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, rogue)
+	if err == nil {
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		tc.Write([]byte{0xD5})
+		_, err = tc.Read(make([]byte, 1))
+		tc.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a client with another CA's certificate was not refused: %v", err)
+	}
+	// And a node of the consortium does not accept a server from another CA.
+	good := tlsFor(ca, "client")
+	good.ServerName = "127.0.0.1"
+	good.RootCAs = x509.NewCertPool()
+	good.RootCAs.AddCert(rogueCA.Cert)
+	if _, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, good); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a server certificate from the consortium CA verified against another CA: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package chain
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,8 +39,14 @@ type Config struct {
 	RaftAddr string // listen address for Raft and node-to-node requests
 	// Advertise is the address peers dial; defaults to RaftAddr.
 	Advertise string
-	Key       *Key   // the node's account key (Ed25519)
-	Origin    string // the log's origin line in checkpoints
+	// TLS, when set, protects the node-to-node port with mutual TLS: the
+	// listener requires a client certificate from ClientCAs, and dials
+	// present Certificates and check the peer's against RootCAs and the
+	// dialled host (see NodeTLS). Without it the port is plain TCP, for
+	// loopback and private networks.
+	TLS    *tls.Config
+	Key    *Key   // the node's account key (Ed25519)
+	Origin string // the log's origin line in checkpoints
 
 	StateMachine StateMachine
 	// Bootstrap, when set on a fresh node, forms a new cluster of these
@@ -279,6 +286,9 @@ func (n *Node) startRaft() error {
 		n.meta.Close()
 		return fmt.Errorf("chain: listening on %s: %w", cfg.RaftAddr, err)
 	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
 	adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
 	if err != nil {
 		ln.Close()
@@ -290,7 +300,8 @@ func (n *Node) startRaft() error {
 		adv = ln.Addr().(*net.TCPAddr)
 		n.cfg.Advertise = adv.String()
 	}
-	n.layer = newMuxLayer(ln, adv, n.serveRPC)
+	n.layer = newMuxLayer(ln, adv, n.serveRPC, cfg.TLS)
+	n.rpc.tls = cfg.TLS
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.layer, MaxPool: 4, Timeout: 10 * time.Second, Logger: rc.Logger,
 	})

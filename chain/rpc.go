@@ -3,6 +3,7 @@ package chain
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -74,6 +75,7 @@ func appendString(b []byte, s string) []byte {
 func (r *reader) str() string { return string(r.next(int(r.u16()))) }
 
 type rpcClient struct {
+	tls  *tls.Config // nil: plain TCP
 	mu   sync.Mutex
 	idle map[string][]net.Conn
 }
@@ -87,8 +89,7 @@ func (c *rpcClient) get(ctx context.Context, addr string) (net.Conn, error) {
 		return conn, nil
 	}
 	c.mu.Unlock()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := dialPeer(ctx, c.tls, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -495,6 +495,17 @@ func (s *state) submit(e Entry, index uint64, now time.Time) error {
 	j := &Job{ID: "job-" + strconv.FormatUint(index, 10), Requester: e.Actor, Dataset: x.Dataset, Mode: d.Mode,
 		Purpose: d.Purpose, Query: d.Query, Plan: x.Plan, Submitted: now, Updated: now}
 	s.Jobs[j.ID] = j
+	if j.Mode == ModeHE {
+		// Refused up front rather than failing once authorised (and paid for).
+		if s.HE == nil {
+			j.Status, j.Reason = JobRejected, "he mode needs the consortium's HE key ceremony, and there is none on the ledger yet"
+			return nil
+		}
+		if _, ok := s.HEKeys[j.Requester.String()]; !ok {
+			j.Status, j.Reason = JobRejected, "he results are encrypted to the requester's CKKS key: register one first (account.hekey; sandboxctl does it)"
+			return nil
+		}
+	}
 	p, reason := s.evaluate(j, now)
 	if p == nil {
 		j.Status, j.Reason = JobRejected, reason

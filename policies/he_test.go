@@ -38,21 +38,33 @@ func TestHECeremonyAndShares(t *testing.T) {
 		}
 	}
 
-	// An he job cannot complete, nor get shares, before there is a ceremony.
-	w.must("bank", KindJobSubmit, job("q", "he", "credit risk statistics"), plan("sum:income"))
-	id := w.lastJob().ID
-	w.must("node1", KindJobStart, JobResultDoc{Job: id, Node: "node1"}, nil)
-	ctA, ctB := strings.Repeat("1", 64), strings.Repeat("2", 64)
-	share := func(ct string) HEShareDoc {
-		return HEShareDoc{Job: id, Ciphertext: ct, Active: []string{"node1", "agency1b"}}
+	// An he job is refused at submission before there is a ceremony, and
+	// when its requester registered no CKKS key.
+	heJob := func() Job {
+		w.must("bank", KindJobSubmit, job("q", "he", "credit risk statistics"), plan("sum:income"))
+		return w.lastJob()
 	}
-	if err := w.act("node1", KindHEShare, share(ctA), nil); !errors.Is(err, ErrConflict) {
-		t.Fatalf("share before the ceremony: %v", err)
+	if j := heJob(); j.Status != JobRejected || !strings.Contains(j.Reason, "key ceremony") {
+		t.Fatalf("he job before the ceremony: %+v", j)
 	}
 	w.must("node1", KindHECeremony, ceremonyDoc(w, 2, "node1", "agency1b"), nil)
 	if c, ok := w.m.HE(); !ok || c.Threshold != 2 || len(c.Participants) != 2 {
 		t.Fatalf("ceremony state %+v", c)
 	}
+	if j := heJob(); j.Status != JobRejected || !strings.Contains(j.Reason, "CKKS key") {
+		t.Fatalf("he job without the requester's key: %+v", j)
+	}
+	w.must("bank", KindHEKey, HEKeyDoc{Params: "p", PublicKey: bytes.Repeat([]byte{7}, 1000)}, nil)
+	id := heJob().ID
+	ctA, ctB := strings.Repeat("1", 64), strings.Repeat("2", 64)
+	share := func(ct string) HEShareDoc {
+		return HEShareDoc{Job: id, Ciphertext: ct, Active: []string{"node1", "agency1b"}}
+	}
+	// No share before the job runs.
+	if err := w.act("node1", KindHEShare, share(ctA), nil); !errors.Is(err, ErrForbidden) && !errors.Is(err, ErrConflict) {
+		t.Fatalf("share before the job started: %v", err)
+	}
+	w.must("node1", KindJobStart, JobResultDoc{Job: id, Node: "node1"}, nil)
 
 	complete := JobResultDoc{Job: id, ResultHash: strings.Repeat("f", 64)}
 	w.must("node1", KindHEShare, share(ctA), nil)

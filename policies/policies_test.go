@@ -171,9 +171,10 @@ func TestPolicyEvaluation(t *testing.T) {
 		reason string
 	}{
 		{"allowed", "bank", job("q", "masked", "credit risk statistics"), plan("avg:income"), nil, JobAuthorised, ""},
-		{"count star", "bank", job("q", "he", "Credit Risk Statistics "), plan("count:*"), nil, JobAuthorised, ""},
+		{"count star", "bank", job("q", "masked", "Credit Risk Statistics "), plan("count:*"), nil, JobAuthorised, ""},
+		{"he without a ceremony", "bank", job("q", "he", "credit risk statistics"), plan("count:*"), nil, JobRejected, "he mode needs the consortium's HE key ceremony"},
 		{"purpose", "bank", job("q", "masked", "marketing"), plan("avg:income"), nil, JobRejected, `policy pol-2: purpose "marketing" does not match "credit risk statistics"`},
-		{"mode", "bank", job("q", "he", "credit risk statistics"), plan("avg:income"), func(p map[string]any) { p["modes"] = []string{"masked"} }, JobRejected, "policy pol-2: mode he is not allowed (allowed: masked)"},
+		{"mode", "bank", job("q", "masked", "credit risk statistics"), plan("avg:income"), func(p map[string]any) { p["modes"] = []string{"he"} }, JobRejected, "policy pol-2: mode masked is not allowed (allowed: he)"},
 		{"aggregate", "bank", job("q", "masked", "credit risk statistics"), plan("var:income"), nil, JobRejected, "policy pol-2: aggregate var(income) is not allowed"},
 		{"group by", "bank", job("q", "masked", "credit risk statistics"), func() JobExtra { x := plan("sum:income"); x.Plan.GroupBy = []string{"person_id"}; return x }(), nil, JobRejected, `policy pol-2: column "person_id" may not be grouped by`},
 		{"filter", "bank", job("q", "masked", "credit risk statistics"), func() JobExtra { x := plan("sum:income"); x.Plan.Filter = []string{"income"}; return x }(), nil, JobRejected, `policy pol-2: column "income" may not be filtered on`},

@@ -17,6 +17,9 @@ import (
 // Appender commits entries (a chain.Node).
 type Appender interface {
 	Append(ctx context.Context, entry []byte) (chain.Receipt, error)
+	// WaitApplied waits until this node's state has applied the entry at
+	// index: the runner's next look at the jobs sees its own progress.
+	WaitApplied(ctx context.Context, index uint64) error
 }
 
 // JobSource is what the runner reads of the committed state.
@@ -135,8 +138,11 @@ func (r *Runner) commit(ctx context.Context, kind string, doc policies.JobResult
 	}
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	_, err = r.node.Append(actx, raw)
-	return err
+	rc, err := r.node.Append(actx, raw)
+	if err != nil {
+		return err
+	}
+	return r.node.WaitApplied(actx, rc.Index)
 }
 
 func (r *Runner) runOne(ctx context.Context, j policies.Job) {

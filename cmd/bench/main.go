@@ -151,7 +151,7 @@ func heFigures(med func(b, unit string) float64) []Figure {
 		goalMax("he job end to end, 1M rows, COUNT/SUM/AVG/VAR without groups", "ms", job("nogroups", "he"), 300),
 		slowdown("he vs masked job end to end, same query without groups", job("nogroups", "he"), job("nogroups", "masked")),
 		goalMax("he encryption: 1M sensitive values (stored as x, x², x·y)", "s", med("HEEncrypt", "s/1M-values"), 0.4),
-		Figure{Figure: "he ingest as a whole (CSV, clear columns, encryption, fsync) per 1M sensitive values", Unit: "s", Goal: "-", Measured: med("HEIngest", "s/1M-values")},
+		Figure{Figure: "he ingest as a whole (CSV to fsynced columns and ciphertexts), per 1M values", Unit: "s", Goal: "-", Measured: med("HEIngest", "s/1M-values")},
 		goalMax("he stored size per sensitive value", "bytes", med("HEIngest", "stored-B/value"), 50),
 		goalMax("peak RSS of the 3-node dev consortium (one process) serving he jobs on 1M rows", "MiB", med("JobEndToEnd/groupby16/he", "peak-RSS-MiB"), 1024),
 	}

@@ -194,7 +194,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintln(d.out, "    (both refused, as they must be)")
 
 	trust := filepath.Join(d.dir, "consortium", "trust.vkeys")
-	d.say("The enterprise proves its job's entry is in the log, against a checkpoint signed by a trusted node key")
+	d.say("The enterprise proves its job's entries (submission, start, completion) are in the log, against a checkpoint signed by a trusted node key")
 	if err := d.ctl(2, key("enterprise"), "ledger", "checkpoint"); err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +25,7 @@ type client struct {
 	base    string
 	http    *http.Client
 	key     *chain.Key
-	keyErr  error
+	keyErr  error // a key or CA file that could not be read
 	keyPath string
 }
 
@@ -32,7 +34,29 @@ func newClient(g *globals) *client {
 	if g.key != "" {
 		c.key, c.keyErr = chain.LoadKeyFile(g.key)
 	}
+	if g.ca != "" && c.keyErr == nil {
+		// A consortium's own CA (sandboxctl tls ca) for https:// nodes.
+		var pool *x509.CertPool
+		if pool, c.keyErr = loadCA(g.ca); c.keyErr == nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			c.http.Transport = t
+		}
+	}
 	return c
+}
+
+// loadCA reads a PEM file of CA certificates.
+func loadCA(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 // problem is the server's RFC 9457 error body.

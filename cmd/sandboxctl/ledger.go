@@ -11,8 +11,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -283,24 +285,7 @@ func cmdLedgerProof(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 // job.start/complete/fail naming it, or a relayed approval or rejection.
 func mentionsJob(raw []byte, job string) bool {
 	e, err := chain.ParseEntry(raw)
-	if err != nil || !strings.HasPrefix(e.Kind, "job.") {
-		return false
-	}
-	var doc struct {
-		Job   string `json:"job"`
-		Relay *struct {
-			Request struct {
-				URI string `json:"uri"`
-			} `json:"request"`
-		} `json:"relay"`
-	}
-	if json.Unmarshal(e.Payload, &doc) != nil {
-		return false
-	}
-	if doc.Relay != nil {
-		return strings.Contains(doc.Relay.Request.URI, "/v1/jobs/"+job+"/")
-	}
-	return doc.Job == job
+	return err == nil && audit.JobOf(e) == job
 }
 
 // Report is what ledger verify finds; --out writes it as JSON.
@@ -663,9 +648,9 @@ func printReport(g *globals, rep *Report) {
 	if len(rep.Refusals) > 0 {
 		fmt.Fprintf(w, "  refusals       %s\n", countsLine(rep.Refusals))
 	}
-	for req, byDS := range rep.Epsilon {
-		for ds, eps := range byDS {
-			fmt.Fprintf(w, "  epsilon        %s on %s: %g\n", req, ds, eps)
+	for _, req := range slices.Sorted(maps.Keys(rep.Epsilon)) {
+		for _, ds := range slices.Sorted(maps.Keys(rep.Epsilon[req])) {
+			fmt.Fprintf(w, "  epsilon        %s on %s: %g\n", req, ds, rep.Epsilon[req][ds])
 		}
 	}
 	for _, wn := range rep.Warnings {
@@ -680,11 +665,7 @@ func countsLine(m map[string]int) string {
 	if len(m) == 0 {
 		return "none"
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(m))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])

@@ -34,6 +34,7 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 type globals struct {
 	server string
 	key    string
+	ca     string
 	json   bool
 	stdout io.Writer
 	stderr io.Writer
@@ -42,6 +43,7 @@ type globals struct {
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.server, "server", g.server, "node URL (env SANDBOX_SERVER)")
 	fs.StringVar(&g.key, "key", g.key, "account key file (env SANDBOX_KEY)")
+	fs.StringVar(&g.ca, "ca", g.ca, "CA certificate (PEM) that signed the nodes' https certificates (env SANDBOX_CA)")
 	fs.BoolVar(&g.json, "json", g.json, "print JSON for scripts")
 }
 
@@ -58,6 +60,8 @@ func commands() []command {
 		{"account grant", "grant a role to an account (admin)", "--address A --role R [--org O]", "sandboxctl --key admin.key account grant --address 1f2e... --role enterprise --org banka", cmdAccountGrant},
 		{"account revoke", "revoke a role (admin)", "--address A --role R", "sandboxctl --key admin.key account revoke --address 1f2e... --role enterprise", cmdAccountRevoke},
 		{"account show", "an account's roles and organisation", "[--address A]", "sandboxctl --key me.key account show", cmdAccountShow},
+		{"tls ca", "create a CA for the consortium's TLS certificates (admin)", "--out-dir DIR [--name NAME]", "sandboxctl tls ca --out-dir pki", cmdTLSCA},
+		{"tls cert", "issue a node's TLS certificate from the CA (admin)", "--ca-dir DIR --name NODE --host H[,H...] --out-dir DIR", "sandboxctl tls cert --ca-dir pki --name node1 --host node1.gov.example,10.0.0.1 --out-dir node1", cmdTLSCert},
 		{"genesis", "write the signed genesis entry for sandboxd run --genesis (admin)", "--accounts FILE --out FILE", "sandboxctl --key admin.key genesis --accounts accounts.json --out genesis.b64", cmdGenesis},
 		{"dataset register", "register a dataset: schema, digest and rows (agency)", "--name N --schema S.json --file DATA.csv [--mode masked|he]", "sandboxctl --key agency1.key dataset register --name tax2025 --schema tax.json --file tax.csv", cmdDatasetRegister},
 		{"dataset list", "the catalogue: schemas, classes, owners; never values", "", "sandboxctl dataset list", cmdDatasetList},
@@ -108,7 +112,7 @@ func usage(w io.Writer) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	g := &globals{server: os.Getenv("SANDBOX_SERVER"), key: os.Getenv("SANDBOX_KEY"), stdout: stdout, stderr: stderr}
+	g := &globals{server: os.Getenv("SANDBOX_SERVER"), key: os.Getenv("SANDBOX_KEY"), ca: os.Getenv("SANDBOX_CA"), stdout: stdout, stderr: stderr}
 	if g.server == "" {
 		g.server = "http://127.0.0.1:8080"
 	}

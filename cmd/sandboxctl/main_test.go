@@ -359,7 +359,7 @@ func TestExportAuditOffline(t *testing.T) {
 		t.Fatalf("tampered export: %v", err)
 	}
 	// The auditor proves every entry of the completed job; the enterprise
-	// proves those it may read (its submission).
+	// proves them too: entries acting on its own jobs are its to read.
 	var list struct{ Jobs []api.JobResponse }
 	o, _ := e.ctl(t, "bank", "--json", "job", "list")
 	json.Unmarshal([]byte(o), &list)
@@ -369,7 +369,7 @@ func TestExportAuditOffline(t *testing.T) {
 		t.Fatalf("auditor proof --job: %q %v", out, err)
 	}
 	out, err = e.ctl(t, "bank", "ledger", "proof", "--job", done, "--trust", e.trust)
-	if err != nil || strings.Count(out, "is included") != 1 {
+	if err != nil || strings.Count(out, "is included") != 3 || !strings.Contains(out, "(job.complete)") {
 		t.Fatalf("enterprise proof --job: %q %v", out, err)
 	}
 	out, err = e.ctl(t, "auditor", "audit", "access", "--dataset", "tax2025")

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,14 +41,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// procCluster is a consortium of three "sandboxd run" processes.
+// procCluster is a consortium of three "sandboxd run" processes, as in
+// production: HTTPS for the API and mutual TLS between nodes, with
+// certificates from the consortium's CA.
 type procCluster struct {
-	t     *testing.T
-	dir   string
-	keys  map[string]*chain.Key
-	urls  []string
-	cmds  []*exec.Cmd
-	exits []chan error
+	t      *testing.T
+	dir    string
+	keys   map[string]*chain.Key
+	urls   []string
+	cmds   []*exec.Cmd
+	exits  []chan error
+	client *http.Client // trusts the consortium's CA
 }
 
 // startProcCluster writes keys, a genesis and a node.toml per node, and
@@ -76,6 +82,22 @@ func startProcCluster(t *testing.T) *procCluster {
 	if err := os.WriteFile(genesis, []byte(b64(graw)+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	ca, err := chain.NewCA("proc consortium")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _, err := ca.PEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.dir, "ca.pem"), caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	c.client = &http.Client{Transport: tr, Timeout: 60 * time.Second}
 	base := freeBase(t)
 	var bootstrap []string
 	for i := 0; i < 3; i++ {
@@ -83,12 +105,24 @@ func startProcCluster(t *testing.T) *procCluster {
 	}
 	for i := 0; i < 3; i++ {
 		id := fmt.Sprintf("node%d", i+1)
-		cfg := fmt.Sprintf("id = %q\ndir = %q\nkey = %q\nhttp = \"127.0.0.1:%d\"\nraft = \"127.0.0.1:%d\"\norigin = \"proc\"\nbootstrap = [%s]\ngenesis = %q\nlog_level = \"warn\"\n",
-			id, filepath.Join(c.dir, id), filepath.Join(c.dir, id+".key"), base+i, base+1000+i, bootstrap[0]+", "+bootstrap[1]+", "+bootstrap[2], genesis)
+		certPEM, keyPEM, err := ca.Issue(id, []string{"127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		certFile, keyFile := filepath.Join(c.dir, id+".pem"), filepath.Join(c.dir, id+"-tls.key")
+		if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg := fmt.Sprintf("id = %q\ndir = %q\nkey = %q\nhttp = \"127.0.0.1:%d\"\nraft = \"127.0.0.1:%d\"\norigin = \"proc\"\nbootstrap = [%s]\ngenesis = %q\nlog_level = \"warn\"\ntls_cert = %q\ntls_key = %q\ntls_ca = %q\n",
+			id, filepath.Join(c.dir, id), filepath.Join(c.dir, id+".key"), base+i, base+1000+i, bootstrap[0]+", "+bootstrap[1]+", "+bootstrap[2], genesis,
+			certFile, keyFile, filepath.Join(c.dir, "ca.pem"))
 		if err := os.WriteFile(filepath.Join(c.dir, id+".toml"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		c.urls = append(c.urls, fmt.Sprintf("http://127.0.0.1:%d", base+i))
+		c.urls = append(c.urls, fmt.Sprintf("https://127.0.0.1:%d", base+i))
 		c.cmds = append(c.cmds, nil)
 		c.exits = append(c.exits, nil)
 		c.start(i)
@@ -150,7 +184,7 @@ func (c *procCluster) waitHealthy(nodes ...int) {
 	deadline := time.Now().Add(60 * time.Second)
 	for _, i := range nodes {
 		for {
-			h, err := getHealth(c.urls[i])
+			h, err := c.health(i)
 			if err == nil && h.Status == "ok" && h.Leader != "" && h.LedgerSize >= 1 {
 				break
 			}
@@ -167,11 +201,23 @@ func (c *procCluster) waitHealthy(nodes ...int) {
 	}
 }
 
+// health is node i's GET /v1/health.
+func (c *procCluster) health(i int) (health, error) {
+	var h health
+	resp, err := c.client.Get(c.urls[i] + "/v1/health")
+	if err != nil {
+		return h, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&h)
+	return h, err
+}
+
 // call sends a request to node i signed by the named account.
 func (c *procCluster) call(i int, who, method, path, contentType string, body []byte, out any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return signedCall(ctx, c.keys[who], method, c.urls[i]+path, contentType, body, out)
+	return signedCallWith(ctx, c.client, c.keys[who], method, c.urls[i]+path, contentType, body, out)
 }
 
 func (c *procCluster) mustJSON(i int, who, method, path string, body, out any) {
@@ -185,7 +231,8 @@ func (c *procCluster) mustJSON(i int, who, method, path string, body, out any) {
 	}
 }
 
-// An admin starts the HE key ceremony on a production consortium; an he
+// An admin starts the HE key ceremony on a production consortium (HTTPS,
+// mutual TLS between nodes); an he
 // job then completes although one of the two nodes the owner would ask
 // for a decryption share is killed (SIGKILL) while the job runs: the owner
 // falls back to the third node, t=2 of 3. The enterprise decrypts the

@@ -299,6 +299,11 @@ func runCeremony(ctx context.Context, n *liveNode, nodes int, logger *slog.Logge
 
 // signedCall sends one request signed by k and decodes the JSON answer.
 func signedCall(ctx context.Context, k *chain.Key, method, url, contentType string, body []byte, out any) error {
+	return signedCallWith(ctx, http.DefaultClient, k, method, url, contentType, body, out)
+}
+
+// signedCallWith is signedCall through hc (e.g. one trusting a private CA).
+func signedCallWith(ctx context.Context, hc *http.Client, k *chain.Key, method, url, contentType string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -307,7 +312,7 @@ func signedCall(ctx context.Context, k *chain.Key, method, url, contentType stri
 	if err := audit.SignRequest(req, body, k.Ed25519(), k.Address().String()); err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

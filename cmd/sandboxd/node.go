@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,9 @@ type nodeSpec struct {
 	Trust     []*chain.CheckpointVerifier
 	Logger    *slog.Logger
 	Fast      bool // shorter Raft timeouts (local dev cluster)
+	// HTTPTLS serves the API over HTTPS; PeerTLS protects the
+	// node-to-node port with mutual TLS (chain.NodeTLS). nil: plain.
+	HTTPTLS, PeerTLS *tls.Config
 }
 
 // liveNode is a started node: ledger, state machine and HTTP server.
@@ -56,6 +60,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	cfg := chain.DefaultConfig()
 	cfg.Blobs = store.Blob
 	cfg.ID, cfg.Dir, cfg.RaftAddr, cfg.Advertise, cfg.Key = s.ID, s.Dir, s.Raft, s.Advertise, s.Key
+	cfg.TLS = s.PeerTLS
 	if s.Origin != "" {
 		cfg.Origin = s.Origin
 	}
@@ -103,6 +108,9 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	if err != nil {
 		n.Close()
 		return nil, fmt.Errorf("node %s: HTTP listen on %s: %w", s.ID, s.HTTP, err)
+	}
+	if s.HTTPTLS != nil {
+		ln = tls.NewListener(ln, s.HTTPTLS)
 	}
 	sctx, stop := context.WithCancel(context.Background())
 	live := &liveNode{spec: s, chain: n, sm: sm, store: store, api: srv, he: he, ln: ln, done: make(chan error, 1), stop: stop}

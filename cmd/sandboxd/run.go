@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -47,6 +49,15 @@ type nodeConfig struct {
 	Genesis string `toml:"genesis"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
+	// TLSCert and TLSKey are the node's certificate and key (PEM, e.g.
+	// from "sandboxctl tls cert"): the API is then served over HTTPS.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// TLSCA is the consortium's CA certificate (PEM): with it the
+	// node-to-node port speaks mutual TLS, every peer presenting a
+	// certificate from this CA for the address it is dialled at. Needs
+	// tls_cert and tls_key.
+	TLSCA string `toml:"tls_ca"`
 }
 
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -66,6 +77,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&c.Trust, "trust", "", "file of other nodes' checkpoint keys")
 	fs.StringVar(&c.Genesis, "genesis", "", "signed genesis entry to commit on first start (sandboxctl genesis)")
 	fs.StringVar(&c.LogLevel, "log-level", "", "debug, info, warn or error")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "node certificate (PEM): serve the API over HTTPS")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "node certificate's key (PEM)")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "consortium CA (PEM): mutual TLS between nodes")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -118,12 +132,23 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	n, err := startNode(ctx, nodeSpec{ID: c.ID, Dir: c.Dir, Key: key, HTTP: c.HTTP, Raft: c.Raft, Advertise: c.Advertise,
-		Origin: c.Origin, Bootstrap: peers, Join: c.Join, Trust: trust, Logger: logger})
+	httpTLS, peerTLS, err := loadTLS(c)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "node %s serving http://%s, raft %s\n", c.ID, c.HTTP, n.chain.Addr())
+	n, err := startNode(ctx, nodeSpec{ID: c.ID, Dir: c.Dir, Key: key, HTTP: c.HTTP, Raft: c.Raft, Advertise: c.Advertise,
+		Origin: c.Origin, Bootstrap: peers, Join: c.Join, Trust: trust, Logger: logger, HTTPTLS: httpTLS, PeerTLS: peerTLS})
+	if err != nil {
+		return err
+	}
+	scheme, peerMode := "http", "plain TCP"
+	if httpTLS != nil {
+		scheme = "https"
+	}
+	if peerTLS != nil {
+		peerMode = "mutual TLS"
+	}
+	fmt.Fprintf(stdout, "node %s serving %s://%s, raft %s (%s)\n", c.ID, scheme, c.HTTP, n.chain.Addr(), peerMode)
 	if c.Genesis != "" {
 		if err := commitGenesis(ctx, n, c.Genesis); err != nil {
 			return errors.Join(err, n.close())
@@ -131,6 +156,37 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	<-ctx.Done()
 	return n.close()
+}
+
+// loadTLS reads the node's TLS settings: HTTPS for the API with a
+// certificate and key, and mutual TLS between nodes with the CA too.
+func loadTLS(c nodeConfig) (httpTLS, peerTLS *tls.Config, err error) {
+	if c.TLSCert == "" && c.TLSKey == "" {
+		if c.TLSCA != "" {
+			return nil, nil, errors.New("run: tls_ca needs tls_cert and tls_key (the node's own certificate)")
+		}
+		return nil, nil, nil
+	}
+	if c.TLSCert == "" || c.TLSKey == "" {
+		return nil, nil, errors.New("run: tls_cert and tls_key go together")
+	}
+	pair, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("run: TLS certificate: %w", err)
+	}
+	httpTLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+	if c.TLSCA == "" {
+		return httpTLS, nil, nil
+	}
+	b, err := os.ReadFile(c.TLSCA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("run: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, nil, fmt.Errorf("run: %s holds no PEM certificate", c.TLSCA)
+	}
+	return httpTLS, chain.NodeTLS(pair, pool), nil
 }
 
 // commitGenesis commits the genesis entry once a leader is known, unless the
@@ -185,6 +241,9 @@ func merge(c *nodeConfig, f nodeConfig) {
 	set(&c.Trust, f.Trust)
 	set(&c.Genesis, f.Genesis)
 	set(&c.LogLevel, f.LogLevel)
+	set(&c.TLSCert, f.TLSCert)
+	set(&c.TLSKey, f.TLSKey)
+	set(&c.TLSCA, f.TLSCA)
 	if len(c.Bootstrap) == 0 {
 		c.Bootstrap = f.Bootstrap
 	}

@@ -106,7 +106,7 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 
 // upload streams a file to path, signed with the file's SHA-256 (computed
 // first, in a streaming pass).
-func (c *client) upload(ctx context.Context, path, file, contentType string, out any) error {
+func (c *client) upload(ctx context.Context, path, file, contentType string, bar *progress, out any) error {
 	if c.keyErr != nil {
 		return c.keyErr
 	}
@@ -126,7 +126,9 @@ func (c *client) upload(ctx context.Context, path, file, contentType string, out
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, f)
+	bar.total = size
+	defer bar.Done()
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, &progressReader{r: f, p: bar})
 	if err != nil {
 		return err
 	}

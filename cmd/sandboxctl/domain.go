@@ -175,7 +175,11 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	c := newClient(g)
 	// 1. The data goes to the agency's node, which masks and stores it.
 	var up api.UploadResponse
-	if err := c.upload(ctx, "/v1/uploads?mode="+url.QueryEscape(*regMode)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", &up); err != nil {
+	label := "uploading (the node masks as it reads)"
+	if *regMode == policies.ModeHE {
+		label = "uploading (the node encrypts as it reads)"
+	}
+	if err := c.upload(ctx, "/v1/uploads?mode="+url.QueryEscape(*regMode)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", newProgress(g, label, 0, true), &up); err != nil {
 		return err
 	}
 	// 2. Its digest, rows and schema go on the ledger, signed by the agency.

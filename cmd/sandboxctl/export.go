@@ -59,6 +59,8 @@ func cmdLedgerExport(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	src := newHTTPSource(ctx, c)
 	var n uint64
 	blocks := 0
+	bar := newProgress(g, "exporting entries", int64(cp.Size), false)
+	defer bar.Done()
 	for n < cp.Size {
 		blk, entries, err := src.Next(ctx)
 		if err != nil {
@@ -78,7 +80,9 @@ func cmdLedgerExport(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		}
 		n += uint64(blk.Count)
 		blocks++
+		bar.Add(int64(blk.Count))
 	}
+	bar.Done()
 	if err := z.Close(); err != nil {
 		f.Close()
 		return err

@@ -409,3 +409,60 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 }
 
 func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// Each account has its own request budget per node: beyond the burst the
+// node answers 429 with Retry-After and the reason; other accounts are
+// unaffected, and the budget refills.
+func TestRateLimitPerAccount(t *testing.T) {
+	f := apitest.NewWith(t, func(c *Config) { c.RateLimit, c.RateBurst = 5, 10 })
+	limited := 0
+	var last *http.Response
+	for range 15 {
+		req := f.Request(t, "bank", 0, "GET", "/v1/datasets", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+			last = resp
+		}
+	}
+	if limited < 4 || limited > 6 || last.Header.Get("Retry-After") == "" {
+		t.Fatalf("%d of 15 requests limited (want ~5 beyond a burst of 10), Retry-After %q", limited, last.Header.Get("Retry-After"))
+	}
+	var p Problem
+	if code, p2 := f.Do(t, "bank", 0, "GET", "/v1/datasets", nil, &p); code != 429 || p2.Code != "rate-limited" || !strings.Contains(p2.Detail, "retry in") {
+		t.Fatalf("limited request: %d %+v", code, p2)
+	}
+	if code, _ := f.Do(t, "shop", 0, "GET", "/v1/datasets", nil, nil); code != 200 {
+		t.Fatalf("another account was limited: %d", code)
+	}
+	if code, _ := f.Do(t, "bank", 1, "GET", "/v1/datasets", nil, nil); code != 200 {
+		t.Fatalf("another node counts separately: %d", code)
+	}
+	time.Sleep(400 * time.Millisecond) // 2 tokens back at 5/s
+	if code, _ := f.Do(t, "bank", 0, "GET", "/v1/datasets", nil, nil); code != 200 {
+		t.Fatalf("the budget did not refill: %d", code)
+	}
+}
+
+// GET /v1/jobs/{id}?wait=D answers when the job ends, without polling;
+// a bad wait is refused.
+func TestJobWait(t *testing.T) {
+	f := apitest.New(t)
+	f.WithPolicy(t, nil)
+	var j JobResponse
+	f.Must(t, "bank", 1, "POST", "/v1/jobs", apitest.JobBody("SELECT region, COUNT(*) FROM tax2025 GROUP BY region"), &j)
+	start := time.Now()
+	f.Must(t, "bank", 2, "GET", "/v1/jobs/"+j.Job+"?wait=20s", nil, &j)
+	if j.Status != "completed" || time.Since(start) > 10*time.Second {
+		t.Fatalf("after wait: %+v in %s", j, time.Since(start))
+	}
+	for _, w := range []string{"forever", "-1s", "2m"} {
+		if code, p := f.Do(t, "bank", 0, "GET", "/v1/jobs/"+j.Job+"?wait="+w, nil, nil); code != 400 || p.Code != "bad-wait" {
+			t.Fatalf("wait=%s: %d %+v", w, code, p)
+		}
+	}
+}

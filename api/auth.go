@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
 
 	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/policies"
@@ -103,6 +105,11 @@ func (s *Server) authenticate(r Route, next echo.HandlerFunc) echo.HandlerFunc {
 		if !s.replays.add(audit.RequestReplayKey(req.Header.Get("Signature")), time.Now()) {
 			return unauthorized("replayed-request", "this signed request was already received; sign each request anew")
 		}
+		if wait := s.limits.allow(addr, time.Now()); wait > 0 {
+			secs := int(math.Ceil(wait.Seconds()))
+			return &problemError{status: http.StatusTooManyRequests, code: "rate-limited", retryAfter: secs,
+				detail: fmt.Sprintf("account %s is over its request rate (%g/s, bursts of %d): retry in %ds", addr, s.cfg.RateLimit, s.cfg.RateBurst, secs)}
+		}
 		if r.Perm != "" && !s.state.Can(addr, r.Perm) {
 			return forbidden(fmt.Sprintf("account %s lacks permission %s", addr, r.Perm))
 		}
@@ -114,6 +121,40 @@ func (s *Server) authenticate(r Route, next echo.HandlerFunc) echo.HandlerFunc {
 			request: audit.CaptureRequest(req, scheme+"://"+req.Host+req.URL.RequestURI(), body)})
 		return next(c)
 	}
+}
+
+// rateLimits holds a token bucket per account (authenticated requests
+// only, so the map is bounded by the accounts on the ledger).
+type rateLimits struct {
+	mu      sync.Mutex
+	rate    rate.Limit
+	burst   int
+	buckets map[policies.Address]*rate.Limiter
+}
+
+func newRateLimits(perSecond float64, burst int) *rateLimits {
+	return &rateLimits{rate: rate.Limit(perSecond), burst: burst, buckets: map[policies.Address]*rate.Limiter{}}
+}
+
+// allow takes a token for the account, or says how long until one is
+// free (without taking it).
+func (l *rateLimits) allow(a policies.Address, now time.Time) time.Duration {
+	if l == nil || l.rate == 0 {
+		return 0
+	}
+	l.mu.Lock()
+	b := l.buckets[a]
+	if b == nil {
+		b = rate.NewLimiter(l.rate, l.burst)
+		l.buckets[a] = b
+	}
+	l.mu.Unlock()
+	r := b.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d
+	}
+	return 0
 }
 
 // replayCache remembers request signatures for the window in which they

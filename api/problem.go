@@ -26,9 +26,10 @@ type Problem struct {
 
 // problemError is an error a handler raises with its status and code.
 type problemError struct {
-	status int
-	code   string
-	detail string
+	status     int
+	code       string
+	detail     string
+	retryAfter int // seconds, for 429 and 503 (0: the default)
 }
 
 func (e *problemError) Error() string { return e.detail }
@@ -105,7 +106,11 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			p.Detail = "internal error; the node's log has the details"
 			log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
 		}
-		if status == http.StatusServiceUnavailable {
+		var pe *problemError
+		switch {
+		case errors.As(err, &pe) && pe.retryAfter > 0:
+			c.Response().Header().Set("Retry-After", strconv.Itoa(pe.retryAfter))
+		case status == http.StatusServiceUnavailable, status == http.StatusTooManyRequests:
 			c.Response().Header().Set("Retry-After", "1")
 		}
 		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")

@@ -114,12 +114,39 @@ func (s *Server) visibleJob(c echo.Context) (policies.Job, error) {
 	return j, nil
 }
 
+// maxJobWait bounds GET /v1/jobs/{id}?wait=D (below the write timeout).
+const maxJobWait = 50 * time.Second
+
+// getJob serves a job's status; with ?wait=D (a duration such as 30s, at
+// most 50s) it answers once the job is completed, failed or rejected, or D
+// has passed: clients wait without polling.
 func (s *Server) getJob(c echo.Context) error {
 	j, err := s.visibleJob(c)
 	if err != nil {
 		return err
 	}
+	if w := c.QueryParam("wait"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d < 0 || d > maxJobWait {
+			return badRequest("bad-wait", fmt.Sprintf("wait=%q: a duration up to %s, such as 30s", clip(w), maxJobWait))
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), d)
+		defer cancel()
+		for !terminal(j.Status) {
+			select {
+			case <-ctx.Done():
+				return c.JSON(http.StatusOK, jobResponse(j))
+			case <-time.After(2 * time.Millisecond):
+			}
+			j, _ = s.state.Job(j.ID)
+		}
+	}
 	return c.JSON(http.StatusOK, jobResponse(j))
+}
+
+// terminal reports whether a job's status can no longer change.
+func terminal(status string) bool {
+	return status == policies.JobCompleted || status == policies.JobFailed || status == policies.JobRejected
 }
 
 func (s *Server) jobResult(c echo.Context) error {

@@ -67,6 +67,11 @@ type Config struct {
 	SignatureWindow   time.Duration // how far a request's created may be from now
 	MaxUpload         int64         // bytes of one dataset upload
 	UploadTimeout     time.Duration // how long one upload may take
+	// RateLimit is how many requests per second one account may make on
+	// average, RateBurst how many at once (token bucket); beyond them the
+	// node answers 429 with Retry-After. 0 disables the limit.
+	RateLimit float64
+	RateBurst int
 	// Nonces is shared with whatever else signs with the node's key.
 	Nonces *chain.Nonces
 	Logger *slog.Logger
@@ -86,6 +91,8 @@ func DefaultConfig() Config {
 		SignatureWindow:   5 * time.Minute,
 		MaxUpload:         16 << 30,
 		UploadTimeout:     2 * time.Hour,
+		RateLimit:         100,
+		RateBurst:         200,
 	}
 }
 
@@ -100,6 +107,8 @@ func (c Config) Validate() error {
 		return errors.New("api: config: BodyLimit must be positive")
 	case c.SignatureWindow <= 0:
 		return errors.New("api: config: SignatureWindow must be positive")
+	case c.RateLimit < 0 || c.RateLimit > 0 && c.RateBurst < 1:
+		return errors.New("api: config: RateLimit must be >= 0, with RateBurst >= 1 when set")
 	}
 	return nil
 }
@@ -113,6 +122,7 @@ type Server struct {
 	key     *chain.Key // the node's key: it signs the entries it relays
 	data    Data       // nil on a node that holds no data
 	he      *HE        // nil until SetHE
+	limits  *rateLimits
 	replays *replayCache
 	metrics *metrics
 	known   map[string]bool // "METHOD /echo/path" of every route
@@ -134,7 +144,7 @@ func New(cfg Config, node Node, state State, key *chain.Key, data Data) (*Server
 		cfg.Nonces = chain.NewNonces()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api", "node", node.ID()), node: node, state: state, key: key,
-		data: data, replays: newReplayCache(2 * cfg.SignatureWindow)}
+		data: data, replays: newReplayCache(2 * cfg.SignatureWindow), limits: newRateLimits(cfg.RateLimit, cfg.RateBurst)}
 	s.metrics = newMetrics(s)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

@@ -213,6 +213,9 @@ type Node struct {
 	rpcConns sync.WaitGroup
 	closed   sync.Once
 
+	// ready is closed once raft is set (chain's own requests wait for it).
+	ready chan struct{}
+
 	// syncedTerm is the term in which this node, as leader, last saw a
 	// Raft barrier applied: from then on everything committed before its
 	// leadership is in its state (see leaderSynced).
@@ -234,7 +237,7 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, ledger: ledger,
-		propose: make(chan *pending, 8192), fwd: make(chan *pending, 8192)}
+		propose: make(chan *pending, 8192), fwd: make(chan *pending, 8192), ready: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.startRaft(); err != nil {
 		n.cancel()
@@ -332,6 +335,7 @@ func (n *Node) startRaft() error {
 		return err
 	}
 	n.raft = r
+	close(n.ready)
 	return nil
 }
 
@@ -708,10 +712,8 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 
 // ReadBarrier waits until this node has applied every entry the leader had
 // applied when it was called, so that a read here sees every write any
-// node acknowledged before (read-your-writes across nodes). On the leader
-// it costs nothing after the first call of a term: the leader acknowledges
-// a write only once applied, and the first call waits for a Raft barrier
-// so that entries committed under the previous leader are applied too.
+// node acknowledged before (linearizable reads). On the leader it costs a
+// round of heartbeats (see leaderSynced).
 func (n *Node) ReadBarrier(ctx context.Context) error {
 	return n.whileNoLeader(ctx, func() error { return n.readBarrier(ctx) })
 }
@@ -741,23 +743,27 @@ func (n *Node) readBarrier(ctx context.Context) error {
 	return n.WaitApplied(ctx, applied-1)
 }
 
-// leaderSynced makes sure this leader has applied every entry committed
-// before its term began: a new leader knows which entries are committed
-// only once an entry of its own term is, so it waits once per term for a
-// Raft barrier (which also waits for the state machine).
+// leaderSynced makes sure this node still leads (a majority answers its
+// heartbeats: a leader cut off from the others must not serve stale
+// reads) and has applied every entry committed before its term began: a
+// new leader knows which entries are committed only once an entry of its
+// own term is, so it waits once per term for a Raft barrier (which also
+// waits for the state machine).
 func (n *Node) leaderSynced(ctx context.Context) error {
 	term := n.raft.CurrentTerm()
-	if n.syncedTerm.Load() == term {
-		return nil
+	if n.syncedTerm.Load() != term {
+		timeout := 10 * time.Second
+		if d, ok := ctx.Deadline(); ok {
+			timeout = max(time.Until(d), time.Millisecond)
+		}
+		if err := n.raft.Barrier(timeout).Error(); err != nil {
+			return n.outcomeOf(nil, err, nil, 0).err
+		}
+		n.syncedTerm.Store(term)
 	}
-	timeout := 10 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(d), time.Millisecond)
-	}
-	if err := n.raft.Barrier(timeout).Error(); err != nil {
+	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return n.outcomeOf(nil, err, nil, 0).err
 	}
-	n.syncedTerm.Store(term)
 	return nil
 }
 

@@ -166,6 +166,13 @@ func (c *rpcClient) call(ctx context.Context, addr string, op byte, payload []by
 // serveRPC answers requests on one connection until it closes.
 func (n *Node) serveRPC(conn net.Conn) {
 	defer conn.Close()
+	// The port accepts before Raft exists (a restarting node is dialled by
+	// its peers at once): wait for it.
+	select {
+	case <-n.ready:
+	case <-n.ctx.Done():
+		return
+	}
 	n.rpcConns.Add(1)
 	defer n.rpcConns.Done()
 	br := bufio.NewReader(conn)

@@ -47,7 +47,10 @@ var Accounts = []struct{ name, role, org string }{
 }
 
 // New starts a consortium.
-func New(t testing.TB) *Consortium {
+func New(t testing.TB) *Consortium { return NewWith(t, nil) }
+
+// NewWith starts a consortium whose API configuration edit adjusts.
+func NewWith(t testing.TB, edit func(*api.Config)) *Consortium {
 	t.Helper()
 	f := &Consortium{Keys: map[string]*chain.Key{}, SMs: make([]audit.StateMachine, 3)}
 	stores := map[string]*sandbox.Store{}
@@ -89,6 +92,9 @@ func New(t testing.TB) *Consortium {
 		cfg := api.DefaultConfig()
 		cfg.MaxPage = 50
 		cfg.Nonces = chain.NewNonces()
+		if edit != nil {
+			edit(&cfg)
+		}
 		s, err := api.New(cfg, f.C.Nodes[i], f.SMs[i].M, f.C.Keys[i], f.Stores[i])
 		if err != nil {
 			t.Fatal(err)

@@ -341,7 +341,6 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		return nil
 	}
 	deadline := time.Now().Add(10 * time.Minute)
-	pause := 5 * time.Millisecond // grows to 200ms: quick jobs return quickly
 	for j.Status != policies.JobCompleted {
 		switch j.Status {
 		case policies.JobFailed, policies.JobRejected:
@@ -350,13 +349,8 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		if time.Now().After(deadline) {
 			return fmt.Errorf("job %s still %s after 10 minutes", j.Job, j.Status)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 200*time.Millisecond)
-		if err := c.do(ctx, "GET", "/v1/jobs/"+j.Job, nil, &j); err != nil {
+		// The node answers as soon as the job ends (long poll).
+		if err := c.do(ctx, "GET", "/v1/jobs/"+j.Job+"?wait=30s", nil, &j); err != nil {
 			return err
 		}
 	}

@@ -115,8 +115,7 @@ func runJob(b *testing.B, mode, query string) *sandbox.Result {
 		if j.Status == policies.JobFailed || j.Status == policies.JobRejected {
 			b.Fatalf("job %s %s: %s", j.Job, j.Status, j.Reason)
 		}
-		time.Sleep(time.Millisecond)
-		if err := signedCall(ctx, c.enterprise, "GET", c.url+"/v1/jobs/"+j.Job, "", nil, &j); err != nil {
+		if err := signedCall(ctx, c.enterprise, "GET", c.url+"/v1/jobs/"+j.Job+"?wait=30s", "", nil, &j); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,7 +44,8 @@ func TestMain(m *testing.M) {
 
 // procCluster is a consortium of three "sandboxd run" processes, as in
 // production: HTTPS for the API and mutual TLS between nodes, with
-// certificates from the consortium's CA.
+// certificates from the consortium's CA (per-account rate limits raised:
+// the fault tests drive more load per account than any client would).
 type procCluster struct {
 	t      *testing.T
 	dir    string
@@ -116,7 +118,7 @@ func startProcCluster(t *testing.T) *procCluster {
 		if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg := fmt.Sprintf("id = %q\ndir = %q\nkey = %q\nhttp = \"127.0.0.1:%d\"\nraft = \"127.0.0.1:%d\"\norigin = \"proc\"\nbootstrap = [%s]\ngenesis = %q\nlog_level = \"warn\"\ntls_cert = %q\ntls_key = %q\ntls_ca = %q\n",
+		cfg := fmt.Sprintf("id = %q\ndir = %q\nkey = %q\nhttp = \"127.0.0.1:%d\"\nraft = \"127.0.0.1:%d\"\norigin = \"proc\"\nbootstrap = [%s]\ngenesis = %q\nlog_level = \"warn\"\ntls_cert = %q\ntls_key = %q\ntls_ca = %q\nrate_limit = 5000\nrate_burst = 5000\n",
 			id, filepath.Join(c.dir, id), filepath.Join(c.dir, id+".key"), base+i, base+1000+i, bootstrap[0]+", "+bootstrap[1]+", "+bootstrap[2], genesis,
 			certFile, keyFile, filepath.Join(c.dir, "ca.pem"))
 		if err := os.WriteFile(filepath.Join(c.dir, id+".toml"), []byte(cfg), 0o600); err != nil {
@@ -127,7 +129,12 @@ func startProcCluster(t *testing.T) *procCluster {
 		c.exits = append(c.exits, nil)
 		c.start(i)
 	}
-	t.Cleanup(c.stopAll)
+	t.Cleanup(func() {
+		c.stopAll()
+		if t.Failed() {
+			c.dumpLogs()
+		}
+	})
 	c.waitHealthy(0, 1, 2)
 	return c
 }
@@ -159,6 +166,20 @@ func (c *procCluster) kill(i int) {
 	}
 	<-c.exits[i]
 	c.cmds[i] = nil
+}
+
+// dumpLogs prints the end of every node's log (after a failure).
+func (c *procCluster) dumpLogs() {
+	for i := range c.urls {
+		b, _ := os.ReadFile(filepath.Join(c.dir, fmt.Sprintf("node%d.log", i+1)))
+		var keep []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.Contains(l, "raft/") { // Raft's chatter is not the story
+				keep = append(keep, l)
+			}
+		}
+		c.t.Logf("node%d log (last lines):\n%s", i+1, strings.Join(keep[max(0, len(keep)-30):], "\n"))
+	}
 }
 
 func (c *procCluster) stopAll() {

@@ -34,6 +34,10 @@ type nodeSpec struct {
 	// HTTPTLS serves the API over HTTPS; PeerTLS protects the
 	// node-to-node port with mutual TLS (chain.NodeTLS). nil: plain.
 	HTTPTLS, PeerTLS *tls.Config
+	// RateLimit and RateBurst override the API's per-account limits (0:
+	// the defaults; a negative RateLimit: none).
+	RateLimit float64
+	RateBurst int
 }
 
 // liveNode is a started node: ledger, state machine and HTTP server.
@@ -93,6 +97,15 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	acfg.Addr = s.HTTP
 	acfg.Logger = s.Logger
 	acfg.Nonces = nonces
+	switch {
+	case s.RateLimit < 0:
+		acfg.RateLimit = 0
+	case s.RateLimit > 0:
+		acfg.RateLimit = s.RateLimit
+	}
+	if s.RateBurst > 0 {
+		acfg.RateBurst = s.RateBurst
+	}
 	srv, err := api.New(acfg, n, sm.M, s.Key, store)
 	if err != nil {
 		n.Close()

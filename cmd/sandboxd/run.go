@@ -58,6 +58,11 @@ type nodeConfig struct {
 	// certificate from this CA for the address it is dialled at. Needs
 	// tls_cert and tls_key.
 	TLSCA string `toml:"tls_ca"`
+	// RateLimit is the requests per second one account may make to this
+	// node on average, RateBurst how many at once; beyond, 429 with
+	// Retry-After. Defaults 100 and 200; a negative rate_limit disables it.
+	RateLimit float64 `toml:"rate_limit"`
+	RateBurst int     `toml:"rate_burst"`
 }
 
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -80,6 +85,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "node certificate (PEM): serve the API over HTTPS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "node certificate's key (PEM)")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "consortium CA (PEM): mutual TLS between nodes")
+	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "requests per second per account (default 100; negative: no limit)")
+	fs.IntVar(&c.RateBurst, "rate-burst", 0, "requests at once per account (default 200)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -137,7 +144,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	n, err := startNode(ctx, nodeSpec{ID: c.ID, Dir: c.Dir, Key: key, HTTP: c.HTTP, Raft: c.Raft, Advertise: c.Advertise,
-		Origin: c.Origin, Bootstrap: peers, Join: c.Join, Trust: trust, Logger: logger, HTTPTLS: httpTLS, PeerTLS: peerTLS})
+		Origin: c.Origin, Bootstrap: peers, Join: c.Join, Trust: trust, Logger: logger, HTTPTLS: httpTLS, PeerTLS: peerTLS,
+		RateLimit: c.RateLimit, RateBurst: c.RateBurst})
 	if err != nil {
 		return err
 	}
@@ -244,6 +252,12 @@ func merge(c *nodeConfig, f nodeConfig) {
 	set(&c.TLSCert, f.TLSCert)
 	set(&c.TLSKey, f.TLSKey)
 	set(&c.TLSCA, f.TLSCA)
+	if c.RateLimit == 0 {
+		c.RateLimit = f.RateLimit
+	}
+	if c.RateBurst == 0 {
+		c.RateBurst = f.RateBurst
+	}
 	if len(c.Bootstrap) == 0 {
 		c.Bootstrap = f.Bootstrap
 	}

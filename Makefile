@@ -4,7 +4,7 @@ BIN     := bin
 PKGS    := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: all build test test-short demo bench lint fuzz clean
+.PHONY: all build test test-short demo bench soak lint fuzz clean
 
 all: build
 
@@ -27,6 +27,13 @@ demo: build
 # bench/results.json.
 bench: build
 	$(GO) run ./cmd/bench --count 5
+
+# Longer fault and load runs than make test's (not part of CI): a minute of
+# load, the kill, full-disk and partition tests repeated.
+soak:
+	LOAD_SECONDS=60 $(GO) test -race -count=1 -run '^TestLoad$$' -v ./api
+	$(GO) test -count=10 -run '^TestPartitionedMinorityRefusesAndConverges$$' ./api
+	$(GO) test -count=5 -timeout 30m -run '^(TestKillLeaderDuringWrites|TestFullDiskNodeStopsAndRecovers|TestRunHEJobSurvivesNodeKill)$$' -v ./cmd/sandboxd
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)

@@ -414,7 +414,7 @@ func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 // node answers 429 with Retry-After and the reason; other accounts are
 // unaffected, and the budget refills.
 func TestRateLimitPerAccount(t *testing.T) {
-	f := apitest.NewWith(t, func(c *Config) { c.RateLimit, c.RateBurst = 5, 10 })
+	f := apitest.NewWith(t, apitest.Options{API: func(c *Config) { c.RateLimit, c.RateBurst = 5, 10 }})
 	limited := 0
 	var last *http.Response
 	for range 15 {

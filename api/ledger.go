@@ -25,6 +25,9 @@ type HealthResponse struct {
 	Node       string `json:"node"`
 	Leader     string `json:"leader"`
 	LedgerSize uint64 `json:"ledger_size"`
+	// Error says why a failed node stopped (its stores cannot be
+	// written); it then answers writes and reads with 503.
+	Error string `json:"error,omitempty"`
 }
 
 func (s *Server) health(c echo.Context) error {
@@ -32,8 +35,8 @@ func (s *Server) health(c echo.Context) error {
 	leader, _ := s.node.Leader()
 	h := HealthResponse{Status: "ok", Node: s.node.ID(), Leader: leader, LedgerSize: l.Size()}
 	status := http.StatusOK
-	if l.Err() != nil {
-		h.Status = "failed"
+	if err := s.node.Err(); err != nil {
+		h.Status, h.Error = "failed", err.Error()
 		status = http.StatusServiceUnavailable
 	}
 	return c.JSON(status, h)

@@ -29,6 +29,7 @@ type Node interface {
 	ReadBarrier(ctx context.Context) error
 	Fetch(ctx context.Context, peerID, key string) ([]byte, error)
 	Ledger() *chain.Ledger
+	Err() error
 }
 
 // State is what the API reads of the committed domain state.

@@ -44,9 +44,12 @@ type Config struct {
 	// present Certificates and check the peer's against RootCAs and the
 	// dialled host (see NodeTLS). Without it the port is plain TCP, for
 	// loopback and private networks.
-	TLS    *tls.Config
-	Key    *Key   // the node's account key (Ed25519)
-	Origin string // the log's origin line in checkpoints
+	TLS *tls.Config
+	// WrapConn, when set, wraps every node-to-node connection this node
+	// dials or accepts (after TLS). Fault tests cut links through it.
+	WrapConn func(net.Conn) net.Conn
+	Key      *Key   // the node's account key (Ed25519)
+	Origin   string // the log's origin line in checkpoints
 
 	StateMachine StateMachine
 	// Bootstrap, when set on a fresh node, forms a new cluster of these
@@ -215,6 +218,8 @@ type Node struct {
 
 	// ready is closed once raft is set (chain's own requests wait for it).
 	ready chan struct{}
+	// stores holds the first failed write to the Raft stores (Err).
+	stores storeFailure
 
 	// syncedTerm is the term in which this node, as leader, last saw a
 	// Raft barrier applied: from then on everything committed before its
@@ -303,8 +308,8 @@ func (n *Node) startRaft() error {
 		adv = ln.Addr().(*net.TCPAddr)
 		n.cfg.Advertise = adv.String()
 	}
-	n.layer = newMuxLayer(ln, adv, n.serveRPC, cfg.TLS)
-	n.rpc.tls = cfg.TLS
+	n.layer = newMuxLayer(ln, adv, n.serveRPC, cfg.TLS, cfg.WrapConn)
+	n.rpc.tls, n.rpc.wrap = cfg.TLS, cfg.WrapConn
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.layer, MaxPool: 4, Timeout: 10 * time.Second, Logger: rc.Logger,
 	})
@@ -327,7 +332,8 @@ func (n *Node) startRaft() error {
 			return fmt.Errorf("chain: bootstrap: %w", err)
 		}
 	}
-	r, err := raft.NewRaft(rc, &fsm{l: n.ledger}, w, w, snaps, n.trans)
+	g := &storeGuard{LogStore: w, stable: w, failed: n.storeFailed}
+	r, err := raft.NewRaft(rc, &fsm{l: n.ledger}, g, g, snaps, n.trans)
 	if err != nil {
 		n.trans.Close()
 		w.Close()
@@ -337,6 +343,31 @@ func (n *Node) startRaft() error {
 	n.raft = r
 	close(n.ready)
 	return nil
+}
+
+// storeFailed records the first failed write to the Raft stores; a leader
+// hands its leadership over, since it can no longer commit.
+func (n *Node) storeFailed(err error) {
+	if !n.stores.set(err) {
+		return
+	}
+	n.log.Error("node stopped: it cannot write its stores", "err", err)
+	select {
+	case <-n.ready:
+		if n.IsLeader() {
+			go n.raft.LeadershipTransfer()
+		}
+	default:
+	}
+}
+
+// Err reports why this node stopped taking writes and serving reads: its
+// Raft stores or its ledger store could not be written. nil when healthy.
+func (n *Node) Err() error {
+	if err := n.stores.get(); err != nil {
+		return err
+	}
+	return n.ledger.Err()
 }
 
 // Ledger returns the node's committed history for reads and proofs.
@@ -445,7 +476,7 @@ func (n *Node) appendLocal(ctx context.Context, raw []byte) (Receipt, error) {
 }
 
 func (n *Node) enqueue(ctx context.Context, q chan *pending, raw []byte, e *Entry) (Receipt, error) {
-	if err := n.ledger.Err(); err != nil {
+	if err := n.Err(); err != nil {
 		return Receipt{}, fmt.Errorf("%w: %v", ErrStopped, err)
 	}
 	p := &pending{raw: raw, e: e, ctx: ctx, done: make(chan outcome, 1)}
@@ -719,6 +750,9 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 }
 
 func (n *Node) readBarrier(ctx context.Context) error {
+	if err := n.Err(); err != nil {
+		return fmt.Errorf("%w: %v", ErrStopped, err)
+	}
 	if n.IsLeader() {
 		return n.leaderSynced(ctx)
 	}

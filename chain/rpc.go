@@ -76,6 +76,7 @@ func (r *reader) str() string { return string(r.next(int(r.u16()))) }
 
 type rpcClient struct {
 	tls  *tls.Config // nil: plain TCP
+	wrap func(net.Conn) net.Conn
 	mu   sync.Mutex
 	idle map[string][]net.Conn
 }
@@ -89,7 +90,7 @@ func (c *rpcClient) get(ctx context.Context, addr string) (net.Conn, error) {
 		return conn, nil
 	}
 	c.mu.Unlock()
-	conn, err := dialPeer(ctx, c.tls, addr)
+	conn, err := dialPeer(ctx, c.tls, c.wrap, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ type muxLayer struct {
 	ln        net.Listener
 	advertise net.Addr
 	tls       *tls.Config // nil: plain TCP
+	wrap      func(net.Conn) net.Conn
 	raftConns chan net.Conn
 	serveRPC  func(net.Conn)
 	done      chan struct{}
@@ -34,8 +35,8 @@ type muxLayer struct {
 
 var _ raft.StreamLayer = (*muxLayer)(nil)
 
-func newMuxLayer(ln net.Listener, advertise net.Addr, serveRPC func(net.Conn), tlsConf *tls.Config) *muxLayer {
-	m := &muxLayer{ln: ln, advertise: advertise, tls: tlsConf, raftConns: make(chan net.Conn), serveRPC: serveRPC, done: make(chan struct{})}
+func newMuxLayer(ln net.Listener, advertise net.Addr, serveRPC func(net.Conn), tlsConf *tls.Config, wrap func(net.Conn) net.Conn) *muxLayer {
+	m := &muxLayer{ln: ln, advertise: advertise, tls: tlsConf, wrap: wrap, raftConns: make(chan net.Conn), serveRPC: serveRPC, done: make(chan struct{})}
 	m.wg.Add(1)
 	go m.acceptLoop()
 	return m
@@ -67,6 +68,9 @@ func (m *muxLayer) acceptLoop() {
 }
 
 func (m *muxLayer) route(c net.Conn) {
+	if m.wrap != nil {
+		c = m.wrap(c)
+	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
 	first, err := br.Peek(1)
@@ -111,25 +115,32 @@ func (m *muxLayer) Addr() net.Addr { return m.advertise }
 func (m *muxLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return dialPeer(ctx, m.tls, string(addr))
+	return dialPeer(ctx, m.tls, m.wrap, string(addr))
 }
 
 // dialPeer connects to a peer's node-to-node port, over mutual TLS when
 // conf is set (the handshake completes here, so a peer whose certificate
 // does not verify fails the dial with the reason).
-func dialPeer(ctx context.Context, conf *tls.Config, addr string) (net.Conn, error) {
+func dialPeer(ctx context.Context, conf *tls.Config, wrap func(net.Conn) net.Conn, addr string) (net.Conn, error) {
+	var conn net.Conn
+	var err error
 	if conf == nil {
 		var d net.Dialer
-		return d.DialContext(ctx, "tcp", addr)
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	} else {
+		host, _, serr := net.SplitHostPort(addr)
+		if serr != nil {
+			return nil, serr
+		}
+		c := conf.Clone()
+		c.ServerName = host
+		d := tls.Dialer{Config: c}
+		conn, err = d.DialContext(ctx, "tcp", addr)
 	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
+	if err != nil || wrap == nil {
+		return conn, err
 	}
-	c := conf.Clone()
-	c.ServerName = host
-	d := tls.Dialer{Config: c}
-	return d.DialContext(ctx, "tcp", addr)
+	return wrap(conn), nil
 }
 
 // NodeTLS builds the mutual-TLS configuration of a node's node-to-node

@@ -47,10 +47,16 @@ var Accounts = []struct{ name, role, org string }{
 }
 
 // New starts a consortium.
-func New(t testing.TB) *Consortium { return NewWith(t, nil) }
+func New(t testing.TB) *Consortium { return NewWith(t, Options{}) }
 
-// NewWith starts a consortium whose API configuration edit adjusts.
-func NewWith(t testing.TB, edit func(*api.Config)) *Consortium {
+// Options adjust a consortium's configuration.
+type Options struct {
+	API   func(*api.Config)   // each node's API
+	Chain func(*chain.Config) // each node's ledger node (its ID tells which)
+}
+
+// NewWith starts a consortium with adjusted configuration.
+func NewWith(t testing.TB, o Options) *Consortium {
 	t.Helper()
 	f := &Consortium{Keys: map[string]*chain.Key{}, SMs: make([]audit.StateMachine, 3)}
 	stores := map[string]*sandbox.Store{}
@@ -62,7 +68,12 @@ func NewWith(t testing.TB, edit func(*api.Config)) *Consortium {
 		f.Stores = append(f.Stores, st)
 		stores[fmt.Sprintf("node%d", i+1)] = st
 	}
-	tune := func(c *chain.Config) { c.Blobs = stores[c.ID].Blob }
+	tune := func(c *chain.Config) {
+		c.Blobs = stores[c.ID].Blob
+		if o.Chain != nil {
+			o.Chain(c)
+		}
+	}
 	f.C = chaintest.NewClusterWith(t, 3, tune, func(i int) (chain.StateMachine, chain.AdmitFunc) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -92,8 +103,8 @@ func NewWith(t testing.TB, edit func(*api.Config)) *Consortium {
 		cfg := api.DefaultConfig()
 		cfg.MaxPage = 50
 		cfg.Nonces = chain.NewNonces()
-		if edit != nil {
-			edit(&cfg)
+		if o.API != nil {
+			o.API(&cfg)
 		}
 		s, err := api.New(cfg, f.C.Nodes[i], f.SMs[i].M, f.C.Keys[i], f.Stores[i])
 		if err != nil {

@@ -174,7 +174,7 @@ func (c *procCluster) dumpLogs() {
 		b, _ := os.ReadFile(filepath.Join(c.dir, fmt.Sprintf("node%d.log", i+1)))
 		var keep []string
 		for _, l := range strings.Split(string(b), "\n") {
-			if !strings.Contains(l, "raft/") { // Raft's chatter is not the story
+			if !strings.Contains(l, "raft/") || strings.Contains(l, "ERROR") { // Raft's chatter is not the story, its errors are
 				keep = append(keep, l)
 			}
 		}

@@ -49,6 +49,7 @@ type health struct {
 	Node       string `json:"node"`
 	Leader     string `json:"leader"`
 	LedgerSize uint64 `json:"ledger_size"`
+	Error      string `json:"error"`
 }
 
 func getHealth(url string) (health, error) {

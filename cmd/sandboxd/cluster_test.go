@@ -222,6 +222,27 @@ func (c *procCluster) waitHealthy(nodes ...int) {
 	}
 }
 
+// registerDemo has agency1 upload rows demo records to node1 (in mode
+// masked or he), register them as name and publish policy; it returns the
+// CSV.
+func (c *procCluster) registerDemo(name, mode string, rows int, seed uint64, policy []byte) []byte {
+	c.t.Helper()
+	var data bytes.Buffer
+	if err := sandbox.GenerateDemo(&data, rows, seed); err != nil {
+		c.t.Fatal(err)
+	}
+	schema, _ := json.Marshal(sandbox.DemoSchema())
+	var up api.UploadResponse
+	if err := c.call(0, "agency1", "POST", "/v1/uploads?mode="+mode+"&schema="+base64.RawURLEncoding.EncodeToString(schema), "text/csv", data.Bytes(), &up); err != nil {
+		c.t.Fatal(err)
+	}
+	c.mustJSON(0, "agency1", "POST", "/v1/datasets", policies.DatasetDoc{Name: name, Schema: sandbox.DemoSchema(), SHA256: up.SHA256, Rows: up.Rows}, nil)
+	if err := c.call(0, "agency1", "POST", "/v1/policies", "application/json", policy, nil); err != nil {
+		c.t.Fatal(err)
+	}
+	return data.Bytes()
+}
+
 // health is node i's GET /v1/health.
 func (c *procCluster) health(i int) (health, error) {
 	var h health
@@ -287,19 +308,7 @@ func TestRunHEJobSurvivesNodeKill(t *testing.T) {
 
 	// The agency uploads encrypted records to node1, registers, publishes.
 	const rows = 100000
-	var data bytes.Buffer
-	if err := sandbox.GenerateDemo(&data, rows, 7); err != nil {
-		t.Fatal(err)
-	}
-	schema, _ := json.Marshal(sandbox.DemoSchema())
-	var up api.UploadResponse
-	if err := c.call(0, "agency1", "POST", "/v1/uploads?mode=he&schema="+base64.RawURLEncoding.EncodeToString(schema), "text/csv", data.Bytes(), &up); err != nil {
-		t.Fatal(err)
-	}
-	c.mustJSON(0, "agency1", "POST", "/v1/datasets", policies.DatasetDoc{Name: "taxhe", Schema: sandbox.DemoSchema(), SHA256: up.SHA256, Rows: up.Rows}, nil)
-	if err := c.call(0, "agency1", "POST", "/v1/policies", "application/json", sandbox.DemoPolicy("taxhe"), nil); err != nil {
-		t.Fatal(err)
-	}
+	data := c.registerDemo("taxhe", "he", rows, 7, sandbox.DemoPolicy("taxhe"))
 
 	// The enterprise registers the CKKS key derived from its key file.
 	seed := c.keys["enterprise"].Ed25519().Seed()
@@ -343,7 +352,7 @@ func TestRunHEJobSurvivesNodeKill(t *testing.T) {
 	// Against the records: the policy's DP noise (epsilon 0.5 per query,
 	// income bounded by 1e6, a full draw from each of the 2 nodes) moves
 	// the sum of ~5e9 by ~3e7 at the 99.9% level: 2% is far outside it.
-	want := incomeStats(t, data.Bytes())
+	want := incomeStats(t, data)
 	if len(res.Rows) != 1 {
 		t.Fatalf("rows: %v", res.Rows)
 	}

@@ -79,20 +79,7 @@ func TestKillLeaderDuringWrites(t *testing.T) {
 	}
 	c := startProcCluster(t)
 	// A dataset and a policy, for the job submissions.
-	var data bytes.Buffer
-	if err := sandbox.GenerateDemo(&data, 2000, 3); err != nil {
-		t.Fatal(err)
-	}
-	schema, _ := json.Marshal(sandbox.DemoSchema())
-	var up api.UploadResponse
-	if err := c.call(0, "agency1", "POST", "/v1/uploads?schema="+base64.RawURLEncoding.EncodeToString(schema), "text/csv", data.Bytes(), &up); err != nil {
-		t.Fatal(err)
-	}
-	c.mustJSON(0, "agency1", "POST", "/v1/datasets", policies.DatasetDoc{Name: "tax", Schema: sandbox.DemoSchema(), SHA256: up.SHA256, Rows: up.Rows}, nil)
-	pol := bytes.Replace(sandbox.DemoPolicy("tax"), []byte(`"epsilon_budget": 5.0`), []byte(`"epsilon_budget": 100000`), 1)
-	if err := c.call(0, "agency1", "POST", "/v1/policies", "application/json", pol, nil); err != nil {
-		t.Fatal(err)
-	}
+	c.registerDemo("tax", "masked", 2000, 3, bytes.Replace(sandbox.DemoPolicy("tax"), []byte(`"epsilon_budget": 5.0`), []byte(`"epsilon_budget": 100000`), 1))
 
 	// Phase 1: appends and reads only (every entry is a client's), for the
 	// linearizability check.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/ring/ringqp"
 	"github.com/tuneinsight/lattigo/v5/schemes/ckks"
 	"github.com/tuneinsight/lattigo/v5/utils/sampling"
 )
@@ -67,20 +68,22 @@ func HEParams() ckks.Parameters {
 }
 
 // encryptor encrypts coefficient vectors under the collective public key
-// at ingest. It is RLWE public-key encryption sampled directly in Q, as
-// Lattigo does for parameters without P: c0 = u·pk0 + e0 + m,
-// c1 = u·pk1 + e1, with u ternary and e0, e1 Gaussian from the
-// parameters. Lattigo's encryptor with our P would sample in QP and divide
-// by P (fresh noise of a few units instead of ~2^9, irrelevant at scale
-// 2^36 where 2^9 is 2^-27 of a unit) for several times the cost; and its
-// samplers draw from a blake2b XOF, here AES-256-CTR keyed from
-// crypto/rand (a standard CSPRNG, far cheaper with AES-NI). m is added
-// before the NTT, saving the plaintext's own.
+// at ingest: RLWE public-key encryption as Lattigo's encryptor does it
+// (Encryptor.encryptZeroPk: sampled in QP, then divided by P, so the
+// fresh noise stays a few units and sums over a million rows keep a
+// relative error near 1e-7), written out here for two reasons: its
+// samplers draw from AES-256-CTR keyed from crypto/rand (a standard CSPRNG
+// that, with AES-NI, costs a fraction of the blake2b XOF Lattigo's
+// encryptor is fixed to, which was a quarter of the encryption time), and
+// the message is added before the final NTT, saving the plaintext's own.
 type encryptor struct {
-	ringQ    *ring.Ring
-	pk0, pk1 ring.Poly
-	xs, xe   ring.Sampler
-	u, e     ring.Poly
+	ringQ  *ring.Ring
+	ringQP ringqp.Ring
+	be     *ring.BasisExtender
+	pk     *rlwe.PublicKey
+	xs, xe ring.Sampler
+	u, e   ringqp.Poly
+	c0, c1 ringqp.Poly
 }
 
 func newEncryptor(pk *rlwe.PublicKey) (*encryptor, error) {
@@ -103,33 +106,46 @@ func newEncryptor(pk *rlwe.PublicKey) (*encryptor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &encryptor{ringQ: ringQ, pk0: pk.Value[0].Q, pk1: pk.Value[1].Q, xs: xs, xe: xe, u: ringQ.NewPoly(), e: ringQ.NewPoly()}, nil
+	rqp := params.RingQP().AtLevel(0, 0)
+	return &encryptor{ringQ: ringQ, ringQP: rqp, be: ring.NewBasisExtender(params.RingQ(), params.RingP()), pk: pk, xs: xs, xe: xe,
+		u: rqp.NewPoly(), e: rqp.NewPoly(), c0: rqp.NewPoly(), c1: rqp.NewPoly()}, nil
 }
 
 // encrypt sets ct (degree 1, level 0, NTT form) to an encryption of the
 // coefficients m (each < q; the rest of the polynomial is zero).
-func (enc *encryptor) encrypt(m []uint64, ct *rlwe.Ciphertext) {
-	r := enc.ringQ
-	enc.xs.Read(enc.u)
+func (enc *encryptor) encrypt(m []uint64, ct *rlwe.Ciphertext) error {
+	r := enc.ringQP
+	// u ternary, in QP
+	enc.xs.Read(enc.u.Q)
+	r.ExtendBasisSmallNormAndCenter(enc.u.Q, 0, enc.u.Q, enc.u.P)
 	r.NTT(enc.u, enc.u)
-	r.MulCoeffsMontgomery(enc.u, enc.pk0, ct.Value[0])
-	r.MulCoeffsMontgomery(enc.u, enc.pk1, ct.Value[1])
-	mod := r.SubRings[0].Modulus
-	enc.xe.Read(enc.e)
-	ec := enc.e.Coeffs[0]
+	// (u·pk0, u·pk1) in QP, back to coefficients
+	r.MulCoeffsMontgomery(enc.u, enc.pk.Value[0], enc.c0)
+	r.MulCoeffsMontgomery(enc.u, enc.pk.Value[1], enc.c1)
+	r.INTT(enc.c0, enc.c0)
+	r.INTT(enc.c1, enc.c1)
+	// + (e0, e1) Gaussian, in QP
+	for _, c := range []ringqp.Poly{enc.c0, enc.c1} {
+		enc.xe.Read(enc.e.Q)
+		r.ExtendBasisSmallNormAndCenter(enc.e.Q, 0, enc.e.Q, enc.e.P)
+		r.Add(c, enc.e, c)
+	}
+	// divide by P into Q; + m; NTT
+	enc.be.ModDownQPtoQ(0, 0, enc.c0.Q, enc.c0.P, ct.Value[0])
+	enc.be.ModDownQPtoQ(0, 0, enc.c1.Q, enc.c1.P, ct.Value[1])
+	mod := enc.ringQ.SubRings[0].Modulus
+	c := ct.Value[0].Coeffs[0]
 	for i, x := range m {
-		ec[i] += x
-		if ec[i] >= mod {
-			ec[i] -= mod
+		c[i] += x
+		if c[i] >= mod {
+			c[i] -= mod
 		}
 	}
-	r.NTT(enc.e, enc.e)
-	r.Add(ct.Value[0], enc.e, ct.Value[0])
-	enc.xe.Read(enc.e)
-	r.NTT(enc.e, enc.e)
-	r.Add(ct.Value[1], enc.e, ct.Value[1])
+	enc.ringQ.NTT(ct.Value[0], ct.Value[0])
+	enc.ringQ.NTT(ct.Value[1], ct.Value[1])
 	ct.IsNTT, ct.IsBatched = true, false
 	ct.Scale = rlwe.NewScale(heScale)
+	return nil
 }
 
 // ctrPRNG reads an AES-CTR key stream.

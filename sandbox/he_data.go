@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -215,6 +216,7 @@ func (e *heIngest) encryptBatch(ctx context.Context, batch [][]float64, chunks i
 	n := HEParams().N()
 	rows := len(batch[0])
 	out := make([][][]byte, chunks) // chunk -> quantity -> ciphertext
+	errs := make([]error, chunks)
 	var wg sync.WaitGroup
 	var next atomic.Int64
 	for _, enc := range e.encs {
@@ -224,12 +226,17 @@ func (e *heIngest) encryptBatch(ctx context.Context, batch [][]float64, chunks i
 				if c >= chunks || ctx.Err() != nil {
 					return
 				}
-				out[c] = e.encryptChunk(enc, batch, c*n, min((c+1)*n, rows))
+				res, err := e.encryptChunk(enc, batch, c*n, min((c+1)*n, rows))
+				if err != nil {
+					errs[c] = err
+					return
+				}
+				out[c] = res
 			}
 		})
 	}
 	wg.Wait()
-	if err := ctx.Err(); err != nil {
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
 		return err
 	}
 	for _, res := range out {
@@ -246,12 +253,21 @@ func (e *heIngest) encryptBatch(ctx context.Context, batch [][]float64, chunks i
 
 // encryptChunk encrypts rows [lo, hi) of the batch: one ciphertext per
 // quantity, row r at coefficient r-lo.
-func (e *heIngest) encryptChunk(enc *encryptor, vals [][]float64, lo, hi int) [][]byte {
+func (e *heIngest) encryptChunk(enc *encryptor, vals [][]float64, lo, hi int) ([][]byte, error) {
 	params := HEParams()
-	q := params.RingQ().SubRings[0].Modulus
 	out := make([][]byte, len(e.qs))
-	m := make([]uint64, hi-lo)
 	ct := rlwe.NewCiphertext(params, 1, 0)
+	err := e.encryptRows(enc, vals, lo, hi, func(qi int) *rlwe.Ciphertext { return ct }, func(qi int) {
+		out[qi] = MarshalCiphertext(params, ct)
+	})
+	return out, err
+}
+
+// encryptRows encrypts rows [lo, hi) of vals, one ciphertext per quantity
+// (into into(qi), then done(qi)), row r at coefficient r-lo.
+func (e *heIngest) encryptRows(enc *encryptor, vals [][]float64, lo, hi int, into func(qi int) *rlwe.Ciphertext, done func(qi int)) error {
+	q := HEParams().RingQ().SubRings[0].Modulus
+	m := make([]uint64, hi-lo)
 	for qi, qu := range e.qs {
 		a := vals[qu.A][lo:hi]
 		na := e.norms[qu.A]
@@ -262,10 +278,76 @@ func (e *heIngest) encryptChunk(enc *encryptor, vals [][]float64, lo, hi int) []
 			}
 			m[i] = encodeCoeff(v, q)
 		}
-		enc.encrypt(m, ct)
-		out[qi] = MarshalCiphertext(params, ct)
+		if err := enc.encrypt(m, into(qi)); err != nil {
+			return err
+		}
+		done(qi)
 	}
-	return out
+	return nil
+}
+
+// encryptTable encrypts a masked dataset's sensitive columns in memory
+// under pk, as an encrypted ingest would have stored them: for he jobs on
+// a dataset registered in masked mode (the owner holds its clear columns
+// anyway; the result still reaches only the requester).
+func encryptTable(ctx context.Context, t *Table, pk *rlwe.PublicKey) (*heData, error) {
+	e, err := newHEIngest(&t.Schema, pk)
+	if err != nil {
+		return nil, err
+	}
+	vals := make([][]float64, len(e.cols))
+	for i, c := range e.cols {
+		col, ok := t.Cols[c]
+		if !ok || len(col.Num) != t.Rows {
+			return nil, fmt.Errorf("%w: sensitive column %q is not held as numbers", ErrBadData, c)
+		}
+		vals[i] = col.Num
+	}
+	if t.Rows > HEMaxRows {
+		return nil, fmt.Errorf("%w: an encrypted dataset holds at most %d rows, this one %d", ErrLimit, HEMaxRows, t.Rows)
+	}
+	params := HEParams()
+	n := params.N()
+	chunks := max((t.Rows+n-1)/n, 1)
+	d := &heData{meta: heMeta{Params: HEParamsName, Rows: int64(t.Rows), Columns: e.cols, Norms: map[string]float64{}}, cts: map[string][]*rlwe.Ciphertext{}}
+	for i, c := range e.cols {
+		d.meta.Norms[c] = e.norms[i]
+	}
+	for _, q := range e.qs {
+		d.cts[q.Name] = make([]*rlwe.Ciphertext, chunks)
+		d.meta.Quantities = append(d.meta.Quantities, heFile{Name: q.Name, Count: chunks})
+	}
+	errs := make([]error, chunks)
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range runtime.GOMAXPROCS(0) {
+		enc, err := newEncryptor(pk)
+		if err != nil {
+			return nil, err
+		}
+		wg.Go(func() {
+			for {
+				c := int(next.Add(1) - 1)
+				if c >= chunks || ctx.Err() != nil {
+					return
+				}
+				into := func(qi int) *rlwe.Ciphertext {
+					ct := rlwe.NewCiphertext(params, 1, 0)
+					d.cts[e.qs[qi].Name][c] = ct
+					return ct
+				}
+				if err := e.encryptRows(enc, vals, c*n, min((c+1)*n, t.Rows), into, func(int) {}); err != nil {
+					errs[c] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // encodeCoeff maps a real value to round(v·2^36) mod q.

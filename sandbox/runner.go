@@ -202,11 +202,8 @@ func (r *Runner) execute(ctx context.Context, j policies.Job) (*Result, error) {
 	if j.Mode == policies.ModeHE && r.cfg.HE == nil {
 		return nil, fmt.Errorf("%w: this node has no HE keys (no key ceremony)", ErrRefused)
 	}
-	if enc := r.store.Encrypted(j.Dataset); enc != (j.Mode == policies.ModeHE) {
-		if enc {
-			return nil, fmt.Errorf("%w: dataset %s is encrypted: its sensitive columns are only computed on in mode he", ErrRefused, j.Dataset)
-		}
-		return nil, fmt.Errorf("%w: dataset %s was not registered encrypted: use mode masked", ErrRefused, j.Dataset)
+	if j.Mode == policies.ModeMasked && r.store.Encrypted(j.Dataset) {
+		return nil, fmt.Errorf("%w: dataset %s is encrypted: its sensitive columns are only computed on in mode he", ErrRefused, j.Dataset)
 	}
 	p, ok := r.state.Policy(j.Policy)
 	if !ok {
@@ -243,7 +240,7 @@ func (r *Runner) executeHE(ctx context.Context, j policies.Job, t *Table, q *Que
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	d, err := r.store.HEData(j.Dataset)
+	d, err := r.store.HEData(ctx, j.Dataset, keys.PK)
 	if err != nil {
 		return nil, err
 	}

@@ -225,9 +225,11 @@ func (s *Store) Blob(key string) ([]byte, error) {
 	return b, nil
 }
 
-// HEData returns a dataset's ciphertexts, loaded once and kept: datasets
-// are immutable once bound.
-func (s *Store) HEData(name string) (*heData, error) {
+// HEData returns a dataset's ciphertexts under the collective key pk,
+// loaded once and kept (datasets are immutable once bound): those stored
+// by an encrypted ingest, or, for a dataset registered in masked mode, its
+// sensitive columns encrypted in memory on first use.
+func (s *Store) HEData(ctx context.Context, name string, pk *rlwe.PublicKey) (*heData, error) {
 	s.heMu.Lock()
 	defer s.heMu.Unlock()
 	if d, ok := s.he[name]; ok {
@@ -236,7 +238,16 @@ func (s *Store) HEData(name string) (*heData, error) {
 	if !validName(name) {
 		return nil, ErrNoData
 	}
-	d, err := loadHE(filepath.Join(s.dir, "datasets", name))
+	var d *heData
+	var err error
+	if s.Encrypted(name) {
+		d, err = loadHE(filepath.Join(s.dir, "datasets", name))
+	} else {
+		var t *Table
+		if t, err = s.Table(name); err == nil {
+			d, err = encryptTable(ctx, t, pk)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

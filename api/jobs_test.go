@@ -114,6 +114,7 @@ func TestMetrics(t *testing.T) {
 	body := string(b)
 	for _, want := range []string{
 		`datasandbox_jobs{mode="masked",status="completed"} 1`,
+		`datasandbox_job_seconds_count{mode="masked"} 1`, // node 1 holds the data and ran it
 		`datasandbox_http_requests_total{method="POST",route="/v1/jobs",status="201"} 1`,
 		`route="unmatched"`,
 		"datasandbox_ledger_entries ",

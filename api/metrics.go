@@ -21,6 +21,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	phases   *prometheus.HistogramVec
+	jobs     *prometheus.HistogramVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -36,7 +37,11 @@ func newMetrics(s *Server) *metrics {
 		Name: "datasandbox_he_phase_seconds", Help: "He jobs run by this node: time on ciphertexts (evaluate), collecting t decryption shares (shares), combining them (combine).",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"phase"})
-	m.reg.MustRegister(m.requests, m.latency, m.phases,
+	m.jobs = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "datasandbox_job_seconds", Help: "Jobs this node ran, by mode: time from submission (ledger time) to completion.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 16),
+	}, []string{"mode"})
+	m.reg.MustRegister(m.requests, m.latency, m.phases, m.jobs,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "datasandbox_ledger_entries", Help: "Committed ledger entries."},
 			func() float64 { return float64(s.node.Ledger().Size()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "datasandbox_ledger_blocks", Help: "Committed blocks."},
@@ -60,6 +65,14 @@ func (s *Server) ObservePhase(phase string, d time.Duration) {
 	switch phase {
 	case "evaluate", "shares", "combine": // bounded label values
 		s.metrics.phases.WithLabelValues(phase).Observe(d.Seconds())
+	}
+}
+
+// ObserveJob records a completed job's latency by mode (for
+// sandbox.RunnerConfig.ObserveJob).
+func (s *Server) ObserveJob(mode string, d time.Duration) {
+	if mode == policies.ModeMasked || mode == policies.ModeHE { // bounded label values
+		s.metrics.jobs.WithLabelValues(mode).Observe(d.Seconds())
 	}
 }
 

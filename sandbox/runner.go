@@ -49,6 +49,9 @@ type RunnerConfig struct {
 	// Observe, when set, is told how long an he job's evaluation on
 	// ciphertexts took ("evaluate").
 	Observe func(phase string, d time.Duration)
+	// ObserveJob, when set, is told each completed job's mode and its time
+	// from submission (the ledger's time) to completion.
+	ObserveJob func(mode string, d time.Duration)
 }
 
 // HEService is what the runner needs of the multiparty side (mpc/, wired
@@ -193,6 +196,9 @@ func (r *Runner) complete(ctx context.Context, log *slog.Logger, j policies.Job,
 		return
 	}
 	log.Info("job completed", "rows", len(res.Rows), "suppressed", res.Suppressed, "result_sha256", res.ResultSHA256)
+	if r.cfg.ObserveJob != nil {
+		r.cfg.ObserveJob(j.Mode, max(time.Since(j.Submitted), 0))
+	}
 }
 
 func (r *Runner) execute(ctx context.Context, j policies.Job) (*Result, error) {

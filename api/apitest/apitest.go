@@ -110,7 +110,7 @@ func NewWith(t testing.TB, o Options) *Consortium {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := sandbox.NewRunner(sandbox.RunnerConfig{Name: f.C.Peers[i].ID, Key: f.C.Keys[i], Nonces: cfg.Nonces, Poll: 20 * time.Millisecond}, f.Stores[i], f.C.Nodes[i], f.SMs[i].M)
+		r := sandbox.NewRunner(sandbox.RunnerConfig{Name: f.C.Peers[i].ID, Key: f.C.Keys[i], Nonces: cfg.Nonces, Poll: 20 * time.Millisecond, ObserveJob: s.ObserveJob}, f.Stores[i], f.C.Nodes[i], f.SMs[i].M)
 		go r.Run(ctx)
 		srv := httptest.NewServer(s.Handler())
 		t.Cleanup(srv.Close)

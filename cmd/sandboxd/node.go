@@ -128,7 +128,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	sctx, stop := context.WithCancel(context.Background())
 	live := &liveNode{spec: s, chain: n, sm: sm, store: store, api: srv, he: he, ln: ln, done: make(chan error, 1), stop: stop}
 	go func() { live.done <- srv.Serve(sctx, ln) }()
-	runner := sandbox.NewRunner(sandbox.RunnerConfig{Name: s.ID, Key: s.Key, Nonces: nonces, Logger: s.Logger, HE: he, Observe: srv.ObservePhase}, store, n, sm.M)
+	runner := sandbox.NewRunner(sandbox.RunnerConfig{Name: s.ID, Key: s.Key, Nonces: nonces, Logger: s.Logger, HE: he, Observe: srv.ObservePhase, ObserveJob: srv.ObserveJob}, store, n, sm.M)
 	live.runnerDone = make(chan struct{})
 	go func() {
 		defer close(live.runnerDone)

@@ -40,6 +40,14 @@ func (g *storeGuard) SetUint64(k []byte, v uint64) error {
 }
 func (g *storeGuard) GetUint64(k []byte) (uint64, error) { return g.stable.GetUint64(k) }
 
+// IsMonotonic passes raft-wal's raft.MonotonicLogStore through (as Raft's
+// own LogCache does): after installing a snapshot Raft must then drop the
+// whole log rather than leave a gap, which raft-wal cannot hold.
+func (g *storeGuard) IsMonotonic() bool {
+	m, ok := g.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 // storeFailure holds the first store failure of a node.
 type storeFailure struct{ err atomic.Pointer[error] }
 
@@ -49,4 +57,12 @@ func (f *storeFailure) get() error {
 		return *p
 	}
 	return nil
+}
+
+// MonotonicLog reports whether Raft sees this node's log store as
+// monotonic (raft-wal is).
+func (n *Node) MonotonicLog() bool {
+	var ls raft.LogStore = n.logs
+	m, ok := ls.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
 }

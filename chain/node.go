@@ -220,6 +220,7 @@ type Node struct {
 	ready chan struct{}
 	// stores holds the first failed write to the Raft stores (Err).
 	stores storeFailure
+	logs   *storeGuard // the Raft log and stable stores, as Raft sees them
 
 	// syncedTerm is the term in which this node, as leader, last saw a
 	// Raft barrier applied: from then on everything committed before its
@@ -332,8 +333,8 @@ func (n *Node) startRaft() error {
 			return fmt.Errorf("chain: bootstrap: %w", err)
 		}
 	}
-	g := &storeGuard{LogStore: w, stable: w, failed: n.storeFailed}
-	r, err := raft.NewRaft(rc, &fsm{l: n.ledger}, g, g, snaps, n.trans)
+	n.logs = &storeGuard{LogStore: w, stable: w, failed: n.storeFailed}
+	r, err := raft.NewRaft(rc, &fsm{l: n.ledger}, n.logs, n.logs, snaps, n.trans)
 	if err != nil {
 		n.trans.Close()
 		w.Close()

@@ -148,6 +148,9 @@ func cmdGenesis(ctx context.Context, g *globals, fs *flag.FlagSet, args []string
 	if err := os.WriteFile(*out, []byte(base64.StdEncoding.EncodeToString(raw)+"\n"), 0o644); err != nil {
 		return err
 	}
+	if g.json {
+		return printJSON(g.stdout, map[string]any{"file": *out, "accounts": len(gen.Accounts)})
+	}
 	fmt.Fprintf(g.stdout, "genesis with %d accounts written to %s\n", len(gen.Accounts), *out)
 	return nil
 }
@@ -285,6 +288,9 @@ func cmdPolicyRevoke(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	var w api.WriteResponse
 	if err := newClient(g).do(ctx, "POST", "/v1/policies/"+fs.Arg(0)+"/revoke", nil, &w); err != nil {
 		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, w)
 	}
 	fmt.Fprintf(g.stdout, "policy %s revoked (entry %d)\n", fs.Arg(0), w.Index)
 	return nil

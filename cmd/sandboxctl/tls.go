@@ -37,6 +37,9 @@ func cmdTLSCA(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) 
 	if err := writeNew(*dir, "ca.key", keyPEM, 0o600); err != nil {
 		return err
 	}
+	if g.json {
+		return printJSON(g.stdout, map[string]any{"certificate": filepath.Join(*dir, "ca.pem"), "key": filepath.Join(*dir, "ca.key")})
+	}
 	fmt.Fprintf(g.stdout, "CA %q written to %s (ca.pem: give to nodes as tls_ca and to clients as --ca; ca.key: keep offline)\n", *name, *dir)
 	return nil
 }
@@ -81,6 +84,9 @@ func cmdTLSCert(ctx context.Context, g *globals, fs *flag.FlagSet, args []string
 	}
 	if err := writeNew(*dir, *name+"-tls.key", key, 0o600); err != nil {
 		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, map[string]any{"certificate": filepath.Join(*dir, *name+"-tls.pem"), "key": filepath.Join(*dir, *name+"-tls.key"), "hosts": hs})
 	}
 	fmt.Fprintf(g.stdout, "certificate for %s (%s) written to %s: %s-tls.pem and %s-tls.key (tls_cert and tls_key)\n", *name, strings.Join(hs, ", "), *dir, *name, *name)
 	return nil

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,7 +68,9 @@ type problem struct {
 }
 
 // do sends a request and decodes a JSON answer into out; a problem answer
-// becomes an error that quotes the server's reason.
+// becomes an error that quotes the server's reason. A request the node
+// turned away for now (429, or 503 for a read) is signed anew and sent
+// again after the Retry-After it asked for, a few times.
 func (c *client) do(ctx context.Context, method, path string, body, out any) error {
 	var b []byte
 	if body != nil {
@@ -78,30 +81,65 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 			return err
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	if c.keyErr != nil {
 		return c.keyErr
 	}
+	for attempt := 0; ; attempt++ {
+		resp, err := c.send(ctx, method, path, b, body != nil)
+		if err != nil {
+			return err
+		}
+		wait, again := retryAfter(resp, method)
+		if again && attempt < 4 {
+			resp.Body.Close()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+			continue
+		}
+		defer resp.Body.Close()
+		return decodeAnswer(resp, method, path, out)
+	}
+}
+
+// send signs and sends one request.
+func (c *client) send(ctx context.Context, method, path string, b []byte, hasBody bool) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	if hasBody {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if c.key != nil && path != "/v1/health" {
 		if c.key.Algorithm() != chain.Ed25519 {
-			return fmt.Errorf("%s: requests are signed with ed25519 keys; this key is %s", c.keyPath, c.key.Algorithm())
+			return nil, fmt.Errorf("%s: requests are signed with ed25519 keys; this key is %s", c.keyPath, c.key.Algorithm())
 		}
 		if err := audit.SignRequest(req, b, c.key.Ed25519(), c.key.Address().String()); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w", c.base, err)
+		return nil, fmt.Errorf("cannot reach %s: %w", c.base, err)
 	}
-	defer resp.Body.Close()
-	return decodeAnswer(resp, method, path, out)
+	return resp, nil
+}
+
+// retryAfter says whether an answer asks to come back later, and when: a
+// rate limit (the request was not acted on), or unavailability for a read
+// (a write may have happened; the caller decides). At most 10 seconds.
+func retryAfter(resp *http.Response, method string) (time.Duration, bool) {
+	if resp.StatusCode != http.StatusTooManyRequests && (resp.StatusCode != http.StatusServiceUnavailable || method != http.MethodGet) {
+		return 0, false
+	}
+	secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil || secs < 0 || secs > 10 {
+		return 0, false
+	}
+	return time.Duration(max(secs, 1)) * time.Second, true
 }
 
 // upload streams a file to path, signed with the file's SHA-256 (computed

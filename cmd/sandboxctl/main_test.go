@@ -28,9 +28,11 @@ type env struct {
 	trust string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, apitest.Options{}) }
+
+func newEnvWith(t *testing.T, o apitest.Options) *env {
 	t.Helper()
-	c := apitest.New(t)
+	c := apitest.NewWith(t, o)
 	dir := t.TempDir()
 	for name, k := range c.Keys {
 		if err := k.WriteKeyFile(filepath.Join(dir, name+".key")); err != nil {
@@ -378,5 +380,20 @@ func TestExportAuditOffline(t *testing.T) {
 	}
 	if _, err := e.ctl(t, "bank", "audit", "access", "--dataset", "tax2025"); err == nil || !strings.Contains(err.Error(), "read.all") {
 		t.Fatalf("enterprise audit access: %v", err)
+	}
+}
+
+// Over its rate, the client waits as the node's Retry-After asks and
+// tries again: every command succeeds, later.
+func TestClientHonoursRetryAfter(t *testing.T) {
+	e := newEnvWith(t, apitest.Options{API: func(c *api.Config) { c.RateLimit, c.RateBurst = 2, 2 }})
+	start := time.Now()
+	for i := range 5 {
+		if out, err := e.ctl(t, "bank", "dataset", "list"); err != nil {
+			t.Fatalf("request %d: %q %v", i, out, err)
+		}
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("5 requests at 2/s took %s: the limit was not met", d)
 	}
 }

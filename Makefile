@@ -47,6 +47,7 @@ fuzz:
 	@for t in FuzzParsePolicy FuzzParseSchema; do $(GO) test ./policies -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
 	@for t in FuzzParseQuery FuzzIngestCSV FuzzUnmarshalCiphertext FuzzParsePublicKey; do $(GO) test ./sandbox -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
 	$(GO) test ./audit -run XXX -fuzz '^FuzzVerifyRequest$$' -fuzztime 20s
+	$(GO) test ./mpc -run XXX -fuzz '^FuzzOpenMessage$$' -fuzztime 20s
 
 clean:
 	rm -rf $(BIN)

@@ -291,7 +291,15 @@ func (e *heIngest) encryptRows(enc *encryptor, vals [][]float64, lo, hi int, int
 // a dataset registered in masked mode (the owner holds its clear columns
 // anyway; the result still reaches only the requester).
 func encryptTable(ctx context.Context, t *Table, pk *rlwe.PublicKey) (*heData, error) {
-	e, err := newHEIngest(&t.Schema, pk)
+	// Only the sensitive columns that can be encrypted (numbers with
+	// bounds); he queries on the others are refused by the planner.
+	var sch policies.Schema
+	for _, c := range t.Schema.Columns {
+		if c.Class != policies.Sensitive || (c.Type == policies.TypeInt || c.Type == policies.TypeFloat) && len(c.Bounds) == 2 {
+			sch.Columns = append(sch.Columns, c)
+		}
+	}
+	e, err := newHEIngest(&sch, pk)
 	if err != nil {
 		return nil, err
 	}

@@ -251,6 +251,13 @@ func (s *Server) submitJob(c echo.Context) error {
 	if err != nil {
 		return badRequest("bad-query", err.Error())
 	}
+	if ds, ok := s.state.Dataset(q.From); ok && d.Mode == policies.ModeHE {
+		// What the encrypted engine cannot do is refused before the ledger
+		// (and before any budget is spent), like row-level queries.
+		if err := sandbox.CheckHE(q, &ds.Schema); err != nil {
+			return &problemError{status: http.StatusUnprocessableEntity, code: "refused", detail: err.Error()}
+		}
+	}
 	rc, err := s.relay(c, policies.KindJobSubmit, policies.JobExtra{Dataset: q.From, Plan: q.Plan()})
 	if err != nil {
 		return err

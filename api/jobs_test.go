@@ -129,3 +129,27 @@ func TestMetrics(t *testing.T) {
 		t.Error("a raw path became a label")
 	}
 }
+
+// What the encrypted engine cannot evaluate is refused before the ledger
+// (no entry, no budget), with the reason.
+func TestHEQueryRefusedBeforeLedger(t *testing.T) {
+	f := apitest.New(t)
+	f.WithPolicy(t, nil)
+	var before HealthResponse
+	f.Must(t, "", 0, "GET", "/v1/health", nil, &before)
+	for sql, want := range map[string]string{
+		"SELECT HISTOGRAM(income, 0, 100000, 10) FROM tax2025":                     "HISTOGRAM is not available in he mode",
+		"SELECT region, COUNT(*) FROM tax2025 WHERE income > 5000 GROUP BY region": "WHERE reads clear columns only; income is encrypted",
+		"SELECT SUM(age) FROM tax2025":                                             "reads a clear column",
+	} {
+		code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", map[string]string{"query": sql, "mode": "he", "purpose": "credit risk statistics"}, nil)
+		if code != 422 || p.Code != "refused" || !strings.Contains(p.Detail, want) {
+			t.Fatalf("%s: %d %+v", sql, code, p)
+		}
+	}
+	var after HealthResponse
+	f.Must(t, "", 0, "GET", "/v1/health", nil, &after)
+	if after.LedgerSize != before.LedgerSize {
+		t.Fatalf("refused queries reached the ledger: %d -> %d entries", before.LedgerSize, after.LedgerSize)
+	}
+}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/ring"
+
+	"github.com/datasandbox/datasandbox/policies"
 )
 
 // HEKeys are the collective keys the engine uses: the public key (ingest,
@@ -82,6 +84,42 @@ func heNeeds(a *Agg, enc map[string]bool) ([]string, error) {
 
 func pairName(a, b string) string { return "xy:" + a + "," + b }
 
+// CheckHE refuses, before anything is recorded or run, an he query the
+// engine cannot evaluate on a dataset of this schema: aggregates read
+// encrypted columns (sensitive numbers with bounds), WHERE and GROUP BY
+// clear ones, and nothing needs comparisons on ciphertexts (HISTOGRAM).
+func CheckHE(q *Query, schema *policies.Schema) error {
+	enc := map[string]bool{}
+	for _, c := range schema.Columns {
+		if c.Class == policies.Sensitive && (c.Type == policies.TypeInt || c.Type == policies.TypeFloat) && len(c.Bounds) == 2 {
+			enc[c.Name] = true
+		}
+	}
+	return checkHE(q, enc)
+}
+
+// checkHE is CheckHE with the encrypted columns given.
+func checkHE(q *Query, enc map[string]bool) error {
+	for _, f := range q.FilterColumns() {
+		if enc[f] {
+			return refuse("in he mode WHERE reads clear columns only; %s is encrypted", f)
+		}
+	}
+	for _, g := range q.GroupBy {
+		if enc[g] {
+			return refuse("in he mode GROUP BY uses clear columns only; %s is encrypted", g)
+		}
+	}
+	for _, it := range q.Select {
+		if it.Agg != nil {
+			if _, err := heNeeds(it.Agg, enc); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // HEEvaluate runs a query on an encrypted dataset: clear counts, masks from
 // the clear group and filter columns, encrypted sums packed into one
 // ciphertext (see he.go). Output control that needs clear counts (minimum
@@ -96,15 +134,8 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 	for _, c := range d.meta.Columns {
 		enc[c] = true
 	}
-	for _, f := range q.FilterColumns() {
-		if enc[f] {
-			return nil, nil, nil, refuse("in he mode WHERE reads clear columns only; %s is encrypted", f)
-		}
-	}
-	for _, g := range q.GroupBy {
-		if enc[g] {
-			return nil, nil, nil, refuse("in he mode GROUP BY uses clear columns only; %s is encrypted", g)
-		}
+	if err := checkHE(q, enc); err != nil {
+		return nil, nil, nil, err
 	}
 	perCell := []string{"count"}
 	seen := map[string]bool{"count": true}

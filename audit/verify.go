@@ -143,7 +143,7 @@ func invariants(rep *Report, m *policies.Machine) {
 	for _, j := range m.Jobs(nil) {
 		rep.Jobs[j.Status]++
 		ev := JobEvent{Job: j.ID, Time: j.Submitted, Requester: j.Requester.String(), Dataset: j.Dataset, Purpose: j.Purpose, Status: j.Status, ResultHash: j.ResultHash}
-		if j.Status != policies.JobRejected && j.Status != policies.JobPending {
+		if j.Status != policies.JobRejected && j.Status != policies.JobPending && !j.Refunded {
 			ev.Epsilon = j.Epsilon
 		}
 		rep.Timeline = append(rep.Timeline, ev)
@@ -165,6 +165,9 @@ func invariants(rep *Report, m *policies.Machine) {
 					return
 				}
 				seen[a] = true
+			}
+			if j.Refunded {
+				break // failed before releasing anything: its epsilon went back
 			}
 			if rep.Epsilon[j.Requester.String()] == nil {
 				rep.Epsilon[j.Requester.String()] = map[string]float64{}

@@ -728,6 +728,13 @@ func (s *state) progress(e Entry, now time.Time) error {
 		j.Status, j.ResultHash, j.Suppressed, j.Engine = JobCompleted, d.ResultHash, d.Suppressed, d.Engine
 	case KindJobFail:
 		j.Status, j.Reason = JobFailed, clipN(d.Reason, 500)
+		// A failed job released nothing (results are delivered only once
+		// completed) unless nodes issued decryption shares for it: then its
+		// epsilon stays spent, to be safe.
+		if sp := s.Spent[j.Requester.String()]; len(j.Shares) == 0 && j.Epsilon > 0 && sp != nil {
+			sp[j.Dataset] = max(sp[j.Dataset]-j.Epsilon, 0)
+			j.Refunded = true
+		}
 	}
 	return nil
 }

@@ -89,6 +89,16 @@ func TestHECeremonyAndShares(t *testing.T) {
 		t.Fatalf("job %+v", j)
 	}
 
+	// A job that fails after a node issued a share keeps its epsilon spent.
+	id2 := heJob().ID
+	w.must("node1", KindJobStart, JobResultDoc{Job: id2, Node: "node1"}, nil)
+	w.must("node1", KindHEShare, HEShareDoc{Job: id2, Ciphertext: ctA, Active: []string{"node1", "agency1b"}}, nil)
+	spent := w.m.Spent(w.addr("bank"), "tax2025")
+	w.must("node1", KindJobFail, JobResultDoc{Job: id2, Reason: "combine failed"}, nil)
+	if j, _ := w.m.Job(id2); j.Refunded || w.m.Spent(w.addr("bank"), "tax2025") != spent {
+		t.Fatalf("a job with decryption shares was refunded: %+v", j)
+	}
+
 	// Shares are for he jobs only.
 	w.must("bank", KindJobSubmit, job("q", "masked", "credit risk statistics"), plan("sum:income"))
 	masked := w.lastJob().ID

@@ -298,6 +298,30 @@ func TestBudgetNeverOverdrawn(t *testing.T) {
 	}
 }
 
+// A job that fails released nothing: its epsilon goes back to the budget.
+func TestFailedJobRefunded(t *testing.T) {
+	w := newWorld(t)
+	w.withDataset()
+	w.must("agency1", KindPolicyPublish, taxPolicy(), nil) // 0.5 per query
+	w.must("bank", KindJobSubmit, job("q", "masked", "credit risk statistics"), plan("sum:income"))
+	ok := w.lastJob().ID
+	w.must("bank", KindJobSubmit, job("q", "masked", "credit risk statistics"), plan("sum:income"))
+	bad := w.lastJob().ID
+	if got := w.m.Spent(w.addr("bank"), "tax2025"); got != 1 {
+		t.Fatalf("spent %v after two jobs", got)
+	}
+	w.must("node1", KindJobStart, JobResultDoc{Job: bad, Node: "node1"}, nil)
+	w.must("node1", KindJobFail, JobResultDoc{Job: bad, Reason: "the engine failed"}, nil)
+	if j, _ := w.m.Job(bad); !j.Refunded || w.m.Spent(w.addr("bank"), "tax2025") != 0.5 {
+		t.Fatalf("failed job %+v, spent %v", j, w.m.Spent(w.addr("bank"), "tax2025"))
+	}
+	w.must("node1", KindJobStart, JobResultDoc{Job: ok, Node: "node1"}, nil)
+	w.must("node1", KindJobComplete, JobResultDoc{Job: ok, ResultHash: strings.Repeat("a", 64)}, nil)
+	if got := w.m.Spent(w.addr("bank"), "tax2025"); got != 0.5 {
+		t.Fatalf("spent %v", got)
+	}
+}
+
 func TestReplayRefused(t *testing.T) {
 	w := newWorld(t)
 	e := Entry{Author: w.addr("bank"), Actor: w.addr("bank"), Kind: "note.x", Payload: []byte(`{}`), ReplayKey: "k1", ReplayTime: w.now}

@@ -140,6 +140,9 @@ type Job struct {
 	Node       string    `json:"node,omitempty"`   // the node that runs it
 	Runner     Address   `json:"runner,omitempty"` // that node's account
 	Shares     []HEShare `json:"he_shares,omitempty"`
+	// Refunded: the job failed before anything could be released (no
+	// result, no decryption share), so its epsilon went back to the budget.
+	Refunded bool `json:"refunded,omitempty"`
 }
 
 // Plan is what a query reads, as the policy check needs it.

@@ -7,14 +7,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/chain"
@@ -44,24 +42,14 @@ func benchSetup(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	base := freeBase(&testing.T{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"dev", "--dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", base), "--raft", fmt.Sprintf("127.0.0.1:%d", base+1000), "--log-level", "error"}, io.Discard, io.Discard)
-	}()
+	base := freeBase(b)
+	stop := startDev(b, dir, base)
 	benchConsortium.stop = func() {
-		cancel()
-		<-done
+		stop()
 		os.RemoveAll(dir)
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d", base)
-	for deadline := time.Now().Add(60 * time.Second); !hasCeremony(dir, url); {
-		if time.Now().After(deadline) {
-			b.Fatal("no key ceremony within 60s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ctx := context.Background()
 	agency, err := chain.LoadKeyFile(filepath.Join(dir, "keys", "agency1.key"))
 	if err != nil {
 		b.Fatal(err)

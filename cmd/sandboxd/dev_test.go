@@ -21,7 +21,7 @@ import (
 )
 
 // freeBase finds a port p such that p..p+2 and p+1000..p+1002 look free.
-func freeBase(t *testing.T) int {
+func freeBase(t testing.TB) int {
 	t.Helper()
 	for try := 0; try < 200; try++ {
 		// Below the kernel's ephemeral range, so that p+1000 is also free
@@ -82,12 +82,15 @@ func hasCeremony(dir, url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-func startDev(t *testing.T, dir string, base int) (stop func() error) {
+// startDev runs "sandboxd dev" in this process (HTTP from base, Raft from
+// base+1000) until every node is healthy and the key ceremony is on the
+// ledger; stop shuts it down.
+func startDev(t testing.TB, dir string, base int) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"dev", "--dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", base), "--log-level", "error"}, io.Discard, io.Discard)
+		done <- run(ctx, []string{"dev", "--dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", base), "--raft", fmt.Sprintf("127.0.0.1:%d", base+1000), "--log-level", "error"}, io.Discard, io.Discard)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

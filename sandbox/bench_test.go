@@ -197,7 +197,8 @@ func BenchmarkHEEncrypt(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		b.StopTimer()
-		e, err := newHEIngest(&schema, f.keys.PK)
+		cols, _ := heColumns(&schema, true)
+		e, err := newHEIngest(cols, f.keys.PK)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -90,24 +90,46 @@ type heIngest struct {
 	batchRows int
 }
 
-func newHEIngest(schema *policies.Schema, pk *rlwe.PublicKey) (*heIngest, error) {
-	e := &heIngest{pk: pk}
+// heEncryptable says why a sensitive column cannot be encrypted (nil if
+// it can: a number with non-zero bounds B, stored as x/B).
+func heEncryptable(c policies.Column) error {
+	switch {
+	case c.Type != policies.TypeInt && c.Type != policies.TypeFloat:
+		return fmt.Errorf("%w: sensitive column %q is a %s; an encrypted dataset encrypts numbers only", ErrBadData, c.Name, c.Type)
+	case len(c.Bounds) != 2:
+		return fmt.Errorf("%w: sensitive column %q needs bounds to be encrypted", ErrBadData, c.Name)
+	case !(absMax(c.Bounds[0], c.Bounds[1]) > 0):
+		return fmt.Errorf("%w: sensitive column %q has bounds [0, 0]", ErrBadData, c.Name)
+	}
+	return nil
+}
+
+// heColumns are the sensitive columns of a schema that he mode holds
+// encrypted; strict: every sensitive column must be (an encrypted ingest
+// keeps no clear copy of any).
+func heColumns(schema *policies.Schema, strict bool) ([]policies.Column, error) {
+	var out []policies.Column
 	for _, c := range schema.Columns {
 		if c.Class != policies.Sensitive {
 			continue
 		}
-		if c.Type != policies.TypeInt && c.Type != policies.TypeFloat {
-			return nil, fmt.Errorf("%w: sensitive column %q is a %s; an encrypted dataset encrypts numbers only", ErrBadData, c.Name, c.Type)
+		if err := heEncryptable(c); err != nil {
+			if strict {
+				return nil, err
+			}
+			continue
 		}
-		if len(c.Bounds) != 2 {
-			return nil, fmt.Errorf("%w: sensitive column %q needs bounds to be encrypted", ErrBadData, c.Name)
-		}
-		b := absMax(c.Bounds[0], c.Bounds[1])
-		if !(b > 0) {
-			return nil, fmt.Errorf("%w: sensitive column %q has bounds [0, 0]", ErrBadData, c.Name)
-		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// newHEIngest prepares the encryption of cols (from heColumns).
+func newHEIngest(cols []policies.Column, pk *rlwe.PublicKey) (*heIngest, error) {
+	e := &heIngest{pk: pk}
+	for _, c := range cols {
 		e.cols = append(e.cols, c.Name)
-		e.norms = append(e.norms, b)
+		e.norms = append(e.norms, absMax(c.Bounds[0], c.Bounds[1]))
 	}
 	if len(e.cols) == 0 {
 		return nil, fmt.Errorf("%w: the schema has no sensitive column to encrypt", ErrBadData)
@@ -291,15 +313,10 @@ func (e *heIngest) encryptRows(enc *encryptor, vals [][]float64, lo, hi int, int
 // a dataset registered in masked mode (the owner holds its clear columns
 // anyway; the result still reaches only the requester).
 func encryptTable(ctx context.Context, t *Table, pk *rlwe.PublicKey) (*heData, error) {
-	// Only the sensitive columns that can be encrypted (numbers with
-	// bounds); he queries on the others are refused by the planner.
-	var sch policies.Schema
-	for _, c := range t.Schema.Columns {
-		if c.Class != policies.Sensitive || (c.Type == policies.TypeInt || c.Type == policies.TypeFloat) && len(c.Bounds) == 2 {
-			sch.Columns = append(sch.Columns, c)
-		}
-	}
-	e, err := newHEIngest(&sch, pk)
+	// Only the sensitive columns that can be encrypted; he queries on the
+	// others are refused (CheckHE).
+	cols, _ := heColumns(&t.Schema, false)
+	e, err := newHEIngest(cols, pk)
 	if err != nil {
 		return nil, err
 	}

@@ -89,11 +89,10 @@ func pairName(a, b string) string { return "xy:" + a + "," + b }
 // encrypted columns (sensitive numbers with bounds), WHERE and GROUP BY
 // clear ones, and nothing needs comparisons on ciphertexts (HISTOGRAM).
 func CheckHE(q *Query, schema *policies.Schema) error {
+	cols, _ := heColumns(schema, false)
 	enc := map[string]bool{}
-	for _, c := range schema.Columns {
-		if c.Class == policies.Sensitive && (c.Type == policies.TypeInt || c.Type == policies.TypeFloat) && len(c.Bounds) == 2 {
-			enc[c.Name] = true
-		}
+	for _, c := range cols {
+		enc[c.Name] = true
 	}
 	return checkHE(q, enc)
 }

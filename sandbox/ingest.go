@@ -72,7 +72,11 @@ func IngestEncrypted(ctx context.Context, r io.Reader, schema *policies.Schema, 
 	if pk == nil {
 		return nil, errors.New("sandbox: no collective HE key yet: the key ceremony has not run")
 	}
-	enc, err := newHEIngest(schema, pk)
+	cols, err := heColumns(schema, true)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := newHEIngest(cols, pk)
 	if err != nil {
 		return nil, err
 	}

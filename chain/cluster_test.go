@@ -383,12 +383,3 @@ func TestNodeToNodeMutualTLS(t *testing.T) {
 		t.Fatalf("a server certificate from the consortium CA verified against another CA: %v", err)
 	}
 }
-
-// The Raft stores keep raft-wal's monotonic-log promise through the
-// failure guard (Raft changes how it installs snapshots on it).
-func TestStoreGuardKeepsMonotonicLog(t *testing.T) {
-	c := chaintest.NewCluster(t, 1, nil)
-	if !c.Nodes[0].MonotonicLog() {
-		t.Fatal("the guarded log store hides IsMonotonic")
-	}
-}

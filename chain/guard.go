@@ -58,11 +58,3 @@ func (f *storeFailure) get() error {
 	}
 	return nil
 }
-
-// MonotonicLog reports whether Raft sees this node's log store as
-// monotonic (raft-wal is).
-func (n *Node) MonotonicLog() bool {
-	var ls raft.LogStore = n.logs
-	m, ok := ls.(raft.MonotonicLogStore)
-	return ok && m.IsMonotonic()
-}

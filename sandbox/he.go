@@ -70,8 +70,8 @@ func HEParams() ckks.Parameters {
 // encryptor encrypts coefficient vectors under the collective public key
 // at ingest: RLWE public-key encryption as Lattigo's encryptor does it
 // (Encryptor.encryptZeroPk: sampled in QP, then divided by P, so the
-// fresh noise stays a few units and sums over a million rows keep a
-// relative error near 1e-7), written out here for two reasons: its
+// fresh noise stays a few units: TestHEMatchesMasked sees sums within
+// ~1e-8 of the column's bound), written out here for two reasons: its
 // samplers draw from AES-256-CTR keyed from crypto/rand (a standard CSPRNG
 // that, with AES-NI, costs a fraction of the blake2b XOF Lattigo's
 // encryptor is fixed to, which was a quarter of the encryption time), and

@@ -23,22 +23,22 @@ import (
 // client calls a node's API, signing each request with the account key
 // when it has one (RFC 9421, as CONTRACT.md asks).
 type client struct {
-	base    string
-	http    *http.Client
-	key     *chain.Key
-	keyErr  error // a key or CA file that could not be read
-	keyPath string
+	base     string
+	http     *http.Client
+	key      *chain.Key
+	setupErr error // a key or CA file that could not be read
+	keyPath  string
 }
 
 func newClient(g *globals) *client {
 	c := &client{base: strings.TrimRight(g.server, "/"), http: &http.Client{Timeout: 60 * time.Second}, keyPath: g.key}
 	if g.key != "" {
-		c.key, c.keyErr = chain.LoadKeyFile(g.key)
+		c.key, c.setupErr = chain.LoadKeyFile(g.key)
 	}
-	if g.ca != "" && c.keyErr == nil {
+	if g.ca != "" && c.setupErr == nil {
 		// A consortium's own CA (sandboxctl tls ca) for https:// nodes.
 		var pool *x509.CertPool
-		if pool, c.keyErr = loadCA(g.ca); c.keyErr == nil {
+		if pool, c.setupErr = loadCA(g.ca); c.setupErr == nil {
 			t := http.DefaultTransport.(*http.Transport).Clone()
 			t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 			c.http.Transport = t
@@ -81,8 +81,8 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 			return err
 		}
 	}
-	if c.keyErr != nil {
-		return c.keyErr
+	if c.setupErr != nil {
+		return c.setupErr
 	}
 	for attempt := 0; ; attempt++ {
 		resp, err := c.send(ctx, method, path, b, body != nil)
@@ -145,8 +145,8 @@ func retryAfter(resp *http.Response, method string) (time.Duration, bool) {
 // upload streams a file to path, signed with the file's SHA-256 (computed
 // first, in a streaming pass).
 func (c *client) upload(ctx context.Context, path, file, contentType string, bar *progress, out any) error {
-	if c.keyErr != nil {
-		return c.keyErr
+	if c.setupErr != nil {
+		return c.setupErr
 	}
 	if c.key == nil {
 		return errors.New("this command needs an account key: --key FILE or SANDBOX_KEY")
@@ -217,8 +217,8 @@ func printJSON(w io.Writer, v any) error {
 
 // signer returns the loaded key, or why there is none.
 func (c *client) signer() (*chain.Key, error) {
-	if c.keyErr != nil {
-		return nil, c.keyErr
+	if c.setupErr != nil {
+		return nil, c.setupErr
 	}
 	if c.key == nil {
 		return nil, errors.New("this needs --key (or SANDBOX_KEY)")

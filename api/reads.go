@@ -133,12 +133,15 @@ func (s *Server) getJob(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), d)
 		defer cancel()
 		for !terminal(j.Status) {
+			moved := s.state.Changed() // taken before the look below
+			if j, _ = s.state.Job(j.ID); terminal(j.Status) {
+				break
+			}
 			select {
 			case <-ctx.Done():
 				return c.JSON(http.StatusOK, jobResponse(j))
-			case <-time.After(2 * time.Millisecond):
+			case <-moved:
 			}
-			j, _ = s.state.Job(j.ID)
 		}
 	}
 	return c.JSON(http.StatusOK, jobResponse(j))

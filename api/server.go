@@ -38,6 +38,8 @@ type State interface {
 	Can(policies.Address, string) bool
 	Datasets() []policies.Dataset
 	Dataset(name string) (policies.Dataset, bool)
+	// Changed returns a channel closed when the state next moves.
+	Changed() <-chan struct{}
 	Policies() []policies.Policy
 	Job(id string) (policies.Job, bool)
 	Jobs(keep func(policies.Job) bool) []policies.Job

@@ -152,7 +152,7 @@ var KindPermission = map[string]string{
 func (m *Machine) Apply(e Entry, index uint64, blockTime time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	defer m.version.Add(1)
+	defer m.moved()
 	s := m.s
 	if e.Kind == KindGenesis {
 		if s.Genesis || index != 0 {

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -194,23 +193,35 @@ func newState() *state {
 type Machine struct {
 	mu sync.RWMutex
 	s  *state
-	// version counts Apply calls: readers that poll (the job runner) look
-	// at the state again only when it moved. Not part of the state.
-	version atomic.Uint64
+	// changed is closed, and replaced, whenever an entry is applied:
+	// readers that wait for the state to move (the job runner, job status
+	// long polls) select on it instead of polling. Not part of the state.
+	changed chan struct{}
 }
 
-// Version changes whenever an entry was applied (or tried): a cheap test
-// of whether the state may have changed since a reader last looked.
-func (m *Machine) Version() uint64 { return m.version.Load() }
+// Changed returns a channel closed when the state next moves (Apply,
+// Reset, Restore).
+func (m *Machine) Changed() <-chan struct{} {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.changed
+}
+
+// moved wakes the readers waiting on Changed; m.mu is held.
+func (m *Machine) moved() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
 
 // New returns an empty state (before genesis).
-func New() *Machine { return &Machine{s: newState()} }
+func New() *Machine { return &Machine{s: newState(), changed: make(chan struct{})} }
 
 // Reset discards all state.
 func (m *Machine) Reset() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.s = newState()
+	m.moved()
 }
 
 // Snapshot returns the canonical encoding of the whole state.
@@ -229,6 +240,7 @@ func (m *Machine) Restore(b []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.s = s
+	m.moved()
 	return nil
 }
 

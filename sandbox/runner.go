@@ -28,11 +28,11 @@ type JobSource interface {
 	Policy(id string) (policies.Policy, bool)
 }
 
-// Versioned is a JobSource that tells when its state moved
-// (policies.Machine): the runner then looks at new jobs within a few
-// milliseconds instead of waiting for its next poll.
-type Versioned interface {
-	Version() uint64
+// Notifier is a JobSource that tells when its state moves
+// (policies.Machine): the runner then looks at new jobs at once instead of
+// at its next poll.
+type Notifier interface {
+	Changed() <-chan struct{}
 }
 
 // RunnerConfig configures a Runner.
@@ -40,7 +40,7 @@ type RunnerConfig struct {
 	Name    string        // this node's name (recorded in job.start)
 	Key     *chain.Key    // this node's key: it signs job.start/complete/fail
 	Nonces  *chain.Nonces // shared with everything else that signs with Key
-	Poll    time.Duration // how often committed jobs are looked at (at once when the state moved, if it tells: see Versioned)
+	Poll    time.Duration // how often committed jobs are looked at (and at once when the state moves, if it tells: see Notifier)
 	Timeout time.Duration // deadline of one job
 	Limits  Limits
 	Logger  *slog.Logger
@@ -92,32 +92,19 @@ func NewRunner(cfg RunnerConfig, store *Store, node Appender, state JobSource) *
 
 // Run works until ctx ends.
 func (r *Runner) Run(ctx context.Context) {
-	tick := r.cfg.Poll
-	v, versioned := r.state.(Versioned)
-	if versioned {
-		tick = min(tick, 2*time.Millisecond)
-	}
-	t := time.NewTicker(tick)
+	// Look when the state moves, and every Poll anyway (to retry jobs
+	// whose entries could not be committed).
+	t := time.NewTicker(r.cfg.Poll)
 	defer t.Stop()
+	n, notifies := r.state.(Notifier)
 	me := policies.Address(r.cfg.Key.Address())
-	var seen uint64
-	var last time.Time
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		// Take the channel before looking, so that a job authorised while
+		// this pass runs wakes the next one.
+		var moved <-chan struct{} // nil: never ready
+		if notifies {
+			moved = n.Changed()
 		}
-		if versioned {
-			// Scan when the state moved, and every Poll anyway (to retry
-			// jobs whose entries could not be committed).
-			now := v.Version()
-			if now == seen && time.Since(last) < r.cfg.Poll {
-				continue
-			}
-			seen = now
-		}
-		last = time.Now()
 		jobs := r.state.Jobs(func(j policies.Job) bool {
 			return (j.Status == policies.JobAuthorised || (j.Status == policies.JobRunning && j.Runner == me)) && r.store.Has(j.Dataset)
 		})
@@ -126,6 +113,12 @@ func (r *Runner) Run(ctx context.Context) {
 				return
 			}
 			r.runOne(ctx, j)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-moved:
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -49,22 +48,17 @@ type HE struct {
 	state  HEState
 	key    *chain.Key
 	nonces *chain.Nonces
-	// observe is the server's phase metric, once SetHE ran.
-	observe atomic.Value // of func(string, time.Duration)
 }
 
 // NewHE builds this node's side of the HE protocols, keeping its key
-// share in dir.
-func NewHE(name, dir string, key *chain.Key, node HENode, state HEState, nonces *chain.Nonces) (*HE, error) {
+// share in dir; observe (optional, e.g. Server.ObservePhase) is told how
+// long the phases of its releases take.
+func NewHE(name, dir string, key *chain.Key, node HENode, state HEState, nonces *chain.Nonces, observe func(phase string, d time.Duration)) (*HE, error) {
 	h := &HE{name: name, node: node, state: state, key: key, nonces: nonces}
 	params := sandbox.HEParams()
 	p, err := mpc.New(mpc.Config{Node: name, Key: key, Dir: dir, Params: params, ParamsName: sandbox.HEParamsName,
 		GaloisElements: sandbox.HEGaloisElements(), Call: node.Call, Ledger: state, Authorise: h.authorise, Sync: node.ReadBarrier,
-		Observe: func(phase string, d time.Duration) {
-			if f, ok := h.observe.Load().(func(string, time.Duration)); ok {
-				f(phase, d)
-			}
-		},
+		Observe: observe,
 		Codec: mpc.Codec{
 			Marshal: func(polys []ring.Poly, isNTT bool, ls int) []byte {
 				return sandbox.MarshalElement(params, polys, isNTT, ls)

@@ -286,7 +286,4 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // SetHE gives the server the node's HE wiring (encrypted uploads).
-func (s *Server) SetHE(h *HE) {
-	s.he = h
-	h.observe.Store(s.ObservePhase)
-}
+func (s *Server) SetHE(h *HE) { s.he = h }

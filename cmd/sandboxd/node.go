@@ -111,7 +111,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 		n.Close()
 		return nil, err
 	}
-	if he, err = api.NewHE(s.ID, filepath.Join(s.Dir, "mpc"), s.Key, n, sm.M, nonces); err != nil {
+	if he, err = api.NewHE(s.ID, filepath.Join(s.Dir, "mpc"), s.Key, n, sm.M, nonces, srv.ObservePhase); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("node %s: %w", s.ID, err)
 	}

@@ -26,12 +26,13 @@ type client struct {
 	base     string
 	http     *http.Client
 	key      *chain.Key
-	setupErr error // a key or CA file that could not be read
+	setupErr error     // a key or CA file that could not be read
+	stderr   io.Writer // for progress bars
 	keyPath  string
 }
 
 func newClient(g *globals) *client {
-	c := &client{base: strings.TrimRight(g.server, "/"), http: &http.Client{Timeout: 60 * time.Second}, keyPath: g.key}
+	c := &client{base: strings.TrimRight(g.server, "/"), http: &http.Client{Timeout: 60 * time.Second}, keyPath: g.key, stderr: g.stderr}
 	if g.key != "" {
 		c.key, c.setupErr = chain.LoadKeyFile(g.key)
 	}
@@ -143,8 +144,8 @@ func retryAfter(resp *http.Response, method string) (time.Duration, bool) {
 }
 
 // upload streams a file to path, signed with the file's SHA-256 (computed
-// first, in a streaming pass).
-func (c *client) upload(ctx context.Context, path, file, contentType string, bar *progress, out any) error {
+// first, in a streaming pass), with a progress bar labelled label.
+func (c *client) upload(ctx context.Context, path, file, contentType, label string, out any) error {
 	if c.setupErr != nil {
 		return c.setupErr
 	}
@@ -164,7 +165,7 @@ func (c *client) upload(ctx context.Context, path, file, contentType string, bar
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	bar.total = size
+	bar := newProgress(c.stderr, label, size, true)
 	defer bar.Done()
 	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, &progressReader{r: f, p: bar})
 	if err != nil {

@@ -59,7 +59,7 @@ func cmdLedgerExport(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	src := newHTTPSource(ctx, c)
 	var n uint64
 	blocks := 0
-	bar := newProgress(g, "exporting entries", int64(cp.Size), false)
+	bar := newProgress(g.stderr, "exporting entries", int64(cp.Size), false)
 	defer bar.Done()
 	for n < cp.Size {
 		blk, entries, err := src.Next(ctx)

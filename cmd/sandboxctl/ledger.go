@@ -492,7 +492,7 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		}
 		src = newHTTPSource(ctx, c)
 	}
-	bar := newProgress(g, "verifying entries", int64(cp.Size), false)
+	bar := newProgress(g.stderr, "verifying entries", int64(cp.Size), false)
 	ar, _, err := audit.Verify(ctx, &progressSource{src: src, p: bar}, cp)
 	bar.Done()
 	if err != nil {

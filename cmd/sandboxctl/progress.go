@@ -36,10 +36,11 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func newProgress(g *globals, label string, total int64, bytes bool) *progress {
+// newProgress starts a bar on stderr (drawn only if it is a terminal).
+func newProgress(stderr io.Writer, label string, total int64, bytes bool) *progress {
 	p := &progress{label: label, total: total, bytes: bytes, start: time.Now()}
-	if isTerminal(g.stderr) {
-		p.w = g.stderr
+	if isTerminal(stderr) {
+		p.w = stderr
 	}
 	return p
 }

@@ -13,7 +13,7 @@ import (
 func TestProgress(t *testing.T) {
 	var buf bytes.Buffer
 	g := &globals{stderr: &buf}
-	p := newProgress(g, "verifying entries", 200, false)
+	p := newProgress(g.stderr, "verifying entries", 200, false)
 	p.Add(100)
 	p.Done()
 	if buf.Len() != 0 {

@@ -70,6 +70,10 @@ type Genesis struct {
 	Consortium string              `json:"consortium"`
 	Table      map[string][]string `json:"table"`
 	Accounts   []GenesisAccount    `json:"accounts"`
+	// PseudonymQuota is how many ids an account of each role may have
+	// pseudonymised with the consortium key (DefaultPseudonymQuota when
+	// absent).
+	PseudonymQuota map[string]int64 `json:"pseudonym_quota,omitempty"`
 }
 
 // GenesisAccount is an account written by genesis.
@@ -233,6 +237,9 @@ func (s *state) genesis(e Entry, blockTime time.Time) error {
 	}
 	s.Table = g.Table
 	s.Name = g.Consortium
+	if err := s.pseudonymGenesis(g.PseudonymQuota); err != nil {
+		return err
+	}
 	for _, a := range g.Accounts {
 		if err := checkKey(a.PublicKey, a.Algorithm); err != nil {
 			return err
@@ -407,6 +414,9 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if len(d.SHA256) != 64 || strings.Trim(d.SHA256, "0123456789abcdef") != "" || d.Rows < 0 {
 			return fmt.Errorf("%w: dataset needs a hex sha256 and a row count", ErrInvalid)
 		}
+		if err := s.pseudonymsRegistered(e.Actor, &d); err != nil {
+			return err
+		}
 		s.Datasets[d.Name] = &Dataset{Name: d.Name, Owner: e.Actor, Org: actor.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows, Time: now}
 	case KindPolicyPublish:
 		p, err := ParsePolicy(e.Payload)
@@ -451,6 +461,12 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		return s.heKey(e)
 	case KindHEShare:
 		return s.heShare(e, now)
+	case KindPseudonymCeremony:
+		return s.pseudonymCeremony(e, now)
+	case KindPseudonymRotate:
+		return s.pseudonymRotate(e)
+	case KindPseudonymBatch:
+		return s.pseudonymBatch(e, index, now)
 	default:
 		if !strings.HasPrefix(e.Kind, "note.") {
 			return fmt.Errorf("%w: unknown entry kind %q", ErrInvalid, clip(e.Kind))

@@ -125,6 +125,7 @@ type Server struct {
 	key     *chain.Key // the node's key: it signs the entries it relays
 	data    Data       // nil on a node that holds no data
 	he      *HE        // nil until SetHE
+	ps      *Pseudonym // nil until SetPseudonym
 	limits  *rateLimits
 	replays *replayCache
 	metrics *metrics
@@ -194,7 +195,7 @@ type Route struct {
 // Routes lists every endpoint, for the router, the OpenAPI document and
 // the tests that must cover all of them.
 func (s *Server) Routes() []Route {
-	return []Route{
+	return append([]Route{
 		{Method: "GET", Path: "/v1/health", Summary: "liveness, leader and ledger size", Public: true, handler: s.health},
 		{Method: "GET", Path: "/v1/openapi.json", Summary: "this API's OpenAPI 3 document", Public: true, handler: s.openapi},
 		{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics (counts only, never values)", Public: true, handler: s.metricsHandler()},
@@ -228,7 +229,7 @@ func (s *Server) Routes() []Route {
 		{Method: "GET", Path: "/v1/ledger/blocks", Summary: "block headers [start, end) by height", handler: s.blocks},
 		{Method: "GET", Path: "/v1/ledger/state", Summary: "entries applied and the state hash (for auditors' replay)", Perm: policies.PermReadAll, handler: s.stateHash},
 		{Method: "GET", Path: "/v1/audit/access", Summary: "who used a dataset, when, for what purpose, with what result (?dataset=D)", Perm: policies.PermReadAll, handler: s.access},
-	}
+	}, s.pseudonymRoutes()...)
 }
 
 // echoPath turns /v1/jobs/{id} into Echo's /v1/jobs/:id.

@@ -63,14 +63,18 @@ func getHealth(url string) (health, error) {
 	return h, err
 }
 
-// hasCeremony tells whether the node serves a committed HE key ceremony
-// (asked as the dev auditor).
+// hasCeremony tells whether the node serves the committed HE and
+// pseudonym key ceremonies (asked as the dev auditor).
 func hasCeremony(dir, url string) bool {
+	return hasDoc(dir, url+"/v1/he") && hasDoc(dir, url+"/v1/pseudonyms")
+}
+
+func hasDoc(dir, url string) bool {
 	k, err := chain.LoadKeyFile(filepath.Join(dir, "keys", "auditor.key"))
 	if err != nil {
 		return false
 	}
-	req, _ := http.NewRequest("GET", url+"/v1/he", nil)
+	req, _ := http.NewRequest("GET", url, nil)
 	if audit.SignRequest(req, nil, k.Ed25519(), k.Address().String()) != nil {
 		return false
 	}
@@ -153,7 +157,7 @@ func TestDevConsortiumResumes(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		for {
 			h, err := getHealth(fmt.Sprintf("http://127.0.0.1:%d", base+i))
-			if err == nil && h.LedgerSize == 3 { // genesis, the key ceremony and the note
+			if err == nil && h.LedgerSize == 4 { // genesis, the HE and pseudonym key ceremonies and the note
 				break
 			}
 			if time.Now().After(deadline) {
@@ -210,8 +214,8 @@ func TestDevDemoData(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d", base+1)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		// genesis, dataset, policy
-		if h, err := getHealth(url); err == nil && h.LedgerSize >= 3 {
+		// genesis, the two key ceremonies, dataset, policy
+		if h, err := getHealth(url); err == nil && h.LedgerSize >= 5 {
 			break
 		}
 		select {

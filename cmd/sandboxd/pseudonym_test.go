@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/datasandbox/datasandbox/api"
+	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/mpc/pseudonym"
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+// devTransport is pseudonym.Transport over a dev node's signed API.
+type devTransport struct {
+	k   *chain.Key
+	url string
+}
+
+func (d devTransport) Commit(ctx context.Context, doc policies.PseudonymBatchDoc) (string, error) {
+	b, _ := json.Marshal(doc)
+	var r api.BatchResponse
+	err := signedCall(ctx, d.k, "POST", d.url+"/v1/pseudonyms/batches", "application/json", b, &r)
+	return r.Batch, err
+}
+
+func (d devTransport) Evaluate(ctx context.Context, batch string, req []byte, need int, exclude []uint64) ([][]byte, error) {
+	b, _ := json.Marshal(api.EvaluateRequest{Request: req, Need: need, Exclude: exclude})
+	var r api.EvaluateResponse
+	err := signedCall(ctx, d.k, "POST", d.url+"/v1/pseudonyms/batches/"+batch+"/evaluate", "application/json", b, &r)
+	return r.Partials, err
+}
+
+// TestDevConsortiumPseudonyms: sandboxd dev runs the pseudonym key
+// ceremony after genesis; an agency pseudonymises ids through any node
+// and gets the same pseudonyms; after a restart the nodes still hold
+// their shares (0600 files) and give the same pseudonyms again.
+func TestDevConsortiumPseudonyms(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	base := freeBase(t)
+	stop := startDev(t, dir, base)
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	url := func(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", base+i) }
+	load := func(name string) *chain.Key {
+		k, err := chain.LoadKeyFile(filepath.Join(dir, "keys", name+".key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	agency, enterprise, auditor := load("agency1"), load("enterprise"), load("auditor")
+	var cer policies.PseudonymCeremony
+	if err := signedCall(ctx, auditor, "GET", url(0)+"/v1/pseudonyms", "", nil, &cer); err != nil {
+		t.Fatal(err)
+	}
+	if cer.Threshold != 2 || len(cer.Participants) != 3 {
+		t.Fatalf("ceremony %+v", cer)
+	}
+	client, err := api.PseudonymClient(cer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([][]byte, 300)
+	for i := range ids {
+		ids[i] = []byte(fmt.Sprintf("1101011990%08d", i))
+	}
+	doc := policies.PseudonymBatchDoc{Purpose: policies.PurposeDataset, Dataset: "census"}
+	want, err := client.PseudonymiseAll(ctx, devTransport{agency, url(1)}, doc, ids, 128, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := client.PseudonymiseAll(ctx, devTransport{agency, url(2)}, doc, ids[:10], 10, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("id %d: node2 and node3 gave different pseudonyms", i)
+		}
+	}
+	// Another account may not have an agency's batch evaluated.
+	_, req, _ := client.Blind(ids[:1])
+	rb, _ := req.MarshalBinary()
+	batch, err := devTransport{agency, url(0)}.Commit(ctx, policies.PseudonymBatchDoc{Purpose: policies.PurposeDataset, Dataset: "census", Count: 1, Request: sha(rb)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (devTransport{enterprise, url(0)}).Evaluate(ctx, batch, rb, 2, nil); err == nil {
+		t.Fatal("the enterprise had the agency's batch evaluated")
+	}
+	for i := 1; i <= 3; i++ {
+		fi, err := os.Stat(filepath.Join(dir, "nodes", fmt.Sprintf("node%d", i), "mpc", "pseudonym.share"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("node%d share file: %v %v", i, fi, err)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	stop = startDev(t, dir, base)
+	var again policies.PseudonymCeremony
+	if err := signedCall(ctx, auditor, "GET", url(2)+"/v1/pseudonyms", "", nil, &again); err != nil || again.ID != cer.ID {
+		t.Fatalf("after restart the ceremony is %q (%v), was %q", again.ID, err, cer.ID)
+	}
+	got, err = client.PseudonymiseAll(ctx, devTransport{agency, url(0)}, doc, ids[:5], 5, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("id %d: another pseudonym after restart", i)
+		}
+	}
+}
+
+func sha(b []byte) string { return pseudonym.RequestSHA256(b) }

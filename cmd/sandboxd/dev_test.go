@@ -96,7 +96,9 @@ func startDev(t testing.TB, dir string, base int) (stop func() error) {
 	go func() {
 		done <- run(ctx, []string{"dev", "--dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", base), "--raft", fmt.Sprintf("127.0.0.1:%d", base+1000), "--log-level", "error"}, io.Discard, io.Discard)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
+	// Two key ceremonies: about 32 s under -race on a loaded 2-core
+	// machine (measured), under a second without.
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		ok := 0
 		for i := 0; i < 3; i++ {

@@ -143,7 +143,11 @@ func (s *Server) upload(c echo.Context) error {
 	default:
 		return badRequest("bad-parameter", fmt.Sprintf("mode must be masked or he, not %q", mode))
 	}
-	res, err := s.data.Upload(ctx, body, schema, pk)
+	cons, err := s.consortiumFor(c, schema)
+	if err != nil {
+		return err
+	}
+	res, err := s.data.Upload(ctx, body, schema, pk, cons)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

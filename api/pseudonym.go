@@ -17,6 +17,7 @@ import (
 	"github.com/datasandbox/datasandbox/mpc"
 	"github.com/datasandbox/datasandbox/mpc/pseudonym"
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox"
 )
 
 // PseudonymState is what the pseudonym wiring reads of the committed
@@ -247,4 +248,60 @@ func clipParam(s string) string {
 		return s[:40] + "…"
 	}
 	return s
+}
+
+// localTransport is pseudonym.Transport inside this node, for its own
+// uploads: the node commits the batch in its own name (its account's
+// organisation is the uploading agency's) and gathers the partials.
+type localTransport struct{ p *Pseudonym }
+
+func (t localTransport) Commit(ctx context.Context, doc policies.PseudonymBatchDoc) (string, error) {
+	b, _ := json.Marshal(doc)
+	raw, err := t.p.key.NewEntry(policies.KindPseudonymBatch, t.p.nonces.Next(), time.Now(), b)
+	if err != nil {
+		return "", err
+	}
+	rc, err := t.p.node.Append(ctx, raw)
+	if err != nil {
+		return "", fmt.Errorf("pseudonym.batch not committed: %w", err)
+	}
+	return "psb-" + strconv.FormatUint(rc.Index, 10), nil
+}
+
+func (t localTransport) Evaluate(ctx context.Context, batch string, req []byte, need int, exclude []uint64) ([][]byte, error) {
+	return t.p.Party.Gather(ctx, batch, req, need, exclude)
+}
+
+// consortiumFor returns the upload's Pseudonymiser when its schema has
+// consortium identifier columns (nil otherwise). The batches name the
+// dataset the upload will be registered as (query parameter dataset),
+// so the state machine can bound them by its rows.
+func (s *Server) consortiumFor(c echo.Context, schema *policies.Schema) (sandbox.Pseudonymiser, error) {
+	need := false
+	for _, col := range schema.Columns {
+		need = need || col.Pseudonym == policies.PseudonymConsortium
+	}
+	if !need {
+		return nil, nil
+	}
+	if s.ps == nil {
+		return nil, &problemError{status: http.StatusConflict, code: "no-pseudonyms", detail: "this node serves no consortium pseudonyms"}
+	}
+	name := c.QueryParam("dataset")
+	if name == "" {
+		return nil, badRequest("bad-parameter", "a schema with consortium pseudonyms needs query parameter dataset: the name the upload will be registered as")
+	}
+	cer, ok := s.ps.state.Pseudonym()
+	if !ok {
+		return nil, &problemError{status: http.StatusConflict, code: "no-ceremony", detail: "no pseudonym key ceremony on the ledger yet"}
+	}
+	client, err := PseudonymClient(cer)
+	if err != nil {
+		return nil, err
+	}
+	doc := policies.PseudonymBatchDoc{Purpose: policies.PurposeDataset, Dataset: name}
+	tr := localTransport{s.ps}
+	return func(ctx context.Context, _ string, ids [][]byte) ([][]byte, error) {
+		return client.Pseudonymise(ctx, tr, doc, ids)
+	}, nil
 }

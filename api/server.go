@@ -50,7 +50,7 @@ type State interface {
 
 // Data is the node's dataset store (sandbox.Store).
 type Data interface {
-	Upload(ctx context.Context, r io.Reader, schema *policies.Schema, pk *rlwe.PublicKey) (*sandbox.IngestResult, error)
+	Upload(ctx context.Context, r io.Reader, schema *policies.Schema, pk *rlwe.PublicKey, cons sandbox.Pseudonymiser) (*sandbox.IngestResult, error)
 	Staged(sha string) (*policies.Schema, int64, bool)
 	Discard(sha string)
 	Bind(sha, name string) error

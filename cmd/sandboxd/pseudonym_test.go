@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/mpc/pseudonym"
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox"
 )
 
 // devTransport is pseudonym.Transport over a dev node's signed API.
@@ -98,6 +100,40 @@ func TestDevConsortiumPseudonyms(t *testing.T) {
 	}
 	if _, err := (devTransport{enterprise, url(0)}).Evaluate(ctx, batch, rb, 2, nil); err == nil {
 		t.Fatal("the enterprise had the agency's batch evaluated")
+	}
+	// Ingest: agency1 uploads the same ids in a column with consortium
+	// pseudonyms to its node, which pseudonymises them as the file
+	// streams; the stored pseudonyms are the ones any client computes.
+	schema := policies.Schema{Columns: []policies.Column{
+		{Name: "person_id", Type: policies.TypeString, Class: policies.Identifier, Pseudonym: policies.PseudonymConsortium},
+		{Name: "region", Type: policies.TypeString, Class: policies.Public}}}
+	var csv bytes.Buffer
+	csv.WriteString("person_id,region\n")
+	for i, id := range ids {
+		fmt.Fprintf(&csv, "%s,r%d\n", id, i%4)
+	}
+	sb, _ := json.Marshal(schema)
+	var up api.UploadResponse
+	if err := signedCall(ctx, agency, "POST", url(0)+"/v1/uploads?dataset=census2&schema="+base64.RawURLEncoding.EncodeToString(sb), "text/csv", csv.Bytes(), &up); err != nil {
+		t.Fatal(err)
+	}
+	reg, _ := json.Marshal(policies.DatasetDoc{Name: "census2", Schema: schema, SHA256: up.SHA256, Rows: up.Rows})
+	if err := signedCall(ctx, agency, "POST", url(0)+"/v1/datasets", "application/json", reg, nil); err != nil {
+		t.Fatal(err)
+	}
+	tab, err := sandbox.LoadTable(filepath.Join(dir, "nodes", "node1", "data", "datasets", "census2"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := tab.Cols["person_id"].Pseudo
+	for i := range ids {
+		if !bytes.Equal(stored[i*sandbox.PseudonymSize:(i+1)*sandbox.PseudonymSize], want[i][:sandbox.PseudonymSize]) {
+			t.Fatalf("row %d: the ingested pseudonym differs from the client's", i)
+		}
+	}
+	// Without the dataset's name the node refuses before reading the file.
+	if err := signedCall(ctx, agency, "POST", url(0)+"/v1/uploads?schema="+base64.RawURLEncoding.EncodeToString(sb), "text/csv", csv.Bytes(), nil); err == nil {
+		t.Fatal("a consortium upload without a dataset name")
 	}
 	for i := 1; i <= 3; i++ {
 		fi, err := os.Stat(filepath.Join(dir, "nodes", fmt.Sprintf("node%d", i), "mpc", "pseudonym.share"))

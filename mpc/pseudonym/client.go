@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/cloudflare/circl/group"
-	"github.com/cloudflare/circl/zk/dleq"
 )
 
 // Client blinds ids, checks the nodes' partial evaluations against their
@@ -100,7 +99,15 @@ func (c *Client) Verify(req *Request, p *Partial) (*Verified, error) {
 	if len(p.elements) != len(req.elements) {
 		return nil, &PartialError{p.Point, fmt.Errorf("%w: %d elements for a request of %d", ErrInvalidInput, len(p.elements), len(req.elements))}
 	}
-	if !(dleq.Verifier{Params: dleqParams}).VerifyBatchRFC9497(vk, req.elements, p.elements, p.proof) {
+	bEnc, bPts, err := req.prepared()
+	if err != nil {
+		return nil, &PartialError{p.Point, err}
+	}
+	zPts, err := points(p.enc)
+	if err != nil {
+		return nil, &PartialError{p.Point, err}
+	}
+	if !verify(vk, marshalElement(vk), bEnc, bPts, p.enc, zPts, p.proof) {
 		return nil, &PartialError{p.Point, ErrBadProof}
 	}
 	return &Verified{req: req, p: p}, nil

@@ -4,15 +4,36 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	"github.com/cloudflare/circl/group"
-	"github.com/cloudflare/circl/zk/dleq"
+	"github.com/oasisprotocol/curve25519-voi/curve"
 )
 
 // Request is a batch of blinded ids, r_i·H(id_i): what a node sees.
 type Request struct {
 	elements []group.Element
 	raw      []byte // the encoding, kept for digests
+
+	once sync.Once // the encodings and points the proofs need, made once
+	enc  [][]byte
+	pts  []*curve.RistrettoPoint
+	err  error
+}
+
+// prepared returns the elements' encodings and voi points (shared by the
+// proofs of every partial of the request).
+func (r *Request) prepared() ([][]byte, []*curve.RistrettoPoint, error) {
+	r.once.Do(func() {
+		raw, _ := r.MarshalBinary()
+		body := raw[len(requestMagic)+4:]
+		r.enc = make([][]byte, len(r.elements))
+		for i := range r.enc {
+			r.enc[i] = body[i*ElementSize : (i+1)*ElementSize]
+		}
+		r.pts, r.err = points(r.enc)
+	})
+	return r.enc, r.pts, r.err
 }
 
 // Len is the number of blinded elements.
@@ -86,7 +107,8 @@ func ParseRequest(b []byte) (*Request, error) {
 type Partial struct {
 	Point    uint64
 	elements []group.Element
-	proof    *dleq.Proof
+	enc      [][]byte // the elements' encodings
+	proof    *proof
 }
 
 // Len is the number of evaluated elements.
@@ -105,29 +127,32 @@ func (s *KeyShare) evaluate(req *Request, r group.Scalar) (*Partial, error) {
 	if req == nil || len(req.elements) == 0 || len(req.elements) > MaxBatch {
 		return nil, fmt.Errorf("%w: an empty or oversized request", ErrInvalidInput)
 	}
+	bEnc, bPts, err := req.prepared()
+	if err != nil {
+		return nil, err
+	}
 	out := make([]group.Element, len(req.elements))
+	enc := make([][]byte, len(out))
 	_ = parallel(len(out), func(lo, hi int) error {
 		for i := lo; i < hi; i++ {
 			out[i] = g.NewElement().Mul(req.elements[i], s.k)
+			enc[i] = marshalElement(out[i])
 		}
 		return nil
 	})
-	proof, err := dleq.Prover{Params: dleqParams}.ProveBatchWithRandomnessRFC9497(s.k, s.vk, req.elements, out, r)
-	if err != nil {
-		return nil, fmt.Errorf("pseudonym: proving: %w", err)
-	}
-	return &Partial{Point: s.Point, elements: out, proof: proof}, nil
+	pr := prove(s.k, marshalElement(s.vk), bEnc, bPts, enc, r)
+	return &Partial{Point: s.Point, elements: out, enc: enc, proof: pr}, nil
 }
 
 // MarshalBinary encodes the partial: "PSP1", the 64-bit point, a 32-bit
 // count, the elements, the 64-byte proof (c || s).
 func (p *Partial) MarshalBinary() ([]byte, error) {
-	b := marshalElements(partialMagic, binary.BigEndian.AppendUint64(nil, p.Point), p.elements)
-	pr, err := p.proof.MarshalBinary()
-	if err != nil {
-		return nil, err
+	b := make([]byte, 0, len(partialMagic)+8+4+ElementSize*len(p.enc)+ProofSize)
+	b = append(append([]byte(partialMagic), binary.BigEndian.AppendUint64(nil, p.Point)...), binary.BigEndian.AppendUint32(nil, uint32(len(p.enc)))...)
+	for _, e := range p.enc {
+		b = append(b, e...)
 	}
-	return append(b, pr...), nil
+	return append(b, p.proof.marshal()...), nil
 }
 
 // ParsePartial reads a partial evaluation from a node. Its proof is not
@@ -147,15 +172,18 @@ func ParsePartial(b []byte) (*Partial, error) {
 	if len(rest) != ProofSize {
 		return nil, fmt.Errorf("%w: a proof of %d bytes (need %d)", ErrInvalidInput, len(rest), ProofSize)
 	}
-	if _, err := parseScalar(rest[:ScalarSize]); err != nil {
+	c, err := parseScalar(rest[:ScalarSize])
+	if err != nil {
 		return nil, fmt.Errorf("proof: %w", err)
 	}
-	if _, err := parseScalar(rest[ScalarSize:]); err != nil {
+	s, err := parseScalar(rest[ScalarSize:])
+	if err != nil {
 		return nil, fmt.Errorf("proof: %w", err)
 	}
-	proof := new(dleq.Proof)
-	if err := proof.UnmarshalBinary(g, rest); err != nil {
-		return nil, fmt.Errorf("%w: proof: %v", ErrInvalidInput, err)
+	body := b[16 : 16+len(es)*ElementSize]
+	enc := make([][]byte, len(es))
+	for i := range enc {
+		enc[i] = append([]byte(nil), body[i*ElementSize:(i+1)*ElementSize]...)
 	}
-	return &Partial{Point: x, elements: es, proof: proof}, nil
+	return &Partial{Point: x, elements: es, enc: enc, proof: &proof{c: c, s: s}}, nil
 }

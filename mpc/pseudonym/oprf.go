@@ -8,7 +8,6 @@ import (
 
 	"github.com/cloudflare/circl/group"
 	"github.com/cloudflare/circl/oprf"
-	"github.com/cloudflare/circl/zk/dleq"
 )
 
 // Suite is the RFC 9497 ciphersuite every pseudonym uses.
@@ -51,7 +50,6 @@ var (
 var (
 	contextString  = append([]byte("OPRFV1-\x01-"), Suite.Identifier()...)
 	hashToGroupDST = append([]byte("HashToGroup-"), contextString...)
-	dleqParams     = dleq.Params{G: g, H: Suite.Hash(), DST: contextString}
 )
 
 // hashToGroup maps an id to the group (RFC 9497 HashToGroup).

@@ -192,8 +192,14 @@ func TestBadOrMissingPartialDetected(t *testing.T) {
 	rogue := newKeyShare(shares[1].Point, g.RandomNonZeroScalar(rand.Reader))
 	wrongKey, _ := rogue.Evaluate(req)
 	// A node whose answer was altered after proving.
-	tampered, _ := shares[1].Evaluate(req)
-	tampered.elements[2] = g.NewElement().Add(tampered.elements[2], g.Generator())
+	honest, _ := shares[1].Evaluate(req)
+	tb, _ := honest.MarshalBinary()
+	other2 := marshalElement(g.NewElement().Add(honest.elements[2], g.Generator()))
+	copy(tb[16+2*ElementSize:], other2)
+	tampered, err := ParsePartial(tb)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A partial of another request.
 	_, req2, _ := c.Blind(testIDs)
 	other, _ := shares[1].Evaluate(req2)

@@ -125,6 +125,9 @@ func (s *Server) upload(c echo.Context) error {
 	}
 	rc := http.NewResponseController(c.Response())
 	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.UploadTimeout))
+	// The answer comes after the whole ingest (consortium pseudonyms of a
+	// large file take minutes), not within WriteTimeout.
+	_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.UploadTimeout))
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxUpload)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.UploadTimeout)
 	defer cancel()

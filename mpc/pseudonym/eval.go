@@ -54,7 +54,7 @@ func (r *Request) MarshalBinary() ([]byte, error) {
 
 func marshalElements(magic string, head []byte, es []group.Element) []byte {
 	b := make([]byte, 0, len(magic)+len(head)+4+ElementSize*len(es))
-	b = append(append([]byte(magic), head...), binary.BigEndian.AppendUint32(nil, uint32(len(es)))...)
+	b = append(append(append(b, magic...), head...), binary.BigEndian.AppendUint32(nil, uint32(len(es)))...)
 	for _, e := range es {
 		b = append(b, marshalElement(e)...)
 	}
@@ -148,7 +148,7 @@ func (s *KeyShare) evaluate(req *Request, r group.Scalar) (*Partial, error) {
 // count, the elements, the 64-byte proof (c || s).
 func (p *Partial) MarshalBinary() ([]byte, error) {
 	b := make([]byte, 0, len(partialMagic)+8+4+ElementSize*len(p.enc)+ProofSize)
-	b = append(append([]byte(partialMagic), binary.BigEndian.AppendUint64(nil, p.Point)...), binary.BigEndian.AppendUint32(nil, uint32(len(p.enc)))...)
+	b = append(append(append(b, partialMagic...), binary.BigEndian.AppendUint64(nil, p.Point)...), binary.BigEndian.AppendUint32(nil, uint32(len(p.enc)))...)
 	for _, e := range p.enc {
 		b = append(b, e...)
 	}

@@ -29,7 +29,7 @@ func TestHECeremonyAndShares(t *testing.T) {
 	}{
 		{"node1", ceremonyDoc(w, 1, "node1", "node2"), ErrInvalid},
 		{"node1", ceremonyDoc(w, 3, "node1", "node2"), ErrInvalid},
-		{"node1", ceremonyDoc(w, 2, "node1", "bank"), ErrForbidden},       // bank holds no join
+		{"node1", ceremonyDoc(w, 2, "node1", "bank"), ErrForbidden},    // bank holds no join
 		{"agency1", ceremonyDoc(w, 2, "node1", "node2"), ErrForbidden}, // not a participant
 		{"bank", ceremonyDoc(w, 2, "node1", "node2"), ErrForbidden},
 	} {

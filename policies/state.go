@@ -60,12 +60,12 @@ func ParseAddress(s string) (Address, error) {
 
 // Permissions (DESIGN.md).
 const (
-	PermJoin            = "join"     // run a node (an organisation that operates nodes)
+	PermJoin = "join" // run a node (an organisation that operates nodes)
 	// PermNode marks a node's own account: the identity a node signs its
 	// ledger entries with. Only such accounts may relay accounts' requests
 	// or commit the node-only kinds (job progress, HE key material); the
 	// Raft membership of a node is admitted on it too.
-	PermNode = "node"
+	PermNode            = "node"
 	PermSync            = "sync"     // replicate the ledger
 	PermReadAll         = "read.all" // read every ledger entry
 	PermReadGroup       = "read.group"
@@ -177,7 +177,7 @@ type state struct {
 	Policies map[string]*Policy            `json:"policies"`
 	Jobs     map[string]*Job               `json:"jobs"`
 	Spent    map[string]map[string]float64 `json:"spent"` // requester -> dataset -> epsilon
-	Used     map[string]usedAct            `json:"used"` // replay keys of signed acts in force
+	Used     map[string]usedAct            `json:"used"`  // replay keys of signed acts in force
 	UsedLog  []usedKey                     `json:"used_log"`
 	// HERotation is the index of an admin's he.rotate entry that allows
 	// one new HE key ceremony (0: none pending).
@@ -186,10 +186,10 @@ type state struct {
 	// undo holds, while one entry is applied, how to take back each change
 	// made so far (journal.go): a refusal runs it, so that a refused entry
 	// leaves the state byte-identical. Not part of the state.
-	undo []func()
-	Counts   map[string]uint64             `json:"counts"` // entries by kind
-	HE       *HECeremony                   `json:"he,omitempty"`
-	HEKeys   map[string][]byte             `json:"he_keys,omitempty"` // account -> CKKS public key
+	undo   []func()
+	Counts map[string]uint64 `json:"counts"` // entries by kind
+	HE     *HECeremony       `json:"he,omitempty"`
+	HEKeys map[string][]byte `json:"he_keys,omitempty"` // account -> CKKS public key
 }
 
 // usedAct is a signed act the ledger applied: the entry that carried it,

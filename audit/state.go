@@ -105,6 +105,10 @@ func (s StateMachine) unpackRelay(e *chain.Entry, author policies.Address, r *Re
 	if err != nil {
 		return policies.Entry{}, fmt.Errorf("%w: relayed request: %v", policies.ErrForbidden, err)
 	}
+	act, err := ActKey(req)
+	if err != nil {
+		return policies.Entry{}, fmt.Errorf("%w: relayed request: %v", policies.ErrForbidden, err)
+	}
 	var extra []byte
 	if len(r.Extra) > 0 {
 		extra = r.Extra
@@ -112,7 +116,7 @@ func (s StateMachine) unpackRelay(e *chain.Entry, author policies.Address, r *Re
 	return policies.Entry{
 		Author: author, Actor: actor, ActorKey: key, Algorithm: "ed25519",
 		Kind: e.Kind, Time: e.Time, Payload: doc, Extra: extra,
-		ReplayKey: RequestReplayKey(r.Request.Signature), ReplayTime: created,
+		ReplayKey: act, ReplayTime: created,
 	}, nil
 }
 
@@ -135,11 +139,11 @@ func Actor(e *chain.Entry) policies.Address {
 	return policies.Address(e.Author())
 }
 
-// Admit is a chain.AdmitFunc: a node may join if its account holds the
-// join permission on the committed ledger.
+// Admit is a chain.AdmitFunc: a node may join if its account is a node's
+// account (permission node) on the committed ledger.
 func (s StateMachine) Admit(_ context.Context, a chain.Address) error {
-	if !s.M.Can(policies.Address(a), policies.PermJoin) {
-		return fmt.Errorf("%w: account %s lacks permission %s", policies.ErrForbidden, policies.Address(a), policies.PermJoin)
+	if !s.M.Can(policies.Address(a), policies.PermNode) {
+		return fmt.Errorf("%w: account %s lacks permission %s", policies.ErrForbidden, policies.Address(a), policies.PermNode)
 	}
 	return nil
 }

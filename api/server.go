@@ -71,7 +71,10 @@ type Config struct {
 	// listen address (where it names a host; a node listening on all
 	// interfaces must say how it is reached). A loopback address also
 	// answers to localhost and [::1] at the same port.
-	PublicURL         string
+	PublicURL string
+	// Aliases are further host:port names clients may reach this node by
+	// (a reverse proxy's, say); signatures naming them are accepted too.
+	Aliases           []string
 	ReadHeaderTimeout time.Duration // bounds slow-loris clients
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
@@ -156,6 +159,12 @@ func (c Config) authorities() (map[string]bool, error) {
 		if u, _ := url.Parse(c.PublicURL); u.Port() == "" {
 			out[strings.ToLower(u.Hostname())] = true // default ports go unwritten
 		}
+	}
+	for _, a := range c.Aliases {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("api: config: alias %q must be host:port", a)
+		}
+		out[strings.ToLower(a)] = true
 	}
 	if ip != nil && ip.IsLoopback() || strings.EqualFold(host, "localhost") {
 		for _, h := range []string{"127.0.0.1", "localhost", "::1"} {

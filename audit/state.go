@@ -35,6 +35,15 @@ func (s StateMachine) Apply(e *chain.Entry, index uint64, blockTime time.Time) e
 	return s.M.Apply(pe, index, blockTime)
 }
 
+// Refusals are the domain's sentinel errors, carried with a refusal to the
+// node that proposed the entry (chain.Refuser): the API answers 403 for a
+// forbidden act, 409 for a replay, and so on, wherever the leader was.
+func (s StateMachine) Refusals() []error {
+	return []error{policies.ErrInvalid, policies.ErrForbidden, policies.ErrUnknownAccount, policies.ErrNotFound, policies.ErrReplay, policies.ErrConflict}
+}
+
+var _ chain.Refuser = StateMachine{}
+
 // Reset discards the domain state.
 func (s StateMachine) Reset() { s.M.Reset() }
 

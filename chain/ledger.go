@@ -27,6 +27,15 @@ type StateMachine interface {
 	Reset()
 }
 
+// Refuser is a StateMachine whose refusals wrap sentinel errors of its
+// own. A refusal then carries which one to the node that proposed the
+// entry, across the network too, so that errors.Is finds both ErrRejected
+// and the sentinel there. Refusals must list the same errors, in the same
+// order, on every node; at most 64.
+type Refuser interface {
+	Refusals() []error
+}
+
 // MaxClockSkew bounds how far an entry's own time may be from the time of
 // the block that commits it. It is a constant, not a setting, because it
 // decides which entries are committed and every node must agree.
@@ -46,6 +55,9 @@ type Result struct {
 	Outcome Outcome
 	Index   uint64
 	Reason  string
+	// Refusal is 1 + the index in the state machine's Refusals of the
+	// sentinel a refusal wraps (0: none).
+	Refusal uint8
 }
 
 // Ledger is the committed history of one node: the store on disk, the
@@ -54,6 +66,8 @@ type Result struct {
 type Ledger struct {
 	log    *slog.Logger
 	sm     StateMachine
+	// refusals are the state machine's sentinels (Refuser), if any.
+	refusals []error
 	key    *Key   // node key, signs checkpoints
 	name   string // node name in checkpoint signatures
 	origin string
@@ -116,6 +130,13 @@ func OpenLedger(cfg LedgerConfig) (*Ledger, error) {
 		key: cfg.Key, name: cfg.Name, origin: cfg.Origin,
 		st: st, seen: make(map[Hash]uint64),
 		verifiers: []*CheckpointVerifier{own},
+	}
+	if r, ok := cfg.StateMachine.(Refuser); ok {
+		l.refusals = r.Refusals()
+		if len(l.refusals) > maxRefusals {
+			st.close()
+			return nil, fmt.Errorf("chain: the state machine lists %d refusals, at most %d", len(l.refusals), maxRefusals)
+		}
 	}
 	for _, v := range cfg.Verifiers {
 		if v.Name() != own.Name() || v.KeyHash() != own.KeyHash() {
@@ -413,7 +434,7 @@ func (l *Ledger) apply(p *proposal) []Result {
 			continue
 		}
 		if err := l.sm.Apply(e, l.next, t); err != nil {
-			res[i] = Result{Outcome: Rejected, Reason: err.Error()}
+			res[i] = Result{Outcome: Rejected, Reason: err.Error(), Refusal: l.refusalOf(err)}
 			continue
 		}
 		if replay {
@@ -462,6 +483,16 @@ func (l *Ledger) apply(p *proposal) []Result {
 	l.blocks = append(l.blocks, b)
 	l.applied++
 	return res
+}
+
+// refusalOf finds the state machine's sentinel an error wraps.
+func (l *Ledger) refusalOf(err error) uint8 {
+	for i, r := range l.refusals {
+		if errors.Is(err, r) {
+			return uint8(i + 1)
+		}
+	}
+	return 0
 }
 
 // seal signs a block header with the node's key before it is stored, so

@@ -619,7 +619,11 @@ func (n *Node) outcomeOf(raw []byte, err error, results []Result, i int) outcome
 	if res.Reason == ErrStopped.Error() {
 		return outcome{err: ErrStopped}
 	}
-	return outcome{err: &remoteError{sentinel: ErrRejected, msg: res.Reason}}
+	var refusal error
+	if res.Refusal > 0 && int(res.Refusal) <= len(n.ledger.refusals) {
+		refusal = n.ledger.refusals[res.Refusal-1]
+	}
+	return outcome{err: &remoteError{sentinel: ErrRejected, refusal: refusal, msg: res.Reason}}
 }
 
 func (n *Node) forwardLoop() {
@@ -689,7 +693,7 @@ func (n *Node) Join(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("chain: join via %s: %w", addr, err)
 	}
-	return decodeErr(status, string(resp))
+	return n.decodeErr(status, string(resp))
 }
 
 // admit handles a join request: on the leader, check the account and add
@@ -704,7 +708,7 @@ func (n *Node) admit(ctx context.Context, j *joinRequest) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrNoLeader, err)
 		}
-		return decodeErr(status, string(resp))
+		return n.decodeErr(status, string(resp))
 	}
 	account := AddressOf(j.PublicKey)
 	if n.cfg.Admit == nil {
@@ -766,7 +770,7 @@ func (n *Node) readBarrier(ctx context.Context) error {
 		return fmt.Errorf("%w: asking the leader: %v", ErrNoLeader, err)
 	}
 	if status != 0 {
-		return decodeErr(status, string(resp))
+		return n.decodeErr(status, string(resp))
 	}
 	if len(resp) != 8 {
 		return fmt.Errorf("chain: malformed read-index answer")

@@ -64,13 +64,13 @@ type Result struct {
 // Merkle tree over it, the block headers, and the state machine fed from it.
 // Reads are safe for concurrent use; writes come only from the Raft FSM.
 type Ledger struct {
-	log    *slog.Logger
-	sm     StateMachine
+	log *slog.Logger
+	sm  StateMachine
 	// refusals are the state machine's sentinels (Refuser), if any.
 	refusals []error
-	key    *Key   // node key, signs checkpoints
-	name   string // node name in checkpoint signatures
-	origin string
+	key      *Key   // node key, signs checkpoints
+	name     string // node name in checkpoint signatures
+	origin   string
 
 	mu      sync.RWMutex
 	st      *store

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -17,11 +18,17 @@ import (
 // for an admin.
 func TestPseudonymEntriesReplay(t *testing.T) {
 	w := newRelayWorld(t)
+	node2, _ := chain.GenerateKey(chain.Ed25519)
+	grant, _ := json.Marshal(policies.GrantDoc{Address: node2.Address().String(), Role: "node"})
+	raw, _ := w.admin.NewEntry(policies.KindAccountGrant, 1, time.Now(), grant)
+	if err := w.apply(raw); err != nil {
+		t.Fatal(err)
+	}
 	cer := policies.PseudonymCeremony{ID: "c", Suite: policies.PseudonymSuite, Threshold: 2, PublicKey: bytes.Repeat([]byte{1}, 32)}
 	for i, k := range []struct {
 		name string
 		addr policies.Address
-	}{{"node1", policies.Address(w.node.Address())}, {"admin", policies.Address(w.admin.Address())}} {
+	}{{"node1", policies.Address(w.node.Address())}, {"node2", policies.Address(node2.Address())}} {
 		cer.Participants = append(cer.Participants, policies.PseudonymParticipant{Node: k.name, Address: k.addr, Point: uint64(i + 1), VerificationKey: bytes.Repeat([]byte{2}, 32)})
 		cer.Commitments = append(cer.Commitments, [][]byte{bytes.Repeat([]byte{3}, 32), bytes.Repeat([]byte{4}, 32)})
 	}
@@ -30,7 +37,7 @@ func TestPseudonymEntriesReplay(t *testing.T) {
 	if _, ok := RouteFor(policies.KindPseudonymCeremony); ok {
 		t.Fatal("the ceremony must not be relayable")
 	}
-	raw, _ := w.node.NewEntry(policies.KindPseudonymCeremony, 1, time.Now(), doc)
+	raw, _ = w.node.NewEntry(policies.KindPseudonymCeremony, 1, time.Now(), doc)
 	if err := w.apply(raw); err != nil {
 		t.Fatalf("ceremony: %v", err)
 	}

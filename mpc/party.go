@@ -203,8 +203,8 @@ func open(ledger Ledger, service string, raw []byte, v any) (policies.Address, e
 	if !ok {
 		return policies.Address{}, fmt.Errorf("mpc: %s: unknown signer %s", service, s.Signer)
 	}
-	if !ledger.Can(s.Signer, policies.PermJoin) {
-		return policies.Address{}, fmt.Errorf("mpc: %s: signer %s is not a node (needs %s)", service, s.Signer, policies.PermJoin)
+	if !ledger.Can(s.Signer, policies.PermNode) {
+		return policies.Address{}, fmt.Errorf("mpc: %s: signer %s is not a node (needs %s)", service, s.Signer, policies.PermNode)
 	}
 	msg := sigMessage(service, s.Body)
 	okSig := false

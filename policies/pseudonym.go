@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -142,8 +143,8 @@ func (s *state) pseudonymCeremony(e Entry, now time.Time) error {
 	points, names := map[uint64]bool{}, map[string]bool{}
 	in := false
 	for _, q := range c.Participants {
-		if !s.can(q.Address, PermJoin) {
-			return fmt.Errorf("%w: participant %s (%s) is not a node (needs %s)", ErrForbidden, clip(q.Node), q.Address, PermJoin)
+		if !s.can(q.Address, PermNode) {
+			return fmt.Errorf("%w: participant %s (%s) is not a node's account (needs %s)", ErrForbidden, clip(q.Node), q.Address, PermNode)
 		}
 		if q.Point == 0 || q.Point > 256 || points[q.Point] || q.Node == "" || names[q.Node] {
 			return fmt.Errorf("%w: participants need distinct names and distinct points in 1..256", ErrInvalid)
@@ -155,15 +156,18 @@ func (s *state) pseudonymCeremony(e Entry, now time.Time) error {
 		in = in || q.Address == e.Actor
 	}
 	// The author check lives here, not only in the API: only a node that
-	// holds a share may commit the ceremony, and it signs it itself.
+	// holds a share may commit the ceremony, and it signs it itself (it is
+	// a node kind: never relayed).
 	if !in || e.Author != e.Actor {
 		return fmt.Errorf("%w: the pseudonym ceremony is committed by one of its participants, directly", ErrForbidden)
 	}
+	c.Generation = 0
 	if p.Ceremony != nil {
 		c.Generation = p.Ceremony.Generation + 1
 	}
 	c.Time = now
-	p.Ceremony, p.Rotate = &c, false
+	set(s, &p.Ceremony, &c)
+	set(s, &p.Rotate, false)
 	return nil
 }
 
@@ -180,10 +184,13 @@ func (s *state) pseudonymRotate(e Entry) error {
 	if s.Pseudonyms.Ceremony == nil {
 		return fmt.Errorf("%w: no pseudonym ceremony to rotate", ErrConflict)
 	}
-	if d.Reason == "" {
+	if strings.TrimSpace(d.Reason) == "" {
 		return fmt.Errorf("%w: pseudonym.rotate needs a reason", ErrInvalid)
 	}
-	s.Pseudonyms.Rotate = true
+	if s.Pseudonyms.Rotate {
+		return fmt.Errorf("%w: a pseudonym key rotation is already approved and pending", ErrConflict)
+	}
+	set(s, &s.Pseudonyms.Rotate, true)
 	return nil
 }
 
@@ -223,7 +230,7 @@ func (s *state) pseudonymBatch(e Entry, index uint64, now time.Time) error {
 			return fmt.Errorf("%w: a dataset batch names a valid dataset and no job", ErrInvalid)
 		}
 		// An agency, or its node pseudonymising an upload as it streams.
-		if !s.can(e.Actor, PermRegisterDataset) && !s.can(e.Actor, PermJoin) {
+		if !s.can(e.Actor, PermRegisterDataset) && !s.can(e.Actor, PermNode) {
 			return fmt.Errorf("%w: %s may neither register datasets nor run a node", ErrForbidden, e.Actor)
 		}
 		if _, taken := s.Datasets[d.Dataset]; taken {
@@ -251,15 +258,18 @@ func (s *state) pseudonymBatch(e Entry, index uint64, now time.Time) error {
 		return fmt.Errorf("%w: pseudonym quota of %s: %d used of %d, this batch asks %d", ErrForbidden, e.Actor, used, quota, d.Count)
 	}
 	if p.Used == nil {
-		p.Used, p.ForData, p.Batches = map[string]int64{}, map[string]int64{}, map[string]*PseudonymBatch{}
+		set(s, &p.Used, map[string]int64{})
+		set(s, &p.ForData, map[string]int64{})
+		set(s, &p.Batches, map[string]*PseudonymBatch{})
 	}
-	p.Used[key] += d.Count
+	put(s, p.Used, key, p.Used[key]+d.Count)
 	if d.Purpose == PurposeDataset {
-		p.ForData[s.orgOf(e.Actor)+"/"+d.Dataset] += d.Count
+		k := s.orgOf(e.Actor) + "/" + d.Dataset
+		put(s, p.ForData, k, p.ForData[k]+d.Count)
 	}
 	b := &PseudonymBatch{ID: "psb-" + strconv.FormatUint(index, 10), Requester: e.Actor, Count: d.Count, Purpose: d.Purpose,
 		Dataset: d.Dataset, Job: d.Job, Request: d.Request, Time: now}
-	p.Batches[b.ID] = b
+	put(s, p.Batches, b.ID, b)
 	return nil
 }
 

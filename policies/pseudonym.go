@@ -248,8 +248,10 @@ func (s *state) pseudonymBatch(e Entry, index uint64, now time.Time) error {
 		if j.Requester != e.Actor {
 			return fmt.Errorf("%w: job %s is not %s's", ErrForbidden, j.ID, e.Actor)
 		}
-		if j.Status != JobAuthorised && j.Status != JobRunning {
-			return fmt.Errorf("%w: job %s is %s: lists are pseudonymised for authorised jobs only", ErrConflict, j.ID, j.Status)
+		// Before it runs: pending approval (the list is ready when the
+		// approvals come), authorised, or running.
+		if j.Status != JobPending && j.Status != JobAuthorised && j.Status != JobRunning {
+			return fmt.Errorf("%w: job %s is %s: lists are pseudonymised only for jobs that have yet to run or are running", ErrConflict, j.ID, j.Status)
 		}
 		pol := s.Policies[j.Policy]
 		if pol == nil || pol.Join == nil || !pol.Join.Lists {

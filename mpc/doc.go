@@ -1,2 +1,0 @@
-// The package documentation is in mpc.go.
-package mpc

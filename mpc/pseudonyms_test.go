@@ -54,7 +54,7 @@ type psConsortium struct {
 	rogue   sync.Map // node -> true: answers with a wrong key
 }
 
-func newPsConsortium(t *testing.T, n, thr int) *psConsortium {
+func newPsConsortium(t testing.TB, n, thr int) *psConsortium {
 	t.Helper()
 	c := &psConsortium{led: &psLedger{fakeLedger: &fakeLedger{accounts: map[policies.Address]policies.Account{}}, batches: map[string]policies.PseudonymBatch{}, quota: 1 << 20},
 		parties: map[string]*Pseudonyms{}}

@@ -140,12 +140,18 @@ func TestHEQueryRefusedBeforeLedger(t *testing.T) {
 	for sql, want := range map[string]string{
 		"SELECT HISTOGRAM(income, 0, 100000, 10) FROM tax2025":                     "HISTOGRAM is not available in he mode",
 		"SELECT region, COUNT(*) FROM tax2025 WHERE income > 5000 GROUP BY region": "WHERE reads clear columns only; income is encrypted",
-		"SELECT SUM(age) FROM tax2025":                                             "reads a clear column",
+		"SELECT SUM(age) FROM tax2025":                                             `column "age" is not numeric`,
+		"SELECT COUNT(*) FROM tax2025 GROUP BY CASE WHEN income > 5 THEN 1 END":    "column 49: in he mode CASE conditions read clear columns only",
 	} {
 		code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", map[string]string{"query": sql, "mode": "he", "purpose": "credit risk statistics"}, nil)
 		if code != 422 || p.Code != "refused" || !strings.Contains(p.Detail, want) {
 			t.Fatalf("%s: %d %+v", sql, code, p)
 		}
+	}
+	// Joins are parsed, and refused until they are executed, in either mode.
+	code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody("SELECT COUNT(*) FROM tax2025 AS a JOIN tax2025 AS b ON a.person_id = b.person_id"), nil)
+	if code != 422 || p.Code != "refused" || !strings.Contains(p.Detail, "joins are not executed yet") || !strings.Contains(p.Detail, "rule: join") {
+		t.Fatalf("join: %d %+v", code, p)
 	}
 	var after StateResponse
 	f.Must(t, "auditor", 0, "GET", "/v1/ledger/state", nil, &after)

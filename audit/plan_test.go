@@ -18,8 +18,14 @@ func TestCheckPlan(t *testing.T) {
 		}
 		return "tax", policies.Plan{Aggregates: []policies.Aggregate{{Func: "sum", Columns: []string{"income"}}}, GroupBy: []string{"region"}}, nil
 	}
-	doc := func(q string) []byte { b, _ := json.Marshal(policies.JobDoc{Query: q, Mode: "masked", Purpose: "p"}); return b }
-	extra := func(ds string, p policies.Plan) []byte { b, _ := json.Marshal(policies.JobExtra{Dataset: ds, Plan: p}); return b }
+	doc := func(q string) []byte {
+		b, _ := json.Marshal(policies.JobDoc{Query: q, Mode: "masked", Purpose: "p"})
+		return b
+	}
+	extra := func(ds string, p policies.Plan) []byte {
+		b, _ := json.Marshal(policies.JobExtra{Dataset: ds, Plan: p})
+		return b
+	}
 	_, good, _ := derive("q")
 	cases := []struct {
 		name       string

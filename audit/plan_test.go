@@ -54,3 +54,41 @@ func TestCheckPlan(t *testing.T) {
 		})
 	}
 }
+
+// A node that relays a job with a plan other than its query's is refused
+// by every state machine that derives plans (nodes and auditors alike),
+// and the state does not move.
+func TestRelayedPlanIsTheQuerys(t *testing.T) {
+	w := newRelayWorld(t)
+	// Stand-in for sandbox.DerivePlan: jobJSON's query counts the rows of t.
+	w.sm.Plan = func(q string) (string, policies.Plan, error) {
+		if q != "SELECT COUNT(*) FROM t" {
+			return "", policies.Plan{}, errors.New("unexpected query")
+		}
+		return "t", policies.Plan{Aggregates: []policies.Aggregate{{Func: "count", Columns: []string{"*"}}}}, nil
+	}
+	body := []byte(jobJSON)
+	url := "http://node1.example:8080/v1/jobs"
+	bank := w.bank.Address().String()
+	r := signed(t, w.bank, "POST", url, body)
+	if err := w.apply(w.relayEntry(w.node, policies.KindJobSubmit, bank, r, body, jobExtra)); err != nil {
+		t.Fatalf("honest relay: %v", err)
+	}
+	for name, extra := range map[string]string{
+		"a plan of other columns": `{"dataset":"t","plan":{"aggregates":[{"func":"count","columns":["*"]}],"group_by":["person_id"]}}`,
+		"another dataset":         `{"dataset":"u","plan":{"aggregates":[{"func":"count","columns":["*"]}]}}`,
+		"no plan":                 `{"dataset":"t"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := w.sm.M.StateHash()
+			r := signed(t, w.bank, "POST", url, body)
+			err := w.apply(w.relayEntry(w.node, policies.KindJobSubmit, bank, r, body, extra))
+			if !errors.Is(err, policies.ErrInvalid) || !strings.Contains(err.Error(), "not its query's") {
+				t.Fatalf("got %v", err)
+			}
+			if w.sm.M.StateHash() != before {
+				t.Fatal("a refused entry changed the state")
+			}
+		})
+	}
+}

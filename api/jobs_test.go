@@ -159,3 +159,43 @@ func TestHEQueryRefusedBeforeLedger(t *testing.T) {
 		t.Fatalf("refused queries reached the ledger: %d -> %d entries", before.Applied, after.Applied)
 	}
 }
+
+// A query in PostgreSQL's forms runs end to end: the plan on the ledger is
+// the one derived from its text (every node derived it again when it
+// applied the entry), and the result has the query's output columns.
+func TestPostgresQueryRunsEndToEnd(t *testing.T) {
+	f := apitest.New(t)
+	f.WithPolicy(t, nil)
+	sql := `SELECT t.region AS r, CASE WHEN t.age >= 50 THEN 'older' ELSE 'younger' END AS band, COUNT(*) AS n,
+		ROUND(AVG(income) / 1000, 1) AS avg_k, 3 AS three
+		FROM tax2025 AS t -- a comment
+		GROUP BY 1, 2 HAVING COUNT(*) >= 10 ORDER BY r, band LIMIT 5;`
+	var j JobResponse
+	f.Must(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody(sql), &j)
+	done := waitJob(t, f, "bank", 1, j.Job)
+	if done.Status != policies.JobCompleted {
+		t.Fatalf("%+v", done)
+	}
+	_, want, err := sandbox.DerivePlan(sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.SMs {
+		got, ok := f.SMs[i].M.Job(j.Job)
+		b1, _ := json.Marshal(got.Plan)
+		b2, _ := json.Marshal(want)
+		if !ok || string(b1) != string(b2) || !strings.Contains(string(b1), `"case":["age"]`) {
+			t.Fatalf("node %d: plan %s, want %s", i, b1, b2)
+		}
+	}
+	var res sandbox.Result
+	f.Must(t, "bank", 2, "GET", "/v1/jobs/"+j.Job+"/result", nil, &res)
+	if strings.Join(res.Columns, ",") != "r,band,n,avg_k,three" || len(res.Rows) == 0 || len(res.Rows) > 5 {
+		t.Fatalf("result %+v", res)
+	}
+	for _, row := range res.Rows {
+		if row[4] != 3.0 || row[1] != "older" && row[1] != "younger" || row[2].(float64) < 10 {
+			t.Fatalf("row %v", row)
+		}
+	}
+}

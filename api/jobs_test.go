@@ -198,4 +198,15 @@ func TestPostgresQueryRunsEndToEnd(t *testing.T) {
 			t.Fatalf("row %v", row)
 		}
 	}
+	// Queries over 64 KB are refused before parsing, and before the ledger.
+	huge := "SELECT COUNT(*) FROM tax2025 WHERE region = '" + strings.Repeat("x", 70<<10) + "'"
+	code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody(huge), nil)
+	if code != 400 || p.Code != "bad-query" || !strings.Contains(p.Detail, "limit 65536") {
+		t.Fatalf("huge query: %d %+v", code, p)
+	}
+	// A statement smuggled after a ';' is refused with its rule and position.
+	code, p = f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody("SELECT COUNT(*) FROM tax2025; DELETE FROM tax2025"), nil)
+	if code != 400 || !strings.Contains(p.Detail, "column 31") || !strings.Contains(p.Detail, "rule: one-statement") {
+		t.Fatalf("two statements: %d %+v", code, p)
+	}
 }

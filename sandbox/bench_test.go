@@ -261,4 +261,3 @@ func BenchmarkParseQuery10KB(b *testing.B) {
 	}
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 }
-

@@ -128,6 +128,11 @@ func Check(q *Query, s *policies.Schema) error {
 			return q.refuseAt(r.Pos, RuleIdentifier, "identifier column %q may not be used in %s (it would single out a person)", r.Name, useNames[r.Use])
 		}
 	}
+	for _, k := range q.Keys {
+		if _, ok := s.Column(k.Alias); ok && k.Alias != "" {
+			return q.refuseAt(k.Pos, RuleGroupBy, "GROUP BY %s is ambiguous: an output alias and a column of the dataset (PostgreSQL would group by the column); group by the expression or its position", k.Alias)
+		}
+	}
 	for _, a := range q.Aggs {
 		for _, name := range a.Args {
 			if name == "*" {

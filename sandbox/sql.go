@@ -155,6 +155,8 @@ type Key struct {
 	Column string   // a plain column; "" for a CASE
 	Case   *KeyCase // nil for a plain column
 	Pos    int      // byte offset in Source
+	// Alias is the output alias GROUP BY named the key by, if it did.
+	Alias string
 }
 
 // String is the key as SQL, canonical.

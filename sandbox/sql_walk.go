@@ -628,35 +628,46 @@ func (w *walker) groupKey(n *pg.Node) error {
 		}
 		n = t
 	} else if c := n.GetColumnRef(); c != nil && len(c.Fields) == 1 && c.Fields[0].GetString_() != nil {
-		// An output alias, unless it names a column too.
+		// An output alias (unless it is the column's own name): its
+		// expression. PostgreSQL would prefer a dataset column of that
+		// name; the parse cannot know the schema (auditors derive the plan
+		// from the text alone), so Check refuses the query when the dataset
+		// has such a column.
 		name := c.Fields[0].GetString_().Sval
 		for _, t := range w.targets {
 			if t.Name != name {
 				continue
 			}
-			if tc := t.Val.GetColumnRef(); tc != nil && len(tc.Fields) > 0 && opName(tc.Fields) == name {
+			if tc := t.Val.GetColumnRef(); tc != nil && opName(tc.Fields) == name {
 				break // the alias is the column itself
 			}
-			if t.Val.GetCaseExpr() == nil {
+			if t.Val.GetCaseExpr() == nil && t.Val.GetColumnRef() == nil {
 				return w.refuse(pos, RuleGroupBy, "GROUP BY %s: the output column %s is not a column or a CASE", name, name)
 			}
-			// PostgreSQL would prefer a dataset column named so; the
-			// sandbox does not know the schema when parsing, so it
-			// refuses rather than guess.
-			return w.refuse(pos, RuleGroupBy, "GROUP BY %s is ambiguous (an output alias, maybe also a column): group by the CASE itself or its position", name)
+			k, err := w.key(t.Val)
+			if err != nil {
+				return err
+			}
+			k.Alias, k.Pos = name, pos
+			w.addKey(k)
+			return nil
 		}
 	}
 	k, err := w.key(n)
 	if err != nil {
 		return err
 	}
+	w.addKey(k)
+	return nil
+}
+
+func (w *walker) addKey(k Key) {
 	for _, have := range w.q.Keys {
 		if have.String() == k.String() {
-			return nil // grouping twice by the same key changes nothing
+			return // grouping twice by the same key changes nothing
 		}
 	}
 	w.q.Keys = append(w.q.Keys, k)
-	return nil
 }
 
 // hasAggregate tells whether an expression calls an aggregate.

@@ -400,3 +400,36 @@ func FuzzCheckQuery(f *testing.F) {
 		}
 	})
 }
+
+// The api and the runner parse concurrently: libpg_query keeps its state
+// per thread, and the same text gives the same plan every time.
+func TestParseConcurrently(t *testing.T) {
+	src := query10KB()
+	q, err := ParseQuery(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(q.Plan())
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 20 {
+				q, err := ParseQuery(src)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if got, _ := json.Marshal(q.Plan()); string(got) != string(want) {
+					errs <- errors.New("a different plan: " + string(got))
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

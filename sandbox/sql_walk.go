@@ -526,6 +526,14 @@ func (w *walker) comparison(e *pg.A_Expr, use, where string) (Expr, error) {
 		if n.GetSubLink() != nil {
 			return Value{}, w.refuse(locOr(n, pos), RuleSubquery, "subqueries are not supported")
 		}
+		if n.GetParamRef() != nil {
+			return Value{}, w.refuse(locOr(n, pos), RuleUnsupported, "parameters ($1) are not supported; write the value")
+		}
+		if f := n.GetAConst().GetFval(); f != nil {
+			if _, err := strconv.ParseFloat(f.Fval, 64); err != nil {
+				return Value{}, w.refuse(locOr(n, pos), RuleUnsupported, "the number %.20s is out of range", f.Fval)
+			}
+		}
 		v, ok := w.constant(n)
 		if !ok || v.Null {
 			return Value{}, w.refuse(locOr(n, pos), RuleUnsupported, "expected a number or a 'string'")

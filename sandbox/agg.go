@@ -323,8 +323,12 @@ func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggStat
 	return res, nil
 }
 
-// window applies OFFSET and LIMIT.
+// window drops the sort values ORDER BY added, and applies OFFSET and
+// LIMIT.
 func (q *Query) window(rows [][]any) [][]any {
+	for i, r := range rows {
+		rows[i] = r[:len(q.Select):len(q.Select)]
+	}
 	if q.Offset > 0 {
 		rows = rows[min(q.Offset, len(rows)):]
 	}
@@ -470,8 +474,14 @@ func order(res *Result, q *Query) error {
 		return nil
 	}
 	idx := make([]int, len(q.OrderBy))
+	hidden := len(q.Select)
 	for i, o := range q.OrderBy {
 		idx[i] = -1
+		if o.Expr != nil {
+			idx[i] = hidden // outputRow put its value after the output columns
+			hidden++
+			continue
+		}
 		if n, err := strconv.Atoi(o.Key); err == nil {
 			if n < 1 || n > len(res.Columns) {
 				return refuse("ORDER BY %d: there are %d output columns", n, len(res.Columns))

@@ -93,7 +93,7 @@ func TestHEMatchesMasked(t *testing.T) {
 			// requester evaluates those on the decrypted values).
 			`SELECT t.region AS r, CASE WHEN t.age >= 60 THEN 'senior' ELSE 'other' END AS band, COUNT(*) AS count_n,
 			AVG(income) * 2 AS avg_income_x2, SUM(income * 2 + 10) AS sum_income_affine, STDDEV(benefits / 10) AS stddev_benefits
-			FROM tax AS t GROUP BY 1, 2 HAVING COUNT(*) > 100 ORDER BY r, band`,
+			FROM tax AS t GROUP BY 1, 2 HAVING COUNT(*) > 100 ORDER BY COUNT(*) * 2 DESC, r, band`,
 		} {
 			q, err := ParseQuery(sql)
 			if err != nil {

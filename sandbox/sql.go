@@ -214,10 +214,13 @@ type Join struct {
 }
 
 // Order is one ORDER BY key: Key is the 1-based position of the output
-// column it sorts by (aliases and expressions are resolved when parsing).
+// column it sorts by (aliases and the select list's expressions are
+// resolved when parsing), or Expr another expression over the row's keys
+// and released aggregates (Key is then "").
 type Order struct {
 	Key  string
 	Desc bool
+	Expr Scalar
 }
 
 // Expr is a WHERE predicate tree over the dataset's rows.

@@ -129,6 +129,34 @@ func TestAcceptedQueriesMatchPlainData(t *testing.T) {
 				}
 				return rows[1:]
 			}},
+		{"ORDER BY a key and an aggregate that are not selected",
+			"SELECT COUNT(*) AS n FROM tax WHERE region IN ('north', 'south', 'east', 'west') GROUP BY region, sex ORDER BY AVG(income) DESC LIMIT 3",
+			func() [][]any {
+				m, keys := statsBy(recs, func(r rec) string {
+					switch r.region {
+					case "north", "south", "east", "west":
+						return r.region + "|" + r.sex
+					}
+					return ""
+				})
+				sort.SliceStable(keys, func(i, j int) bool { return m[keys[i]].inc/m[keys[i]].n > m[keys[j]].inc/m[keys[j]].n })
+				var rows [][]any
+				for _, k := range keys[:3] {
+					rows = append(rows, []any{m[k].n})
+				}
+				return rows
+			}},
+		{"ORDER BY a grouped column that is not selected",
+			"SELECT COUNT(*) AS n FROM tax GROUP BY region ORDER BY region DESC LIMIT 4",
+			func() [][]any {
+				m, keys := statsBy(recs, func(r rec) string { return r.region })
+				sort.Sort(sort.Reverse(sort.StringSlice(keys)))
+				var rows [][]any
+				for _, k := range keys[:4] {
+					rows = append(rows, []any{m[k].n})
+				}
+				return rows
+			}},
 		{"ORDER BY an expression the select list computes",
 			"SELECT region, SUM(income) / COUNT(*) AS mean FROM tax GROUP BY region ORDER BY SUM(income) / COUNT(*) DESC LIMIT 3",
 			func() [][]any {

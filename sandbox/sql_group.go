@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"errors"
 	"strconv"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -209,27 +208,23 @@ func (w *walker) orderBy(n *pg.Node) (Order, error) {
 			}
 		}
 	}
-	// An expression: the select list must compute it. Nothing it reads is
-	// kept (no aggregate is added for it).
-	aggs, refs := len(w.q.Aggs), len(w.q.refs)
+	// An expression the select list computes sorts by that output column;
+	// another one over keys, aggregates and constants by its value,
+	// computed for each row as HAVING is (an aggregate only ORDER BY reads
+	// is released, noised, like the others).
 	s, err := w.scalar(sb.Node)
-	for k, i := range w.aggs {
-		if i >= aggs {
-			delete(w.aggs, k)
-		}
-	}
-	w.q.Aggs, w.q.refs = w.q.Aggs[:aggs], w.q.refs[:refs]
-	if err == nil {
-		for i, it := range w.q.Select {
-			if it.Expr.String() == s.String() {
-				o.Key = strconv.Itoa(i + 1)
-				return o, nil
-			}
-		}
-	}
-	var re *RefusalError
-	if err != nil && !(errors.As(err, &re) && re.Rule == RuleRowLevel) {
+	if err != nil {
 		return Order{}, err
 	}
-	return Order{}, w.refuse(pos, RuleOrderBy, "ORDER BY sorts by an output column (its alias, its position, or the same expression)")
+	for i, it := range w.q.Select {
+		if it.Expr.String() == s.String() {
+			o.Key = strconv.Itoa(i + 1)
+			return o, nil
+		}
+	}
+	if r, ok := s.(AggRef); ok && r.A.Func == "histogram" {
+		return Order{}, w.refuse(pos, RuleOrderBy, "HISTOGRAM returns bins; it cannot be sorted by")
+	}
+	o.Expr = s
+	return o, nil
 }

@@ -365,9 +365,16 @@ func (q *Query) outputRow(aggs, keys []any) (row []any, keep bool) {
 			return nil, false
 		}
 	}
-	row = make([]any, len(q.Select))
+	row = make([]any, len(q.Select), len(q.Select)+len(q.OrderBy))
 	for i, it := range q.Select {
 		row[i] = it.Expr.eval(r)
+	}
+	// ORDER BY expressions that are not output columns ride along after
+	// them until the rows are sorted (window drops them).
+	for _, o := range q.OrderBy {
+		if o.Expr != nil {
+			row = append(row, o.Expr.eval(r))
+		}
 	}
 	return row, true
 }

@@ -146,7 +146,7 @@ func Check(q *Query, s *policies.Schema) error {
 			if fn != "count" && fn != "min" && fn != "max" && columnKind(c) != kindNum {
 				return q.refuseAt(a.Pos, RuleAggregate, "%s(%s): column %q is not numeric", up, name, name)
 			}
-			if fn != "count" && fn != "min" && fn != "max" && len(c.Bounds) != 2 {
+			if fn != "count" && len(c.Bounds) != 2 {
 				return q.refuseAt(a.Pos, RuleUnbounded, "%s(%s): column %q has no bounds, so no one's contribution is bounded", up, name, name)
 			}
 		}

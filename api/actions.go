@@ -319,10 +319,13 @@ func (s *Server) submitJob(c echo.Context) error {
 	if err != nil {
 		return badRequest("bad-query", err.Error())
 	}
-	if ds, ok := s.state.Dataset(q.From); ok && d.Mode == policies.ModeHE {
-		// What the encrypted engine cannot do is refused before the ledger
-		// (and before any budget is spent), like row-level queries.
-		if err := sandbox.CheckHE(q, &ds.Schema); err != nil {
+	if ds, ok := s.state.Dataset(q.From); ok && (d.Mode == policies.ModeHE || len(q.Joins) > 0) {
+		// What the encrypted engine cannot do, and joins (parsed, not
+		// executed yet), are refused before the ledger (and before any
+		// budget is spent), like row-level queries, with the rule and the
+		// position. sandbox.CheckQuery is the whole pre-ledger check; in
+		// mode masked the engine's other rules still run at execution.
+		if err := sandbox.CheckQuery(q, &ds.Schema, d.Mode); err != nil {
 			return &problemError{status: http.StatusUnprocessableEntity, code: "refused", detail: err.Error()}
 		}
 	}

@@ -198,6 +198,8 @@ func clip64(s string) string {
 	return s
 }
 
+var hexAddress = regexp.MustCompile(`\b[0-9a-f]{40}\b`)
+
 var jobID = regexp.MustCompile(`^job-[0-9]{1,19}$`)
 
 var jobPath = regexp.MustCompile(`^/api/jobs/(job-[0-9]{1,19})(/result|/approve|/reject)?$`)
@@ -329,6 +331,13 @@ func (con *console) listJobs(ctx context.Context, w http.ResponseWriter) error {
 	for i, j := range out.Jobs {
 		a := con.account(ctx, j.Requester)
 		jobs[i] = consoleJob{JobResponse: j, RequesterName: a.Name, RequesterOrg: a.Org}
+		// A rejection names its agency by address: give its name too.
+		jobs[i].Reason = hexAddress.ReplaceAllStringFunc(j.Reason, func(h string) string {
+			if n := con.account(ctx, h); n.Name != "" {
+				return n.Name + " (" + h[:10] + ")"
+			}
+			return h
+		})
 		for _, ap := range j.Approvals {
 			n := con.account(ctx, ap).Name
 			if n == "" {

@@ -305,7 +305,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.do("open the auditor console", chromedp.Navigate(auditor), chromedp.WaitVisible("#verify-node"))
 	b.do("verify", chromedp.Click("#verify-node"))
 	b.waitFor("verification passes", `document.querySelector('#verify-verdict') && document.querySelector('#verify-verdict').innerText.includes('PASSED')`)
-	b.waitFor("report shown", `document.querySelector('iframe.report') && document.querySelector('iframe.report').contentDocument.body.innerText.includes('Checks')`)
+	b.waitFor("report shown", `document.querySelector('iframe.report') && document.querySelector('iframe.report').contentDocument.body.innerText.includes('Budgets')`)
 	b.screenshot("console-auditor.png")
 	exp := filepath.Join(e.dir, "ledger.zst")
 	if _, err := e.ctl(t, "auditor", "ledger", "export", "--out", exp); err != nil {

@@ -493,7 +493,8 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		src = newHTTPSource(ctx, c)
 	}
 	bar := newProgress(g.stderr, "verifying entries", int64(cp.Size), false)
-	ar, _, err := audit.Verify(ctx, &progressSource{src: src, p: bar}, cp)
+	blocks := &audit.BlockLog{Source: &progressSource{src: src, p: bar}}
+	ar, sm, err := audit.Verify(ctx, blocks, cp)
 	bar.Done()
 	if err != nil {
 		return err
@@ -609,7 +610,7 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
 	if *htmlOut != "" {
 		var buf bytes.Buffer
-		if err := audit.WriteHTML(&buf, &rep.Report, "Ledger audit of "+rep.Source, rep.Checks); err != nil {
+		if err := audit.WriteHTML(&buf, audit.NewView(&rep.Report, sm.M, cp, len(trust) > 0, blocks.Blocks), "Ledger audit of "+rep.Source, rep.Checks); err != nil {
 			return err
 		}
 		if err := os.WriteFile(*htmlOut, buf.Bytes(), 0o644); err != nil {

@@ -88,7 +88,7 @@ function barChart(title, items, opts) {
   const pct = items.some(i => i.max);
   let scaleMax = pct ? 1 : Math.max(1, ...items.map(i => i.value));
   // A readable axis: 4 ticks at round values.
-  const step = pct ? 0.25 : niceStep(scaleMax / 4);
+  const step = pct ? 0.25 : Math.max(1, niceStep(scaleMax / 4));
   if (!pct) scaleMax = Math.ceil(scaleMax / step) * step;
   const x = v => left + (W - left - right) * Math.min(v, scaleMax) / scaleMax;
   const svg = sv('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title });
@@ -298,7 +298,7 @@ function pendingJob(j, p, s) {
       el('dt', {}, 'approvals'), el('dd', {}, (j.approvals || []).length + ' of ' + (j.approvals_needed || '?') + ((j.approver_names || []).length ? ' — ' + j.approver_names.join(', ') : '')),
       el('dt', {}, 'budget'), el('dd', {}, p ? 'this job takes ' + fmtEps(j.epsilon) + ' ε; the requester has ' + fmtEps(left) + ' of ' + fmtEps(p.dp.epsilon_budget) + ' ε left on ' + j.dataset : 'ε ' + fmtEps(j.epsilon)),
       el('dt', {}, 'submitted'), el('dd', {}, fmtTime(j.submitted))));
-  const reason = el('input', { type: 'text', id: reasonId, placeholder: 'why (recorded on the ledger)', 'aria-required': 'true' });
+  const reason = el('input', { type: 'text', class: 'wide', id: reasonId, placeholder: 'why (recorded on the ledger)', 'aria-required': 'true' });
   const approve = el('button', { type: 'button', class: 'primary', onclick: () => decide(j.job, 'approve', null, box) }, 'Approve ' + j.job);
   const reject = el('button', { type: 'button', class: 'danger', onclick: () => {
     if (!reason.value.trim()) { setStatus('A rejection needs a reason: it is recorded on the ledger.', 'bad'); reason.focus(); return; }
@@ -430,12 +430,12 @@ async function showResult(id) {
     const cols = (r.columns || []).map(c => ({ label: c, num: true }));
     const known = new Set(['job', 'columns', 'rows', 'suppressed', 'epsilon_spent', 'result_sha256', 'he']);
     const extra = Object.keys(r).filter(k => !known.has(k));
-    box.replaceChildren(
+    box.replaceChildren(el('div', {},
       el('h3', {}, 'Result of ', r.job || id),
       table(cols, (r.rows || []).map(row => row.map(fmt))),
       el('p', {}, (r.rows || []).length + ' rows, ' + r.suppressed + ' cells suppressed, ε ' + fmtEps(r.epsilon_spent || 0) + ' spent; sha256 ', el('code', {}, r.result_sha256 || '')),
       extra.length ? el('div', {}, el('h3', {}, 'Noise and other fields the result carries'),
-        table(['field', 'value'], extra.map(k => [k, el('code', {}, JSON.stringify(r[k]))]))) : null);
+        table(['field', 'value'], extra.map(k => [k, el('code', {}, JSON.stringify(r[k]))]))) : null));
     document.getElementById('result-h').focus();
   } catch (e) {
     box.replaceChildren(el('p', { class: 'bad' }, e.message));

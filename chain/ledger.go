@@ -68,9 +68,12 @@ type Ledger struct {
 	sm  StateMachine
 	// refusals are the state machine's sentinels (Refuser), if any.
 	refusals []error
-	key      *Key   // node key, signs checkpoints
-	name     string // node name in checkpoint signatures
-	origin   string
+	// moved is closed, and replaced, whenever entries are applied or the
+	// ledger stops: waiters (WaitApplied) select on it instead of polling.
+	moved  chan struct{}
+	key    *Key   // node key, signs checkpoints
+	name   string // node name in checkpoint signatures
+	origin string
 
 	mu      sync.RWMutex
 	st      *store
@@ -129,7 +132,7 @@ func OpenLedger(cfg LedgerConfig) (*Ledger, error) {
 		log: cfg.Logger.With("component", "ledger"), sm: cfg.StateMachine,
 		key: cfg.Key, name: cfg.Name, origin: cfg.Origin,
 		st: st, seen: make(map[Hash]uint64),
-		verifiers: []*CheckpointVerifier{own},
+		verifiers: []*CheckpointVerifier{own}, moved: make(chan struct{}),
 	}
 	if r, ok := cfg.StateMachine.(Refuser); ok {
 		l.refusals = r.Refusals()
@@ -260,6 +263,20 @@ func (l *Ledger) Height() uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return uint64(len(l.blocks))
+}
+
+// Moved returns a channel closed when the ledger next applies entries or
+// stops.
+func (l *Ledger) Moved() <-chan struct{} {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.moved
+}
+
+// signal wakes the waiters on Moved; l.mu is held.
+func (l *Ledger) signal() {
+	close(l.moved)
+	l.moved = make(chan struct{})
 }
 
 // Applied is the number of entries the state machine has applied.
@@ -460,6 +477,7 @@ func (l *Ledger) apply(p *proposal) []Result {
 			return res
 		}
 		l.applied++
+		l.signal()
 		return res
 	}
 	for _, lh := range hashes {
@@ -482,6 +500,7 @@ func (l *Ledger) apply(p *proposal) []Result {
 	}
 	l.blocks = append(l.blocks, b)
 	l.applied++
+	l.signal()
 	return res
 }
 
@@ -508,6 +527,7 @@ func sealMessage(h Hash) []byte {
 
 // fail stops the ledger; l.mu is held.
 func (l *Ledger) fail(err error) {
+	defer l.signal()
 	l.failed = err
 	l.log.Error("ledger stopped", "err", err)
 }
@@ -540,6 +560,7 @@ func (l *Ledger) replayTo(ctx context.Context, h uint64) error {
 		l.next = b.TreeSize()
 		l.applied++
 	}
+	l.signal()
 	return nil
 }
 

@@ -289,7 +289,7 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{{.Title}}</title>
 <style>{{.CSS}}</style></head>
 <body><h1>{{.Title}}</h1>
-{{if .R.OK}}<p class="verdict ok">PASSED: all checks hold for {{.R.Entries}} entries in {{.R.Blocks}} blocks.</p>{{else}}<p class="verdict bad">FAILED at index {{.R.FirstFailure.Index}}: {{.R.FirstFailure.Reason}}</p>{{end}}
+{{if .R.OK}}<p class="verdict ok">OK: all checks hold for {{.R.Entries}} entries in {{.R.Blocks}} blocks.</p>{{else}}<p class="verdict bad">FAILED at index {{.R.FirstFailure.Index}}: {{.R.FirstFailure.Reason}}</p>{{end}}
 <div class="grid"><div>
 <h2>Checks</h2><table>{{range .Checks}}<tr><td>{{.K}}</td><td>{{if .V}}<span class="ok">pass</span>{{else}}<span class="bad">not passed</span>{{end}}</td></tr>{{end}}</table>
 </div><div>

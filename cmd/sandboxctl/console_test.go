@@ -241,6 +241,18 @@ func (b *browser) screenshot(name string) {
 	}
 }
 
+// labelled checks that every control on the page has an accessible name
+// (a label, an aria-label or its text), so a screen reader can say it.
+func (b *browser) labelled(page string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('input,textarea,select,button')].filter(e => !((e.labels && e.labels.length) || e.getAttribute('aria-label') || e.innerText.trim())).map(e => e.outerHTML.slice(0, 80))`))
+	if err != nil || len(bad) > 0 {
+		b.t.Fatalf("%s: controls without an accessible name: %v %v", page, bad, err)
+	}
+}
+
 func js(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 // Each role's main task in a real browser: the enterprise submits a job,
@@ -281,6 +293,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("pending job card: %q", c)
 	}
 	b.screenshot("console-agency.png")
+	b.labelled("agency page")
 	otherCard := fmt.Sprintf(`article[aria-label="job %s"]`, other)
 	b.do("reject without a reason", chromedp.Click(otherCard+" button.danger"))
 	b.waitFor("reason asked", `document.querySelector('#status').innerText.includes('needs a reason')`)
@@ -300,6 +313,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("result: %q", r)
 	}
 	b.screenshot("console-enterprise.png")
+	b.labelled("enterprise page")
 
 	// Auditor: verify the ledger; then a tampered export.
 	b.do("open the auditor console", chromedp.Navigate(auditor), chromedp.WaitVisible("#verify-node"))
@@ -307,6 +321,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.waitFor("verification passes", `document.querySelector('#verify-verdict') && document.querySelector('#verify-verdict').innerText.includes('PASSED')`)
 	b.waitFor("report shown", `document.querySelector('iframe.report') && document.querySelector('iframe.report').contentDocument.body.innerText.includes('Budgets')`)
 	b.screenshot("console-auditor.png")
+	b.labelled("auditor page")
 	exp := filepath.Join(e.dir, "ledger.zst")
 	if _, err := e.ctl(t, "auditor", "ledger", "export", "--out", exp); err != nil {
 		t.Fatal(err)

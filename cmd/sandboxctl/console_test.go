@@ -342,6 +342,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if w, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 400 {
 		t.Fatalf("the agency page is %d px wide on a 390 px phone", w)
 	}
+	b.screenshot("console-agency-phone.png")
 }
 
 // tamperExport flips one bit of the first entry on line n of an export and
@@ -378,4 +379,19 @@ func tamperExport(t *testing.T, exp string, n int) string {
 		t.Fatal(err)
 	}
 	return bad
+}
+
+// A verification's progress reaches the console through the bar's sink,
+// every block, however fast it is drawn on a terminal.
+func TestProgressSink(t *testing.T) {
+	v := &verifyRun{}
+	p := newProgress(v, "verifying entries", 30, false)
+	for range 3 {
+		p.Add(10)
+	}
+	p.Done()
+	s := v.status()
+	if s.Label != "verifying entries" || s.Done != 30 || s.Total != 30 {
+		t.Fatalf("sink saw %+v", s)
+	}
 }

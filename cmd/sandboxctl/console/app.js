@@ -83,7 +83,8 @@ function table(headers, rows, caption) {
 // does not flatten the others; the axis is then 0-100 %.
 function barChart(title, items, opts) {
   opts = opts || {};
-  const W = 720, left = 230, right = 90, rowH = 26, top = 24, bottom = 34;
+  const narrow = window.innerWidth < 640; // a phone: fewer units, so the text stays legible
+  const W = narrow ? 400 : 720, left = narrow ? 120 : 230, right = narrow ? 80 : 90, rowH = 26, top = 24, bottom = 34;
   const H = top + bottom + Math.max(items.length, 1) * rowH;
   const pct = items.some(i => i.max);
   let scaleMax = pct ? 1 : Math.max(1, ...items.map(i => i.value));
@@ -104,7 +105,7 @@ function barChart(title, items, opts) {
     const y = top + i * rowH;
     const v = it.max ? it.value / it.max : it.value;
     const color = it.max ? (v >= 1 ? '#a40e26' : v >= 0.8 ? '#bf8700' : '#0b5cad') : (it.color || '#0b5cad');
-    svg.append(sv('text', { x: left - 8, y: y + 15, 'text-anchor': 'end' }, it.label.length > 34 ? it.label.slice(0, 33) + '…' : it.label));
+    svg.append(sv('text', { x: left - 8, y: y + 15, 'text-anchor': 'end' }, it.label.length > (narrow ? 18 : 34) ? it.label.slice(0, narrow ? 17 : 33) + '…' : it.label));
     svg.append(sv('rect', { x: left, y: y + 3, width: Math.max(x(v) - left, v > 0 ? 2 : 0), height: rowH - 8, fill: color, rx: 2 }));
     svg.append(sv('text', { x: x(v) + 6, y: y + 15 }, it.note || String(it.value)));
   });

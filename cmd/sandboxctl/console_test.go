@@ -332,6 +332,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	if v := b.text("#verify-verdict"); !strings.Contains(v, "index 2") {
 		t.Fatalf("tampered export: %q", v)
 	}
+	b.waitFor("checkpoint history", `document.querySelectorAll('#history tbody tr').length === 2`)
+	if h := b.text("#history"); !strings.Contains(h, "passed") || !strings.Contains(h, "failed") || !strings.Contains(h, "node1") {
+		t.Fatalf("checkpoint history: %q", h)
+	}
 	b.do("prove the job", chromedp.SendKeys("#proof-of", id), chromedp.Click("#proof-go"))
 	b.waitFor("proof", `document.querySelector('#proof-out').innerText.includes('Verified')`)
 

@@ -30,7 +30,20 @@ type verifyRun struct {
 	errMsg   string
 	report   json.RawMessage
 	html     []byte
+	history  []verifyRecord // this session's verifications, newest last
 	wg       sync.WaitGroup
+}
+
+// verifyRecord is one verification in the console's checkpoint history.
+type verifyRecord struct {
+	Finished string   `json:"finished"`
+	Source   string   `json:"source"`
+	OK       bool     `json:"ok"`
+	Size     uint64   `json:"size"`
+	Root     string   `json:"root,omitempty"`
+	Signers  []string `json:"signers,omitempty"`
+	Trusted  bool     `json:"trusted"`
+	Failure  string   `json:"failure,omitempty"`
 }
 
 // Progress is the progress bar's sink (see newProgress).
@@ -65,12 +78,13 @@ type verifyStatus struct {
 	Error    string          `json:"error,omitempty"`
 	Report   json.RawMessage `json:"report,omitempty"`
 	HasHTML  bool            `json:"has_html"`
+	History  []verifyRecord  `json:"history"`
 }
 
 func (v *verifyRun) status() verifyStatus {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	s := verifyStatus{Running: v.running, Label: v.label, Done: v.done, Total: v.total, Source: v.source, OK: v.ok, Error: v.errMsg, Report: v.report, HasHTML: len(v.html) > 0}
+	s := verifyStatus{Running: v.running, Label: v.label, Done: v.done, Total: v.total, Source: v.source, OK: v.ok, Error: v.errMsg, Report: v.report, HasHTML: len(v.html) > 0, History: append([]verifyRecord{}, v.history...)}
 	if !v.started.IsZero() {
 		s.Started = v.started.UTC().Format(time.RFC3339)
 	}
@@ -165,4 +179,12 @@ func (con *console) runVerify(file string) {
 	} else if err == nil {
 		v.ok, v.errMsg = false, errors.New("ledger verify printed no report").Error()
 	}
+	rec := verifyRecord{Finished: v.finished.UTC().Format(time.RFC3339), Source: v.source, OK: v.ok, Failure: v.errMsg}
+	var rep struct {
+		Checkpoint *ReportCheckpt `json:"checkpoint"`
+	}
+	if json.Unmarshal(v.report, &rep) == nil && rep.Checkpoint != nil {
+		rec.Size, rec.Root, rec.Signers, rec.Trusted = rep.Checkpoint.Size, rep.Checkpoint.Root, rep.Checkpoint.Signers, rep.Checkpoint.Trusted
+	}
+	v.history = append(v.history, rec)
 }

@@ -231,6 +231,7 @@ const VIEWS = {
     layout: () => el('div', {},
       card('Verification of the whole ledger', 'verify', verifyControls()),
       el('div', { class: 'grid' }, card('Prove an entry', 'proof', proofControls()), card('Latest signed checkpoint', 'checkpoint')),
+      card('Checkpoints verified in this session', 'history'),
       el('section', { class: 'card', 'aria-labelledby': 'report-h' }, el('h2', { id: 'report-h' }, 'Audit report'),
         el('p', { class: 'muted', id: 'report-note' }, 'Run a verification: its report (accounts, datasets, policies, budgets, timeline, refusals, checkpoint history) appears here.'),
         el('div', { id: 'report' }))),
@@ -238,6 +239,10 @@ const VIEWS = {
       const [v, cp] = await Promise.all([api('GET', '/api/verify'), api('GET', '/api/checkpoint')]);
       replace('checkpoint', cp, c => [el('p', {}, 'size ' + c.size + ', root ', el('code', {}, c.root)), el('pre', { class: 'mono query' }, c.note)]);
       renderVerify(v);
+      replace('history', v.history, hs => table(['finished', 'source', { label: 'size', num: true }, 'root', 'signed by', 'verdict'],
+        hs.slice().reverse().map(h => [fmtTime(h.finished), h.source, h.size || '', el('code', {}, h.root || ''),
+          (h.signers || []).join(', ') + (h.root ? (h.trusted ? ' (trusted)' : ' (not checked)') : ''),
+          h.ok ? el('span', { class: 'ok' }, 'passed') : el('span', { class: 'bad' }, 'failed: ' + h.failure)])));
     },
   },
   enterprise: {

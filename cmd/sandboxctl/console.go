@@ -135,8 +135,15 @@ func cmdConsole(ctx context.Context, g *globals, fs *flag.FlagSet, args []string
 		urlHost = net.JoinHostPort("127.0.0.1", strconv.Itoa(addr.Port))
 	}
 	srv := &http.Server{Handler: con, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(g.stdout, "console for %s (%s, roles %s) at http://%s/#token=%s\n", con.me.Address, orDash(con.me.Name), strings.Join(con.me.Roles, ","), urlHost, con.token)
-	fmt.Fprintln(g.stdout, "open that URL in a browser on this machine; Ctrl-C stops the console")
+	url := fmt.Sprintf("http://%s/#token=%s", urlHost, con.token)
+	if g.json {
+		if err := printJSON(g.stdout, map[string]any{"url": url, "account": con.me}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(g.stdout, "console for %s (%s, roles %s) at %s\n", con.me.Address, orDash(con.me.Name), strings.Join(con.me.Roles, ","), url)
+		fmt.Fprintln(g.stdout, "open that URL in a browser on this machine; Ctrl-C stops the console")
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -22,7 +22,6 @@ import (
 
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/policies"
-	"github.com/datasandbox/datasandbox/sandbox"
 )
 
 // The console (sandboxctl console) is a web page served by sandboxctl on
@@ -407,40 +406,17 @@ func (con *console) decide(ctx context.Context, w http.ResponseWriter, r *http.R
 	return writeJSON(w, j)
 }
 
-// result fetches a result; an he result is decrypted here, with the key
-// file's seed, and the browser gets only the plaintext result.
+// result fetches a result with job result's own code (in this process):
+// an he result is decrypted here, with the key file's seed, and the
+// browser gets only the plaintext result, with whatever else it carries
+// (noise intervals and the like).
 func (con *console) result(ctx context.Context, w http.ResponseWriter, id string) error {
-	var raw json.RawMessage
-	if err := con.c.do(ctx, "GET", "/v1/jobs/"+id+"/result", nil, &raw); err != nil {
+	var out strings.Builder
+	if err := run(ctx, append(con.baseArgs(), "--json", "job", "result", id), &out, io.Discard); err != nil {
 		return err
 	}
-	var probe struct {
-		HE json.RawMessage `json:"he"`
-	}
-	if err := json.Unmarshal(raw, &probe); err != nil {
-		return err
-	}
-	if len(probe.HE) > 0 && string(probe.HE) != "null" {
-		var res sandbox.Result
-		if err := json.Unmarshal(raw, &res); err != nil {
-			return err
-		}
-		k, err := con.c.signer()
-		if err != nil {
-			return err
-		}
-		if err := sandbox.DecryptHEResult(&res, k.Ed25519().Seed()); err != nil {
-			return fmt.Errorf("decrypting the he result: %w", err)
-		}
-		res.HE = nil
-		if raw, err = json.Marshal(res); err != nil {
-			return err
-		}
-	}
-	// Everything else the result carries (noise intervals and the like)
-	// goes to the page as it is.
 	w.Header().Set("Content-Type", "application/json")
-	_, err := w.Write(raw)
+	_, err := io.WriteString(w, out.String())
 	return err
 }
 

@@ -262,10 +262,10 @@ func budgetTimeChart(v *View) template.HTML {
 
 // reportCSS is the report's style: a page that fits 1366 px and a phone,
 // tables that wrap instead of widening the page.
-const reportCSS = `body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1f24;margin:0 auto;padding:16px;max-width:1280px}
+const reportCSS = `*{box-sizing:border-box}body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1f24;margin:0 auto;padding:16px;max-width:1280px}
 h1{font-size:22px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
 table{border-collapse:collapse;width:100%;margin:8px 0;font-size:13px}th,td{border-bottom:1px solid #d0d7de;padding:5px 6px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
-th{background:#eef1f4}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef1f4}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.nw{white-space:nowrap}
 table.jobs{table-layout:fixed}table.jobs code{font-size:12px}
 .ok{color:#116329}.bad{color:#a40e26}.muted{color:#57606a}code{font:12px ui-monospace,Menlo,Consolas,monospace;overflow-wrap:anywhere}
 .verdict{padding:10px 14px;border-radius:6px;font-weight:600}.verdict.ok{background:#dcf4e3}.verdict.bad{background:#fde2e2}
@@ -273,7 +273,7 @@ table.jobs{table-layout:fixed}table.jobs code{font-size:12px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:8px 24px}
 svg.chart{width:100%;max-width:760px;height:auto}svg.chart text{font:12px system-ui,sans-serif;fill:#1b1f24}
 .scroll{overflow-x:auto}
-@media (max-width:700px){body{padding:8px}table.jobs,table.jobs tbody,table.jobs tr,table.jobs td{display:block;width:100%}table.jobs thead{display:none}table.jobs tr{border:1px solid #d0d7de;border-radius:6px;margin:8px 0;padding:4px}table.jobs td{border:0;padding:2px 6px}table.jobs td::before{content:attr(data-label) ": ";color:#57606a}}`
+@media (max-width:700px){body{padding:8px}table.jobs,table.jobs tbody,table.jobs tr,table.jobs td{display:block;width:100%}table.jobs thead{display:none}table.jobs tr{border:1px solid #d0d7de;border-radius:6px;margin:8px 0;padding:4px}table.jobs td{border:0;padding:2px 6px;text-align:left}table.jobs td::before{content:attr(data-label) ": ";color:#57606a}}`
 
 var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 	"eps":  fmtEps,
@@ -316,7 +316,7 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 {{range .V.Jobs}}<tr><td data-label="job">{{.ID}}</td><td data-label="submitted">{{time .Submitted}}</td><td data-label="requester">{{.RequesterOf.Label}} <code class="muted" title="{{.RequesterOf.Address}}">{{.RequesterOf.Short}}</code></td>
 <td data-label="dataset">{{.Dataset}} · {{.Mode}}</td><td data-label="purpose">{{.Purpose}}</td><td data-label="query"><code>{{.Query}}</code></td>
 <td data-label="status"><span class="pill {{.Status}}">{{.Status}}</span>{{if .ReasonText}} {{.ReasonText}}{{end}}{{if .Refunded}} (ε returned){{end}}{{if .Shares}}<br><span class="muted">HE shares: {{join .Shares ", "}}</span>{{end}}</td>
-<td data-label="approved by">{{range $i, $a := .ApproverOf}}{{if $i}}, {{end}}{{$a.Label}}{{else}}{{if eq .Needed 0}}<span class="muted">auto</span>{{end}}{{end}}</td><td data-label="ε" class="num">{{eps .Charged}}</td></tr>
+<td data-label="approved by">{{range $i, $a := .ApproverOf}}{{if $i}}, {{end}}{{$a.Label}}{{else}}{{if and (eq .Needed 0) (ne .Status "rejected") (ne .Status "pending")}}<span class="muted">auto</span>{{end}}{{end}}</td><td data-label="ε" class="num">{{eps .Charged}}</td></tr>
 {{else}}<tr><td colspan="9" class="muted">no jobs</td></tr>{{end}}</tbody></table>
 <p class="muted">Data flows of join jobs: this ledger records single-dataset jobs only; each job's dataset is in its row.</p>
 
@@ -324,7 +324,7 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 {{range .V.Accounts}}<tr><td>{{.Name}}</td><td>{{.Org}}</td><td>{{join .Roles ", "}}</td><td><code>{{.Address}}</code></td></tr>{{end}}</tbody></table></div>
 
 <h2>Datasets</h2><div class="scroll"><table><thead><tr><th>dataset</th><th>owner</th><th class="num">rows</th><th>columns (class)</th><th>registered (UTC)</th><th>sha256</th></tr></thead><tbody>
-{{range .V.Datasets}}<tr><td>{{.Name}}</td><td>{{.OwnerOf.Label}}</td><td class="num">{{.Rows}}</td><td>{{.Columns}}</td><td>{{time .Time}}</td><td><code title="{{.SHA256}}">{{printf "%.16s" .SHA256}}…</code></td></tr>{{else}}<tr><td colspan="6" class="muted">none</td></tr>{{end}}</tbody></table></div>
+{{range .V.Datasets}}<tr><td class="nw">{{.Name}}</td><td class="nw">{{.OwnerOf.Label}}</td><td class="num">{{.Rows}}</td><td>{{.Columns}}</td><td>{{time .Time}}</td><td><code title="{{.SHA256}}">{{printf "%.16s" .SHA256}}…</code></td></tr>{{else}}<tr><td colspan="6" class="muted">none</td></tr>{{end}}</tbody></table></div>
 
 <h2>Policies</h2><div class="scroll"><table><thead><tr><th>policy</th><th>dataset</th><th>purpose</th><th>grantees</th><th>modes</th><th class="num">ε per query / budget</th><th>min group</th><th>approval</th><th>expires</th><th>state</th></tr></thead><tbody>
 {{range .V.Policies}}<tr><td>{{.ID}}</td><td>{{.Dataset}}</td><td>{{.Purpose}}</td><td>{{join .Grantees ", "}}</td><td>{{join .Modes ", "}}</td><td class="num">{{eps .DP.EpsilonPerQuery}} / {{eps .DP.EpsilonBudget}}</td><td>{{.MinGroupSize}}</td><td>{{.Approval.Mode}}{{if .Approval.Approvers}}, {{.Approval.Approvers}} approver(s){{end}}</td><td>{{time .Expires}}</td><td>{{if .Revoked}}<span class="bad">revoked</span>{{else}}active{{end}}</td></tr>{{else}}<tr><td colspan="10" class="muted">none</td></tr>{{end}}</tbody></table></div>

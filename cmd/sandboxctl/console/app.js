@@ -354,7 +354,12 @@ async function runVerify(file) {
 }
 
 let lastReport = '';
+let fastPoll = null;
 function renderVerify(v) {
+  // While it runs, the bar moves several times a second.
+  if (v.running && !fastPoll) {
+    fastPoll = setTimeout(() => { fastPoll = null; if (current === 'auditor') api('GET', '/api/verify').then(renderVerify).catch(() => {}); }, 300);
+  }
   const bar = document.getElementById('verify-bar');
   if (!bar) return;
   document.getElementById('verify-progress').hidden = !v.running && !v.finished;

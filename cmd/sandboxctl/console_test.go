@@ -334,7 +334,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.do("open the auditor console", chromedp.Navigate(auditor), chromedp.WaitVisible("#verify-node"))
 	b.do("verify", chromedp.Click("#verify-node"))
 	b.waitFor("verification passes", `document.querySelector('#verify-verdict') && document.querySelector('#verify-verdict').innerText.includes('PASSED')`)
-	b.waitFor("report shown", `document.querySelector('iframe.report') && document.querySelector('iframe.report').contentDocument.body.innerText.includes('Budgets')`)
+	b.waitFor("report shown", `(f => f && f.contentDocument && f.contentDocument.body && f.contentDocument.body.innerText.includes('Budgets'))(document.querySelector('iframe.report'))`)
 	b.screenshot("console-auditor.png")
 	b.labelled("auditor page")
 	exp := filepath.Join(e.dir, "ledger.zst")

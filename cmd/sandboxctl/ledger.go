@@ -493,8 +493,12 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		src = newHTTPSource(ctx, c)
 	}
 	bar := newProgress(g.stderr, "verifying entries", int64(cp.Size), false)
+	// Every job's plan is derived again from its SQL and compared with
+	// the plan the policy was checked against.
+	sm := audit.NewStateMachine()
+	sm.Plan = sandbox.DerivePlan
 	blocks := &audit.BlockLog{Source: &progressSource{src: src, p: bar}}
-	ar, sm, err := audit.Verify(ctx, blocks, cp)
+	ar, _, err := audit.VerifyWith(ctx, sm, blocks, cp)
 	bar.Done()
 	if err != nil {
 		return err

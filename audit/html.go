@@ -47,6 +47,7 @@ func WriteHTML(w io.Writer, v *View, title string, checks map[string]bool) error
 		"Title": title, "V": v, "R": v.Report, "Checks": chk, "Kinds": kinds, "CSS": template.CSS(reportCSS),
 		"BudgetChart":   budgetChart(v.Budgets),
 		"BudgetTime":    budgetTimeChart(v),
+		"QuotaChart":    quotaChart(v.Quotas),
 		"StatusChart":   countChart("jobs by status", "jobs", v.Report.Jobs, statusOrder),
 		"RefusalsChart": countChart("refusals by rule", "refusals", v.Report.Refusals, nil),
 		"Blocks":        recent, "Earlier": earlier,
@@ -119,6 +120,21 @@ func budgetChart(bs []BudgetView) template.HTML {
 			note: fmt.Sprintf("%s of %s ε (%d jobs)", fmtEps(b.Spent), fmtEps(b.Budget), b.Jobs)}
 	}
 	return hbars("epsilon spent of each budget, by requester and dataset", "share of the dataset's budget used (ε spent / ε budget)", bars, 1, 0.25,
+		func(t float64) string { return fmt.Sprintf("%.0f%%", t*100) })
+}
+
+// quotaChart shows each account's pseudonymised ids as a share of its
+// quota: an account pseudonymising a population stands out.
+func quotaChart(qs []QuotaView) template.HTML {
+	bars := make([]bar, len(qs))
+	for i, q := range qs {
+		color := "#0b5cad"
+		if q.Fraction() >= 0.8 {
+			color = "#bf8700"
+		}
+		bars[i] = bar{label: q.Account.Label(), value: q.Fraction(), color: color, note: fmt.Sprintf("%d of %d ids", q.Used, q.Quota)}
+	}
+	return hbars("ids pseudonymised, by account, of its quota", "share of the account's quota used", bars, 1, 0.25,
 		func(t float64) string { return fmt.Sprintf("%.0f%%", t*100) })
 }
 
@@ -332,6 +348,12 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 <h2>HE key ceremony</h2>{{with .V.HE}}<p>Ceremony {{.ID}} ({{time .Time}} UTC): any {{.Threshold}} of {{len .Participants}} nodes decrypt together, none alone; parameters {{.Params}}.</p>
 <table><thead><tr><th>node</th><th class="num">Shamir point</th><th>account</th></tr></thead><tbody>{{range .Participants}}<tr><td>{{.Node}}</td><td class="num">{{.Point}}</td><td><code>{{.Address}}</code></td></tr>{{end}}</tbody></table>
 <p class="muted">public key sha256 <code>{{.PublicKey}}</code>; transcript sha256 <code>{{.Transcript}}</code>. Decryption shares per job are listed with the jobs.</p>{{else}}<p class="muted">No HE key ceremony on this ledger.</p>{{end}}
+
+<h2>Consortium pseudonyms</h2>{{with .V.Pseudonym}}<p>Key {{.ID}} ({{.Suite}}, generation {{.Generation}}, {{time .Time}} UTC): any {{.Threshold}} of {{len .Participants}} nodes evaluate together, none holds the key.</p>{{else}}<p class="muted">No pseudonym key ceremony on this ledger.</p>{{end}}
+{{if .V.Quotas}}{{.QuotaChart}}
+<div class="scroll"><table><thead><tr><th>account</th><th>roles</th><th class="num">ids pseudonymised</th><th class="num">quota</th><th class="num">used</th></tr></thead><tbody>
+{{range .V.Quotas}}<tr><td>{{.Account.Label}} <code class="muted" title="{{.Account.Address}}">{{.Account.Short}}</code></td><td>{{join .Account.Roles ", "}}</td><td class="num">{{.Used}}</td><td class="num">{{.Quota}}</td><td class="num">{{pct .Fraction}}</td></tr>{{end}}
+</tbody></table></div>{{else}}<p class="muted">No ids pseudonymised with the consortium's key.</p>{{end}}
 
 <h2>Checkpoint history: the log after each block</h2>
 <p class="muted">Each block's Merkle root was recomputed from its entries during verification.{{if .Earlier}} The {{.Earlier}} earlier blocks are left out here.{{end}}</p>

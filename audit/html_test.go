@@ -22,6 +22,7 @@ func testView() *View {
 			Refusals: map[string]int{"purpose": 1}, Kinds: map[string]int{"job.submit": 41}},
 		Checkpoint: &CheckpointView{Size: 12, Signers: []string{"node1", "node2"}, Trusted: true, Time: t0},
 		Accounts:   []AccountView{bank, shop},
+		Quotas:     []QuotaView{{Account: bank, Used: 900000, Quota: 1000000}},
 		Budgets: []BudgetView{
 			{Requester: bank, Dataset: "tax2025", Spent: 400, Budget: 400, Jobs: 40}, // a large spender
 			{Requester: shop, Dataset: "health", Spent: 0.5, Budget: 5, Jobs: 1},
@@ -48,6 +49,7 @@ func TestWriteHTML(t *testing.T) {
 		"share of the dataset&#39;s", // the budget chart's axis
 		">75%<",                      // and its ticks
 		"&lt;script&gt;",             // text is escaped
+		"900000 of 1000000 ids",      // pseudonymisation against quotas
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the report lacks %q", want)

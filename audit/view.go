@@ -25,6 +25,8 @@ type View struct {
 	Jobs       []JobView
 	Budgets    []BudgetView
 	HE         *policies.HECeremony
+	Pseudonym  *policies.PseudonymCeremony
+	Quotas     []QuotaView // accounts that had ids pseudonymised
 	Blocks     []BlockInfo // the log's history, block by block
 	names      map[policies.Address]AccountView
 }
@@ -102,6 +104,21 @@ func (b BudgetView) Fraction() float64 {
 	return b.Spent / b.Budget
 }
 
+// QuotaView is how many ids an account had pseudonymised, of its quota.
+type QuotaView struct {
+	Account AccountView
+	Used    int64
+	Quota   int64
+}
+
+// Fraction is Used over Quota (1 without a quota).
+func (q QuotaView) Fraction() float64 {
+	if q.Quota <= 0 {
+		return 1
+	}
+	return float64(q.Used) / float64(q.Quota)
+}
+
 // BlockInfo is a block's header as the verification read it.
 type BlockInfo struct {
 	Height   uint64
@@ -142,6 +159,9 @@ func NewView(rep *Report, m *policies.Machine, cp *chain.Checkpoint, trusted boo
 		av := AccountView{Address: a.Address.String(), Name: a.Name, Org: a.Org, Roles: a.Roles}
 		v.names[a.Address] = av
 		v.Accounts = append(v.Accounts, av)
+		if used, quota := m.PseudonymQuota(a.Address); used > 0 {
+			v.Quotas = append(v.Quotas, QuotaView{Account: av, Used: used, Quota: quota})
+		}
 	}
 	sort.Slice(v.Accounts, func(i, j int) bool { return v.Accounts[i].Label() < v.Accounts[j].Label() })
 	for _, d := range m.Datasets() {
@@ -198,6 +218,10 @@ func NewView(rep *Report, m *policies.Machine, cp *chain.Checkpoint, trusted boo
 	if c, ok := m.HE(); ok {
 		v.HE = &c
 	}
+	if c, ok := m.Pseudonym(); ok {
+		v.Pseudonym = &c
+	}
+	sort.Slice(v.Quotas, func(i, j int) bool { return v.Quotas[i].Fraction() > v.Quotas[j].Fraction() })
 	return v
 }
 

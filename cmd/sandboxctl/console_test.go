@@ -314,7 +314,21 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.waitFor("reason asked", `document.querySelector('#status').innerText.includes('needs a reason')`)
 	b.do("reject with a reason", chromedp.SendKeys("#reason-"+other, "purpose too broad"), chromedp.Click(otherCard+" button.danger"))
 	b.waitFor("rejected", fmt.Sprintf(`document.querySelector('#status').innerText.includes('Rejected %s')`, other))
-	b.do("approve", chromedp.Click(card+" button.primary"))
+	// Approve with the keyboard alone: Tab to the button, press Enter.
+	b.do("focus the top of the page", chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.blur()`))
+	for i := 0; ; i++ {
+		if i == 40 {
+			t.Fatalf("Tab never reached the approve button of %s", id)
+		}
+		b.do("tab", chromedp.KeyEvent("\t"))
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		focused, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement ? document.activeElement.innerText : ''`))
+		cancel()
+		if focused == "Approve "+id {
+			break
+		}
+	}
+	b.do("approve", chromedp.KeyEvent("\r"))
 	b.waitFor("approved", fmt.Sprintf(`document.querySelector('#status').innerText.includes('Approved %s')`, id))
 	b.waitFor("the job ran", fmt.Sprintf(`[...document.querySelectorAll('#usage tr')].some(r => r.innerText.includes(%s) && r.innerText.includes('completed'))`, js(id)))
 

@@ -349,6 +349,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.do("verify", chromedp.Click("#verify-node"))
 	b.waitFor("verification passes", `document.querySelector('#verify-verdict') && document.querySelector('#verify-verdict').innerText.includes('PASSED')`)
 	b.waitFor("report shown", `(f => f && f.contentDocument && f.contentDocument.body && f.contentDocument.body.innerText.includes('Budgets'))(document.querySelector('iframe.report'))`)
+	b.waitFor("history of one verification", `document.querySelector('#history') && document.querySelector('#history').innerText.includes('passed')`)
 	b.screenshot("console-auditor.png")
 	b.labelled("auditor page")
 	exp := filepath.Join(e.dir, "ledger.zst")

@@ -239,10 +239,6 @@ const VIEWS = {
       const [v, cp] = await Promise.all([api('GET', '/api/verify'), api('GET', '/api/checkpoint')]);
       replace('checkpoint', cp, c => [el('p', {}, 'size ' + c.size + ', root ', el('code', {}, c.root)), el('pre', { class: 'mono query' }, c.note)]);
       renderVerify(v);
-      replace('history', v.history, hs => table(['finished', 'source', { label: 'size', num: true }, 'root', 'signed by', 'verdict'],
-        hs.slice().reverse().map(h => [fmtTime(h.finished), h.source, h.size || '', el('code', {}, h.root || ''),
-          (h.signers || []).join(', ') + (h.root ? (h.trusted ? ' (trusted)' : ' (not checked)') : ''),
-          h.ok ? el('span', { class: 'ok' }, 'passed') : el('span', { class: 'bad' }, 'failed: ' + h.failure)])));
     },
   },
   enterprise: {
@@ -379,6 +375,10 @@ function renderVerify(v) {
     out.push(el('p', { class: 'muted' }, 'finished ' + fmtTime(v.finished)));
     return out;
   });
+  replace('history', v.history, hs => table(['finished', 'source', { label: 'size', num: true }, 'root', 'signed by', 'verdict'],
+        hs.slice().reverse().map(h => [fmtTime(h.finished), h.source, h.size || '', el('code', {}, h.root || ''),
+          (h.signers || []).join(', ') + (h.root ? (h.trusted ? ' (trusted)' : ' (not checked)') : ''),
+          h.ok ? el('span', { class: 'ok' }, 'passed') : el('span', { class: 'bad' }, 'failed: ' + h.failure)])));
   if (!v.running && v.has_html && lastReport !== v.finished) {
     lastReport = v.finished;
     api('GET', '/api/verify/report').then(html => {

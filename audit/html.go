@@ -43,6 +43,13 @@ func WriteHTML(w io.Writer, v *View, title string, checks map[string]bool) error
 	for i, b := range blocks {
 		recent[len(blocks)-1-i] = b
 	}
+	// A long ledger's page lists its latest jobs; the JSON report (ledger
+	// verify --out) has every one.
+	jobs, earlierJobs := v.Jobs, 0
+	if len(jobs) > maxJobRows {
+		earlierJobs = len(jobs) - maxJobRows
+		jobs = jobs[earlierJobs:]
+	}
 	return reportPage.Execute(w, map[string]any{
 		"Title": title, "V": v, "R": v.Report, "Checks": chk, "Kinds": kinds, "CSS": template.CSS(reportCSS),
 		"BudgetChart":   budgetChart(v.Budgets),
@@ -50,9 +57,12 @@ func WriteHTML(w io.Writer, v *View, title string, checks map[string]bool) error
 		"QuotaChart":    quotaChart(v.Quotas),
 		"StatusChart":   countChart("jobs by status", "jobs", v.Report.Jobs, statusOrder),
 		"RefusalsChart": countChart("refusals by rule", "refusals", v.Report.Refusals, nil),
-		"Blocks":        recent, "Earlier": earlier,
+		"Blocks":        recent, "Earlier": earlier, "Jobs": jobs, "EarlierJobs": earlierJobs,
 	})
 }
+
+// maxJobRows bounds the jobs listed on the page.
+const maxJobRows = 2000
 
 var statusOrder = []string{"pending", "authorised", "running", "completed", "failed", "rejected"}
 
@@ -329,11 +339,12 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 <h2>Jobs and refusals, in order</h2>
 <table class="jobs"><colgroup><col style="width:6%"><col style="width:10%"><col style="width:11%"><col style="width:10%"><col style="width:12%"><col style="width:22%"><col style="width:14%"><col style="width:9%"><col style="width:6%"></colgroup>
 <thead><tr><th>job</th><th>submitted (UTC)</th><th>requester</th><th>dataset · mode</th><th>purpose</th><th>query</th><th>status · reason</th><th>approved by</th><th class="num">ε</th></tr></thead><tbody>
-{{range .V.Jobs}}<tr><td data-label="job">{{.ID}}</td><td data-label="submitted">{{time .Submitted}}</td><td data-label="requester">{{.RequesterOf.Label}} <code class="muted" title="{{.RequesterOf.Address}}">{{.RequesterOf.Short}}</code></td>
+{{range .Jobs}}<tr><td data-label="job">{{.ID}}</td><td data-label="submitted">{{time .Submitted}}</td><td data-label="requester">{{.RequesterOf.Label}} <code class="muted" title="{{.RequesterOf.Address}}">{{.RequesterOf.Short}}</code></td>
 <td data-label="dataset">{{.Dataset}} · {{.Mode}}</td><td data-label="purpose">{{.Purpose}}</td><td data-label="query"><code>{{.Query}}</code></td>
 <td data-label="status"><span class="pill {{.Status}}">{{.Status}}</span>{{if .ReasonText}} {{.ReasonText}}{{end}}{{if .Refunded}} (ε returned){{end}}{{if .Shares}}<br><span class="muted">HE shares: {{join .Shares ", "}}</span>{{end}}</td>
 <td data-label="approved by">{{range $i, $a := .ApproverOf}}{{if $i}}, {{end}}{{$a.Label}}{{else}}{{if and (eq .Needed 0) (ne .Status "rejected") (ne .Status "pending")}}<span class="muted">auto</span>{{end}}{{end}}</td><td data-label="ε" class="num">{{eps .Charged}}</td></tr>
 {{else}}<tr><td colspan="9" class="muted">no jobs</td></tr>{{end}}</tbody></table>
+{{if .EarlierJobs}}<p class="muted">The {{.EarlierJobs}} earlier jobs are left out here; the JSON report (ledger verify --out) lists every job.</p>{{end}}
 <p class="muted">Data flows of join jobs: this ledger records single-dataset jobs only; each job's dataset is in its row.</p>
 
 <h2>Accounts</h2><div class="scroll"><table><thead><tr><th>name</th><th>organisation</th><th>roles</th><th>address</th></tr></thead><tbody>

@@ -70,3 +70,23 @@ func TestWriteHTML(t *testing.T) {
 		t.Fatalf("bar widths %v and %v, want 360 (100%%) and 36 (10%%)", full, small)
 	}
 }
+
+// A long ledger's page lists its latest jobs and says how many it left out.
+func TestWriteHTMLLongLedger(t *testing.T) {
+	v := testView()
+	job := v.Jobs[0]
+	v.Jobs = nil
+	for i := range maxJobRows + 3 {
+		j := job
+		j.ID = "job-" + strconv.Itoa(1000+i)
+		v.Jobs = append(v.Jobs, j)
+	}
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, v, "Ledger audit", nil); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	if !strings.Contains(page, "The 3 earlier jobs are left out") || strings.Contains(page, ">job-1002<") || !strings.Contains(page, ">job-1003<") {
+		t.Fatal("the page does not list the latest jobs only, or does not say so")
+	}
+}

@@ -72,6 +72,11 @@ func (w *walker) scalar(n *pg.Node) (Scalar, error) {
 				return KeyRef{I: i, K: k}, nil
 			}
 		}
+		for _, t := range w.targets {
+			if t.Name == name && len(x.ColumnRef.Fields) == 1 {
+				return nil, w.refuse(pos, RuleUnsupported, "%s is an output alias: as in PostgreSQL, expressions cannot refer to it (repeat its expression)", name)
+			}
+		}
 		return nil, w.refuse(pos, RuleRowLevel, "column %q is outside GROUP BY and would return row-level values", name)
 	case *pg.Node_FuncCall:
 		return w.call(x.FuncCall)

@@ -167,6 +167,7 @@ func TestRefusedCorpus(t *testing.T) {
 		{"cast", "SELECT AVG(income)::int FROM tax", "", RuleUnsupported, 19, "type casts"},
 		{"column compared with column", "SELECT COUNT(*) FROM tax WHERE age = household_size", "", RuleUnsupported, 38, "not with another column"},
 		{"order by a row-level column", "SELECT region, COUNT(*) FROM tax GROUP BY region ORDER BY income", "", RuleRowLevel, 59, `column "income" is outside GROUP BY`},
+		{"alias in HAVING", "SELECT region, COUNT(*) AS n FROM tax GROUP BY region HAVING n > 10", "", RuleUnsupported, 62, "n is an output alias"},
 		{"order by bins", "SELECT COUNT(*) FROM tax ORDER BY HISTOGRAM(income, 0, 1, 2)", "", RuleOrderBy, 35, "HISTOGRAM returns bins"},
 		{"order by position", "SELECT COUNT(*) FROM tax ORDER BY 3", "", RuleOrderBy, 35, "position 3"},
 		{"group by position of an aggregate", "SELECT COUNT(*) FROM tax GROUP BY 1", "", RuleGroupBy, 35, "refers to an aggregate"},

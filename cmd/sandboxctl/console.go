@@ -63,6 +63,7 @@ type consoleConfig struct {
 }
 
 type console struct {
+	ctx   context.Context // the console's run: verifications stop with it
 	g     *globals
 	c     *client
 	cfg   consoleConfig
@@ -104,7 +105,7 @@ func cmdConsole(ctx context.Context, g *globals, fs *flag.FlagSet, args []string
 		return err
 	}
 	c := newClient(g)
-	con := &console{g: g, c: c, cfg: cfg, names: map[string]api.AccountResponse{}, verify: &verifyRun{}}
+	con := &console{ctx: ctx, g: g, c: c, cfg: cfg, names: map[string]api.AccountResponse{}, verify: &verifyRun{}}
 	if err := c.do(ctx, "GET", "/v1/accounts/"+k.Address().String(), nil, &con.me); err != nil {
 		return fmt.Errorf("console: reading this key's account: %w", err)
 	}

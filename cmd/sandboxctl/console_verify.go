@@ -147,7 +147,7 @@ func (con *console) startVerify(w http.ResponseWriter, r *http.Request) error {
 func (con *console) runVerify(file string) {
 	v := con.verify
 	defer v.wg.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	ctx, cancel := context.WithTimeout(con.ctx, 30*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
 	var page []byte

@@ -204,6 +204,9 @@ func (s *Server) publishPolicy(c echo.Context) error {
 	if ds.Owner != who.addr && (ds.Org == "" || ds.Org != who.account.Org) {
 		return forbidden(fmt.Sprintf("dataset %q belongs to another agency", p.Dataset))
 	}
+	if err := s.state.Limits().CheckPolicy(p); err != nil {
+		return &problemError{status: http.StatusUnprocessableEntity, code: "beyond-limits", detail: err.Error()}
+	}
 	rc, err := s.relay(c, policies.KindPolicyPublish, nil)
 	if err != nil {
 		return err
@@ -249,14 +252,13 @@ func (s *Server) submitJob(c echo.Context) error {
 	}
 	q, err := sandbox.ParseQuery(d.Query)
 	if err != nil {
-		return badRequest("bad-query", err.Error())
+		return err // 422 bad-query, with the position
 	}
-	if ds, ok := s.state.Dataset(q.From); ok && d.Mode == policies.ModeHE {
-		// What the encrypted engine cannot do is refused before the ledger
-		// (and before any budget is spent), like row-level queries.
-		if err := sandbox.CheckHE(q, &ds.Schema); err != nil {
-			return &problemError{status: http.StatusUnprocessableEntity, code: "refused", detail: err.Error()}
-		}
+	// A query that cannot run is refused here, before the ledger: nothing
+	// is recorded and no budget is spent. Only policy decisions (purpose,
+	// grantee, budget, mode) are committed as rejected jobs.
+	if err := checkQuery(s.state, q, d.Mode); err != nil {
+		return err
 	}
 	rc, err := s.relay(c, policies.KindJobSubmit, policies.JobExtra{Dataset: q.From, Plan: q.Plan()})
 	if err != nil {
@@ -289,4 +291,41 @@ func (s *Server) decideJob(kind string) echo.HandlerFunc {
 		j, _ = s.state.Job(j.ID)
 		return c.JSON(http.StatusOK, jobResponse(j))
 	}
+}
+
+// checkQuery refuses a query that cannot run whatever any policy says: an
+// unknown dataset, unknown columns, row-level outputs and column-class
+// rules (sandbox.Check), and what the encrypted engine cannot evaluate in
+// he mode (sandbox.CheckHE). The errors carry the position in the query.
+func checkQuery(st State, q *sandbox.Query, mode string) error {
+	ds, ok := st.Dataset(q.From)
+	if !ok {
+		return &sandbox.RefusalError{Pos: q.FromPosition(), Msg: fmt.Sprintf("unknown dataset %q (sandboxctl dataset list shows the catalogue)", clip(q.From))}
+	}
+	if err := sandbox.Check(q, &ds.Schema); err != nil {
+		return err
+	}
+	if mode == policies.ModeHE {
+		return sandbox.CheckHE(q, &ds.Schema)
+	}
+	return nil
+}
+
+func (s *Server) getLimits(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.state.Limits())
+}
+
+func (s *Server) setLimits(c echo.Context) error {
+	var l policies.Limits
+	if err := decodeStrict(callerOf(c).body, &l, "limits must be {\"max_epsilon_per_query\", \"max_epsilon_budget\", \"max_delta\"}"); err != nil {
+		return err
+	}
+	if err := l.Validate(); err != nil {
+		return badRequest("bad-limits", err.Error())
+	}
+	rc, err := s.relay(c, policies.KindLimitsSet, nil)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, WriteResponse{Kind: policies.KindLimitsSet, Index: rc.Index})
 }

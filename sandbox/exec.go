@@ -99,16 +99,19 @@ func (q *Query) Columns() map[string]bool {
 }
 
 // Check refuses what the engine never runs, whatever the policy says:
-// identifiers anywhere, MIN/MAX of sensitive columns, grouping by
-// sensitive or unbounded columns, aggregates of unbounded numbers.
+// unknown columns, identifiers anywhere, MIN/MAX of sensitive columns,
+// grouping by sensitive or unbounded columns, aggregates of unbounded
+// numbers. Its errors are *RefusalError, with the position in the query.
+// The API runs it before anything reaches the ledger; the state machine
+// applies the same class rules to the plan (policies, defence in depth).
 func Check(q *Query, s *policies.Schema) error {
-	col := func(name, use string) (policies.Column, error) {
+	col := func(name, clause, use string) (policies.Column, error) {
 		c, ok := s.Column(name)
 		if !ok {
-			return c, refuse("unknown column %q", name)
+			return c, refuseAt(q, clause, name, "unknown column %q in %s (the dataset's columns: %s)", name, use, columnNames(s))
 		}
 		if c.Class == policies.Identifier {
-			return c, refuse("identifier column %q may not be used in %s (it would single out a person)", name, use)
+			return c, refuseAt(q, clause, name, "identifier column %q may not be used in %s (it would single out a person)", name, use)
 		}
 		return c, nil
 	}
@@ -120,40 +123,52 @@ func Check(q *Query, s *policies.Schema) error {
 			if a == "*" {
 				continue
 			}
-			c, err := col(a, "an aggregate")
+			c, err := col(a, inSelect, "an aggregate")
 			if err != nil {
 				return err
 			}
 			fn := it.Agg.Func
 			if (fn == "min" || fn == "max") && c.Class != policies.Public {
-				return refuse("%s of %s column %q would return an individual's value", strings.ToUpper(fn), c.Class, a)
+				return refuseAt(q, inSelect, a, "%s of %s column %q would return an individual's value", strings.ToUpper(fn), c.Class, a)
 			}
 			if fn != "count" && fn != "min" && fn != "max" && columnKind(c) != kindNum {
-				return refuse("%s(%s): column %q is not numeric", strings.ToUpper(fn), a, a)
+				return refuseAt(q, inSelect, a, "%s(%s): column %q is not numeric", strings.ToUpper(fn), a, a)
 			}
 			if fn != "count" && len(c.Bounds) != 2 {
-				return refuse("%s(%s): column %q has no bounds, so no one's contribution is bounded", strings.ToUpper(fn), a, a)
+				return refuseAt(q, inSelect, a, "%s(%s): column %q has no bounds, so no one's contribution is bounded", strings.ToUpper(fn), a, a)
 			}
 		}
 	}
 	for _, g := range q.GroupBy {
-		c, err := col(g, "GROUP BY")
+		c, err := col(g, inGroupBy, "GROUP BY")
 		if err != nil {
 			return err
 		}
 		if c.Class == policies.Sensitive {
-			return refuse("sensitive column %q may not be grouped by", g)
+			return refuseAt(q, inGroupBy, g, "sensitive column %q may not be grouped by", g)
 		}
 		if columnKind(c) != kindDict {
-			return refuse("numeric column %q may not be grouped by (every value would be its own group); generalise it in the schema", g)
+			return refuseAt(q, inGroupBy, g, "numeric column %q may not be grouped by (every value would be its own group); generalise it in the schema", g)
 		}
 	}
 	for _, f := range q.FilterColumns() {
-		if _, err := col(f, "WHERE"); err != nil {
+		if _, err := col(f, inWhere, "WHERE"); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// columnNames lists a schema's columns for a refusal's message.
+func columnNames(s *policies.Schema) string {
+	names := make([]string, 0, 20)
+	for _, c := range s.Columns {
+		if len(names) == 20 {
+			return strings.Join(names, ", ") + fmt.Sprintf(" and %d more", len(s.Columns)-20)
+		}
+		names = append(names, c.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 // Execute runs a checked query on a table and applies output control.

@@ -32,23 +32,46 @@ func DecryptHEResult(res *Result, seed []byte) error {
 	if pt.IsNTT {
 		ringQ.INTT(pt.Value, pt.Value)
 	}
-	cols, rows, err := DecodeHEResult(res.HE.Layout, pt.Value.Coeffs[0], ringQ.SubRings[0].Modulus)
+	out, err := decodeHE(res.HE.Layout, pt.Value.Coeffs[0], ringQ.SubRings[0].Modulus, len(res.HE.Active))
 	if err != nil {
 		return err
 	}
-	res.Columns, res.Rows = cols, rows
+	res.Columns, res.Rows, res.Noise, res.TooNoisy = out.Columns, out.Rows, out.Noise, out.TooNoisy
 	return nil
 }
 
 // DecodeHEResult reads the released quantities from a decrypted result
 // polynomial's coefficients and finishes the table.
 func DecodeHEResult(lay *HELayout, coeffs []uint64, q uint64) (columns []string, rows [][]any, err error) {
-	pq, err := ParseQuery(lay.Query)
+	res, err := decodeHE(lay, coeffs, q, 1)
 	if err != nil {
 		return nil, nil, err
 	}
+	return res.Columns, res.Rows, nil
+}
+
+// decodeHE is DecodeHEResult with the noise statements: draws is how many
+// nodes each added their draw of noise (the result's Active).
+func decodeHE(lay *HELayout, coeffs []uint64, q uint64, draws int) (*Result, error) {
+	pq, err := ParseQuery(lay.Query)
+	if err != nil {
+		return nil, err
+	}
 	if lay.Spacing <= 0 || len(lay.Keys)*len(lay.PerCell)*lay.Spacing > len(coeffs) {
-		return nil, nil, fmt.Errorf("sandbox: result layout does not fit the ciphertext")
+		return nil, fmt.Errorf("sandbox: result layout does not fit the ciphertext")
+	}
+	var model noiseModel
+	var ln HENoise
+	if lay.Noise != nil {
+		ln = *lay.Noise
+		per := float64(max(len(lay.PerCell), 1))
+		model = noiseModel{mech: ln.Mechanism, eps: ln.Epsilon / per, delta: ln.Delta / per, draws: draws}
+		if model.mech == "" {
+			model.mech = "laplace"
+		}
+		if !(model.eps > 0) {
+			return nil, fmt.Errorf("sandbox: he result layout states no epsilon")
+		}
 	}
 	// val is a released quantity of cell g in the data's units (0 when
 	// the layout does not carry it).
@@ -83,7 +106,8 @@ func DecodeHEResult(lay *HELayout, coeffs []uint64, q uint64) (columns []string,
 		res.Columns = append(res.Columns, label(it))
 	}
 	for g, key := range lay.Keys {
-		row := make([]any, len(pq.Select))
+		row := make([]any, len(pq.Select)+1) // the last: noise statements (splitNoise)
+		stmts := make([]*Noise, len(pq.Select))
 		for i, it := range pq.Select {
 			if it.Agg == nil {
 				row[i] = key[groupPos[it.Column]]
@@ -98,19 +122,28 @@ func DecodeHEResult(lay *HELayout, coeffs []uint64, q uint64) (columns []string,
 					sums.sb, sums.sbb, sums.sab = val(g, "x:"+y), val(g, "xx:"+y), val(g, pairName(x, y))
 				}
 			}
-			b := lay.Bounds[a.Args[0]]
-			row[i] = finishCell(a.Func, sums, b[0], b[1])
+			bx := lay.Bounds[a.Args[0]]
+			cb := cellBounds{xlo: bx[0], xhi: bx[1], rows: float64(ln.Rows), minN: float64(ln.MinGroupSize)}
+			if len(a.Args) > 1 {
+				by := lay.Bounds[a.Args[1]]
+				cb.ylo, cb.yhi = by[0], by[1]
+			}
+			v, st := release(a.Func, sums, model, cb, lay.Noise == nil)
+			if tooNoisy(v, st, ln.MaxIntervalRatio) {
+				v, st.TooNoisy = nil, true
+				res.TooNoisy++
+			}
+			row[i], stmts[i] = v, st
 		}
+		row[len(pq.Select)] = stmts
 		res.Rows = append(res.Rows, row)
 	}
 	if err := order(res, pq); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if pq.Limit > 0 && len(res.Rows) > pq.Limit {
 		res.Rows = res.Rows[:pq.Limit]
 	}
-	if res.Rows == nil {
-		res.Rows = [][]any{}
-	}
-	return res.Columns, res.Rows, nil
+	splitNoise(res, lay.Noise != nil)
+	return res, nil
 }

@@ -140,7 +140,7 @@ func TestHEQueryRefusedBeforeLedger(t *testing.T) {
 	for sql, want := range map[string]string{
 		"SELECT HISTOGRAM(income, 0, 100000, 10) FROM tax2025":                     "HISTOGRAM is not available in he mode",
 		"SELECT region, COUNT(*) FROM tax2025 WHERE income > 5000 GROUP BY region": "WHERE reads clear columns only; income is encrypted",
-		"SELECT SUM(age) FROM tax2025":                                             "reads a clear column",
+		"SELECT SUM(age) FROM tax2025":                                             `column "age" is not numeric`,
 	} {
 		code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", map[string]string{"query": sql, "mode": "he", "purpose": "credit risk statistics"}, nil)
 		if code != 422 || p.Code != "refused" || !strings.Contains(p.Detail, want) {
@@ -152,4 +152,63 @@ func TestHEQueryRefusedBeforeLedger(t *testing.T) {
 	if after.Applied != before.Applied {
 		t.Fatalf("refused queries reached the ledger: %d -> %d entries", before.Applied, after.Applied)
 	}
+}
+
+// Queries that cannot run are refused before the ledger, whatever the
+// mode, with the exact reason and its position: nothing is committed and
+// no budget is spent. Only policy decisions become rejected jobs.
+func TestQueryRefusedBeforeLedger(t *testing.T) {
+	f := apitest.New(t)
+	f.WithPolicy(t, nil)
+	var before StateResponse
+	f.Must(t, "auditor", 0, "GET", "/v1/ledger/state", nil, &before)
+	cases := []struct {
+		sql, code, want string
+		pos             int
+	}{
+		{"SELECT regon, COUNT(*) FROM tax2025 GROUP BY regon", "refused", `unknown column "regon" in GROUP BY`, 46},
+		{"SELECT COUNT(*) FROM tax2025 WHERE regon = 'north'", "refused", `unknown column "regon" in WHERE`, 36},
+		{"SELECT MIN(income) FROM tax2025", "refused", `MIN of sensitive column "income" would return an individual's value`, 12},
+		{"SELECT person_id, COUNT(*) FROM tax2025 GROUP BY person_id", "refused", `identifier column "person_id" may not be used in GROUP BY`, 50},
+		{"SELECT income, COUNT(*) FROM tax2025 GROUP BY income", "refused", `sensitive column "income" may not be grouped by`, 47},
+		{"SELECT COUNT(*) FROM tax2024", "refused", `unknown dataset "tax2024"`, 22},
+		{"SELECT COUNT(*) FROM tax2025 GROUP", "bad-query", "", 0},
+	}
+	for _, c := range cases {
+		for _, mode := range []string{"masked", "he"} {
+			code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", map[string]string{"query": c.sql, "mode": mode, "purpose": "credit risk statistics"}, nil)
+			if code != 422 || p.Code != c.code || !strings.Contains(p.Detail, c.want) || (c.pos > 0 && p.Position != c.pos) {
+				t.Fatalf("%s (%s): %d %+v", c.sql, mode, code, p)
+			}
+		}
+	}
+	var after StateResponse
+	f.Must(t, "auditor", 0, "GET", "/v1/ledger/state", nil, &after)
+	if after.Applied != before.Applied {
+		t.Fatalf("refused queries reached the ledger: %d -> %d entries", before.Applied, after.Applied)
+	}
+}
+
+// A policy beyond the consortium's limits is refused with the rule before
+// the ledger; the admin may raise the limits, after which it is accepted.
+func TestPolicyBeyondLimits(t *testing.T) {
+	f := apitest.New(t)
+	f.WithPolicy(t, nil)
+	p := apitest.TaxPolicy()
+	p["purpose"] = "research"
+	p["dp"] = map[string]any{"epsilon_per_query": 1000, "epsilon_budget": 1000, "delta": 1e-6}
+	code, pr := f.Do(t, "agency1", 0, "POST", "/v1/policies", p, nil)
+	if code != 422 || pr.Code != "beyond-limits" || !strings.Contains(pr.Detail, "dp.epsilon_per_query 1000 exceeds the consortium's limit of 1 per query") {
+		t.Fatalf("%d %+v", code, pr)
+	}
+	if code, _ := f.Do(t, "agency1", 0, "POST", "/v1/limits", policies.Limits{MaxEpsilonPerQuery: 1000, MaxEpsilonBudget: 1000}, nil); code != 403 {
+		t.Fatalf("an agency set the limits: %d", code)
+	}
+	f.Must(t, "admin", 0, "POST", "/v1/limits", policies.Limits{MaxEpsilonPerQuery: 1000, MaxEpsilonBudget: 1000, MaxDelta: 1e-5}, nil)
+	var l policies.Limits
+	f.Must(t, "bank", 1, "GET", "/v1/limits", nil, &l)
+	if l.MaxEpsilonPerQuery != 1000 {
+		t.Fatalf("limits %+v", l)
+	}
+	f.Must(t, "agency1", 0, "POST", "/v1/policies", p, nil)
 }

@@ -52,10 +52,13 @@ type DatasetResponse struct {
 	Schema policies.Schema `json:"schema"`
 	SHA256 string          `json:"sha256"`
 	Rows   int64           `json:"rows"`
+	// Population is the data subjects' budget key: datasets that share it
+	// share one privacy budget per organisation.
+	Population string `json:"population,omitempty"`
 }
 
 func datasetResponse(d policies.Dataset) DatasetResponse {
-	return DatasetResponse{Name: d.Name, Owner: d.Owner.String(), Org: d.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows}
+	return DatasetResponse{Name: d.Name, Owner: d.Owner.String(), Org: d.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows, Population: d.Population}
 }
 
 func (s *Server) listDatasets(c echo.Context) error {

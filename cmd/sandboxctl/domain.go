@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"strconv"
@@ -321,6 +322,7 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	query := fs.String("query", "", "the SQL query")
 	purpose := fs.String("purpose", "", "the purpose, as the policy states it")
 	wait := fs.Bool("wait", false, "wait for the job to finish and print its result")
+	waitTimeout := fs.Duration("wait-timeout", 10*time.Minute, "with --wait: give up after this long (the job goes on; check it later with job status)")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -346,21 +348,54 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	if !*wait {
 		return nil
 	}
-	deadline := time.Now().Add(10 * time.Minute)
+	if err := waitJob(ctx, g, c, j, *waitTimeout); err != nil {
+		return err
+	}
+	return showResult(ctx, g, c, j.Job)
+}
+
+// waitJob follows a submitted job until it completes, fails or is
+// rejected, or until timeout. While it waits for manual approvals it says
+// so on stderr (by whom, how many) each time the count changes; on timeout
+// it fails with the job id to check later.
+func waitJob(ctx context.Context, g *globals, c *client, j api.JobResponse, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	said := -1
 	for j.Status != policies.JobCompleted {
 		switch j.Status {
 		case policies.JobFailed, policies.JobRejected:
 			return fmt.Errorf("job %s %s: %s", j.Job, j.Status, j.Reason)
+		case policies.JobPending:
+			if len(j.Approvals) != said {
+				said = len(j.Approvals)
+				fmt.Fprintf(g.stderr, "job %s waits for approval by %s: %d of %d approvals so far; waiting up to %s (--wait-timeout)\n",
+					j.Job, approverOf(ctx, c, j.Dataset), len(j.Approvals), j.Needed, timeout)
+			}
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("job %s still %s after 10 minutes", j.Job, j.Status)
+		left := time.Until(deadline)
+		if left <= 0 {
+			what := j.Status
+			if j.Status == policies.JobPending {
+				what = fmt.Sprintf("pending approval (%d of %d)", len(j.Approvals), j.Needed)
+			}
+			return fmt.Errorf("job %s still %s after %s; check it later with: sandboxctl job status %s", j.Job, what, timeout, j.Job)
 		}
-		// The node answers as soon as the job ends (long poll).
-		if err := c.do(ctx, "GET", "/v1/jobs/"+j.Job+"?wait=30s", nil, &j); err != nil {
+		// The node answers as soon as the job moves (long poll).
+		w := min(left, 30*time.Second).Round(time.Millisecond)
+		if err := c.do(ctx, "GET", "/v1/jobs/"+j.Job+"?wait="+w.String(), nil, &j); err != nil {
 			return err
 		}
 	}
-	return showResult(ctx, g, c, j.Job)
+	return nil
+}
+
+// approverOf names who approves jobs on a dataset: its owner's agency.
+func approverOf(ctx context.Context, c *client, dataset string) string {
+	var d api.DatasetResponse
+	if err := c.do(ctx, "GET", "/v1/datasets/"+url.PathEscape(dataset), nil, &d); err != nil || d.Org == "" {
+		return "the agency owning dataset " + dataset
+	}
+	return fmt.Sprintf("agency %s (owner of dataset %s)", d.Org, dataset)
 }
 
 // showResult fetches a result and prints it as a table, or as the
@@ -394,18 +429,14 @@ func showResult(ctx context.Context, g *globals, c *client, id string) error {
 	}
 	w := table(g)
 	fmt.Fprintln(w, strings.ToUpper(strings.Join(res.Columns, "\t")))
-	for _, row := range res.Rows {
+	for r, row := range res.Rows {
 		cells := make([]string, len(row))
 		for i, v := range row {
-			switch x := v.(type) {
-			case float64:
-				cells[i] = strconv.FormatFloat(x, 'f', -1, 64)
-			case nil:
-				cells[i] = "-"
-			default:
-				b, _ := json.Marshal(x)
-				cells[i] = strings.Trim(string(b), `"`)
+			var nz *sandbox.Noise
+			if r < len(res.Noise) && i < len(res.Noise[r]) {
+				nz = res.Noise[r][i]
 			}
+			cells[i] = formatCell(v, nz)
 		}
 		fmt.Fprintln(w, strings.Join(cells, "\t"))
 	}
@@ -413,7 +444,70 @@ func showResult(ctx context.Context, g *globals, c *client, id string) error {
 		return err
 	}
 	fmt.Fprintf(g.stdout, "(%d rows, %d cells suppressed, epsilon %g spent, result sha256 %s)\n", len(res.Rows), res.Suppressed, res.EpsilonSpent, res.ResultSHA256)
+	if res.TooNoisy > 0 {
+		fmt.Fprintf(g.stdout, "(%d values withheld as too noisy to release, by the policy's max_interval_ratio)\n", res.TooNoisy)
+	}
+	if len(res.Noise) > 0 {
+		fmt.Fprintln(g.stdout, "(± is the 95% interval's half-width, from the noise mechanism and the columns' bounds; --json gives each interval)")
+	}
 	return nil
+}
+
+// formatCell prints a released value, with "± h" when its noise is known:
+// h is the larger distance from the value to an end of its 95% interval,
+// and both are rounded to h's second significant digit.
+func formatCell(v any, nz *sandbox.Noise) string {
+	switch x := v.(type) {
+	case float64:
+		if nz == nil || nz.CI95 == nil {
+			if nz != nil {
+				return strconv.FormatFloat(x, 'f', -1, 64) + " ± ∞"
+			}
+			return strconv.FormatFloat(x, 'f', -1, 64)
+		}
+		h := math.Max(x-nz.CI95[0], nz.CI95[1]-x)
+		d := 0
+		if h > 0 {
+			d = max(0, 1-int(math.Floor(math.Log10(h))))
+		}
+		return groupDigits(strconv.FormatFloat(x, 'f', d, 64)) + " ± " + groupDigits(strconv.FormatFloat(h, 'f', d, 64))
+	case nil:
+		if nz != nil && nz.TooNoisy {
+			return "too noisy"
+		}
+		return "-"
+	default:
+		b, _ := json.Marshal(x)
+		s := strings.Trim(string(b), `"`)
+		if nz != nil && len(nz.CI95Bins) > 0 {
+			h := 0.0
+			for _, ci := range nz.CI95Bins {
+				h = math.Max(h, (ci[1]-ci[0])/2)
+			}
+			s += " (each ± " + groupDigits(strconv.FormatFloat(h, 'f', 0, 64)) + ")"
+		}
+		return s
+	}
+}
+
+// groupDigits puts thousands separators into a formatted number.
+func groupDigits(s string) string {
+	sign := ""
+	if strings.HasPrefix(s, "-") {
+		sign, s = "-", s[1:]
+	}
+	whole, frac, hasFrac := strings.Cut(s, ".")
+	var b strings.Builder
+	for i, c := range whole {
+		if i > 0 && (len(whole)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if hasFrac {
+		return sign + b.String() + "." + frac
+	}
+	return sign + b.String()
 }
 
 func cmdJobStatus(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
@@ -551,5 +645,44 @@ func printCeremony(g *globals, c policies.HECeremony) error {
 	fmt.Fprintf(g.stdout, "HE key ceremony %s: any %d of %s can decrypt together, none alone\n", c.ID, c.Threshold, strings.Join(nodes, ", "))
 	fmt.Fprintf(g.stdout, "  parameters           %s\n  public key sha256    %s\n  galois keys sha256   %s\n  transcript sha256    %s\n",
 		c.Params, c.PublicKey, c.GaloisKeys, c.Transcript)
+	return nil
+}
+
+func cmdLimitsShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	var l policies.Limits
+	if err := newClient(g).do(ctx, "GET", "/v1/limits", nil, &l); err != nil {
+		return err
+	}
+	return printLimits(g, l)
+}
+
+func cmdLimitsSet(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	d := policies.DefaultLimits()
+	eps := fs.Float64("max-epsilon-per-query", d.MaxEpsilonPerQuery, "the largest dp.epsilon_per_query a policy may set")
+	budget := fs.Float64("max-epsilon-budget", d.MaxEpsilonBudget, "the largest dp.epsilon_budget a policy may set")
+	delta := fs.Float64("max-delta", d.MaxDelta, "the ceiling of dp.delta")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	l := policies.Limits{MaxEpsilonPerQuery: *eps, MaxEpsilonBudget: *budget, MaxDelta: *delta}
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	c := newClient(g)
+	if err := c.do(ctx, "POST", "/v1/limits", l, nil); err != nil {
+		return err
+	}
+	return printLimits(g, l)
+}
+
+func printLimits(g *globals, l policies.Limits) error {
+	if g.json {
+		return printJSON(g.stdout, l)
+	}
+	fmt.Fprintf(g.stdout, "consortium limits: epsilon per query <= %g, epsilon budget <= %g, delta <= %g\n",
+		l.MaxEpsilonPerQuery, l.MaxEpsilonBudget, l.MaxDelta)
 	return nil
 }

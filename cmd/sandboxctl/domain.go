@@ -111,7 +111,7 @@ func cmdAccountShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 
 // cmdGenesis writes the signed genesis entry for "sandboxd run --genesis".
 func cmdGenesis(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
-	in := fs.String("accounts", "", `JSON {"consortium": "...", "accounts": [{"public_key": "<b64>", "algorithm": "ed25519", "name", "org", "roles": [...]}], "table": {...}}; the table defaults to DESIGN.md's`)
+	in := fs.String("accounts", "", `JSON {"consortium": "...", "accounts": [{"public_key": "<b64>", "algorithm": "ed25519", "name", "org", "roles": [...]}], "table": {...}, "limits": {"max_epsilon_per_query": 1, "max_epsilon_budget": 10, "max_delta": 1e-5}}; the table defaults to DESIGN.md's, the limits to these`)
 	out := fs.String("out", "", "file to write (base64 of the signed entry)")
 	if err := parseArgs(fs, args); err != nil {
 		return err

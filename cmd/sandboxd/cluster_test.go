@@ -61,7 +61,9 @@ type procCluster struct {
 func startProcCluster(t *testing.T) *procCluster {
 	t.Helper()
 	c := &procCluster{t: t, dir: t.TempDir(), keys: map[string]*chain.Key{}}
-	g := policies.Genesis{Consortium: "proc", Table: policies.DefaultTable()}
+	// Limits in genesis: the fault tests run many jobs on one budget.
+	g := policies.Genesis{Consortium: "proc", Table: policies.DefaultTable(),
+		Limits: &policies.Limits{MaxEpsilonPerQuery: 1, MaxEpsilonBudget: 1e6, MaxDelta: 1e-5}}
 	for _, a := range []struct{ name, role, org string }{
 		{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"enterprise", "enterprise", "bank"}, {"auditor", "auditor", ""},
 		{"node1", "node", ""}, {"node2", "node", ""}, {"node3", "node", ""},

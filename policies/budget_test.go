@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 )
@@ -227,6 +228,25 @@ func TestLimits(t *testing.T) {
 		w := newWorld(t)
 		if w.m.Limits() != DefaultLimits() {
 			t.Fatalf("limits %+v", w.m.Limits())
+		}
+	})
+}
+
+func FuzzParseLimits(f *testing.F) {
+	f.Add([]byte(`{"max_epsilon_per_query": 1, "max_epsilon_budget": 10, "max_delta": 1e-5}`))
+	f.Add([]byte(`{"max_epsilon_per_query": 1e308, "max_epsilon_budget": 1e309}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := ParseLimits(b)
+		if err != nil {
+			return
+		}
+		if !(l.MaxEpsilonPerQuery > 0) || l.MaxEpsilonBudget < l.MaxEpsilonPerQuery || math.IsInf(l.MaxEpsilonBudget, 0) || !(l.MaxDelta >= 0 && l.MaxDelta < 1) {
+			t.Fatalf("invalid limits accepted: %+v", l)
+		}
+		// A policy within them passes CheckPolicy.
+		p := &Policy{DP: DP{EpsilonPerQuery: l.MaxEpsilonPerQuery, EpsilonBudget: l.MaxEpsilonBudget, Delta: l.MaxDelta}}
+		if err := l.CheckPolicy(p); err != nil {
+			t.Fatalf("a policy at the limits refused: %v", err)
 		}
 	})
 }

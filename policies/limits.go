@@ -73,12 +73,18 @@ func (m *Machine) Limits() Limits {
 	return m.s.limits()
 }
 
-func (s *state) setLimits(e Entry) error {
+// ParseLimits reads a limits.set document from untrusted JSON.
+func ParseLimits(b []byte) (Limits, error) {
 	var l Limits
-	if err := decode(e, &l); err != nil {
-		return err
+	if err := strictUnmarshal(b, &l); err != nil {
+		return l, fmt.Errorf("%w: limits: %v", ErrInvalid, err)
 	}
-	if err := l.Validate(); err != nil {
+	return l, l.Validate()
+}
+
+func (s *state) setLimits(e Entry) error {
+	l, err := ParseLimits(e.Payload)
+	if err != nil {
 		return err
 	}
 	s.Limits = &l

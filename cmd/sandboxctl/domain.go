@@ -213,13 +213,13 @@ func cmdDatasetList(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 		return printJSON(g.stdout, out)
 	}
 	w := table(g)
-	fmt.Fprintln(w, "NAME\tOWNER\tORG\tROWS\tCOLUMNS (class)")
+	fmt.Fprintln(w, "NAME\tOWNER\tORG\tROWS\tBUDGET POPULATION\tCOLUMNS (class)")
 	for _, d := range out.Datasets {
 		var cols []string
 		for _, c := range d.Schema.Columns {
 			cols = append(cols, c.Name+" ("+c.Class+")")
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", d.Name, d.Owner, d.Org, d.Rows, strings.Join(cols, ", "))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", d.Name, d.Owner, d.Org, d.Rows, d.Population, strings.Join(cols, ", "))
 	}
 	return w.Flush()
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,6 +165,27 @@ func Check(q *Query, s *policies.Schema) error {
 	for _, f := range q.FilterColumns() {
 		if _, err := col(f, inWhere, "WHERE"); err != nil {
 			return err
+		}
+	}
+	return checkOrder(q)
+}
+
+// checkOrder refuses ORDER BY keys that name no output column (order
+// applies the same rule to the result).
+func checkOrder(q *Query) error {
+	labels := make([]string, len(q.Select))
+	for i, it := range q.Select {
+		labels[i] = label(it)
+	}
+	for _, o := range q.OrderBy {
+		if n, err := strconv.Atoi(o.Key); err == nil {
+			if n < 1 || n > len(labels) {
+				return refuseAt(q, "order", o.Key, "ORDER BY %d: there are %d output columns", n, len(labels))
+			}
+			continue
+		}
+		if !slices.Contains(labels, o.Key) {
+			return refuseAt(q, "order", o.Key, "ORDER BY %s: not an output column (the output columns: %s)", o.Key, strings.Join(labels, ", "))
 		}
 	}
 	return nil

@@ -142,7 +142,7 @@ func (q *Query) check() error {
 			continue
 		}
 		if !grouped[it.Column] {
-			return &SyntaxError{Col: 1, Msg: fmt.Sprintf("column %q is outside GROUP BY and would return row-level values", it.Column)}
+			return &SyntaxError{Col: max(1, position(q.Source, inSelect, it.Column)), Msg: fmt.Sprintf("column %q is outside GROUP BY and would return row-level values", it.Column)}
 		}
 	}
 	if !hasAgg {

@@ -98,29 +98,45 @@ func (s *state) mergePopulations(datasets []string) {
 		if from == into {
 			continue
 		}
-		for holder, eps := range s.Budgets[from] {
-			s.spend(into, holder, eps)
+		holders := make([]string, 0, len(s.Budgets[from]))
+		for h := range s.Budgets[from] {
+			holders = append(holders, h)
 		}
-		delete(s.Budgets, from)
-		s.Merged[from] = into
-		for _, ds := range s.Datasets {
+		sort.Strings(holders)
+		for _, h := range holders {
+			s.spend(into, h, s.Budgets[from][h])
+		}
+		drop(s, s.Budgets, from)
+		put(s, s.Merged, from, into)
+		names := make([]string, 0, len(s.Datasets))
+		for n, ds := range s.Datasets {
 			if ds.Population == from || (ds.Population == "" && "pop:"+ds.Name == from) {
-				ds.Population = into
+				names = append(names, n)
 			}
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			edit(s, s.Datasets, n, nil).Population = into
 		}
 	}
 }
 
+// spend adds eps (negative: a refund) to what holder spent on pop, through
+// the journal (journal.go); a budget back at zero is dropped.
 func (s *state) spend(pop, holder string, eps float64) {
-	if s.Budgets[pop] == nil {
-		s.Budgets[pop] = map[string]float64{}
+	inner, ok := s.Budgets[pop]
+	if !ok {
+		inner = map[string]float64{}
+		put(s, s.Budgets, pop, inner)
 	}
-	s.Budgets[pop][holder] += eps
-	if s.Budgets[pop][holder] <= 1e-12 {
-		delete(s.Budgets[pop], holder)
-		if len(s.Budgets[pop]) == 0 {
-			delete(s.Budgets, pop)
-		}
+	v := inner[holder] + eps
+	if v > 1e-12 {
+		put(s, inner, holder, v)
+		return
+	}
+	drop(s, inner, holder)
+	if len(inner) == 0 {
+		drop(s, s.Budgets, pop)
 	}
 }
 

@@ -147,7 +147,9 @@ func TestSharesBudgetWithRules(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			w := newWorld(t)
 			w.withDataset()
+			w.node = w.addr("node2") // the health agency's node
 			w.must("agency2", KindDatasetRegister, DatasetDoc{Name: "health2025", Schema: taxSchema, SHA256: strings.Repeat("ef", 32), Rows: 10}, nil)
+			w.node = w.addr("node1")
 			err := w.act("agency1", KindPolicyPublish, policyFor("tax2025", func(p map[string]any) {
 				p["dp"].(map[string]any)["shares_budget_with"] = []string{c.with}
 			}), nil)

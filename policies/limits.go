@@ -87,11 +87,6 @@ func (s *state) setLimits(e Entry) error {
 	if err != nil {
 		return err
 	}
-	s.Limits = &l
+	set(s, &s.Limits, &l)
 	return nil
-}
-
-func init() {
-	// An admin act, like table.set.
-	KindPermission[KindLimitsSet] = PermGrant
 }

@@ -66,7 +66,7 @@ func startProcCluster(t *testing.T) *procCluster {
 		Limits: &policies.Limits{MaxEpsilonPerQuery: 1, MaxEpsilonBudget: 1e6, MaxDelta: 1e-5}}
 	for _, a := range []struct{ name, role, org string }{
 		{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"enterprise", "enterprise", "bank"}, {"auditor", "auditor", ""},
-		{"node1", "node", ""}, {"node2", "node", ""}, {"node3", "node", ""},
+		{"node1", "node", "tax"}, {"node2", "node", "health"}, {"node3", "node", "registry"},
 	} {
 		k, err := chain.GenerateKey(chain.Ed25519)
 		if err != nil {

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"math"
+	"sync"
 
 	"github.com/google/differential-privacy/go/v3/noise"
 )
@@ -87,8 +88,26 @@ func (m noiseModel) halfWidth(sens, level float64) float64 {
 //
 //	P(S > x) = e^(−x) Σ_{i<n} Σ_{m≤i} x^(i−m) (n−1+m)! / ((n−1)! m! (i−m)! 2^(n+m))
 //
-// (n = 1: e^(−x)/2; n = 2: (2+x) e^(−x)/4), solved by bisection.
+// (n = 1: e^(−x)/2; n = 2: (2+x) e^(−x)/4), solved by bisection. Results
+// are kept: a result uses a handful of (n, alpha) pairs.
 func laplaceSumQuantile(n int, alpha float64) float64 {
+	k := quantileKey{n, alpha}
+	if v, ok := quantiles.Load(k); ok {
+		return v.(float64)
+	}
+	v := solveLaplaceSum(n, alpha)
+	quantiles.Store(k, v)
+	return v
+}
+
+type quantileKey struct {
+	n     int
+	alpha float64
+}
+
+var quantiles sync.Map // quantileKey -> float64
+
+func solveLaplaceSum(n int, alpha float64) float64 {
 	tail := func(x float64) float64 {
 		sum := 0.0
 		for i := 0; i < n; i++ {

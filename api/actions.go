@@ -291,12 +291,15 @@ type JobResponse struct {
 	Needed       int      `json:"approvals_needed,omitempty"`
 	Submitted    string   `json:"submitted"`
 	ResultSHA256 string   `json:"result_sha256,omitempty"`
+	// Charge is what the job's authorisation debited: whose budget, on
+	// which populations of data subjects.
+	Charge *policies.Charge `json:"charge,omitempty"`
 }
 
 func jobResponse(j policies.Job) JobResponse {
 	r := JobResponse{Job: j.ID, Status: j.Status, Reason: j.Reason, Dataset: j.Dataset, Mode: j.Mode, Purpose: j.Purpose,
 		Query: j.Query, Requester: j.Requester.String(), Policy: j.Policy, Epsilon: j.Epsilon, Needed: j.Needed,
-		Submitted: j.Submitted.Format(time.RFC3339), ResultSHA256: j.ResultHash}
+		Submitted: j.Submitted.Format(time.RFC3339), ResultSHA256: j.ResultHash, Charge: j.Charge}
 	for _, a := range j.Approvals {
 		r.Approvals = append(r.Approvals, a.String())
 	}

@@ -263,3 +263,11 @@ func (s *state) checkShares(p *Policy, actor *Account) error {
 	}
 	return nil
 }
+
+// HolderOf names the budget holder of an account: "org:NAME", or
+// "account:ADDRESS" for an account without an organisation.
+func (m *Machine) HolderOf(a Address) string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.s.holderOf(a)
+}

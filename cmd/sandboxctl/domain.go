@@ -314,6 +314,9 @@ func printJob(g *globals, j api.JobResponse) error {
 	if j.Needed > 0 {
 		fmt.Fprintf(g.stdout, "  approvals: %d of %d\n", len(j.Approvals), j.Needed)
 	}
+	if c := j.Charge; c != nil {
+		fmt.Fprintf(g.stdout, "  budget:   %g charged to %s on %s\n", c.Epsilon, c.Holder, strings.Join(c.Populations, ", "))
+	}
 	return nil
 }
 
@@ -685,4 +688,27 @@ func printLimits(g *globals, l policies.Limits) error {
 	fmt.Fprintf(g.stdout, "consortium limits: epsilon per query <= %g, epsilon budget <= %g, delta <= %g\n",
 		l.MaxEpsilonPerQuery, l.MaxEpsilonBudget, l.MaxDelta)
 	return nil
+}
+
+func cmdBudgetShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	var out struct {
+		Holder  string               `json:"holder"`
+		Budgets []api.BudgetResponse `json:"budgets"`
+	}
+	if err := newClient(g).do(ctx, "GET", "/v1/budgets", nil, &out); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, out)
+	}
+	fmt.Fprintf(g.stdout, "budget holder: %s (every account of an organisation draws on its budgets)\n", out.Holder)
+	w := table(g)
+	fmt.Fprintln(w, "POPULATION\tDATASETS\tHOLDER\tSPENT\tBUDGET")
+	for _, b := range out.Budgets {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%g\t%g\n", b.Population, strings.Join(b.Datasets, ","), b.Holder, b.Spent, b.Budget)
+	}
+	return w.Flush()
 }

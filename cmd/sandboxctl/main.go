@@ -70,6 +70,7 @@ func commands() []command {
 		{"policy revoke", "revoke a policy (its agency)", "ID", "sandboxctl --key agency1.key policy revoke pol-7", cmdPolicyRevoke},
 		{"he status", "the consortium's HE key ceremony: nodes, threshold, key digests", "", "sandboxctl --key auditor.key he status", cmdHEStatus},
 		{"he ceremony", "have the node coordinate the HE key ceremony among the consortium's nodes (admin, once)", "[--threshold T]", "sandboxctl --key admin.key he ceremony --threshold 2", cmdHECeremony},
+		{"budget show", "the privacy budgets your organisation spent, per population of data subjects", "", "sandboxctl --key enterprise.key budget show", cmdBudgetShow},
 		{"limits show", "the consortium-wide DP limits policies must stay within", "", "sandboxctl limits show", cmdLimitsShow},
 		{"limits set", "change the consortium-wide DP limits (admin)", "--max-epsilon-per-query E --max-epsilon-budget B --max-delta D", "sandboxctl --key admin.key limits set --max-epsilon-per-query 1 --max-epsilon-budget 10 --max-delta 1e-5", cmdLimitsSet},
 		{"job submit", "submit an analysis job (enterprise)", "--mode masked|he --query SQL [--purpose TEXT] [--wait [--wait-timeout 10m]]", `sandboxctl --key enterprise.key job submit --mode masked --purpose 'credit risk statistics' --query 'SELECT region, AVG(income) FROM tax2025 GROUP BY region'`, cmdJobSubmit},

@@ -23,6 +23,13 @@ func WriteHTML(w io.Writer, rep *Report, title string, checks map[string]bool) e
 		}
 	}
 	sort.Slice(eps, func(i, j int) bool { return eps[i].K < eps[j].K })
+	var budgets []kv
+	for pop, byHolder := range rep.Budgets {
+		for h, e := range byHolder {
+			budgets = append(budgets, kv{h + " on " + pop, e})
+		}
+	}
+	sort.Slice(budgets, func(i, j int) bool { return budgets[i].K < budgets[j].K })
 	sorted := func(m map[string]int) []kv {
 		var out []kv
 		for k, v := range m {
@@ -38,7 +45,7 @@ func WriteHTML(w io.Writer, rep *Report, title string, checks map[string]bool) e
 	sort.Slice(chk, func(i, j int) bool { return chk[i].K < chk[j].K })
 	return reportPage.Execute(w, map[string]any{
 		"Title": title, "R": rep, "Checks": chk, "Jobs": sorted(rep.Jobs), "Refusals": sorted(rep.Refusals),
-		"Kinds": sorted(rep.Kinds), "Eps": eps, "Chart": template.HTML(chart(rep.Timeline)),
+		"Kinds": sorted(rep.Kinds), "Eps": eps, "Budgets": budgets, "Chart": template.HTML(chart(rep.Timeline)),
 	})
 }
 
@@ -93,6 +100,7 @@ td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.ok{color:#080}.bad{
 <h2>Checks</h2><table>{{range .Checks}}<tr><td>{{.K}}</td><td>{{if .V}}<span class="ok">pass</span>{{else}}<span class="bad">not passed</span>{{end}}</td></tr>{{end}}</table>
 <h2>Jobs and epsilon over time</h2>{{.Chart}}
 <h2>Jobs by status</h2><table>{{range .Jobs}}<tr><td>{{.K}}</td><td>{{.V}}</td></tr>{{end}}</table>
+<h2>Privacy budgets spent, by organisation and population of data subjects</h2><table>{{range .Budgets}}<tr><td><code>{{.K}}</code></td><td>{{.V}}</td></tr>{{else}}<tr><td>none</td></tr>{{end}}</table>
 <h2>Epsilon spent, by requester and dataset</h2><table>{{range .Eps}}<tr><td><code>{{.K}}</code></td><td>{{.V}}</td></tr>{{end}}</table>
 <h2>Refusals by rule</h2><table>{{range .Refusals}}<tr><td>{{.K}}</td><td>{{.V}}</td></tr>{{else}}<tr><td>none</td></tr>{{end}}</table>
 <h2>Entries by kind</h2><table>{{range .Kinds}}<tr><td>{{.K}}</td><td>{{.V}}</td></tr>{{end}}</table>

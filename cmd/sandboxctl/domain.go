@@ -663,18 +663,37 @@ func cmdLimitsShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []str
 }
 
 func cmdLimitsSet(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
-	d := policies.DefaultLimits()
-	eps := fs.Float64("max-epsilon-per-query", d.MaxEpsilonPerQuery, "the largest dp.epsilon_per_query a policy may set")
-	budget := fs.Float64("max-epsilon-budget", d.MaxEpsilonBudget, "the largest dp.epsilon_budget a policy may set")
-	delta := fs.Float64("max-delta", d.MaxDelta, "the ceiling of dp.delta")
+	eps := fs.Float64("max-epsilon-per-query", 0, "the largest dp.epsilon_per_query a policy may set (unset: as now)")
+	budget := fs.Float64("max-epsilon-budget", 0, "the largest dp.epsilon_budget a policy may set (unset: as now)")
+	delta := fs.Float64("max-delta", 0, "the ceiling of dp.delta (unset: as now)")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	l := policies.Limits{MaxEpsilonPerQuery: *eps, MaxEpsilonBudget: *budget, MaxDelta: *delta}
+	c := newClient(g)
+	var l policies.Limits
+	if err := c.do(ctx, "GET", "/v1/limits", nil, &l); err != nil {
+		return err
+	}
+	set := 0
+	fs.Visit(func(f *flag.Flag) {
+		set++
+		switch f.Name {
+		case "max-epsilon-per-query":
+			l.MaxEpsilonPerQuery = *eps
+		case "max-epsilon-budget":
+			l.MaxEpsilonBudget = *budget
+		case "max-delta":
+			l.MaxDelta = *delta
+		default:
+			set--
+		}
+	})
+	if set == 0 {
+		return errors.New("limits set: name at least one of --max-epsilon-per-query, --max-epsilon-budget, --max-delta")
+	}
 	if err := l.Validate(); err != nil {
 		return err
 	}
-	c := newClient(g)
 	if err := c.do(ctx, "POST", "/v1/limits", l, nil); err != nil {
 		return err
 	}

@@ -49,6 +49,10 @@ func planRule(ds *Dataset, plan Plan) string {
 		if c.Class == Sensitive {
 			return fmt.Sprintf("query: sensitive column %q may not be grouped by", name)
 		}
+		if c.Type != TypeString && c.Type != TypeDate && c.Class != QuasiIdentifier {
+			// Stored as numbers (sandbox's columnKind): every value its own group.
+			return fmt.Sprintf("query: numeric column %q may not be grouped by (every value would be its own group)", name)
+		}
 	}
 	for _, name := range plan.Filter {
 		if _, r := col(name, "WHERE"); r != "" {

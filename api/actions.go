@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -361,21 +362,32 @@ func (s *Server) decideJob(kind string) echo.HandlerFunc {
 }
 
 // checkQuery refuses a query that cannot run whatever any policy says: an
-// unknown dataset, unknown columns, row-level outputs and column-class
-// rules (sandbox.Check), and what the encrypted engine cannot evaluate in
-// he mode (sandbox.CheckHE). The errors carry the position in the query.
+// unknown dataset, then sandbox.CheckQuery (unknown columns, row-level
+// outputs, column-class rules, joins not executed yet, and in he mode what
+// the encrypted engine cannot evaluate). The errors carry the rule and the
+// position in the query.
 func checkQuery(st State, q *sandbox.Query, mode string) error {
 	ds, ok := st.Dataset(q.From)
 	if !ok {
-		return &sandbox.RefusalError{Pos: q.FromPosition(), Msg: fmt.Sprintf("unknown dataset %q (sandboxctl dataset list shows the catalogue)", clip(q.From))}
+		return &sandbox.RefusalError{Col: fromColumn(q.Source, q.From), Rule: "unknown-dataset",
+			Msg: fmt.Sprintf("unknown dataset %q (sandboxctl dataset list shows the catalogue)", clip(q.From))}
 	}
-	if err := sandbox.Check(q, &ds.Schema); err != nil {
-		return err
+	return sandbox.CheckQuery(q, &ds.Schema, mode)
+}
+
+// fromColumn is the 1-based character column of the dataset's name after
+// FROM in a query's text (0 if it cannot be found).
+func fromColumn(src, name string) int {
+	low := strings.ToLower(src)
+	i := strings.Index(low, "from")
+	if i < 0 {
+		return 0
 	}
-	if mode == policies.ModeHE {
-		return sandbox.CheckHE(q, &ds.Schema)
+	j := strings.Index(low[i:], strings.ToLower(name))
+	if j < 0 {
+		return 0
 	}
-	return nil
+	return utf8.RuneCountInString(src[:i+j]) + 1
 }
 
 func (s *Server) getLimits(c echo.Context) error {

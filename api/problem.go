@@ -119,7 +119,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		case errors.As(err, &se):
 			p.Position = se.Col
 		case errors.As(err, &re):
-			p.Position = re.Pos
+			p.Position = re.Col
 		}
 		var pe *problemError
 		switch {

@@ -688,6 +688,11 @@ func (s *state) check(p *Policy, ds *Dataset, j *Job, now time.Time) string {
 			return fmt.Sprintf("policy %s: column %q may not be filtered on", p.ID, clip(col))
 		}
 	}
+	for _, col := range j.Plan.Case {
+		if !contains(p.Filter, col) && !contains(p.GroupBy, col) {
+			return fmt.Sprintf("policy %s: column %q may not be filtered on or grouped by (a CASE condition reads it)", p.ID, clip(col))
+		}
+	}
 	if math.IsNaN(p.DP.EpsilonPerQuery) {
 		return fmt.Sprintf("policy %s: invalid epsilon", p.ID)
 	}

@@ -163,6 +163,10 @@ type Plan struct {
 	Aggregates []Aggregate `json:"aggregates"`
 	GroupBy    []string    `json:"group_by,omitempty"`
 	Filter     []string    `json:"filter,omitempty"`
+	// Case lists the columns that CASE conditions in GROUP BY read: each
+	// splits the rows by a predicate, as a filter does, so the policy must
+	// let the query filter or group by it.
+	Case []string `json:"case,omitempty"`
 }
 
 // Aggregate is one aggregate of a plan: a function over a column ("*" for

@@ -108,9 +108,19 @@ func computeAgg(ctx context.Context, t *Table, a *Agg, mask []bool, gid []uint32
 		c := t.Cols[a.Args[0]]
 		xs = c.Num
 		if len(c.Meta.Bounds) == 2 {
-			st.xlo, st.xhi, st.hasX = c.Meta.Bounds[0], c.Meta.Bounds[1], true
+			st.xlo, st.xhi = a.bounds(c.Meta.Bounds[0], c.Meta.Bounds[1])
+			st.hasX = true
 		}
 		st.public = c.Meta.Class == policies.Public
+		if a.Affine != nil && xs != nil {
+			// a*x+b: the ingested values are clamped to the column's
+			// bounds, so the transformed ones lie in the transformed bounds.
+			tx := make([]float64, len(xs))
+			for i, x := range xs {
+				tx[i] = x*a.Affine.Mul + a.Affine.Add
+			}
+			xs = tx
+		}
 	}
 	if len(a.Args) > 1 {
 		c := t.Cols[a.Args[1]]
@@ -118,6 +128,9 @@ func computeAgg(ctx context.Context, t *Table, a *Agg, mask []bool, gid []uint32
 		if len(c.Meta.Bounds) == 2 {
 			st.ylo, st.yhi, st.hasY = c.Meta.Bounds[0], c.Meta.Bounds[1], true
 		}
+	}
+	if a.Func == "count" {
+		xs, ys = nil, nil // COUNT(col) counts rows: columns hold no NULLs
 	}
 	if a.Func != "count" && a.Func != "min" && a.Func != "max" && xs == nil {
 		return nil, refuse("%s needs a numeric column", a.Func)
@@ -242,21 +255,28 @@ func (n noiser) add(x, sensitivity float64) (float64, error) {
 }
 
 func label(it Item) string {
-	if it.Alias != "" {
+	switch {
+	case it.Alias != "":
 		return it.Alias
-	}
-	if it.Agg == nil {
+	case it.Column != "":
 		return it.Column
+	case it.Agg != nil && it.Agg.Affine == nil:
+		return it.Agg.Func + "(" + strings.Join(it.Agg.Args, ", ") + ")"
+	case it.Agg != nil:
+		return it.Agg.String()
 	}
-	return it.Agg.Func + "(" + strings.Join(it.Agg.Args, ", ") + ")"
+	return it.Expr.String()
 }
 
 // finish applies output control — threshold, dominance, DP noise — and
-// builds the result rows.
-func finish(t *Table, q *Query, ctl Control, keys [][]string, counts []int64, aggs []*aggState) (*Result, error) {
+// builds the result rows from the released values (the select list and
+// HAVING are post-processing of them).
+// rows is the dataset's row count (public: on the ledger), which bounds
+// every cell's count and sums.
+func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggState, rows int) (*Result, error) {
 	k := 0
 	for _, a := range aggs {
-		if a != nil && !(a.public && (a.agg.Func == "min" || a.agg.Func == "max")) {
+		if !(a.public && (a.agg.Func == "min" || a.agg.Func == "max")) {
 			k += moments(a.agg)
 		}
 	}
@@ -280,10 +300,8 @@ func finish(t *Table, q *Query, ctl Control, keys [][]string, counts []int64, ag
 	if k > 0 {
 		res.EpsilonSpent = ctl.Epsilon
 	}
-	groupPos := map[string]int{}
-	for i, g := range q.GroupBy {
-		groupPos[g] = i
-	}
+	vals := make([]any, len(aggs))
+	stmts := make([]*Noise, len(aggs))
 	for g, n := range counts {
 		if n == 0 {
 			continue
@@ -296,38 +314,67 @@ func finish(t *Table, q *Query, ctl Control, keys [][]string, counts []int64, ag
 			res.Suppressed++
 			continue
 		}
-		// The row carries its noise statements as a last, hidden column
-		// while it is ordered (splitNoise).
-		row := make([]any, len(q.Select)+1)
-		stmts := make([]*Noise, len(q.Select))
-		for i, it := range q.Select {
-			if it.Agg == nil {
-				row[i] = keyValue(t, it.Column, keys[g][groupPos[it.Column]])
-				continue
-			}
-			a := aggs[i]
+		for i, a := range aggs {
 			v, st, err := cell(a, g, nz, cellBounds{xlo: a.xlo, xhi: a.xhi, ylo: a.ylo, yhi: a.yhi,
-				rows: float64(t.Rows), minN: float64(ctl.MinGroupSize)})
+				rows: float64(rows), minN: float64(ctl.MinGroupSize)})
 			if err != nil {
 				return nil, err
 			}
-			if tooNoisy(v, st, ctl.MaxIntervalRatio) {
-				v, st.TooNoisy = nil, true
-				res.TooNoisy++
-			}
-			row[i], stmts[i] = v, st
+			vals[i], stmts[i] = v, st
 		}
-		row[len(q.Select)] = stmts
-		res.Rows = append(res.Rows, row)
+		if row, keep := q.outputRow(vals, keys[g]); keep {
+			res.TooNoisy += q.withNoise(&row, stmts, ctl.MaxIntervalRatio)
+			res.Rows = append(res.Rows, row)
+		}
 	}
 	if err := order(res, q); err != nil {
 		return nil, err
 	}
-	if q.Limit > 0 && len(res.Rows) > q.Limit {
-		res.Rows = res.Rows[:q.Limit]
-	}
 	splitNoise(res, !nz.off)
+	res.Rows = q.window(res.Rows)
 	return res, nil
+}
+
+// withNoise appends to an output row, as a last hidden column that rides
+// along while the rows are sorted (splitNoise takes it off), the noise
+// statement of each output column that is one aggregate (columns computed
+// from several aggregates or from group keys get none), and withholds the
+// values the policy finds too noisy. It returns how many it withheld.
+func (q *Query) withNoise(row *[]any, stmts []*Noise, ratio float64) int {
+	out := make([]*Noise, len(q.Select))
+	withheld := 0
+	for i, it := range q.Select {
+		ref, ok := it.Expr.(AggRef)
+		if it.Agg == nil || !ok || ref.I >= len(stmts) || stmts[ref.I] == nil {
+			continue
+		}
+		st := *stmts[ref.I] // a copy: the same aggregate may be several columns
+		if tooNoisy((*row)[i], &st, ratio) {
+			(*row)[i], st.TooNoisy = nil, true
+			withheld++
+		}
+		out[i] = &st
+	}
+	*row = append(*row, out)
+	return withheld
+}
+
+// window drops the sort values ORDER BY added, and applies OFFSET and
+// LIMIT.
+func (q *Query) window(rows [][]any) [][]any {
+	for i, r := range rows {
+		rows[i] = r[:len(q.Select):len(q.Select)]
+	}
+	if q.Offset > 0 {
+		rows = rows[min(q.Offset, len(rows)):]
+	}
+	if q.Limit > 0 && len(rows) > q.Limit {
+		rows = rows[:q.Limit]
+	}
+	if rows == nil {
+		rows = [][]any{}
+	}
+	return rows
 }
 
 func keyValue(t *Table, col, v string) any {
@@ -478,8 +525,14 @@ func order(res *Result, q *Query) error {
 		return nil
 	}
 	idx := make([]int, len(q.OrderBy))
+	hidden := len(q.Select)
 	for i, o := range q.OrderBy {
 		idx[i] = -1
+		if o.Expr != nil {
+			idx[i] = hidden // outputRow put its value after the output columns
+			hidden++
+			continue
+		}
 		if n, err := strconv.Atoi(o.Key); err == nil {
 			if n < 1 || n > len(res.Columns) {
 				return refuse("ORDER BY %d: there are %d output columns", n, len(res.Columns))
@@ -543,8 +596,5 @@ func splitNoise(res *Result, keep bool) {
 			res.Noise = append(res.Noise, stmts)
 		}
 		res.Rows[i] = row[:last]
-	}
-	if res.Rows == nil {
-		res.Rows = [][]any{}
 	}
 }

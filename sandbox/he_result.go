@@ -98,22 +98,16 @@ func decodeHE(lay *HELayout, coeffs []uint64, q uint64, draws int) (*Result, err
 		return v // count
 	}
 	res := &Result{}
-	groupPos := map[string]int{}
-	for i, g := range pq.GroupBy {
-		groupPos[g] = i
-	}
 	for _, it := range pq.Select {
 		res.Columns = append(res.Columns, label(it))
 	}
+	vals := make([]any, len(pq.Aggs))
+	stmts := make([]*Noise, len(pq.Aggs))
 	for g, key := range lay.Keys {
-		row := make([]any, len(pq.Select)+1) // the last: noise statements (splitNoise)
-		stmts := make([]*Noise, len(pq.Select))
-		for i, it := range pq.Select {
-			if it.Agg == nil {
-				row[i] = key[groupPos[it.Column]]
-				continue
-			}
-			a := it.Agg
+		if len(key) != len(pq.Keys) {
+			return nil, fmt.Errorf("sandbox: result layout has %d keys per cell, the query %d", len(key), len(pq.Keys))
+		}
+		for i, a := range pq.Aggs {
 			sums := cellSums{n: val(g, "count")}
 			if x := a.Args[0]; x != "*" {
 				sums.sa, sums.saa = val(g, "x:"+x), val(g, "xx:"+x)
@@ -122,28 +116,30 @@ func decodeHE(lay *HELayout, coeffs []uint64, q uint64, draws int) (*Result, err
 					sums.sb, sums.sbb, sums.sab = val(g, "x:"+y), val(g, "xx:"+y), val(g, pairName(x, y))
 				}
 			}
-			bx := lay.Bounds[a.Args[0]]
-			cb := cellBounds{xlo: bx[0], xhi: bx[1], rows: float64(ln.Rows), minN: float64(ln.MinGroupSize)}
+			if m := a.Affine; m != nil {
+				// Σ(mx+c) = mΣx + cn; Σ(mx+c)² = m²Σx² + 2mcΣx + c²n.
+				sums.sa, sums.saa = m.Mul*sums.sa+m.Add*sums.n, m.Mul*m.Mul*sums.saa+2*m.Mul*m.Add*sums.sa+m.Add*m.Add*sums.n
+			}
+			b := lay.Bounds[a.Args[0]]
+			cb := cellBounds{rows: float64(ln.Rows), minN: float64(ln.MinGroupSize)}
+			cb.xlo, cb.xhi = a.bounds(b[0], b[1])
 			if len(a.Args) > 1 {
 				by := lay.Bounds[a.Args[1]]
 				cb.ylo, cb.yhi = by[0], by[1]
 			}
-			v, st := release(a.Func, sums, model, cb, lay.Noise == nil)
-			if tooNoisy(v, st, ln.MaxIntervalRatio) {
-				v, st.TooNoisy = nil, true
-				res.TooNoisy++
-			}
-			row[i], stmts[i] = v, st
+			// An affine aggregate's sums mix the noise of Σx and of the
+			// count in a way release does not model: no statement for it.
+			vals[i], stmts[i] = release(a.Func, sums, model, cb, lay.Noise == nil || a.Affine != nil)
 		}
-		row[len(pq.Select)] = stmts
-		res.Rows = append(res.Rows, row)
+		if row, keep := pq.outputRow(vals, key); keep {
+			res.TooNoisy += pq.withNoise(&row, stmts, ln.MaxIntervalRatio)
+			res.Rows = append(res.Rows, row)
+		}
 	}
 	if err := order(res, pq); err != nil {
 		return nil, err
 	}
-	if pq.Limit > 0 && len(res.Rows) > pq.Limit {
-		res.Rows = res.Rows[:pq.Limit]
-	}
 	splitNoise(res, lay.Noise != nil)
+	res.Rows = pq.window(res.Rows)
 	return res, nil
 }

@@ -52,6 +52,7 @@ var runs = []benchRun{
 	{"./chain", "^BenchmarkVerify", "20000x"},
 	{"./chain", "^BenchmarkLedgerApply$", "200000x"},
 	{"./sandbox", "^BenchmarkMaskedGroupBy$", "5x"},
+	{"./sandbox", "^BenchmarkParseQuery10KB$", "2000x"},
 	{"./sandbox", "^BenchmarkIngest$", "2x"},
 	{"./sandbox", "^BenchmarkHE(Ingest|Encrypt)$", "3x"},
 	{"./cmd/sandboxd", "^BenchmarkJobEndToEnd$", "10x"},
@@ -117,6 +118,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		Figure{Figure: "ML-DSA-65 entry verification, one signature", Unit: "µs", Goal: "-", Measured: med("VerifyMLDSA65", "ns/op") / 1000},
 		Figure{Figure: "apply one entry on one node (256-entry blocks, no Raft)", Unit: "µs", Goal: "-", Measured: med("LedgerApply", "ns/entry") / 1000},
 		engineFig, pgFig,
+		goalMax("parse (PostgreSQL's grammar) and check a 10 KB query", "µs", med("ParseQuery10KB", "ns/op")/1000, 1000),
+		Figure{Figure: "the same, CPU time of the process per query", Unit: "µs", Goal: "-", Measured: med("ParseQuery10KB", "cpu-ns/op") / 1000},
 		goalMin("ingest: 8-column CSV, pseudonymise, generalise, compress", "rows/s", med("Ingest", "rows/s"), 1e6),
 		Figure{Figure: "ingest peak heap (1M rows; flat in file size, see TestIngestMemoryFlat)", Unit: "MiB", Goal: "-", Measured: med("Ingest", "peak-heap-MiB")},
 	)

@@ -59,6 +59,7 @@ type liveNode struct {
 
 func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	sm := audit.NewStateMachine()
+	sm.Plan = sandbox.DerivePlan // a relayed plan must be its query's
 	store, err := sandbox.OpenStore(filepath.Join(s.Dir, "data"))
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", s.ID, err)

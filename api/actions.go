@@ -160,6 +160,9 @@ func (s *Server) upload(c echo.Context) error {
 	}
 	rc := http.NewResponseController(c.Response())
 	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.UploadTimeout))
+	// The answer comes after the whole ingest (consortium pseudonyms of a
+	// large file take minutes), not within WriteTimeout.
+	_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.UploadTimeout))
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxUpload)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.UploadTimeout)
 	defer cancel()
@@ -178,7 +181,11 @@ func (s *Server) upload(c echo.Context) error {
 	default:
 		return badRequest("bad-parameter", fmt.Sprintf("mode must be masked or he, not %q", mode))
 	}
-	res, err := s.data.Upload(ctx, body, schema, pk)
+	cons, err := s.consortiumFor(c, schema)
+	if err != nil {
+		return err
+	}
+	res, err := s.data.Upload(ctx, body, schema, pk, cons)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

@@ -73,6 +73,10 @@ type Genesis struct {
 	Accounts   []GenesisAccount    `json:"accounts"`
 	// Limits are the consortium-wide DP limits; absent: DefaultLimits.
 	Limits *Limits `json:"limits,omitempty"`
+	// PseudonymQuota is how many ids an account of each role may have
+	// pseudonymised with the consortium key (DefaultPseudonymQuota when
+	// absent).
+	PseudonymQuota map[string]int64 `json:"pseudonym_quota,omitempty"`
 }
 
 // GenesisAccount is an account written by genesis.
@@ -148,6 +152,7 @@ var KindPermission = map[string]string{
 	KindJobSubmit: PermSubmitJob, KindJobApprove: PermApproveJob, KindJobReject: PermApproveJob,
 	KindJobStart: PermNode, KindJobComplete: PermNode, KindJobFail: PermNode,
 	KindHECeremony: PermNode, KindHEShare: PermNode, KindHERotate: PermGrant,
+	KindPseudonymCeremony: PermNode, KindPseudonymRotate: PermGrant,
 	KindLimitsSet: PermGrant,
 }
 
@@ -158,6 +163,7 @@ var KindPermission = map[string]string{
 var nodeKinds = map[string]bool{
 	KindJobStart: true, KindJobComplete: true, KindJobFail: true,
 	KindHECeremony: true, KindHEShare: true,
+	KindPseudonymCeremony: true,
 }
 
 // IsNodeKind reports whether only a node's own account may commit entries
@@ -302,6 +308,9 @@ func (s *state) genesis(e Entry, blockTime time.Time) error {
 	}
 	s.Table = g.Table
 	s.Name = g.Consortium
+	if err := s.pseudonymGenesis(g.PseudonymQuota); err != nil {
+		return err
+	}
 	for _, a := range g.Accounts {
 		if err := checkKey(a.PublicKey, a.Algorithm); err != nil {
 			return err
@@ -463,6 +472,9 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if err := s.holdsFor(e.Author, actor); err != nil {
 			return err
 		}
+		if err := s.pseudonymsRegistered(e.Actor, &d); err != nil {
+			return err
+		}
 		put(s, s.Datasets, d.Name, &Dataset{Name: d.Name, Owner: e.Actor, Org: actor.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows, Time: now, Node: e.Author,
 			Population: s.newPopulation(d.Name, d.SHA256)})
 	case KindPolicyPublish:
@@ -519,6 +531,12 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		return s.heShare(e, now)
 	case KindHERotate:
 		return s.heRotate(e, index)
+	case KindPseudonymCeremony:
+		return s.pseudonymCeremony(e, now)
+	case KindPseudonymRotate:
+		return s.pseudonymRotate(e)
+	case KindPseudonymBatch:
+		return s.pseudonymBatch(e, index, now)
 	default:
 		if !strings.HasPrefix(e.Kind, "note.") {
 			return fmt.Errorf("%w: unknown entry kind %q", ErrInvalid, clip(e.Kind))

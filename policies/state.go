@@ -201,6 +201,9 @@ type state struct {
 	Counts map[string]uint64 `json:"counts"` // entries by kind
 	HE     *HECeremony       `json:"he,omitempty"`
 	HEKeys map[string][]byte `json:"he_keys,omitempty"` // account -> CKKS public key
+	// Pseudonyms: the consortium pseudonym ceremony, batches and quotas
+	// (pseudonym.go).
+	Pseudonyms pseudonyms `json:"pseudonyms,omitzero"`
 }
 
 // usedAct is a signed act the ledger applied: the entry that carried it,

@@ -183,7 +183,8 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	if *regMode == policies.ModeHE {
 		label = "uploading (the node encrypts as it reads)"
 	}
-	if err := c.upload(ctx, "/v1/uploads?mode="+url.QueryEscape(*regMode)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", label, &up); err != nil {
+	// dataset: the name consortium pseudonym batches are committed for.
+	if err := c.upload(ctx, "/v1/uploads?mode="+url.QueryEscape(*regMode)+"&dataset="+url.QueryEscape(*name)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", label, &up); err != nil {
 		return err
 	}
 	// 2. Its digest, rows and schema go on the ledger, signed by the agency.

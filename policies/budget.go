@@ -23,7 +23,7 @@ import (
 //     without an organisation holds its own budget ("account:ADDRESS"). So
 //     every account of an organisation draws on one budget.
 //
-// A job debits every population it reads, once each (Budget.Populations):
+// A job debits every population it reads, once each (Charge.Populations):
 // a join of two agencies' datasets debits both, and the job records what
 // it debited so that a refund credits exactly that, even after merges.
 //
@@ -46,12 +46,14 @@ func (s *state) holderOf(a Address) string {
 	return "account:" + a.String()
 }
 
-// population resolves a population id through merges.
+// population resolves a population id through merges. A merge always
+// points a population that was current at the current one it joins, so
+// the chains have no cycles and are at most as long as there were merges.
 func (s *state) population(id string) string {
-	for i := 0; i < 64; i++ { // merges form chains of at most the number of merges
+	for range len(s.Merged) + 1 {
 		next, ok := s.Merged[id]
 		if !ok {
-			return id
+			break
 		}
 		id = next
 	}
@@ -186,6 +188,8 @@ func (s *state) refund(j *Job) bool {
 	if c == nil || c.Epsilon <= 0 {
 		return false
 	}
+	// Each debit is credited back, also when populations it debited were
+	// merged since (the merge added them up).
 	for _, pop := range c.Populations {
 		pop = s.population(pop)
 		spent := s.Budgets[pop][c.Holder]

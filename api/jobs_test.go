@@ -269,3 +269,32 @@ func TestPostgresQueryRunsEndToEnd(t *testing.T) {
 		t.Fatalf("two statements: %d %+v", code, p)
 	}
 }
+
+// An authorised job says what it was charged to; GET /v1/budgets shows an
+// organisation its own budgets (and every budget to read-all accounts).
+func TestBudgetsVisible(t *testing.T) {
+	f := apitest.New(t)
+	f.WithPolicy(t, nil)
+	var j JobResponse
+	f.Must(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody("SELECT COUNT(*) FROM tax2025"), &j)
+	if j.Charge == nil || j.Charge.Holder != "org:bank" || len(j.Charge.Populations) != 1 || j.Charge.Epsilon != 0.5 {
+		t.Fatalf("charge %+v", j.Charge)
+	}
+	type budgets struct {
+		Holder  string           `json:"holder"`
+		Budgets []BudgetResponse `json:"budgets"`
+	}
+	var b budgets
+	f.Must(t, "bank", 1, "GET", "/v1/budgets", nil, &b)
+	if b.Holder != "org:bank" || len(b.Budgets) != 1 || b.Budgets[0].Spent != 0.5 || b.Budgets[0].Budget != 5 || b.Budgets[0].Population != j.Charge.Populations[0] {
+		t.Fatalf("bank's budgets %+v", b)
+	}
+	f.Must(t, "shop", 1, "GET", "/v1/budgets", nil, &b)
+	if b.Holder != "org:shop" || len(b.Budgets) != 0 {
+		t.Fatalf("shop sees %+v", b)
+	}
+	f.Must(t, "auditor", 1, "GET", "/v1/budgets", nil, &b)
+	if len(b.Budgets) != 1 || b.Budgets[0].Holder != "org:bank" {
+		t.Fatalf("auditor sees %+v", b)
+	}
+}

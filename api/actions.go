@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -272,6 +273,9 @@ func (s *Server) publishPolicy(c echo.Context) error {
 	if ds.Owner != who.addr && (ds.Org == "" || ds.Org != who.account.Org) {
 		return forbidden(fmt.Sprintf("dataset %q belongs to another agency", p.Dataset))
 	}
+	if err := s.state.Limits().CheckPolicy(p); err != nil {
+		return &problemError{status: http.StatusUnprocessableEntity, code: "beyond-limits", detail: err.Error()}
+	}
 	rc, err := s.relay(c, policies.KindPolicyPublish, nil)
 	if err != nil {
 		return err
@@ -295,12 +299,15 @@ type JobResponse struct {
 	Needed       int      `json:"approvals_needed,omitempty"`
 	Submitted    string   `json:"submitted"`
 	ResultSHA256 string   `json:"result_sha256,omitempty"`
+	// Charge is what the job's authorisation debited: whose budget, on
+	// which populations of data subjects.
+	Charge *policies.Charge `json:"charge,omitempty"`
 }
 
 func jobResponse(j policies.Job) JobResponse {
 	r := JobResponse{Job: j.ID, Status: j.Status, Reason: j.Reason, Dataset: j.Dataset, Mode: j.Mode, Purpose: j.Purpose,
 		Query: j.Query, Requester: j.Requester.String(), Policy: j.Policy, Epsilon: j.Epsilon, Needed: j.Needed,
-		Submitted: j.Submitted.Format(time.RFC3339), ResultSHA256: j.ResultHash}
+		Submitted: j.Submitted.Format(time.RFC3339), ResultSHA256: j.ResultHash, Charge: j.Charge}
 	for _, a := range j.Approvals {
 		r.Approvals = append(r.Approvals, a.String())
 	}
@@ -317,17 +324,13 @@ func (s *Server) submitJob(c echo.Context) error {
 	}
 	q, err := sandbox.ParseQuery(d.Query)
 	if err != nil {
-		return badRequest("bad-query", err.Error())
+		return err // 422 bad-query, with the position
 	}
-	if ds, ok := s.state.Dataset(q.From); ok && (d.Mode == policies.ModeHE || len(q.Joins) > 0) {
-		// What the encrypted engine cannot do, and joins (parsed, not
-		// executed yet), are refused before the ledger (and before any
-		// budget is spent), like row-level queries, with the rule and the
-		// position. sandbox.CheckQuery is the whole pre-ledger check; in
-		// mode masked the engine's other rules still run at execution.
-		if err := sandbox.CheckQuery(q, &ds.Schema, d.Mode); err != nil {
-			return &problemError{status: http.StatusUnprocessableEntity, code: "refused", detail: err.Error()}
-		}
+	// A query that cannot run is refused here, before the ledger: nothing
+	// is recorded and no budget is spent. Only policy decisions (purpose,
+	// grantee, budget, mode) are committed as rejected jobs.
+	if err := checkQuery(s.state, q, d.Mode); err != nil {
+		return err
 	}
 	rc, err := s.relay(c, policies.KindJobSubmit, policies.JobExtra{Dataset: q.From, Plan: q.Plan()})
 	if err != nil {
@@ -363,4 +366,52 @@ func (s *Server) decideJob(kind string) echo.HandlerFunc {
 		j, _ = s.state.Job(j.ID)
 		return c.JSON(http.StatusOK, jobResponse(j))
 	}
+}
+
+// checkQuery refuses a query that cannot run whatever any policy says: an
+// unknown dataset, then sandbox.CheckQuery (unknown columns, row-level
+// outputs, column-class rules, joins not executed yet, and in he mode what
+// the encrypted engine cannot evaluate). The errors carry the rule and the
+// position in the query.
+func checkQuery(st State, q *sandbox.Query, mode string) error {
+	ds, ok := st.Dataset(q.From)
+	if !ok {
+		return &sandbox.RefusalError{Col: fromColumn(q.Source, q.From), Rule: "unknown-dataset",
+			Msg: fmt.Sprintf("unknown dataset %q (sandboxctl dataset list shows the catalogue)", clip(q.From))}
+	}
+	return sandbox.CheckQuery(q, &ds.Schema, mode)
+}
+
+// fromColumn is the 1-based character column of the dataset's name after
+// FROM in a query's text (0 if it cannot be found).
+func fromColumn(src, name string) int {
+	low := strings.ToLower(src)
+	i := strings.Index(low, "from")
+	if i < 0 {
+		return 0
+	}
+	j := strings.Index(low[i:], strings.ToLower(name))
+	if j < 0 {
+		return 0
+	}
+	return utf8.RuneCountInString(src[:i+j]) + 1
+}
+
+func (s *Server) getLimits(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.state.Limits())
+}
+
+func (s *Server) setLimits(c echo.Context) error {
+	var l policies.Limits
+	if err := decodeStrict(callerOf(c).body, &l, "limits must be {\"max_epsilon_per_query\", \"max_epsilon_budget\", \"max_delta\"}"); err != nil {
+		return err
+	}
+	if err := l.Validate(); err != nil {
+		return badRequest("bad-limits", err.Error())
+	}
+	rc, err := s.relay(c, policies.KindLimitsSet, nil)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, WriteResponse{Kind: policies.KindLimitsSet, Index: rc.Index})
 }

@@ -41,6 +41,14 @@ type DP struct {
 	EpsilonBudget   float64 `json:"epsilon_budget"`
 	Delta           float64 `json:"delta"`
 	Mechanism       string  `json:"mechanism,omitempty"` // laplace (default) or gaussian
+	// SharesBudgetWith names the agency's other datasets about the same
+	// people: their populations are merged with this dataset's, so one
+	// budget covers them all (budget.go).
+	SharesBudgetWith []string `json:"shares_budget_with,omitempty"`
+	// MaxIntervalRatio, when > 0, suppresses a released value whose 95%
+	// interval is wider than this multiple of the value ("too noisy to
+	// release").
+	MaxIntervalRatio float64 `json:"max_interval_ratio,omitempty"`
 }
 
 // Approval is auto, or manual with m approvals from the owner's agency.
@@ -129,6 +137,13 @@ func (p *Policy) validateShape() error {
 		return bad("dp.epsilon_budget must be at least dp.epsilon_per_query")
 	case !(dp.Delta >= 0 && dp.Delta < 1):
 		return bad("dp.delta must be in [0, 1)")
+	case !(dp.MaxIntervalRatio >= 0) || math.IsInf(dp.MaxIntervalRatio, 0):
+		return bad("dp.max_interval_ratio must be a number >= 0 (0: no suppression of noisy values)")
+	}
+	for _, d := range dp.SharesBudgetWith {
+		if d == p.Dataset {
+			return bad("dp.shares_budget_with names the policy's own dataset %q", d)
+		}
 	}
 	switch dp.Mechanism {
 	case "", "laplace":

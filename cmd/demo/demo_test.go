@@ -111,6 +111,7 @@ var normalisers = []struct {
 	{regexp.MustCompile(`[A-Za-z0-9+/]{40,}={0,2}|[A-Za-z0-9+/]{16,}=+`), "<b64>"},
 	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`), "<time>"},
 	{regexp.MustCompile(`\b\d+(\.\d+)?(ns|µs|ms|s)\b`), "<dur>"},
+	{regexp.MustCompile(`\b\d{1,3}(,\d{3})+(\.\d+)?\b`), "#"}, // 49,702: as many digits as the noise gives
 	{regexp.MustCompile(`\b\d+(\.\d+)?(e[+-]\d+)?\b`), "#"},
 	{regexp.MustCompile(`[ \t]+`), " "},
 }

@@ -157,11 +157,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	d.say("The tax agency registers the same records in homomorphic mode: income and benefits are encrypted (CKKS) as they stream in and never exist in clear on the node")
+	d.say("The tax agency registers the same records in homomorphic mode: income and benefits are encrypted (CKKS) as they stream in and never exist in clear on the node; the same digest means the same people, so both datasets draw on one privacy budget")
 	if err := d.ctl(0, key("agency1"), "dataset", "register", "--name", "tax2025he", "--schema", files["schema"], "--file", files["csv"], "--mode", "he"); err != nil {
 		return err
 	}
 	if err := d.ctl(0, key("agency1"), "policy", "publish", files["policyHE"]); err != nil {
+		return err
+	}
+	if err := d.ctl(1, key("enterprise"), "dataset", "list"); err != nil {
 		return err
 	}
 
@@ -178,12 +181,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	d.say("An attack: the enterprise asks for row-level values; the node refuses before anything is recorded")
+	d.say("An attack: the enterprise asks for row-level values; the node refuses before anything is recorded, as it refuses a careless query (a misspelt column), with the position")
 	if err := d.ctl(0, key("enterprise"), "job", "submit", "--mode", "masked", "--purpose", "credit risk statistics",
 		"--query", "SELECT person_id, income FROM tax2025"); err == nil {
 		return errors.New("a row-level query was accepted")
 	}
-	fmt.Fprintln(d.out, "    (refused, as it must be)")
+	if err := d.ctl(0, key("enterprise"), "job", "submit", "--mode", "masked", "--purpose", "credit risk statistics",
+		"--query", "SELECT regon, COUNT(*) FROM tax2025 GROUP BY regon"); err == nil {
+		return errors.New("a query on an unknown column was accepted")
+	}
+	fmt.Fprintln(d.out, "    (refused, as they must be; nothing was recorded and no budget spent)")
 
 	d.say("The enterprise tries another purpose: the policy refuses, and the refusal is on the ledger for the auditor")
 	if err := d.ctl(2, key("enterprise"), "job", "submit", "--mode", "he", "--purpose", "marketing",

@@ -401,3 +401,32 @@ func TestClientHonoursRetryAfter(t *testing.T) {
 		t.Fatalf("5 requests at 2/s took %s: the limit was not met", d)
 	}
 }
+
+// TestWaitPending: --wait on a job that needs manual approval says who
+// must approve and how many, and gives up after --wait-timeout with a
+// non-zero exit naming the job to check later.
+func TestWaitPending(t *testing.T) {
+	e := newEnv(t)
+	e.registerAndPublish(t, "manual")
+	var out, errOut bytes.Buffer
+	args := []string{"--server", e.url, "--key", filepath.Join(e.dir, "bank.key"), "job", "submit", "--wait", "--wait-timeout", "1s",
+		"--mode", "masked", "--purpose", "credit risk statistics", "--query", "SELECT region, COUNT(*) FROM tax2025 GROUP BY region"}
+	start := time.Now()
+	err := run(context.Background(), args, &out, &errOut)
+	if err == nil {
+		t.Fatalf("--wait on a pending job returned without error: %s", out.String())
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("gave up after %s, not about 1s", d)
+	}
+	id := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(out.String(), ":", 2)[0], "job "))
+	if !strings.HasPrefix(id, "job-") {
+		t.Fatalf("stdout %q names no job", out.String())
+	}
+	if want := "waits for approval by agency tax (owner of dataset tax2025): 0 of 1 approvals so far; waiting up to 1s"; !strings.Contains(errOut.String(), want) {
+		t.Fatalf("stderr %q, want %q", errOut.String(), want)
+	}
+	if want := "job " + id + " still pending approval (0 of 1) after 1s; check it later with: sandboxctl job status " + id; err.Error() != want {
+		t.Fatalf("error %q, want %q", err, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -27,6 +28,11 @@ func TestMain(m *testing.M) {
 // account's key file and $TRUST the nodes' checkpoint keys.
 func TestScripts(t *testing.T) {
 	e := newEnv(t)
+	// A budget the scripts cannot exhaust needs the admin to raise the
+	// consortium's limit first.
+	if out, err := e.ctl(t, "admin", "limits", "set", "--max-epsilon-budget", "1000"); err != nil || !strings.Contains(out, "epsilon budget <= 1000") {
+		t.Fatalf("limits set: %s %v", out, err)
+	}
 	p := apitest.TaxPolicy()
 	p["dp"] = map[string]any{"epsilon_per_query": 0.5, "epsilon_budget": 1000.0, "delta": 1e-6}
 	schema := e.file(t, "tax.json", string(apitest.TaxSchema))

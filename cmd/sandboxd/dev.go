@@ -178,7 +178,10 @@ func writeGenesis(ctx context.Context, dir string, cf *consortiumFile, n *liveNo
 	if err != nil {
 		return err
 	}
-	g := policies.Genesis{Consortium: cf.Origin, Table: policies.DefaultTable()}
+	// The limits are written out (they are the defaults) so that the
+	// ledger states them.
+	limits := policies.DefaultLimits()
+	g := policies.Genesis{Consortium: cf.Origin, Table: policies.DefaultTable(), Limits: &limits}
 	add := func(k *chain.Key, name, org, role string) {
 		g.Accounts = append(g.Accounts, policies.GenesisAccount{PublicKey: k.PublicKey(), Algorithm: "ed25519", Name: name, Org: org, Roles: []string{role}})
 	}

@@ -237,11 +237,29 @@ func TestDevDemoData(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ds struct {
-		Name string `json:"name"`
-		Rows int64  `json:"rows"`
+		Name       string `json:"name"`
+		Rows       int64  `json:"rows"`
+		Population string `json:"population"`
 	}
 	if err := signedCall(context.Background(), k, "GET", url+"/v1/datasets/tax2025", "", nil, &ds); err != nil || ds.Rows != demoRows {
 		t.Fatalf("dataset: %+v %v", ds, err)
+	}
+	// The same records registered again encrypted are the same people: one
+	// population, one budget.
+	var twin = ds
+	twin.Population = ""
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		err := signedCall(context.Background(), k, "GET", url+"/v1/datasets/tax2025he", "", nil, &twin)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tax2025he not registered: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if twin.Population == "" || twin.Population != ds.Population {
+		t.Fatalf("tax2025 is in population %q, tax2025he in %q", ds.Population, twin.Population)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -34,7 +35,7 @@ type client struct {
 func newClient(g *globals) *client {
 	c := &client{base: strings.TrimRight(g.server, "/"), http: &http.Client{Timeout: 60 * time.Second}, keyPath: g.key, stderr: g.stderr}
 	if g.key != "" {
-		c.key, c.setupErr = chain.LoadKeyFile(g.key)
+		c.key, c.setupErr = loadKeyFile(g.key)
 	}
 	if g.ca != "" && c.setupErr == nil {
 		// A consortium's own CA (sandboxctl tls ca) for https:// nodes.
@@ -114,7 +115,10 @@ func (c *client) send(ctx context.Context, method, path string, b []byte, hasBod
 	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.key != nil && path != "/v1/health" {
+	if c.key == nil && !unsigned(path) {
+		return nil, errNoKey
+	}
+	if c.key != nil && !unsigned(path) {
 		if c.key.Algorithm() != chain.Ed25519 {
 			return nil, fmt.Errorf("%s: requests are signed with ed25519 keys; this key is %s", c.keyPath, c.key.Algorithm())
 		}
@@ -124,9 +128,38 @@ func (c *client) send(ctx context.Context, method, path string, b []byte, hasBod
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach %s: %w", c.base, err)
+		return nil, unreachable(c.base, err)
 	}
 	return resp, nil
+}
+
+// errNoKey is the answer, before any request, to a command that needs an
+// account and was given no key.
+var errNoKey = errors.New("this command acts as an account: set --key FILE or SANDBOX_KEY (make one with: sandboxctl key new --out FILE)")
+
+// unsigned reports whether a path is served without a signature.
+func unsigned(path string) bool {
+	p, _, _ := strings.Cut(path, "?")
+	return p == "/v1/health" || p == "/v1/openapi.json"
+}
+
+// unreachable says a node could not be reached, without the request's URL
+// (an upload's carries the whole schema).
+func unreachable(base string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("cannot reach %s: %w", base, err)
+}
+
+// shortPath is a request path as error messages quote it: a long query
+// (an upload's schema) is left out.
+func shortPath(path string) string {
+	if p, q, ok := strings.Cut(path, "?"); ok && len(q) > 60 {
+		return p + "?..."
+	}
+	return path
 }
 
 // retryAfter says whether an answer asks to come back later, and when: a
@@ -150,7 +183,7 @@ func (c *client) upload(ctx context.Context, path, file, contentType, label stri
 		return c.setupErr
 	}
 	if c.key == nil {
-		return errors.New("this command needs an account key: --key FILE or SANDBOX_KEY")
+		return errNoKey
 	}
 	f, err := os.Open(file)
 	if err != nil {
@@ -180,13 +213,14 @@ func (c *client) upload(ctx context.Context, path, file, contentType, label stri
 	hc.Timeout = 0 // large uploads take their time; ctx bounds them
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w", c.base, err)
+		return unreachable(c.base, err)
 	}
 	defer resp.Body.Close()
 	return decodeAnswer(resp, "POST", path, out)
 }
 
 func decodeAnswer(resp *http.Response, method, path string, out any) error {
+	path = shortPath(path)
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
@@ -222,7 +256,7 @@ func (c *client) signer() (*chain.Key, error) {
 		return nil, c.setupErr
 	}
 	if c.key == nil {
-		return nil, errors.New("this needs --key (or SANDBOX_KEY)")
+		return nil, errNoKey
 	}
 	return c.key, nil
 }

@@ -25,6 +25,14 @@ func table(g *globals) *tabwriter.Writer {
 	return tabwriter.NewWriter(g.stdout, 0, 2, 2, ' ', 0)
 }
 
+// plural counts things in English: "1 cell", "2 cells".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
+
 func needArgs(fs *flag.FlagSet, n int, what string) error {
 	if fs.NArg() != n {
 		return fmt.Errorf("%s: expected %s", fs.Name(), what)
@@ -337,10 +345,18 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	if err := c.do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: *query, Mode: *mode, Purpose: *purpose}, &j); err != nil {
 		return err
 	}
-	if err := printJob(g, j); err != nil {
-		return err
+	// With --wait --json, the one document printed is the result with the
+	// job's fields beside it (or the job alone if it ends without one).
+	jsonLater := *wait && g.json
+	if !jsonLater {
+		if err := printJob(g, j); err != nil {
+			return err
+		}
 	}
 	if j.Status == policies.JobRejected {
+		if jsonLater {
+			printJob(g, j)
+		}
 		return fmt.Errorf("job %s refused: %s", j.Job, j.Reason)
 	}
 	if !*wait {
@@ -350,6 +366,9 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	for j.Status != policies.JobCompleted {
 		switch j.Status {
 		case policies.JobFailed, policies.JobRejected:
+			if jsonLater {
+				printJob(g, j)
+			}
 			return fmt.Errorf("job %s %s: %s", j.Job, j.Status, j.Reason)
 		}
 		if time.Now().After(deadline) {
@@ -360,33 +379,71 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 			return err
 		}
 	}
+	if jsonLater {
+		return printJobResult(ctx, g, c, j)
+	}
 	return showResult(ctx, g, c, j.Job)
 }
 
-// showResult fetches a result and prints it as a table, or as the
-// contract's JSON.
-func showResult(ctx context.Context, g *globals, c *client, id string) error {
+// printJobResult prints a completed job's result as one JSON document: the
+// result's fields (job result --json) with the job's fields beside them.
+func printJobResult(ctx context.Context, g *globals, c *client, j api.JobResponse) error {
+	raw, _, err := fetchResult(ctx, c, j.Job)
+	if err != nil {
+		return err
+	}
+	doc := map[string]json.RawMessage{}
+	jb, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(jb, &doc); err != nil {
+		return err
+	}
+	var res map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return fmt.Errorf("job %s: bad result: %w", j.Job, err)
+	}
+	for k, v := range res {
+		doc[k] = v // the result's own fields win (they are the same job)
+	}
+	return printJSON(g.stdout, doc)
+}
+
+// fetchResult fetches a result, decrypting an he result with the key file,
+// and returns it as the contract's JSON and decoded.
+func fetchResult(ctx context.Context, c *client, id string) (json.RawMessage, *sandbox.Result, error) {
 	var raw json.RawMessage
 	if err := c.do(ctx, "GET", "/v1/jobs/"+id+"/result", nil, &raw); err != nil {
-		return err
+		return nil, nil, err
 	}
 	var res sandbox.Result
 	if err := json.Unmarshal(raw, &res); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if res.HE != nil {
 		// An he result is encrypted to this account: decrypt it here.
 		k, err := c.signer()
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if err := sandbox.DecryptHEResult(&res, k.Ed25519().Seed()); err != nil {
-			return fmt.Errorf("decrypting the he result: %w", err)
+			return nil, nil, fmt.Errorf("decrypting the he result: %w", err)
 		}
 		res.HE = nil
 		if raw, err = json.Marshal(res); err != nil {
-			return err
+			return nil, nil, err
 		}
+	}
+	return raw, &res, nil
+}
+
+// showResult fetches a result and prints it as a table, or as the
+// contract's JSON.
+func showResult(ctx context.Context, g *globals, c *client, id string) error {
+	raw, res, err := fetchResult(ctx, c, id)
+	if err != nil {
+		return err
 	}
 	if g.json {
 		_, err := g.stdout.Write(append(raw, '\n'))
@@ -412,7 +469,7 @@ func showResult(ctx context.Context, g *globals, c *client, id string) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "(%d rows, %d cells suppressed, epsilon %g spent, result sha256 %s)\n", len(res.Rows), res.Suppressed, res.EpsilonSpent, res.ResultSHA256)
+	fmt.Fprintf(g.stdout, "(%s, %s suppressed, epsilon %g spent, result sha256 %s)\n", plural(len(res.Rows), "row"), plural(res.Suppressed, "cell"), res.EpsilonSpent, res.ResultSHA256)
 	return nil
 }
 

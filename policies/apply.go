@@ -423,6 +423,9 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if err := p.validateAgainst(&ds.Schema, now); err != nil {
 			return err
 		}
+		if old := inForce(s.Policies, p); old != "" {
+			return fmt.Errorf("%w: policy: identical to %s, which is in force", ErrConflict, old)
+		}
 		p.ID = "pol-" + strconv.FormatUint(index, 10)
 		p.Owner = e.Actor
 		s.Policies[p.ID] = p

@@ -206,6 +206,9 @@ func (c *client) upload(ctx context.Context, path, file, contentType, label stri
 	}
 	req.ContentLength = size
 	req.Header.Set("Content-Type", contentType)
+	// The node checks the request (signature, permission, name, schema)
+	// before it reads the data; a refusal then comes before any is sent.
+	req.Header.Set("Expect", "100-continue")
 	if err := audit.SignStreamedRequest(req, h.Sum(nil), c.key.Ed25519(), c.key.Address().String()); err != nil {
 		return err
 	}
@@ -227,10 +230,16 @@ func decodeAnswer(resp *http.Response, method, path string, out any) error {
 	}
 	if resp.StatusCode >= 400 {
 		var p problem
+		var err error
 		if json.Unmarshal(b, &p) == nil && p.Detail != "" {
-			return fmt.Errorf("%s %s: %d %s: %s", method, path, resp.StatusCode, p.Code, p.Detail)
+			err = fmt.Errorf("%s %s: %d %s: %s", method, path, resp.StatusCode, p.Code, p.Detail)
+		} else {
+			err = fmt.Errorf("%s %s: %s", method, path, resp.Status)
 		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		if resp.StatusCode == http.StatusNotFound {
+			return &statusError{err: err, notFound: true}
+		}
+		return err
 	}
 	if out != nil {
 		if raw, ok := out.(*json.RawMessage); ok {
@@ -243,6 +252,18 @@ func decodeAnswer(resp *http.Response, method, path string, out any) error {
 	}
 	return nil
 }
+
+// errNotFound matches (errors.Is) a node's 404 answer.
+var errNotFound = errors.New("not found")
+
+// statusError is a node's error answer; a 404 is errNotFound.
+type statusError struct {
+	err      error
+	notFound bool
+}
+
+func (e *statusError) Error() string        { return e.err.Error() }
+func (e *statusError) Is(target error) bool { return e.notFound && target == errNotFound }
 
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

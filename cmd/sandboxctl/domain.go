@@ -165,7 +165,7 @@ func cmdGenesis(ctx context.Context, g *globals, fs *flag.FlagSet, args []string
 
 func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
 	name := fs.String("name", "", "dataset name, e.g. tax2025")
-	schemaFile := fs.String("schema", "", "schema JSON (CONTRACT.md)")
+	schemaFile := fs.String("schema", "", "schema JSON (docs/schema.md)")
 	file := fs.String("file", "", "the data (CSV, UTF-8, with a header row)")
 	regMode := fs.String("mode", "masked", "masked, or he: sensitive columns encrypted under the consortium's collective key")
 	if err := parseArgs(fs, args); err != nil {
@@ -173,6 +173,16 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	}
 	if *name == "" || *schemaFile == "" || *file == "" {
 		return errors.New("dataset register: --name, --schema and --file are required")
+	}
+	// What can be checked before the upload is, so that a mistake costs
+	// no streaming: the name, the mode, the schema, the file, the key, and
+	// whether the name is taken. (The node checks them again, and the
+	// caller's permission, before it reads the data.)
+	if err := policies.CheckDatasetName(*name); err != nil {
+		return fmt.Errorf("dataset register: %w", err)
+	}
+	if *regMode != policies.ModeMasked && *regMode != policies.ModeHE {
+		return fmt.Errorf("dataset register: --mode must be masked or he, not %q", *regMode)
 	}
 	sb, err := os.ReadFile(*schemaFile)
 	if err != nil {
@@ -182,15 +192,30 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	if err != nil {
 		return fmt.Errorf("%s: %w", *schemaFile, err)
 	}
+	if fi, err := os.Stat(*file); err != nil {
+		return err
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a file", *file)
+	}
 	canon, _ := json.Marshal(schema)
 	c := newClient(g)
+	if _, err := c.signer(); err != nil {
+		return err
+	}
+	var existing api.DatasetResponse
+	switch err := c.do(ctx, "GET", "/v1/datasets/"+*name, nil, &existing); {
+	case err == nil:
+		return fmt.Errorf("dataset register: dataset %q is already registered (owner %s); choose another name", *name, existing.Owner)
+	case !errors.Is(err, errNotFound):
+		return err
+	}
 	// 1. The data goes to the agency's node, which masks and stores it.
 	var up api.UploadResponse
 	label := "uploading (the node masks as it reads)"
 	if *regMode == policies.ModeHE {
 		label = "uploading (the node encrypts as it reads)"
 	}
-	if err := c.upload(ctx, "/v1/uploads?mode="+url.QueryEscape(*regMode)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", label, &up); err != nil {
+	if err := c.upload(ctx, "/v1/uploads?name="+url.QueryEscape(*name)+"&mode="+url.QueryEscape(*regMode)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", label, &up); err != nil {
 		return err
 	}
 	// 2. Its digest, rows and schema go on the ledger, signed by the agency.

@@ -118,7 +118,7 @@ func cmdAccountShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 
 // cmdGenesis writes the signed genesis entry for "sandboxd run --genesis".
 func cmdGenesis(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
-	in := fs.String("accounts", "", `JSON {"consortium": "...", "accounts": [{"public_key": "<b64>", "algorithm": "ed25519", "name", "org", "roles": [...]}], "table": {...}}; the table defaults to DESIGN.md's`)
+	in := fs.String("accounts", "", `JSON {"consortium": "...", "accounts": [{"public_key": "<b64>", "algorithm": "ed25519", "name", "org", "roles": [...]}], "table": {...}}; the table defaults to the one in docs/permissions.md (docs/configuration.md shows a file)`)
 	out := fs.String("out", "", "file to write (base64 of the signed entry)")
 	if err := parseArgs(fs, args); err != nil {
 		return err

@@ -406,3 +406,14 @@ func TestClientHonoursRetryAfter(t *testing.T) {
 		t.Fatalf("5 requests at 2/s took %s: the limit was not met", d)
 	}
 }
+
+func TestPlural(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{{0, "0 cells"}, {1, "1 cell"}, {2, "2 cells"}} {
+		if got := plural(tc.n, "cell"); got != tc.want {
+			t.Errorf("plural(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}

@@ -188,6 +188,7 @@ func (s *Server) registerDataset(c echo.Context) error {
 	}
 	rc, err := s.relay(c, policies.KindDatasetRegister, nil)
 	if err != nil {
+		discardRefused(s.data, d.SHA256, err)
 		return err
 	}
 	if err := s.data.Bind(d.SHA256, d.Name); err != nil {

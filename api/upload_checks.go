@@ -1,11 +1,13 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -29,4 +31,18 @@ func (s *Server) checkUpload(c echo.Context) error {
 		return &problemError{status: http.StatusConflict, code: "conflict", detail: fmt.Sprintf("dataset %q is already registered", name)}
 	}
 	return nil
+}
+
+// discardRefused removes a staged upload whose registration the ledger
+// refused for good (a bad name or schema, a name taken, no permission):
+// it will never be registered, and is not left behind. A refusal that may
+// pass on a retry (no quorum, a timeout) keeps it; the store sweeps what
+// is left when the node starts.
+func discardRefused(data interface{ Discard(sha string) }, sha string, err error) {
+	for _, final := range []error{chain.ErrRejected, policies.ErrInvalid, policies.ErrConflict, policies.ErrForbidden, policies.ErrUnknownAccount} {
+		if errors.Is(err, final) {
+			data.Discard(sha)
+			return
+		}
+	}
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -73,5 +75,25 @@ func TestUploadRefusedBeforeItsData(t *testing.T) {
 	}
 	if code, p := apitest.Send(t, req, nil); code != http.StatusCreated {
 		t.Fatalf("upload under a free name: %d %s %s", code, p.Code, p.Detail)
+	}
+}
+
+// A registration the ledger refuses for good discards its staged upload
+// (here: an upload staged without a name, then registered under one the
+// state machine refuses); registering it again then needs a new upload.
+func TestRefusedRegistrationLeavesNothingStaged(t *testing.T) {
+	f := apitest.New(t)
+	code, up, p := f.Upload(t, "agency1", 0, apitest.TaxSchema, apitest.TaxCSV(300))
+	if code != http.StatusCreated {
+		t.Fatalf("upload: %d %s %s", code, p.Code, p.Detail)
+	}
+	doc := func(name string) map[string]any {
+		return map[string]any{"name": name, "schema": json.RawMessage(apitest.TaxSchema), "sha256": up.SHA256, "rows": up.Rows}
+	}
+	if code, p := f.Do(t, "agency1", 0, "POST", "/v1/datasets", doc("Bad Name"), nil); code != http.StatusUnprocessableEntity || !strings.Contains(p.Detail, "must match") {
+		t.Fatalf("bad name: %d %s %s", code, p.Code, p.Detail)
+	}
+	if code, p := f.Do(t, "agency1", 0, "POST", "/v1/datasets", doc("fine_name"), nil); code != http.StatusConflict || p.Code != "no-upload" {
+		t.Fatalf("the refused upload stayed staged: %d %s %s", code, p.Code, p.Detail)
 	}
 }

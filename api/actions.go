@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,8 +23,15 @@ import (
 )
 
 // relay commits the caller's signed request as an entry of the given kind,
-// signed by this node, and waits until this node has applied it.
+// signed by this node, and waits until this node has applied it. A request
+// whose act the ledger already applied (the same signed request again,
+// through any node, under any label) is not committed twice: relay
+// returns the receipt of the entry that applied it, so the handler answers
+// with the first outcome.
 func (s *Server) relay(c echo.Context, kind string, extra any) (chain.Receipt, error) {
+	if rc, ok := s.repeated(c); ok {
+		return rc, nil
+	}
 	who := callerOf(c)
 	route, ok := audit.RouteFor(kind)
 	if !ok {
@@ -51,10 +59,33 @@ func (s *Server) relay(c echo.Context, kind string, extra any) (chain.Receipt, e
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.AppendTimeout)
 	defer cancel()
 	rc, err := s.node.Append(ctx, raw)
+	if errors.Is(err, chain.ErrRejected) && s.node.ReadBarrier(ctx) == nil {
+		// Refused as a repeat: the same act reached the ledger through
+		// another request in the meantime.
+		if rc, ok := s.repeated(c); ok {
+			return rc, nil
+		}
+	}
 	if err != nil {
 		return rc, err
 	}
 	return rc, s.node.WaitApplied(ctx, rc.Index)
+}
+
+// RepeatHeader marks the answer to a write whose act the ledger had
+// already applied: its value is the index of the entry that applied it,
+// and the body is the outcome of that entry.
+const RepeatHeader = "Sandbox-Repeat-Of"
+
+// repeated reports whether the caller's signed act was already applied,
+// and by which entry; it marks the response as a repeat.
+func (s *Server) repeated(c echo.Context) (chain.Receipt, bool) {
+	i, ok := s.state.Act(callerOf(c).act)
+	if !ok {
+		return chain.Receipt{}, false
+	}
+	c.Response().Header().Set(RepeatHeader, strconv.FormatUint(i, 10))
+	return chain.Receipt{Index: i, Duplicate: true}, true
 }
 
 // WriteResponse answers a committed write.
@@ -111,6 +142,9 @@ func (s *Server) upload(c echo.Context) error {
 	if s.data == nil {
 		return &problemError{status: http.StatusServiceUnavailable, code: "no-data-store", detail: "this node keeps no datasets"}
 	}
+	if err := s.holdsFor(callerOf(c).account); err != nil {
+		return err
+	}
 	sb, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(c.QueryParam("schema"), "="))
 	if err != nil || len(sb) == 0 {
 		return badRequest("bad-parameter", "query parameter schema must be the schema JSON in base64url")
@@ -161,16 +195,43 @@ func (s *Server) upload(c echo.Context) error {
 	return c.JSON(http.StatusCreated, UploadResponse{SHA256: res.SHA256, Rows: res.Rows})
 }
 
+// holdsFor refuses an agency's data on a node its organisation does not
+// operate (the state machine refuses the registration too; refusing the
+// upload keeps the raw records off that machine in the first place).
+func (s *Server) holdsFor(acc policies.Account) error {
+	self, _ := s.state.Account(policies.Address(s.key.Address()))
+	if acc.Org != "" && acc.Org == self.Org {
+		return nil
+	}
+	var own []string
+	for _, a := range s.state.Accounts() {
+		if acc.Org != "" && a.Org == acc.Org && s.state.Can(a.Address, policies.PermNode) {
+			own = append(own, a.Name)
+		}
+	}
+	where := "your organisation operates no node: ask the consortium's admin"
+	if len(own) > 0 {
+		where = "upload to your organisation's node: " + strings.Join(own, ", ")
+	}
+	return forbidden(fmt.Sprintf("this node (%s) is operated by %q, not by your organisation %q; an agency's data goes only to its own node (%s)", s.node.ID(), self.Org, acc.Org, where))
+}
+
 func (s *Server) registerDataset(c echo.Context) error {
 	var d policies.DatasetDoc
 	if err := decodeStrict(callerOf(c).body, &d, "dataset"); err != nil {
 		return err
+	}
+	if rc, ok := s.repeated(c); ok {
+		return c.JSON(http.StatusCreated, WriteResponse{Kind: policies.KindDatasetRegister, Index: rc.Index, ID: d.Name})
 	}
 	if err := d.Schema.Validate(); err != nil {
 		return badRequest("bad-schema", err.Error())
 	}
 	if s.data == nil {
 		return &problemError{status: http.StatusServiceUnavailable, code: "no-data-store", detail: "this node keeps no datasets"}
+	}
+	if err := s.holdsFor(callerOf(c).account); err != nil {
+		return err
 	}
 	if _, taken := s.state.Dataset(d.Name); taken {
 		s.data.Discard(d.SHA256) // never to be registered: not left staged
@@ -281,6 +342,9 @@ func (s *Server) decideJob(kind string) echo.HandlerFunc {
 		j, ok := s.state.Job(c.Param("id"))
 		if !ok {
 			return notFound(fmt.Sprintf("no job %q", clip(c.Param("id"))))
+		}
+		if _, ok := s.repeated(c); ok {
+			return c.JSON(http.StatusOK, jobResponse(j))
 		}
 		ds, _ := s.state.Dataset(j.Dataset)
 		if ds.Owner != who.addr && (ds.Org == "" || ds.Org != who.account.Org) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,9 @@ type caller struct {
 	account policies.Account
 	body    []byte
 	request audit.SignedRequest // kept for relaying to the ledger
+	// act identifies the signed act (audit.ActKey): the ledger applies it
+	// once, and a repeat of a write is answered with the first outcome.
+	act string
 }
 
 const ctxCaller = "caller"
@@ -40,8 +44,16 @@ func forbidden(detail string) error {
 }
 
 // authenticate checks the request's RFC 9421 signature against the
-// committed key of the account named by keyid, the created time, replays,
-// and the route's permission.
+// committed key of the account named by keyid, that it names this node,
+// the created time, and the route's permission.
+//
+// Replays: a signed request is bound to this node (its @target-uri) and to
+// a window around its created time. Within them a read may be repeated —
+// it shows again what its signer may see, to whoever holds the request — so
+// a plain RFC 9421 client without nonces works. A write is an act the
+// ledger applies once, whichever node relays it and however its signature
+// is labelled (audit.ActKey, checked by the state machine on every node
+// and by auditors); its repeat gets the outcome of the first.
 func (s *Server) authenticate(r Route, next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
@@ -58,20 +70,22 @@ func (s *Server) authenticate(r Route, next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			req.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		// Reads and checks see every write acknowledged before, whichever
-		// node took it.
-		ctx, cancel := context.WithTimeout(req.Context(), s.cfg.AppendTimeout)
-		err := s.node.ReadBarrier(ctx)
-		cancel()
-		if err != nil {
-			return err
-		}
 		if req.Header.Get("Signature") == "" || req.Header.Get("Signature-Input") == "" {
 			return unauthorized("unsigned", "this endpoint needs an RFC 9421 signature (Signature and Signature-Input headers, keyid = account address)")
 		}
 		addr, err := audit.RequestKeyID(req)
 		if err != nil {
 			return unauthorized("bad-signature", clip(err.Error()))
+		}
+		// Keys, permissions and what the handler reads are looked up in a
+		// state that holds every write acknowledged before, whichever node
+		// took it. (After the cheap checks: an unsigned request costs no
+		// quorum round.)
+		ctx, cancel := context.WithTimeout(req.Context(), s.cfg.AppendTimeout)
+		err = s.node.ReadBarrier(ctx)
+		cancel()
+		if err != nil {
+			return err
 		}
 		acc, known := s.state.Account(addr)
 		key := acc.PublicKey
@@ -102,8 +116,12 @@ func (s *Server) authenticate(r Route, next echo.HandlerFunc) echo.HandlerFunc {
 		if d := time.Since(created); d > s.cfg.SignatureWindow || d < -s.cfg.SignatureWindow {
 			return unauthorized("stale-signature", fmt.Sprintf("signature created at %s, more than %s from the server's time", created.Format(time.RFC3339), s.cfg.SignatureWindow))
 		}
-		if !s.replays.add(audit.RequestReplayKey(req.Header.Get("Signature")), time.Now()) {
-			return unauthorized("replayed-request", "this signed request was already received; sign each request anew")
+		if !s.hosts[strings.ToLower(req.Host)] {
+			return unauthorized("wrong-node", fmt.Sprintf("the request is signed for %s (its @target-uri), which is not this node (%s): sign each request for the node it is sent to", clip(req.Host), s.publicName()))
+		}
+		act, err := audit.ActKey(req)
+		if err != nil {
+			return unauthorized("bad-signature", clip(err.Error()))
 		}
 		if wait := s.limits.allow(addr, time.Now()); wait > 0 {
 			secs := int(math.Ceil(wait.Seconds()))
@@ -117,7 +135,7 @@ func (s *Server) authenticate(r Route, next echo.HandlerFunc) echo.HandlerFunc {
 		if req.TLS != nil {
 			scheme = "https"
 		}
-		c.Set(ctxCaller, &caller{addr: addr, account: acc, body: body,
+		c.Set(ctxCaller, &caller{addr: addr, account: acc, body: body, act: act,
 			request: audit.CaptureRequest(req, scheme+"://"+req.Host+req.URL.RequestURI(), body)})
 		return next(c)
 	}
@@ -157,34 +175,10 @@ func (l *rateLimits) allow(a policies.Address, now time.Time) time.Duration {
 	return 0
 }
 
-// replayCache remembers request signatures for the window in which they
-// would be accepted.
-type replayCache struct {
-	mu   sync.Mutex
-	ttl  time.Duration
-	seen map[string]time.Time
-	last time.Time
-}
-
-func newReplayCache(ttl time.Duration) *replayCache {
-	return &replayCache{ttl: ttl, seen: map[string]time.Time{}}
-}
-
-// add records a key; false if it was seen within the TTL.
-func (r *replayCache) add(key string, now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now.Sub(r.last) > r.ttl/4 {
-		for k, t := range r.seen {
-			if now.Sub(t) > r.ttl {
-				delete(r.seen, k)
-			}
-		}
-		r.last = now
+// publicName is how this node is reached, for error messages.
+func (s *Server) publicName() string {
+	if s.cfg.PublicURL != "" {
+		return s.cfg.PublicURL
 	}
-	if t, ok := r.seen[key]; ok && now.Sub(t) <= r.ttl {
-		return false
-	}
-	r.seen[key] = now
-	return true
+	return s.cfg.Addr
 }

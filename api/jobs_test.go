@@ -87,7 +87,7 @@ func TestUploadErrors(t *testing.T) {
 		t.Fatalf("tampered upload: %d %+v", code, p)
 	}
 	// Registering without the upload on this node is refused; the catalogue is unchanged.
-	if code, p := f.Do(t, "agency1", 1, "POST", "/v1/datasets", map[string]any{"name": "x", "schema": apitest.TaxSchema, "sha256": strings.Repeat("ab", 32), "rows": 1}, nil); code != 409 || p.Code != "no-upload" {
+	if code, p := f.Do(t, "agency1", 0, "POST", "/v1/datasets", map[string]any{"name": "x", "schema": apitest.TaxSchema, "sha256": strings.Repeat("ab", 32), "rows": 1}, nil); code != 409 || p.Code != "no-upload" {
 		t.Fatalf("register without upload: %d %+v", code, p)
 	}
 	var list struct{ Datasets []DatasetResponse }

@@ -55,12 +55,14 @@ func statusOf(err error) (int, string, bool) {
 		return http.StatusBadRequest, "unknown-algorithm", true
 	case errors.Is(err, chain.ErrBadProofRequest):
 		return http.StatusBadRequest, "bad-proof-request", true
-	case errors.Is(err, chain.ErrRejected):
-		return http.StatusUnprocessableEntity, "rejected", true
 	case errors.Is(err, chain.ErrNoLeader):
 		return http.StatusServiceUnavailable, "no-leader", true
 	case errors.Is(err, chain.ErrStopped):
 		return http.StatusServiceUnavailable, "node-stopped", true
+	case errors.Is(err, policies.ErrReplay):
+		return http.StatusConflict, "replayed", true
+	case errors.Is(err, policies.ErrUnknownAccount):
+		return http.StatusForbidden, "unknown-account", true
 	case errors.Is(err, policies.ErrInvalid):
 		return http.StatusBadRequest, "invalid", true
 	case errors.Is(err, policies.ErrForbidden):
@@ -69,6 +71,8 @@ func statusOf(err error) (int, string, bool) {
 		return http.StatusNotFound, "not-found", true
 	case errors.Is(err, policies.ErrConflict):
 		return http.StatusConflict, "conflict", true
+	case errors.Is(err, chain.ErrRejected):
+		return http.StatusUnprocessableEntity, "rejected", true
 	case errors.Is(err, sandbox.ErrSyntax):
 		return http.StatusBadRequest, "bad-query", true
 	case errors.Is(err, sandbox.ErrBadData):

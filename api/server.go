@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -46,6 +48,9 @@ type State interface {
 	Spent(requester policies.Address, dataset string) float64
 	StateHash() [32]byte
 	HE() (policies.HECeremony, bool)
+	// Act returns the entry that applied a signed act (audit.ActKey).
+	Act(key string) (uint64, bool)
+	Accounts() []policies.Account
 }
 
 // Data is the node's dataset store (sandbox.Store).
@@ -59,7 +64,17 @@ type Data interface {
 
 // Config configures the HTTP server.
 type Config struct {
-	Addr              string        // listen address, e.g. 127.0.0.1:8080
+	Addr string // listen address, e.g. 127.0.0.1:8080
+	// PublicURL is the URL clients reach this node at (scheme://host:port).
+	// Every signed request must name this node in its @target-uri, so a
+	// request captured at one node is not accepted by another. Empty: the
+	// listen address (where it names a host; a node listening on all
+	// interfaces must say how it is reached). A loopback address also
+	// answers to localhost and [::1] at the same port.
+	PublicURL string
+	// Aliases are further host:port names clients may reach this node by
+	// (a reverse proxy's, say); signatures naming them are accepted too.
+	Aliases           []string
 	ReadHeaderTimeout time.Duration // bounds slow-loris clients
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
@@ -113,20 +128,65 @@ func (c Config) Validate() error {
 	case c.RateLimit < 0 || c.RateLimit > 0 && c.RateBurst < 1:
 		return errors.New("api: config: RateLimit must be >= 0, with RateBurst >= 1 when set")
 	}
-	return nil
+	_, err := c.authorities()
+	return err
+}
+
+// authorities lists the host:port forms a request's @target-uri may name
+// for this node.
+func (c Config) authorities() (map[string]bool, error) {
+	hostport := c.Addr
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("api: config: PublicURL %q must be http(s)://host[:port]", c.PublicURL)
+		}
+		hostport = u.Host
+		if u.Port() == "" {
+			hostport = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+		}
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, fmt.Errorf("api: config: address %q: %v", hostport, err)
+	}
+	ip := net.ParseIP(host)
+	if host == "" || ip != nil && ip.IsUnspecified() {
+		return nil, fmt.Errorf("api: config: the API listens on all interfaces (%s): set the public URL clients reach this node at (public_url), which their request signatures name", hostport)
+	}
+	out := map[string]bool{strings.ToLower(net.JoinHostPort(host, port)): true}
+	if c.PublicURL != "" {
+		if u, _ := url.Parse(c.PublicURL); u.Port() == "" {
+			out[strings.ToLower(u.Hostname())] = true // default ports go unwritten
+		}
+	}
+	for _, a := range c.Aliases {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("api: config: alias %q must be host:port", a)
+		}
+		out[strings.ToLower(a)] = true
+	}
+	if ip != nil && ip.IsLoopback() || strings.EqualFold(host, "localhost") {
+		for _, h := range []string{"127.0.0.1", "localhost", "::1"} {
+			out[net.JoinHostPort(h, port)] = true
+		}
+	}
+	return out, nil
 }
 
 // Server serves the API of one node.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	node    Node
-	state   State
-	key     *chain.Key // the node's key: it signs the entries it relays
-	data    Data       // nil on a node that holds no data
-	he      *HE        // nil until SetHE
-	limits  *rateLimits
-	replays *replayCache
+	cfg    Config
+	log    *slog.Logger
+	node   Node
+	state  State
+	key    *chain.Key // the node's key: it signs the entries it relays
+	data   Data       // nil on a node that holds no data
+	he     *HE        // nil until SetHE
+	limits *rateLimits
+	// hosts are the authorities (host:port) a signed @target-uri may name
+	// for this node.
+	hosts   map[string]bool
 	metrics *metrics
 	known   map[string]bool // "METHOD /echo/path" of every route
 	e       *echo.Echo
@@ -146,8 +206,12 @@ func New(cfg Config, node Node, state State, key *chain.Key, data Data) (*Server
 	if cfg.Nonces == nil {
 		cfg.Nonces = chain.NewNonces()
 	}
+	hosts, err := cfg.authorities()
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api", "node", node.ID()), node: node, state: state, key: key,
-		data: data, replays: newReplayCache(2 * cfg.SignatureWindow), limits: newRateLimits(cfg.RateLimit, cfg.RateBurst)}
+		data: data, hosts: hosts, limits: newRateLimits(cfg.RateLimit, cfg.RateBurst)}
 	s.metrics = newMetrics(s)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

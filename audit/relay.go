@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dunglas/httpsfv"
 	"github.com/yaronf/httpsign"
 
 	"github.com/datasandbox/datasandbox/policies"
@@ -326,10 +327,39 @@ func CaptureRequest(r *http.Request, targetURI string, body []byte) SignedReques
 	return s
 }
 
-// RequestReplayKey identifies a signed request.
-func RequestReplayKey(signature string) string {
-	sum := sha256.Sum256([]byte(signature))
-	return "req:" + hex.EncodeToString(sum[:])
+// ActKey is the identity of the act a signed request performs: the
+// account (keyid) and the bytes of its signature value. It does not depend
+// on the signature's label (which no signature covers) nor on how the
+// headers are formatted, so a request relabelled or re-spaced is the same
+// act. Ed25519 signatures are deterministic and verified strictly (no
+// malleable encodings), so two requests that sign the same components
+// with the same created time (and nonce, where one is given) are one act,
+// and a captured request cannot be turned into a second one. The caller
+// has verified the signature.
+func ActKey(r *http.Request) (string, error) {
+	names, err := httpsign.RequestSignatureNames(r, false)
+	if err != nil || len(names) != 1 {
+		return "", fmt.Errorf("%w: exactly one RFC 9421 signature is needed", ErrBadSignature)
+	}
+	details, err := httpsign.RequestDetails(names[0], r)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	dict, err := httpsfv.UnmarshalDictionary(r.Header.Values("Signature"))
+	if err != nil {
+		return "", fmt.Errorf("%w: Signature header: %v", ErrBadSignature, err)
+	}
+	m, ok := dict.Get(names[0])
+	item, isItem := m.(httpsfv.Item)
+	if !ok || !isItem {
+		return "", fmt.Errorf("%w: no signature value labelled %q", ErrBadSignature, clip(names[0]))
+	}
+	sig, ok := item.Value.([]byte)
+	if !ok || len(sig) == 0 {
+		return "", fmt.Errorf("%w: the signature value is not a byte sequence", ErrBadSignature)
+	}
+	sum := sha256.Sum256(sig)
+	return "act:" + strings.ToLower(details.KeyID) + ":" + hex.EncodeToString(sum[:]), nil
 }
 
 func clip(s string) string {

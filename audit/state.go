@@ -35,6 +35,15 @@ func (s StateMachine) Apply(e *chain.Entry, index uint64, blockTime time.Time) e
 	return s.M.Apply(pe, index, blockTime)
 }
 
+// Refusals are the domain's sentinel errors, carried with a refusal to the
+// node that proposed the entry (chain.Refuser): the API answers 403 for a
+// forbidden act, 409 for a replay, and so on, wherever the leader was.
+func (s StateMachine) Refusals() []error {
+	return []error{policies.ErrInvalid, policies.ErrForbidden, policies.ErrUnknownAccount, policies.ErrNotFound, policies.ErrReplay, policies.ErrConflict}
+}
+
+var _ chain.Refuser = StateMachine{}
+
 // Reset discards the domain state.
 func (s StateMachine) Reset() { s.M.Reset() }
 
@@ -105,6 +114,10 @@ func (s StateMachine) unpackRelay(e *chain.Entry, author policies.Address, r *Re
 	if err != nil {
 		return policies.Entry{}, fmt.Errorf("%w: relayed request: %v", policies.ErrForbidden, err)
 	}
+	act, err := ActKey(req)
+	if err != nil {
+		return policies.Entry{}, fmt.Errorf("%w: relayed request: %v", policies.ErrForbidden, err)
+	}
 	var extra []byte
 	if len(r.Extra) > 0 {
 		extra = r.Extra
@@ -112,7 +125,7 @@ func (s StateMachine) unpackRelay(e *chain.Entry, author policies.Address, r *Re
 	return policies.Entry{
 		Author: author, Actor: actor, ActorKey: key, Algorithm: "ed25519",
 		Kind: e.Kind, Time: e.Time, Payload: doc, Extra: extra,
-		ReplayKey: RequestReplayKey(r.Request.Signature), ReplayTime: created,
+		ReplayKey: act, ReplayTime: created,
 	}, nil
 }
 
@@ -135,11 +148,11 @@ func Actor(e *chain.Entry) policies.Address {
 	return policies.Address(e.Author())
 }
 
-// Admit is a chain.AdmitFunc: a node may join if its account holds the
-// join permission on the committed ledger.
+// Admit is a chain.AdmitFunc: a node may join if its account is a node's
+// account (permission node) on the committed ledger.
 func (s StateMachine) Admit(_ context.Context, a chain.Address) error {
-	if !s.M.Can(policies.Address(a), policies.PermJoin) {
-		return fmt.Errorf("%w: account %s lacks permission %s", policies.ErrForbidden, policies.Address(a), policies.PermJoin)
+	if !s.M.Can(policies.Address(a), policies.PermNode) {
+		return fmt.Errorf("%w: account %s lacks permission %s", policies.ErrForbidden, policies.Address(a), policies.PermNode)
 	}
 	return nil
 }

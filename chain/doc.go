@@ -34,9 +34,21 @@
 // verify). A node's own store is protected against tampering at rest by the
 // Merkle roots, the block chain, per-block seals with the node key, and the
 // signed checkpoints: OpenLedger refuses a store that fails any of them.
-// Node keys must stay secret; they sign checkpoints and block seals. The
-// node-to-node port (Raft and forwarded writes) is not authenticated yet:
-// run it on a private network until TLS arrives.
+// Node keys must stay secret; they sign checkpoints, block seals and the
+// node's own entries. With Config.TLS the node-to-node port (Raft,
+// forwarded writes, reads of the leader's index, blob fetches, the
+// services' calls) speaks mutual TLS 1.3: a peer needs a certificate from
+// the consortium's CA for the address it is dialled at (NodeTLS). Without
+// it the port is plain TCP, for loopback and private networks only. A node
+// asking to join is admitted only if the domain's AdmitFunc accepts its
+// account on the committed ledger.
+//
+// # Refusals
+//
+// A StateMachine that refuses an entry leaves its state unchanged; the
+// refusal's message goes back to whoever proposed the entry, and, when the
+// StateMachine is a Refuser, so does the domain sentinel it wraps, across
+// forwarding hops, so the proposer's errors.Is sees it.
 //
 // # Concurrency
 //

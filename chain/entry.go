@@ -116,7 +116,7 @@ const signingContext = "datasandbox/entry/v1"
 // payload len u32 | payload | signature len u16 | signature.
 // The signature covers signingContext || 0x00 || every byte before it.
 type Entry struct {
-	Kind      string    // what the entry does, e.g. "job.submitted"; [a-z0-9._-]
+	Kind      string    // what the entry does, e.g. "job.submit"; [a-z0-9._-]
 	Algorithm Algorithm // the author's signature scheme
 	PublicKey []byte    // the author's public key; the author's address is derived from it
 	Nonce     uint64    // the author's sequence number (replay protection is the state machine's)

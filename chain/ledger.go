@@ -27,6 +27,15 @@ type StateMachine interface {
 	Reset()
 }
 
+// Refuser is a StateMachine whose refusals wrap sentinel errors of its
+// own. A refusal then carries which one to the node that proposed the
+// entry, across the network too, so that errors.Is finds both ErrRejected
+// and the sentinel there. Refusals must list the same errors, in the same
+// order, on every node; at most 64.
+type Refuser interface {
+	Refusals() []error
+}
+
 // MaxClockSkew bounds how far an entry's own time may be from the time of
 // the block that commits it. It is a constant, not a setting, because it
 // decides which entries are committed and every node must agree.
@@ -46,14 +55,22 @@ type Result struct {
 	Outcome Outcome
 	Index   uint64
 	Reason  string
+	// Refusal is 1 + the index in the state machine's Refusals of the
+	// sentinel a refusal wraps (0: none).
+	Refusal uint8
 }
 
 // Ledger is the committed history of one node: the store on disk, the
 // Merkle tree over it, the block headers, and the state machine fed from it.
 // Reads are safe for concurrent use; writes come only from the Raft FSM.
 type Ledger struct {
-	log    *slog.Logger
-	sm     StateMachine
+	log *slog.Logger
+	sm  StateMachine
+	// refusals are the state machine's sentinels (Refuser), if any.
+	refusals []error
+	// moved is closed, and replaced, whenever entries are applied or the
+	// ledger stops: waiters (WaitApplied) select on it instead of polling.
+	moved  chan struct{}
 	key    *Key   // node key, signs checkpoints
 	name   string // node name in checkpoint signatures
 	origin string
@@ -115,7 +132,14 @@ func OpenLedger(cfg LedgerConfig) (*Ledger, error) {
 		log: cfg.Logger.With("component", "ledger"), sm: cfg.StateMachine,
 		key: cfg.Key, name: cfg.Name, origin: cfg.Origin,
 		st: st, seen: make(map[Hash]uint64),
-		verifiers: []*CheckpointVerifier{own},
+		verifiers: []*CheckpointVerifier{own}, moved: make(chan struct{}),
+	}
+	if r, ok := cfg.StateMachine.(Refuser); ok {
+		l.refusals = r.Refusals()
+		if len(l.refusals) > maxRefusals {
+			st.close()
+			return nil, fmt.Errorf("chain: the state machine lists %d refusals, at most %d", len(l.refusals), maxRefusals)
+		}
 	}
 	for _, v := range cfg.Verifiers {
 		if v.Name() != own.Name() || v.KeyHash() != own.KeyHash() {
@@ -239,6 +263,20 @@ func (l *Ledger) Height() uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return uint64(len(l.blocks))
+}
+
+// Moved returns a channel closed when the ledger next applies entries or
+// stops.
+func (l *Ledger) Moved() <-chan struct{} {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.moved
+}
+
+// signal wakes the waiters on Moved; l.mu is held.
+func (l *Ledger) signal() {
+	close(l.moved)
+	l.moved = make(chan struct{})
 }
 
 // Applied is the number of entries the state machine has applied.
@@ -413,7 +451,7 @@ func (l *Ledger) apply(p *proposal) []Result {
 			continue
 		}
 		if err := l.sm.Apply(e, l.next, t); err != nil {
-			res[i] = Result{Outcome: Rejected, Reason: err.Error()}
+			res[i] = Result{Outcome: Rejected, Reason: err.Error(), Refusal: l.refusalOf(err)}
 			continue
 		}
 		if replay {
@@ -439,6 +477,7 @@ func (l *Ledger) apply(p *proposal) []Result {
 			return res
 		}
 		l.applied++
+		l.signal()
 		return res
 	}
 	for _, lh := range hashes {
@@ -461,7 +500,18 @@ func (l *Ledger) apply(p *proposal) []Result {
 	}
 	l.blocks = append(l.blocks, b)
 	l.applied++
+	l.signal()
 	return res
+}
+
+// refusalOf finds the state machine's sentinel an error wraps.
+func (l *Ledger) refusalOf(err error) uint8 {
+	for i, r := range l.refusals {
+		if errors.Is(err, r) {
+			return uint8(i + 1)
+		}
+	}
+	return 0
 }
 
 // seal signs a block header with the node's key before it is stored, so
@@ -477,6 +527,7 @@ func sealMessage(h Hash) []byte {
 
 // fail stops the ledger; l.mu is held.
 func (l *Ledger) fail(err error) {
+	defer l.signal()
 	l.failed = err
 	l.log.Error("ledger stopped", "err", err)
 }
@@ -509,6 +560,7 @@ func (l *Ledger) replayTo(ctx context.Context, h uint64) error {
 		l.next = b.TreeSize()
 		l.applied++
 	}
+	l.signal()
 	return nil
 }
 

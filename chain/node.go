@@ -226,6 +226,12 @@ type Node struct {
 	// Raft barrier applied: from then on everything committed before its
 	// leadership is in its state (see leaderSynced).
 	syncedTerm atomic.Uint64
+
+	// leaderMu guards leaderMoved, closed and replaced whenever Raft
+	// reports a new leader (or none): WaitLeader and retries while no
+	// leader is known wait on it.
+	leaderMu    sync.Mutex
+	leaderMoved chan struct{}
 }
 
 // NewNode opens the node's stores, starts Raft and the batchers.
@@ -243,7 +249,7 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, ledger: ledger,
-		propose: make(chan *pending, 8192), fwd: make(chan *pending, 8192), ready: make(chan struct{})}
+		propose: make(chan *pending, 8192), fwd: make(chan *pending, 8192), ready: make(chan struct{}), leaderMoved: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.startRaft(); err != nil {
 		n.cancel()
@@ -342,8 +348,39 @@ func (n *Node) startRaft() error {
 		return err
 	}
 	n.raft = r
+	obs := make(chan raft.Observation, 16)
+	r.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	}))
+	n.wg.Add(1)
+	go n.watchLeader(obs)
 	close(n.ready)
 	return nil
+}
+
+// watchLeader wakes the waiters on leader changes until the node closes.
+func (n *Node) watchLeader(obs chan raft.Observation) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-obs:
+			n.leaderMu.Lock()
+			close(n.leaderMoved)
+			n.leaderMoved = make(chan struct{})
+			n.leaderMu.Unlock()
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// leaderChanged returns a channel closed when Raft next reports a leader
+// change.
+func (n *Node) leaderChanged() <-chan struct{} {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderMoved
 }
 
 // storeFailed records the first failed write to the Raft stores; a leader
@@ -407,16 +444,17 @@ func (n *Node) Peers() ([]Peer, error) {
 
 // WaitLeader blocks until some leader is known or ctx ends.
 func (n *Node) WaitLeader(ctx context.Context) error {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
 	for {
+		changed := n.leaderChanged()
 		if id, _ := n.Leader(); id != "" {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())
-		case <-t.C:
+		case <-n.ctx.Done():
+			return ErrStopped
+		case <-changed:
 		}
 	}
 }
@@ -447,9 +485,12 @@ func (n *Node) Append(ctx context.Context, raw []byte) (Receipt, error) {
 }
 
 // whileNoLeader runs f until it succeeds or fails with something other
-// than ErrNoLeader, waiting a little between tries while leadership moves.
+// than ErrNoLeader. Between tries it waits for Raft to report a leader
+// change, or, when the leader stays the same but could not be reached (a
+// forward that failed), for a short back-off.
 func (n *Node) whileNoLeader(ctx context.Context, f func() error) error {
 	for {
+		changed := n.leaderChanged()
 		err := f()
 		if !errors.Is(err, ErrNoLeader) {
 			return err
@@ -459,7 +500,8 @@ func (n *Node) whileNoLeader(ctx context.Context, f func() error) error {
 			return fmt.Errorf("%w (%v)", err, ctx.Err())
 		case <-n.ctx.Done():
 			return ErrStopped
-		case <-time.After(50 * time.Millisecond):
+		case <-changed:
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
@@ -619,7 +661,11 @@ func (n *Node) outcomeOf(raw []byte, err error, results []Result, i int) outcome
 	if res.Reason == ErrStopped.Error() {
 		return outcome{err: ErrStopped}
 	}
-	return outcome{err: &remoteError{sentinel: ErrRejected, msg: res.Reason}}
+	var refusal error
+	if res.Refusal > 0 && int(res.Refusal) <= len(n.ledger.refusals) {
+		refusal = n.ledger.refusals[res.Refusal-1]
+	}
+	return outcome{err: &remoteError{sentinel: ErrRejected, refusal: refusal, msg: res.Reason}}
 }
 
 func (n *Node) forwardLoop() {
@@ -689,7 +735,7 @@ func (n *Node) Join(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("chain: join via %s: %w", addr, err)
 	}
-	return decodeErr(status, string(resp))
+	return n.decodeErr(status, string(resp))
 }
 
 // admit handles a join request: on the leader, check the account and add
@@ -704,7 +750,7 @@ func (n *Node) admit(ctx context.Context, j *joinRequest) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrNoLeader, err)
 		}
-		return decodeErr(status, string(resp))
+		return n.decodeErr(status, string(resp))
 	}
 	account := AddressOf(j.PublicKey)
 	if n.cfg.Admit == nil {
@@ -727,7 +773,11 @@ func (n *Node) admit(ctx context.Context, j *joinRequest) error {
 // WaitApplied blocks until this node's state machine has applied the entry
 // at index (so that reads here see its effect), or ctx ends.
 func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
-	for n.ledger.Applied() <= index {
+	for {
+		moved := n.ledger.Moved()
+		if n.ledger.Applied() > index {
+			return nil
+		}
 		if err := n.ledger.Err(); err != nil {
 			return fmt.Errorf("%w: %v", ErrStopped, err)
 		}
@@ -736,10 +786,9 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 			return ctx.Err()
 		case <-n.ctx.Done():
 			return ErrStopped
-		case <-time.After(2 * time.Millisecond):
+		case <-moved:
 		}
 	}
-	return nil
 }
 
 // ReadBarrier waits until this node has applied every entry the leader had
@@ -766,7 +815,7 @@ func (n *Node) readBarrier(ctx context.Context) error {
 		return fmt.Errorf("%w: asking the leader: %v", ErrNoLeader, err)
 	}
 	if status != 0 {
-		return decodeErr(status, string(resp))
+		return n.decodeErr(status, string(resp))
 	}
 	if len(resp) != 8 {
 		return fmt.Errorf("chain: malformed read-index answer")

@@ -33,9 +33,23 @@ const maxRPCPayload = 64 << 20
 
 // Error codes carried over the wire, so that errors.Is still works on the
 // caller's side of a forwarded request.
+// A refusal by the state machine that wraps one of its Refusals travels as
+// refusalBase + that sentinel's index.
 var wireErrors = []error{nil, ErrMalformedEntry, ErrBadSignature, ErrRejected, ErrNoLeader, ErrStopped, ErrNotAdmitted, ErrBadKey}
 
-func errCode(err error) byte {
+const (
+	refusalBase = 64
+	maxRefusals = 64
+)
+
+func (n *Node) errCode(err error) byte {
+	if errors.Is(err, ErrRejected) {
+		for i, r := range n.ledger.refusals {
+			if errors.Is(err, r) {
+				return byte(refusalBase + i)
+			}
+		}
+	}
 	for i, e := range wireErrors[1:] {
 		if errors.Is(err, e) {
 			return byte(i + 1)
@@ -44,24 +58,36 @@ func errCode(err error) byte {
 	return 255
 }
 
-// remoteError is an error that happened on another node.
+// remoteError is an error that happened on another node (or a refusal
+// reported by the state machine): chain's sentinel, and for a refusal the
+// state machine's own.
 type remoteError struct {
 	sentinel error
+	refusal  error
 	msg      string
 }
 
 func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.sentinel }
+func (e *remoteError) Unwrap() []error {
+	var out []error
+	for _, x := range []error{e.sentinel, e.refusal} {
+		if x != nil {
+			out = append(out, x)
+		}
+	}
+	return out
+}
 
-func decodeErr(code byte, msg string) error {
-	if code == 0 {
+func (n *Node) decodeErr(code byte, msg string) error {
+	switch {
+	case code == 0:
 		return nil
+	case code >= refusalBase && int(code-refusalBase) < len(n.ledger.refusals):
+		return &remoteError{sentinel: ErrRejected, refusal: n.ledger.refusals[code-refusalBase], msg: msg}
+	case int(code) < len(wireErrors):
+		return &remoteError{sentinel: wireErrors[code], msg: msg}
 	}
-	var s error
-	if int(code) < len(wireErrors) {
-		s = wireErrors[code]
-	}
-	return &remoteError{sentinel: s, msg: msg}
+	return &remoteError{msg: msg}
 }
 
 func appendString(b []byte, s string) []byte {
@@ -211,7 +237,7 @@ func (n *Node) handleRPC(ctx context.Context, op byte, payload []byte) (byte, []
 	case opAppend:
 		raws, err := parseAppendBatch(payload)
 		if err != nil {
-			return errCode(err), []byte(err.Error())
+			return n.errCode(err), []byte(err.Error())
 		}
 		count := uint32(len(raws))
 		// Each entry goes through this node's proposer, which batches them;
@@ -229,9 +255,9 @@ func (n *Node) handleRPC(ctx context.Context, op byte, payload []byte) (byte, []
 		wg.Wait()
 		out := binary.BigEndian.AppendUint32(nil, count)
 		for i := range raws {
-			out = append(out, errCode(errs[i]))
+			out = append(out, n.errCode(errs[i]))
 			if errs[i] != nil {
-				out[len(out)-1] = errCode(errs[i])
+				out[len(out)-1] = n.errCode(errs[i])
 				out = binary.BigEndian.AppendUint64(out, 0)
 				out = appendString(out, errs[i].Error())
 				continue
@@ -246,10 +272,10 @@ func (n *Node) handleRPC(ctx context.Context, op byte, payload []byte) (byte, []
 		return 0, out
 	case opReadIndex:
 		if !n.IsLeader() {
-			return errCode(ErrNoLeader), []byte(fmt.Sprintf("chain: %s is not the leader", n.cfg.ID))
+			return n.errCode(ErrNoLeader), []byte(fmt.Sprintf("chain: %s is not the leader", n.cfg.ID))
 		}
 		if err := n.leaderSynced(ctx); err != nil {
-			return errCode(err), []byte(err.Error())
+			return n.errCode(err), []byte(err.Error())
 		}
 		return 0, binary.BigEndian.AppendUint64(nil, n.ledger.Applied())
 	case opFetch:
@@ -278,10 +304,10 @@ func (n *Node) handleRPC(ctx context.Context, op byte, payload []byte) (byte, []
 	case opJoin:
 		req, err := parseJoinRequest(payload)
 		if err != nil {
-			return errCode(err), []byte(err.Error())
+			return n.errCode(err), []byte(err.Error())
 		}
 		if err := n.admit(ctx, req); err != nil {
-			return errCode(err), []byte(err.Error())
+			return n.errCode(err), []byte(err.Error())
 		}
 		return 0, nil
 	}
@@ -327,7 +353,7 @@ func (n *Node) forward(ctx context.Context, addr string, raws [][]byte) ([]Recei
 		return nil, nil, fmt.Errorf("%w: forwarding to leader %s: %v", ErrNoLeader, addr, err)
 	}
 	if status != 0 {
-		return nil, nil, decodeErr(status, string(resp))
+		return nil, nil, n.decodeErr(status, string(resp))
 	}
 	r := reader{b: resp}
 	if int(r.u32()) != len(raws) {
@@ -343,7 +369,7 @@ func (n *Node) forward(ctx context.Context, addr string, raws [][]byte) ([]Recei
 		case 0, 254:
 			receipts[i] = Receipt{Index: idx, Duplicate: code == 254, LeafHash: LeafHash(raws[i])}
 		default:
-			errs[i] = decodeErr(code, msg)
+			errs[i] = n.decodeErr(code, msg)
 		}
 	}
 	if r.err != nil {

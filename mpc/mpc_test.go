@@ -32,7 +32,7 @@ func (l *fakeLedger) Account(a policies.Address) (policies.Account, bool) {
 }
 func (l *fakeLedger) Can(a policies.Address, perm string) bool {
 	x, ok := l.accounts[a]
-	return ok && perm == policies.PermJoin && slices.Contains(x.Roles, "node")
+	return ok && perm == policies.PermNode && slices.Contains(x.Roles, "node")
 }
 
 type consortium struct {

@@ -194,8 +194,8 @@ func (p *Party) open(service string, raw []byte, v any) (policies.Address, error
 	if !ok {
 		return policies.Address{}, fmt.Errorf("mpc: %s: unknown signer %s", service, s.Signer)
 	}
-	if !p.cfg.Ledger.Can(s.Signer, policies.PermJoin) {
-		return policies.Address{}, fmt.Errorf("mpc: %s: signer %s is not a node (needs %s)", service, s.Signer, policies.PermJoin)
+	if !p.cfg.Ledger.Can(s.Signer, policies.PermNode) {
+		return policies.Address{}, fmt.Errorf("mpc: %s: signer %s is not a node (needs %s)", service, s.Signer, policies.PermNode)
 	}
 	msg := sigMessage(service, s.Body)
 	okSig := false

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,7 +135,7 @@ type (
 	}
 )
 
-var knownPermissions = []string{PermJoin, PermSync, PermReadAll, PermReadGroup, PermReadOwn, PermGrant,
+var knownPermissions = []string{PermJoin, PermNode, PermSync, PermReadAll, PermReadGroup, PermReadOwn, PermGrant,
 	PermRegisterDataset, PermPublishPolicy, PermApproveJob, PermSubmitJob}
 
 // KindPermission names the permission an actor needs for each kind ("" for
@@ -143,16 +144,29 @@ var KindPermission = map[string]string{
 	KindAccountGrant: PermGrant, KindAccountRevoke: PermGrant, KindTableSet: PermGrant,
 	KindDatasetRegister: PermRegisterDataset, KindPolicyPublish: PermPublishPolicy, KindPolicyRevoke: PermPublishPolicy,
 	KindJobSubmit: PermSubmitJob, KindJobApprove: PermApproveJob, KindJobReject: PermApproveJob,
-	KindJobStart: PermJoin, KindJobComplete: PermJoin, KindJobFail: PermJoin,
-	KindHECeremony: PermJoin, KindHEShare: PermJoin,
+	KindJobStart: PermNode, KindJobComplete: PermNode, KindJobFail: PermNode,
+	KindHECeremony: PermNode, KindHEShare: PermNode, KindHERotate: PermGrant,
 }
 
+// nodeKinds are the acts only a node's own account commits, each from the
+// node entitled to it (the handlers check which): job progress from the
+// node that holds the job's dataset, HE material from the ceremony's
+// participants. They are never relayed for an account.
+var nodeKinds = map[string]bool{
+	KindJobStart: true, KindJobComplete: true, KindJobFail: true,
+	KindHECeremony: true, KindHEShare: true,
+}
+
+// IsNodeKind reports whether only a node's own account may commit entries
+// of the kind.
+func IsNodeKind(kind string) bool { return nodeKinds[kind] }
+
 // Apply checks and applies one committed entry at log index. It is
-// deterministic; on error the state is unchanged.
+// deterministic and transactional: on error the state is byte-identical to
+// what it was (journal.go).
 func (m *Machine) Apply(e Entry, index uint64, blockTime time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	defer m.moved()
 	s := m.s
 	if e.Kind == KindGenesis {
 		if s.Genesis || index != 0 {
@@ -163,13 +177,29 @@ func (m *Machine) Apply(e Entry, index uint64, blockTime time.Time) error {
 			return err
 		}
 		m.s = ns
+		m.moved()
 		return nil
 	}
+	s.begin()
+	if err := s.applyEntry(e, index, blockTime); err != nil {
+		s.rollback()
+		return err
+	}
+	s.commit()
+	m.moved()
+	return nil
+}
+
+// applyEntry runs the checks every kind shares, then the kind's own.
+func (s *state) applyEntry(e Entry, index uint64, blockTime time.Time) error {
 	if !s.Genesis {
 		return fmt.Errorf("%w: the first entry must be genesis", ErrInvalid)
 	}
-	if e.Author != e.Actor && !s.can(e.Author, PermJoin) {
-		return fmt.Errorf("%w: %s relays for %s but is not a node (needs %s)", ErrForbidden, e.Author, e.Actor, PermJoin)
+	if e.Author != e.Actor && !s.can(e.Author, PermNode) {
+		return fmt.Errorf("%w: %s relays for %s but is not a node's account (needs %s)", ErrForbidden, e.Author, e.Actor, PermNode)
+	}
+	if nodeKinds[e.Kind] && e.Author != e.Actor {
+		return fmt.Errorf("%w: %s is a node's own act and is never relayed for an account", ErrForbidden, e.Kind)
 	}
 	if e.Extra != nil && e.Kind != KindJobSubmit {
 		return fmt.Errorf("%w: %s takes no relay data", ErrInvalid, e.Kind)
@@ -178,12 +208,13 @@ func (m *Machine) Apply(e Entry, index uint64, blockTime time.Time) error {
 		return fmt.Errorf("%w: signed at %s, more than %s from the ledger's time %s", ErrReplay,
 			e.ReplayTime.UTC().Format(time.RFC3339), ReplayWindow, blockTime.UTC().Format(time.RFC3339))
 	}
-	s.pruneUsed(blockTime)
 	if e.ReplayKey == "" {
 		return fmt.Errorf("%w: no replay key", ErrInvalid)
 	}
-	if _, used := s.Used[e.ReplayKey]; used {
-		return fmt.Errorf("%w: this signed request or entry was already applied", ErrReplay)
+	// A key past its expiry may still be in the map (keys are pruned only
+	// when an entry commits); it cannot match an act in the window anyway.
+	if u, used := s.Used[e.ReplayKey]; used && !u.Expiry.Before(blockTime) {
+		return &ReplayError{Index: u.Index}
 	}
 	if e.Kind != KindAccountRegister {
 		if _, ok := s.Accounts[e.Actor.String()]; !ok {
@@ -193,29 +224,57 @@ func (m *Machine) Apply(e Entry, index uint64, blockTime time.Time) error {
 	if perm := KindPermission[e.Kind]; perm != "" && !s.can(e.Actor, perm) {
 		return fmt.Errorf("%w: account %s lacks permission %s", ErrForbidden, e.Actor, perm)
 	}
-	// Each kind checks everything before it changes anything, so that a
-	// refusal leaves the state as it was.
 	if err := s.apply(e, index, blockTime); err != nil {
 		return err
 	}
+	s.pruneUsed(blockTime)
 	exp := e.ReplayTime.Add(2 * ReplayWindow)
-	s.Used[e.ReplayKey] = exp
+	put(s, s.Used, e.ReplayKey, usedAct{Index: index, Expiry: exp})
+	n := len(s.UsedLog)
 	s.UsedLog = append(s.UsedLog, usedKey{Key: e.ReplayKey, Expiry: exp})
-	s.Counts[e.Kind]++
+	s.undo = append(s.undo, func() { s.UsedLog = s.UsedLog[:n] })
+	put(s, s.Counts, e.Kind, s.Counts[e.Kind]+1)
 	return nil
 }
 
+// ReplayError refuses an entry carrying a signed act the ledger already
+// applied; Index is the entry that carried it first. It wraps ErrReplay.
+type ReplayError struct{ Index uint64 }
+
+func (e *ReplayError) Error() string {
+	return fmt.Sprintf("%v: this signed act was already applied, by entry %d", ErrReplay, e.Index)
+}
+
+func (e *ReplayError) Unwrap() error { return ErrReplay }
+
+// Act returns the index of the entry that applied the signed act with this
+// replay key, while the ledger still remembers it.
+func (m *Machine) Act(key string) (uint64, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	u, ok := m.s.Used[key]
+	return u.Index, ok
+}
+
+// pruneUsed forgets replay keys whose acts can no longer be applied (their
+// time is out of the window). It runs only as part of an entry that
+// commits, so that refusals change nothing.
 func (s *state) pruneUsed(now time.Time) {
 	i := 0
 	for i < len(s.UsedLog) && s.UsedLog[i].Expiry.Before(now) {
 		// Keys are not strictly in expiry order; a key still in force is
 		// kept in the map even when an older one is dropped here.
-		if exp, ok := s.Used[s.UsedLog[i].Key]; ok && !exp.After(now) {
-			delete(s.Used, s.UsedLog[i].Key)
+		if u, ok := s.Used[s.UsedLog[i].Key]; ok && !u.Expiry.After(now) {
+			k := s.UsedLog[i].Key
+			old := u
+			delete(s.Used, k)
+			s.undo = append(s.undo, func() { s.Used[k] = old })
 		}
 		i++
 	}
-	s.UsedLog = s.UsedLog[i:]
+	if i > 0 {
+		set(s, &s.UsedLog, s.UsedLog[i:])
+	}
 }
 
 func (s *state) genesis(e Entry, blockTime time.Time) error {
@@ -253,7 +312,7 @@ func (s *state) genesis(e Entry, blockTime time.Time) error {
 	}
 	s.Genesis = true
 	s.Counts[KindGenesis]++
-	s.Used["genesis"] = blockTime.Add(2 * ReplayWindow)
+	s.Used["genesis"] = usedAct{Index: 0, Expiry: blockTime.Add(2 * ReplayWindow)}
 	return nil
 }
 
@@ -296,7 +355,8 @@ func decode(e Entry, v any) error {
 	return nil
 }
 
-// apply runs on a copy of the state.
+// apply runs one kind's rules. It changes the state only through the
+// journal (journal.go), so Apply can take a refusal back whole.
 func (s *state) apply(e Entry, index uint64, now time.Time) error {
 	actor := s.Accounts[e.Actor.String()]
 	switch e.Kind {
@@ -312,14 +372,11 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if addr != e.Actor {
 			return fmt.Errorf("%w: the key registered must be the actor's own", ErrInvalid)
 		}
-		acc, ok := s.Accounts[addr.String()]
-		if ok && acc.PublicKey != nil {
+		if acc, ok := s.Accounts[addr.String()]; ok && acc.PublicKey != nil {
 			return fmt.Errorf("%w: account %s is already registered", ErrConflict, addr)
 		}
-		if !ok {
-			acc = &Account{Address: addr, Roles: []string{}}
-			s.Accounts[addr.String()] = acc
-		}
+		acc := edit(s, s.Accounts, addr.String(), newAccount)
+		acc.Address = addr
 		acc.PublicKey, acc.Algorithm, acc.Name = d.PublicKey, d.Algorithm, d.Name
 	case KindAccountGrant, KindAccountRevoke:
 		var d GrantDoc
@@ -333,34 +390,26 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if _, ok := s.Table[d.Role]; !ok {
 			return fmt.Errorf("%w: unknown role %q", ErrInvalid, clip(d.Role))
 		}
-		acc, ok := s.Accounts[addr.String()]
-		if !ok {
-			if e.Kind == KindAccountRevoke {
+		cur, ok := s.Accounts[addr.String()]
+		if e.Kind == KindAccountRevoke {
+			if !ok {
 				return fmt.Errorf("%w: account %s", ErrUnknownAccount, addr)
 			}
-			acc = &Account{Address: addr, Roles: []string{}}
+			if !contains(cur.Roles, d.Role) {
+				return fmt.Errorf("%w: account %s does not hold role %s", ErrConflict, addr, d.Role)
+			}
 		}
+		acc := edit(s, s.Accounts, addr.String(), newAccount)
+		acc.Address = addr
 		if e.Kind == KindAccountGrant {
 			acc.Roles = sortedSet(append(acc.Roles, d.Role))
 			if d.Org != "" {
 				acc.Org = d.Org
 			}
-			s.Accounts[addr.String()] = acc
 			return nil
 		}
-		if !contains(acc.Roles, d.Role) {
-			return fmt.Errorf("%w: account %s does not hold role %s", ErrConflict, addr, d.Role)
-		}
-		old := acc.Roles
-		kept := []string{}
-		for _, r := range acc.Roles {
-			if r != d.Role {
-				kept = append(kept, r)
-			}
-		}
-		acc.Roles = kept
+		acc.Roles = slices.DeleteFunc(acc.Roles, func(r string) bool { return r == d.Role })
 		if s.admins() == 0 {
-			acc.Roles = old
 			return fmt.Errorf("%w: revoking it would leave no account with %s", ErrConflict, PermGrant)
 		}
 	case KindAccountRotate:
@@ -371,7 +420,7 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if err := checkKey(d.PublicKey, "ed25519"); err != nil {
 			return err
 		}
-		actor.PublicKey = d.PublicKey
+		edit(s, s.Accounts, e.Actor.String(), newAccount).PublicKey = d.PublicKey
 	case KindTableSet:
 		var d TableDoc
 		if err := decode(e, &d); err != nil {
@@ -380,14 +429,8 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if err := checkRole(d.Role, d.Permissions); err != nil {
 			return err
 		}
-		old, had := s.Table[d.Role]
-		s.Table[d.Role] = sortedSet(d.Permissions)
+		put(s, s.Table, d.Role, sortedSet(d.Permissions))
 		if s.admins() == 0 {
-			if had {
-				s.Table[d.Role] = old
-			} else {
-				delete(s.Table, d.Role)
-			}
 			return fmt.Errorf("%w: this would leave no account with %s", ErrConflict, PermGrant)
 		}
 	case KindDatasetRegister:
@@ -407,7 +450,10 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if len(d.SHA256) != 64 || strings.Trim(d.SHA256, "0123456789abcdef") != "" || d.Rows < 0 {
 			return fmt.Errorf("%w: dataset needs a hex sha256 and a row count", ErrInvalid)
 		}
-		s.Datasets[d.Name] = &Dataset{Name: d.Name, Owner: e.Actor, Org: actor.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows, Time: now}
+		if err := s.holdsFor(e.Author, actor); err != nil {
+			return err
+		}
+		put(s, s.Datasets, d.Name, &Dataset{Name: d.Name, Owner: e.Actor, Org: actor.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows, Time: now, Node: e.Author})
 	case KindPolicyPublish:
 		p, err := ParsePolicy(e.Payload)
 		if err != nil {
@@ -428,7 +474,7 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		}
 		p.ID = "pol-" + strconv.FormatUint(index, 10)
 		p.Owner = e.Actor
-		s.Policies[p.ID] = p
+		put(s, s.Policies, p.ID, p)
 	case KindPolicyRevoke:
 		var d PolicyRevokeDoc
 		if err := decode(e, &d); err != nil {
@@ -441,7 +487,7 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if !sameOwner(s.Datasets[p.Dataset], actor) {
 			return fmt.Errorf("%w: policy %s belongs to another agency", ErrForbidden, p.ID)
 		}
-		p.Revoked = true
+		edit(s, s.Policies, p.ID, func() *Policy { return &Policy{} }).Revoked = true
 	case KindJobSubmit:
 		return s.submit(e, index, now)
 	case KindJobApprove, KindJobReject:
@@ -454,6 +500,8 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		return s.heKey(e)
 	case KindHEShare:
 		return s.heShare(e, now)
+	case KindHERotate:
+		return s.heRotate(e, index)
 	default:
 		if !strings.HasPrefix(e.Kind, "note.") {
 			return fmt.Errorf("%w: unknown entry kind %q", ErrInvalid, clip(e.Kind))
@@ -473,6 +521,21 @@ func (s *state) admins() int {
 		}
 	}
 	return n
+}
+
+// holdsFor checks that a dataset registration comes through a node of the
+// registering agency's own organisation: the node that took the upload
+// holds the data, so a node of another organisation would have received
+// the agency's raw records.
+func (s *state) holdsFor(node Address, actor *Account) error {
+	if node == actor.Address {
+		return fmt.Errorf("%w: a dataset is registered through the node that holds its upload (POST /v1/datasets on that node), not by an entry of the agency's own", ErrForbidden)
+	}
+	n := s.Accounts[node.String()]
+	if n == nil || actor.Org == "" || n.Org != actor.Org {
+		return fmt.Errorf("%w: node %s is not operated by organisation %q: an agency uploads and registers its data on its own organisation's node", ErrForbidden, node, actor.Org)
+	}
+	return nil
 }
 
 // sameOwner: the actor is the dataset's owner or an account of its org.
@@ -497,7 +560,7 @@ func (s *state) submit(e Entry, index uint64, now time.Time) error {
 	}
 	j := &Job{ID: "job-" + strconv.FormatUint(index, 10), Requester: e.Actor, Dataset: x.Dataset, Mode: d.Mode,
 		Purpose: d.Purpose, Query: d.Query, Plan: x.Plan, Submitted: now, Updated: now}
-	s.Jobs[j.ID] = j
+	put(s, s.Jobs, j.ID, j)
 	if j.Mode == ModeHE {
 		// Refused up front rather than failing once authorised (and paid for).
 		if s.HE == nil {
@@ -532,10 +595,7 @@ func (s *state) authorise(j *Job, p *Policy) {
 			j.Dataset, fnum(spent), fnum(p.DP.EpsilonBudget), fnum(p.DP.EpsilonPerQuery))
 		return
 	}
-	if s.Spent[j.Requester.String()] == nil {
-		s.Spent[j.Requester.String()] = map[string]float64{}
-	}
-	s.Spent[j.Requester.String()][j.Dataset] = spent + p.DP.EpsilonPerQuery
+	s.spend(j.Requester.String(), j.Dataset, spent+p.DP.EpsilonPerQuery)
 	j.Status, j.Reason = JobAuthorised, ""
 }
 
@@ -655,10 +715,11 @@ func (s *state) decide(e Entry, now time.Time) error {
 	if err := decode(e, &d); err != nil {
 		return err
 	}
-	j, ok := s.Jobs[d.Job]
+	cur, ok := s.Jobs[d.Job]
 	if !ok {
 		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
 	}
+	j := edit(s, s.Jobs, cur.ID, newJob)
 	if !sameOwner(s.Datasets[j.Dataset], s.Accounts[e.Actor.String()]) {
 		return fmt.Errorf("%w: job %s uses dataset %q of another agency", ErrForbidden, j.ID, j.Dataset)
 	}
@@ -700,10 +761,11 @@ func (s *state) progress(e Entry, now time.Time) error {
 	if err := decode(e, &d); err != nil {
 		return err
 	}
-	j, ok := s.Jobs[d.Job]
+	cur, ok := s.Jobs[d.Job]
 	if !ok {
 		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
 	}
+	j := edit(s, s.Jobs, cur.ID, newJob)
 	from := map[string][]string{
 		KindJobStart:    {JobAuthorised},
 		KindJobComplete: {JobRunning, JobAuthorised},
@@ -712,8 +774,16 @@ func (s *state) progress(e Entry, now time.Time) error {
 	if !contains(from, j.Status) {
 		return fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, j.Status)
 	}
-	if j.Status == JobRunning && j.Runner != e.Author {
-		return fmt.Errorf("%w: job %s is run by %s", ErrForbidden, j.ID, j.Runner)
+	// Only the node entitled to the job moves it: the node holding its
+	// dataset starts it (or fails it before it starts), and only the node
+	// that started it completes or fails it.
+	switch {
+	case j.Status == JobRunning && j.Runner != e.Author:
+		return fmt.Errorf("%w: job %s is run by %s, not %s", ErrForbidden, j.ID, j.Runner, e.Author)
+	case j.Status == JobAuthorised:
+		if ds := s.Datasets[j.Dataset]; ds == nil || ds.Node != e.Author {
+			return fmt.Errorf("%w: job %s is started only by the node that holds dataset %q, not %s", ErrForbidden, j.ID, j.Dataset, e.Author)
+		}
 	}
 	if e.Kind == KindJobComplete && len(d.ResultHash) != 64 {
 		return fmt.Errorf("%w: job.complete needs result_sha256", ErrInvalid)
@@ -735,7 +805,7 @@ func (s *state) progress(e Entry, now time.Time) error {
 		// completed) unless nodes issued decryption shares for it: then its
 		// epsilon stays spent, to be safe.
 		if sp := s.Spent[j.Requester.String()]; len(j.Shares) == 0 && j.Epsilon > 0 && sp != nil {
-			sp[j.Dataset] = max(sp[j.Dataset]-j.Epsilon, 0)
+			s.spend(j.Requester.String(), j.Dataset, max(sp[j.Dataset]-j.Epsilon, 0))
 			j.Refunded = true
 		}
 	}

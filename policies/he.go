@@ -23,6 +23,10 @@ const (
 	// share; the state machine accepts it only for a running he job that
 	// is not released yet.
 	KindHEShare = "he.share"
+	// KindHERotate is an admin's approval of one new key ceremony that
+	// replaces the committed one (a re-key). Without it a second
+	// he.ceremony is refused.
+	KindHERotate = "he.rotate"
 )
 
 // MaxHEKeyLen bounds a registered HE public key.
@@ -46,6 +50,14 @@ type HECeremony struct {
 	GaloisKeys     string          `json:"galois_keys_sha256"`
 	Transcript     string          `json:"transcript_sha256"`
 	Time           time.Time       `json:"time,omitzero"`
+	// Rotation is the index of the he.rotate entry that allowed this
+	// ceremony to replace an earlier one (0 for the first ceremony).
+	Rotation uint64 `json:"rotation,omitempty"`
+}
+
+// HERotateDoc is the he.rotate document: why the key is replaced.
+type HERotateDoc struct {
+	Reason string `json:"reason"`
 }
 
 // HEKeyDoc is the account.hekey document.
@@ -81,6 +93,12 @@ func (s *state) heCeremony(e Entry, now time.Time) error {
 	if err := decode(e, &c); err != nil {
 		return err
 	}
+	if s.HE != nil && s.HERotation == 0 {
+		return fmt.Errorf("%w: the consortium's HE key ceremony %s is committed; a new one needs an admin's he.rotate entry first", ErrConflict, clip(s.HE.ID))
+	}
+	if c.Rotation != 0 {
+		return fmt.Errorf("%w: he.ceremony: rotation is recorded by the ledger, not set by the author", ErrInvalid)
+	}
 	if c.ID == "" || c.Params == "" || !isHex64(c.PublicKey) || !isHex64(c.GaloisKeys) || !isHex64(c.Transcript) {
 		return fmt.Errorf("%w: he.ceremony needs id, params and the three digests", ErrInvalid)
 	}
@@ -91,7 +109,7 @@ func (s *state) heCeremony(e Entry, now time.Time) error {
 	names := map[string]bool{}
 	in := false
 	for _, p := range c.Participants {
-		if !s.can(p.Address, PermJoin) {
+		if !s.can(p.Address, PermNode) {
 			return fmt.Errorf("%w: participant %s (%s) is not a node", ErrForbidden, p.Node, p.Address)
 		}
 		if p.Point == 0 || seen[p.Point] || names[p.Node] {
@@ -104,7 +122,28 @@ func (s *state) heCeremony(e Entry, now time.Time) error {
 		return fmt.Errorf("%w: the ceremony is committed by one of its participants", ErrForbidden)
 	}
 	c.Time = now
-	s.HE = &c
+	c.Rotation = s.HERotation
+	set(s, &s.HE, &c)
+	set(s, &s.HERotation, 0)
+	return nil
+}
+
+// heRotate records an admin's approval of one re-key.
+func (s *state) heRotate(e Entry, index uint64) error {
+	var d HERotateDoc
+	if err := decode(e, &d); err != nil {
+		return err
+	}
+	if strings.TrimSpace(d.Reason) == "" {
+		return fmt.Errorf("%w: he.rotate needs a reason", ErrInvalid)
+	}
+	if s.HE == nil {
+		return fmt.Errorf("%w: there is no HE key ceremony to rotate", ErrConflict)
+	}
+	if s.HERotation != 0 {
+		return fmt.Errorf("%w: a rotation approved by entry %d is pending", ErrConflict, s.HERotation)
+	}
+	set(s, &s.HERotation, index)
 	return nil
 }
 
@@ -117,12 +156,11 @@ func (s *state) heKey(e Entry) error {
 		return fmt.Errorf("%w: account.hekey needs params and a public key of at most %d bytes", ErrInvalid, MaxHEKeyLen)
 	}
 	sum := sha256.Sum256(d.PublicKey)
-	a := s.Accounts[e.Actor.String()]
-	a.HEKey = hex.EncodeToString(sum[:])
+	edit(s, s.Accounts, e.Actor.String(), newAccount).HEKey = hex.EncodeToString(sum[:])
 	if s.HEKeys == nil {
-		s.HEKeys = map[string][]byte{}
+		set(s, &s.HEKeys, map[string][]byte{})
 	}
-	s.HEKeys[e.Actor.String()] = d.PublicKey
+	put(s, s.HEKeys, e.Actor.String(), d.PublicKey)
 	return nil
 }
 
@@ -137,10 +175,11 @@ func (s *state) heShare(e Entry, now time.Time) error {
 	if !slices.ContainsFunc(s.HE.Participants, func(p HEParticipant) bool { return p.Address == e.Actor }) {
 		return fmt.Errorf("%w: %s holds no share of the collective key", ErrForbidden, e.Actor)
 	}
-	j, ok := s.Jobs[d.Job]
+	cur, ok := s.Jobs[d.Job]
 	if !ok {
 		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
 	}
+	j := edit(s, s.Jobs, cur.ID, newJob)
 	if j.Mode != ModeHE {
 		return fmt.Errorf("%w: job %s is not an he job", ErrForbidden, j.ID)
 	}

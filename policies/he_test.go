@@ -27,11 +27,11 @@ func TestHECeremonyAndShares(t *testing.T) {
 		doc  HECeremony
 		want error
 	}{
-		{"node1", ceremonyDoc(w, 1, "node1", "agency1b"), ErrInvalid},
-		{"node1", ceremonyDoc(w, 3, "node1", "agency1b"), ErrInvalid},
-		{"node1", ceremonyDoc(w, 2, "node1", "bank"), ErrForbidden},       // bank holds no join
-		{"agency1", ceremonyDoc(w, 2, "node1", "agency1b"), ErrForbidden}, // not a participant
-		{"bank", ceremonyDoc(w, 2, "node1", "agency1b"), ErrForbidden},
+		{"node1", ceremonyDoc(w, 1, "node1", "node2"), ErrInvalid},
+		{"node1", ceremonyDoc(w, 3, "node1", "node2"), ErrInvalid},
+		{"node1", ceremonyDoc(w, 2, "node1", "bank"), ErrForbidden},    // bank holds no join
+		{"agency1", ceremonyDoc(w, 2, "node1", "node2"), ErrForbidden}, // not a participant
+		{"bank", ceremonyDoc(w, 2, "node1", "node2"), ErrForbidden},
 	} {
 		if err := w.act(c.who, KindHECeremony, c.doc, nil); !errors.Is(err, c.want) {
 			t.Fatalf("%s %+v: %v, want %v", c.who, c.doc.Participants, err, c.want)
@@ -47,7 +47,7 @@ func TestHECeremonyAndShares(t *testing.T) {
 	if j := heJob(); j.Status != JobRejected || !strings.Contains(j.Reason, "key ceremony") {
 		t.Fatalf("he job before the ceremony: %+v", j)
 	}
-	w.must("node1", KindHECeremony, ceremonyDoc(w, 2, "node1", "agency1b"), nil)
+	w.must("node1", KindHECeremony, ceremonyDoc(w, 2, "node1", "node2"), nil)
 	if c, ok := w.m.HE(); !ok || c.Threshold != 2 || len(c.Participants) != 2 {
 		t.Fatalf("ceremony state %+v", c)
 	}
@@ -58,7 +58,7 @@ func TestHECeremonyAndShares(t *testing.T) {
 	id := heJob().ID
 	ctA, ctB := strings.Repeat("1", 64), strings.Repeat("2", 64)
 	share := func(ct string) HEShareDoc {
-		return HEShareDoc{Job: id, Ciphertext: ct, Active: []string{"node1", "agency1b"}}
+		return HEShareDoc{Job: id, Ciphertext: ct, Active: []string{"node1", "node2"}}
 	}
 	// No share before the job runs.
 	if err := w.act("node1", KindHEShare, share(ctA), nil); !errors.Is(err, ErrForbidden) && !errors.Is(err, ErrConflict) {
@@ -77,12 +77,12 @@ func TestHECeremonyAndShares(t *testing.T) {
 	if err := w.act("bank", KindHEShare, share(ctA), nil); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("a non-participant shared: %v", err)
 	}
-	if err := w.act("agency1b", KindHEShare, HEShareDoc{Job: id, Ciphertext: ctA, Active: []string{"agency1b"}}, nil); !errors.Is(err, ErrInvalid) {
+	if err := w.act("node2", KindHEShare, HEShareDoc{Job: id, Ciphertext: ctA, Active: []string{"node2"}}, nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("share with an active set below the threshold: %v", err)
 	}
-	w.must("agency1b", KindHEShare, share(ctA), nil)
+	w.must("node2", KindHEShare, share(ctA), nil)
 	w.must("node1", KindJobComplete, complete, nil)
-	if err := w.act("agency1b", KindHEShare, share(ctA), nil); !errors.Is(err, ErrForbidden) {
+	if err := w.act("node2", KindHEShare, share(ctA), nil); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("share after release: %v", err)
 	}
 	if j, _ := w.m.Job(id); j.Status != JobCompleted || len(j.Shares) != 2 {
@@ -92,7 +92,7 @@ func TestHECeremonyAndShares(t *testing.T) {
 	// A job that fails after a node issued a share keeps its epsilon spent.
 	id2 := heJob().ID
 	w.must("node1", KindJobStart, JobResultDoc{Job: id2, Node: "node1"}, nil)
-	w.must("node1", KindHEShare, HEShareDoc{Job: id2, Ciphertext: ctA, Active: []string{"node1", "agency1b"}}, nil)
+	w.must("node1", KindHEShare, HEShareDoc{Job: id2, Ciphertext: ctA, Active: []string{"node1", "node2"}}, nil)
 	spent := w.m.Spent(w.addr("bank"), "tax2025")
 	w.must("node1", KindJobFail, JobResultDoc{Job: id2, Reason: "combine failed"}, nil)
 	if j, _ := w.m.Job(id2); j.Refunded || w.m.Spent(w.addr("bank"), "tax2025") != spent {
@@ -103,7 +103,7 @@ func TestHECeremonyAndShares(t *testing.T) {
 	w.must("bank", KindJobSubmit, job("q", "masked", "credit risk statistics"), plan("sum:income"))
 	masked := w.lastJob().ID
 	w.must("node1", KindJobStart, JobResultDoc{Job: masked, Node: "node1"}, nil)
-	if err := w.act("node1", KindHEShare, HEShareDoc{Job: masked, Ciphertext: ctA, Active: []string{"node1", "agency1b"}}, nil); !errors.Is(err, ErrForbidden) {
+	if err := w.act("node1", KindHEShare, HEShareDoc{Job: masked, Ciphertext: ctA, Active: []string{"node1", "node2"}}, nil); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("share for a masked job: %v", err)
 	}
 }

@@ -37,6 +37,7 @@ func newWorld(t *testing.T) *world {
 	accounts := []struct{ name, role, org string }{
 		{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"agency1b", "agency", "tax"}, {"agency2", "agency", "health"},
 		{"bank", "enterprise", "bank"}, {"shop", "enterprise", "shop"}, {"auditor", "auditor", ""}, {"node1", "node", "tax"},
+		{"node2", "node", "health"},
 	}
 	g := Genesis{Consortium: "test", Table: DefaultTable()}
 	for i, a := range accounts {
@@ -55,7 +56,8 @@ func newWorld(t *testing.T) *world {
 
 func (w *world) addr(name string) Address { return AddressOf(w.keys[name]) }
 
-// act applies a document as the named account, relayed by node1.
+// act applies a document as the named account, relayed by node1 (or, for
+// the node-only kinds, signed by the account itself).
 func (w *world) act(name, kind string, doc any, extra any) error {
 	w.t.Helper()
 	b, _ := json.Marshal(doc)
@@ -64,7 +66,11 @@ func (w *world) act(name, kind string, doc any, extra any) error {
 		x, _ = json.Marshal(extra)
 	}
 	w.replays++
-	e := Entry{Author: w.node, Actor: w.addr(name), Kind: kind, Payload: b, Extra: x, Time: w.now,
+	author := w.node
+	if IsNodeKind(kind) {
+		author = w.addr(name)
+	}
+	e := Entry{Author: author, Actor: w.addr(name), Kind: kind, Payload: b, Extra: x, Time: w.now,
 		ReplayKey: fmt.Sprintf("r%d", w.replays), ReplayTime: w.now}
 	err := w.m.Apply(e, w.index, w.now)
 	if err == nil {

@@ -60,7 +60,12 @@ func ParseAddress(s string) (Address, error) {
 
 // Permissions (DESIGN.md).
 const (
-	PermJoin            = "join"     // run a node
+	PermJoin = "join" // run a node (an organisation that operates nodes)
+	// PermNode marks a node's own account: the identity a node signs its
+	// ledger entries with. Only such accounts may relay accounts' requests
+	// or commit the node-only kinds (job progress, HE key material); the
+	// Raft membership of a node is admitted on it too.
+	PermNode            = "node"
 	PermSync            = "sync"     // replicate the ledger
 	PermReadAll         = "read.all" // read every ledger entry
 	PermReadGroup       = "read.group"
@@ -80,7 +85,7 @@ func DefaultTable() map[string][]string {
 		"agency":     {PermJoin, PermSync, PermReadGroup, PermReadOwn, PermRegisterDataset, PermPublishPolicy, PermApproveJob},
 		"enterprise": {PermReadOwn, PermSubmitJob},
 		"auditor":    {PermSync, PermReadAll, PermReadGroup, PermReadOwn},
-		"node":       {PermJoin, PermSync, PermReadAll},
+		"node":       {PermJoin, PermSync, PermReadAll, PermNode},
 	}
 }
 
@@ -104,6 +109,10 @@ type Dataset struct {
 	SHA256 string    `json:"sha256"`
 	Rows   int64     `json:"rows"`
 	Time   time.Time `json:"time"`
+	// Node is the account of the node that holds the data: the node that
+	// relayed the registration, which took the upload. Only it starts the
+	// dataset's jobs.
+	Node Address `json:"node"`
 }
 
 // Job statuses.
@@ -168,11 +177,26 @@ type state struct {
 	Policies map[string]*Policy            `json:"policies"`
 	Jobs     map[string]*Job               `json:"jobs"`
 	Spent    map[string]map[string]float64 `json:"spent"` // requester -> dataset -> epsilon
-	Used     map[string]time.Time          `json:"used"`  // replay keys -> expiry
+	Used     map[string]usedAct            `json:"used"`  // replay keys of signed acts in force
 	UsedLog  []usedKey                     `json:"used_log"`
-	Counts   map[string]uint64             `json:"counts"` // entries by kind
-	HE       *HECeremony                   `json:"he,omitempty"`
-	HEKeys   map[string][]byte             `json:"he_keys,omitempty"` // account -> CKKS public key
+	// HERotation is the index of an admin's he.rotate entry that allows
+	// one new HE key ceremony (0: none pending).
+	HERotation uint64 `json:"he_rotation,omitempty"`
+
+	// undo holds, while one entry is applied, how to take back each change
+	// made so far (journal.go): a refusal runs it, so that a refused entry
+	// leaves the state byte-identical. Not part of the state.
+	undo   []func()
+	Counts map[string]uint64 `json:"counts"` // entries by kind
+	HE     *HECeremony       `json:"he,omitempty"`
+	HEKeys map[string][]byte `json:"he_keys,omitempty"` // account -> CKKS public key
+}
+
+// usedAct is a signed act the ledger applied: the entry that carried it,
+// and until when its key is remembered.
+type usedAct struct {
+	Index  uint64    `json:"i"`
+	Expiry time.Time `json:"e"`
 }
 
 type usedKey struct {
@@ -184,7 +208,7 @@ func newState() *state {
 	return &state{
 		Table: map[string][]string{}, Accounts: map[string]*Account{}, Datasets: map[string]*Dataset{},
 		Policies: map[string]*Policy{}, Jobs: map[string]*Job{}, Spent: map[string]map[string]float64{},
-		Used: map[string]time.Time{}, Counts: map[string]uint64{},
+		Used: map[string]usedAct{}, Counts: map[string]uint64{},
 	}
 }
 
@@ -284,7 +308,7 @@ func (s *state) can(a Address, perm string) bool {
 	return false
 }
 
-// Orgs returns the organisation of each account that has one.
+// Org returns the organisation of an account ("" if none).
 func (m *Machine) Org(a Address) string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()

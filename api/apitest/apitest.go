@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -45,6 +46,11 @@ var Accounts = []struct{ name, role, org string }{
 	{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"agency1b", "agency", "tax"}, {"agency2", "agency", "health"},
 	{"bank", "enterprise", "bank"}, {"shop", "enterprise", "shop"}, {"auditor", "auditor", ""},
 }
+
+// NodeOrgs are the organisations that operate node1..node3: the tax
+// agency's data goes to node1, the health agency's to node2; node3 holds
+// none.
+var NodeOrgs = []string{"tax", "health", "registry"}
 
 // New starts a consortium.
 func New(t testing.TB) *Consortium { return NewWith(t, Options{}) }
@@ -87,7 +93,7 @@ func NewWith(t testing.TB, o Options) *Consortium {
 		g.Accounts = append(g.Accounts, policies.GenesisAccount{PublicKey: k.PublicKey(), Algorithm: "ed25519", Name: a.name, Org: a.org, Roles: []string{a.role}})
 	}
 	for i, k := range f.C.Keys {
-		g.Accounts = append(g.Accounts, policies.GenesisAccount{PublicKey: k.PublicKey(), Algorithm: "ed25519", Name: f.C.Peers[i].ID, Roles: []string{"node"}})
+		g.Accounts = append(g.Accounts, policies.GenesisAccount{PublicKey: k.PublicKey(), Algorithm: "ed25519", Name: f.C.Peers[i].ID, Org: NodeOrgs[i], Roles: []string{"node"}})
 	}
 	raw, err := audit.GenesisEntry(f.Keys["admin"], g, time.Now())
 	if err != nil {
@@ -100,7 +106,12 @@ func NewWith(t testing.TB, o Options) *Consortium {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	for i := range f.C.Nodes {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
 		cfg := api.DefaultConfig()
+		cfg.Addr = ln.Addr().String()
 		cfg.MaxPage = 50
 		cfg.Nonces = chain.NewNonces()
 		if o.API != nil {
@@ -112,7 +123,8 @@ func NewWith(t testing.TB, o Options) *Consortium {
 		}
 		r := sandbox.NewRunner(sandbox.RunnerConfig{Name: f.C.Peers[i].ID, Key: f.C.Keys[i], Nonces: cfg.Nonces, Poll: 20 * time.Millisecond, ObserveJob: s.ObserveJob}, f.Stores[i], f.C.Nodes[i], f.SMs[i].M)
 		go r.Run(ctx)
-		srv := httptest.NewServer(s.Handler())
+		srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: s.Handler()}}
+		srv.Start()
 		t.Cleanup(srv.Close)
 		f.Srv = append(f.Srv, srv)
 	}

@@ -273,14 +273,17 @@ func TestLedgerCommands(t *testing.T) {
 
 // A node that serves a tampered entry is caught, with the entry's index.
 func TestVerifyCatchesTamperedEntry(t *testing.T) {
-	e := newEnv(t)
+	// The lying proxy is where the auditor sends its (signed) requests, so
+	// the node answers to the proxy's name too.
+	liar := httptest.NewUnstartedServer(nil)
+	e := newEnvWith(t, apitest.Options{API: func(c *api.Config) { c.Aliases = append(c.Aliases, liar.Listener.Addr().String()) }})
 	for _, n := range []string{"1", "2", "3"} {
 		if _, err := e.ctl(t, "agency1", "ledger", "append", "--kind", "note.demo", "--nonce", n); err != nil {
 			t.Fatal(err)
 		}
 	}
 	real := e.c.Srv[0].Config.Handler
-	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	liar.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := httptest.NewRecorder()
 		real.ServeHTTP(rec, r)
 		body := rec.Body.Bytes()
@@ -299,7 +302,8 @@ func TestVerifyCatchesTamperedEntry(t *testing.T) {
 		w.Header().Set("Content-Type", rec.Header().Get("Content-Type"))
 		w.WriteHeader(rec.Code)
 		w.Write(body)
-	}))
+	})
+	liar.Start()
 	defer liar.Close()
 	e.url = liar.URL
 	_, err := e.ctl(t, "auditor", "ledger", "verify", "--trust", e.trust, "--state", filepath.Join(e.dir, "s.json"))

@@ -64,7 +64,7 @@ func startProcCluster(t *testing.T) *procCluster {
 	g := policies.Genesis{Consortium: "proc", Table: policies.DefaultTable()}
 	for _, a := range []struct{ name, role, org string }{
 		{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"enterprise", "enterprise", "bank"}, {"auditor", "auditor", ""},
-		{"node1", "node", ""}, {"node2", "node", ""}, {"node3", "node", ""},
+		{"node1", "node", "tax"}, {"node2", "node", "health"}, {"node3", "node", "registry"},
 	} {
 		k, err := chain.GenerateKey(chain.Ed25519)
 		if err != nil {

@@ -208,7 +208,9 @@ func TestDevDemoData(t *testing.T) {
 		done <- run(ctx, []string{"dev", "--dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", base), "--demo-data", "--log-level", "error"}, io.Discard, io.Discard)
 	}()
 	url := fmt.Sprintf("http://127.0.0.1:%d", base+1)
-	deadline := time.Now().Add(30 * time.Second)
+	// 100,000 rows masked and encrypted under -race on a loaded 2-core
+	// machine take a while; the bound is for a hung start, not speed.
+	deadline := time.Now().Add(120 * time.Second)
 	for {
 		// genesis, dataset, policy
 		if h, err := getHealth(url); err == nil && h.LedgerSize >= 3 {

@@ -38,6 +38,8 @@ type nodeSpec struct {
 	// the defaults; a negative RateLimit: none).
 	RateLimit float64
 	RateBurst int
+	// PublicURL is how clients reach the API (api.Config.PublicURL).
+	PublicURL string
 }
 
 // liveNode is a started node: ledger, state machine and HTTP server.
@@ -95,6 +97,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	nonces := chain.NewNonces()
 	acfg := api.DefaultConfig()
 	acfg.Addr = s.HTTP
+	acfg.PublicURL = s.PublicURL
 	acfg.Logger = s.Logger
 	acfg.Nonces = nonces
 	switch {

@@ -31,6 +31,11 @@ type nodeConfig struct {
 	Key string `toml:"key"`
 	// HTTP is the API listen address.
 	HTTP string `toml:"http"`
+	// PublicURL is the URL clients reach the API at (scheme://host:port):
+	// signed requests name it, so one captured at another node is refused
+	// here. Default: the listen address; required when listening on all
+	// interfaces.
+	PublicURL string `toml:"public_url"`
 	// Raft is the listen address for Raft and node-to-node requests.
 	Raft string `toml:"raft"`
 	// Advertise is the Raft address peers dial, if not Raft.
@@ -74,6 +79,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&c.Dir, "dir", "", "data directory")
 	fs.StringVar(&c.Key, "key", "", "node key file")
 	fs.StringVar(&c.HTTP, "http", "", "HTTP listen address (default 127.0.0.1:8080)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "URL clients reach the API at, which their signatures name (default: the listen address)")
 	fs.StringVar(&c.Raft, "raft", "", "Raft listen address (default 127.0.0.1:9080)")
 	fs.StringVar(&c.Advertise, "advertise", "", "Raft address peers dial")
 	fs.StringVar(&c.Origin, "origin", "", "ledger origin line")
@@ -145,7 +151,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	n, err := startNode(ctx, nodeSpec{ID: c.ID, Dir: c.Dir, Key: key, HTTP: c.HTTP, Raft: c.Raft, Advertise: c.Advertise,
 		Origin: c.Origin, Bootstrap: peers, Join: c.Join, Trust: trust, Logger: logger, HTTPTLS: httpTLS, PeerTLS: peerTLS,
-		RateLimit: c.RateLimit, RateBurst: c.RateBurst})
+		RateLimit: c.RateLimit, RateBurst: c.RateBurst, PublicURL: c.PublicURL})
 	if err != nil {
 		return err
 	}
@@ -242,6 +248,7 @@ func merge(c *nodeConfig, f nodeConfig) {
 	set(&c.Dir, f.Dir)
 	set(&c.Key, f.Key)
 	set(&c.HTTP, f.HTTP)
+	set(&c.PublicURL, f.PublicURL)
 	set(&c.Raft, f.Raft)
 	set(&c.Advertise, f.Advertise)
 	set(&c.Origin, f.Origin)

@@ -1,0 +1,106 @@
+package policies
+
+import "slices"
+
+// Applying an entry is a transaction: either every change it makes to the
+// state stays, or none does. Every node applies entries that the ledger
+// then refuses (they never reach the log), while an auditor replays only
+// committed ones, so a refusal that left any trace (a pruned replay key, a
+// half-updated job) would make a live node's state hash differ from every
+// honest replay: a false tamper alarm, or worse, a rule that holds on one
+// node and not on another.
+//
+// Handlers therefore change the state only through the functions below,
+// which record how to take each change back; Apply runs the record
+// backwards when a handler refuses. Objects reached through a map are
+// copied before they are changed (edit), so the record can put the old
+// pointer back. A property test (TestApplyIsTransactional) applies random
+// streams of valid, invalid and replayed entries and checks the state hash
+// after every refusal.
+
+// begin starts recording the changes of one entry.
+func (s *state) begin() { s.undo = s.undo[:0] }
+
+// rollback takes back every change recorded since begin.
+func (s *state) rollback() {
+	for i := len(s.undo) - 1; i >= 0; i-- {
+		s.undo[i]()
+	}
+	s.undo = s.undo[:0]
+}
+
+// commit keeps the changes recorded since begin.
+func (s *state) commit() { s.undo = s.undo[:0] }
+
+// edit returns m[k] ready to be changed: a copy put in its place (or a new
+// zero value where there was none), the old value restored on rollback.
+// Slices in the copy are cloned too, so appending to or sorting them never
+// touches the old value.
+func edit[V any](s *state, m map[string]*V, k string, fresh func() *V) *V {
+	old, had := m[k]
+	var v *V
+	if had {
+		c := *old
+		v = &c
+		cloneSlices(v)
+	} else {
+		v = fresh()
+	}
+	m[k] = v
+	s.undo = append(s.undo, func() {
+		if had {
+			m[k] = old
+		} else {
+			delete(m, k)
+		}
+	})
+	return v
+}
+
+// put sets m[k] = v, the old value (or its absence) restored on rollback.
+func put[K comparable, V any](s *state, m map[K]V, k K, v V) {
+	old, had := m[k]
+	m[k] = v
+	s.undo = append(s.undo, func() {
+		if had {
+			m[k] = old
+		} else {
+			delete(m, k)
+		}
+	})
+}
+
+// set changes one field of the state itself.
+func set[V any](s *state, field *V, v V) {
+	old := *field
+	*field = v
+	s.undo = append(s.undo, func() { *field = old })
+}
+
+// cloneSlices gives a copied object its own slices.
+func cloneSlices(v any) {
+	switch x := v.(type) {
+	case *Account:
+		x.Roles = slices.Clone(x.Roles)
+		x.PublicKey = slices.Clone(x.PublicKey)
+	case *Job:
+		x.Approvals = slices.Clone(x.Approvals)
+		x.Shares = slices.Clone(x.Shares)
+	case *Policy:
+		// Policies change only by revocation (a flag); their slices are
+		// never written after publication.
+	}
+}
+
+func newAccount() *Account { return &Account{Roles: []string{}} }
+func newJob() *Job         { return &Job{} }
+
+// spend sets what a budget holder has spent on a budget.
+func (s *state) spend(holder, budget string, eps float64) {
+	inner, ok := s.Spent[holder]
+	if !ok {
+		inner = map[string]float64{}
+		put(s, s.Spent, holder, inner)
+	}
+	put(s, inner, budget, eps)
+}

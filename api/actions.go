@@ -162,6 +162,9 @@ func (s *Server) upload(c echo.Context) error {
 	}
 	rc := http.NewResponseController(c.Response())
 	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.UploadTimeout))
+	// The answer comes after the whole ingest (consortium pseudonyms of a
+	// large file take minutes), not within WriteTimeout.
+	_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.UploadTimeout))
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxUpload)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.UploadTimeout)
 	defer cancel()
@@ -180,7 +183,11 @@ func (s *Server) upload(c echo.Context) error {
 	default:
 		return badRequest("bad-parameter", fmt.Sprintf("mode must be masked or he, not %q", mode))
 	}
-	res, err := s.data.Upload(ctx, body, schema, pk)
+	cons, err := s.consortiumFor(c, schema)
+	if err != nil {
+		return err
+	}
+	res, err := s.data.Upload(ctx, body, schema, pk, cons)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -318,10 +325,13 @@ func (s *Server) submitJob(c echo.Context) error {
 	if err != nil {
 		return badRequest("bad-query", err.Error())
 	}
-	if ds, ok := s.state.Dataset(q.From); ok && d.Mode == policies.ModeHE {
-		// What the encrypted engine cannot do is refused before the ledger
-		// (and before any budget is spent), like row-level queries.
-		if err := sandbox.CheckHE(q, &ds.Schema); err != nil {
+	if ds, ok := s.state.Dataset(q.From); ok && (d.Mode == policies.ModeHE || len(q.Joins) > 0) {
+		// What the encrypted engine cannot do, and joins (parsed, not
+		// executed yet), are refused before the ledger (and before any
+		// budget is spent), like row-level queries, with the rule and the
+		// position. sandbox.CheckQuery is the whole pre-ledger check; in
+		// mode masked the engine's other rules still run at execution.
+		if err := sandbox.CheckQuery(q, &ds.Schema, d.Mode); err != nil {
 			return &problemError{status: http.StatusUnprocessableEntity, code: "refused", detail: err.Error()}
 		}
 	}

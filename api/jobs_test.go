@@ -140,16 +140,73 @@ func TestHEQueryRefusedBeforeLedger(t *testing.T) {
 	for sql, want := range map[string]string{
 		"SELECT HISTOGRAM(income, 0, 100000, 10) FROM tax2025":                     "HISTOGRAM is not available in he mode",
 		"SELECT region, COUNT(*) FROM tax2025 WHERE income > 5000 GROUP BY region": "WHERE reads clear columns only; income is encrypted",
-		"SELECT SUM(age) FROM tax2025":                                             "reads a clear column",
+		"SELECT SUM(age) FROM tax2025":                                             `column "age" is not numeric`,
+		"SELECT COUNT(*) FROM tax2025 GROUP BY CASE WHEN income > 5 THEN 1 END":    "column 49: in he mode CASE conditions read clear columns only",
 	} {
 		code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", map[string]string{"query": sql, "mode": "he", "purpose": "credit risk statistics"}, nil)
 		if code != 422 || p.Code != "refused" || !strings.Contains(p.Detail, want) {
 			t.Fatalf("%s: %d %+v", sql, code, p)
 		}
 	}
+	// Joins are parsed, and refused until they are executed, in either mode.
+	code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody("SELECT COUNT(*) FROM tax2025 AS a JOIN tax2025 AS b ON a.person_id = b.person_id"), nil)
+	if code != 422 || p.Code != "refused" || !strings.Contains(p.Detail, "joins are not executed yet") || !strings.Contains(p.Detail, "rule: join") {
+		t.Fatalf("join: %d %+v", code, p)
+	}
 	var after StateResponse
 	f.Must(t, "auditor", 0, "GET", "/v1/ledger/state", nil, &after)
 	if after.Applied != before.Applied {
 		t.Fatalf("refused queries reached the ledger: %d -> %d entries", before.Applied, after.Applied)
+	}
+}
+
+// A query in PostgreSQL's forms runs end to end: the plan on the ledger is
+// the one derived from its text (every node derived it again when it
+// applied the entry), and the result has the query's output columns.
+func TestPostgresQueryRunsEndToEnd(t *testing.T) {
+	f := apitest.New(t)
+	f.WithPolicy(t, nil)
+	sql := `SELECT t.region AS r, CASE WHEN t.age >= 50 THEN 'older' ELSE 'younger' END AS band, COUNT(*) AS n,
+		ROUND(AVG(income) / 1000, 1) AS avg_k, 3 AS three
+		FROM tax2025 AS t -- a comment
+		GROUP BY 1, 2 HAVING COUNT(*) >= 10 ORDER BY r, band LIMIT 5;`
+	var j JobResponse
+	f.Must(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody(sql), &j)
+	done := waitJob(t, f, "bank", 1, j.Job)
+	if done.Status != policies.JobCompleted {
+		t.Fatalf("%+v", done)
+	}
+	_, want, err := sandbox.DerivePlan(sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.SMs {
+		got, ok := f.SMs[i].M.Job(j.Job)
+		b1, _ := json.Marshal(got.Plan)
+		b2, _ := json.Marshal(want)
+		if !ok || string(b1) != string(b2) || !strings.Contains(string(b1), `"case":["age"]`) {
+			t.Fatalf("node %d: plan %s, want %s", i, b1, b2)
+		}
+	}
+	var res sandbox.Result
+	f.Must(t, "bank", 2, "GET", "/v1/jobs/"+j.Job+"/result", nil, &res)
+	if strings.Join(res.Columns, ",") != "r,band,n,avg_k,three" || len(res.Rows) == 0 || len(res.Rows) > 5 {
+		t.Fatalf("result %+v", res)
+	}
+	for _, row := range res.Rows {
+		if row[4] != 3.0 || row[1] != "older" && row[1] != "younger" || row[2].(float64) < 10 {
+			t.Fatalf("row %v", row)
+		}
+	}
+	// Queries over 64 KB are refused before parsing, and before the ledger.
+	huge := "SELECT COUNT(*) FROM tax2025 WHERE region = '" + strings.Repeat("x", 70<<10) + "'"
+	code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody(huge), nil)
+	if code != 400 || p.Code != "bad-query" || !strings.Contains(p.Detail, "limit 65536") {
+		t.Fatalf("huge query: %d %+v", code, p)
+	}
+	// A statement smuggled after a ';' is refused with its rule and position.
+	code, p = f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody("SELECT COUNT(*) FROM tax2025; DELETE FROM tax2025"), nil)
+	if code != 400 || !strings.Contains(p.Detail, "column 31") || !strings.Contains(p.Detail, "rule: one-statement") {
+		t.Fatalf("two statements: %d %+v", code, p)
 	}
 }

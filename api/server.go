@@ -55,7 +55,7 @@ type State interface {
 
 // Data is the node's dataset store (sandbox.Store).
 type Data interface {
-	Upload(ctx context.Context, r io.Reader, schema *policies.Schema, pk *rlwe.PublicKey) (*sandbox.IngestResult, error)
+	Upload(ctx context.Context, r io.Reader, schema *policies.Schema, pk *rlwe.PublicKey, cons sandbox.Pseudonymiser) (*sandbox.IngestResult, error)
 	Staged(sha string) (*policies.Schema, int64, bool)
 	Discard(sha string)
 	Bind(sha, name string) error
@@ -183,6 +183,7 @@ type Server struct {
 	key    *chain.Key // the node's key: it signs the entries it relays
 	data   Data       // nil on a node that holds no data
 	he     *HE        // nil until SetHE
+	ps     *Pseudonym // nil until SetPseudonym
 	limits *rateLimits
 	// hosts are the authorities (host:port) a signed @target-uri may name
 	// for this node.
@@ -258,7 +259,7 @@ type Route struct {
 // Routes lists every endpoint, for the router, the OpenAPI document and
 // the tests that must cover all of them.
 func (s *Server) Routes() []Route {
-	return []Route{
+	return append([]Route{
 		{Method: "GET", Path: "/v1/health", Summary: "liveness, leader and ledger size", Public: true, handler: s.health},
 		{Method: "GET", Path: "/v1/openapi.json", Summary: "this API's OpenAPI 3 document", Public: true, handler: s.openapi},
 		{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics (counts only, never values)", Public: true, handler: s.metricsHandler()},
@@ -292,7 +293,7 @@ func (s *Server) Routes() []Route {
 		{Method: "GET", Path: "/v1/ledger/blocks", Summary: "block headers [start, end) by height", handler: s.blocks},
 		{Method: "GET", Path: "/v1/ledger/state", Summary: "entries applied and the state hash (for auditors' replay)", Perm: policies.PermReadAll, handler: s.stateHash},
 		{Method: "GET", Path: "/v1/audit/access", Summary: "who used a dataset, when, for what purpose, with what result (?dataset=D)", Perm: policies.PermReadAll, handler: s.access},
-	}
+	}, s.pseudonymRoutes()...)
 }
 
 // echoPath turns /v1/jobs/{id} into Echo's /v1/jobs/:id.

@@ -41,10 +41,10 @@ func TestUploadRefusedBeforeItsData(t *testing.T) {
 		status           int
 		code             string
 	}{
-		{"bad name", "agency1", "name=" + url.QueryEscape("Bad Name") + "&schema=" + schema, http.StatusBadRequest, "bad-name"},
-		{"taken name", "agency1", "name=tax2025&schema=" + schema, http.StatusConflict, "conflict"},
-		{"bad schema", "agency1", "name=taxnew&schema=" + base64.RawURLEncoding.EncodeToString([]byte(`{"columns":[]}`)), http.StatusBadRequest, "bad-schema"},
-		{"no permission", "bank", "name=taxnew&schema=" + schema, http.StatusForbidden, "forbidden"},
+		{"bad name", "agency1", "dataset=" + url.QueryEscape("Bad Name") + "&schema=" + schema, http.StatusBadRequest, "bad-name"},
+		{"taken name", "agency1", "dataset=tax2025&schema=" + schema, http.StatusConflict, "conflict"},
+		{"bad schema", "agency1", "dataset=taxnew&schema=" + base64.RawURLEncoding.EncodeToString([]byte(`{"columns":[]}`)), http.StatusBadRequest, "bad-schema"},
+		{"no permission", "bank", "dataset=taxnew&schema=" + schema, http.StatusForbidden, "forbidden"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := &countingReader{r: bytes.NewReader(data)}
@@ -66,7 +66,7 @@ func TestUploadRefusedBeforeItsData(t *testing.T) {
 		})
 	}
 	// A free, valid name goes through, and registers.
-	req, _ := http.NewRequest("POST", f.Srv[0].URL+"/v1/uploads?name=taxnew&schema="+schema, bytes.NewReader(data))
+	req, _ := http.NewRequest("POST", f.Srv[0].URL+"/v1/uploads?dataset=taxnew&schema="+schema, bytes.NewReader(data))
 	req.Header.Set("Content-Type", "text/csv")
 	req.Header.Set("Expect", "100-continue")
 	k := f.Keys["agency1"]

@@ -95,6 +95,8 @@ var Routes = []Route{
 	{Kind: policies.KindJobSubmit, Method: http.MethodPost, Pattern: "/v1/jobs"},
 	{Kind: policies.KindJobApprove, Method: http.MethodPost, Pattern: "/v1/jobs/{id}/approve", Doc: withJob},
 	{Kind: policies.KindJobReject, Method: http.MethodPost, Pattern: "/v1/jobs/{id}/reject", Doc: withJob},
+	{Kind: policies.KindPseudonymBatch, Method: http.MethodPost, Pattern: "/v1/pseudonyms/batches"},
+	{Kind: policies.KindPseudonymRotate, Method: http.MethodPost, Pattern: "/v1/pseudonyms/rotations"},
 }
 
 // RouteFor returns the route of a kind.

@@ -19,6 +19,9 @@ import (
 // replay through it, so both apply exactly the same rules.
 type StateMachine struct {
 	M *policies.Machine
+	// Plan, when set, derives each job.submit's plan from its query again:
+	// an entry whose relayed plan differs is refused (see PlanFunc).
+	Plan PlanFunc
 }
 
 var _ chain.StateMachine = StateMachine{}
@@ -121,6 +124,11 @@ func (s StateMachine) unpackRelay(e *chain.Entry, author policies.Address, r *Re
 	var extra []byte
 	if len(r.Extra) > 0 {
 		extra = r.Extra
+	}
+	if e.Kind == policies.KindJobSubmit && s.Plan != nil {
+		if err := checkPlan(s.Plan, doc, extra); err != nil {
+			return policies.Entry{}, err
+		}
 	}
 	return policies.Entry{
 		Author: author, Actor: actor, ActorKey: key, Algorithm: "ed25519",

@@ -72,8 +72,14 @@ func (r *Report) fail(index uint64, format string, a ...any) {
 // stays flat in the ledger's length (a compact Merkle frontier; the state
 // itself is metadata).
 func Verify(ctx context.Context, src Source, cp *chain.Checkpoint) (*Report, StateMachine, error) {
+	return VerifyWith(ctx, NewStateMachine(), src, cp)
+}
+
+// VerifyWith is Verify replaying through sm, a fresh StateMachine: with
+// its Plan set, every job's plan is derived again from its SQL text and
+// checked against the plan on the ledger.
+func VerifyWith(ctx context.Context, sm StateMachine, src Source, cp *chain.Checkpoint) (*Report, StateMachine, error) {
 	rep := &Report{Kinds: map[string]int{}, Jobs: map[string]int{}, Epsilon: map[string]map[string]float64{}, Refusals: map[string]int{}}
-	sm := NewStateMachine()
 	var fr chain.Frontier
 	var prev chain.Hash
 	actors := map[policies.Address]bool{}

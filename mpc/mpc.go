@@ -43,6 +43,17 @@
 // it locally. job.complete of an he job is accepted only after t shares
 // for one ciphertext are on the ledger.
 //
+// # Consortium pseudonyms
+//
+// Pseudonyms (pseudonyms.go) runs the threshold OPRF of package
+// mpc/pseudonym between the nodes: the joint-Feldman key ceremony (three
+// signed rounds like the one above: HPKE keys, dealings with Feldman
+// commitments and sealed shares, combination; the coordinator commits
+// pseudonym.ceremony with every dealer's commitments and every node's
+// verification key) and partial evaluations of pseudonym.batch entries,
+// each node re-checking on its own committed ledger that the batch exists
+// for exactly that request. Its threat model is in that package's doc.
+//
 // # Threat model
 //
 // Nodes are honest but curious: they follow the protocol and may try to

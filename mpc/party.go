@@ -166,16 +166,19 @@ type signed struct {
 
 const sigContext = "datasandbox mpc v1\n"
 
-func (p *Party) seal(service string, v any) ([]byte, error) {
+func (p *Party) seal(service string, v any) ([]byte, error) { return seal(p.cfg.Key, service, v) }
+
+// seal signs a message for a service with a node's key.
+func seal(key *chain.Key, service string, v any) ([]byte, error) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := p.cfg.Key.SignMessage(sigMessage(service, body))
+	sig, err := key.SignMessage(sigMessage(service, body))
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(signed{Body: body, Signer: policies.Address(p.cfg.Key.Address()), Sig: sig})
+	return json.Marshal(signed{Body: body, Signer: policies.Address(key.Address()), Sig: sig})
 }
 
 func sigMessage(service string, body []byte) []byte {
@@ -186,15 +189,21 @@ func sigMessage(service string, body []byte) []byte {
 // open checks a message's signature against its signer's account on the
 // committed ledger; the account must be a node (join).
 func (p *Party) open(service string, raw []byte, v any) (policies.Address, error) {
+	return open(p.cfg.Ledger, service, raw, v)
+}
+
+// open checks a message's signature against its signer's node account on
+// the committed ledger and decodes its body.
+func open(ledger Ledger, service string, raw []byte, v any) (policies.Address, error) {
 	var s signed
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return policies.Address{}, fmt.Errorf("mpc: %s: malformed message: %v", service, err)
 	}
-	a, ok := p.cfg.Ledger.Account(s.Signer)
+	a, ok := ledger.Account(s.Signer)
 	if !ok {
 		return policies.Address{}, fmt.Errorf("mpc: %s: unknown signer %s", service, s.Signer)
 	}
-	if !p.cfg.Ledger.Can(s.Signer, policies.PermNode) {
+	if !ledger.Can(s.Signer, policies.PermNode) {
 		return policies.Address{}, fmt.Errorf("mpc: %s: signer %s is not a node (needs %s)", service, s.Signer, policies.PermNode)
 	}
 	msg := sigMessage(service, s.Body)

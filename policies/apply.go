@@ -71,6 +71,10 @@ type Genesis struct {
 	Consortium string              `json:"consortium"`
 	Table      map[string][]string `json:"table"`
 	Accounts   []GenesisAccount    `json:"accounts"`
+	// PseudonymQuota is how many ids an account of each role may have
+	// pseudonymised with the consortium key (DefaultPseudonymQuota when
+	// absent).
+	PseudonymQuota map[string]int64 `json:"pseudonym_quota,omitempty"`
 }
 
 // GenesisAccount is an account written by genesis.
@@ -146,6 +150,7 @@ var KindPermission = map[string]string{
 	KindJobSubmit: PermSubmitJob, KindJobApprove: PermApproveJob, KindJobReject: PermApproveJob,
 	KindJobStart: PermNode, KindJobComplete: PermNode, KindJobFail: PermNode,
 	KindHECeremony: PermNode, KindHEShare: PermNode, KindHERotate: PermGrant,
+	KindPseudonymCeremony: PermNode, KindPseudonymRotate: PermGrant,
 }
 
 // nodeKinds are the acts only a node's own account commits, each from the
@@ -155,6 +160,7 @@ var KindPermission = map[string]string{
 var nodeKinds = map[string]bool{
 	KindJobStart: true, KindJobComplete: true, KindJobFail: true,
 	KindHECeremony: true, KindHEShare: true,
+	KindPseudonymCeremony: true,
 }
 
 // IsNodeKind reports whether only a node's own account may commit entries
@@ -292,6 +298,9 @@ func (s *state) genesis(e Entry, blockTime time.Time) error {
 	}
 	s.Table = g.Table
 	s.Name = g.Consortium
+	if err := s.pseudonymGenesis(g.PseudonymQuota); err != nil {
+		return err
+	}
 	for _, a := range g.Accounts {
 		if err := checkKey(a.PublicKey, a.Algorithm); err != nil {
 			return err
@@ -453,6 +462,9 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if err := s.holdsFor(e.Author, actor); err != nil {
 			return err
 		}
+		if err := s.pseudonymsRegistered(e.Actor, &d); err != nil {
+			return err
+		}
 		put(s, s.Datasets, d.Name, &Dataset{Name: d.Name, Owner: e.Actor, Org: actor.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows, Time: now, Node: e.Author})
 	case KindPolicyPublish:
 		p, err := ParsePolicy(e.Payload)
@@ -502,6 +514,12 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		return s.heShare(e, now)
 	case KindHERotate:
 		return s.heRotate(e, index)
+	case KindPseudonymCeremony:
+		return s.pseudonymCeremony(e, now)
+	case KindPseudonymRotate:
+		return s.pseudonymRotate(e)
+	case KindPseudonymBatch:
+		return s.pseudonymBatch(e, index, now)
 	default:
 		if !strings.HasPrefix(e.Kind, "note.") {
 			return fmt.Errorf("%w: unknown entry kind %q", ErrInvalid, clip(e.Kind))
@@ -669,6 +687,11 @@ func (s *state) check(p *Policy, ds *Dataset, j *Job, now time.Time) string {
 	for _, col := range j.Plan.Filter {
 		if !contains(p.Filter, col) {
 			return fmt.Sprintf("policy %s: column %q may not be filtered on", p.ID, clip(col))
+		}
+	}
+	for _, col := range j.Plan.Case {
+		if !contains(p.Filter, col) && !contains(p.GroupBy, col) {
+			return fmt.Sprintf("policy %s: column %q may not be filtered on or grouped by (a CASE condition reads it)", p.ID, clip(col))
 		}
 	}
 	if math.IsNaN(p.DP.EpsilonPerQuery) {

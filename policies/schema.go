@@ -38,7 +38,16 @@ type Column struct {
 	Class      string      `json:"class"`
 	Generalize *Generalize `json:"generalize,omitempty"`
 	Bounds     []float64   `json:"bounds,omitempty"` // [lo, hi] for sensitive numbers
+	// Pseudonym (identifiers only) is agency (the default: the agency's
+	// own key, not joinable) or consortium (the threshold OPRF: joinable).
+	Pseudonym string `json:"pseudonym,omitempty"`
 }
+
+// Pseudonym kinds of an identifier column.
+const (
+	PseudonymAgency     = "agency"
+	PseudonymConsortium = "consortium"
+)
 
 // Schema is a dataset's schema (CONTRACT.md).
 type Schema struct {
@@ -97,6 +106,15 @@ func (s *Schema) Validate() error {
 		case Identifier, QuasiIdentifier, Sensitive, Public:
 		default:
 			return bad("unknown class %q (identifier, quasi_identifier, sensitive or public)", clip(c.Class))
+		}
+		switch c.Pseudonym {
+		case "", PseudonymAgency:
+		case PseudonymConsortium:
+			if c.Class != Identifier {
+				return bad("only identifier columns take a consortium pseudonym")
+			}
+		default:
+			return bad("pseudonym must be agency or consortium, not %q", clip(c.Pseudonym))
 		}
 		if c.Generalize != nil {
 			if c.Class != QuasiIdentifier {

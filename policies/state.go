@@ -158,6 +158,10 @@ type Plan struct {
 	Aggregates []Aggregate `json:"aggregates"`
 	GroupBy    []string    `json:"group_by,omitempty"`
 	Filter     []string    `json:"filter,omitempty"`
+	// Case lists the columns that CASE conditions in GROUP BY read: each
+	// splits the rows by a predicate, as a filter does, so the policy must
+	// let the query filter or group by it.
+	Case []string `json:"case,omitempty"`
 }
 
 // Aggregate is one aggregate of a plan: a function over a column ("*" for
@@ -190,6 +194,9 @@ type state struct {
 	Counts map[string]uint64 `json:"counts"` // entries by kind
 	HE     *HECeremony       `json:"he,omitempty"`
 	HEKeys map[string][]byte `json:"he_keys,omitempty"` // account -> CKKS public key
+	// Pseudonyms: the consortium pseudonym ceremony, batches and quotas
+	// (pseudonym.go).
+	Pseudonyms pseudonyms `json:"pseudonyms,omitzero"`
 }
 
 // usedAct is a signed act the ledger applied: the entry that carried it,

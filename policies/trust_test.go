@@ -254,7 +254,7 @@ func randomEntry(w *world, rng *rand.Rand, seen []Entry) (Entry, time.Time) {
 	var kind string
 	var doc any
 	var extra any
-	switch rng.IntN(12) {
+	switch rng.IntN(15) {
 	case 0:
 		right("agency1")
 		kind, doc = KindDatasetRegister, ds
@@ -288,6 +288,19 @@ func randomEntry(w *world, rng *rand.Rand, seen []Entry) (Entry, time.Time) {
 	case 11:
 		right("node2")
 		kind, doc = KindHEShare, HEShareDoc{Job: jobID, Ciphertext: strings.Repeat("1", 64), Active: []string{"node1", "node2"}}
+	case 12:
+		right("node1")
+		kind, doc = KindPseudonymCeremony, pseudonymDoc(w, 2, "node1", []string{"node2", "agency1"}[rng.IntN(2)])
+	case 13:
+		right([]string{"agency1", "node1", "bank"}[rng.IntN(3)])
+		if rng.IntN(2) == 0 {
+			kind, doc = KindPseudonymBatch, batch(int64(rng.IntN(3)*20_000), PurposeDataset, []string{"census", "tax2025"}[rng.IntN(2)], "")
+		} else {
+			kind, doc = KindPseudonymBatch, batch(int64(rng.IntN(3)*20_000), PurposeJob, "", jobID)
+		}
+	case 14:
+		right("admin")
+		kind, doc = KindPseudonymRotate, map[string]string{"reason": []string{"", "lost"}[rng.IntN(2)]}
 	}
 	b, _ := json.Marshal(doc)
 	var x []byte

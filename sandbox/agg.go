@@ -108,9 +108,19 @@ func computeAgg(ctx context.Context, t *Table, a *Agg, mask []bool, gid []uint32
 		c := t.Cols[a.Args[0]]
 		xs = c.Num
 		if len(c.Meta.Bounds) == 2 {
-			st.xlo, st.xhi, st.hasX = c.Meta.Bounds[0], c.Meta.Bounds[1], true
+			st.xlo, st.xhi = a.bounds(c.Meta.Bounds[0], c.Meta.Bounds[1])
+			st.hasX = true
 		}
 		st.public = c.Meta.Class == policies.Public
+		if a.Affine != nil && xs != nil {
+			// a*x+b: the ingested values are clamped to the column's
+			// bounds, so the transformed ones lie in the transformed bounds.
+			tx := make([]float64, len(xs))
+			for i, x := range xs {
+				tx[i] = x*a.Affine.Mul + a.Affine.Add
+			}
+			xs = tx
+		}
 	}
 	if len(a.Args) > 1 {
 		c := t.Cols[a.Args[1]]
@@ -118,6 +128,9 @@ func computeAgg(ctx context.Context, t *Table, a *Agg, mask []bool, gid []uint32
 		if len(c.Meta.Bounds) == 2 {
 			st.ylo, st.yhi, st.hasY = c.Meta.Bounds[0], c.Meta.Bounds[1], true
 		}
+	}
+	if a.Func == "count" {
+		xs, ys = nil, nil // COUNT(col) counts rows: columns hold no NULLs
 	}
 	if a.Func != "count" && a.Func != "min" && a.Func != "max" && xs == nil {
 		return nil, refuse("%s needs a numeric column", a.Func)
@@ -236,21 +249,26 @@ func (n noiser) add(x, sensitivity float64) (float64, error) {
 }
 
 func label(it Item) string {
-	if it.Alias != "" {
+	switch {
+	case it.Alias != "":
 		return it.Alias
-	}
-	if it.Agg == nil {
+	case it.Column != "":
 		return it.Column
+	case it.Agg != nil && it.Agg.Affine == nil:
+		return it.Agg.Func + "(" + strings.Join(it.Agg.Args, ", ") + ")"
+	case it.Agg != nil:
+		return it.Agg.String()
 	}
-	return it.Agg.Func + "(" + strings.Join(it.Agg.Args, ", ") + ")"
+	return it.Expr.String()
 }
 
 // finish applies output control — threshold, dominance, DP noise — and
-// builds the result rows.
-func finish(t *Table, q *Query, ctl Control, keys [][]string, counts []int64, aggs []*aggState) (*Result, error) {
+// builds the result rows from the released values (the select list and
+// HAVING are post-processing of them).
+func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggState) (*Result, error) {
 	k := 0
 	for _, a := range aggs {
-		if a != nil && !(a.public && (a.agg.Func == "min" || a.agg.Func == "max")) {
+		if !(a.public && (a.agg.Func == "min" || a.agg.Func == "max")) {
 			k += moments(a.agg)
 		}
 	}
@@ -274,10 +292,7 @@ func finish(t *Table, q *Query, ctl Control, keys [][]string, counts []int64, ag
 	if k > 0 {
 		res.EpsilonSpent = ctl.Epsilon
 	}
-	groupPos := map[string]int{}
-	for i, g := range q.GroupBy {
-		groupPos[g] = i
-	}
+	vals := make([]any, len(aggs))
 	for g, n := range counts {
 		if n == 0 {
 			continue
@@ -290,30 +305,40 @@ func finish(t *Table, q *Query, ctl Control, keys [][]string, counts []int64, ag
 			res.Suppressed++
 			continue
 		}
-		row := make([]any, len(q.Select))
-		for i, it := range q.Select {
-			if it.Agg == nil {
-				row[i] = keyValue(t, it.Column, keys[g][groupPos[it.Column]])
-				continue
-			}
-			v, err := cell(aggs[i], g, nz)
+		for i, a := range aggs {
+			v, err := cell(a, g, nz)
 			if err != nil {
 				return nil, err
 			}
-			row[i] = v
+			vals[i] = v
 		}
-		res.Rows = append(res.Rows, row)
+		if row, keep := q.outputRow(vals, keys[g]); keep {
+			res.Rows = append(res.Rows, row)
+		}
 	}
 	if err := order(res, q); err != nil {
 		return nil, err
 	}
-	if q.Limit > 0 && len(res.Rows) > q.Limit {
-		res.Rows = res.Rows[:q.Limit]
-	}
-	if res.Rows == nil {
-		res.Rows = [][]any{}
-	}
+	res.Rows = q.window(res.Rows)
 	return res, nil
+}
+
+// window drops the sort values ORDER BY added, and applies OFFSET and
+// LIMIT.
+func (q *Query) window(rows [][]any) [][]any {
+	for i, r := range rows {
+		rows[i] = r[:len(q.Select):len(q.Select)]
+	}
+	if q.Offset > 0 {
+		rows = rows[min(q.Offset, len(rows)):]
+	}
+	if q.Limit > 0 && len(rows) > q.Limit {
+		rows = rows[:q.Limit]
+	}
+	if rows == nil {
+		rows = [][]any{}
+	}
+	return rows
 }
 
 func keyValue(t *Table, col, v string) any {
@@ -449,8 +474,14 @@ func order(res *Result, q *Query) error {
 		return nil
 	}
 	idx := make([]int, len(q.OrderBy))
+	hidden := len(q.Select)
 	for i, o := range q.OrderBy {
 		idx[i] = -1
+		if o.Expr != nil {
+			idx[i] = hidden // outputRow put its value after the output columns
+			hidden++
+			continue
+		}
 		if n, err := strconv.Atoi(o.Key); err == nil {
 			if n < 1 || n > len(res.Columns) {
 				return refuse("ORDER BY %d: there are %d output columns", n, len(res.Columns))

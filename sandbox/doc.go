@@ -1,5 +1,7 @@
-// Package sandbox is the job runtime: the SQL subset's parser (with
-// column positions) and the plan policies are checked against; streaming
+// Package sandbox is the job runtime: queries parsed with PostgreSQL's
+// grammar (libpg_query through pg_query_go, used nowhere else) and walked
+// into the plan policies are checked against, refusing what is unsafe
+// with the rule and the position (docs/sql.md); streaming
 // CSV ingest that pseudonymises, generalises and clamps into compressed
 // columns on the agency's node (Store); a vectorised engine over those
 // columns with output control — thresholds, dominance and differential

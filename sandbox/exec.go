@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,79 +79,88 @@ func refuse(format string, a ...any) error {
 // Columns lists the columns a query reads.
 func (q *Query) Columns() map[string]bool {
 	m := map[string]bool{}
-	for _, it := range q.Select {
-		if it.Agg != nil {
-			for _, a := range it.Agg.Args {
-				if a != "*" {
-					m[a] = true
-				}
-			}
-		} else {
-			m[it.Column] = true
-		}
-	}
-	for _, g := range q.GroupBy {
-		m[g] = true
-	}
-	for _, f := range q.FilterColumns() {
-		m[f] = true
+	for _, r := range q.refs {
+		m[r.Name] = true
 	}
 	return m
 }
 
+// refuseAt is a RefusalError at byte offset pos of the query's text.
+func (q *Query) refuseAt(pos int, rule, format string, a ...any) error {
+	return &RefusalError{Col: column(q.Source, pos), Rule: rule, Msg: fmt.Sprintf(format, a...)}
+}
+
+var useNames = map[string]string{"aggregate": "an aggregate", "group": "GROUP BY", "filter": "WHERE", "case": "a CASE", "join": "a JOIN"}
+
+// CheckQuery is the one check a parsed query passes before anything is
+// recorded (the api calls it before the ledger, the engines again before
+// running): joins are refused until they are executed, then the engine's
+// rules for the dataset's schema (Check), and in mode he what the
+// encrypted engine can evaluate (CheckHE). Its errors are *RefusalError
+// with the rule and the position of the offending token.
+func CheckQuery(q *Query, s *policies.Schema, mode string) error {
+	if len(q.Joins) > 0 {
+		j := q.Joins[0]
+		return q.refuseAt(j.Pos, RuleJoin, "joins are not executed yet (JOIN %s is parsed; run one query per dataset for now)", j.Dataset)
+	}
+	if err := Check(q, s); err != nil {
+		return err
+	}
+	if mode == policies.ModeHE {
+		return CheckHE(q, s)
+	}
+	return nil
+}
+
 // Check refuses what the engine never runs, whatever the policy says:
-// identifiers anywhere, MIN/MAX of sensitive columns, grouping by
-// sensitive or unbounded columns, aggregates of unbounded numbers.
+// unknown columns, identifiers anywhere, MIN/MAX of sensitive columns,
+// grouping by sensitive or unbounded columns, aggregates of unbounded
+// numbers. Columns are checked in the order they appear in the text.
 func Check(q *Query, s *policies.Schema) error {
-	col := func(name, use string) (policies.Column, error) {
-		c, ok := s.Column(name)
+	refs := append([]colRef(nil), q.refs...)
+	sort.SliceStable(refs, func(i, j int) bool { return refs[i].Pos < refs[j].Pos })
+	for _, r := range refs {
+		c, ok := s.Column(r.Name)
 		if !ok {
-			return c, refuse("unknown column %q", name)
+			return q.refuseAt(r.Pos, RuleUnknown, "unknown column %q", r.Name)
 		}
 		if c.Class == policies.Identifier {
-			return c, refuse("identifier column %q may not be used in %s (it would single out a person)", name, use)
+			return q.refuseAt(r.Pos, RuleIdentifier, "identifier column %q may not be used in %s (it would single out a person)", r.Name, useNames[r.Use])
 		}
-		return c, nil
 	}
-	for _, it := range q.Select {
-		if it.Agg == nil {
-			continue
+	for _, k := range q.Keys {
+		if _, ok := s.Column(k.Alias); ok && k.Alias != "" {
+			return q.refuseAt(k.Pos, RuleGroupBy, "GROUP BY %s is ambiguous: an output alias and a column of the dataset (PostgreSQL would group by the column); group by the expression or its position", k.Alias)
 		}
-		for _, a := range it.Agg.Args {
-			if a == "*" {
+	}
+	for _, a := range q.Aggs {
+		for _, name := range a.Args {
+			if name == "*" {
 				continue
 			}
-			c, err := col(a, "an aggregate")
-			if err != nil {
-				return err
-			}
-			fn := it.Agg.Func
+			c, _ := s.Column(name)
+			fn, up := a.Func, strings.ToUpper(a.Func)
 			if (fn == "min" || fn == "max") && c.Class != policies.Public {
-				return refuse("%s of %s column %q would return an individual's value", strings.ToUpper(fn), c.Class, a)
+				return q.refuseAt(a.Pos, RuleAggregate, "%s of %s column %q would return an individual's value", up, c.Class, name)
 			}
 			if fn != "count" && fn != "min" && fn != "max" && columnKind(c) != kindNum {
-				return refuse("%s(%s): column %q is not numeric", strings.ToUpper(fn), a, a)
+				return q.refuseAt(a.Pos, RuleAggregate, "%s(%s): column %q is not numeric", up, name, name)
 			}
 			if fn != "count" && len(c.Bounds) != 2 {
-				return refuse("%s(%s): column %q has no bounds, so no one's contribution is bounded", strings.ToUpper(fn), a, a)
+				return q.refuseAt(a.Pos, RuleUnbounded, "%s(%s): column %q has no bounds, so no one's contribution is bounded", up, name, name)
 			}
 		}
 	}
-	for _, g := range q.GroupBy {
-		c, err := col(g, "GROUP BY")
-		if err != nil {
-			return err
+	for _, r := range refs {
+		if r.Use != "group" {
+			continue
 		}
+		c, _ := s.Column(r.Name)
 		if c.Class == policies.Sensitive {
-			return refuse("sensitive column %q may not be grouped by", g)
+			return q.refuseAt(r.Pos, RuleSensitive, "sensitive column %q may not be grouped by", r.Name)
 		}
 		if columnKind(c) != kindDict {
-			return refuse("numeric column %q may not be grouped by (every value would be its own group); generalise it in the schema", g)
-		}
-	}
-	for _, f := range q.FilterColumns() {
-		if _, err := col(f, "WHERE"); err != nil {
-			return err
+			return q.refuseAt(r.Pos, RuleGroupBy, "numeric column %q may not be grouped by (every value would be its own group); generalise it in the schema, or group by a CASE over it", r.Name)
 		}
 	}
 	return nil
@@ -158,13 +168,23 @@ func Check(q *Query, s *policies.Schema) error {
 
 // Execute runs a checked query on a table and applies output control.
 func Execute(ctx context.Context, t *Table, q *Query, ctl Control, lim Limits) (*Result, error) {
-	if err := Check(q, &t.Schema); err != nil {
+	if err := CheckQuery(q, &t.Schema, policies.ModeMasked); err != nil {
 		return nil, err
 	}
 	need := int64(t.Rows) * 9 // mask and group ids
 	for name := range q.Columns() {
 		if c, ok := t.Cols[name]; ok {
 			need += int64(len(c.Num))*8 + int64(len(c.Codes))*4
+		}
+	}
+	for _, a := range q.Aggs {
+		if a.Affine != nil {
+			need += int64(t.Rows) * 8 // the transformed values
+		}
+	}
+	for _, k := range q.Keys {
+		if k.Case != nil {
+			need += int64(t.Rows) * (4 + int64(len(k.Case.Whens))) // codes and masks
 		}
 	}
 	if need > lim.MaxMemory {
@@ -174,31 +194,28 @@ func Execute(ctx context.Context, t *Table, q *Query, ctl Control, lim Limits) (
 	if err != nil {
 		return nil, err
 	}
-	gid, ngroups, keys, err := groupIDs(t, q.GroupBy, lim)
+	gid, ngroups, keys, err := groupIDs(t, q.Keys, lim)
 	if err != nil {
 		return nil, err
 	}
-	for _, it := range q.Select {
-		if it.Agg != nil && it.Agg.Func == "histogram" && int(it.Agg.Params[2]) > lim.MaxBins {
-			return nil, refuse("HISTOGRAM with %d bins; limit %d", int(it.Agg.Params[2]), lim.MaxBins)
+	for _, a := range q.Aggs {
+		if a.Func == "histogram" && int(a.Params[2]) > lim.MaxBins {
+			return nil, q.refuseAt(a.Pos, RuleAggregate, "HISTOGRAM with %d bins; limit %d", int(a.Params[2]), lim.MaxBins)
 		}
 	}
 	counts, err := parallelCount(ctx, t.Rows, mask, gid, ngroups)
 	if err != nil {
 		return nil, err
 	}
-	aggs := make([]*aggState, len(q.Select))
-	for i, it := range q.Select {
-		if it.Agg == nil {
-			continue
-		}
-		a, err := computeAgg(ctx, t, it.Agg, mask, gid, ngroups, ctl.Dominance)
+	aggs := make([]*aggState, len(q.Aggs))
+	for i, ag := range q.Aggs {
+		a, err := computeAgg(ctx, t, ag, mask, gid, ngroups, ctl.Dominance)
 		if err != nil {
 			return nil, err
 		}
 		aggs[i] = a
 	}
-	return finish(t, q, ctl, keys, counts, aggs)
+	return finish(q, ctl, keys, counts, aggs)
 }
 
 // evalWhere returns the selection mask, nil when every row is selected.
@@ -342,35 +359,135 @@ func cmpValue(n float64, s string, isNum bool, v Value) (int, error) {
 	return strings.Compare(s, v.Str), nil
 }
 
+// keyColumn is one GROUP BY key over the rows: a code per row, and the
+// value each code stands for.
+type keyColumn struct {
+	codes []uint32
+	vals  []any
+}
+
+// keyColumns evaluates GROUP BY's keys on the table.
+func keyColumns(t *Table, keys []Key) ([]keyColumn, error) {
+	out := make([]keyColumn, len(keys))
+	for i, k := range keys {
+		if k.Case != nil {
+			kc, err := caseKey(t, k.Case)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = kc
+			continue
+		}
+		c, ok := t.Cols[k.Column]
+		if !ok || c.Kind != kindDict {
+			return nil, refuse("column %q cannot be grouped by", k.Column)
+		}
+		kc := keyColumn{codes: c.Codes, vals: make([]any, len(c.Dict))}
+		for code, v := range c.Dict {
+			kc.vals[code] = keyValue(t, k.Column, v)
+		}
+		out[i] = kc
+	}
+	return out, nil
+}
+
+// caseKey evaluates a grouping CASE row by row: the first WHEN that holds
+// picks its result (a column's value or a constant), else ELSE's. Equal
+// results of different branches are one group.
+func caseKey(t *Table, kc *KeyCase) (keyColumn, error) {
+	masks := make([][]bool, len(kc.Whens))
+	results := make([]KeyResult, 0, len(kc.Whens)+1)
+	for i, w := range kc.Whens {
+		m, err := evalWhere(t, w.Cond)
+		if err != nil {
+			return keyColumn{}, err
+		}
+		masks[i] = m
+		results = append(results, w.Then)
+	}
+	results = append(results, kc.Else)
+	cols := make([]*Column, len(results))
+	for i, r := range results {
+		if r.Column == "" {
+			continue
+		}
+		c, ok := t.Cols[r.Column]
+		if !ok || c.Kind != kindDict {
+			return keyColumn{}, refuse("column %q cannot be grouped by", r.Column)
+		}
+		cols[i] = c
+	}
+	out := keyColumn{codes: make([]uint32, t.Rows)}
+	byValue := map[any]uint32{}
+	type branchCode struct{ branch, code int }
+	memo := map[branchCode]uint32{}
+	for row := 0; row < t.Rows; row++ {
+		b := len(kc.Whens)
+		for i, m := range masks {
+			if m[row] {
+				b = i
+				break
+			}
+		}
+		bc := branchCode{b, -1}
+		if cols[b] != nil {
+			bc.code = int(cols[b].Codes[row])
+		}
+		id, ok := memo[bc]
+		if !ok {
+			var v any
+			if cols[b] != nil {
+				v = keyValue(t, results[b].Column, cols[b].Dict[bc.code])
+			} else {
+				v = results[b].Value.any()
+			}
+			if id, ok = byValue[v]; !ok {
+				id = uint32(len(out.vals))
+				byValue[v] = id
+				out.vals = append(out.vals, v)
+			}
+			memo[bc] = id
+		}
+		out.codes[row] = id
+	}
+	return out, nil
+}
+
 // groupIDs maps each row to a dense group index (mixed radix over the
-// grouping columns' dictionary codes).
-func groupIDs(t *Table, by []string, lim Limits) ([]uint32, int, [][]string, error) {
+// keys' codes) and returns each group's key values.
+func groupIDs(t *Table, by []Key, lim Limits) ([]uint32, int, [][]any, error) {
 	if len(by) == 0 {
-		return nil, 1, [][]string{{}}, nil
+		return nil, 1, [][]any{{}}, nil
+	}
+	cols, err := keyColumns(t, by)
+	if err != nil {
+		return nil, 0, nil, err
 	}
 	n := 1
-	cols := make([]*Column, len(by))
-	for i, name := range by {
-		cols[i] = t.Cols[name]
-		n *= len(cols[i].Dict)
+	for _, c := range cols {
+		n *= len(c.vals)
 		if n > lim.MaxGroups {
-			return nil, 0, nil, refuse("GROUP BY %s makes more than %d cells", strings.Join(by, ", "), lim.MaxGroups)
+			names := make([]string, len(by))
+			for i, k := range by {
+				names[i] = k.String()
+			}
+			return nil, 0, nil, refuse("GROUP BY %s makes more than %d cells", strings.Join(names, ", "), lim.MaxGroups)
 		}
 	}
 	gid := make([]uint32, t.Rows)
 	for _, c := range cols {
-		card := uint32(len(c.Dict))
-		for i, code := range c.Codes {
+		card := uint32(len(c.vals))
+		for i, code := range c.codes {
 			gid[i] = gid[i]*card + code
 		}
 	}
-	keys := make([][]string, n)
+	keys := make([][]any, n)
 	for g := 0; g < n; g++ {
 		rest := g
-		k := make([]string, len(cols))
+		k := make([]any, len(cols))
 		for i := len(cols) - 1; i >= 0; i-- {
-			card := len(cols[i].Dict)
-			k[i] = cols[i].Dict[rest%card]
+			card := len(cols[i].vals)
+			k[i] = cols[i].vals[rest%card]
 			rest /= card
 		}
 		keys[g] = k

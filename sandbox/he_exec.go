@@ -62,10 +62,10 @@ type HEStats struct {
 const maxHECells = 2048
 
 // heNeeds maps an aggregate to the quantities it reads.
-func heNeeds(a *Agg, enc map[string]bool) ([]string, error) {
+func heNeeds(q *Query, a *Agg, enc map[string]bool) ([]string, error) {
 	for _, c := range a.Args {
 		if c != "*" && !enc[c] && a.Func != "count" {
-			return nil, refuse("in he mode aggregates read encrypted (sensitive) columns; %s(%s) reads a clear column: use mode masked", strings.ToUpper(a.Func), c)
+			return nil, q.refuseAt(a.Pos, RuleHE, "in he mode aggregates read encrypted (sensitive) columns; %s(%s) reads a clear column: use mode masked", strings.ToUpper(a.Func), c)
 		}
 	}
 	switch a.Func {
@@ -79,7 +79,7 @@ func heNeeds(a *Agg, enc map[string]bool) ([]string, error) {
 		x, y := a.Args[0], a.Args[1]
 		return []string{"x:" + x, "x:" + y, "xx:" + x, "xx:" + y, pairName(x, y)}, nil
 	}
-	return nil, refuse("%s is not available in he mode (it needs comparisons on ciphertexts): use mode masked", strings.ToUpper(a.Func))
+	return nil, q.refuseAt(a.Pos, RuleHE, "%s is not available in he mode (it needs comparisons on ciphertexts): use mode masked", strings.ToUpper(a.Func))
 }
 
 func pairName(a, b string) string { return "xy:" + a + "," + b }
@@ -97,23 +97,26 @@ func CheckHE(q *Query, schema *policies.Schema) error {
 	return checkHE(q, enc)
 }
 
-// checkHE is CheckHE with the encrypted columns given.
+// checkHE is CheckHE with the encrypted columns given. WHERE, GROUP BY
+// and CASE conditions read clear columns; the select list's expressions
+// and HAVING are evaluated by the requester on the decrypted values.
 func checkHE(q *Query, enc map[string]bool) error {
-	for _, f := range q.FilterColumns() {
-		if enc[f] {
-			return refuse("in he mode WHERE reads clear columns only; %s is encrypted", f)
+	for _, r := range q.refs {
+		if !enc[r.Name] {
+			continue
+		}
+		switch r.Use {
+		case "filter":
+			return q.refuseAt(r.Pos, RuleHE, "in he mode WHERE reads clear columns only; %s is encrypted", r.Name)
+		case "group":
+			return q.refuseAt(r.Pos, RuleHE, "in he mode GROUP BY uses clear columns only; %s is encrypted", r.Name)
+		case "case":
+			return q.refuseAt(r.Pos, RuleHE, "in he mode CASE conditions read clear columns only; %s is encrypted", r.Name)
 		}
 	}
-	for _, g := range q.GroupBy {
-		if enc[g] {
-			return refuse("in he mode GROUP BY uses clear columns only; %s is encrypted", g)
-		}
-	}
-	for _, it := range q.Select {
-		if it.Agg != nil {
-			if _, err := heNeeds(it.Agg, enc); err != nil {
-				return err
-			}
+	for _, a := range q.Aggs {
+		if _, err := heNeeds(q, a, enc); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -126,7 +129,7 @@ func checkHE(q *Query, enc map[string]bool) error {
 func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query, ctl Control, lim Limits) (*rlwe.Ciphertext, *HELayout, *HEStats, error) {
 	st := &HEStats{}
 	start := time.Now()
-	if err := Check(q, &t.Schema); err != nil {
+	if err := CheckQuery(q, &t.Schema, policies.ModeMasked); err != nil {
 		return nil, nil, nil, err
 	}
 	enc := map[string]bool{}
@@ -138,11 +141,8 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 	}
 	perCell := []string{"count"}
 	seen := map[string]bool{"count": true}
-	for _, it := range q.Select {
-		if it.Agg == nil {
-			continue
-		}
-		need, err := heNeeds(it.Agg, enc)
+	for _, a := range q.Aggs {
+		need, err := heNeeds(q, a, enc)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -165,7 +165,7 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	gid, ngroups, gkeys, err := groupIDs(t, q.GroupBy, lim)
+	gid, ngroups, gkeys, err := groupIDs(t, q.Keys, lim)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -195,11 +195,7 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 		}
 		cellOf[g] = int32(cells)
 		cells++
-		k := make([]any, len(q.GroupBy))
-		for i, col := range q.GroupBy {
-			k[i] = keyValue(t, col, gkeys[g][i])
-		}
-		lay.Keys = append(lay.Keys, k)
+		lay.Keys = append(lay.Keys, gkeys[g])
 	}
 	positions := cells * len(perCell)
 	if positions > maxHECells {

@@ -75,21 +75,15 @@ func DecodeHEResult(lay *HELayout, coeffs []uint64, q uint64) (columns []string,
 		return v // count
 	}
 	res := &Result{}
-	groupPos := map[string]int{}
-	for i, g := range pq.GroupBy {
-		groupPos[g] = i
-	}
 	for _, it := range pq.Select {
 		res.Columns = append(res.Columns, label(it))
 	}
+	vals := make([]any, len(pq.Aggs))
 	for g, key := range lay.Keys {
-		row := make([]any, len(pq.Select))
-		for i, it := range pq.Select {
-			if it.Agg == nil {
-				row[i] = key[groupPos[it.Column]]
-				continue
-			}
-			a := it.Agg
+		if len(key) != len(pq.Keys) {
+			return nil, nil, fmt.Errorf("sandbox: result layout has %d keys per cell, the query %d", len(key), len(pq.Keys))
+		}
+		for i, a := range pq.Aggs {
 			sums := cellSums{n: val(g, "count")}
 			if x := a.Args[0]; x != "*" {
 				sums.sa, sums.saa = val(g, "x:"+x), val(g, "xx:"+x)
@@ -98,19 +92,21 @@ func DecodeHEResult(lay *HELayout, coeffs []uint64, q uint64) (columns []string,
 					sums.sb, sums.sbb, sums.sab = val(g, "x:"+y), val(g, "xx:"+y), val(g, pairName(x, y))
 				}
 			}
+			if m := a.Affine; m != nil {
+				// Σ(mx+c) = mΣx + cn; Σ(mx+c)² = m²Σx² + 2mcΣx + c²n.
+				sums.sa, sums.saa = m.Mul*sums.sa+m.Add*sums.n, m.Mul*m.Mul*sums.saa+2*m.Mul*m.Add*sums.sa+m.Add*m.Add*sums.n
+			}
 			b := lay.Bounds[a.Args[0]]
-			row[i] = finishCell(a.Func, sums, b[0], b[1])
+			lo, hi := a.bounds(b[0], b[1])
+			vals[i] = finishCell(a.Func, sums, lo, hi)
 		}
-		res.Rows = append(res.Rows, row)
+		if row, keep := pq.outputRow(vals, key); keep {
+			res.Rows = append(res.Rows, row)
+		}
 	}
 	if err := order(res, pq); err != nil {
 		return nil, nil, err
 	}
-	if pq.Limit > 0 && len(res.Rows) > pq.Limit {
-		res.Rows = res.Rows[:pq.Limit]
-	}
-	if res.Rows == nil {
-		res.Rows = [][]any{}
-	}
+	res.Rows = pq.window(res.Rows)
 	return res.Columns, res.Rows, nil
 }

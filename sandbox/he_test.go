@@ -88,6 +88,12 @@ func TestHEMatchesMasked(t *testing.T) {
 			`SELECT SUM(income) FROM tax`,
 			`SELECT COUNT(*) FROM tax WHERE age > 40`,
 			`SELECT region, AVG(benefits) FROM tax GROUP BY region ORDER BY region`,
+			// PostgreSQL's syntax: aliases, a grouping CASE, bounds derived
+			// for an affine expression, post-processing and HAVING (the
+			// requester evaluates those on the decrypted values).
+			`SELECT t.region AS r, CASE WHEN t.age >= 60 THEN 'senior' ELSE 'other' END AS band, COUNT(*) AS count_n,
+			AVG(income) * 2 AS avg_income_x2, SUM(income * 2 + 10) AS sum_income_affine, STDDEV(benefits / 10) AS stddev_benefits
+			FROM tax AS t GROUP BY 1, 2 HAVING COUNT(*) > 100 ORDER BY COUNT(*) * 2 DESC, r, band`,
 		} {
 			q, err := ParseQuery(sql)
 			if err != nil {

@@ -60,7 +60,7 @@ func (e *LineError) Unwrap() error { return ErrBadData }
 // are generalised as the schema says, and sensitive numbers are clamped to
 // their bounds. On any error nothing is left behind.
 func Ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey []byte, dir string) (res *IngestResult, err error) {
-	return ingest(ctx, r, schema, pseudoKey, dir, nil)
+	return ingest(ctx, r, schema, pseudoKey, dir, nil, nil)
 }
 
 // IngestEncrypted ingests like Ingest, except that the sensitive columns
@@ -80,12 +80,32 @@ func IngestEncrypted(ctx context.Context, r io.Reader, schema *policies.Schema, 
 	if err != nil {
 		return nil, err
 	}
-	return ingest(ctx, r, schema, pseudoKey, dir, enc)
+	return ingest(ctx, r, schema, pseudoKey, dir, enc, nil)
 }
 
-func ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey []byte, dir string, enc *heIngest) (res *IngestResult, err error) {
+// IngestConsortium ingests like Ingest (or IngestEncrypted when pk is
+// set), and pseudonymises the identifier columns that ask for consortium
+// pseudonyms through cons, in pipelined batches as the file streams.
+func IngestConsortium(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey []byte, dir string, pk *rlwe.PublicKey, cons Pseudonymiser) (res *IngestResult, err error) {
+	var enc *heIngest
+	if pk != nil {
+		cols, err := heColumns(schema, true)
+		if err != nil {
+			return nil, err
+		}
+		if enc, err = newHEIngest(cols, pk); err != nil {
+			return nil, err
+		}
+	}
+	return ingest(ctx, r, schema, pseudoKey, dir, enc, cons)
+}
+
+func ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey []byte, dir string, enc *heIngest, cons Pseudonymiser) (res *IngestResult, err error) {
 	if err := schema.Validate(); err != nil {
 		return nil, err
+	}
+	if consortiumColumns(schema) && cons == nil {
+		return nil, ErrNoConsortium
 	}
 	if len(pseudoKey) < 32 {
 		return nil, errors.New("sandbox: pseudonym key must be at least 32 bytes")
@@ -150,6 +170,19 @@ func ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey
 		}
 		defer enc.abort()
 	}
+	pipes := make([]*consortiumPipe, len(schema.Columns))
+	for i, c := range schema.Columns {
+		if c.Class == policies.Identifier && c.Pseudonym == policies.PseudonymConsortium {
+			pipes[i] = newConsortiumPipe(ctx, c.Name, writers[i], cons)
+		}
+	}
+	defer func() {
+		for _, p := range pipes {
+			if p != nil && err != nil {
+				p.abort()
+			}
+		}
+	}()
 	mac := hmac.New(sha256.New, pseudoKey)
 	var rows int64
 	for {
@@ -167,6 +200,16 @@ func ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey
 			}
 		}
 		for i, c := range schema.Columns {
+			if p := pipes[i]; p != nil {
+				if err := p.add(rec[pos[i]]); err != nil {
+					if errors.Is(err, errPipe) {
+						pipes[i] = nil
+						return nil, p.stop()
+					}
+					return nil, &LineError{Line: line, Column: c.Name, Msg: err.Error()}
+				}
+				continue
+			}
 			if err := ingestField(writers[i], c, rec[pos[i]], mac); err != nil {
 				return nil, &LineError{Line: line, Column: c.Name, Msg: err.Error()}
 			}
@@ -194,6 +237,14 @@ func ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey
 		}
 		if err := enc.finish(rows); err != nil {
 			return nil, err
+		}
+	}
+	for i, p := range pipes {
+		if p != nil {
+			pipes[i] = nil // finished: not aborted on a later error
+			if err := p.finish(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	meta := tableMeta{Schema: *schema, Rows: rows, SHA256: hex.EncodeToString(h.Sum(nil))}

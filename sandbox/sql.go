@@ -4,14 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrSyntax wraps every parse error; SyntaxError has the position.
 var ErrSyntax = errors.New("sandbox: sql")
 
-// SyntaxError is a parse error at a 1-based column of the query text.
+// SyntaxError is a query that is not SQL PostgreSQL would parse, or too
+// large to parse, at a 1-based column (in characters) of the query text.
 type SyntaxError struct {
 	Col int
 	Msg string
@@ -20,43 +21,209 @@ type SyntaxError struct {
 func (e *SyntaxError) Error() string { return fmt.Sprintf("sql: column %d: %s", e.Col, e.Msg) }
 func (e *SyntaxError) Unwrap() error { return ErrSyntax }
 
-// MaxQueryLen bounds the query text.
-const MaxQueryLen = 16 << 10
-
-// Query is a parsed SELECT of the SQL subset (CONTRACT.md).
-type Query struct {
-	Select  []Item
-	From    string
-	Where   Expr // nil when absent
-	GroupBy []string
-	OrderBy []Order
-	Limit   int // 0 when absent
-	// Source is the text parsed.
-	Source string
+// RefusalError is a query that parses but that the sandbox refuses: Rule
+// names the rule (docs/sql.md lists them), Col the 1-based column (in
+// characters) of the offending token. It wraps ErrRefused.
+type RefusalError struct {
+	Col  int
+	Rule string
+	Msg  string
 }
 
-// Item is one output column: an aggregate, or a grouping column.
+func (e *RefusalError) Error() string {
+	return fmt.Sprintf("sql: column %d: %s (rule: %s)", e.Col, e.Msg, e.Rule)
+}
+func (e *RefusalError) Unwrap() error { return ErrRefused }
+
+// Rules a query can break (RefusalError.Rule).
+const (
+	RuleRowLevel     = "row-level"          // SELECT *, a bare column outside GROUP BY, no aggregate
+	RuleSubquery     = "subquery"           // subqueries, derived tables
+	RuleCTE          = "cte"                // WITH
+	RuleWindow       = "window"             // OVER, WINDOW
+	RuleSetOp        = "set-operation"      // UNION, INTERSECT, EXCEPT
+	RuleInto         = "select-into"        // SELECT ... INTO
+	RuleOneStatement = "one-statement"      // more than one statement
+	RuleSelectOnly   = "select-only"        // DDL, DML, utility statements
+	RuleNestedAgg    = "nested-aggregate"   // an aggregate of an aggregate
+	RuleUnbounded    = "unbounded"          // an expression in an aggregate whose bounds cannot be derived
+	RuleSensitive    = "sensitive-group-by" // grouping by a sensitive column
+	RuleFunction     = "function"           // a function not on the list
+	RuleUnknown      = "unknown-column"     // a column the dataset does not have
+	RuleIdentifier   = "identifier"         // an identifier column used in a query
+	RuleUnsupported  = "unsupported"        // valid SQL the sandbox does not run (LIKE, casts, ...)
+	RuleJoin         = "join"               // joins are parsed, not executed yet
+	RuleGroupBy      = "group-by"           // what may not be grouped by
+	RuleOrderBy      = "order-by"           // ORDER BY keys that are not output columns
+	RuleAggregate    = "aggregate"          // an aggregate the engine refuses for this column
+	RuleHE           = "he"                 // what the encrypted engine cannot evaluate
+)
+
+// MaxQueryLen bounds the query text: longer queries are refused before
+// parsing.
+const MaxQueryLen = 64 << 10
+
+// maxDepth bounds the nesting of expressions the checker walks, so that a
+// hostile query cannot exhaust the stack.
+const maxDepth = 64
+
+// Query is a parsed, checked SELECT (docs/sql.md): the plan the engines run
+// and policies check (Plan).
+type Query struct {
+	Select []Item
+	From   string // the dataset
+	Alias  string // FROM's alias, "" when none
+	// Joins are parsed into the plan; CheckQuery refuses them until joins
+	// are executed.
+	Joins   []Join
+	Where   Expr // nil when absent
+	GroupBy []string
+	// Keys are GROUP BY's keys in order: plain columns and CASE
+	// expressions over columns. GroupBy lists the columns grouped by.
+	Keys []Key
+	// Having is evaluated on released (noisy) values; nil when absent.
+	Having  Scalar
+	OrderBy []Order
+	Limit   int // 0 when absent
+	Offset  int
+	// Aggs are every aggregate the query computes (in the select list and
+	// HAVING), each once, in order of first appearance.
+	Aggs []*Agg
+	// Source is the text parsed.
+	Source string
+	refs   []colRef
+}
+
+// colRef is a column the query reads, how, and where in the text.
+type colRef struct {
+	Name string
+	Use  string // aggregate, group, filter, case, join
+	Pos  int    // byte offset in Source
+}
+
+// Item is one output column. Expr is always set; Agg or Column are too
+// when the item is exactly one aggregate or one grouping column.
 type Item struct {
-	Agg    *Agg   // nil for a bare column
-	Column string // for a bare column
+	Agg    *Agg   // nil unless the item is one aggregate
+	Column string // set when the item is one grouping column
 	Alias  string
+	Expr   Scalar
+	Pos    int // byte offset in Source
 }
 
 // Agg is an aggregate call. Args are column names ("*" for COUNT(*));
-// HISTOGRAM's numeric arguments are in Params.
+// HISTOGRAM's numeric arguments are in Params. Affine, when set, is
+// applied to the (first) column's values before aggregating: the bounds
+// of a*x+b follow from x's.
 type Agg struct {
 	Func   string // lower case
 	Args   []string
 	Params []float64
+	Affine *Affine
+	Pos    int // byte offset in Source
 }
 
-// Order is one ORDER BY key: an output alias, column or 1-based position.
+// Affine is x*Mul + Add.
+type Affine struct{ Mul, Add float64 }
+
+// String is the aggregate as SQL, canonical (the same aggregate, the same
+// text).
+func (a *Agg) String() string {
+	args := make([]string, len(a.Args))
+	copy(args, a.Args)
+	if a.Affine != nil && len(args) > 0 {
+		args[0] = fmt.Sprintf("%s * %s + %s", args[0], num(a.Affine.Mul), num(a.Affine.Add))
+	}
+	for _, p := range a.Params {
+		args = append(args, num(p))
+	}
+	return a.Func + "(" + strings.Join(args, ", ") + ")"
+}
+
+// bounds returns the bounds of the aggregate's first argument after its
+// affine transform.
+func (a *Agg) bounds(lo, hi float64) (float64, float64) {
+	if a.Affine == nil {
+		return lo, hi
+	}
+	l, h := lo*a.Affine.Mul+a.Affine.Add, hi*a.Affine.Mul+a.Affine.Add
+	return min(l, h), max(l, h)
+}
+
+// Key is one GROUP BY key: a column, or a CASE over columns.
+type Key struct {
+	Column string   // a plain column; "" for a CASE
+	Case   *KeyCase // nil for a plain column
+	Pos    int      // byte offset in Source
+	// Alias is the output alias GROUP BY named the key by, if it did.
+	Alias string
+}
+
+// String is the key as SQL, canonical.
+func (k Key) String() string {
+	if k.Case == nil {
+		return k.Column
+	}
+	return k.Case.String()
+}
+
+// KeyCase is CASE WHEN <predicate> THEN <column or constant> ... [ELSE
+// ...] END evaluated on each row; its values are the groups.
+type KeyCase struct {
+	Whens []KeyWhen
+	Else  KeyResult // NULL when absent
+}
+
+// KeyWhen is one WHEN of a KeyCase.
+type KeyWhen struct {
+	Cond Expr
+	Then KeyResult
+}
+
+// KeyResult is a column's value or a constant.
+type KeyResult struct {
+	Column string // "" for a constant
+	Value  Value
+}
+
+func (r KeyResult) String() string {
+	if r.Column != "" {
+		return r.Column
+	}
+	return r.Value.String()
+}
+
+func (c *KeyCase) String() string {
+	var b strings.Builder
+	b.WriteString("CASE")
+	for _, w := range c.Whens {
+		fmt.Fprintf(&b, " WHEN %s THEN %s", exprString(w.Cond), w.Then)
+	}
+	fmt.Fprintf(&b, " ELSE %s END", c.Else)
+	return b.String()
+}
+
+// Join is a JOIN of the FROM clause, as parsed.
+type Join struct {
+	Kind    string // inner, left, right, full
+	Dataset string
+	Alias   string
+	On      [][2]string // equalities of qualified columns (alias.column)
+	Using   []string
+	Pos     int // byte offset in Source
+}
+
+// Order is one ORDER BY key: Key is the 1-based position of the output
+// column it sorts by (aliases and the select list's expressions are
+// resolved when parsing), or Expr another expression over the row's keys
+// and released aggregates (Key is then "").
 type Order struct {
 	Key  string
 	Desc bool
+	Expr Scalar
 }
 
-// Expr is a WHERE predicate tree.
+// Expr is a WHERE predicate tree over the dataset's rows.
 type Expr interface{ columns(into map[string]bool) }
 
 // Compare is column op literal.
@@ -64,6 +231,7 @@ type Compare struct {
 	Column string
 	Op     string // = <> < <= > >=
 	Value  Value
+	Pos    int
 }
 
 // In is column [NOT] IN (values).
@@ -71,6 +239,7 @@ type In struct {
 	Column string
 	Not    bool
 	Values []Value
+	Pos    int
 }
 
 // Between is column [NOT] BETWEEN lo AND hi.
@@ -78,6 +247,7 @@ type Between struct {
 	Column string
 	Not    bool
 	Lo, Hi Value
+	Pos    int
 }
 
 // Logic is AND / OR of two predicates, or NOT of one (R nil).
@@ -86,11 +256,33 @@ type Logic struct {
 	L, R Expr
 }
 
-// Value is a literal: a number or a string.
+// Value is a literal: a number, a string, or NULL.
 type Value struct {
 	Num   float64
 	Str   string
 	IsStr bool
+	Null  bool
+}
+
+func (v Value) String() string {
+	switch {
+	case v.Null:
+		return "NULL"
+	case v.IsStr:
+		return "'" + strings.ReplaceAll(v.Str, "'", "''") + "'"
+	}
+	return num(v.Num)
+}
+
+// any is the value as a result cell holds it.
+func (v Value) any() any {
+	switch {
+	case v.Null:
+		return nil
+	case v.IsStr:
+		return v.Str
+	}
+	return v.Num
 }
 
 func (c *Compare) columns(m map[string]bool) { m[c.Column] = true }
@@ -103,52 +295,84 @@ func (c *Logic) columns(m map[string]bool) {
 	}
 }
 
+// exprString renders a predicate as SQL, canonical.
+func exprString(e Expr) string {
+	switch x := e.(type) {
+	case *Compare:
+		return fmt.Sprintf("%s %s %s", x.Column, x.Op, x.Value)
+	case *In:
+		vs := make([]string, len(x.Values))
+		for i, v := range x.Values {
+			vs[i] = v.String()
+		}
+		not := ""
+		if x.Not {
+			not = "NOT "
+		}
+		return fmt.Sprintf("%s %sIN (%s)", x.Column, not, strings.Join(vs, ", "))
+	case *Between:
+		not := ""
+		if x.Not {
+			not = "NOT "
+		}
+		return fmt.Sprintf("%s %sBETWEEN %s AND %s", x.Column, not, x.Lo, x.Hi)
+	case *Logic:
+		if x.Op == "not" {
+			return "NOT (" + exprString(x.L) + ")"
+		}
+		return "(" + exprString(x.L) + " " + strings.ToUpper(x.Op) + " " + exprString(x.R) + ")"
+	}
+	return "?"
+}
+
 // Aggregate functions and their column arity.
 var aggArity = map[string]int{
 	"count": 1, "sum": 1, "avg": 1, "var": 1, "stddev": 1, "min": 1, "max": 1,
 	"corr": 2, "regr_slope": 2, "regr_intercept": 2, "histogram": 1,
 }
 
-// ParseQuery parses the SQL subset and refuses what would return row-level
-// values (SELECT *, a bare column outside GROUP BY). Keywords are case
-// insensitive; identifiers are folded to lower case.
+// ParseQuery parses a query with PostgreSQL's grammar and walks the tree
+// into a Query, refusing (RefusalError, with the rule and position) what
+// the sandbox never runs whatever the dataset: row-level output,
+// subqueries, CTEs, windows, set operations, SELECT INTO, several
+// statements, anything but SELECT, aggregates of aggregates, expressions
+// in aggregates whose bounds cannot be derived, functions not on the
+// list. Queries over MaxQueryLen bytes are refused before parsing.
+// Identifiers follow PostgreSQL: folded to lower case unless quoted.
 func ParseQuery(src string) (*Query, error) {
 	if len(src) > MaxQueryLen {
 		return nil, &SyntaxError{Col: 1, Msg: fmt.Sprintf("query is %d bytes, limit %d", len(src), MaxQueryLen)}
 	}
-	toks, err := lex(src)
-	if err != nil {
-		return nil, err
+	if !utf8.ValidString(src) {
+		i := 0
+		for i < len(src) {
+			r, n := utf8.DecodeRuneInString(src[i:])
+			if r == utf8.RuneError && n == 1 {
+				break
+			}
+			i += n
+		}
+		return nil, &SyntaxError{Col: column(src, i), Msg: "the query is not valid UTF-8"}
 	}
-	p := &parser{toks: toks}
-	q, err := p.query()
+	if i := strings.IndexByte(src, 0); i >= 0 {
+		// The C parser would stop at it and see a different query.
+		return nil, &SyntaxError{Col: column(src, i), Msg: "the query holds a NUL character"}
+	}
+	q, err := walk(src)
 	if err != nil {
 		return nil, err
 	}
 	q.Source = src
-	return q, q.check()
+	return q, nil
 }
 
-// check refuses row-level outputs.
-func (q *Query) check() error {
-	grouped := map[string]bool{}
-	for _, g := range q.GroupBy {
-		grouped[g] = true
+// column is the 1-based character column of byte offset off in src (the
+// end of the text when off is negative or past it).
+func column(src string, off int) int {
+	if off < 0 || off > len(src) {
+		off = len(src)
 	}
-	hasAgg := false
-	for _, it := range q.Select {
-		if it.Agg != nil {
-			hasAgg = true
-			continue
-		}
-		if !grouped[it.Column] {
-			return &SyntaxError{Col: 1, Msg: fmt.Sprintf("column %q is outside GROUP BY and would return row-level values", it.Column)}
-		}
-	}
-	if !hasAgg {
-		return &SyntaxError{Col: 1, Msg: "the query computes no aggregate (only aggregates leave the sandbox)"}
-	}
-	return nil
+	return utf8.RuneCountInString(src[:off]) + 1
 }
 
 // FilterColumns lists the columns the WHERE clause reads, sorted.
@@ -158,6 +382,10 @@ func (q *Query) FilterColumns() []string {
 	}
 	m := map[string]bool{}
 	q.Where.columns(m)
+	return sortedKeys(m)
+}
+
+func sortedKeys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for c := range m {
 		out = append(out, c)
@@ -166,409 +394,15 @@ func (q *Query) FilterColumns() []string {
 	return out
 }
 
-type token struct {
-	kind string // ident, num, str, sym, eof
-	text string
-	col  int
-}
-
-func lex(src string) ([]token, error) {
-	var toks []token
-	i := 0
-	for i < len(src) {
-		c := src[i]
-		col := i + 1
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			i++
-		case c == '-' && i+1 < len(src) && src[i+1] == '-':
-			for i < len(src) && src[i] != '\n' {
-				i++
-			}
-		case isLetter(c):
-			j := i
-			for j < len(src) && (isLetter(src[j]) || isDigit(src[j])) {
-				j++
-			}
-			toks = append(toks, token{"ident", strings.ToLower(src[i:j]), col})
-			i = j
-		case c == '"':
-			j := strings.IndexByte(src[i+1:], '"')
-			if j < 0 {
-				return nil, &SyntaxError{col, "unterminated quoted identifier"}
-			}
-			toks = append(toks, token{"ident", strings.ToLower(src[i+1 : i+1+j]), col})
-			i += j + 2
-		case isDigit(c) || (c == '.' && i+1 < len(src) && isDigit(src[i+1])) || (c == '-' && i+1 < len(src) && (isDigit(src[i+1]) || src[i+1] == '.')):
-			j := i + 1
-			for j < len(src) && (isDigit(src[j]) || src[j] == '.' || src[j] == 'e' || src[j] == 'E' || ((src[j] == '-' || src[j] == '+') && (src[j-1] == 'e' || src[j-1] == 'E'))) {
-				j++
-			}
-			if _, err := strconv.ParseFloat(src[i:j], 64); err != nil {
-				return nil, &SyntaxError{col, fmt.Sprintf("bad number %q", src[i:j])}
-			}
-			toks = append(toks, token{"num", src[i:j], col})
-			i = j
-		case c == '\'':
-			var b strings.Builder
-			j := i + 1
-			for {
-				if j >= len(src) {
-					return nil, &SyntaxError{col, "unterminated string"}
-				}
-				if src[j] == '\'' {
-					if j+1 < len(src) && src[j+1] == '\'' {
-						b.WriteByte('\'')
-						j += 2
-						continue
-					}
-					break
-				}
-				b.WriteByte(src[j])
-				j++
-			}
-			toks = append(toks, token{"str", b.String(), col})
-			i = j + 1
-		default:
-			for _, op := range []string{"<>", "<=", ">=", "!=", "=", "<", ">", "(", ")", ",", "*", ";"} {
-				if strings.HasPrefix(src[i:], op) {
-					if op == "!=" {
-						op = "<>"
-					}
-					toks = append(toks, token{"sym", op, col})
-					i += len(op)
-					goto next
-				}
-			}
-			return nil, &SyntaxError{col, fmt.Sprintf("unexpected character %q", c)}
-		next:
+// uses returns the columns read for a use, in order of first appearance.
+func (q *Query) uses(use string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range q.refs {
+		if r.Use == use && !seen[r.Name] {
+			seen[r.Name] = true
+			out = append(out, r.Name)
 		}
 	}
-	return append(toks, token{"eof", "", len(src) + 1}), nil
-}
-
-func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' }
-func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
-
-type parser struct {
-	toks []token
-	pos  int
-}
-
-func (p *parser) peek() token { return p.toks[p.pos] }
-func (p *parser) next() token {
-	t := p.toks[p.pos]
-	if t.kind != "eof" {
-		p.pos++
-	}
-	return t
-}
-
-func (p *parser) errf(t token, format string, a ...any) error {
-	what := fmt.Sprintf("%q", t.text)
-	if t.kind == "eof" {
-		what = "end of query"
-	}
-	return &SyntaxError{Col: t.col, Msg: fmt.Sprintf(format, a...) + ", found " + what}
-}
-
-var keywords = map[string]bool{"select": true, "from": true, "where": true, "group": true, "by": true, "order": true,
-	"limit": true, "and": true, "or": true, "not": true, "in": true, "between": true, "as": true, "asc": true, "desc": true}
-
-func (p *parser) keyword(k string) bool {
-	if t := p.peek(); t.kind == "ident" && t.text == k {
-		p.pos++
-		return true
-	}
-	return false
-}
-
-func (p *parser) expectKeyword(k string) error {
-	if !p.keyword(k) {
-		return p.errf(p.peek(), "expected %s", strings.ToUpper(k))
-	}
-	return nil
-}
-
-func (p *parser) sym(s string) bool {
-	if t := p.peek(); t.kind == "sym" && t.text == s {
-		p.pos++
-		return true
-	}
-	return false
-}
-
-func (p *parser) ident(what string) (string, error) {
-	t := p.peek()
-	if t.kind != "ident" || keywords[t.text] {
-		return "", p.errf(t, "expected %s", what)
-	}
-	p.pos++
-	return t.text, nil
-}
-
-func (p *parser) query() (*Query, error) {
-	q := &Query{}
-	if err := p.expectKeyword("select"); err != nil {
-		return nil, err
-	}
-	for {
-		it, err := p.item()
-		if err != nil {
-			return nil, err
-		}
-		q.Select = append(q.Select, it)
-		if !p.sym(",") {
-			break
-		}
-	}
-	if err := p.expectKeyword("from"); err != nil {
-		return nil, err
-	}
-	var err error
-	if q.From, err = p.ident("a dataset name"); err != nil {
-		return nil, err
-	}
-	if p.keyword("where") {
-		if q.Where, err = p.or(0); err != nil {
-			return nil, err
-		}
-	}
-	if p.keyword("group") {
-		if err := p.expectKeyword("by"); err != nil {
-			return nil, err
-		}
-		for {
-			c, err := p.ident("a column to group by")
-			if err != nil {
-				return nil, err
-			}
-			q.GroupBy = append(q.GroupBy, c)
-			if !p.sym(",") {
-				break
-			}
-		}
-	}
-	if p.keyword("order") {
-		if err := p.expectKeyword("by"); err != nil {
-			return nil, err
-		}
-		for {
-			t := p.peek()
-			var key string
-			if t.kind == "num" {
-				p.pos++
-				key = t.text
-			} else if key, err = p.ident("a column, alias or position to order by"); err != nil {
-				return nil, err
-			}
-			o := Order{Key: key}
-			if p.keyword("desc") {
-				o.Desc = true
-			} else {
-				p.keyword("asc")
-			}
-			q.OrderBy = append(q.OrderBy, o)
-			if !p.sym(",") {
-				break
-			}
-		}
-	}
-	if p.keyword("limit") {
-		t := p.next()
-		n, err := strconv.Atoi(t.text)
-		if t.kind != "num" || err != nil || n < 1 {
-			return nil, p.errf(t, "expected a positive whole number after LIMIT")
-		}
-		q.Limit = n
-	}
-	p.sym(";")
-	if t := p.peek(); t.kind != "eof" {
-		return nil, p.errf(t, "expected end of query")
-	}
-	return q, nil
-}
-
-func (p *parser) item() (Item, error) {
-	t := p.peek()
-	if t.kind == "sym" && t.text == "*" {
-		return Item{}, &SyntaxError{Col: t.col, Msg: "SELECT * would return row-level values; select aggregates"}
-	}
-	name, err := p.ident("an aggregate or a grouping column")
-	if err != nil {
-		return Item{}, err
-	}
-	var it Item
-	if p.sym("(") {
-		arity, ok := aggArity[name]
-		if !ok {
-			return Item{}, &SyntaxError{Col: t.col, Msg: fmt.Sprintf("unknown function %s (COUNT, SUM, AVG, VAR, STDDEV, CORR, REGR_SLOPE, REGR_INTERCEPT, HISTOGRAM)", strings.ToUpper(name))}
-		}
-		a := &Agg{Func: name}
-		if name == "count" && p.sym("*") {
-			a.Args = []string{"*"}
-		} else {
-			for i := 0; i < arity; i++ {
-				if i > 0 && !p.sym(",") {
-					return Item{}, p.errf(p.peek(), "expected , (%s takes %d columns)", strings.ToUpper(name), arity)
-				}
-				c, err := p.ident("a column")
-				if err != nil {
-					return Item{}, err
-				}
-				a.Args = append(a.Args, c)
-			}
-			if name == "histogram" {
-				for i := 0; i < 3; i++ {
-					if !p.sym(",") {
-						return Item{}, p.errf(p.peek(), "expected , (HISTOGRAM(col, lo, hi, bins))")
-					}
-					n := p.next()
-					v, err := strconv.ParseFloat(n.text, 64)
-					if n.kind != "num" || err != nil {
-						return Item{}, p.errf(n, "expected a number")
-					}
-					a.Params = append(a.Params, v)
-				}
-				if !(a.Params[0] < a.Params[1]) || a.Params[2] < 1 || a.Params[2] != float64(int(a.Params[2])) {
-					return Item{}, &SyntaxError{Col: t.col, Msg: "HISTOGRAM needs lo < hi and a whole number of bins >= 1"}
-				}
-			}
-		}
-		if !p.sym(")") {
-			return Item{}, p.errf(p.peek(), "expected )")
-		}
-		it.Agg = a
-	} else {
-		it.Column = name
-	}
-	if p.keyword("as") {
-		if it.Alias, err = p.ident("an alias"); err != nil {
-			return Item{}, err
-		}
-	}
-	return it, nil
-}
-
-// maxDepth bounds nesting so that a hostile query cannot exhaust the stack.
-const maxDepth = 64
-
-func (p *parser) or(depth int) (Expr, error) {
-	l, err := p.and(depth)
-	if err != nil {
-		return nil, err
-	}
-	for p.keyword("or") {
-		r, err := p.and(depth)
-		if err != nil {
-			return nil, err
-		}
-		l = &Logic{Op: "or", L: l, R: r}
-	}
-	return l, nil
-}
-
-func (p *parser) and(depth int) (Expr, error) {
-	l, err := p.not(depth)
-	if err != nil {
-		return nil, err
-	}
-	for p.keyword("and") {
-		r, err := p.not(depth)
-		if err != nil {
-			return nil, err
-		}
-		l = &Logic{Op: "and", L: l, R: r}
-	}
-	return l, nil
-}
-
-func (p *parser) not(depth int) (Expr, error) {
-	if depth > maxDepth {
-		return nil, p.errf(p.peek(), "predicate nested more than %d deep", maxDepth)
-	}
-	if p.keyword("not") {
-		e, err := p.not(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		return &Logic{Op: "not", L: e}, nil
-	}
-	if p.sym("(") {
-		e, err := p.or(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		if !p.sym(")") {
-			return nil, p.errf(p.peek(), "expected )")
-		}
-		return e, nil
-	}
-	return p.pred()
-}
-
-func (p *parser) pred() (Expr, error) {
-	col, err := p.ident("a column")
-	if err != nil {
-		return nil, err
-	}
-	not := p.keyword("not")
-	switch {
-	case p.keyword("in"):
-		if !p.sym("(") {
-			return nil, p.errf(p.peek(), "expected ( after IN")
-		}
-		in := &In{Column: col, Not: not}
-		for {
-			v, err := p.value()
-			if err != nil {
-				return nil, err
-			}
-			in.Values = append(in.Values, v)
-			if !p.sym(",") {
-				break
-			}
-		}
-		if !p.sym(")") {
-			return nil, p.errf(p.peek(), "expected )")
-		}
-		return in, nil
-	case p.keyword("between"):
-		lo, err := p.value()
-		if err != nil {
-			return nil, err
-		}
-		if err := p.expectKeyword("and"); err != nil {
-			return nil, err
-		}
-		hi, err := p.value()
-		if err != nil {
-			return nil, err
-		}
-		return &Between{Column: col, Not: not, Lo: lo, Hi: hi}, nil
-	}
-	if not {
-		return nil, p.errf(p.peek(), "expected IN or BETWEEN after NOT")
-	}
-	t := p.next()
-	if t.kind != "sym" || !strings.Contains("= <> < <= > >=", t.text) || t.text == "(" || t.text == ")" || t.text == "," || t.text == "*" {
-		return nil, p.errf(t, "expected a comparison (= <> < <= > >=), IN or BETWEEN")
-	}
-	v, err := p.value()
-	if err != nil {
-		return nil, err
-	}
-	return &Compare{Column: col, Op: t.text, Value: v}, nil
-}
-
-func (p *parser) value() (Value, error) {
-	t := p.next()
-	switch t.kind {
-	case "num":
-		f, _ := strconv.ParseFloat(t.text, 64)
-		return Value{Num: f}, nil
-	case "str":
-		return Value{Str: t.text, IsStr: true}, nil
-	}
-	return Value{}, p.errf(t, "expected a number or a 'string'")
+	return out
 }

@@ -93,14 +93,17 @@ func validSHA(s string) bool {
 
 // Upload ingests a CSV into the staging area and returns its digest and
 // row count. With pk set, sensitive columns are encrypted under it (he
-// mode) and never stored in the clear.
-func (s *Store) Upload(ctx context.Context, r io.Reader, schema *policies.Schema, pk *rlwe.PublicKey) (*IngestResult, error) {
+// mode) and never stored in the clear. cons (nil when the node has no
+// pseudonym service) pseudonymises consortium identifier columns.
+func (s *Store) Upload(ctx context.Context, r io.Reader, schema *policies.Schema, pk *rlwe.PublicKey, cons Pseudonymiser) (*IngestResult, error) {
 	var n [8]byte
 	rand.Read(n[:])
 	tmp := filepath.Join(s.dir, "uploads", fmt.Sprintf("tmp-%x", n))
 	var res *IngestResult
 	var err error
-	if pk != nil {
+	if cons != nil {
+		res, err = IngestConsortium(ctx, r, schema, s.key, tmp, pk, cons)
+	} else if pk != nil {
 		res, err = IngestEncrypted(ctx, r, schema, s.key, tmp, pk)
 	} else {
 		res, err = Ingest(ctx, r, schema, s.key, tmp)

@@ -67,7 +67,7 @@ func TestFailedUploadsLeaveNothingStaged(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = s.Upload(tc.ctx, tc.r, &schema, nil)
+			_, err = s.Upload(tc.ctx, tc.r, &schema, nil, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("upload: %v, want %q", err, tc.want)
 			}
@@ -87,7 +87,7 @@ func TestOpenStoreSweepsStagedUploads(t *testing.T) {
 		t.Fatal(err)
 	}
 	schema := DemoSchema()
-	res, err := s.Upload(context.Background(), bytes.NewReader(demoCSV(t, 500)), &schema, nil)
+	res, err := s.Upload(context.Background(), bytes.NewReader(demoCSV(t, 500)), &schema, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestOpenStoreSweepsStagedUploads(t *testing.T) {
 	if err := s.Bind(res.SHA256, "kept"); err != nil {
 		t.Fatal(err)
 	}
-	res2, err := s.Upload(context.Background(), bytes.NewReader(demoCSV(t, 300)), &schema, nil)
+	res2, err := s.Upload(context.Background(), bytes.NewReader(demoCSV(t, 300)), &schema, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,6 +84,7 @@ func NewWith(t testing.TB, o Options) *Consortium {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.SMs[i] = audit.NewStateMachine()
+		f.SMs[i].Plan = sandbox.DerivePlan
 		return f.SMs[i], f.SMs[i].Admit
 	})
 	g := policies.Genesis{Consortium: "test", Table: policies.DefaultTable()}

@@ -167,6 +167,14 @@ Flags:
 		return err
 	}
 
+	d.say("They hold the consortium's pseudonym key the same way (a threshold OPRF): identifiers pseudonymised with it are joinable across agencies, yet no node can compute a pseudonym alone")
+	if err := d.waitFor(ctx, key("auditor"), "pseudonym key ceremony", "pseudonym", "status"); err != nil {
+		return err
+	}
+	if err := d.ctl(2, key("auditor"), "pseudonym", "status"); err != nil {
+		return err
+	}
+
 	d.say("The tax agency registers the same records in homomorphic mode: income and benefits are encrypted (CKKS) as they stream in and never exist in clear on the node")
 	if err := d.ctl(0, key("agency1"), "dataset", "register", "--name", "tax2025he", "--schema", files["schema"], "--file", files["csv"], "--mode", "he"); err != nil {
 		return err
@@ -373,9 +381,14 @@ func (d *demo) waitHealthy(ctx context.Context, exited chan error, timeout time.
 // waitCeremony waits until the consortium's HE key ceremony (run by
 // sandboxd dev after genesis) is on the ledger.
 func (d *demo) waitCeremony(ctx context.Context, key string) error {
+	return d.waitFor(ctx, key, "HE key ceremony", "he", "status")
+}
+
+// waitFor retries a read until it succeeds (within 60 s).
+func (d *demo) waitFor(ctx context.Context, key, what string, args ...string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := d.ctlOut(0, key, "he", "status"); err == nil {
+		if _, err := d.ctlOut(0, key, args...); err == nil {
 			return nil
 		}
 		select {
@@ -384,7 +397,7 @@ func (d *demo) waitCeremony(ctx context.Context, key string) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return errors.New("no HE key ceremony on the ledger within 60s")
+	return fmt.Errorf("no %s on the ledger within 60s", what)
 }
 
 // freeBase finds n consecutive free loopback ports for HTTP and the same

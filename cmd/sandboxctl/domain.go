@@ -215,7 +215,10 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	if *regMode == policies.ModeHE {
 		label = "uploading (the node encrypts as it reads)"
 	}
-	if err := c.upload(ctx, "/v1/uploads?name="+url.QueryEscape(*name)+"&mode="+url.QueryEscape(*regMode)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", label, &up); err != nil {
+	// dataset: the name the upload will be registered as; the node checks
+	// it before reading any data, and commits consortium pseudonym batches
+	// for it.
+	if err := c.upload(ctx, "/v1/uploads?mode="+url.QueryEscape(*regMode)+"&dataset="+url.QueryEscape(*name)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", label, &up); err != nil {
 		return err
 	}
 	// 2. Its digest, rows and schema go on the ledger, signed by the agency.

@@ -131,6 +131,10 @@ func TestEveryCommandPrintsOneJSONDocument(t *testing.T) {
 	// No HE ceremony in this consortium: both fail, printing nothing.
 	jsonRun("he status", false, "auditor")
 	jsonRun("he ceremony", false, "admin")
+	// Nor a pseudonym key ceremony.
+	jsonRun("pseudonym status", false, "auditor")
+	jsonRun("pseudonym ceremony", false, "admin")
+	jsonRun("pseudonym ids", false, "bank", "--file", e.file(t, "ids.txt", "C001\nC002\n"), "--job", id)
 
 	for _, c := range commands() {
 		if !ran[c.name] {

@@ -561,7 +561,11 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		src = newHTTPSource(ctx, c)
 	}
 	bar := newProgress(g.stderr, "verifying entries", int64(cp.Size), false)
-	ar, _, err := audit.Verify(ctx, &progressSource{src: src, p: bar}, cp)
+	// Every job's plan is derived again from its SQL and compared with
+	// the plan the policy was checked against.
+	sm := audit.NewStateMachine()
+	sm.Plan = sandbox.DerivePlan
+	ar, _, err := audit.VerifyWith(ctx, sm, &progressSource{src: src, p: bar}, cp)
 	bar.Done()
 	if err != nil {
 		return err

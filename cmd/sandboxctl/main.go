@@ -53,7 +53,7 @@ type command struct {
 }
 
 func commands() []command {
-	return []command{
+	return append([]command{
 		{"key new", "create a key pair", "--out FILE [--algorithm ed25519|ml-dsa-65]", "sandboxctl key new --out me.key", cmdKeyNew},
 		{"health", "a node's status", "", "sandboxctl --server http://127.0.0.1:8080 health", cmdHealth},
 		{"account register", "register the key's account on the ledger", "[--name NAME]", "sandboxctl --key me.key account register --name 'Bank A'", cmdAccountRegister},
@@ -83,7 +83,7 @@ func commands() []command {
 		{"ledger export", "write the ledger to a file for offline audit", "--out FILE", "sandboxctl --key auditor.key ledger export --out ledger.zst", cmdLedgerExport},
 		{"audit access", "who used a dataset, when, for what purpose, with what result (auditor)", "--dataset D", "sandboxctl --key auditor.key audit access --dataset tax2025", cmdAuditAccess},
 		{"ledger proof", "fetch and verify an entry's inclusion proof", "--index I | --job ID [--trust FILE | --insecure]", "sandboxctl --key enterprise.key ledger proof --job job-7 --trust dev/trust.vkeys", cmdLedgerProof},
-	}
+	}, pseudonymCommands()...)
 }
 
 // parseArgs parses flags wherever they appear among the positional

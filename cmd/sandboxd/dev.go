@@ -168,6 +168,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 		}
 		return fmt.Errorf("dev: %w", err)
 	}
+	if err := runPseudonymCeremony(ctx, live[0], len(live), logger); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("dev: %w", err)
+	}
 	if *demoData {
 		if err := loadDemoData(ctx, *dir, live[0]); err != nil {
 			if ctx.Err() != nil {
@@ -322,6 +328,29 @@ func runCeremony(ctx context.Context, n *liveNode, nodes int, logger *slog.Logge
 	}
 	logger.Info("HE key ceremony committed", "participants", len(doc.Participants), "threshold", doc.Threshold,
 		"public_key_sha256", doc.PublicKey, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// runPseudonymCeremony has node 1 coordinate the consortium-pseudonym
+// key generation among all nodes, any 2 of which can evaluate; a single
+// node runs none (consortium pseudonyms are then unavailable).
+func runPseudonymCeremony(ctx context.Context, n *liveNode, nodes int, logger *slog.Logger) error {
+	if nodes < 2 {
+		logger.Warn("a single node runs no pseudonym key ceremony: consortium pseudonyms are unavailable")
+		return nil
+	}
+	if _, ok := n.sm.M.Pseudonym(); ok {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	start := time.Now()
+	doc, err := n.ps.RunCeremony(cctx, 2)
+	if err != nil {
+		return fmt.Errorf("pseudonym key ceremony: %w", err)
+	}
+	logger.Info("pseudonym key ceremony committed", "participants", len(doc.Participants), "threshold", doc.Threshold,
+		"took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/mpc"
 	"github.com/datasandbox/datasandbox/sandbox"
 )
 
@@ -50,6 +51,7 @@ type liveNode struct {
 	store *sandbox.Store
 	api   *api.Server
 	he    *api.HE
+	ps    *api.Pseudonym
 	ln    net.Listener
 	done  chan error
 	stop  context.CancelFunc
@@ -59,6 +61,7 @@ type liveNode struct {
 
 func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	sm := audit.NewStateMachine()
+	sm.Plan = sandbox.DerivePlan // a relayed plan must be its query's
 	store, err := sandbox.OpenStore(filepath.Join(s.Dir, "data"))
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", s.ID, err)
@@ -77,13 +80,17 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	// A node may join if its account holds the join permission on the
 	// committed ledger.
 	cfg.Admit = sm.Admit
-	var he *api.HE // set below: the transport starts before the wiring exists
+	var he *api.HE        // set below: the transport starts before the wiring exists
+	var ps *api.Pseudonym // likewise
 	var heReady = make(chan struct{})
 	cfg.Services = func(ctx context.Context, service string, body []byte) ([]byte, error) {
 		select {
 		case <-heReady:
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		}
+		if mpc.IsPseudonymService(service) {
+			return ps.Party.Serve(ctx, service, body)
 		}
 		return he.Party.Serve(ctx, service, body)
 	}
@@ -118,8 +125,13 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 		n.Close()
 		return nil, fmt.Errorf("node %s: %w", s.ID, err)
 	}
+	if ps, err = api.NewPseudonym(s.ID, filepath.Join(s.Dir, "mpc"), s.Key, n, sm.M, nonces); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node %s: %w", s.ID, err)
+	}
 	close(heReady)
 	srv.SetHE(he)
+	srv.SetPseudonym(ps)
 	ln, err := net.Listen("tcp", s.HTTP)
 	if err != nil {
 		n.Close()
@@ -129,7 +141,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 		ln = tls.NewListener(ln, s.HTTPTLS)
 	}
 	sctx, stop := context.WithCancel(context.Background())
-	live := &liveNode{spec: s, chain: n, sm: sm, store: store, api: srv, he: he, ln: ln, done: make(chan error, 1), stop: stop}
+	live := &liveNode{spec: s, chain: n, sm: sm, store: store, api: srv, he: he, ps: ps, ln: ln, done: make(chan error, 1), stop: stop}
 	go func() { live.done <- srv.Serve(sctx, ln) }()
 	runner := sandbox.NewRunner(sandbox.RunnerConfig{Name: s.ID, Key: s.Key, Nonces: nonces, Logger: s.Logger, HE: he, Observe: srv.ObservePhase, ObserveJob: srv.ObserveJob}, store, n, sm.M)
 	live.runnerDone = make(chan struct{})

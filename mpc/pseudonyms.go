@@ -1,0 +1,654 @@
+package mpc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/cloudflare/circl/hpke"
+	"github.com/cloudflare/circl/kem"
+
+	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/mpc/pseudonym"
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+// Services of the consortium-pseudonym protocols on the node-to-node
+// transport (package pseudonym has the cryptography).
+const (
+	svcPsRound1 = "pseudonym.round1" // plan -> the participant's HPKE key
+	svcPsRound2 = "pseudonym.round2" // HPKE keys -> its commitments and sealed shares
+	svcPsRound3 = "pseudonym.round3" // shares for it, all commitments -> its verification key
+	svcPsEval   = "pseudonym.eval"   // a committed batch's request -> its partial evaluation
+)
+
+// IsPseudonymService reports whether a node-to-node service belongs to
+// Pseudonyms.Serve.
+func IsPseudonymService(service string) bool {
+	switch service {
+	case svcPsRound1, svcPsRound2, svcPsRound3, svcPsEval:
+		return true
+	}
+	return false
+}
+
+// PseudonymLedger is what the pseudonym party reads of the committed
+// state (policies.Machine).
+type PseudonymLedger interface {
+	Ledger
+	Pseudonym() (policies.PseudonymCeremony, bool)
+	PseudonymBatch(id string) (policies.PseudonymBatch, bool)
+}
+
+// PseudonymConfig configures Pseudonyms.
+type PseudonymConfig struct {
+	Node   string     // this node's name
+	Key    *chain.Key // its account key: signs every message
+	Dir    string     // where its key share is kept (0600)
+	Call   Caller
+	Ledger PseudonymLedger
+	// Sync, when set, runs before a request is opened (a read barrier):
+	// a batch the coordinator committed is then visible here.
+	Sync func(ctx context.Context) error
+}
+
+// Pseudonyms is one node's side of the consortium-pseudonym protocols:
+// the joint-Feldman key ceremony and partial evaluations of committed
+// batches. Its key share lives in Dir/pseudonym.share (0600) and is never
+// logged or sent.
+type Pseudonyms struct {
+	cfg PseudonymConfig
+
+	mu    sync.Mutex
+	pend  map[string]*psPending
+	share *pseudonym.KeyShare
+	cerID string // the ceremony the share belongs to
+}
+
+type psPending struct {
+	plan *psPlan
+	hsk  kem.PrivateKey
+	deal *pseudonym.Dealing
+}
+
+type psPlan struct {
+	ID           string        `json:"id"`
+	Threshold    int           `json:"threshold"`
+	Participants []Participant `json:"participants"`
+	Coordinator  string        `json:"coordinator"`
+}
+
+// NewPseudonyms makes the party, loading a finished ceremony's share.
+func NewPseudonyms(cfg PseudonymConfig) (*Pseudonyms, error) {
+	if cfg.Key == nil || cfg.Dir == "" || cfg.Call == nil || cfg.Ledger == nil {
+		return nil, errors.New("mpc: pseudonym config needs Key, Dir, Call and Ledger")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := &Pseudonyms{cfg: cfg, pend: map[string]*psPending{}}
+	if err := p.load(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("mpc: loading the pseudonym key share: %w", err)
+	}
+	return p, nil
+}
+
+// Share returns this node's point and verification key, once it holds a
+// share (never the share itself).
+func (p *Pseudonyms) Share() (ceremony string, point uint64, vk []byte, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.share == nil {
+		return "", 0, nil, false
+	}
+	return p.cerID, p.share.Point, p.share.VerificationKey(), true
+}
+
+// Serve answers a peer's request for one of the pseudonym services.
+func (p *Pseudonyms) Serve(ctx context.Context, service string, body []byte) ([]byte, error) {
+	if p.cfg.Sync != nil {
+		if err := p.cfg.Sync(ctx); err != nil {
+			return nil, err
+		}
+	}
+	switch service {
+	case svcPsRound1:
+		return p.round1(body)
+	case svcPsRound2:
+		return p.round2(body)
+	case svcPsRound3:
+		return p.round3(body)
+	case svcPsEval:
+		return p.evaluate(body)
+	}
+	return nil, fmt.Errorf("mpc: unknown service %q", service)
+}
+
+// ---- the ceremony, coordinator's side ----
+
+// RunCeremony coordinates the joint-Feldman key generation among the
+// participants (this node among them) with threshold t and returns the
+// pseudonym.ceremony document to commit. Participants get points 1..N in
+// the order given. Every participant deals; the coordinator only relays
+// sealed shares it cannot open.
+func (p *Pseudonyms) RunCeremony(ctx context.Context, nodes []Participant, t int) (*policies.PseudonymCeremony, error) {
+	if t < 2 || t > len(nodes) || len(nodes) > pseudonym.MaxParticipants {
+		return nil, fmt.Errorf("mpc: threshold %d of %d nodes: need 2 ≤ t ≤ N ≤ %d", t, len(nodes), pseudonym.MaxParticipants)
+	}
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
+	plan := &psPlan{ID: hex.EncodeToString(id), Threshold: t, Coordinator: p.cfg.Node}
+	for i, n := range nodes {
+		n.Point = uint64(i + 1)
+		plan.Participants = append(plan.Participants, n)
+	}
+	if !slices.ContainsFunc(plan.Participants, func(q Participant) bool { return q.Node == p.cfg.Node }) {
+		return nil, errors.New("mpc: the coordinator must be a participant")
+	}
+	// Round 1: every participant's fresh HPKE key.
+	msg, err := seal(p.cfg.Key, svcPsRound1, plan)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := p.callAll(ctx, plan, svcPsRound1, func(string) []byte { return msg })
+	if err != nil {
+		return nil, err
+	}
+	hpkes := map[string][]byte{}
+	for i, q := range plan.Participants {
+		var r psRound1Resp
+		if err := p.openFrom(svcPsRound1, raw[i], q, &r); err != nil {
+			return nil, err
+		}
+		if r.ID != plan.ID || r.Node != q.Node {
+			return nil, fmt.Errorf("mpc: pseudonym round 1 answer of %s does not match the plan", q.Node)
+		}
+		hpkes[q.Node] = r.HPKE
+	}
+	// Round 2: every participant deals.
+	msg, err = seal(p.cfg.Key, svcPsRound2, psRound2Req{ID: plan.ID, HPKE: hpkes})
+	if err != nil {
+		return nil, err
+	}
+	if raw, err = p.callAll(ctx, plan, svcPsRound2, func(string) []byte { return msg }); err != nil {
+		return nil, err
+	}
+	comms := make([][][]byte, len(plan.Participants))
+	to := map[string][]sealedShare{}
+	for i, q := range plan.Participants {
+		var r psRound2Resp
+		if err := p.openFrom(svcPsRound2, raw[i], q, &r); err != nil {
+			return nil, err
+		}
+		if r.ID != plan.ID || r.Node != q.Node || len(r.Shares) != len(plan.Participants) || len(r.Commitments) != t {
+			return nil, fmt.Errorf("mpc: pseudonym round 2 answer of %s does not match the plan", q.Node)
+		}
+		comms[i] = r.Commitments
+		for k, s := range r.Shares {
+			if s.From != q.Node || s.To != plan.Participants[k].Node {
+				return nil, fmt.Errorf("mpc: %s sent a share in another's name or out of order", q.Node)
+			}
+			to[s.To] = append(to[s.To], s)
+		}
+	}
+	points := make([]uint64, len(plan.Participants))
+	for i, q := range plan.Participants {
+		points[i] = q.Point
+	}
+	pub, err := pseudonym.NewPublic(t, points, comms)
+	if err != nil {
+		return nil, fmt.Errorf("mpc: the dealers' commitments: %w", err)
+	}
+	// Round 3: each participant gets its shares (one per dealer, in
+	// dealer order) and every commitment, checks and combines them.
+	msgs := map[string][]byte{}
+	for _, q := range plan.Participants {
+		if msgs[q.Node], err = seal(p.cfg.Key, svcPsRound3, psRound3Req{ID: plan.ID, Shares: to[q.Node], Commitments: comms}); err != nil {
+			return nil, err
+		}
+	}
+	if raw, err = p.callAll(ctx, plan, svcPsRound3, func(n string) []byte { return msgs[n] }); err != nil {
+		return nil, err
+	}
+	doc := &policies.PseudonymCeremony{ID: plan.ID, Suite: policies.PseudonymSuite, Threshold: t, Commitments: comms, PublicKey: pub.PublicKey()}
+	for i, q := range plan.Participants {
+		var r psRound3Resp
+		if err := p.openFrom(svcPsRound3, raw[i], q, &r); err != nil {
+			return nil, err
+		}
+		if r.ID != plan.ID || !pub.CheckKey(q.Point, r.VerificationKey) {
+			return nil, fmt.Errorf("mpc: %s holds a share that does not match the commitments", q.Node)
+		}
+		doc.Participants = append(doc.Participants, policies.PseudonymParticipant{Node: q.Node, Address: q.Address, Point: q.Point, VerificationKey: r.VerificationKey})
+	}
+	return doc, nil
+}
+
+// openFrom opens a participant's answer: signed by that participant.
+func (p *Pseudonyms) openFrom(svc string, raw []byte, q Participant, v any) error {
+	signer, err := open(p.cfg.Ledger, svc, raw, v)
+	if err != nil {
+		return err
+	}
+	if signer != q.Address {
+		return fmt.Errorf("mpc: %s answer of %s signed by %s", svc, q.Node, signer)
+	}
+	return nil
+}
+
+func (p *Pseudonyms) callAll(ctx context.Context, plan *psPlan, svc string, body func(node string) []byte) ([][]byte, error) {
+	out := make([][]byte, len(plan.Participants))
+	errs := make([]error, len(plan.Participants))
+	var wg sync.WaitGroup
+	for i, q := range plan.Participants {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = p.call(ctx, q.Node, svc, body(q.Node))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("mpc: %s at %s: %w", svc, plan.Participants[i].Node, err)
+		}
+	}
+	return out, nil
+}
+
+func (p *Pseudonyms) call(ctx context.Context, node, svc string, body []byte) ([]byte, error) {
+	if node == p.cfg.Node {
+		return p.Serve(ctx, svc, body)
+	}
+	return p.cfg.Call(ctx, node, svc, body)
+}
+
+// ---- the ceremony, participant's side ----
+
+type psRound1Resp struct {
+	ID   string `json:"id"`
+	Node string `json:"node"`
+	HPKE []byte `json:"hpke"`
+}
+
+type psRound2Req struct {
+	ID   string            `json:"id"`
+	HPKE map[string][]byte `json:"hpke"`
+}
+
+type psRound2Resp struct {
+	ID          string        `json:"id"`
+	Node        string        `json:"node"`
+	Commitments [][]byte      `json:"commitments"`
+	Shares      []sealedShare `json:"shares"` // in participant order
+}
+
+type psRound3Req struct {
+	ID          string        `json:"id"`
+	Shares      []sealedShare `json:"shares"`      // one per dealer, in dealer order
+	Commitments [][][]byte    `json:"commitments"` // per dealer
+}
+
+type psRound3Resp struct {
+	ID              string `json:"id"`
+	Node            string `json:"node"`
+	VerificationKey []byte `json:"verification_key"`
+}
+
+func psShareInfo(id, from, to string) []byte {
+	return []byte("datasandbox pseudonym feldman share\n" + id + "\n" + from + "\n" + to)
+}
+
+func (p *Pseudonyms) me(plan *psPlan) *Participant {
+	for i := range plan.Participants {
+		if plan.Participants[i].Node == p.cfg.Node {
+			return &plan.Participants[i]
+		}
+	}
+	return nil
+}
+
+func (p *Pseudonyms) round1(raw []byte) ([]byte, error) {
+	var plan psPlan
+	signer, err := open(p.cfg.Ledger, svcPsRound1, raw, &plan)
+	if err != nil {
+		return nil, err
+	}
+	if plan.ID == "" || plan.Threshold < 2 || plan.Threshold > len(plan.Participants) || len(plan.Participants) > pseudonym.MaxParticipants {
+		return nil, errors.New("mpc: malformed pseudonym ceremony plan")
+	}
+	var coord Participant
+	for _, q := range plan.Participants {
+		if q.Node == plan.Coordinator {
+			coord = q
+		}
+	}
+	if coord.Address != signer {
+		return nil, errors.New("mpc: the pseudonym plan is not signed by its coordinator")
+	}
+	if p.me(&plan) == nil {
+		return nil, fmt.Errorf("mpc: %s is not a participant of pseudonym ceremony %s", p.cfg.Node, plan.ID)
+	}
+	hpk, hsk, err := hpke.KEM_X25519_HKDF_SHA256.Scheme().GenerateKeyPair()
+	if err != nil {
+		return nil, err
+	}
+	hb, err := hpk.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.pend[plan.ID] = &psPending{plan: &plan, hsk: hsk}
+	p.mu.Unlock()
+	return seal(p.cfg.Key, svcPsRound1, psRound1Resp{ID: plan.ID, Node: p.cfg.Node, HPKE: hb})
+}
+
+// fromCoordinator opens a round-2/3 message of a ceremony in flight.
+func (p *Pseudonyms) fromCoordinator(svc string, raw []byte, id func() string, v any) (*psPending, error) {
+	signer, err := open(p.cfg.Ledger, svc, raw, v)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	pd := p.pend[id()]
+	p.mu.Unlock()
+	if pd == nil {
+		return nil, fmt.Errorf("mpc: no pseudonym ceremony %q in flight here", id())
+	}
+	for _, q := range pd.plan.Participants {
+		if q.Node == pd.plan.Coordinator && q.Address == signer {
+			return pd, nil
+		}
+	}
+	return nil, fmt.Errorf("mpc: %s not from the ceremony's coordinator", svc)
+}
+
+func (p *Pseudonyms) round2(raw []byte) ([]byte, error) {
+	var req psRound2Req
+	pd, err := p.fromCoordinator(svcPsRound2, raw, func() string { return req.ID }, &req)
+	if err != nil {
+		return nil, err
+	}
+	points := make([]uint64, len(pd.plan.Participants))
+	for i, q := range pd.plan.Participants {
+		points[i] = q.Point
+	}
+	deal, err := pseudonym.Deal(pd.plan.Threshold, points)
+	if err != nil {
+		return nil, err
+	}
+	resp := psRound2Resp{ID: req.ID, Node: p.cfg.Node, Commitments: deal.Commitments()}
+	for _, to := range pd.plan.Participants {
+		b, err := deal.Share(to.Point)
+		if err != nil {
+			return nil, err
+		}
+		pk, err := hpke.KEM_X25519_HKDF_SHA256.Scheme().UnmarshalBinaryPublicKey(req.HPKE[to.Node])
+		if err != nil {
+			return nil, fmt.Errorf("mpc: HPKE key of %s: %w", to.Node, err)
+		}
+		snd, err := suite.NewSender(pk, psShareInfo(req.ID, p.cfg.Node, to.Node))
+		if err != nil {
+			return nil, err
+		}
+		enc, sealer, err := snd.Setup(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		ct, err := sealer.Seal(b, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp.Shares = append(resp.Shares, sealedShare{From: p.cfg.Node, To: to.Node, Enc: enc, CT: ct})
+	}
+	p.mu.Lock()
+	pd.deal = deal
+	p.mu.Unlock()
+	return seal(p.cfg.Key, svcPsRound2, resp)
+}
+
+func (p *Pseudonyms) round3(raw []byte) ([]byte, error) {
+	var req psRound3Req
+	pd, err := p.fromCoordinator(svcPsRound3, raw, func() string { return req.ID }, &req)
+	if err != nil {
+		return nil, err
+	}
+	n := len(pd.plan.Participants)
+	if len(req.Shares) != n || len(req.Commitments) != n {
+		return nil, fmt.Errorf("mpc: %d shares and %d commitments for %d participants", len(req.Shares), len(req.Commitments), n)
+	}
+	me := p.me(pd.plan)
+	// This node's own dealing must be among the commitments unchanged.
+	mine := slices.IndexFunc(pd.plan.Participants, func(q Participant) bool { return q.Node == p.cfg.Node })
+	if pd.deal == nil || !slices.EqualFunc(req.Commitments[mine], pd.deal.Commitments(), func(a, b []byte) bool { return string(a) == string(b) }) {
+		return nil, errors.New("mpc: the coordinator altered this node's commitments")
+	}
+	shares := make([][]byte, n)
+	for i, s := range req.Shares {
+		if s.To != p.cfg.Node || s.From != pd.plan.Participants[i].Node {
+			return nil, fmt.Errorf("mpc: share %d is not addressed to %s from dealer %d", i, p.cfg.Node, i)
+		}
+		rcv, err := suite.NewReceiver(pd.hsk, psShareInfo(req.ID, s.From, s.To))
+		if err != nil {
+			return nil, err
+		}
+		opener, err := rcv.Setup(s.Enc)
+		if err != nil {
+			return nil, fmt.Errorf("mpc: share from %s: %w", s.From, err)
+		}
+		if shares[i], err = opener.Open(s.CT, nil); err != nil {
+			return nil, fmt.Errorf("mpc: share from %s does not open", s.From)
+		}
+	}
+	ks, err := pseudonym.Combine(pd.plan.Threshold, me.Point, shares, req.Commitments)
+	if err != nil {
+		return nil, fmt.Errorf("mpc: pseudonym ceremony %s: %w", req.ID, err)
+	}
+	if err := p.store(req.ID, ks); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	delete(p.pend, req.ID)
+	p.share, p.cerID = ks, req.ID
+	p.mu.Unlock()
+	return seal(p.cfg.Key, svcPsRound3, psRound3Resp{ID: req.ID, Node: p.cfg.Node, VerificationKey: ks.VerificationKey()})
+}
+
+// ---- storage ----
+
+type psFile struct {
+	Ceremony string `json:"ceremony"`
+	Share    []byte `json:"share"` // pseudonym.KeyShare encoding
+}
+
+const psFileName = "pseudonym.share"
+
+// store writes the share (0600, fsync, atomic rename). A share of an
+// earlier ceremony is replaced only when a new one completes.
+func (p *Pseudonyms) store(id string, ks *pseudonym.KeyShare) error {
+	sb, _ := ks.MarshalBinary()
+	b, err := json.Marshal(psFile{Ceremony: id, Share: sb})
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(p.cfg.Dir, psFileName)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func (p *Pseudonyms) load() error {
+	b, err := os.ReadFile(filepath.Join(p.cfg.Dir, psFileName))
+	if err != nil {
+		return err
+	}
+	var f psFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return errors.New("the share file is malformed") // never echo its bytes
+	}
+	ks, err := pseudonym.ParseKeyShare(f.Share)
+	if err != nil {
+		return errors.New("the share file holds no valid key share")
+	}
+	p.share, p.cerID = ks, f.Ceremony
+	return nil
+}
+
+// ---- evaluation ----
+
+// EvalRequest asks a participant for its partial evaluation of a
+// committed batch.
+type EvalRequest struct {
+	Batch   string `json:"batch"`
+	Request []byte `json:"request"` // pseudonym.Request encoding
+}
+
+type evalResp struct {
+	Batch   string `json:"batch"`
+	Node    string `json:"node"`
+	Partial []byte `json:"partial"`
+}
+
+// checkBatch: the batch is committed on this node's ledger, for this
+// request and its size. Quota was enforced when it was committed.
+func checkBatch(l PseudonymLedger, id string, req []byte, n int) error {
+	b, ok := l.PseudonymBatch(id)
+	if !ok {
+		return fmt.Errorf("mpc: no pseudonym batch %q on this node's ledger", id)
+	}
+	if b.Request != pseudonym.RequestSHA256(req) || b.Count != int64(n) {
+		return fmt.Errorf("mpc: batch %s was committed for another request (or size)", id)
+	}
+	return nil
+}
+
+func (p *Pseudonyms) evaluate(raw []byte) ([]byte, error) {
+	var req EvalRequest
+	if _, err := open(p.cfg.Ledger, svcPsEval, raw, &req); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	ks, cer := p.share, p.cerID
+	p.mu.Unlock()
+	c, ok := p.cfg.Ledger.Pseudonym()
+	if ks == nil || !ok || c.ID != cer {
+		return nil, fmt.Errorf("mpc: %s holds no share of the committed pseudonym key", p.cfg.Node)
+	}
+	r, err := pseudonym.ParseRequest(req.Request)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBatch(p.cfg.Ledger, req.Batch, req.Request, r.Len()); err != nil {
+		return nil, err
+	}
+	part, err := ks.Evaluate(r)
+	if err != nil {
+		return nil, err
+	}
+	pb, _ := part.MarshalBinary()
+	return seal(p.cfg.Key, svcPsEval, evalResp{Batch: req.Batch, Node: p.cfg.Node, Partial: pb})
+}
+
+// Gather asks need participants (this node first, then the others in
+// order, skipping the points in exclude and any node that fails) for
+// their partial evaluations of a committed batch, and returns them
+// encoded.
+// The caller (the client) verifies each against the ledger's keys and may
+// ask again excluding a node whose proof failed.
+func (p *Pseudonyms) Gather(ctx context.Context, batch string, req []byte, need int, exclude []uint64) ([][]byte, error) {
+	c, ok := p.cfg.Ledger.Pseudonym()
+	if !ok {
+		return nil, errors.New("mpc: no pseudonym ceremony on the ledger")
+	}
+	if need < 1 || need > c.Threshold {
+		return nil, fmt.Errorf("mpc: %d partials asked, the threshold is %d", need, c.Threshold)
+	}
+	r, err := pseudonym.ParseRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	// Refused before any node evaluates.
+	if p.cfg.Sync != nil {
+		if err := p.cfg.Sync(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkBatch(p.cfg.Ledger, batch, req, r.Len()); err != nil {
+		return nil, err
+	}
+	var order []policies.PseudonymParticipant
+	for _, q := range c.Participants {
+		if q.Node == p.cfg.Node && !slices.Contains(exclude, q.Point) {
+			order = append(order, q)
+		}
+	}
+	for _, q := range c.Participants {
+		if q.Node != p.cfg.Node && !slices.Contains(exclude, q.Point) {
+			order = append(order, q)
+		}
+	}
+	msg, err := seal(p.cfg.Key, svcPsEval, EvalRequest{Batch: batch, Request: req})
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	var errs []error
+	// Ask t at a time; replace the ones that fail by the next ones.
+	for next := 0; len(out) < need && next < len(order); {
+		k := min(need-len(out), len(order)-next)
+		batchOf := order[next : next+k]
+		next += k
+		res := make([][]byte, k)
+		errsK := make([]error, k)
+		var wg sync.WaitGroup
+		for i, q := range batchOf {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				raw, err := p.call(ctx, q.Node, svcPsEval, msg)
+				if err != nil {
+					errsK[i] = err
+					return
+				}
+				var r evalResp
+				if err := p.openFrom(svcPsEval, raw, Participant{Node: q.Node, Address: q.Address}, &r); err != nil {
+					errsK[i] = err
+					return
+				}
+				if r.Batch != batch {
+					errsK[i] = errors.New("answered another batch")
+					return
+				}
+				res[i] = r.Partial
+			}()
+		}
+		wg.Wait()
+		for i := range batchOf {
+			if errsK[i] != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", batchOf[i].Node, errsK[i]))
+				continue
+			}
+			out = append(out, res[i])
+		}
+	}
+	if len(out) < need {
+		return nil, fmt.Errorf("mpc: %d of the %d partial evaluations needed: %w", len(out), need, errors.Join(errs...))
+	}
+	return out, nil
+}

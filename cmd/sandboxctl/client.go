@@ -119,10 +119,7 @@ func (c *client) send(ctx context.Context, method, path string, b []byte, hasBod
 		return nil, errNoKey
 	}
 	if c.key != nil && !unsigned(path) {
-		if c.key.Algorithm() != chain.Ed25519 {
-			return nil, fmt.Errorf("%s: requests are signed with ed25519 keys; this key is %s", c.keyPath, c.key.Algorithm())
-		}
-		if err := audit.SignRequest(req, b, c.key.Ed25519(), c.key.Address().String()); err != nil {
+		if err := audit.SignRequestKey(req, b, c.key); err != nil {
 			return nil, err
 		}
 	}
@@ -209,7 +206,7 @@ func (c *client) upload(ctx context.Context, path, file, contentType, label stri
 	// The node checks the request (signature, permission, name, schema)
 	// before it reads the data; a refusal then comes before any is sent.
 	req.Header.Set("Expect", "100-continue")
-	if err := audit.SignStreamedRequest(req, h.Sum(nil), c.key.Ed25519(), c.key.Address().String()); err != nil {
+	if err := audit.SignStreamedRequestKey(req, h.Sum(nil), c.key); err != nil {
 		return err
 	}
 	hc := *c.http

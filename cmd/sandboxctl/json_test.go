@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/datasandbox/datasandbox/api/apitest"
 )
@@ -135,6 +136,32 @@ func TestEveryCommandPrintsOneJSONDocument(t *testing.T) {
 	jsonRun("pseudonym status", false, "auditor")
 	jsonRun("pseudonym ceremony", false, "admin")
 	jsonRun("pseudonym ids", false, "bank", "--file", e.file(t, "ids.txt", "C001\nC002\n"), "--job", id)
+
+	// The console serves until stopped: its document comes first, and
+	// nothing follows it on stdout.
+	ran["console"] = true
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	stopped := make(chan error, 1)
+	go func() {
+		stopped <- run(ctx, []string{"--server", e.url, "--key", key("auditor"), "--json", "console", "--listen", "127.0.0.1:0",
+			"--trust", e.trust, "--state", filepath.Join(e.dir, "console-verified.json")}, out, io.Discard)
+	}()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out.String(), "}"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("console --json printed nothing: %q", out.String())
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // anything else it would print
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("console did not stop")
+	}
+	if _, err := oneDocument(out.String()); err != nil {
+		t.Fatalf("console --json: %v in %q", err, out.String())
+	}
 
 	for _, c := range commands() {
 		if !ran[c.name] {

@@ -24,6 +24,7 @@ type Policy struct {
 	DP           DP                  `json:"dp"`
 	Approval     Approval            `json:"approval"`
 	Expires      time.Time           `json:"expires"`
+	Join         *Join               `json:"join,omitempty"` // join.go
 	Owner        Address             `json:"owner,omitempty"`
 	Revoked      bool                `json:"revoked,omitempty"`
 }
@@ -136,6 +137,11 @@ func (p *Policy) validateShape() error {
 	}
 	if d := p.Dominance; d != nil && (d.N < 1 || !(d.K > 0 && d.K <= 1)) {
 		return bad("dominance needs n >= 1 and 0 < k <= 1")
+	}
+	if p.Join != nil {
+		if err := p.Join.validate(); err != nil {
+			return err
+		}
 	}
 	dp := p.DP
 	switch {

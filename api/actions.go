@@ -154,6 +154,9 @@ func (s *Server) upload(c echo.Context) error {
 	if err != nil {
 		return badRequest("bad-schema", err.Error())
 	}
+	if err := s.checkUpload(c); err != nil {
+		return err
+	}
 	want, err := audit.ContentDigestSHA256(c.Request().Header.Get("Content-Digest"))
 	if err != nil {
 		return unauthorized("bad-digest", err.Error())
@@ -232,14 +235,15 @@ func (s *Server) registerDataset(c echo.Context) error {
 	if err := d.Schema.Validate(); err != nil {
 		return badRequest("bad-schema", err.Error())
 	}
-	if _, taken := s.state.Dataset(d.Name); taken {
-		return &problemError{status: http.StatusConflict, code: "conflict", detail: fmt.Sprintf("dataset %q is already registered", d.Name)}
-	}
 	if s.data == nil {
 		return &problemError{status: http.StatusServiceUnavailable, code: "no-data-store", detail: "this node keeps no datasets"}
 	}
 	if err := s.holdsFor(callerOf(c).account); err != nil {
 		return err
+	}
+	if _, taken := s.state.Dataset(d.Name); taken {
+		s.data.Discard(d.SHA256) // never to be registered: not left staged
+		return &problemError{status: http.StatusConflict, code: "conflict", detail: fmt.Sprintf("dataset %q is already registered", d.Name)}
 	}
 	schema, rows, ok := s.data.Staged(d.SHA256)
 	if !ok {
@@ -248,10 +252,12 @@ func (s *Server) registerDataset(c echo.Context) error {
 	a, _ := json.Marshal(schema)
 	b, _ := json.Marshal(d.Schema)
 	if !bytes.Equal(a, b) || rows != d.Rows {
+		s.data.Discard(d.SHA256)
 		return badRequest("upload-mismatch", "the schema or row count differs from the upload's")
 	}
 	rc, err := s.relay(c, policies.KindDatasetRegister, nil)
 	if err != nil {
+		discardRefused(s.data, d.SHA256, err)
 		return err
 	}
 	if err := s.data.Bind(d.SHA256, d.Name); err != nil {

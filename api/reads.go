@@ -202,6 +202,11 @@ func (s *Server) access(c echo.Context) error {
 	for _, j := range s.state.Jobs(func(j policies.Job) bool { return j.Dataset == ds }) {
 		out = append(out, jobResponse(j))
 	}
+	if _, ok := s.state.Dataset(ds); !ok && len(out) == 0 {
+		// Attempts on a dataset that was never registered are still shown;
+		// a name nobody ever used is most likely a typo.
+		return notFound(fmt.Sprintf("no such dataset %q (and no job ever named it)", clip(ds)))
+	}
 	return c.JSON(http.StatusOK, map[string]any{"dataset": ds, "access": out})
 }
 

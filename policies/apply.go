@@ -503,6 +503,9 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if err := s.checkShares(p, actor); err != nil {
 			return err
 		}
+		if old := inForce(s.Policies, p); old != "" {
+			return fmt.Errorf("%w: policy: identical to %s, which is in force", ErrConflict, old)
+		}
 		p.ID = "pol-" + strconv.FormatUint(index, 10)
 		p.Owner = e.Actor
 		put(s, s.Policies, p.ID, p)

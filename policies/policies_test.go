@@ -169,6 +169,8 @@ func TestPolicyValidation(t *testing.T) {
 		{"approval", func(p map[string]any) { p["approval"] = map[string]any{"mode": "manual"} }, "approval manual needs approvers >= 1"},
 		{"unknown field", func(p map[string]any) { p["colour"] = "red" }, `unknown field "colour"`},
 		{"no dataset", func(p map[string]any) { p["dataset"] = "nope" }, `policies: not found: dataset "nope"`},
+		{"expires not a date", func(p map[string]any) { p["expires"] = "2027-12-31" }, `expires must be a date and time in RFC 3339 form, such as "2027-12-31T00:00:00Z", not "2027-12-31"`},
+		{"expires a number", func(p map[string]any) { p["expires"] = 2027 }, `expires must be a date and time in RFC 3339 form, such as "2027-12-31T00:00:00Z", not 2027`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -182,6 +184,31 @@ func TestPolicyValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The same policy published twice is refused while the first is in force
+// (and whoever publishes it); once revoked, it may be published again. A
+// policy that differs in any term is a new policy.
+func TestIdenticalPolicyRefused(t *testing.T) {
+	w := newWorld(t)
+	w.withDataset()
+	w.must("agency1", KindPolicyPublish, taxPolicy(), nil)
+	first := fmt.Sprintf("pol-%d", w.index-1)
+	for _, who := range []string{"agency1", "agency1b"} {
+		if err := w.act(who, KindPolicyPublish, taxPolicy(), nil); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "identical to "+first+", which is in force") {
+			t.Fatalf("%s published the same policy again: %v", who, err)
+		}
+	}
+	// The same instant written in another zone is the same term.
+	p := taxPolicy()
+	p["expires"] = "2027-12-31T01:00:00+01:00"
+	if err := w.act("agency1", KindPolicyPublish, p, nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("same expiry in another zone: %v", err)
+	}
+	p["min_group_size"] = 20
+	w.must("agency1", KindPolicyPublish, p, nil)
+	w.must("agency1", KindPolicyRevoke, PolicyRevokeDoc{Policy: first}, nil)
+	w.must("agency1", KindPolicyPublish, taxPolicy(), nil)
 }
 
 func TestPolicyEvaluation(t *testing.T) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"io/fs"
 	"os"
@@ -133,4 +134,14 @@ func normalise(s string, dir *regexp.Regexp) string {
 		lines[i] = l
 	}
 	return strings.Join(lines, "\n")
+}
+
+// "demo --help" prints what the demo does and its flags, and starts
+// nothing.
+func TestDemoHelp(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, &out)
+	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "Usage: demo [--bin DIR]") || !strings.Contains(out.String(), "-keep") {
+		t.Fatalf("demo --help: %v %q", err, out.String())
+	}
 }

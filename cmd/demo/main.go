@@ -30,6 +30,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		fmt.Fprintln(os.Stderr, "demo: FAILED:", err)
 		os.Exit(1)
 	}
@@ -47,6 +50,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	bin := fs.String("bin", "bin", "directory holding sandboxd and sandboxctl")
 	dir := fs.String("dir", "", "consortium directory (default: a new temporary one, removed afterwards)")
 	keep := fs.Bool("keep", false, "keep the temporary directory")
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, `Usage: demo [--bin DIR] [--dir DIR] [--keep]
+
+Tells the product's story with the real binaries: starts a local consortium
+of three agency nodes (sandboxd dev) on 127.0.0.1, acts as each user through
+sandboxctl (an agency registers data and publishes a policy, an enterprise
+runs masked and he jobs, refusals), verifies the ledger as an auditor, and
+stops everything. "make demo" builds the binaries and runs it. It exits
+non-zero if any step fails.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -26,6 +26,14 @@ func table(g *globals) *tabwriter.Writer {
 	return tabwriter.NewWriter(g.stdout, 0, 2, 2, ' ', 0)
 }
 
+// plural counts things in English: "1 cell", "2 cells".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
+
 func needArgs(fs *flag.FlagSet, n int, what string) error {
 	if fs.NArg() != n {
 		return fmt.Errorf("%s: expected %s", fs.Name(), what)
@@ -111,7 +119,7 @@ func cmdAccountShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 
 // cmdGenesis writes the signed genesis entry for "sandboxd run --genesis".
 func cmdGenesis(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
-	in := fs.String("accounts", "", `JSON {"consortium": "...", "accounts": [{"public_key": "<b64>", "algorithm": "ed25519", "name", "org", "roles": [...]}], "table": {...}, "limits": {"max_epsilon_per_query": 1, "max_epsilon_budget": 10, "max_delta": 1e-5}}; the table defaults to DESIGN.md's, the limits to these`)
+	in := fs.String("accounts", "", `JSON {"consortium": "...", "accounts": [{"public_key": "<b64>", "algorithm": "ed25519", "name", "org", "roles": [...]}], "table": {...}, "limits": {"max_epsilon_per_query": 1, "max_epsilon_budget": 10, "max_delta": 1e-5}}; the table defaults to the one in docs/permissions.md, the limits to these (docs/configuration.md shows a file)`)
 	out := fs.String("out", "", "file to write (base64 of the signed entry)")
 	if err := parseArgs(fs, args); err != nil {
 		return err
@@ -158,7 +166,7 @@ func cmdGenesis(ctx context.Context, g *globals, fs *flag.FlagSet, args []string
 
 func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
 	name := fs.String("name", "", "dataset name, e.g. tax2025")
-	schemaFile := fs.String("schema", "", "schema JSON (CONTRACT.md)")
+	schemaFile := fs.String("schema", "", "schema JSON (docs/schema.md)")
 	file := fs.String("file", "", "the data (CSV, UTF-8, with a header row)")
 	regMode := fs.String("mode", "masked", "masked, or he: sensitive columns encrypted under the consortium's collective key")
 	if err := parseArgs(fs, args); err != nil {
@@ -166,6 +174,16 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	}
 	if *name == "" || *schemaFile == "" || *file == "" {
 		return errors.New("dataset register: --name, --schema and --file are required")
+	}
+	// What can be checked before the upload is, so that a mistake costs
+	// no streaming: the name, the mode, the schema, the file, the key, and
+	// whether the name is taken. (The node checks them again, and the
+	// caller's permission, before it reads the data.)
+	if err := policies.CheckDatasetName(*name); err != nil {
+		return fmt.Errorf("dataset register: %w", err)
+	}
+	if *regMode != policies.ModeMasked && *regMode != policies.ModeHE {
+		return fmt.Errorf("dataset register: --mode must be masked or he, not %q", *regMode)
 	}
 	sb, err := os.ReadFile(*schemaFile)
 	if err != nil {
@@ -175,15 +193,32 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	if err != nil {
 		return fmt.Errorf("%s: %w", *schemaFile, err)
 	}
+	if fi, err := os.Stat(*file); err != nil {
+		return err
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a file", *file)
+	}
 	canon, _ := json.Marshal(schema)
 	c := newClient(g)
+	if _, err := c.signer(); err != nil {
+		return err
+	}
+	var existing api.DatasetResponse
+	switch err := c.do(ctx, "GET", "/v1/datasets/"+*name, nil, &existing); {
+	case err == nil:
+		return fmt.Errorf("dataset register: dataset %q is already registered (owner %s); choose another name", *name, existing.Owner)
+	case !errors.Is(err, errNotFound):
+		return err
+	}
 	// 1. The data goes to the agency's node, which masks and stores it.
 	var up api.UploadResponse
 	label := "uploading (the node masks as it reads)"
 	if *regMode == policies.ModeHE {
 		label = "uploading (the node encrypts as it reads)"
 	}
-	// dataset: the name consortium pseudonym batches are committed for.
+	// dataset: the name the upload will be registered as; the node checks
+	// it before reading any data, and commits consortium pseudonym batches
+	// for it.
 	if err := c.upload(ctx, "/v1/uploads?mode="+url.QueryEscape(*regMode)+"&dataset="+url.QueryEscape(*name)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", label, &up); err != nil {
 		return err
 	}
@@ -343,17 +378,32 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	if err := c.do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: *query, Mode: *mode, Purpose: *purpose}, &j); err != nil {
 		return err
 	}
-	if err := printJob(g, j); err != nil {
-		return err
+	// With --wait --json, the one document printed is the result with the
+	// job's fields beside it (or the job alone if it ends without one).
+	jsonLater := *wait && g.json
+	if !jsonLater {
+		if err := printJob(g, j); err != nil {
+			return err
+		}
 	}
 	if j.Status == policies.JobRejected {
+		if jsonLater {
+			printJob(g, j)
+		}
 		return fmt.Errorf("job %s refused: %s", j.Job, j.Reason)
 	}
 	if !*wait {
 		return nil
 	}
-	if err := waitJob(ctx, g, c, j, *waitTimeout); err != nil {
+	j, err := waitJob(ctx, g, c, j, *waitTimeout)
+	if err != nil {
+		if jsonLater && j.Job != "" {
+			printJob(g, j) // the job as it ended (or still is): one document
+		}
 		return err
+	}
+	if jsonLater {
+		return printJobResult(ctx, g, c, j)
 	}
 	return showResult(ctx, g, c, j.Job)
 }
@@ -361,14 +411,14 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 // waitJob follows a submitted job until it completes, fails or is
 // rejected, or until timeout. While it waits for manual approvals it says
 // so on stderr (by whom, how many) each time the count changes; on timeout
-// it fails with the job id to check later.
-func waitJob(ctx context.Context, g *globals, c *client, j api.JobResponse, timeout time.Duration) error {
+// it fails with the job id to check later. It returns the job as last seen.
+func waitJob(ctx context.Context, g *globals, c *client, j api.JobResponse, timeout time.Duration) (api.JobResponse, error) {
 	deadline := time.Now().Add(timeout)
 	said := -1
 	for j.Status != policies.JobCompleted {
 		switch j.Status {
 		case policies.JobFailed, policies.JobRejected:
-			return fmt.Errorf("job %s %s: %s", j.Job, j.Status, j.Reason)
+			return j, fmt.Errorf("job %s %s: %s", j.Job, j.Status, j.Reason)
 		case policies.JobPending:
 			if len(j.Approvals) != said {
 				said = len(j.Approvals)
@@ -382,15 +432,15 @@ func waitJob(ctx context.Context, g *globals, c *client, j api.JobResponse, time
 			if j.Status == policies.JobPending {
 				what = fmt.Sprintf("pending approval (%d of %d)", len(j.Approvals), j.Needed)
 			}
-			return fmt.Errorf("job %s still %s after %s; check it later with: sandboxctl job status %s", j.Job, what, timeout, j.Job)
+			return j, fmt.Errorf("job %s still %s after %s; check it later with: sandboxctl job status %s", j.Job, what, timeout, j.Job)
 		}
 		// The node answers as soon as the job moves (long poll).
 		w := min(left, 30*time.Second).Round(time.Millisecond)
 		if err := c.do(ctx, "GET", "/v1/jobs/"+j.Job+"?wait="+w.String(), nil, &j); err != nil {
-			return err
+			return j, err
 		}
 	}
-	return nil
+	return j, nil
 }
 
 // approverOf names who approves jobs on a dataset: its owner's agency.
@@ -402,30 +452,65 @@ func approverOf(ctx context.Context, c *client, dataset string) string {
 	return fmt.Sprintf("agency %s (owner of dataset %s)", d.Org, dataset)
 }
 
-// showResult fetches a result and prints it as a table, or as the
-// contract's JSON.
-func showResult(ctx context.Context, g *globals, c *client, id string) error {
+// printJobResult prints a completed job's result as one JSON document: the
+// result's fields (job result --json) with the job's fields beside them.
+func printJobResult(ctx context.Context, g *globals, c *client, j api.JobResponse) error {
+	raw, _, err := fetchResult(ctx, c, j.Job)
+	if err != nil {
+		return err
+	}
+	doc := map[string]json.RawMessage{}
+	jb, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(jb, &doc); err != nil {
+		return err
+	}
+	var res map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return fmt.Errorf("job %s: bad result: %w", j.Job, err)
+	}
+	for k, v := range res {
+		doc[k] = v // the result's own fields win (they are the same job)
+	}
+	return printJSON(g.stdout, doc)
+}
+
+// fetchResult fetches a result, decrypting an he result with the key file,
+// and returns it as the contract's JSON and decoded.
+func fetchResult(ctx context.Context, c *client, id string) (json.RawMessage, *sandbox.Result, error) {
 	var raw json.RawMessage
 	if err := c.do(ctx, "GET", "/v1/jobs/"+id+"/result", nil, &raw); err != nil {
-		return err
+		return nil, nil, err
 	}
 	var res sandbox.Result
 	if err := json.Unmarshal(raw, &res); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if res.HE != nil {
 		// An he result is encrypted to this account: decrypt it here.
 		k, err := c.signer()
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if err := sandbox.DecryptHEResult(&res, k.Seed()); err != nil {
-			return fmt.Errorf("decrypting the he result: %w", err)
+			return nil, nil, fmt.Errorf("decrypting the he result: %w", err)
 		}
 		res.HE = nil
 		if raw, err = json.Marshal(res); err != nil {
-			return err
+			return nil, nil, err
 		}
+	}
+	return raw, &res, nil
+}
+
+// showResult fetches a result and prints it as a table, or as the
+// contract's JSON.
+func showResult(ctx context.Context, g *globals, c *client, id string) error {
+	raw, res, err := fetchResult(ctx, c, id)
+	if err != nil {
+		return err
 	}
 	if g.json {
 		_, err := g.stdout.Write(append(raw, '\n'))
@@ -447,9 +532,9 @@ func showResult(ctx context.Context, g *globals, c *client, id string) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "(%d rows, %d cells suppressed, epsilon %g spent, result sha256 %s)\n", len(res.Rows), res.Suppressed, res.EpsilonSpent, res.ResultSHA256)
+	fmt.Fprintf(g.stdout, "(%s, %s suppressed, epsilon %g spent, result sha256 %s)\n", plural(len(res.Rows), "row"), plural(res.Suppressed, "cell"), res.EpsilonSpent, res.ResultSHA256)
 	if res.TooNoisy > 0 {
-		fmt.Fprintf(g.stdout, "(%d values withheld as too noisy to release, by the policy's max_interval_ratio)\n", res.TooNoisy)
+		fmt.Fprintf(g.stdout, "(%s withheld as too noisy to release, by the policy's max_interval_ratio)\n", plural(res.TooNoisy, "value"))
 	}
 	if len(res.Noise) > 0 {
 		fmt.Fprintln(g.stdout, "(± is the 95% interval's half-width, from the noise mechanism and the columns' bounds; --json gives each interval)")

@@ -86,7 +86,7 @@ func commands() []command {
 		{"ledger export", "write the ledger to a file for offline audit", "--out FILE", "sandboxctl --key auditor.key ledger export --out ledger.zst", cmdLedgerExport},
 		{"audit access", "who used a dataset, when, for what purpose, with what result (auditor)", "--dataset D", "sandboxctl --key auditor.key audit access --dataset tax2025", cmdAuditAccess},
 		{"console", "a web console on this machine for the key's account (requests signed here)", "[--listen 127.0.0.1:8090] [--trust FILE]", "sandboxctl --key agency1.key console", cmdConsole},
-		{"ledger proof", "fetch and verify an entry's inclusion proof", "--index I | --job ID [--trust FILE]", "sandboxctl --key enterprise.key ledger proof --job job-7", cmdLedgerProof},
+		{"ledger proof", "fetch and verify an entry's inclusion proof", "--index I | --job ID [--trust FILE | --insecure]", "sandboxctl --key enterprise.key ledger proof --job job-7 --trust dev/trust.vkeys", cmdLedgerProof},
 	}, pseudonymCommands()...)
 }
 
@@ -108,7 +108,7 @@ func parseArgs(fs *flag.FlagSet, args []string) error {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "sandboxctl: client of the data-sandbox consortium\n\nUsage: sandboxctl [--server URL] [--key FILE] [--json] COMMAND [flags]\n\nCommands:")
+	fmt.Fprintln(w, "sandboxctl: client of the data-sandbox consortium\n\nUsage: sandboxctl [--server URL] [--key FILE] [--ca FILE] [--json] COMMAND [flags]\n\nCommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
 	}

@@ -230,10 +230,19 @@ func TestLedgerCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "entry 2 (note.demo) is included") {
 		t.Fatalf("proof: %q %v", out, err)
 	}
-	if _, err := e.ctl(t, "bank", "ledger", "proof", "--index", "2"); err == nil || !strings.Contains(err.Error(), "did not return entry 2") {
+	// Without trusted checkpoint keys a proof shows only what the node
+	// claims: refused unless the user says --insecure.
+	if _, err := e.ctl(t, "agency1", "ledger", "proof", "--index", "2"); err == nil || !strings.Contains(err.Error(), "--insecure") {
+		t.Fatalf("proof without trusted keys: %v", err)
+	}
+	out, err = e.ctl(t, "agency1", "ledger", "proof", "--index", "2", "--insecure")
+	if err != nil || !strings.Contains(out, "entry 2 (note.demo) is included") || !strings.Contains(out, "signature was not checked") {
+		t.Fatalf("proof --insecure: %q %v", out, err)
+	}
+	if _, err := e.ctl(t, "bank", "ledger", "proof", "--index", "2", "--trust", e.trust); err == nil || !strings.Contains(err.Error(), "did not return entry 2") {
 		t.Fatalf("enterprise proved another account's entry: %v", err)
 	}
-	if _, err := e.ctl(t, "auditor", "ledger", "proof", "--index", "9"); err == nil {
+	if _, err := e.ctl(t, "auditor", "ledger", "proof", "--index", "9", "--trust", e.trust); err == nil {
 		t.Fatal("proof of a missing entry")
 	}
 	// An enterprise cannot verify: it may not read every entry.
@@ -311,7 +320,7 @@ func TestUsageErrors(t *testing.T) {
 	}
 	t.Setenv("SANDBOX_KEY", "")
 	err := run(context.Background(), []string{"ledger", "append", "--kind", "x"}, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "needs an account key") {
+	if err == nil || !strings.Contains(err.Error(), "set --key FILE or SANDBOX_KEY") {
 		t.Errorf("missing key: %v", err)
 	}
 }
@@ -428,5 +437,16 @@ func TestWaitPending(t *testing.T) {
 	}
 	if want := "job " + id + " still pending approval (0 of 1) after 1s; check it later with: sandboxctl job status " + id; err.Error() != want {
 		t.Fatalf("error %q, want %q", err, want)
+	}
+}
+
+func TestPlural(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{{0, "0 cells"}, {1, "1 cell"}, {2, "2 cells"}} {
+		if got := plural(tc.n, "cell"); got != tc.want {
+			t.Errorf("plural(%d) = %q, want %q", tc.n, got, tc.want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -59,6 +60,20 @@ func TestScripts(t *testing.T) {
 			}})
 			for name, content := range map[string][]byte{"tax.json": apitest.TaxSchema, "tax.csv": apitest.TaxCSV(400), "accounts.json": accounts} {
 				if err := os.WriteFile(filepath.Join(env.WorkDir, name), content, 0o644); err != nil {
+					return err
+				}
+			}
+			// The documentation's examples, as a user copies them.
+			examples, err := filepath.Glob("../../docs/examples/*")
+			if err != nil || len(examples) == 0 {
+				return fmt.Errorf("docs/examples: %v", err)
+			}
+			for _, p := range examples {
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(filepath.Join(env.WorkDir, filepath.Base(p)), b, 0o644); err != nil {
 					return err
 				}
 			}

@@ -137,6 +137,10 @@ func TestEveryCommandPrintsOneJSONDocument(t *testing.T) {
 	jsonRun("pseudonym ceremony", false, "admin")
 	jsonRun("pseudonym ids", false, "bank", "--file", e.file(t, "ids.txt", "C001\nC002\n"), "--job", id)
 
+	jsonRun("budget show", true, "bank")
+	jsonRun("limits show", true, "auditor")
+	jsonRun("limits set", true, "admin", "--max-epsilon-budget", "1000")
+
 	// The console serves until stopped: its document comes first, and
 	// nothing follows it on stdout.
 	ran["console"] = true

@@ -129,6 +129,9 @@ func TestEveryCommandPrintsOneJSONDocument(t *testing.T) {
 	jsonRun("ledger export", true, "auditor", "--out", filepath.Join(e.dir, "ledger.zst"))
 	jsonRun("ledger proof", true, "bank", "--job", id, "--trust", e.trust)
 	jsonRun("audit access", true, "auditor", "--dataset", "tax2025")
+	jsonRun("budget show", true, "bank")
+	jsonRun("limits show", true, "bank")
+	jsonRun("limits set", true, "admin", "--max-epsilon-budget", "20")
 	// No HE ceremony in this consortium: both fail, printing nothing.
 	jsonRun("he status", false, "auditor")
 	jsonRun("he ceremony", false, "admin")
@@ -136,10 +139,6 @@ func TestEveryCommandPrintsOneJSONDocument(t *testing.T) {
 	jsonRun("pseudonym status", false, "auditor")
 	jsonRun("pseudonym ceremony", false, "admin")
 	jsonRun("pseudonym ids", false, "bank", "--file", e.file(t, "ids.txt", "C001\nC002\n"), "--job", id)
-
-	jsonRun("budget show", true, "bank")
-	jsonRun("limits show", true, "auditor")
-	jsonRun("limits set", true, "admin", "--max-epsilon-budget", "1000")
 
 	// The console serves until stopped: its document comes first, and
 	// nothing follows it on stdout.

@@ -22,7 +22,7 @@ import (
 )
 
 // client calls a node's API, signing each request with the account key
-// when it has one (RFC 9421, as CONTRACT.md asks).
+// when it has one (RFC 9421, as docs/models.md describes).
 type client struct {
 	base     string
 	http     *http.Client

@@ -587,6 +587,12 @@ func (s *state) submit(e Entry, index uint64, now time.Time) error {
 			return nil
 		}
 	}
+	if j.IsJoin() {
+		if x.Dataset != j.Plan.Join[0].Dataset {
+			return fmt.Errorf("%w: a join job's dataset is its plan's first, %q", ErrInvalid, clip(j.Plan.Join[0].Dataset))
+		}
+		return s.submitJoin(j, now)
+	}
 	p, reason := s.evaluate(j, now)
 	if p == nil {
 		j.Status, j.Reason = JobRejected, reason
@@ -740,6 +746,9 @@ func (s *state) decide(e Entry, now time.Time) error {
 		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
 	}
 	j := edit(s, s.Jobs, cur.ID, newJob)
+	if j.IsJoin() {
+		return s.decideJoin(e, j, d, now)
+	}
 	if !sameOwner(s.Datasets[j.Dataset], s.Accounts[e.Actor.String()]) {
 		return fmt.Errorf("%w: job %s uses dataset %q of another agency", ErrForbidden, j.ID, j.Dataset)
 	}
@@ -786,6 +795,9 @@ func (s *state) progress(e Entry, now time.Time) error {
 		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
 	}
 	j := edit(s, s.Jobs, cur.ID, newJob)
+	if j.IsJoin() {
+		return s.progressJoin(e, j, d, now)
+	}
 	from := map[string][]string{
 		KindJobStart:    {JobAuthorised},
 		KindJobComplete: {JobRunning, JobAuthorised},

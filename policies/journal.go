@@ -86,6 +86,7 @@ func cloneSlices(v any) {
 	case *Job:
 		x.Approvals = slices.Clone(x.Approvals)
 		x.Shares = slices.Clone(x.Shares)
+		x.Parts = slices.Clone(x.Parts)
 	case *Policy:
 		// Policies change only by revocation (a flag); their slices are
 		// never written after publication.

@@ -1,0 +1,331 @@
+package policies
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Joins across agencies (DESIGN.md, "Joining across agencies"): the rules
+// the state machine holds for a job whose plan joins datasets. Every
+// involved dataset's policy must allow the job and the join; a manual
+// policy waits for its own agency's approvals; every involved budget is
+// debited (debitJoin); the job runs on an executor, a node that holds none
+// of the datasets and is operated by none of their organisations.
+
+// MinJoinNodes is the fewest nodes a consortium needs to run a join: two
+// owners and an executor that is neither.
+const MinJoinNodes = 3
+
+// MaxJoinDatasets bounds the datasets of one join.
+const MaxJoinDatasets = 3
+
+// JoinLease is how long, in block time, a join job's runner holds it
+// without renewing (a job.start of its own): past it, another eligible
+// executor may claim the job, and the first runner can no longer complete
+// or fail it, so nothing is released twice.
+const JoinLease = 5 * time.Minute
+
+// IsJoin reports whether the job joins datasets.
+func (j *Job) IsJoin() bool { return len(j.Plan.Join) > 0 }
+
+// nodes counts the accounts that are nodes.
+func (s *state) nodes() int {
+	n := 0
+	for _, a := range s.Accounts {
+		if a.PublicKey != nil && s.can(a.Address, PermNode) {
+			n++
+		}
+	}
+	return n
+}
+
+// submitJoin authorises, or holds for approval, or rejects a join job.
+// Refusals are recorded on the job (an auditor sees attempts) with the
+// rule that refused it.
+func (s *state) submitJoin(j *Job, now time.Time) error {
+	sides := j.Plan.Join
+	if len(sides) < 2 || len(sides) > MaxJoinDatasets {
+		return fmt.Errorf("%w: a join plan names 2 to %d datasets, not %d", ErrInvalid, MaxJoinDatasets, len(sides))
+	}
+	if n := s.nodes(); n < MinJoinNodes {
+		j.Status, j.Reason = JobRejected, fmt.Sprintf("a join runs on a node that holds none of its datasets: it needs at least %d nodes in the consortium, there are %d", MinJoinNodes, n)
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, sd := range sides {
+		if seen[sd.Dataset] {
+			j.Status, j.Reason = JobRejected, fmt.Sprintf("dataset %q is joined with itself (self-joins are never run)", clip(sd.Dataset))
+			return nil
+		}
+		seen[sd.Dataset] = true
+	}
+	var parts []JobPart
+	for _, sd := range sides {
+		ds, ok := s.Datasets[sd.Dataset]
+		if !ok {
+			j.Status, j.Reason = JobRejected, fmt.Sprintf("unknown dataset %q", clip(sd.Dataset))
+			return nil
+		}
+		if c, ok := ds.Schema.Column(sd.Key); !ok || c.Class != Identifier || c.Pseudonym != PseudonymConsortium {
+			j.Status, j.Reason = JobRejected, fmt.Sprintf("dataset %q is joined on %q, which is not an identifier column with consortium pseudonyms", ds.Name, clip(sd.Key))
+			return nil
+		}
+		p, reason := s.evaluateJoin(j, ds, now)
+		if p == nil {
+			j.Status, j.Reason = JobRejected, reason
+			return nil
+		}
+		pt := JobPart{Dataset: ds.Name, Policy: p.ID, Epsilon: p.DP.EpsilonPerQuery, MaxRows: p.Join.MaxRowsPerPerson}
+		if p.Approval.Mode == "manual" {
+			pt.Needed = p.Approval.Approvers
+		}
+		parts = append(parts, pt)
+	}
+	j.Parts = parts
+	j.Policy, j.Epsilon = parts[0].Policy, parts[0].Epsilon
+	for _, pt := range parts {
+		j.Needed += pt.Needed
+	}
+	if j.Needed > 0 {
+		j.Status = JobPending
+		return nil
+	}
+	s.debitJoin(j)
+	return nil
+}
+
+// evaluateJoin finds the first active policy of ds that allows the join
+// job over ds's part of the plan and the join with every other dataset.
+func (s *state) evaluateJoin(j *Job, ds *Dataset, now time.Time) (*Policy, string) {
+	var ids []string
+	for id, p := range s.Policies {
+		if p.Dataset == ds.Name && !p.Revoked {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Sprintf("no policy allows any use of dataset %q", ds.Name)
+	}
+	sort.Slice(ids, func(a, b int) bool { return policySeq(ids[a]) < policySeq(ids[b]) })
+	var reasons []string
+	for _, id := range ids {
+		p := s.Policies[id]
+		if r := s.checkJoin(p, ds, j, now); r != "" {
+			reasons = append(reasons, r)
+			continue
+		}
+		return p, ""
+	}
+	return nil, strings.Join(reasons, "; ")
+}
+
+// checkJoin returns the first rule of p that the join job breaks, or "".
+func (s *state) checkJoin(p *Policy, ds *Dataset, j *Job, now time.Time) string {
+	if p.Join == nil {
+		return fmt.Sprintf("policy %s does not allow joining dataset %q (no join in the policy)", p.ID, ds.Name)
+	}
+	for _, sd := range j.Plan.Join {
+		if sd.Dataset == ds.Name {
+			continue
+		}
+		if !p.Join.Allows(sd.Dataset) {
+			return fmt.Sprintf("policy %s does not allow joining dataset %q with %q (join.datasets: %s)", p.ID, ds.Name, clip(sd.Dataset), strings.Join(p.Join.Datasets, ", "))
+		}
+		if o := s.Datasets[sd.Dataset]; o != nil && JoinKey(&o.Schema) == "" {
+			return fmt.Sprintf("dataset %q has no consortium pseudonyms to join on", sd.Dataset)
+		}
+	}
+	side := *j
+	side.Plan = j.Plan.Side(ds.Name)
+	if len(side.Plan.Aggregates) == 0 {
+		// COUNT(*) over the join is every dataset's aggregate; an
+		// aggregate over the other dataset's columns only still counts
+		// this dataset's people in its groups.
+		side.Plan.Aggregates = []Aggregate{{Func: "count", Columns: []string{"*"}}}
+	}
+	return s.check(p, ds, &side, now)
+}
+
+// debitJoin debits every involved dataset's budget by its policy's
+// epsilon, or rejects the job when any one is exhausted (then none is
+// debited). It is the one place a join's budgets are spent.
+func (s *state) debitJoin(j *Job) {
+	req := j.Requester.String()
+	for _, pt := range j.Parts {
+		spent := s.Spent[req][pt.Dataset]
+		if p := s.Policies[pt.Policy]; spent+pt.Epsilon > p.DP.EpsilonBudget+1e-12 {
+			j.Status = JobRejected
+			j.Reason = fmt.Sprintf("privacy budget exhausted for dataset %q: spent %s of %s, this query needs %s",
+				pt.Dataset, fnum(spent), fnum(p.DP.EpsilonBudget), fnum(pt.Epsilon))
+			return
+		}
+	}
+	for _, pt := range j.Parts {
+		s.spend(req, pt.Dataset, s.Spent[req][pt.Dataset]+pt.Epsilon)
+	}
+	j.Status, j.Reason = JobAuthorised, ""
+}
+
+// refundJoin gives every involved budget its epsilon back.
+func (s *state) refundJoin(j *Job) {
+	req := j.Requester.String()
+	for _, pt := range j.Parts {
+		if sp := s.Spent[req]; sp != nil {
+			s.spend(req, pt.Dataset, max(sp[pt.Dataset]-pt.Epsilon, 0))
+		}
+	}
+	j.Refunded = true
+}
+
+// decideJoin records an approval or rejection of a pending join job by an
+// account of one involved dataset's agency: each manual policy needs its
+// own agency's approvals, all of them.
+func (s *state) decideJoin(e Entry, j *Job, d JobDecisionDoc, now time.Time) error {
+	actor := s.Accounts[e.Actor.String()]
+	k := -1
+	for i, pt := range j.Parts {
+		if pt.Needed > 0 && sameOwner(s.Datasets[pt.Dataset], actor) {
+			k = i
+			break
+		}
+	}
+	if k < 0 {
+		return fmt.Errorf("%w: job %s joins no dataset of %s's agency that needs its approval", ErrForbidden, j.ID, e.Actor)
+	}
+	if j.Status != JobPending {
+		return fmt.Errorf("%w: job %s is %s, not pending", ErrConflict, j.ID, j.Status)
+	}
+	j.Updated = now
+	if e.Kind == KindJobReject {
+		if strings.TrimSpace(d.Reason) == "" {
+			return fmt.Errorf("%w: a rejection needs a reason", ErrInvalid)
+		}
+		j.Status, j.Reason = JobRejected, "rejected by "+e.Actor.String()+" for dataset "+j.Parts[k].Dataset+": "+clipN(d.Reason, 500)
+		return nil
+	}
+	parts := append([]JobPart(nil), j.Parts...)
+	pt := &parts[k]
+	for _, a := range pt.Approvals {
+		if a == e.Actor {
+			return fmt.Errorf("%w: %s already approved job %s", ErrConflict, e.Actor, j.ID)
+		}
+	}
+	if len(pt.Approvals) >= pt.Needed {
+		return fmt.Errorf("%w: dataset %s of job %s has all its approvals", ErrConflict, pt.Dataset, j.ID)
+	}
+	pt.Approvals = append(append([]Address(nil), pt.Approvals...), e.Actor)
+	j.Parts = parts
+	j.Approvals = append(j.Approvals, e.Actor)
+	for _, pt := range j.Parts {
+		if len(pt.Approvals) < pt.Needed {
+			return nil
+		}
+	}
+	// Every agency approved: the policies are judged again as they are now.
+	for _, pt := range j.Parts {
+		p, ds := s.Policies[pt.Policy], s.Datasets[pt.Dataset]
+		if p.Revoked {
+			j.Status, j.Reason = JobRejected, "policy "+p.ID+" was revoked"
+			return nil
+		}
+		if ds == nil {
+			j.Status, j.Reason = JobRejected, fmt.Sprintf("dataset %q is gone", pt.Dataset)
+			return nil
+		}
+		if r := s.checkJoin(p, ds, j, now); r != "" {
+			j.Status, j.Reason = JobRejected, r
+			return nil
+		}
+	}
+	s.debitJoin(j)
+	return nil
+}
+
+// executorFor checks that node may run join job j: a node's account that
+// holds none of its datasets and is not operated by their organisations.
+func (s *state) executorFor(j *Job, node Address) error {
+	acc := s.Accounts[node.String()]
+	if acc == nil || !s.can(node, PermNode) {
+		return fmt.Errorf("%w: %s is not a node's account: only a node executes a join", ErrForbidden, node)
+	}
+	for _, pt := range j.Parts {
+		ds := s.Datasets[pt.Dataset]
+		if ds == nil {
+			continue
+		}
+		if ds.Node == node {
+			return fmt.Errorf("%w: node %s holds dataset %q of join job %s: a join runs on a node that holds none of its datasets", ErrForbidden, node, ds.Name, j.ID)
+		}
+		holder := ""
+		if h := s.Accounts[ds.Node.String()]; h != nil {
+			holder = h.Org
+		}
+		if acc.Org != "" && (acc.Org == ds.Org || acc.Org == holder) {
+			return fmt.Errorf("%w: node %s is operated by organisation %q, which holds dataset %q of join job %s", ErrForbidden, node, acc.Org, ds.Name, j.ID)
+		}
+	}
+	return nil
+}
+
+// progressJoin applies job.start, job.complete and job.fail to a join job.
+// An eligible executor claims an authorised job, or a running one whose
+// runner's lease ran out (block time); its runner renews by starting it
+// again. Only the current runner completes it or fails it; before it
+// starts, an owner node may fail it too (a dataset gone, an owner that
+// cannot ship).
+func (s *state) progressJoin(e Entry, j *Job, d JobResultDoc, now time.Time) error {
+	switch e.Kind {
+	case KindJobStart:
+		if err := s.executorFor(j, e.Author); err != nil {
+			return err
+		}
+		switch {
+		case j.Status == JobAuthorised:
+		case j.Status == JobRunning && j.Runner == e.Author:
+		case j.Status == JobRunning && now.Sub(j.Updated) >= JoinLease:
+		case j.Status == JobRunning:
+			return fmt.Errorf("%w: job %s is run by %s, whose lease runs until %s", ErrConflict, j.ID, j.Runner, j.Updated.Add(JoinLease).UTC().Format(time.RFC3339))
+		default:
+			return fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, j.Status)
+		}
+		j.Status, j.Node, j.Runner, j.Updated = JobRunning, clip(d.Node), e.Author, now
+		return nil
+	case KindJobComplete, KindJobFail:
+		switch {
+		case j.Status == JobRunning && j.Runner != e.Author:
+			return fmt.Errorf("%w: job %s is run by %s, not %s", ErrForbidden, j.ID, j.Runner, e.Author)
+		case j.Status == JobRunning:
+		case j.Status == JobAuthorised && e.Kind == KindJobFail:
+			if !s.ownerNode(j, e.Author) && s.executorFor(j, e.Author) != nil {
+				return fmt.Errorf("%w: job %s is failed before it starts only by an owner's node or an eligible executor, not %s", ErrForbidden, j.ID, e.Author)
+			}
+		default:
+			return fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, j.Status)
+		}
+	}
+	j.Updated = now
+	if e.Kind == KindJobComplete {
+		if len(d.ResultHash) != 64 {
+			return fmt.Errorf("%w: job.complete needs result_sha256", ErrInvalid)
+		}
+		j.Status, j.ResultHash, j.Suppressed, j.Engine = JobCompleted, d.ResultHash, d.Suppressed, d.Engine
+		return nil
+	}
+	j.Status, j.Reason = JobFailed, clipN(d.Reason, 500)
+	if len(j.Shares) == 0 {
+		s.refundJoin(j)
+	}
+	return nil
+}
+
+// ownerNode reports whether node holds one of the job's datasets.
+func (s *state) ownerNode(j *Job, node Address) bool {
+	for _, pt := range j.Parts {
+		if ds := s.Datasets[pt.Dataset]; ds != nil && ds.Node == node {
+			return true
+		}
+	}
+	return false
+}

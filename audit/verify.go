@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -178,12 +179,28 @@ func invariants(rep *Report, m *policies.Machine) {
 			if rep.Epsilon[j.Requester.String()] == nil {
 				rep.Epsilon[j.Requester.String()] = map[string]float64{}
 			}
+			if j.IsJoin() {
+				// Every dataset of a join paid its own policy's epsilon.
+				for _, pt := range j.Parts {
+					pp, ok := pols[pt.Policy]
+					if !ok || pp.Dataset != pt.Dataset {
+						rep.fail(0, "join job %s reads %s without a committed authorising policy", j.ID, pt.Dataset)
+						return
+					}
+					rep.Epsilon[j.Requester.String()][pt.Dataset] += pp.DP.EpsilonPerQuery
+				}
+				break
+			}
 			rep.Epsilon[j.Requester.String()][j.Dataset] += p.DP.EpsilonPerQuery
 		case policies.JobRejected:
 			rep.Refusals[refusalRule(j.Reason)]++
 		}
 		if j.Status == policies.JobCompleted && len(j.ResultHash) != 64 {
 			rep.fail(0, "job %s completed without a result hash", j.ID)
+			return
+		}
+		if err := joinFlows(j); err != nil {
+			rep.fail(0, "%v", err)
 			return
 		}
 	}
@@ -223,4 +240,40 @@ func refusalRule(reason string) string {
 		}
 	}
 	return "other"
+}
+
+// joinFlows checks a job's data flows: only a join moves data; every flow
+// ships a dataset of its plan, exactly the plan's columns of it, from the
+// node that holds it; a completed join's runner received each dataset
+// exactly once, and the ledger shows no other flow to it.
+func joinFlows(j policies.Job) error {
+	if !j.IsJoin() {
+		if len(j.Flows) > 0 {
+			return fmt.Errorf("job %s moved data but joins nothing", j.ID)
+		}
+		return nil
+	}
+	cols := map[string][]string{}
+	for _, sd := range j.Plan.Join {
+		cols[sd.Dataset] = sd.Columns
+	}
+	toRunner := map[string]int{}
+	for _, f := range j.Flows {
+		want, ok := cols[f.Dataset]
+		if !ok || !slices.Equal(want, f.Columns) {
+			return fmt.Errorf("job %s moved columns [%s] of %s, which its plan does not ship", j.ID, strings.Join(f.Columns, ", "), f.Dataset)
+		}
+		if f.To == j.Runner {
+			toRunner[f.Dataset]++
+		}
+	}
+	if j.Status != policies.JobCompleted {
+		return nil
+	}
+	for ds := range cols {
+		if toRunner[ds] != 1 {
+			return fmt.Errorf("completed join job %s: its runner received dataset %s %d times, not once", j.ID, ds, toRunner[ds])
+		}
+	}
+	return nil
 }

@@ -64,6 +64,11 @@ const (
 	KindJobStart        = "job.start"
 	KindJobComplete     = "job.complete"
 	KindJobFail         = "job.fail"
+	// Joins (join.go): a node's long-term HPKE key, a join's per-job key
+	// sealed to its owner nodes, and each column shipment to the executor.
+	KindNodeHPKE = "node.hpke"
+	KindJobKey   = "job.key"
+	KindJobFlow  = "job.flow"
 )
 
 // Genesis is the first entry's document.
@@ -151,6 +156,7 @@ var KindPermission = map[string]string{
 	KindJobStart: PermNode, KindJobComplete: PermNode, KindJobFail: PermNode,
 	KindHECeremony: PermNode, KindHEShare: PermNode, KindHERotate: PermGrant,
 	KindPseudonymCeremony: PermNode, KindPseudonymRotate: PermGrant,
+	KindNodeHPKE: PermNode, KindJobKey: PermNode, KindJobFlow: PermNode,
 }
 
 // nodeKinds are the acts only a node's own account commits, each from the
@@ -161,6 +167,7 @@ var nodeKinds = map[string]bool{
 	KindJobStart: true, KindJobComplete: true, KindJobFail: true,
 	KindHECeremony: true, KindHEShare: true,
 	KindPseudonymCeremony: true,
+	KindNodeHPKE:          true, KindJobKey: true, KindJobFlow: true,
 }
 
 // IsNodeKind reports whether only a node's own account may commit entries
@@ -517,6 +524,12 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		return s.pseudonymRotate(e)
 	case KindPseudonymBatch:
 		return s.pseudonymBatch(e, index, now)
+	case KindNodeHPKE:
+		return s.nodeHPKE(e)
+	case KindJobKey:
+		return s.jobKey(e, now)
+	case KindJobFlow:
+		return s.jobFlow(e, index, now)
 	default:
 		if !strings.HasPrefix(e.Kind, "note.") {
 			return fmt.Errorf("%w: unknown entry kind %q", ErrInvalid, clip(e.Kind))

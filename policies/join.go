@@ -1,7 +1,9 @@
 package policies
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -310,6 +312,9 @@ func (s *state) progressJoin(e Entry, j *Job, d JobResultDoc, now time.Time) err
 		if len(d.ResultHash) != 64 {
 			return fmt.Errorf("%w: job.complete needs result_sha256", ErrInvalid)
 		}
+		if err := s.flowsComplete(j, e.Author); err != nil {
+			return err
+		}
 		j.Status, j.ResultHash, j.Suppressed, j.Engine = JobCompleted, d.ResultHash, d.Suppressed, d.Engine
 		return nil
 	}
@@ -328,4 +333,170 @@ func (s *state) ownerNode(j *Job, node Address) bool {
 		}
 	}
 	return false
+}
+
+// Documents of the join kinds.
+type (
+	// NodeHPKEDoc registers a node's long-term HPKE public key (X25519,
+	// 32 bytes), to which join keys are sealed.
+	NodeHPKEDoc struct {
+		PublicKey []byte `json:"public_key"`
+	}
+	// JobKeyDoc carries a join's per-job key, sealed with HPKE to each
+	// owner node but the one that drew it (node address -> sealed key).
+	JobKeyDoc struct {
+		Job    string            `json:"job"`
+		Sealed map[string][]byte `json:"sealed"`
+	}
+	// JobFlowDoc is an owner node's record, committed before it ships,
+	// of what it ships to the job's runner.
+	JobFlowDoc struct {
+		Job     string   `json:"job"`
+		Dataset string   `json:"dataset"`
+		Columns []string `json:"columns"`
+		SHA256  string   `json:"sha256"`
+		Rows    int64    `json:"rows"`
+		To      Address  `json:"to"`
+	}
+)
+
+// maxSealedKey bounds one sealed job key (an HPKE encapsulation and a
+// 32-byte key with its tag are under 100 bytes).
+const maxSealedKey = 256
+
+func (s *state) nodeHPKE(e Entry) error {
+	var d NodeHPKEDoc
+	if err := decode(e, &d); err != nil {
+		return err
+	}
+	if len(d.PublicKey) != 32 {
+		return fmt.Errorf("%w: node.hpke: an X25519 public key is 32 bytes, not %d", ErrInvalid, len(d.PublicKey))
+	}
+	if e.Author != e.Actor {
+		return fmt.Errorf("%w: node.hpke is the node's own act", ErrForbidden)
+	}
+	edit(s, s.Accounts, e.Actor.String(), newAccount).HPKE = d.PublicKey
+	return nil
+}
+
+// KeyHolder returns the owner node that draws a join's per-job key: the
+// lowest address among the nodes holding its datasets (deterministic, so
+// every owner knows who it is without talking).
+func (s *state) keyHolder(j *Job) (Address, []Address) {
+	var owners []Address
+	for _, pt := range j.Parts {
+		if ds := s.Datasets[pt.Dataset]; ds != nil && !slices.Contains(owners, ds.Node) {
+			owners = append(owners, ds.Node)
+		}
+	}
+	slices.SortFunc(owners, func(a, b Address) int { return bytes.Compare(a[:], b[:]) })
+	if len(owners) == 0 {
+		return Address{}, nil
+	}
+	return owners[0], owners[1:]
+}
+
+// jobKey records a join's per-job key, sealed by the key holder to every
+// other owner node, and to no other node (the executor never holds it).
+func (s *state) jobKey(e Entry, now time.Time) error {
+	var d JobKeyDoc
+	if err := decode(e, &d); err != nil {
+		return err
+	}
+	j, err := s.liveJoin(d.Job)
+	if err != nil {
+		return err
+	}
+	holder, others := s.keyHolder(j)
+	if e.Author != holder {
+		return fmt.Errorf("%w: job %s's key is drawn by %s (the lowest address among its owner nodes), not %s", ErrForbidden, j.ID, holder, e.Author)
+	}
+	if j.KeyFrom != (Address{}) {
+		return fmt.Errorf("%w: job %s already has its key", ErrConflict, j.ID)
+	}
+	if len(d.Sealed) != len(others) {
+		return fmt.Errorf("%w: job %s's key is sealed to its %d other owner nodes, not to %d nodes", ErrInvalid, j.ID, len(others), len(d.Sealed))
+	}
+	for _, o := range others {
+		b, ok := d.Sealed[o.String()]
+		if !ok {
+			return fmt.Errorf("%w: job %s's key is not sealed to owner node %s", ErrInvalid, j.ID, o)
+		}
+		if len(b) == 0 || len(b) > maxSealedKey {
+			return fmt.Errorf("%w: the key sealed to %s is %d bytes (1 to %d)", ErrInvalid, o, len(b), maxSealedKey)
+		}
+	}
+	j = edit(s, s.Jobs, j.ID, newJob)
+	j.KeyFrom, j.KeySealed, j.Updated = e.Author, d.Sealed, now
+	return nil
+}
+
+// liveJoin returns a join job that is authorised or running.
+func (s *state) liveJoin(id string) (*Job, error) {
+	j, ok := s.Jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: job %q", ErrNotFound, clip(id))
+	}
+	if !j.IsJoin() {
+		return nil, fmt.Errorf("%w: job %s joins nothing", ErrInvalid, j.ID)
+	}
+	if j.Status != JobAuthorised && j.Status != JobRunning {
+		return nil, fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, j.Status)
+	}
+	return j, nil
+}
+
+// jobFlow records a shipment before it leaves its owner: only the node
+// holding the dataset ships it, only to the job's current runner, only
+// the columns the plan ships from it, once per runner.
+func (s *state) jobFlow(e Entry, index uint64, now time.Time) error {
+	var d JobFlowDoc
+	if err := decode(e, &d); err != nil {
+		return err
+	}
+	j, err := s.liveJoin(d.Job)
+	if err != nil {
+		return err
+	}
+	var side *JoinSide
+	for i := range j.Plan.Join {
+		if j.Plan.Join[i].Dataset == d.Dataset {
+			side = &j.Plan.Join[i]
+		}
+	}
+	switch ds := s.Datasets[d.Dataset]; {
+	case side == nil:
+		return fmt.Errorf("%w: job %s does not read dataset %q", ErrForbidden, j.ID, clip(d.Dataset))
+	case ds == nil || ds.Node != e.Author:
+		return fmt.Errorf("%w: dataset %q is shipped only by the node that holds it", ErrForbidden, clip(d.Dataset))
+	case j.Status != JobRunning || d.To != j.Runner:
+		return fmt.Errorf("%w: job %s's data goes only to its runner (%s), not %s", ErrForbidden, j.ID, j.Runner, d.To)
+	case !slices.Equal(d.Columns, side.Columns):
+		return fmt.Errorf("%w: job %s ships columns [%s] of %s, not [%s]", ErrForbidden, j.ID, strings.Join(side.Columns, ", "), d.Dataset, clip(strings.Join(d.Columns, ", ")))
+	case len(d.SHA256) != 64 || strings.Trim(d.SHA256, "0123456789abcdef") != "" || d.Rows < 0:
+		return fmt.Errorf("%w: job.flow needs a hex sha256 and a row count", ErrInvalid)
+	}
+	for _, f := range j.Flows {
+		if f.Dataset == d.Dataset && f.To == d.To {
+			return fmt.Errorf("%w: dataset %s was already shipped to %s for job %s", ErrConflict, d.Dataset, d.To, j.ID)
+		}
+	}
+	j = edit(s, s.Jobs, j.ID, newJob)
+	j.Flows = append(j.Flows, JobFlow{Dataset: d.Dataset, Columns: d.Columns, SHA256: d.SHA256, Rows: d.Rows, To: d.To, From: e.Author, Index: index})
+	return nil
+}
+
+// flowsComplete checks, at job.complete, that the runner received each
+// dataset of the plan: a join completes only over the flows it needed.
+func (s *state) flowsComplete(j *Job, runner Address) error {
+	for _, sd := range j.Plan.Join {
+		ok := false
+		for _, f := range j.Flows {
+			ok = ok || (f.Dataset == sd.Dataset && f.To == runner)
+		}
+		if !ok {
+			return fmt.Errorf("%w: job %s completes without a job.flow of dataset %s to its runner", ErrConflict, j.ID, sd.Dataset)
+		}
+	}
+	return nil
 }

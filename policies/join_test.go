@@ -277,9 +277,108 @@ func TestJoinExecutor(t *testing.T) {
 	w.must("bank", KindJobSubmit, job("q", "masked", "benefit statistics"), joinPlan())
 	id = w.lastJob().ID
 	w.must("node3", KindJobStart, JobResultDoc{Job: id}, nil)
+	w.ship(id, "node3")
 	w.must("node3", KindJobComplete, JobResultDoc{Job: id, ResultHash: strings.Repeat("b", 64)}, nil)
 	w.now = w.now.Add(time.Hour)
 	if err := w.act("node5", KindJobStart, JobResultDoc{Job: id}, nil); !errors.Is(err, ErrConflict) {
 		t.Fatalf("a completed join restarted: %v", err)
+	}
+}
+
+// ship commits both owners' flows of the join job to node to.
+func (w *world) ship(id, to string) {
+	w.t.Helper()
+	x := joinPlan()
+	for i, n := range []string{"node1", "node2"} {
+		side := x.Plan.Join[i]
+		w.must(n, KindJobFlow, JobFlowDoc{Job: id, Dataset: side.Dataset, Columns: side.Columns, SHA256: strings.Repeat("e", 64), Rows: 10, To: w.addr(to)}, nil)
+	}
+}
+
+// The per-job key is drawn by the owner node with the lowest address and
+// sealed to the other owner nodes only; flows go from each dataset's node
+// to the runner, with exactly the plan's columns; a join completes only
+// once every dataset reached its runner.
+func TestJoinKeyAndFlows(t *testing.T) {
+	w := joinWorld(t, 3)
+	w.publishJoin([]string{"*"}, auto, auto)
+	w.must("node1", KindNodeHPKE, NodeHPKEDoc{PublicKey: make([]byte, 32)}, nil)
+	if err := w.act("node1", KindNodeHPKE, NodeHPKEDoc{PublicKey: make([]byte, 31)}, nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a 31-byte HPKE key: %v", err)
+	}
+	w.must("bank", KindJobSubmit, job("q", "masked", "benefit statistics"), joinPlan())
+	id := w.lastJob().ID
+	holder, other := "node1", "node2"
+	if a, b := w.addr("node1"), w.addr("node2"); string(b[:]) < string(a[:]) {
+		holder, other = "node2", "node1"
+	}
+	sealed := func(to ...string) JobKeyDoc {
+		d := JobKeyDoc{Job: id, Sealed: map[string][]byte{}}
+		for _, n := range to {
+			d.Sealed[w.addr(n).String()] = []byte("sealed")
+		}
+		return d
+	}
+	keyCases := []struct {
+		name, by string
+		doc      JobKeyDoc
+		want     error
+	}{
+		{"drawn by the other owner", other, sealed(holder), ErrForbidden},
+		{"drawn by the executor", "node3", sealed(holder, other), ErrForbidden},
+		{"sealed to the executor too", holder, sealed(other, "node3"), ErrInvalid},
+		{"sealed to the executor instead", holder, sealed("node3"), ErrInvalid},
+		{"sealed to nobody", holder, sealed(), ErrInvalid},
+	}
+	for _, c := range keyCases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := w.act(c.by, KindJobKey, c.doc, nil); !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+		})
+	}
+	w.must(holder, KindJobKey, sealed(other), nil)
+	if err := w.act(holder, KindJobKey, sealed(other), nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a second key: %v", err)
+	}
+	x := joinPlan()
+	flow := func(to string, cols ...string) JobFlowDoc {
+		return JobFlowDoc{Job: id, Dataset: "tax2025", Columns: cols, SHA256: strings.Repeat("e", 64), Rows: 10, To: w.addr(to)}
+	}
+	if err := w.act("node1", KindJobFlow, flow("node3", "income"), nil); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("shipped before a runner claimed the job: %v", err)
+	}
+	w.must("node3", KindJobStart, JobResultDoc{Job: id}, nil)
+	flowCases := []struct {
+		name, by string
+		doc      JobFlowDoc
+		want     error
+	}{
+		{"to another node", "node1", flow("node2", "income"), ErrForbidden},
+		{"a column the plan does not ship", "node1", flow("node3", "income", "region"), ErrForbidden},
+		{"the identifier", "node1", flow("node3", "person_id"), ErrForbidden},
+		{"shipped by a node that does not hold it", "node2", flow("node3", "income"), ErrForbidden},
+		{"no digest", "node1", JobFlowDoc{Job: id, Dataset: "tax2025", Columns: []string{"income"}, To: w.addr("node3")}, ErrInvalid},
+	}
+	for _, c := range flowCases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := w.act(c.by, KindJobFlow, c.doc, nil); !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+		})
+	}
+	w.must("node1", KindJobFlow, flow("node3", x.Plan.Join[0].Columns...), nil)
+	if err := w.act("node1", KindJobFlow, flow("node3", x.Plan.Join[0].Columns...), nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("shipped twice: %v", err)
+	}
+	done := JobResultDoc{Job: id, ResultHash: strings.Repeat("a", 64)}
+	if err := w.act("node3", KindJobComplete, done, nil); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "benefits2025") {
+		t.Fatalf("completed without benefits2025's flow: %v", err)
+	}
+	w.must("node2", KindJobFlow, JobFlowDoc{Job: id, Dataset: "benefits2025", Columns: x.Plan.Join[1].Columns, SHA256: strings.Repeat("f", 64), Rows: 8, To: w.addr("node3")}, nil)
+	w.must("node3", KindJobComplete, done, nil)
+	j, _ := w.m.Job(id)
+	if j.Status != JobCompleted || len(j.Flows) != 2 || j.KeyFrom != w.addr(holder) || len(j.KeySealed) != 1 {
+		t.Fatalf("%+v", j)
 	}
 }

@@ -98,6 +98,9 @@ type Account struct {
 	Org       string   `json:"org,omitempty"`
 	Roles     []string `json:"roles"`
 	HEKey     string   `json:"he_key_sha256,omitempty"`
+	// HPKE is a node's long-term X25519 HPKE public key (node.hpke): join
+	// keys are sealed to it.
+	HPKE []byte `json:"hpke,omitempty"`
 }
 
 // Dataset is a registration: metadata and digest, never the data.
@@ -153,9 +156,27 @@ type Job struct {
 	// approvals of its own agency (Dataset, Policy, Epsilon, Approvals and
 	// Needed above then describe the first dataset).
 	Parts []JobPart `json:"parts,omitempty"`
+	// KeyFrom is the owner node that sealed the join's per-job key to the
+	// other owner nodes (job.key); KeySealed holds the sealed copies.
+	KeyFrom   Address           `json:"key_from,omitzero"`
+	KeySealed map[string][]byte `json:"key_sealed,omitempty"`
+	// Flows are the shipments of a join's columns to its runners.
+	Flows []JobFlow `json:"flows,omitempty"`
 	// Refunded: the job failed before anything could be released (no
 	// result, no decryption share), so its epsilon went back to the budget.
 	Refunded bool `json:"refunded,omitempty"`
+}
+
+// JobFlow is one shipment of a join: which columns of which dataset moved
+// to which node, with the SHA-256 of what was shipped.
+type JobFlow struct {
+	Dataset string   `json:"dataset"`
+	Columns []string `json:"columns"`
+	SHA256  string   `json:"sha256"`
+	Rows    int64    `json:"rows"`
+	To      Address  `json:"to"`
+	From    Address  `json:"from"`
+	Index   uint64   `json:"index"`
 }
 
 // JobPart is one dataset of a join job.

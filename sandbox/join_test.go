@@ -34,6 +34,8 @@ type joinFixture struct {
 	benefit map[string]float64
 	kind    map[string]string
 	ids     []string
+	// the CSVs ingested
+	taxCSV, benCSV []byte
 }
 
 // joinFixtures: tax2025 holds P0..P(n-1), benefits2025 holds P(lo)..P(hi-1)
@@ -63,6 +65,7 @@ func joinFixtures(t *testing.T, n, lo, hi int, dup map[int]bool) *joinFixture {
 			fmt.Fprintf(&bb, "%s,%s,%g\n", id, f.kind[id], f.benefit[id])
 		}
 	}
+	f.taxCSV, f.benCSV = tb.Bytes(), bb.Bytes()
 	prf := &fakePRF{}
 	load := func(csv []byte, s policies.Schema, name string) *Table {
 		dir := filepath.Join(t.TempDir(), name)

@@ -188,7 +188,7 @@ func newJoinCluster(t *testing.T, wait time.Duration) *joinCluster {
 			"group_by": []string{"kind", "region"}, "filter": []string{"region"}, "min_group_size": 10,
 			"dp":       map[string]any{"epsilon_per_query": 1000.0, "epsilon_budget": 5000.0},
 			"approval": map[string]any{"mode": "auto"}, "expires": "2099-01-01T00:00:00Z",
-			"join":     map[string]any{"datasets": []string{"*"}, "lists": false, "max_rows_per_person": 1},
+			"join": map[string]any{"datasets": []string{"*"}, "lists": false, "max_rows_per_person": 1},
 		}
 		if d == "tax2025" {
 			p["aggregates"], p["group_by"] = map[string][]string{"income": {"count", "avg", "sum"}}, []string{"region"}

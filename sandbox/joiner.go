@@ -112,9 +112,6 @@ func (jn *Joiner) Run(ctx context.Context) {
 }
 
 func (jn *Joiner) pass(ctx context.Context) {
-	if !jn.publishHPKE(ctx) {
-		return
-	}
 	jobs := jn.state.Jobs(func(j policies.Job) bool {
 		return j.IsJoin() && (j.Status == policies.JobAuthorised || j.Status == policies.JobRunning)
 	})
@@ -129,6 +126,12 @@ func (jn *Joiner) pass(ctx context.Context) {
 			}
 		}
 		if owner {
+			// An owner's HPKE key goes on the ledger when a join first
+			// needs it (the key holder seals to it), not before: a
+			// consortium without joins has no such entries.
+			if !jn.publishHPKE(ctx) {
+				continue
+			}
 			if err := jn.drawKey(ctx, j); err != nil {
 				jn.log.Warn("job key not committed", "job", j.ID, "err", err)
 			}
@@ -141,8 +144,8 @@ func (jn *Joiner) pass(ctx context.Context) {
 	}
 }
 
-// publishHPKE commits the node's HPKE key once the ledger does not hold
-// it; it reports whether the ledger holds it.
+// publishHPKE commits the node's HPKE key if the ledger does not hold it;
+// it reports whether the ledger holds it.
 func (jn *Joiner) publishHPKE(ctx context.Context) bool {
 	jn.mu.Lock()
 	ok := jn.hpkeOK

@@ -242,8 +242,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	d.say("The auditor sees who used the dataset, when, for what purpose, and with what result")
+	d.say("The auditor sees who used each dataset, when, for what purpose, and with what result; for a join, which columns moved to which node")
 	if err := d.ctl(0, key("auditor"), "audit", "access", "--dataset", "tax2025"); err != nil {
+		return err
+	}
+	if err := d.ctl(1, key("auditor"), "audit", "access", "--dataset", "benefits2025"); err != nil {
 		return err
 	}
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"slices"
 	"sort"
 	"strings"
@@ -121,10 +122,17 @@ func (q *Query) joinRefPos(d string) int {
 
 // JoinTag is the per-job tag of one consortium pseudonym.
 func JoinTag(kJob, pseudonym []byte) [TagSize]byte {
-	m := hmac.New(sha256.New, kJob)
+	return tagWith(hmac.New(sha256.New, kJob), pseudonym)
+}
+
+// tagWith computes a tag with m, an HMAC-SHA256 keyed with k_job (reset
+// and reused across rows).
+func tagWith(m hash.Hash, pseudonym []byte) [TagSize]byte {
+	m.Reset()
 	m.Write(pseudonym)
+	var sum [sha256.Size]byte
 	var t [TagSize]byte
-	copy(t[:], m.Sum(nil))
+	copy(t[:], m.Sum(sum[:0]))
 	return t
 }
 
@@ -165,8 +173,9 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 	for i := range parts {
 		byName[parts[i].Dataset] = &parts[i]
 	}
-	// Per part, each person's rows, capped.
-	kept := make([]map[[TagSize]byte][]int32, len(order))
+	// Per part, an index of each person's rows (a chain through the rows
+	// with the same tag), capped when they are read.
+	idx := make([]*tagIndex, len(order))
 	bound := 1
 	for i, d := range order {
 		p := byName[d]
@@ -177,37 +186,33 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 			return nil, fmt.Errorf("%w: dataset %s has no bound on rows per person", ErrRefused, d)
 		}
 		bound *= p.MaxRows
-		kept[i] = capRows(p.Tags, p.MaxRows, selKey, i)
+		idx[i] = newTagIndex(p.Tags, p.MaxRows, selKey, i)
 	}
-	// The first part drives: its people, in tag order (deterministic).
-	people := make([][TagSize]byte, 0, len(kept[0]))
-	for t := range kept[0] {
-		people = append(people, t)
-	}
-	slices.SortFunc(people, func(a, b [TagSize]byte) int { return strings.Compare(string(a[:]), string(b[:])) })
-	var rows [][]int32 // per joined row, the row index of each part
-	var person []int32 // per joined row, the person's index
-	for pi, t := range people {
-		combos := [][]int32{{}}
-		for i := range order {
-			rs := kept[i][t]
-			if len(rs) == 0 {
-				combos = nil
+	// The first part drives, in its row order (deterministic): a person is
+	// met at its first row there. The joined rows of a person are
+	// contiguous, every combination of its kept rows across the parts.
+	k := len(order)
+	var rows []int32   // k row indices per joined row, flat
+	var person []int32 // per joined row, the person (its first row in the first part)
+	per := make([][]int32, k)
+	tags0 := byName[order[0]].Tags
+	for r0 := range tags0 {
+		t := tags0[r0]
+		if idx[0].head[t] != int32(r0) {
+			continue
+		}
+		ok := true
+		for i := range k {
+			if per[i] = idx[i].rows(t, per[i][:0]); len(per[i]) == 0 {
+				ok = false
 				break
 			}
-			next := make([][]int32, 0, len(combos)*len(rs))
-			for _, c := range combos {
-				for _, r := range rs {
-					next = append(next, append(slices.Clone(c), r))
-				}
-			}
-			combos = next
 		}
-		for _, c := range combos {
-			rows = append(rows, c)
-			person = append(person, int32(pi))
+		if !ok {
+			continue
 		}
-		if pi%4096 == 0 {
+		emitCombos(per, &rows, &person, int32(r0))
+		if r0%65536 == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -249,39 +254,91 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 	return res, nil
 }
 
-// capRows groups a part's rows by tag and keeps at most max per tag: those
-// with the smallest HMAC(selKey, part, tag, row), an unbiased choice the
-// data cannot steer (selKey is secret and fresh per job).
-func capRows(tags [][TagSize]byte, max int, selKey []byte, part int) map[[TagSize]byte][]int32 {
-	out := make(map[[TagSize]byte][]int32, len(tags))
-	for i, t := range tags {
-		out[t] = append(out[t], int32(i))
+// tagIndex finds a part's rows by tag: head is each tag's first row,
+// next chains the rows with the same tag in row order (-1 ends a chain).
+type tagIndex struct {
+	head   map[[TagSize]byte]int32
+	next   []int32
+	max    int
+	selKey []byte
+	part   int
+	mac    hash.Hash
+}
+
+func newTagIndex(tags [][TagSize]byte, max int, selKey []byte, part int) *tagIndex {
+	x := &tagIndex{head: make(map[[TagSize]byte]int32, len(tags)), next: make([]int32, len(tags)), max: max, selKey: selKey, part: part,
+		mac: hmac.New(sha256.New, selKey)}
+	for i := len(tags) - 1; i >= 0; i-- {
+		if h, ok := x.head[tags[i]]; ok {
+			x.next[i] = h
+		} else {
+			x.next[i] = -1
+		}
+		x.head[tags[i]] = int32(i)
 	}
+	return x
+}
+
+// rows appends the person's rows, at most max of them: when it has more,
+// those with the smallest HMAC(selKey, part, tag, row), an unbiased choice
+// the data cannot steer (selKey is secret and fresh per job), in row order.
+func (x *tagIndex) rows(t [TagSize]byte, out []int32) []int32 {
+	h, ok := x.head[t]
+	if !ok {
+		return out
+	}
+	for r := h; r >= 0; r = x.next[r] {
+		out = append(out, r)
+	}
+	if len(out) <= x.max {
+		return out
+	}
+	rank := make(map[int32]string, len(out))
 	var buf [4 + TagSize + 4]byte
-	for t, rs := range out {
-		if len(rs) <= max {
-			continue
-		}
-		rank := make(map[int32]string, len(rs))
-		for _, r := range rs {
-			binary.BigEndian.PutUint32(buf[:4], uint32(part))
-			copy(buf[4:], t[:])
-			binary.BigEndian.PutUint32(buf[4+TagSize:], uint32(r))
-			m := hmac.New(sha256.New, selKey)
-			m.Write(buf[:])
-			rank[r] = string(m.Sum(nil))
-		}
-		sort.Slice(rs, func(a, b int) bool { return rank[rs[a]] < rank[rs[b]] })
-		out[t] = slices.Clone(rs[:max])
-		slices.Sort(out[t])
+	for _, r := range out {
+		binary.BigEndian.PutUint32(buf[:4], uint32(x.part))
+		copy(buf[4:], t[:])
+		binary.BigEndian.PutUint32(buf[4+TagSize:], uint32(r))
+		x.mac.Reset()
+		x.mac.Write(buf[:])
+		rank[r] = string(x.mac.Sum(nil))
 	}
+	sort.Slice(out, func(a, b int) bool { return rank[out[a]] < rank[out[b]] })
+	out = out[:x.max]
+	slices.Sort(out)
 	return out
+}
+
+// emitCombos appends every combination of one row per part.
+func emitCombos(per [][]int32, rows *[]int32, person *[]int32, p int32) {
+	k := len(per)
+	pos := make([]int, k)
+	for {
+		for i := range k {
+			*rows = append(*rows, per[i][pos[i]])
+		}
+		*person = append(*person, p)
+		i := k - 1
+		for i >= 0 {
+			pos[i]++
+			if pos[i] < len(per[i]) {
+				break
+			}
+			pos[i] = 0
+			i--
+		}
+		if i < 0 {
+			return
+		}
+	}
 }
 
 // joinedTable lays the joined rows out as one table whose columns are
 // named dataset.column.
-func joinedTable(q *Query, order []string, parts map[string]*JoinPart, rows [][]int32) (*Table, error) {
-	t := &Table{Rows: len(rows), Cols: map[string]*Column{}}
+func joinedTable(q *Query, order []string, parts map[string]*JoinPart, rows []int32) (*Table, error) {
+	k := len(order)
+	n := len(rows) / k
+	t := &Table{Rows: n, Cols: map[string]*Column{}}
 	for i, d := range order {
 		p := parts[d]
 		for _, sc := range p.Table.Schema.Columns {
@@ -299,17 +356,17 @@ func joinedTable(q *Query, order []string, parts map[string]*JoinPart, rows [][]
 				if len(src.Num) != p.Table.Rows {
 					return nil, fmt.Errorf("%w: column %s has %d values for %d rows", ErrBadData, name, len(src.Num), p.Table.Rows)
 				}
-				c.Num = make([]float64, len(rows))
-				for k, r := range rows {
-					c.Num[k] = src.Num[r[i]]
+				c.Num = make([]float64, n)
+				for j := range n {
+					c.Num[j] = src.Num[rows[j*k+i]]
 				}
 			case kindDict:
 				if len(src.Codes) != p.Table.Rows {
 					return nil, fmt.Errorf("%w: column %s has %d values for %d rows", ErrBadData, name, len(src.Codes), p.Table.Rows)
 				}
-				c.Codes = make([]uint32, len(rows))
-				for k, r := range rows {
-					c.Codes[k] = src.Codes[r[i]]
+				c.Codes = make([]uint32, n)
+				for j := range n {
+					c.Codes[j] = src.Codes[rows[j*k+i]]
 				}
 			default:
 				return nil, fmt.Errorf("%w: column %s of kind %s is never shipped", ErrBadData, name, src.Kind)

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -53,8 +54,9 @@ func Ship(job string, t *Table, side policies.JoinSide, kJob []byte) (*Shipment,
 		return nil, fmt.Errorf("%w: dataset %s: column %s holds %d bytes for %d rows", ErrBadData, side.Dataset, side.Key, len(key.Pseudo), t.Rows)
 	}
 	s := &Shipment{Job: job, Dataset: side.Dataset, Rows: t.Rows, Tags: make([]byte, 0, t.Rows*TagSize), Columns: []ShipmentCol{}}
+	mac := hmac.New(sha256.New, kJob)
 	for i := 0; i < t.Rows; i++ {
-		tag := JoinTag(kJob, key.Pseudo[i*ps:(i+1)*ps])
+		tag := tagWith(mac, key.Pseudo[i*ps:(i+1)*ps])
 		s.Tags = append(s.Tags, tag[:]...)
 	}
 	for _, name := range side.Columns {

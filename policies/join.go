@@ -286,13 +286,13 @@ func (s *state) progressJoin(e Entry, j *Job, d JobResultDoc, now time.Time) err
 		switch {
 		case j.Status == JobAuthorised:
 		case j.Status == JobRunning && j.Runner == e.Author:
-		case j.Status == JobRunning && now.Sub(j.Updated) >= JoinLease:
+		case j.Status == JobRunning && now.Sub(j.Claimed) >= JoinLease:
 		case j.Status == JobRunning:
-			return fmt.Errorf("%w: job %s is run by %s, whose lease runs until %s", ErrConflict, j.ID, j.Runner, j.Updated.Add(JoinLease).UTC().Format(time.RFC3339))
+			return fmt.Errorf("%w: job %s is run by %s, whose lease runs until %s", ErrConflict, j.ID, j.Runner, j.Claimed.Add(JoinLease).UTC().Format(time.RFC3339))
 		default:
 			return fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, j.Status)
 		}
-		j.Status, j.Node, j.Runner, j.Updated = JobRunning, clip(d.Node), e.Author, now
+		j.Status, j.Node, j.Runner, j.Updated, j.Claimed = JobRunning, clip(d.Node), e.Author, now, now
 		return nil
 	case KindJobComplete, KindJobFail:
 		switch {
@@ -475,6 +475,13 @@ func (s *state) jobFlow(e Entry, index uint64, now time.Time) error {
 		return fmt.Errorf("%w: job %s ships columns [%s] of %s, not [%s]", ErrForbidden, j.ID, strings.Join(side.Columns, ", "), d.Dataset, clip(strings.Join(d.Columns, ", ")))
 	case len(d.SHA256) != 64 || strings.Trim(d.SHA256, "0123456789abcdef") != "" || d.Rows < 0:
 		return fmt.Errorf("%w: job.flow needs a hex sha256 and a row count", ErrInvalid)
+	}
+	// A policy revoked (or expired) since the job was authorised stops its
+	// data from moving: the executor then fails the job, refunded.
+	for _, pt := range j.Parts {
+		if p := s.Policies[pt.Policy]; pt.Dataset == d.Dataset && (p == nil || p.Revoked || !p.Expires.After(now)) {
+			return fmt.Errorf("%w: policy %s of dataset %s was revoked or expired after job %s was authorised: its data does not move", ErrForbidden, pt.Policy, d.Dataset, j.ID)
+		}
 	}
 	for _, f := range j.Flows {
 		if f.Dataset == d.Dataset && f.To == d.To {

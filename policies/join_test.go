@@ -382,3 +382,26 @@ func TestJoinKeyAndFlows(t *testing.T) {
 		t.Fatalf("%+v", j)
 	}
 }
+
+// A policy revoked after the join was authorised stops its dataset's
+// shipment; the runner then fails the job and every budget is refunded.
+func TestJoinPolicyRevokedMidJob(t *testing.T) {
+	w := joinWorld(t, 3)
+	w.publishJoin([]string{"*"}, auto, auto)
+	w.must("bank", KindJobSubmit, job("q", "masked", "benefit statistics"), joinPlan())
+	id := w.lastJob().ID
+	w.must("node3", KindJobStart, JobResultDoc{Job: id}, nil)
+	x := joinPlan()
+	w.must("node1", KindJobFlow, JobFlowDoc{Job: id, Dataset: "tax2025", Columns: x.Plan.Join[0].Columns, SHA256: strings.Repeat("e", 64), To: w.addr("node3")}, nil)
+	j, _ := w.m.Job(id)
+	w.node = w.addr("node2")
+	w.must("agency2", KindPolicyRevoke, PolicyRevokeDoc{Policy: j.Parts[1].Policy}, nil)
+	err := w.act("node2", KindJobFlow, JobFlowDoc{Job: id, Dataset: "benefits2025", Columns: x.Plan.Join[1].Columns, SHA256: strings.Repeat("f", 64), To: w.addr("node3")}, nil)
+	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("shipped under a revoked policy: %v", err)
+	}
+	w.must("node3", KindJobFail, JobResultDoc{Job: id, Reason: "benefits2025 was not shipped: its policy was revoked"}, nil)
+	if j, _ := w.m.Job(id); !j.Refunded || w.m.Spent(w.addr("bank"), "tax2025") != 0 || w.m.Spent(w.addr("bank"), "benefits2025") != 0 {
+		t.Fatalf("%+v", j)
+	}
+}

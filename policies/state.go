@@ -150,7 +150,10 @@ type Job struct {
 	Engine     string    `json:"engine,omitempty"`
 	Node       string    `json:"node,omitempty"`   // the node that runs it
 	Runner     Address   `json:"runner,omitempty"` // that node's account
-	Shares     []HEShare `json:"he_shares,omitempty"`
+	// Claimed is when a join's runner last claimed or renewed it (block
+	// time): its lease runs JoinLease from then.
+	Claimed time.Time `json:"claimed,omitzero"`
+	Shares  []HEShare `json:"he_shares,omitempty"`
 	// Parts is set for a join job: per involved dataset, the policy that
 	// allowed it, the epsilon debited from that dataset's budget and the
 	// approvals of its own agency (Dataset, Policy, Epsilon, Approvals and

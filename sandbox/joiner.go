@@ -138,7 +138,7 @@ func (jn *Joiner) pass(ctx context.Context) {
 			continue
 		}
 		if jn.eligible(j) && (j.Status == policies.JobAuthorised || j.Runner == jn.me ||
-			time.Since(j.Updated) > policies.JoinLease) {
+			time.Since(j.Claimed) > policies.JoinLease) {
 			jn.execute(ctx, j)
 		}
 	}

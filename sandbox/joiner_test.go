@@ -27,6 +27,7 @@ type memLedger struct {
 	mu    sync.Mutex
 	m     *policies.Machine
 	index uint64
+	skew  time.Duration // added to the block time
 }
 
 func (l *memLedger) Append(_ context.Context, raw []byte) (chain.Receipt, error) {
@@ -45,7 +46,7 @@ func (l *memLedger) apply(e policies.Entry) (chain.Receipt, error) {
 	if e.ReplayKey == "" {
 		e.ReplayKey, e.ReplayTime = fmt.Sprintf("direct:%d", l.index), time.Now()
 	}
-	if err := l.m.Apply(e, l.index, time.Now()); err != nil {
+	if err := l.m.Apply(e, l.index, time.Now().Add(l.skew)); err != nil {
 		return chain.Receipt{}, err
 	}
 	l.index++
@@ -107,6 +108,8 @@ type joinCluster struct {
 	// call, when set, stands between the executor and an owner.
 	call func(peer string, b []byte, err error) ([]byte, error)
 	fix  *joinFixture
+	ctx  context.Context
+	wg   sync.WaitGroup
 }
 
 var logMu sync.Mutex
@@ -123,12 +126,26 @@ func (w lockedBuf) Write(p []byte) (int, error) {
 // benefits2025, node3 (org ops) holds nothing; both policies allow the
 // join; bank is an enterprise.
 func newJoinCluster(t *testing.T, wait time.Duration) *joinCluster {
+	c := newJoinClusterStopped(t, wait)
+	c.start()
+	return c
+}
+
+// start runs every node's joiner.
+func (c *joinCluster) start() {
+	for _, n := range c.nodes {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); n.j.Run(c.ctx) }()
+	}
+}
+
+func newJoinClusterStopped(t *testing.T, wait time.Duration) *joinCluster {
 	t.Helper()
 	c := &joinCluster{t: t, led: &memLedger{m: policies.New()}, nodes: map[string]*joinNode{}, keys: map[string]*chain.Key{}}
 	g := policies.Genesis{Consortium: "test", Table: policies.DefaultTable()}
 	for _, a := range []struct{ name, role, org string }{
 		{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"agency2", "agency", "health"}, {"bank", "enterprise", "bank"},
-		{"node1", "node", "tax"}, {"node2", "node", "health"}, {"node3", "node", "ops"},
+		{"node1", "node", "tax"}, {"node2", "node", "health"}, {"node3", "node", "ops"}, {"node4", "node", "ops2"},
 	} {
 		k, err := chain.GenerateKey(chain.Ed25519)
 		if err != nil {
@@ -145,8 +162,8 @@ func newJoinCluster(t *testing.T, wait time.Duration) *joinCluster {
 	schemas := map[string]policies.Schema{"node1": taxJoinSchema, "node2": benefitJoinSchema}
 	agency := map[string]string{"node1": "agency1", "node2": "agency2"}
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	c.ctx = ctx
+	t.Cleanup(func() { cancel(); c.wg.Wait() })
 	for _, name := range []string{"node1", "node2", "node3"} {
 		dir := filepath.Join(t.TempDir(), name)
 		st, err := OpenStore(dir)
@@ -197,10 +214,6 @@ func newJoinCluster(t *testing.T, wait time.Duration) *joinCluster {
 		}
 		b, _ := json.Marshal(p)
 		c.must(map[string]string{"tax2025": "node1", "benefits2025": "node2"}[d], map[string]string{"tax2025": "agency1", "benefits2025": "agency2"}[d], policies.KindPolicyPublish, b, nil)
-	}
-	for _, n := range c.nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); n.j.Run(ctx) }()
 	}
 	return c
 }
@@ -370,5 +383,29 @@ func TestJoinerRefusesTamperedShipment(t *testing.T) {
 	j := c.await(id, 20*time.Second)
 	if j.Status != policies.JobFailed || !strings.Contains(j.Reason, "is not the") || !j.Refunded {
 		t.Fatalf("%s %q", j.Status, j.Reason)
+	}
+}
+
+// An executor that claimed the job and died: after its lease (block time)
+// another executor takes the job over and completes it; the first can no
+// longer complete it, so nothing is released twice.
+func TestJoinerTakesOverAfterLease(t *testing.T) {
+	c := newJoinClusterStopped(t, 5*time.Second)
+	id := c.submit(joinerSQL)
+	start, _ := json.Marshal(policies.JobResultDoc{Job: id, Node: "node4"})
+	n4 := policies.Address(c.keys["node4"].Address())
+	c.led.skew = -policies.JoinLease - time.Minute
+	if _, err := c.led.apply(policies.Entry{Author: n4, Actor: n4, Kind: policies.KindJobStart, Payload: start, Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	c.led.skew = 0
+	c.start()
+	j := c.await(id, 20*time.Second)
+	if j.Status != policies.JobCompleted || j.Runner != policies.Address(c.keys["node3"].Address()) {
+		t.Fatalf("%s by %s: %s", j.Status, j.Runner, j.Reason)
+	}
+	done, _ := json.Marshal(policies.JobResultDoc{Job: id, ResultHash: strings.Repeat("a", 64)})
+	if _, err := c.led.apply(policies.Entry{Author: n4, Actor: n4, Kind: policies.KindJobComplete, Payload: done, Time: time.Now()}); !errors.Is(err, policies.ErrConflict) {
+		t.Fatalf("the first executor completed the job again: %v", err)
 	}
 }

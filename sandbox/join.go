@@ -76,7 +76,7 @@ func CheckJoin(q *Query, env JoinEnv, mode string) error {
 		case !ok:
 			return q.refuseAt(q.joinRefPos(d), RuleUnknown, "unknown column %q of dataset %s", key, d)
 		case c.Class != policies.Identifier || c.Pseudonym != policies.PseudonymConsortium:
-			return q.refuseAt(q.joinRefPos(d), RuleJoin, "%s.%s is a %s column; joins match only identifier columns with consortium pseudonyms", d, key, classWithPseudonym(c))
+			return q.refuseAt(q.joinRefPos(d), RuleJoin, "%s.%s is %s; joins match only identifier columns with consortium pseudonyms", d, key, classWithPseudonym(c))
 		}
 		if env.Allows != nil {
 			for _, o := range ds {
@@ -95,9 +95,9 @@ func CheckJoin(q *Query, env JoinEnv, mode string) error {
 
 func classWithPseudonym(c policies.Column) string {
 	if c.Class == policies.Identifier {
-		return "identifier (agency pseudonyms, not joinable)"
+		return "an identifier column with agency pseudonyms (not joinable)"
 	}
-	return c.Class
+	return "a " + c.Class + " column"
 }
 
 // datasetPos is where dataset d is named in FROM.

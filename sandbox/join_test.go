@@ -209,7 +209,7 @@ func TestJoinAttacks(t *testing.T) {
 		rule, msg       string
 	}{
 		{"join on a public column", "SELECT COUNT(*) FROM tax2025 t JOIN benefits2025 b ON t.region = b.kind", "masked", nil, RuleJoin, "tax2025.region is a public column"},
-		{"join on an agency pseudonym", "SELECT COUNT(*) FROM tax2025 t JOIN benefits2025 b ON t.household = b.person_id", "masked", nil, RuleJoin, "agency pseudonyms, not joinable"},
+		{"join on an agency pseudonym", "SELECT COUNT(*) FROM tax2025 t JOIN benefits2025 b ON t.household = b.person_id", "masked", nil, RuleJoin, "tax2025.household is an identifier column with agency pseudonyms (not joinable)"},
 		{"self-join", "SELECT COUNT(*) FROM tax2025 a JOIN tax2025 b ON a.person_id = b.person_id", "", nil, RuleJoin, "joined with itself"},
 		{"cross join", "SELECT COUNT(*) FROM tax2025, benefits2025", "", nil, RuleJoin, "cross join"},
 		{"left join", "SELECT COUNT(*) FROM tax2025 t LEFT JOIN benefits2025 b ON t.person_id = b.person_id", "masked", nil, RuleJoin, "only inner joins"},

@@ -154,7 +154,7 @@ func TestHEQueryRefusedBeforeLedger(t *testing.T) {
 		code int
 		msg  string
 	}{
-		"SELECT COUNT(*) FROM tax2025 AS a JOIN tax2025 AS b ON a.person_id = b.person_id":     {400, "joined with itself (self-joins are not run) (rule: join)"},
+		"SELECT COUNT(*) FROM tax2025 AS a JOIN tax2025 AS b ON a.person_id = b.person_id":      {400, "joined with itself (self-joins are not run) (rule: join)"},
 		"SELECT COUNT(*) FROM tax2025 AS a JOIN benefits2025 AS b ON a.person_id = b.person_id": {422, "tax2025.person_id is an identifier column with agency pseudonyms (not joinable); joins match only identifier columns with consortium pseudonyms (rule: join)"},
 	} {
 		code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody(sql), nil)

@@ -4,7 +4,7 @@ BIN     := bin
 PKGS    := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: all build test test-short demo bench soak lint fuzz clean
+.PHONY: all build test test-short demo bench soak lint fuzz clean chromium
 
 all: build
 
@@ -12,9 +12,20 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 # The whole suite, race detector on. CI runs exactly this (.ci/run).
-test:
+test: chromium
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# The console's browser tests (cmd/sandboxctl) drive Debian's chromium,
+# installed here when missing if we are root; otherwise they are skipped
+# and this says what to run.
+chromium:
+	@if [ -x /usr/bin/chromium ] || [ -n "$$CHROMIUM" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		echo "make: the console's browser tests need chromium: run 'sudo apt-get install -y chromium' (or set CHROMIUM=/path/to/chrome); they are skipped without it"; \
+	fi
 
 test-short:
 	$(GO) test -count=1 $(PKGS)

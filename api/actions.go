@@ -115,7 +115,7 @@ func decodeStrict(body []byte, v any, what string) error {
 
 func (s *Server) registerAccount(c echo.Context) error {
 	var d policies.RegisterDoc
-	if err := decodeStrict(callerOf(c).body, &d, "account registration must be {\"public_key\": \"<base64>\", \"algorithm\": \"ed25519\"}"); err != nil {
+	if err := decodeStrict(callerOf(c).body, &d, "account registration must be {\"public_key\": \"<base64>\", \"algorithm\": \"ed25519\" or \"ml-dsa-65\"}"); err != nil {
 		return err
 	}
 	if policies.AddressOf(d.PublicKey) != callerOf(c).addr {

@@ -93,7 +93,7 @@ func (s *Server) authenticate(r Route, next echo.HandlerFunc) echo.HandlerFunc {
 			// Registration: the key comes with the request, which it signs.
 			var d policies.RegisterDoc
 			if json.Unmarshal(body, &d) != nil || policies.AddressOf(d.PublicKey) != addr {
-				return badRequest("bad-body", "registration must be {\"public_key\": \"<base64>\", \"algorithm\": \"ed25519\"} with the key that signs the request (keyid = its address)")
+				return badRequest("bad-body", "registration must be {\"public_key\": \"<base64>\", \"algorithm\": \"ed25519\" or \"ml-dsa-65\"} with the key that signs the request (keyid = its address)")
 			}
 			key = d.PublicKey
 		} else if !known || key == nil {

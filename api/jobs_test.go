@@ -105,13 +105,22 @@ func TestMetrics(t *testing.T) {
 	f.Must(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody("SELECT COUNT(*) FROM tax2025"), &j)
 	waitJob(t, f, "bank", 0, j.Job)
 	f.Do(t, "bank", 0, "GET", "/v1/no/such/path/123", nil, nil)
-	resp, err := http.Get(f.Srv[0].URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	// The runner observes the job's time just after its job.complete is
+	// applied, which is when waitJob sees it completed: read until the
+	// observation is there (or 10 s).
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get(f.Srv[0].URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		if strings.Contains(body, `datasandbox_job_seconds_count{mode="masked"} 1`) || time.Now().After(deadline) {
+			break
+		}
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	body := string(b)
 	for _, want := range []string{
 		`datasandbox_jobs{mode="masked",status="completed"} 1`,
 		`datasandbox_job_seconds_count{mode="masked"} 1`, // node 1 holds the data and ran it

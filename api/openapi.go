@@ -40,7 +40,7 @@ func (s *Server) openapi(c echo.Context) error {
 		"paths":   paths,
 		"components": map[string]any{"securitySchemes": map[string]any{"httpMessageSignature": map[string]any{
 			"type": "apiKey", "in": "header", "name": "Signature",
-			"description": "RFC 9421 HTTP Message Signature: ed25519, keyid = account address, covering \"@method\" \"@target-uri\" and, with a body, \"content-digest\" (RFC 9530 sha-256), with created within 5 minutes; Signature-Input carries the parameters",
+			"description": "RFC 9421 HTTP Message Signature: ed25519 (or ML-DSA-65 for accounts registered with an ml-dsa-65 key; alg=\"ml-dsa-65\" optional), keyid = account address, covering \"@method\" \"@target-uri\" and, with a body, \"content-digest\" (RFC 9530 sha-256), with created within 5 minutes; Signature-Input carries the parameters",
 		}}},
 	})
 }

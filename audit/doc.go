@@ -9,5 +9,8 @@
 // (a node's API, or an export file) and checks block links and hashes,
 // entry signatures, Merkle roots, the signed checkpoint, a full replay and
 // the replayed state's invariants, in memory that does not grow with the
-// ledger; WriteHTML renders its report.
+// ledger. NewView puts the replayed state's names, budgets and history
+// beside the report (BlockLog keeps the block headers a verification
+// reads), and WriteHTML renders that view as one self-contained page, the
+// one sandboxctl console shows its auditors.
 package audit

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -214,12 +213,7 @@ func verifyRequest(r *http.Request, body []byte, hasBody bool, actor policies.Ad
 	if details.KeyID != actor.String() {
 		return time.Time{}, fmt.Errorf("%w: keyid %q is not the account %s", ErrBadSignature, clip(details.KeyID), actor)
 	}
-	if details.Alg != "" && details.Alg != "ed25519" {
-		return time.Time{}, fmt.Errorf("%w: alg %q; only ed25519 is accepted", ErrBadSignature, clip(details.Alg))
-	}
-	if len(key) != ed25519.PublicKeySize {
-		return time.Time{}, fmt.Errorf("%w: account %s has no Ed25519 key", ErrBadSignature, actor)
-	}
+
 	if len(body) > 0 {
 		rc := io.NopCloser(bytes.NewReader(body))
 		if err := httpsign.ValidateContentDigestHeader(r.Header.Values("Content-Digest"), &rc, []string{httpsign.DigestSha256}); err != nil {
@@ -227,9 +221,12 @@ func verifyRequest(r *http.Request, body []byte, hasBody bool, actor policies.Ad
 		}
 	}
 	cfg := httpsign.NewVerifyConfig().SetVerifyCreated(false).SetKeyID(actor.String())
-	v, err := httpsign.NewEd25519Verifier(ed25519.PublicKey(key), cfg, RequiredComponents(hasBody))
+	v, alg, err := requestVerifier(key, cfg, RequiredComponents(hasBody))
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, fmt.Errorf("%w: account %s: %v", ErrBadSignature, actor, err)
+	}
+	if details.Alg != "" && details.Alg != alg {
+		return time.Time{}, fmt.Errorf("%w: alg %q, but account %s signs with %s", ErrBadSignature, clip(details.Alg), actor, alg)
 	}
 	if err := httpsign.VerifyRequest(names[0], *v, r); err != nil {
 		return time.Time{}, fmt.Errorf("%w: %v", ErrBadSignature, err)

@@ -100,18 +100,19 @@ func (s StateMachine) unpackRelay(e *chain.Entry, author policies.Address, r *Re
 		return policies.Entry{}, err
 	}
 	var key []byte
+	var alg string
 	if e.Kind == policies.KindAccountRegister {
 		var d policies.RegisterDoc
 		if err := json.Unmarshal(doc, &d); err != nil {
 			return policies.Entry{}, fmt.Errorf("%w: %s: %v", policies.ErrInvalid, e.Kind, err)
 		}
-		key = d.PublicKey
+		key, alg = d.PublicKey, d.Algorithm
 	} else {
 		acc, ok := s.M.Account(actor)
 		if !ok || acc.PublicKey == nil {
 			return policies.Entry{}, fmt.Errorf("%w: %s (no registered key)", policies.ErrUnknownAccount, actor)
 		}
-		key = acc.PublicKey
+		key, alg = acc.PublicKey, acc.Algorithm
 	}
 	created, err := VerifyRequest(req, r.Request.Body, actor, key)
 	if err != nil {
@@ -131,7 +132,7 @@ func (s StateMachine) unpackRelay(e *chain.Entry, author policies.Address, r *Re
 		}
 	}
 	return policies.Entry{
-		Author: author, Actor: actor, ActorKey: key, Algorithm: "ed25519",
+		Author: author, Actor: actor, ActorKey: key, Algorithm: alg,
 		Kind: e.Kind, Time: e.Time, Payload: doc, Extra: extra,
 		ReplayKey: act, ReplayTime: created,
 	}, nil

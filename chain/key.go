@@ -55,6 +55,11 @@ func NewKeyFromSeed(alg Algorithm, seed []byte) (*Key, error) {
 	return k, nil
 }
 
+// Seed returns a copy of the 32-byte seed the key pair derives from. It is
+// as secret as the private key; callers derive other per-account secrets
+// from it (the requester's CKKS key, in sandbox).
+func (k *Key) Seed() []byte { return append([]byte(nil), k.seed[:]...) }
+
 // Algorithm returns the key's signature scheme.
 func (k *Key) Algorithm() Algorithm { return k.alg }
 

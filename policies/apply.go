@@ -344,9 +344,14 @@ func checkRole(role string, perms []string) error {
 	return nil
 }
 
+// Account key algorithms and their public key sizes: requests are signed
+// with RFC 9421 under the account's key, Ed25519 or ML-DSA-65 (FIPS 204).
+var keySizes = map[string]int{"ed25519": 32, "ml-dsa-65": 1952}
+
 func checkKey(pub []byte, alg string) error {
-	if alg != "ed25519" || len(pub) != 32 {
-		return fmt.Errorf("%w: account keys must be 32-byte ed25519 public keys (requests are signed with RFC 9421 ed25519)", ErrInvalid)
+	size, ok := keySizes[alg]
+	if !ok || len(pub) != size {
+		return fmt.Errorf("%w: account keys are ed25519 (32-byte public keys) or ml-dsa-65 (1952 bytes); got %q with %d bytes", ErrInvalid, clip(alg), len(pub))
 	}
 	return nil
 }
@@ -433,7 +438,7 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if err := decode(e, &d); err != nil {
 			return err
 		}
-		if err := checkKey(d.PublicKey, "ed25519"); err != nil {
+		if err := checkKey(d.PublicKey, actor.Algorithm); err != nil {
 			return err
 		}
 		edit(s, s.Accounts, e.Actor.String(), newAccount).PublicKey = d.PublicKey

@@ -129,6 +129,12 @@ func computeAgg(ctx context.Context, t *Table, a *Agg, mask []bool, gid []uint32
 			st.ylo, st.yhi, st.hasY = c.Meta.Bounds[0], c.Meta.Bounds[1], true
 		}
 	}
+	if a.Case != nil {
+		var err error
+		if xs, mask, err = caseValues(t, a.Case, xs, mask); err != nil {
+			return nil, err
+		}
+	}
 	if a.Func == "count" {
 		xs, ys = nil, nil // COUNT(col) counts rows: columns hold no NULLs
 	}
@@ -174,6 +180,46 @@ func computeAgg(ctx context.Context, t *Table, a *Agg, mask []bool, gid []uint32
 		st.merge(s)
 	}
 	return st, nil
+}
+
+// caseValues evaluates a conditional aggregate's argument row by row over
+// the column's values xs (nil for a column that is not numeric, which only
+// COUNT reads): the values, and the rows the aggregate reads — the query's
+// selection less the rows whose value is NULL.
+func caseValues(t *Table, c *AggCase, xs []float64, mask []bool) ([]float64, []bool, error) {
+	conds := make([][]bool, len(c.Whens))
+	for i, w := range c.Whens {
+		m, err := evalWhere(t, w.Cond)
+		if err != nil {
+			return nil, nil, err
+		}
+		conds[i] = m
+	}
+	vals := c.values()
+	out := make([]float64, t.Rows)
+	sel := make([]bool, t.Rows)
+	for row := range t.Rows {
+		if mask != nil && !mask[row] {
+			continue
+		}
+		b := len(c.Whens)
+		for i, m := range conds {
+			if m[row] {
+				b = i
+				break
+			}
+		}
+		switch v := vals[b]; {
+		case v.Value.Null && !v.Column:
+			continue
+		case v.Column && xs != nil:
+			out[row] = xs[row]*v.Affine.Mul + v.Affine.Add
+		case !v.Column:
+			out[row] = v.Value.Num
+		}
+		sel[row] = true
+	}
+	return out, sel, nil
 }
 
 // accumulate is the hot loop: one pass over rows [lo, hi).
@@ -260,7 +306,7 @@ func label(it Item) string {
 			return name
 		}
 		return it.Column
-	case it.Agg != nil && it.Agg.Affine == nil:
+	case it.Agg != nil && it.Agg.Affine == nil && it.Agg.Case == nil:
 		return it.Agg.Func + "(" + strings.Join(it.Agg.Args, ", ") + ")"
 	case it.Agg != nil:
 		return it.Agg.String()

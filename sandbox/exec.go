@@ -181,8 +181,11 @@ func Execute(ctx context.Context, t *Table, q *Query, ctl Control, lim Limits) (
 		}
 	}
 	for _, a := range q.Aggs {
-		if a.Affine != nil {
+		switch {
+		case a.Affine != nil:
 			need += int64(t.Rows) * 8 // the transformed values
+		case a.Case != nil:
+			need += int64(t.Rows) * (9 + int64(len(a.Case.Whens))) // values, selection, conditions
 		}
 	}
 	for _, k := range q.Keys {

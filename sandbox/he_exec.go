@@ -115,6 +115,9 @@ func checkHE(q *Query, enc map[string]bool) error {
 		}
 	}
 	for _, a := range q.Aggs {
+		if a.Case != nil {
+			return q.refuseAt(a.Pos, RuleHE, "a CASE inside an aggregate is not evaluated in he mode (it needs a mask per aggregate on the ciphertexts): use mode masked, or WHERE")
+		}
 		if _, err := heNeeds(q, a, enc); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -123,11 +124,52 @@ type Agg struct {
 	Args   []string
 	Params []float64
 	Affine *Affine
-	Pos    int // byte offset in Source
+	// Case, when set, is the aggregate's argument: a value per row (its
+	// conditions filter rows as WHERE does; a NULL value leaves the row
+	// out of this aggregate). Affine is then nil.
+	Case *AggCase
+	Pos  int // byte offset in Source
 }
 
 // Affine is x*Mul + Add.
 type Affine struct{ Mul, Add float64 }
+
+// AggCase is CASE WHEN <predicate> THEN <value> ... ELSE <value> END
+// inside an aggregate.
+type AggCase struct {
+	Whens []AggWhen
+	Else  AggValue
+}
+
+// AggWhen is one WHEN of an AggCase.
+type AggWhen struct {
+	Cond Expr
+	Then AggValue
+}
+
+// AggValue is the aggregate's column under an affine map, or a constant
+// (NULL leaves the row out).
+type AggValue struct {
+	Column bool
+	Affine Affine
+	Value  Value
+}
+
+func (v AggValue) string(col string) string {
+	if v.Column {
+		return fmt.Sprintf("%s * %s + %s", col, num(v.Affine.Mul), num(v.Affine.Add))
+	}
+	return v.Value.String()
+}
+
+// values lists the branches' values, ELSE last.
+func (c *AggCase) values() []AggValue {
+	out := make([]AggValue, 0, len(c.Whens)+1)
+	for _, w := range c.Whens {
+		out = append(out, w.Then)
+	}
+	return append(out, c.Else)
+}
 
 // String is the aggregate as SQL, canonical (the same aggregate, the same
 // text).
@@ -136,6 +178,15 @@ func (a *Agg) String() string {
 	copy(args, a.Args)
 	if a.Affine != nil && len(args) > 0 {
 		args[0] = fmt.Sprintf("%s * %s + %s", args[0], num(a.Affine.Mul), num(a.Affine.Add))
+	}
+	if c := a.Case; c != nil && len(args) > 0 {
+		var b strings.Builder
+		b.WriteString("CASE")
+		for _, w := range c.Whens {
+			fmt.Fprintf(&b, " WHEN %s THEN %s", exprString(w.Cond), w.Then.string(args[0]))
+		}
+		fmt.Fprintf(&b, " ELSE %s END", c.Else.string(args[0]))
+		args[0] = b.String()
 	}
 	for _, p := range a.Params {
 		args = append(args, num(p))
@@ -146,6 +197,23 @@ func (a *Agg) String() string {
 // bounds returns the bounds of the aggregate's first argument after its
 // affine transform.
 func (a *Agg) bounds(lo, hi float64) (float64, float64) {
+	if a.Case != nil {
+		// The union of the branches' bounds (NULL branches add none).
+		l, h := math.Inf(1), math.Inf(-1)
+		for _, v := range a.Case.values() {
+			switch {
+			case v.Column:
+				x, y := lo*v.Affine.Mul+v.Affine.Add, hi*v.Affine.Mul+v.Affine.Add
+				l, h = min(l, x, y), max(h, x, y)
+			case !v.Value.Null:
+				l, h = min(l, v.Value.Num), max(h, v.Value.Num)
+			}
+		}
+		if l > h { // every branch NULL: nothing is aggregated
+			return 0, 0
+		}
+		return l, h
+	}
 	if a.Affine == nil {
 		return lo, hi
 	}

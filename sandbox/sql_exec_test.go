@@ -80,6 +80,30 @@ func TestAcceptedQueriesMatchPlainData(t *testing.T) {
 				a := all["all"]
 				return [][]any{{2*a.inc + 100*a.n, a.ben/a.n - 50, a.varInc() / 100}}
 			}},
+		{"conditional aggregates",
+			"SELECT region, SUM(CASE WHEN age >= 60 THEN income ELSE 0 END) AS s, COUNT(CASE WHEN sex = 'F' THEN 1 END) AS f, AVG(CASE sex WHEN 'F' THEN income * 2 END) AS a FROM tax GROUP BY region ORDER BY region LIMIT 4",
+			func() [][]any {
+				type acc struct{ s, f, fi float64 }
+				m := map[string]*acc{}
+				for _, r := range recs {
+					if m[r.region] == nil {
+						m[r.region] = &acc{}
+					}
+					if r.age >= 60 {
+						m[r.region].s += r.income
+					}
+					if r.sex == "F" {
+						m[r.region].f++
+						m[r.region].fi += 2 * r.income
+					}
+				}
+				_, keys := statsBy(recs, func(r rec) string { return r.region })
+				var rows [][]any
+				for _, k := range keys[:4] {
+					rows = append(rows, []any{k, m[k].s, m[k].f, m[k].fi / m[k].f})
+				}
+				return rows
+			}},
 		{"grouping CASE, in the select list by position",
 			"SELECT sex, CASE WHEN age >= 60 THEN 'senior' ELSE 'other' END AS band, COUNT(*) FROM tax GROUP BY sex, 2 ORDER BY 1, 2",
 			func() [][]any {

@@ -72,6 +72,11 @@ func (w *walker) scalar(n *pg.Node) (Scalar, error) {
 				return KeyRef{I: i, K: k}, nil
 			}
 		}
+		for _, t := range w.targets {
+			if t.Name == name && len(x.ColumnRef.Fields) == 1 {
+				return nil, w.refuse(pos, RuleUnsupported, "%s is an output alias: as in PostgreSQL, expressions cannot refer to it (repeat its expression)", name)
+			}
+		}
 		return nil, w.refuse(pos, RuleRowLevel, "column %q is outside GROUP BY and would return row-level values", name)
 	case *pg.Node_FuncCall:
 		return w.call(x.FuncCall)
@@ -343,6 +348,10 @@ func (w *walker) aggregate(f *pg.FuncCall, name string) (Scalar, error) {
 			return nil, w.refuse(pos, RuleAggregate, "COUNT(NULL) counts nothing")
 		}
 		a.Args = []string{"*"}
+	case len(f.Args) == 1 && f.Args[0].GetCaseExpr() != nil:
+		if err := w.aggCase(a, f.Args[0].GetCaseExpr()); err != nil {
+			return nil, err
+		}
 	default:
 		if len(f.Args) != arity {
 			return nil, w.refuse(pos, RuleAggregate, "%s takes %d column(s), got %d", strings.ToUpper(name), arity, len(f.Args))
@@ -381,6 +390,73 @@ func (w *walker) aggArg(a *Agg, n *pg.Node) error {
 		a.Affine = &af
 	}
 	a.Args = append(a.Args, col)
+	return nil
+}
+
+// aggCase reads a conditional aggregate's argument: CASE WHEN <row
+// predicate> THEN <value> ... [ELSE <value>] END, each value the same
+// column with + - * / by constants, a number, or NULL (the row is left
+// out). Its bounds are those of its values; its conditions filter rows,
+// as WHERE does.
+func (w *walker) aggCase(a *Agg, c *pg.CaseExpr) error {
+	pos := int(c.Location)
+	switch a.Func {
+	case "count", "sum", "avg", "var", "stddev":
+	default:
+		return w.refuse(pos, RuleUnbounded, "CASE inside %s is not supported (COUNT, SUM, AVG, VAR, STDDEV take one)", strings.ToUpper(a.Func))
+	}
+	col := ""
+	value := func(n *pg.Node) (AggValue, error) {
+		if n == nil {
+			return AggValue{Value: Value{Null: true}}, nil
+		}
+		if v, ok := w.constant(n); ok {
+			if v.IsStr {
+				return AggValue{}, w.refuse(locOr(n, pos), RuleAggregate, "%s of a string", strings.ToUpper(a.Func))
+			}
+			return AggValue{Value: v}, nil
+		}
+		name, af, err := w.affine(n)
+		if err != nil {
+			return AggValue{}, err
+		}
+		if col != "" && name != col {
+			return AggValue{}, w.refuse(locOr(n, pos), RuleUnbounded, "a CASE inside an aggregate reads one column (%s and %s)", col, name)
+		}
+		col = name
+		return AggValue{Column: true, Affine: af}, nil
+	}
+	ac := &AggCase{}
+	for _, wn := range c.Args {
+		cw := wn.GetCaseWhen()
+		cond := cw.Expr
+		if c.Arg != nil {
+			cond = &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{Kind: pg.A_Expr_Kind_AEXPR_OP, Name: []*pg.Node{pg.MakeStrNode("=")}, Lexpr: c.Arg, Rexpr: cw.Expr, Location: cw.Location}}}
+		}
+		e, err := w.pred(cond, "case")
+		if err != nil {
+			return err
+		}
+		v, err := value(cw.Result)
+		if err != nil {
+			return err
+		}
+		ac.Whens = append(ac.Whens, AggWhen{Cond: e, Then: v})
+	}
+	v, err := value(c.Defresult)
+	if err != nil {
+		return err
+	}
+	ac.Else = v
+	switch {
+	case col != "":
+		a.Args = []string{col}
+	case a.Func == "count":
+		a.Args = []string{"*"} // COUNT(CASE WHEN c THEN 1 END) counts rows
+	default:
+		return w.refuse(pos, RuleAggregate, "%s of constants only: count the rows instead (COUNT(CASE WHEN ... THEN 1 END))", strings.ToUpper(a.Func))
+	}
+	a.Case = ac
 	return nil
 }
 

@@ -149,7 +149,7 @@ func (f *Consortium) Request(t testing.TB, who string, node int, method, path st
 	}
 	if who != "" {
 		k := f.Keys[who]
-		if err := audit.SignRequest(req, b, k.Ed25519(), k.Address().String()); err != nil {
+		if err := audit.SignRequestKey(req, b, k); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -234,7 +234,7 @@ func (f *Consortium) Upload(t testing.TB, who string, node int, schema []byte, c
 	req, _ := http.NewRequest("POST", url, bytes.NewReader(csvData))
 	req.Header.Set("Content-Type", "text/csv")
 	k := f.Keys[who]
-	if err := audit.SignRequest(req, csvData, k.Ed25519(), k.Address().String()); err != nil {
+	if err := audit.SignRequestKey(req, csvData, k); err != nil {
 		t.Fatal(err)
 	}
 	var up api.UploadResponse

@@ -115,10 +115,7 @@ func (c *client) send(ctx context.Context, method, path string, b []byte, hasBod
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.key != nil && path != "/v1/health" {
-		if c.key.Algorithm() != chain.Ed25519 {
-			return nil, fmt.Errorf("%s: requests are signed with ed25519 keys; this key is %s", c.keyPath, c.key.Algorithm())
-		}
-		if err := audit.SignRequest(req, b, c.key.Ed25519(), c.key.Address().String()); err != nil {
+		if err := audit.SignRequestKey(req, b, c.key); err != nil {
 			return nil, err
 		}
 	}
@@ -173,7 +170,7 @@ func (c *client) upload(ctx context.Context, path, file, contentType, label stri
 	}
 	req.ContentLength = size
 	req.Header.Set("Content-Type", contentType)
-	if err := audit.SignStreamedRequest(req, h.Sum(nil), c.key.Ed25519(), c.key.Address().String()); err != nil {
+	if err := audit.SignStreamedRequestKey(req, h.Sum(nil), c.key); err != nil {
 		return err
 	}
 	hc := *c.http

@@ -42,7 +42,7 @@ func cmdAccountRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 		return err
 	}
 	var w api.WriteResponse
-	if err := newClient(g).do(ctx, "POST", "/v1/accounts", policies.RegisterDoc{PublicKey: k.PublicKey(), Algorithm: "ed25519", Name: *name}, &w); err != nil {
+	if err := newClient(g).do(ctx, "POST", "/v1/accounts", policies.RegisterDoc{PublicKey: k.PublicKey(), Algorithm: k.Algorithm().String(), Name: *name}, &w); err != nil {
 		return err
 	}
 	if g.json {
@@ -381,7 +381,7 @@ func showResult(ctx context.Context, g *globals, c *client, id string) error {
 		if err != nil {
 			return err
 		}
-		if err := sandbox.DecryptHEResult(&res, k.Ed25519().Seed()); err != nil {
+		if err := sandbox.DecryptHEResult(&res, k.Seed()); err != nil {
 			return fmt.Errorf("decrypting the he result: %w", err)
 		}
 		res.HE = nil
@@ -508,10 +508,7 @@ func ensureHEKey(ctx context.Context, c *client) error {
 	if a.HEKey != "" {
 		return nil
 	}
-	if k.Ed25519() == nil {
-		return errors.New("he results need an ed25519 key file (its seed derives the CKKS key)")
-	}
-	pk, err := sandbox.RequesterPublicKey(k.Ed25519().Seed())
+	pk, err := sandbox.RequesterPublicKey(k.Seed())
 	if err != nil {
 		return err
 	}

@@ -497,7 +497,8 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	// the plan the policy was checked against.
 	sm := audit.NewStateMachine()
 	sm.Plan = sandbox.DerivePlan
-	ar, _, err := audit.VerifyWith(ctx, sm, &progressSource{src: src, p: bar}, cp)
+	blocks := &audit.BlockLog{Source: &progressSource{src: src, p: bar}}
+	ar, _, err := audit.VerifyWith(ctx, sm, blocks, cp)
 	bar.Done()
 	if err != nil {
 		return err
@@ -613,7 +614,7 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
 	if *htmlOut != "" {
 		var buf bytes.Buffer
-		if err := audit.WriteHTML(&buf, &rep.Report, "Ledger audit of "+rep.Source, rep.Checks); err != nil {
+		if err := audit.WriteHTML(&buf, audit.NewView(&rep.Report, sm.M, cp, len(trust) > 0, blocks.Blocks), "Ledger audit of "+rep.Source, rep.Checks); err != nil {
 			return err
 		}
 		if err := os.WriteFile(*htmlOut, buf.Bytes(), 0o644); err != nil {

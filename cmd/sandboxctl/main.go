@@ -82,6 +82,7 @@ func commands() []command {
 		{"ledger verify", "download (or read) and verify the whole ledger", "[--trust FILE] [--out report.json] [--html report.html] [--state FILE] [--file EXPORT]", "sandboxctl --key auditor.key ledger verify --trust dev/trust.vkeys --out report.json", cmdLedgerVerify},
 		{"ledger export", "write the ledger to a file for offline audit", "--out FILE", "sandboxctl --key auditor.key ledger export --out ledger.zst", cmdLedgerExport},
 		{"audit access", "who used a dataset, when, for what purpose, with what result (auditor)", "--dataset D", "sandboxctl --key auditor.key audit access --dataset tax2025", cmdAuditAccess},
+		{"console", "a web console on this machine for the key's account (requests signed here)", "[--listen 127.0.0.1:8090] [--trust FILE]", "sandboxctl --key agency1.key console", cmdConsole},
 		{"ledger proof", "fetch and verify an entry's inclusion proof", "--index I | --job ID [--trust FILE]", "sandboxctl --key enterprise.key ledger proof --job job-7", cmdLedgerProof},
 	}, pseudonymCommands()...)
 }

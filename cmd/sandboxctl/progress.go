@@ -17,6 +17,7 @@ import (
 // otherwise: scripts and logs never see it. Done erases it.
 type progress struct {
 	w      io.Writer // nil: not a terminal, draw nothing
+	sink   progressSink
 	label  string
 	total  int64
 	bytes  bool // count bytes (else items)
@@ -42,12 +43,22 @@ func newProgress(stderr io.Writer, label string, total int64, bytes bool) *progr
 	if isTerminal(stderr) {
 		p.w = stderr
 	}
+	p.sink, _ = stderr.(progressSink)
 	return p
+}
+
+// progressSink is a stderr that takes a bar's counts instead of drawing
+// (the console's verification reports its progress to the page).
+type progressSink interface {
+	Progress(label string, done, total int64)
 }
 
 // Add counts n more units, redrawing at most 10 times a second.
 func (p *progress) Add(n int64) {
 	p.done += n
+	if p.sink != nil {
+		p.sink.Progress(p.label, p.done, p.total)
+	}
 	if p.w == nil || time.Since(p.drawn) < 100*time.Millisecond && p.done < p.total {
 		return
 	}

@@ -338,7 +338,7 @@ func signedCallWith(ctx context.Context, hc *http.Client, k *chain.Key, method, 
 		return err
 	}
 	req.Header.Set("Content-Type", contentType)
-	if err := audit.SignRequest(req, body, k.Ed25519(), k.Address().String()); err != nil {
+	if err := audit.SignRequestKey(req, body, k); err != nil {
 		return err
 	}
 	resp, err := hc.Do(req)

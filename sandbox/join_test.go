@@ -361,3 +361,35 @@ func FuzzParseShipment(f *testing.F) {
 		}
 	})
 }
+
+// A conditional aggregate whose condition reads one dataset and whose
+// value the other: the plan ships the condition's column from its owner,
+// and the result is the plaintext join's.
+func TestJoinConditionalAggregate(t *testing.T) {
+	f := joinFixtures(t, 300, 100, 400, nil)
+	q, err := ParseQuery("SELECT b.kind, SUM(CASE WHEN t.region = 'r1' THEN b.benefit ELSE 0 END) FROM tax2025 t JOIN benefits2025 b ON t.person_id = b.person_id GROUP BY b.kind")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := q.Plan(); len(p.Join) != 2 || len(p.Join[0].Columns) != 1 || p.Join[0].Columns[0] != "region" || len(p.Case) != 1 || p.Case[0] != "tax2025.region" {
+		t.Fatalf("plan %+v", p)
+	}
+	res, err := ExecuteJoin(context.Background(), q, f.parts(t, q, []byte("k"), 1), Control{MinGroupSize: 1, NoNoise: true}, DefaultLimits(), []byte("s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{}
+	for i, id := range f.ids {
+		if k, ok := f.kind[id]; ok && i%4 == 1 {
+			want[k] += f.benefit[id]
+		}
+	}
+	if len(res.Rows) != 3 {
+		t.Fatalf("%v", res.Rows)
+	}
+	for _, r := range res.Rows {
+		if !near(r[1].(float64), want[r[0].(string)]) {
+			t.Fatalf("row %v, want %v", r, want)
+		}
+	}
+}

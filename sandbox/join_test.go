@@ -393,3 +393,55 @@ func TestJoinConditionalAggregate(t *testing.T) {
 		}
 	}
 }
+
+// Three datasets join as two do: a person is in the result when it is in
+// all three.
+func TestJoinThreeDatasets(t *testing.T) {
+	f := joinFixtures(t, 300, 100, 400, nil)
+	s := policies.Schema{Columns: []policies.Column{
+		{Name: "person_id", Type: policies.TypeString, Class: policies.Identifier, Pseudonym: policies.PseudonymConsortium},
+		{Name: "tenure", Type: policies.TypeString, Class: policies.Public},
+	}}
+	var b bytes.Buffer
+	b.WriteString("person_id,tenure\n")
+	for i := 250; i < 500; i++ {
+		fmt.Fprintf(&b, "P%07d,t%d\n", i, i%2)
+	}
+	dir := filepath.Join(t.TempDir(), "housing2025")
+	if _, err := IngestConsortium(context.Background(), &b, &s, bytes.Repeat([]byte{9}, 32), dir, nil, (&fakePRF{}).fn); err != nil {
+		t.Fatal(err)
+	}
+	h, err := LoadTable(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ParseQuery("SELECT h.tenure, COUNT(*) FROM tax2025 t JOIN benefits2025 b ON t.person_id = b.person_id JOIN housing2025 h ON h.person_id = b.person_id GROUP BY h.tenure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []JoinPart
+	for _, side := range q.Plan().Join {
+		tab := map[string]*Table{"tax2025": f.tax, "benefits2025": f.ben, "housing2025": h}[side.Dataset]
+		sh, err := Ship("job-1", tab, side, []byte("k"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, sh.Part(&tab.Schema, 1))
+	}
+	res, err := ExecuteJoin(context.Background(), q, parts, Control{MinGroupSize: 1, NoNoise: true}, DefaultLimits(), []byte("s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// People 250..299 are in all three: 25 of each tenure.
+	if len(res.Rows) != 2 || res.Rows[0][1].(float64) != 25 || res.Rows[1][1].(float64) != 25 {
+		t.Fatalf("%v", res.Rows)
+	}
+	four, err := ParseQuery("SELECT COUNT(*) FROM tax2025 t JOIN benefits2025 b USING (person_id) JOIN housing2025 h USING (person_id) JOIN other2025 o USING (person_id)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var re *RefusalError
+	if err := CheckJoin(four, JoinEnv{Nodes: 5}, policies.ModeMasked); !errors.As(err, &re) || re.Rule != RuleJoin || !strings.Contains(re.Msg, "at most 3 datasets") {
+		t.Fatalf("four datasets: %v", err)
+	}
+}

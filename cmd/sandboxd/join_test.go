@@ -139,22 +139,27 @@ func TestDevJoin(t *testing.T) {
 	if len(access.Access) != 1 || len(access.Access[0].Flows) != 2 || access.Access[0].Runner != n3.Address().String() {
 		t.Fatalf("access %+v", access.Access)
 	}
-	err = filepath.WalkDir(filepath.Join(dir, "nodes", "node3"), func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			if bytes.Contains(b, []byte(id)) {
-				return fmt.Errorf("%s holds id %s", path, id)
+	// No raw id of a dataset on any node but its owner's: none on the
+	// executor, none of the benefit-only people on node1, none of the
+	// tax-only people on node2.
+	for node, bad := range map[string][]string{"node3": ids, "node1": ids[300:], "node2": ids[:100]} {
+		err = filepath.WalkDir(filepath.Join(dir, "nodes", node), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
 			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, id := range bad {
+				if bytes.Contains(b, []byte(id)) {
+					return fmt.Errorf("%s holds id %s", path, id)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }

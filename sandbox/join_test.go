@@ -3,7 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -308,12 +308,17 @@ func TestShipmentRefusedByDigest(t *testing.T) {
 	good, _ := s.Marshal()
 	sum := ShipmentDigest(good)
 	reenc := func(edit func(s *Shipment)) []byte {
-		var c Shipment
-		if err := json.Unmarshal(good, &c); err != nil {
+		c, err := decodeShipment(good)
+		if err != nil {
 			t.Fatal(err)
 		}
-		edit(&c)
-		b, _ := c.Marshal()
+		c.Tags = bytes.Clone(c.Tags)
+		edit(c)
+		b, err := c.Marshal()
+		if err != nil {
+			// Marshal refuses some shapes; write them as an attacker would.
+			b = rawShipment(c)
+		}
 		return b
 	}
 	cases := []struct {
@@ -322,11 +327,16 @@ func TestShipmentRefusedByDigest(t *testing.T) {
 		digest string
 		want   string
 	}{
-		{"a flipped byte", bytes.Replace(good, []byte(`"r1"`), []byte(`"r2"`), 1), sum, "is not the"},
+		{"a flipped byte", flipByte(good, len(good)-1), sum, "is not the"},
 		{"truncated", good[:len(good)-5], sum, "is not the"},
 		{"out of bounds, digest recomputed", reenc(func(s *Shipment) { s.Columns[0].Num[0] = 1e9 }), "", "outside its bounds"},
-		{"a column the plan does not ship", reenc(func(s *Shipment) { s.Columns = append(s.Columns, ShipmentCol{Name: "household", Kind: kindPseudo}) }), "", "the plan ships"},
-		{"a tag missing", reenc(func(s *Shipment) { s.Tags = s.Tags[TagSize:] }), "", "tag bytes"},
+		{"a column the plan does not ship", reenc(func(s *Shipment) {
+			s.Columns = append(s.Columns, ShipmentCol{Name: "household", Kind: kindDict, Codes: make([]uint32, s.Rows), Dict: []string{"H1"}})
+		}), "", "the plan ships"},
+		{"bad magic", append([]byte("DSJ2"), good[4:]...), "", "bad magic"},
+		{"trailing bytes", append(bytes.Clone(good), 0), "", "trailing bytes"},
+		{"rows past the data", reenc(func(s *Shipment) { s.Rows = 1 << 20 }), "", "rows in"},
+		{"a tag missing", reenc(func(s *Shipment) { s.Tags = s.Tags[TagSize:] }), "", "trailing bytes"},
 		{"another job", reenc(func(s *Shipment) { s.Job = "job-2" }), "", "names job"},
 		{"a code outside the dictionary", reenc(func(s *Shipment) { s.Columns[1].Codes[0] = 99 }), "", "outside its dictionary"},
 	}
@@ -349,7 +359,12 @@ func TestShipmentRefusedByDigest(t *testing.T) {
 
 func FuzzParseShipment(f *testing.F) {
 	side := policies.JoinSide{Dataset: "tax2025", Key: "person_id", Columns: []string{"income", "region"}}
-	f.Add([]byte(`{"job":"job-1","dataset":"tax2025","rows":1,"tags":"AAAAAAAAAAAAAAAAAAAAAA==","columns":[{"name":"income","kind":"num","num":[5]},{"name":"region","kind":"dict","codes":[0],"dict":["r1"]}]}`))
+	good, err := (&Shipment{Job: "job-1", Dataset: "tax2025", Rows: 2, Tags: make([]byte, 2*TagSize), Columns: []ShipmentCol{
+		{Name: "income", Kind: kindNum, Num: []float64{5, 7}}, {Name: "region", Kind: kindDict, Codes: []uint32{0, 1}, Dict: []string{"r1", "r2"}}}}).Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ParseShipment(b, ShipmentDigest(b), "job-1", side, &taxJoinSchema)
 		if err != nil {
@@ -358,6 +373,12 @@ func FuzzParseShipment(f *testing.F) {
 		p := s.Part(&taxJoinSchema, 1)
 		if len(p.Tags) != p.Table.Rows {
 			t.Fatal("tags and rows differ")
+		}
+		// What parses re-encodes to the same bytes (one encoding per
+		// shipment, so one digest).
+		again, err := s.Marshal()
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("re-encoding differs: %v", err)
 		}
 	})
 }
@@ -444,4 +465,47 @@ func TestJoinThreeDatasets(t *testing.T) {
 	if err := CheckJoin(four, JoinEnv{Nodes: 5}, policies.ModeMasked); !errors.As(err, &re) || re.Rule != RuleJoin || !strings.Contains(re.Msg, "at most 3 datasets") {
 		t.Fatalf("four datasets: %v", err)
 	}
+}
+
+func flipByte(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	c[i] ^= 1
+	return c
+}
+
+// rawShipment encodes a shipment whatever its shape (Marshal refuses
+// inconsistent ones): what a faulty or hostile owner could send.
+func rawShipment(s *Shipment) []byte {
+	ok := *s
+	ok.Rows = len(s.Tags) / TagSize
+	b, err := (&Shipment{Job: s.Job, Dataset: s.Dataset, Rows: ok.Rows, Tags: s.Tags, Columns: []ShipmentCol{}}).Marshal()
+	if err != nil {
+		panic(err)
+	}
+	// Patch the row count, then append the columns as they are.
+	off := len(shipMagic) + 2 + len(s.Job) + 2 + len(s.Dataset)
+	binary.LittleEndian.PutUint32(b[off:], uint32(s.Rows))
+	b = b[:len(b)-2]
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(s.Columns)))
+	for _, c := range s.Columns {
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(c.Name)))
+		b = append(b, c.Name...)
+		if c.Kind == kindNum {
+			b = append(b, 1)
+			for _, v := range c.Num {
+				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+			}
+			continue
+		}
+		b = append(b, 2)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(c.Dict)))
+		for _, d := range c.Dict {
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(d)))
+			b = append(b, d...)
+		}
+		for _, code := range c.Codes {
+			b = binary.LittleEndian.AppendUint32(b, code)
+		}
+	}
+	return b
 }

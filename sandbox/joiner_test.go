@@ -375,7 +375,7 @@ func TestJoinerRefusesTamperedShipment(t *testing.T) {
 	c := newJoinCluster(t, 2*time.Second)
 	c.call = func(peer string, b []byte, err error) ([]byte, error) {
 		if peer == "node2" && err == nil {
-			b = bytes.Replace(b, []byte(`"housing"`), []byte(`"hous1ng"`), 1)
+			b = bytes.Replace(b, []byte("housing"), []byte("hous1ng"), 1)
 		}
 		return b, err
 	}

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -72,8 +72,171 @@ func Ship(job string, t *Table, side policies.JoinSide, kJob []byte) (*Shipment,
 	return s, nil
 }
 
-// Marshal is the shipment's canonical encoding.
-func (s *Shipment) Marshal() ([]byte, error) { return json.Marshal(s) }
+// shipMagic starts an encoded shipment (version 1).
+var shipMagic = []byte("DSJ1")
+
+// Marshal is the shipment's canonical encoding: binary, little-endian,
+// lengths before contents. magic | job (u16 length) | dataset (u16) |
+// rows (u32) | rows × 16-byte tags | columns (u16), each: name (u16) |
+// kind (u8: 1 num, 2 dict) | num: rows × float64 | dict: entries (u32),
+// each u32 length and bytes, then rows × u32 codes.
+func (s *Shipment) Marshal() ([]byte, error) {
+	if s.Rows < 0 || s.Rows > MaxShipRows || len(s.Tags) != s.Rows*TagSize || len(s.Job) > math.MaxUint16 || len(s.Dataset) > math.MaxUint16 || len(s.Columns) > math.MaxUint16 {
+		return nil, fmt.Errorf("sandbox: shipment out of shape")
+	}
+	size := len(shipMagic) + 8 + len(s.Job) + len(s.Dataset) + len(s.Tags)
+	for _, c := range s.Columns {
+		size += 3 + len(c.Name) + 8*len(c.Num) + 4*len(c.Codes) + 4
+		for _, d := range c.Dict {
+			size += 4 + len(d)
+		}
+	}
+	b := make([]byte, 0, size)
+	b = append(b, shipMagic...)
+	str16 := func(v string) {
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(v)))
+		b = append(b, v...)
+	}
+	str16(s.Job)
+	str16(s.Dataset)
+	b = binary.LittleEndian.AppendUint32(b, uint32(s.Rows))
+	b = append(b, s.Tags...)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(s.Columns)))
+	for _, c := range s.Columns {
+		if len(c.Name) > math.MaxUint16 {
+			return nil, fmt.Errorf("sandbox: shipment column name too long")
+		}
+		str16(c.Name)
+		switch c.Kind {
+		case kindNum:
+			if len(c.Num) != s.Rows {
+				return nil, fmt.Errorf("sandbox: column %s has %d values for %d rows", c.Name, len(c.Num), s.Rows)
+			}
+			b = append(b, 1)
+			for _, v := range c.Num {
+				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+			}
+		case kindDict:
+			if len(c.Codes) != s.Rows {
+				return nil, fmt.Errorf("sandbox: column %s has %d codes for %d rows", c.Name, len(c.Codes), s.Rows)
+			}
+			b = append(b, 2)
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(c.Dict)))
+			for _, d := range c.Dict {
+				b = binary.LittleEndian.AppendUint32(b, uint32(len(d)))
+				b = append(b, d...)
+			}
+			for _, code := range c.Codes {
+				b = binary.LittleEndian.AppendUint32(b, code)
+			}
+		default:
+			return nil, fmt.Errorf("sandbox: column %s of kind %s is never shipped", c.Name, c.Kind)
+		}
+	}
+	return b, nil
+}
+
+// shipReader reads an encoded shipment; the first short read sticks.
+type shipReader struct {
+	b   []byte
+	err error
+}
+
+func (r *shipReader) next(n int) []byte {
+	if r.err != nil || n < 0 || n > len(r.b) {
+		if r.err == nil {
+			r.err = fmt.Errorf("truncated")
+		}
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *shipReader) u16() int {
+	if v := r.next(2); v != nil {
+		return int(binary.LittleEndian.Uint16(v))
+	}
+	return 0
+}
+
+func (r *shipReader) u32() int {
+	if v := r.next(4); v != nil {
+		return int(binary.LittleEndian.Uint32(v))
+	}
+	return 0
+}
+
+// decodeShipment reads the encoding Marshal writes, refusing anything
+// else (sizes are checked against what is left before allocating).
+func decodeShipment(b []byte) (*Shipment, error) {
+	r := &shipReader{b: b}
+	if m := r.next(len(shipMagic)); r.err != nil || !bytes.Equal(m, shipMagic) {
+		return nil, fmt.Errorf("not a shipment (bad magic)")
+	}
+	s := &Shipment{}
+	s.Job = string(r.next(r.u16()))
+	s.Dataset = string(r.next(r.u16()))
+	s.Rows = r.u32()
+	if r.err == nil && (s.Rows > MaxShipRows || s.Rows*TagSize > len(r.b)) {
+		return nil, fmt.Errorf("%d rows in %d bytes", s.Rows, len(b))
+	}
+	s.Tags = r.next(s.Rows * TagSize)
+	ncols := r.u16()
+	for range ncols {
+		if r.err != nil {
+			break
+		}
+		c := ShipmentCol{Name: string(r.next(r.u16()))}
+		kind := r.next(1)
+		if r.err != nil {
+			break
+		}
+		switch kind[0] {
+		case 1:
+			c.Kind = kindNum
+			raw := r.next(8 * s.Rows)
+			if r.err != nil {
+				break
+			}
+			c.Num = make([]float64, s.Rows)
+			for i := range c.Num {
+				c.Num[i] = math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:]))
+			}
+		case 2:
+			c.Kind = kindDict
+			n := r.u32()
+			if r.err == nil && n > len(r.b)/4 {
+				return nil, fmt.Errorf("column %q: %d dictionary entries in %d bytes", clipVal(c.Name), n, len(r.b))
+			}
+			for range n {
+				c.Dict = append(c.Dict, string(r.next(r.u32())))
+			}
+			raw := r.next(4 * s.Rows)
+			if r.err != nil {
+				break
+			}
+			c.Codes = make([]uint32, s.Rows)
+			for i := range c.Codes {
+				c.Codes[i] = binary.LittleEndian.Uint32(raw[4*i:])
+			}
+		default:
+			return nil, fmt.Errorf("column %q: unknown kind %d", clipVal(c.Name), kind[0])
+		}
+		s.Columns = append(s.Columns, c)
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if len(r.b) != 0 {
+		return nil, fmt.Errorf("%d trailing bytes", len(r.b))
+	}
+	if s.Columns == nil {
+		s.Columns = []ShipmentCol{}
+	}
+	return s, nil
+}
 
 // ShipmentDigest is the hex SHA-256 of an encoded shipment.
 func ShipmentDigest(b []byte) string {
@@ -94,14 +257,9 @@ func ParseShipment(b []byte, digest, job string, side policies.JoinSide, schema 
 	if got := ShipmentDigest(b); got != digest {
 		return nil, bad("sha256 %s is not the %s committed on the ledger", got, digest)
 	}
-	var s Shipment
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
+	s, err := decodeShipment(b)
+	if err != nil {
 		return nil, bad("%v", err)
-	}
-	if dec.More() {
-		return nil, bad("trailing data")
 	}
 	switch {
 	case s.Job != job || s.Dataset != side.Dataset:
@@ -142,7 +300,7 @@ func ParseShipment(b []byte, digest, job string, side policies.JoinSide, schema 
 			}
 		}
 	}
-	return &s, nil
+	return s, nil
 }
 
 // Part turns a parsed shipment into the executor's join input, under the

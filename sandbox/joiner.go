@@ -112,6 +112,7 @@ func (jn *Joiner) Run(ctx context.Context) {
 }
 
 func (jn *Joiner) pass(ctx context.Context) {
+	jn.forgetKeys()
 	jobs := jn.state.Jobs(func(j policies.Job) bool {
 		return j.IsJoin() && (j.Status == policies.JobAuthorised || j.Status == policies.JobRunning)
 	})
@@ -268,6 +269,24 @@ func (jn *Joiner) drawKey(ctx context.Context, j policies.Job) error {
 	return jn.commit(ctx, policies.KindJobKey, doc)
 }
 
+// forgetKeys deletes the job keys this node drew for jobs that ended:
+// nothing is shipped for them again, so the tags they made cannot be
+// recomputed.
+func (jn *Joiner) forgetKeys() {
+	dir := filepath.Dir(jn.keyPath("x"))
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if j, ok := jn.state.Job(e.Name()); !ok || (j.Status != policies.JobAuthorised && j.Status != policies.JobRunning) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				jn.log.Warn("deleting a job key", "job", e.Name(), "err", err)
+			}
+		}
+	}
+}
+
 // jobKey returns this owner node's copy of the job key.
 func (jn *Joiner) jobKey(j policies.Job) ([]byte, error) {
 	if j.KeyFrom == (policies.Address{}) {
@@ -381,7 +400,28 @@ func (jn *Joiner) execute(ctx context.Context, j policies.Job) {
 			return
 		}
 	}
+	// Renew the lease while the job runs, so that a slow job is not taken
+	// over from a live runner.
+	rctx, stop := context.WithCancel(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(policies.JoinLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+				if err := jn.commit(rctx, policies.KindJobStart, policies.JobResultDoc{Job: j.ID, Node: jn.cfg.Name}); err != nil {
+					log.Warn("lease not renewed", "err", err)
+				}
+			}
+		}
+	}()
 	res, err := jn.run(ctx, j)
+	stop()
+	<-renewed
 	if err != nil {
 		reason := err.Error()
 		if !errors.Is(err, ErrRefused) && !errors.Is(err, ErrLimit) && !errors.Is(err, ErrBadData) && !errors.Is(err, errOwnerAbsent) {

@@ -279,6 +279,19 @@ func TestJoinerEndToEnd(t *testing.T) {
 	if _, ok := j.KeySealed[n3.String()]; ok {
 		t.Fatal("the job key was sealed to the executor")
 	}
+	// The key holder deletes the job key once the job ended.
+	holder := c.nodes["node1"]
+	if j.KeyFrom == policies.Address(c.keys["node2"].Address()) {
+		holder = c.nodes["node2"]
+	}
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(holder.j.keyPath(id)); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the job key outlived its job")
+		}
+	}
 	b, ok := c.nodes["node3"].store.Result(id)
 	if !ok {
 		t.Fatal("no result on the executor")

@@ -230,8 +230,12 @@ func (s *Server) evaluateBatch(c echo.Context) error {
 	if req.Need == 0 {
 		req.Need = cer.Threshold
 	}
-	if _, err := pseudonym.ParseRequest(req.Request); err != nil {
+	r, err := pseudonym.ParseRequest(req.Request)
+	if err != nil {
 		return badRequest("bad-request", err.Error())
+	}
+	if pseudonym.RequestSHA256(req.Request) != b.Request || int64(r.Len()) != b.Count {
+		return badRequest("not-this-batch", fmt.Sprintf("batch %s was committed for another request (sha256 and count)", b.ID))
 	}
 	parts, err := s.ps.Party.Gather(c.Request().Context(), id, req.Request, req.Need, req.Exclude)
 	if err != nil {

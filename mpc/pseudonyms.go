@@ -68,8 +68,24 @@ type Pseudonyms struct {
 
 	mu    sync.Mutex
 	pend  map[string]*psPending
-	share *pseudonym.KeyShare
-	cerID string // the ceremony the share belongs to
+	order []string // ceremony ids of shares, oldest first
+	// shares by ceremony id: a ceremony that completes among the nodes
+	// but is never committed (refused, or a rotation in progress) adds a
+	// share and takes nothing away from the committed one.
+	shares map[string]*pseudonym.KeyShare
+}
+
+// committed returns the share of the committed ceremony, if this node
+// holds one.
+func (p *Pseudonyms) committed() (*pseudonym.KeyShare, policies.PseudonymCeremony, bool) {
+	c, ok := p.cfg.Ledger.Pseudonym()
+	if !ok {
+		return nil, c, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ks, ok := p.shares[c.ID]
+	return ks, c, ok
 }
 
 type psPending struct {
@@ -93,22 +109,21 @@ func NewPseudonyms(cfg PseudonymConfig) (*Pseudonyms, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	p := &Pseudonyms{cfg: cfg, pend: map[string]*psPending{}}
+	p := &Pseudonyms{cfg: cfg, pend: map[string]*psPending{}, shares: map[string]*pseudonym.KeyShare{}}
 	if err := p.load(); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("mpc: loading the pseudonym key share: %w", err)
 	}
 	return p, nil
 }
 
-// Share returns this node's point and verification key, once it holds a
-// share (never the share itself).
+// Share returns this node's point and verification key in the committed
+// ceremony, once it holds a share of it (never the share itself).
 func (p *Pseudonyms) Share() (ceremony string, point uint64, vk []byte, ok bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.share == nil {
+	ks, c, ok := p.committed()
+	if !ok {
 		return "", 0, nil, false
 	}
-	return p.cerID, p.share.Point, p.share.VerificationKey(), true
+	return c.ID, ks.Point, ks.VerificationKey(), true
 }
 
 // Serve answers a peer's request for one of the pseudonym services.
@@ -458,39 +473,70 @@ func (p *Pseudonyms) round3(raw []byte) ([]byte, error) {
 	}
 	p.mu.Lock()
 	delete(p.pend, req.ID)
-	p.share, p.cerID = ks, req.ID
 	p.mu.Unlock()
 	return seal(p.cfg.Key, svcPsRound3, psRound3Resp{ID: req.ID, Node: p.cfg.Node, VerificationKey: ks.VerificationKey()})
 }
 
 // ---- storage ----
 
+// psFile is the share file: every share this node holds, by ceremony.
 type psFile struct {
-	Ceremony string `json:"ceremony"`
-	Share    []byte `json:"share"` // pseudonym.KeyShare encoding
+	Shares map[string][]byte `json:"shares"` // ceremony id -> pseudonym.KeyShare encoding
 }
 
 const psFileName = "pseudonym.share"
 
-// store writes the share (0600, fsync, atomic rename). A share of an
-// earlier ceremony is replaced only when a new one completes.
+// maxShares bounds the shares kept: the committed one and a few from
+// ceremonies that may yet be committed (the oldest others are dropped).
+const maxShares = 4
+
+// store adds a share to the file (0600, fsync, atomic rename) and to
+// memory; the committed ceremony's share is never dropped.
 func (p *Pseudonyms) store(id string, ks *pseudonym.KeyShare) error {
-	sb, _ := ks.MarshalBinary()
-	b, err := json.Marshal(psFile{Ceremony: id, Share: sb})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := psFile{Shares: map[string][]byte{}}
+	for cid, s := range p.shares {
+		f.Shares[cid], _ = s.MarshalBinary()
+	}
+	f.Shares[id], _ = ks.MarshalBinary()
+	p.order = append(p.order, id)
+	if c, ok := p.cfg.Ledger.Pseudonym(); len(p.order) > maxShares {
+		for i, old := range p.order {
+			if old != id && (!ok || old != c.ID) {
+				delete(f.Shares, old)
+				p.order = append(p.order[:i], p.order[i+1:]...)
+				break
+			}
+		}
+	}
+	b, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
 	path := filepath.Join(p.cfg.Dir, psFileName)
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	fh, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(b)
-	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
+	_, err = fh.Write(b)
+	if err = errors.Join(err, fh.Sync(), fh.Close()); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	shares := map[string]*pseudonym.KeyShare{}
+	for cid := range f.Shares {
+		if cid == id {
+			shares[cid] = ks
+		} else {
+			shares[cid] = p.shares[cid]
+		}
+	}
+	p.shares = shares
+	return nil
 }
 
 func (p *Pseudonyms) load() error {
@@ -502,11 +548,16 @@ func (p *Pseudonyms) load() error {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return errors.New("the share file is malformed") // never echo its bytes
 	}
-	ks, err := pseudonym.ParseKeyShare(f.Share)
-	if err != nil {
-		return errors.New("the share file holds no valid key share")
+	p.shares = map[string]*pseudonym.KeyShare{}
+	for cid, sb := range f.Shares {
+		ks, err := pseudonym.ParseKeyShare(sb)
+		if err != nil {
+			return fmt.Errorf("the share file holds an invalid key share for ceremony %q", clipID(cid))
+		}
+		p.shares[cid] = ks
+		p.order = append(p.order, cid)
 	}
-	p.share, p.cerID = ks, f.Ceremony
+	slices.Sort(p.order) // the age is unknown after a restart; any order bounds the count
 	return nil
 }
 
@@ -543,11 +594,8 @@ func (p *Pseudonyms) evaluate(raw []byte) ([]byte, error) {
 	if _, err := open(p.cfg.Ledger, svcPsEval, raw, &req); err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	ks, cer := p.share, p.cerID
-	p.mu.Unlock()
-	c, ok := p.cfg.Ledger.Pseudonym()
-	if ks == nil || !ok || c.ID != cer {
+	ks, _, ok := p.committed()
+	if !ok {
 		return nil, fmt.Errorf("mpc: %s holds no share of the committed pseudonym key", p.cfg.Node)
 	}
 	r, err := pseudonym.ParseRequest(req.Request)
@@ -651,4 +699,11 @@ func (p *Pseudonyms) Gather(ctx context.Context, batch string, req []byte, need 
 		return nil, fmt.Errorf("mpc: %d of the %d partial evaluations needed: %w", len(out), need, errors.Join(errs...))
 	}
 	return out, nil
+}
+
+func clipID(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
 }

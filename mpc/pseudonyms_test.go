@@ -54,7 +54,7 @@ type psConsortium struct {
 	rogue   sync.Map // node -> true: answers with a wrong key
 }
 
-func newPsConsortium(t *testing.T, n, thr int) *psConsortium {
+func newPsConsortium(t testing.TB, n, thr int) *psConsortium {
 	t.Helper()
 	c := &psConsortium{led: &psLedger{fakeLedger: &fakeLedger{accounts: map[policies.Address]policies.Account{}}, batches: map[string]policies.PseudonymBatch{}, quota: 1 << 20},
 		parties: map[string]*Pseudonyms{}}
@@ -111,9 +111,10 @@ func (c *psConsortium) rogueEval(peer string, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, _ := pseudonym.Deal(1, []uint64{p.share.Point})
-	s, _ := d.Share(p.share.Point)
-	other, err := pseudonym.Combine(1, p.share.Point, [][]byte{s}, [][][]byte{d.Commitments()})
+	_, point, _, _ := p.Share()
+	d, _ := pseudonym.Deal(1, []uint64{point})
+	s, _ := d.Share(point)
+	other, err := pseudonym.Combine(1, point, [][]byte{s}, [][][]byte{d.Commitments()})
 	if err != nil {
 		return nil, err
 	}
@@ -324,5 +325,48 @@ func TestPseudonymCeremonyRefusals(t *testing.T) {
 	c.down.Store("node3", true)
 	if _, err := c.parties["node1"].RunCeremony(ctx, c.nodes, 2); err == nil {
 		t.Fatal("a ceremony completed with a participant down")
+	}
+}
+
+// A ceremony that completes among the nodes but is not committed (say
+// the state machine refused it) leaves the committed key working; once a
+// new one is committed (a rotation), it is the one used, and a restarted
+// node still holds both shares.
+func TestPseudonymUncommittedCeremonyKeepsShares(t *testing.T) {
+	c := newPsConsortium(t, 3, 2)
+	ctx := context.Background()
+	doc := policies.PseudonymBatchDoc{Purpose: policies.PurposeDataset, Dataset: "census"}
+	ids := psIDs(3)
+	before, err := c.client(t).Pseudonymise(ctx, transport{c, "node1"}, doc, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.parties["node2"].RunCeremony(ctx, c.nodes, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := c.client(t).Pseudonymise(ctx, transport{c, "node3"}, doc, ids)
+	if err != nil || !bytes.Equal(same[0], before[0]) {
+		t.Fatalf("after an uncommitted ceremony: %v", err)
+	}
+	c.led.mu.Lock()
+	c.led.cer = second
+	c.led.mu.Unlock()
+	for name, p := range c.parties {
+		again, err := NewPseudonyms(p.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(again.shares) != 2 {
+			t.Fatalf("%s reloads %d shares, want 2", name, len(again.shares))
+		}
+		c.parties[name] = again
+	}
+	after, err := c.client(t).Pseudonymise(ctx, transport{c, "node1"}, doc, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(after[0], before[0]) {
+		t.Fatal("the rotated key gives the old pseudonyms")
 	}
 }

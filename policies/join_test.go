@@ -80,11 +80,11 @@ func TestJoinPolicyValidation(t *testing.T) {
 		join any
 		want string
 	}{
-		{"allows nothing", map[string]any{"datasets": []string{}, "lists": false, "max_rows_per_person": 1}, "join allows nothing"},
-		{"bad name", map[string]any{"datasets": []string{"Tax!"}, "max_rows_per_person": 1}, `join.datasets: "Tax!" is not a dataset name`},
+		{"allows nothing", map[string]any{"datasets": []string{}, "lists": false, "max_rows_per_person": 1}, "names no dataset and allows no list"},
+		{"bad name", map[string]any{"datasets": []string{"Tax!"}, "max_rows_per_person": 1}, `dataset "Tax!" is neither a dataset name nor "*"`},
 		{"self", map[string]any{"datasets": []string{"tax2025"}, "max_rows_per_person": 1}, "self-joins are never run"},
-		{"no rows", map[string]any{"datasets": []string{"*"}, "max_rows_per_person": 0}, "join.max_rows_per_person must be in [1, 100]"},
-		{"too many rows", map[string]any{"datasets": []string{"*"}, "max_rows_per_person": 101}, "join.max_rows_per_person must be in [1, 100]"},
+		{"no rows", map[string]any{"datasets": []string{"*"}, "max_rows_per_person": 0}, "join: max_rows_per_person must be in [1, 100]"},
+		{"too many rows", map[string]any{"datasets": []string{"*"}, "max_rows_per_person": 101}, "join: max_rows_per_person must be in [1, 100]"},
 		{"unknown field", map[string]any{"datasets": []string{"*"}, "max_rows_per_person": 1, "rows": 2}, "unknown field"},
 	}
 	for _, c := range cases {

@@ -23,35 +23,11 @@ type Policy struct {
 	DP           DP                  `json:"dp"`
 	Approval     Approval            `json:"approval"`
 	Expires      time.Time           `json:"expires"`
-	Owner        Address             `json:"owner,omitempty"`
-	Revoked      bool                `json:"revoked,omitempty"`
 	// Join says whether, and with what, the dataset may be joined; nil:
-	// never (DESIGN.md, "Joining across agencies").
-	Join *JoinRule `json:"join,omitempty"`
-}
-
-// JoinRule is a policy's permission to join its dataset with others on
-// their consortium pseudonyms.
-type JoinRule struct {
-	// Datasets names the datasets it may be joined with; "*" is any
-	// dataset with a consortium-pseudonymised identifier column.
-	Datasets []string `json:"datasets"`
-	// Lists: whether an enterprise's own id list may be joined with it.
-	Lists bool `json:"lists"`
-	// MaxRowsPerPerson bounds the rows one person contributes from this
-	// dataset to a join (chosen without bias by a keyed hash); DP noise
-	// is calibrated to it.
-	MaxRowsPerPerson int `json:"max_rows_per_person"`
-}
-
-// MaxJoinRowsPerPerson bounds JoinRule.MaxRowsPerPerson: past it, the DP
-// noise calibrated to it would drown any answer.
-const MaxJoinRowsPerPerson = 100
-
-// Allows reports whether the rule lets its dataset be joined with the
-// dataset named other.
-func (r *JoinRule) Allows(other string) bool {
-	return r != nil && (contains(r.Datasets, other) || contains(r.Datasets, "*"))
+	// never (DESIGN.md, "Joining across agencies"; join.go).
+	Join    *Join   `json:"join,omitempty"`
+	Owner   Address `json:"owner,omitempty"`
+	Revoked bool    `json:"revoked,omitempty"`
 }
 
 // Dominance is the (n, k) rule: a cell is suppressed when its n largest
@@ -142,6 +118,11 @@ func (p *Policy) validateShape() error {
 	if d := p.Dominance; d != nil && (d.N < 1 || !(d.K > 0 && d.K <= 1)) {
 		return bad("dominance needs n >= 1 and 0 < k <= 1")
 	}
+	if p.Join != nil {
+		if err := p.Join.validate(); err != nil {
+			return err
+		}
+	}
 	dp := p.DP
 	switch {
 	case !(dp.EpsilonPerQuery > 0) || math.IsInf(dp.EpsilonPerQuery, 0):
@@ -175,21 +156,8 @@ func (p *Policy) validateShape() error {
 	if p.Expires.IsZero() {
 		return bad("expires is required (RFC 3339)")
 	}
-	if j := p.Join; j != nil {
-		if len(j.Datasets) == 0 && !j.Lists {
-			return bad("join allows nothing: name datasets (or \"*\") or set lists")
-		}
-		for _, d := range j.Datasets {
-			if d != "*" && !identRE.MatchString(d) {
-				return bad("join.datasets: %q is not a dataset name or \"*\"", clip(d))
-			}
-			if d == p.Dataset {
-				return bad("join.datasets: %q is the policy's own dataset (self-joins are never run)", d)
-			}
-		}
-		if j.MaxRowsPerPerson < 1 || j.MaxRowsPerPerson > MaxJoinRowsPerPerson {
-			return bad("join.max_rows_per_person must be in [1, %d]", MaxJoinRowsPerPerson)
-		}
+	if j := p.Join; j != nil && contains(j.Datasets, p.Dataset) {
+		return bad("join.datasets: %q is the policy's own dataset (self-joins are never run)", p.Dataset)
 	}
 	return nil
 }
@@ -202,7 +170,9 @@ func (p *Policy) validateAgainst(s *Schema, now time.Time) error {
 	if !p.Expires.After(now) {
 		return bad("expired at %s", p.Expires.UTC().Format(time.RFC3339))
 	}
-	if p.Join != nil && JoinKey(s) == "" {
+	// Joining datasets matches consortium pseudonyms; a lists-only join
+	// (the enterprise's own ids, issue 17) is judged where lists run.
+	if p.Join != nil && len(p.Join.Datasets) > 0 && JoinKey(s) == "" {
 		return bad("join needs a dataset whose identifier column has consortium pseudonyms (\"pseudonym\": \"consortium\")")
 	}
 	cols := make([]string, 0, len(p.Aggregates))

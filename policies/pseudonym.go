@@ -105,6 +105,7 @@ type pseudonyms struct {
 	Quota   map[string]int64           `json:"quota,omitempty"`
 	Used    map[string]int64           `json:"used,omitempty"`     // account -> ids so far
 	ForData map[string]int64           `json:"for_data,omitempty"` // "org or account/dataset" -> ids
+	ForJob  map[string]int64           `json:"for_job,omitempty"`  // job -> its list's ids
 	Batches map[string]*PseudonymBatch `json:"batches,omitempty"`
 }
 
@@ -247,8 +248,17 @@ func (s *state) pseudonymBatch(e Entry, index uint64, now time.Time) error {
 		if j.Requester != e.Actor {
 			return fmt.Errorf("%w: job %s is not %s's", ErrForbidden, j.ID, e.Actor)
 		}
-		if j.Status != JobAuthorised && j.Status != JobRunning {
-			return fmt.Errorf("%w: job %s is %s: lists are pseudonymised for authorised jobs only", ErrConflict, j.ID, j.Status)
+		// Before it runs: pending approval (the list is ready when the
+		// approvals come), authorised, or running.
+		if j.Status != JobPending && j.Status != JobAuthorised && j.Status != JobRunning {
+			return fmt.Errorf("%w: job %s is %s: lists are pseudonymised only for jobs that have yet to run or are running", ErrConflict, j.ID, j.Status)
+		}
+		pol := s.Policies[j.Policy]
+		if pol == nil || pol.Join == nil || !pol.Join.Lists {
+			return fmt.Errorf("%w: the policy that authorised job %s allows no id list to be joined with dataset %q", ErrForbidden, j.ID, j.Dataset)
+		}
+		if got := p.ForJob[j.ID]; got+d.Count > pol.Join.ListIDs() {
+			return fmt.Errorf("%w: job %s's list: %d ids pseudonymised, this batch asks %d, policy %s allows %d", ErrForbidden, j.ID, got, d.Count, pol.ID, pol.Join.ListIDs())
 		}
 	default:
 		return fmt.Errorf("%w: purpose %q (need %s or %s)", ErrInvalid, clip(d.Purpose), PurposeDataset, PurposeJob)
@@ -262,10 +272,15 @@ func (s *state) pseudonymBatch(e Entry, index uint64, now time.Time) error {
 		set(s, &p.ForData, map[string]int64{})
 		set(s, &p.Batches, map[string]*PseudonymBatch{})
 	}
+	if p.ForJob == nil {
+		set(s, &p.ForJob, map[string]int64{})
+	}
 	put(s, p.Used, key, p.Used[key]+d.Count)
 	if d.Purpose == PurposeDataset {
 		k := s.orgOf(e.Actor) + "/" + d.Dataset
 		put(s, p.ForData, k, p.ForData[k]+d.Count)
+	} else {
+		put(s, p.ForJob, d.Job, p.ForJob[d.Job]+d.Count)
 	}
 	b := &PseudonymBatch{ID: "psb-" + strconv.FormatUint(index, 10), Requester: e.Actor, Count: d.Count, Purpose: d.Purpose,
 		Dataset: d.Dataset, Job: d.Job, Request: d.Request, Time: now}

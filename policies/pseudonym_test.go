@@ -96,7 +96,20 @@ func TestPseudonymBatchesAndQuotas(t *testing.T) {
 	}
 	w.must("node1", KindPseudonymCeremony, pseudonymDoc(w, 2, "node1", "node2"), nil)
 	w.withDataset()
+	// The first policy allows no list; the second allows lists of up to
+	// 5M ids per job (more than the enterprise's account quota).
 	w.must("agency1", KindPolicyPublish, taxPolicy(), nil)
+	w.must("bank", KindJobSubmit, job("q", "masked", "credit risk statistics"), plan("count:*"))
+	noLists := w.lastJob().ID
+	if err := w.act("bank", KindPseudonymBatch, batch(1, PurposeJob, "", noLists), nil); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "allows no id list") {
+		t.Fatalf("a list for a job whose policy allows none: %v", err)
+	}
+	for _, p := range w.m.Policies() {
+		w.must("agency1", KindPolicyRevoke, PolicyRevokeDoc{Policy: p.ID}, nil)
+	}
+	lists := taxPolicy()
+	lists["join"] = map[string]any{"lists": true, "max_rows_per_person": 1, "max_list_ids": 5_000_000}
+	w.must("agency1", KindPolicyPublish, lists, nil)
 	w.must("bank", KindJobSubmit, job("q", "masked", "credit risk statistics"), plan("count:*"))
 	jobID := w.lastJob().ID
 	w.must("shop", KindJobSubmit, job("q", "masked", "credit risk statistics"), plan("count:*"))
@@ -164,6 +177,38 @@ func TestPseudonymBatchesAndQuotas(t *testing.T) {
 	}
 	if b, ok := w.m.PseudonymBatch("psb-" + strconv.FormatUint(w.index-3, 10)); !ok || b.Count != 600 || b.Requester != w.addr("agency1") {
 		t.Fatalf("batch record %+v", b)
+	}
+}
+
+// A job's list is bounded by its policy's max_list_ids.
+func TestPseudonymListBound(t *testing.T) {
+	w := newWorld(t)
+	w.must("node1", KindPseudonymCeremony, pseudonymDoc(w, 2, "node1", "node2"), nil)
+	w.withDataset()
+	p := taxPolicy()
+	p["join"] = map[string]any{"lists": true, "max_rows_per_person": 1, "max_list_ids": 100}
+	w.must("agency1", KindPolicyPublish, p, nil)
+	w.must("bank", KindJobSubmit, job("q", "masked", "credit risk statistics"), plan("count:*"))
+	id := w.lastJob().ID
+	w.must("bank", KindPseudonymBatch, batch(60, PurposeJob, "", id), nil)
+	if err := w.act("bank", KindPseudonymBatch, batch(41, PurposeJob, "", id), nil); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "allows 100") {
+		t.Fatalf("101 ids for a list of 100: %v", err)
+	}
+	w.must("bank", KindPseudonymBatch, batch(40, PurposeJob, "", id), nil)
+	for _, c := range []struct {
+		join map[string]any
+		want string
+	}{
+		{map[string]any{"max_rows_per_person": 1}, "leave join out"},
+		{map[string]any{"lists": true}, "max_rows_per_person"},
+		{map[string]any{"datasets": []string{"Bad Name"}, "max_rows_per_person": 1}, "neither"},
+		{map[string]any{"datasets": []string{"*"}, "max_rows_per_person": 1, "max_list_ids": 5}, "without lists"},
+	} {
+		p := taxPolicy()
+		p["join"] = c.join
+		if err := w.act("agency1", KindPolicyPublish, p, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("join %v: %v, want %q", c.join, err, c.want)
+		}
 	}
 }
 

@@ -59,6 +59,9 @@ func New(t testing.TB) *Consortium { return NewWith(t, Options{}) }
 type Options struct {
 	API   func(*api.Config)   // each node's API
 	Chain func(*chain.Config) // each node's ledger node (its ID tells which)
+	// Pseudonyms wires each node's consortium-pseudonym service (no
+	// ceremony yet: POST /v1/pseudonyms/ceremony runs it).
+	Pseudonyms bool
 }
 
 // NewWith starts a consortium with adjusted configuration.
@@ -74,8 +77,21 @@ func NewWith(t testing.TB, o Options) *Consortium {
 		f.Stores = append(f.Stores, st)
 		stores[fmt.Sprintf("node%d", i+1)] = st
 	}
+	ps := map[string]*api.Pseudonym{}
+	psReady := make(chan struct{})
 	tune := func(c *chain.Config) {
 		c.Blobs = stores[c.ID].Blob
+		if o.Pseudonyms {
+			id := c.ID
+			c.Services = func(ctx context.Context, service string, body []byte) ([]byte, error) {
+				select {
+				case <-psReady:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+				return ps[id].Party.Serve(ctx, service, body)
+			}
+		}
 		if o.Chain != nil {
 			o.Chain(c)
 		}
@@ -122,6 +138,13 @@ func NewWith(t testing.TB, o Options) *Consortium {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if o.Pseudonyms {
+			id := f.C.Peers[i].ID
+			if ps[id], err = api.NewPseudonym(id, t.TempDir(), f.C.Keys[i], f.C.Nodes[i], f.SMs[i].M, cfg.Nonces); err != nil {
+				t.Fatal(err)
+			}
+			s.SetPseudonym(ps[id])
+		}
 		r := sandbox.NewRunner(sandbox.RunnerConfig{Name: f.C.Peers[i].ID, Key: f.C.Keys[i], Nonces: cfg.Nonces, Poll: 20 * time.Millisecond, ObserveJob: s.ObserveJob}, f.Stores[i], f.C.Nodes[i], f.SMs[i].M)
 		go r.Run(ctx)
 		srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: s.Handler()}}
@@ -129,6 +152,7 @@ func NewWith(t testing.TB, o Options) *Consortium {
 		t.Cleanup(srv.Close)
 		f.Srv = append(f.Srv, srv)
 	}
+	close(psReady)
 	return f
 }
 

@@ -182,3 +182,7 @@ func parallel(n int, fn func(lo, hi int) error) error {
 	}
 	return nil
 }
+
+// String and GoString keep the blinds and ids out of logs.
+func (b *Blinding) String() string   { return fmt.Sprintf("pseudonym blinding of %d ids", len(b.ids)) }
+func (b *Blinding) GoString() string { return b.String() }

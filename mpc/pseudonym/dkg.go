@@ -279,3 +279,8 @@ func ParseKeyShare(b []byte) (*KeyShare, error) {
 	}
 	return newKeyShare(x, k), nil
 }
+
+// String and GoString keep the secret out of logs and error messages
+// (%v, %s and %#v print only the point).
+func (s *KeyShare) String() string   { return fmt.Sprintf("pseudonym key share of point %d", s.Point) }
+func (s *KeyShare) GoString() string { return s.String() }

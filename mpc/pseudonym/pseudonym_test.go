@@ -481,3 +481,20 @@ func TestBadInputsRefused(t *testing.T) {
 		})
 	}
 }
+
+func TestSecretsStayOutOfPrints(t *testing.T) {
+	_, shares := ceremony(t, 2, 3)
+	c := NewClient(&Public{Threshold: 1})
+	b, _, err := c.Blind([][]byte{[]byte("secret-id-123")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		if got := fmt.Sprintf(verb, shares[0]); got != "pseudonym key share of point 1" {
+			t.Errorf("%s of a key share prints %q", verb, got)
+		}
+		if got := fmt.Sprintf(verb, b); got != "pseudonym blinding of 1 ids" {
+			t.Errorf("%s of a blinding prints %q", verb, got)
+		}
+	}
+}

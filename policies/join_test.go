@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -149,6 +150,16 @@ func TestJoinAuthorisation(t *testing.T) {
 			}
 		})
 	}
+	t.Run("he mode", func(t *testing.T) {
+		w := joinWorld(t, 3)
+		w.publishJoin([]string{"*"}, auto, auto)
+		w.must("node1", KindHECeremony, ceremonyDoc(w, 2, "node1", "node2"), nil)
+		w.must("bank", KindHEKey, HEKeyDoc{Params: "p", PublicKey: bytes.Repeat([]byte{7}, 1000)}, nil)
+		w.must("bank", KindJobSubmit, job("q", "he", "benefit statistics"), joinPlan())
+		if j := w.lastJob(); j.Status != JobRejected || !strings.Contains(j.Reason, "masked only") {
+			t.Fatalf("%s %q", j.Status, j.Reason)
+		}
+	})
 	t.Run("a policy without join", func(t *testing.T) {
 		w := joinWorld(t, 3)
 		p := joinPolicy("tax2025", nil, map[string][]string{"income": {"count", "avg"}}, auto)

@@ -4,7 +4,7 @@ BIN     := bin
 PKGS    := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: all build test test-short demo bench soak lint fuzz clean chromium
+.PHONY: all build test test-short demo bench bench-peers bench-deps soak lint fuzz clean chromium
 
 all: build
 
@@ -35,9 +35,31 @@ demo: build
 	$(BIN)/demo --bin $(BIN)
 
 # Go benchmarks (several runs, medians) summarised as one table and
-# bench/results.json.
-bench: build
+# bench/results.json, with the peers measured in the same run: etcd and
+# PostgreSQL from Debian's packages (installed here when missing, as root),
+# DuckDB in process (cmd/bench/peers, a module of its own, built with
+# -tags duckdb: a cgo library that is never part of the product or of make
+# test). "make bench-peers" runs only the figures compared with a peer.
+bench: build bench-deps
 	$(GO) run ./cmd/bench --count 5
+
+bench-peers: build bench-deps
+	$(GO) run ./cmd/bench --count 3 --peers-only --out bench/peers.json
+
+# The peers' Debian packages: installed as root with apt when missing;
+# otherwise it says what to run (the bench then prints them as skipped).
+bench-deps:
+	@missing=""; \
+	command -v etcd >/dev/null 2>&1 || missing="$$missing etcd-server"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "bench: installing$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+		else \
+			echo "bench: missing$$missing; install with: sudo apt-get install$$missing (their baselines are skipped until then)"; \
+		fi; \
+	fi
 
 # Longer fault and load runs than make test's (not part of CI): a minute of
 # load, the kill, full-disk and partition tests repeated.
@@ -55,7 +77,7 @@ lint:
 fuzz:
 	@for t in FuzzParseEntry FuzzParseProposal FuzzParseCheckpoint FuzzParseRPC; do $(GO) test ./chain -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
 	@for t in FuzzParseRange FuzzParseAppendRequest; do $(GO) test ./api -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
-	@for t in FuzzParsePolicy FuzzParseSchema; do $(GO) test ./policies -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
+	@for t in FuzzParsePolicy FuzzParseSchema FuzzParseLimits; do $(GO) test ./policies -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
 	@for t in FuzzParseQuery FuzzCheckQuery FuzzIngestCSV FuzzUnmarshalCiphertext FuzzParsePublicKey; do $(GO) test ./sandbox -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
 	$(GO) test ./audit -run XXX -fuzz '^FuzzVerifyRequest$$' -fuzztime 20s
 	$(GO) test ./mpc -run XXX -fuzz '^FuzzOpenMessage$$' -fuzztime 20s

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -153,6 +154,9 @@ func (s *Server) upload(c echo.Context) error {
 	if err != nil {
 		return badRequest("bad-schema", err.Error())
 	}
+	if err := s.checkUpload(c); err != nil {
+		return err
+	}
 	want, err := audit.ContentDigestSHA256(c.Request().Header.Get("Content-Digest"))
 	if err != nil {
 		return unauthorized("bad-digest", err.Error())
@@ -231,14 +235,15 @@ func (s *Server) registerDataset(c echo.Context) error {
 	if err := d.Schema.Validate(); err != nil {
 		return badRequest("bad-schema", err.Error())
 	}
-	if _, taken := s.state.Dataset(d.Name); taken {
-		return &problemError{status: http.StatusConflict, code: "conflict", detail: fmt.Sprintf("dataset %q is already registered", d.Name)}
-	}
 	if s.data == nil {
 		return &problemError{status: http.StatusServiceUnavailable, code: "no-data-store", detail: "this node keeps no datasets"}
 	}
 	if err := s.holdsFor(callerOf(c).account); err != nil {
 		return err
+	}
+	if _, taken := s.state.Dataset(d.Name); taken {
+		s.data.Discard(d.SHA256) // never to be registered: not left staged
+		return &problemError{status: http.StatusConflict, code: "conflict", detail: fmt.Sprintf("dataset %q is already registered", d.Name)}
 	}
 	schema, rows, ok := s.data.Staged(d.SHA256)
 	if !ok {
@@ -247,10 +252,12 @@ func (s *Server) registerDataset(c echo.Context) error {
 	a, _ := json.Marshal(schema)
 	b, _ := json.Marshal(d.Schema)
 	if !bytes.Equal(a, b) || rows != d.Rows {
+		s.data.Discard(d.SHA256)
 		return badRequest("upload-mismatch", "the schema or row count differs from the upload's")
 	}
 	rc, err := s.relay(c, policies.KindDatasetRegister, nil)
 	if err != nil {
+		discardRefused(s.data, d.SHA256, err)
 		return err
 	}
 	if err := s.data.Bind(d.SHA256, d.Name); err != nil {
@@ -271,6 +278,9 @@ func (s *Server) publishPolicy(c echo.Context) error {
 	}
 	if ds.Owner != who.addr && (ds.Org == "" || ds.Org != who.account.Org) {
 		return forbidden(fmt.Sprintf("dataset %q belongs to another agency", p.Dataset))
+	}
+	if err := s.state.Limits().CheckPolicy(p); err != nil {
+		return &problemError{status: http.StatusUnprocessableEntity, code: "beyond-limits", detail: err.Error()}
 	}
 	rc, err := s.relay(c, policies.KindPolicyPublish, nil)
 	if err != nil {
@@ -300,12 +310,15 @@ type JobResponse struct {
 	Datasets []string           `json:"datasets,omitempty"`
 	Runner   string             `json:"runner,omitempty"`
 	Flows    []policies.JobFlow `json:"flows,omitempty"`
+	// Charge is what the job's authorisation debited: whose budget, on
+	// which populations of data subjects.
+	Charge *policies.Charge `json:"charge,omitempty"`
 }
 
 func jobResponse(j policies.Job) JobResponse {
 	r := JobResponse{Job: j.ID, Status: j.Status, Reason: j.Reason, Dataset: j.Dataset, Mode: j.Mode, Purpose: j.Purpose,
 		Query: j.Query, Requester: j.Requester.String(), Policy: j.Policy, Epsilon: j.Epsilon, Needed: j.Needed,
-		Submitted: j.Submitted.Format(time.RFC3339), ResultSHA256: j.ResultHash}
+		Submitted: j.Submitted.Format(time.RFC3339), ResultSHA256: j.ResultHash, Charge: j.Charge}
 	for _, a := range j.Approvals {
 		r.Approvals = append(r.Approvals, a.String())
 	}
@@ -328,24 +341,20 @@ func (s *Server) submitJob(c echo.Context) error {
 	}
 	q, err := sandbox.ParseQuery(d.Query)
 	if err != nil {
-		return badRequest("bad-query", err.Error())
+		return err // 422 bad-query, with the position
 	}
+	// A query that cannot run is refused here, before the ledger: nothing
+	// is recorded and no budget is spent. Only policy decisions (purpose,
+	// grantee, budget, mode) are committed as rejected jobs. A join is
+	// checked whole: its own rules, every dataset's schema, the
+	// consortium's size, and that some policy of each dataset allows the
+	// join (the state machine judges the policies again, fully).
 	if len(q.Joins) > 0 {
-		// A join is checked whole before the ledger (and before any budget
-		// is spent): its own rules, every dataset's schema, the
-		// consortium's size, and that some policy of each dataset allows
-		// the join (the state machine judges the policies again, fully).
 		if err := sandbox.CheckJoin(q, s.joinEnv(), d.Mode); err != nil {
-			return &problemError{status: http.StatusUnprocessableEntity, code: "refused", detail: err.Error()}
+			return err
 		}
-	} else if ds, ok := s.state.Dataset(q.From); ok && d.Mode == policies.ModeHE {
-		// What the encrypted engine cannot do is refused before the
-		// ledger, like row-level queries, with the rule and the position.
-		// sandbox.CheckQuery is the whole pre-ledger check; in mode masked
-		// the engine's other rules still run at execution.
-		if err := sandbox.CheckQuery(q, &ds.Schema, d.Mode); err != nil {
-			return &problemError{status: http.StatusUnprocessableEntity, code: "refused", detail: err.Error()}
-		}
+	} else if err := checkQuery(s.state, q, d.Mode); err != nil {
+		return err
 	}
 	rc, err := s.relay(c, policies.KindJobSubmit, policies.JobExtra{Dataset: q.From, Plan: q.Plan()})
 	if err != nil {
@@ -414,4 +423,52 @@ func (s *Server) decideJob(kind string) echo.HandlerFunc {
 		j, _ = s.state.Job(j.ID)
 		return c.JSON(http.StatusOK, jobResponse(j))
 	}
+}
+
+// checkQuery refuses a query that cannot run whatever any policy says: an
+// unknown dataset, then sandbox.CheckQuery (unknown columns, row-level
+// outputs, column-class rules, joins not executed yet, and in he mode what
+// the encrypted engine cannot evaluate). The errors carry the rule and the
+// position in the query.
+func checkQuery(st State, q *sandbox.Query, mode string) error {
+	ds, ok := st.Dataset(q.From)
+	if !ok {
+		return &sandbox.RefusalError{Col: fromColumn(q.Source, q.From), Rule: "unknown-dataset",
+			Msg: fmt.Sprintf("unknown dataset %q (sandboxctl dataset list shows the catalogue)", clip(q.From))}
+	}
+	return sandbox.CheckQuery(q, &ds.Schema, mode)
+}
+
+// fromColumn is the 1-based character column of the dataset's name after
+// FROM in a query's text (0 if it cannot be found).
+func fromColumn(src, name string) int {
+	low := strings.ToLower(src)
+	i := strings.Index(low, "from")
+	if i < 0 {
+		return 0
+	}
+	j := strings.Index(low[i:], strings.ToLower(name))
+	if j < 0 {
+		return 0
+	}
+	return utf8.RuneCountInString(src[:i+j]) + 1
+}
+
+func (s *Server) getLimits(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.state.Limits())
+}
+
+func (s *Server) setLimits(c echo.Context) error {
+	var l policies.Limits
+	if err := decodeStrict(callerOf(c).body, &l, "limits must be {\"max_epsilon_per_query\", \"max_epsilon_budget\", \"max_delta\"}"); err != nil {
+		return err
+	}
+	if err := l.Validate(); err != nil {
+		return badRequest("bad-limits", err.Error())
+	}
+	rc, err := s.relay(c, policies.KindLimitsSet, nil)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, WriteResponse{Kind: policies.KindLimitsSet, Index: rc.Index})
 }

@@ -192,7 +192,7 @@ func TestJobLifecycleAndRefusals(t *testing.T) {
 		t.Fatalf("%+v", j)
 	}
 	// Refused by policy: committed with its reason.
-	f.Must(t, "bank", 1, "POST", "/v1/jobs", apitest.JobBody("SELECT CORR(income, age) FROM tax2025"), &j)
+	f.Must(t, "bank", 1, "POST", "/v1/jobs", apitest.JobBody("SELECT CORR(income, income) FROM tax2025"), &j)
 	if j.Status != policies.JobRejected || j.Reason != "policy "+pol+": aggregate corr(income) is not allowed" {
 		t.Fatalf("%+v", j)
 	}
@@ -203,7 +203,7 @@ func TestJobLifecycleAndRefusals(t *testing.T) {
 	}
 	// Bad SQL is refused before the ledger, with its position.
 	code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody("SELECT * FROM tax2025"), nil)
-	if code != 400 || p.Code != "bad-query" || !strings.Contains(p.Detail, "column 8") {
+	if code != 422 || p.Code != "refused" || !strings.Contains(p.Detail, "column 8") || p.Position != 8 {
 		t.Fatalf("%d %+v", code, p)
 	}
 	code, p = f.Do(t, "bank", 0, "GET", "/v1/jobs/"+j.Job+"/result", nil, nil)

@@ -163,7 +163,7 @@ func TestHEQueryRefusedBeforeLedger(t *testing.T) {
 		code int
 		msg  string
 	}{
-		"SELECT COUNT(*) FROM tax2025 AS a JOIN tax2025 AS b ON a.person_id = b.person_id":      {400, "joined with itself (self-joins are not run) (rule: join)"},
+		"SELECT COUNT(*) FROM tax2025 AS a JOIN tax2025 AS b ON a.person_id = b.person_id":      {422, "joined with itself (self-joins are not run) (rule: join)"},
 		"SELECT COUNT(*) FROM tax2025 AS a JOIN benefits2025 AS b ON a.person_id = b.person_id": {422, "tax2025.person_id is an identifier column with agency pseudonyms (not joinable); joins match only identifier columns with consortium pseudonyms (rule: join)"},
 	} {
 		code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody(sql), nil)
@@ -176,6 +176,65 @@ func TestHEQueryRefusedBeforeLedger(t *testing.T) {
 	if after.Applied != before.Applied {
 		t.Fatalf("refused queries reached the ledger: %d -> %d entries", before.Applied, after.Applied)
 	}
+}
+
+// Queries that cannot run are refused before the ledger, whatever the
+// mode, with the exact reason and its position: nothing is committed and
+// no budget is spent. Only policy decisions become rejected jobs.
+func TestQueryRefusedBeforeLedger(t *testing.T) {
+	f := apitest.New(t)
+	f.WithPolicy(t, nil)
+	var before StateResponse
+	f.Must(t, "auditor", 0, "GET", "/v1/ledger/state", nil, &before)
+	cases := []struct {
+		sql, code, want string
+		pos             int
+	}{
+		{"SELECT regon, COUNT(*) FROM tax2025 GROUP BY regon", "refused", `unknown column "regon"`, 46},
+		{"SELECT COUNT(*) FROM tax2025 WHERE regon = 'north'", "refused", `unknown column "regon"`, 36},
+		{"SELECT MIN(income) FROM tax2025", "refused", `MIN of sensitive column "income" would return an individual's value`, 8},
+		{"SELECT person_id, COUNT(*) FROM tax2025 GROUP BY person_id", "refused", `identifier column "person_id" may not be used in GROUP BY`, 50},
+		{"SELECT income, COUNT(*) FROM tax2025 GROUP BY income", "refused", `sensitive column "income" may not be grouped by`, 47},
+		{"SELECT COUNT(*) FROM tax2024", "refused", `unknown dataset "tax2024"`, 22},
+		{"SELECT COUNT(*) FROM tax2025 GROUP", "bad-query", "", 0},
+	}
+	for _, c := range cases {
+		for _, mode := range []string{"masked", "he"} {
+			code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", map[string]string{"query": c.sql, "mode": mode, "purpose": "credit risk statistics"}, nil)
+			if code != 422 || p.Code != c.code || !strings.Contains(p.Detail, c.want) || (c.pos > 0 && p.Position != c.pos) {
+				t.Fatalf("%s (%s): %d %+v", c.sql, mode, code, p)
+			}
+		}
+	}
+	var after StateResponse
+	f.Must(t, "auditor", 0, "GET", "/v1/ledger/state", nil, &after)
+	if after.Applied != before.Applied {
+		t.Fatalf("refused queries reached the ledger: %d -> %d entries", before.Applied, after.Applied)
+	}
+}
+
+// A policy beyond the consortium's limits is refused with the rule before
+// the ledger; the admin may raise the limits, after which it is accepted.
+func TestPolicyBeyondLimits(t *testing.T) {
+	f := apitest.New(t)
+	f.WithPolicy(t, nil)
+	p := apitest.TaxPolicy()
+	p["purpose"] = "research"
+	p["dp"] = map[string]any{"epsilon_per_query": 1000, "epsilon_budget": 1000, "delta": 1e-6}
+	code, pr := f.Do(t, "agency1", 0, "POST", "/v1/policies", p, nil)
+	if code != 422 || pr.Code != "beyond-limits" || !strings.Contains(pr.Detail, "dp.epsilon_per_query 1000 exceeds the consortium's limit of 1 per query") {
+		t.Fatalf("%d %+v", code, pr)
+	}
+	if code, _ := f.Do(t, "agency1", 0, "POST", "/v1/limits", policies.Limits{MaxEpsilonPerQuery: 1000, MaxEpsilonBudget: 1000}, nil); code != 403 {
+		t.Fatalf("an agency set the limits: %d", code)
+	}
+	f.Must(t, "admin", 0, "POST", "/v1/limits", policies.Limits{MaxEpsilonPerQuery: 1000, MaxEpsilonBudget: 1000, MaxDelta: 1e-5}, nil)
+	var l policies.Limits
+	f.Must(t, "bank", 1, "GET", "/v1/limits", nil, &l)
+	if l.MaxEpsilonPerQuery != 1000 {
+		t.Fatalf("limits %+v", l)
+	}
+	f.Must(t, "agency1", 0, "POST", "/v1/policies", p, nil)
 }
 
 // A query in PostgreSQL's forms runs end to end: the plan on the ledger is
@@ -219,12 +278,41 @@ func TestPostgresQueryRunsEndToEnd(t *testing.T) {
 	// Queries over 64 KB are refused before parsing, and before the ledger.
 	huge := "SELECT COUNT(*) FROM tax2025 WHERE region = '" + strings.Repeat("x", 70<<10) + "'"
 	code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody(huge), nil)
-	if code != 400 || p.Code != "bad-query" || !strings.Contains(p.Detail, "limit 65536") {
+	if code != 422 || p.Code != "bad-query" || !strings.Contains(p.Detail, "limit 65536") {
 		t.Fatalf("huge query: %d %+v", code, p)
 	}
 	// A statement smuggled after a ';' is refused with its rule and position.
 	code, p = f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody("SELECT COUNT(*) FROM tax2025; DELETE FROM tax2025"), nil)
-	if code != 400 || !strings.Contains(p.Detail, "column 31") || !strings.Contains(p.Detail, "rule: one-statement") {
+	if code != 422 || p.Position != 31 || !strings.Contains(p.Detail, "column 31") || !strings.Contains(p.Detail, "rule: one-statement") {
 		t.Fatalf("two statements: %d %+v", code, p)
+	}
+}
+
+// An authorised job says what it was charged to; GET /v1/budgets shows an
+// organisation its own budgets (and every budget to read-all accounts).
+func TestBudgetsVisible(t *testing.T) {
+	f := apitest.New(t)
+	f.WithPolicy(t, nil)
+	var j JobResponse
+	f.Must(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody("SELECT COUNT(*) FROM tax2025"), &j)
+	if j.Charge == nil || j.Charge.Holder != "org:bank" || len(j.Charge.Populations) != 1 || j.Charge.Epsilon != 0.5 {
+		t.Fatalf("charge %+v", j.Charge)
+	}
+	type budgets struct {
+		Holder  string           `json:"holder"`
+		Budgets []BudgetResponse `json:"budgets"`
+	}
+	var b budgets
+	f.Must(t, "bank", 1, "GET", "/v1/budgets", nil, &b)
+	if b.Holder != "org:bank" || len(b.Budgets) != 1 || b.Budgets[0].Spent != 0.5 || b.Budgets[0].Budget != 5 || b.Budgets[0].Population != j.Charge.Populations[0] {
+		t.Fatalf("bank's budgets %+v", b)
+	}
+	f.Must(t, "shop", 1, "GET", "/v1/budgets", nil, &b)
+	if b.Holder != "org:shop" || len(b.Budgets) != 0 {
+		t.Fatalf("shop sees %+v", b)
+	}
+	f.Must(t, "auditor", 1, "GET", "/v1/budgets", nil, &b)
+	if len(b.Budgets) != 1 || b.Budgets[0].Holder != "org:bank" {
+		t.Fatalf("auditor sees %+v", b)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	. "github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/api/apitest"
+	"github.com/datasandbox/datasandbox/policies"
 )
 
 // 50 concurrent clients for LOAD_SECONDS (default 5; "make soak" runs
@@ -30,6 +31,9 @@ func TestLoad(t *testing.T) {
 	// Few accounts share the 50 clients: their rate limits are raised so
 	// that the requests do work (TestRateLimitPerAccount covers the limit).
 	f := apitest.NewWith(t, apitest.Options{API: func(c *Config) { c.RateLimit, c.RateBurst = 2000, 2000 }})
+	// A budget the load cannot exhaust: beyond the default limits, which
+	// the admin raises first.
+	f.Must(t, "admin", 0, "POST", "/v1/limits", policies.Limits{MaxEpsilonPerQuery: 1, MaxEpsilonBudget: 1e6, MaxDelta: 1e-5}, nil)
 	f.WithPolicy(t, func(p map[string]any) {
 		p["dp"] = map[string]any{"epsilon_per_query": 0.001, "epsilon_budget": 1e6}
 	})

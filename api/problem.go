@@ -22,6 +22,9 @@ type Problem struct {
 	Detail string `json:"detail,omitempty"`
 	// Code is a stable machine-readable name for the problem.
 	Code string `json:"code"`
+	// Position is, for a refused query, the 1-based character position in
+	// the query text of what is refused (0: the query as a whole).
+	Position int `json:"position,omitempty"`
 }
 
 // problemError is an error a handler raises with its status and code.
@@ -74,7 +77,7 @@ func statusOf(err error) (int, string, bool) {
 	case errors.Is(err, chain.ErrRejected):
 		return http.StatusUnprocessableEntity, "rejected", true
 	case errors.Is(err, sandbox.ErrSyntax):
-		return http.StatusBadRequest, "bad-query", true
+		return http.StatusUnprocessableEntity, "bad-query", true
 	case errors.Is(err, sandbox.ErrBadData):
 		return http.StatusBadRequest, "bad-data", true
 	case errors.Is(err, sandbox.ErrRefused), errors.Is(err, sandbox.ErrLimit):
@@ -109,6 +112,14 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		} else {
 			p.Detail = "internal error; the node's log has the details"
 			log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+		}
+		var se *sandbox.SyntaxError
+		var re *sandbox.RefusalError
+		switch {
+		case errors.As(err, &se):
+			p.Position = se.Col
+		case errors.As(err, &re):
+			p.Position = re.Col
 		}
 		var pe *problemError
 		switch {

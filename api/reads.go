@@ -53,10 +53,13 @@ type DatasetResponse struct {
 	Schema policies.Schema `json:"schema"`
 	SHA256 string          `json:"sha256"`
 	Rows   int64           `json:"rows"`
+	// Population is the data subjects' budget key: datasets that share it
+	// share one privacy budget per organisation.
+	Population string `json:"population,omitempty"`
 }
 
 func datasetResponse(d policies.Dataset) DatasetResponse {
-	return DatasetResponse{Name: d.Name, Owner: d.Owner.String(), Org: d.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows}
+	return DatasetResponse{Name: d.Name, Owner: d.Owner.String(), Org: d.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows, Population: d.Population}
 }
 
 func (s *Server) listDatasets(c echo.Context) error {
@@ -196,5 +199,41 @@ func (s *Server) access(c echo.Context) error {
 	for _, j := range s.state.Jobs(func(j policies.Job) bool { return slices.Contains(j.Plan.Datasets(j.Dataset), ds) }) {
 		out = append(out, jobResponse(j))
 	}
+	if _, ok := s.state.Dataset(ds); !ok && len(out) == 0 {
+		// Attempts on a dataset that was never registered are still shown;
+		// a name nobody ever used is most likely a typo.
+		return notFound(fmt.Sprintf("no such dataset %q (and no job ever named it)", clip(ds)))
+	}
 	return c.JSON(http.StatusOK, map[string]any{"dataset": ds, "access": out})
+}
+
+// BudgetResponse is one organisation's spending on one population of data
+// subjects, with the largest budget a policy on it allows.
+type BudgetResponse struct {
+	policies.BudgetLine
+	Budget float64 `json:"budget"`
+}
+
+// listBudgets shows the budgets the caller's organisation has spent on
+// (every budget, to accounts that read everything).
+func (s *Server) listBudgets(c echo.Context) error {
+	who := callerOf(c)
+	all := s.state.Can(who.addr, policies.PermReadAll)
+	holder := s.state.HolderOf(who.addr)
+	limit := s.state.Limits().MaxEpsilonBudget
+	pols := s.state.Policies()
+	out := []BudgetResponse{}
+	for _, l := range s.state.Budgets() {
+		if !all && l.Holder != holder {
+			continue
+		}
+		r := BudgetResponse{BudgetLine: l}
+		for _, p := range pols {
+			if !p.Revoked && slices.Contains(l.Datasets, p.Dataset) {
+				r.Budget = max(r.Budget, min(p.DP.EpsilonBudget, limit))
+			}
+		}
+		out = append(out, r)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"holder": holder, "budgets": out})
 }

@@ -333,6 +333,11 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 <div class="scroll"><table><thead><tr><th>requester</th><th>organisation</th><th>dataset</th><th class="num">jobs</th><th class="num">ε spent</th><th class="num">ε budget</th><th class="num">used</th></tr></thead><tbody>
 {{range .V.Budgets}}<tr><td>{{.Requester.Name}} <code class="muted" title="{{.Requester.Address}}">{{.Requester.Short}}</code></td><td>{{.Requester.Org}}</td><td>{{.Dataset}}</td><td class="num">{{.Jobs}}</td><td class="num">{{eps .Spent}}</td><td class="num">{{eps .Budget}}</td><td class="num">{{pct .Fraction}}</td></tr>{{else}}<tr><td colspan="7" class="muted">none</td></tr>{{end}}
 </tbody></table></div>
+<h3>Privacy budgets as kept: each organisation on each population of data subjects</h3>
+<p class="muted">Datasets of the same people (the same digest, or linked by a policy) share one population; every account of an organisation draws on its one budget there.</p>
+<div class="scroll"><table><thead><tr><th>holder</th><th>population</th><th>datasets</th><th class="num">ε spent</th><th class="num">ε budget</th><th class="num">used</th></tr></thead><tbody>
+{{range .V.Populations}}<tr><td>{{.Holder}}</td><td>{{.Population}}</td><td>{{range $i, $d := .Datasets}}{{if $i}}, {{end}}{{$d}}{{end}}</td><td class="num">{{eps .Spent}}</td><td class="num">{{eps .Budget}}</td><td class="num">{{pct .Fraction}}</td></tr>{{else}}<tr><td colspan="6" class="muted">none</td></tr>{{end}}
+</tbody></table></div>
 
 <div class="grid"><div><h2>Jobs by status</h2>{{.StatusChart}}</div><div><h2>Refusals by rule</h2>{{.RefusalsChart}}</div></div>
 

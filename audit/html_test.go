@@ -27,6 +27,9 @@ func testView() *View {
 			{Requester: bank, Dataset: "tax2025", Spent: 400, Budget: 400, Jobs: 40}, // a large spender
 			{Requester: shop, Dataset: "health", Spent: 0.5, Budget: 5, Jobs: 1},
 		},
+		Populations: []PopulationView{
+			{BudgetLine: policies.BudgetLine{Population: "pop:tax2025", Datasets: []string{"tax2025", "tax2025he"}, Holder: "org:banka", Spent: 4}, Budget: 5},
+		},
 		Jobs: []JobView{{Job: policies.Job{ID: "job-7", Requester: req, Dataset: "tax2025", Mode: "masked", Purpose: "<script>alert(1)</script>",
 			Query: "SELECT region, AVG(income) FROM tax2025 GROUP BY region", Status: "completed", Submitted: t0}, RequesterOf: bank, Charged: 10,
 			ApproverOf: []AccountView{{Name: "Tax agency", Org: "tax"}}}},
@@ -50,6 +53,7 @@ func TestWriteHTML(t *testing.T) {
 		">75%<",                      // and its ticks
 		"&lt;script&gt;",             // text is escaped
 		"900000 of 1000000 ids",      // pseudonymisation against quotas
+		"<td>org:banka</td><td>pop:tax2025</td><td>tax2025, tax2025he</td>", // budgets as kept: organisation × population
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the report lacks %q", want)

@@ -88,6 +88,7 @@ var Routes = []Route{
 	{Kind: policies.KindAccountRotate, Method: http.MethodPost, Pattern: "/v1/accounts/rotations"},
 	{Kind: policies.KindHEKey, Method: http.MethodPost, Pattern: "/v1/accounts/hekey"},
 	{Kind: policies.KindTableSet, Method: http.MethodPost, Pattern: "/v1/accounts/table"},
+	{Kind: policies.KindLimitsSet, Method: http.MethodPost, Pattern: "/v1/limits"},
 	{Kind: policies.KindDatasetRegister, Method: http.MethodPost, Pattern: "/v1/datasets"},
 	{Kind: policies.KindPolicyPublish, Method: http.MethodPost, Pattern: "/v1/policies"},
 	{Kind: policies.KindPolicyRevoke, Method: http.MethodPost, Pattern: "/v1/policies/{id}/revoke", Doc: withPolicy},

@@ -23,15 +23,18 @@ type Source interface {
 
 // Report is what a verification finds.
 type Report struct {
-	OK           bool                          `json:"ok"`
-	Entries      uint64                        `json:"entries"`
-	Blocks       int                           `json:"blocks"`
-	Root         string                        `json:"root"`
-	StateHash    string                        `json:"state_hash"`
-	Kinds        map[string]int                `json:"kinds"`
-	Actors       int                           `json:"actors"`
-	Jobs         map[string]int                `json:"jobs_by_status"`
-	Epsilon      map[string]map[string]float64 `json:"epsilon_spent"` // requester -> dataset -> epsilon
+	OK        bool                          `json:"ok"`
+	Entries   uint64                        `json:"entries"`
+	Blocks    int                           `json:"blocks"`
+	Root      string                        `json:"root"`
+	StateHash string                        `json:"state_hash"`
+	Kinds     map[string]int                `json:"kinds"`
+	Actors    int                           `json:"actors"`
+	Jobs      map[string]int                `json:"jobs_by_status"`
+	Epsilon   map[string]map[string]float64 `json:"epsilon_spent"` // requester -> dataset -> epsilon
+	// Budgets is the epsilon each holder (organisation) spent on each
+	// population of data subjects: what the budgets cap (policies/budget.go).
+	Budgets      map[string]map[string]float64 `json:"budgets_spent,omitempty"` // population -> holder -> epsilon
 	Refusals     map[string]int                `json:"refusals_by_rule"`
 	Timeline     []JobEvent                    `json:"timeline"`
 	FirstFailure *Failure                      `json:"first_failure,omitempty"`
@@ -80,7 +83,7 @@ func Verify(ctx context.Context, src Source, cp *chain.Checkpoint) (*Report, Sta
 // its Plan set, every job's plan is derived again from its SQL text and
 // checked against the plan on the ledger.
 func VerifyWith(ctx context.Context, sm StateMachine, src Source, cp *chain.Checkpoint) (*Report, StateMachine, error) {
-	rep := &Report{Kinds: map[string]int{}, Jobs: map[string]int{}, Epsilon: map[string]map[string]float64{}, Refusals: map[string]int{}}
+	rep := &Report{Kinds: map[string]int{}, Jobs: map[string]int{}, Epsilon: map[string]map[string]float64{}, Budgets: map[string]map[string]float64{}, Refusals: map[string]int{}}
 	var fr chain.Frontier
 	var prev chain.Hash
 	actors := map[policies.Address]bool{}
@@ -179,19 +182,37 @@ func invariants(rep *Report, m *policies.Machine) {
 			if rep.Epsilon[j.Requester.String()] == nil {
 				rep.Epsilon[j.Requester.String()] = map[string]float64{}
 			}
+			want := p.DP.EpsilonPerQuery
 			if j.IsJoin() {
-				// Every dataset of a join paid its own policy's epsilon.
-				for _, pt := range j.Parts {
+				// A join is noised at, and charged, the smallest epsilon of
+				// its datasets' policies, on every population it reads.
+				for i, pt := range j.Parts {
 					pp, ok := pols[pt.Policy]
 					if !ok || pp.Dataset != pt.Dataset {
 						rep.fail(0, "join job %s reads %s without a committed authorising policy", j.ID, pt.Dataset)
 						return
 					}
-					rep.Epsilon[j.Requester.String()][pt.Dataset] += pp.DP.EpsilonPerQuery
+					if i == 0 || pp.DP.EpsilonPerQuery < want {
+						want = pp.DP.EpsilonPerQuery
+					}
 				}
-				break
+				for _, pt := range j.Parts {
+					rep.Epsilon[j.Requester.String()][pt.Dataset] += want
+				}
+			} else {
+				rep.Epsilon[j.Requester.String()][j.Dataset] += want
 			}
-			rep.Epsilon[j.Requester.String()][j.Dataset] += p.DP.EpsilonPerQuery
+			if j.Charge == nil || j.Charge.Epsilon != want || len(j.Charge.Populations) == 0 {
+				rep.fail(0, "job %s is %s without a budget charge of its policy's epsilon", j.ID, j.Status)
+				return
+			}
+			for _, pop := range j.Charge.Populations {
+				pop = m.Population(pop)
+				if rep.Budgets[pop] == nil {
+					rep.Budgets[pop] = map[string]float64{}
+				}
+				rep.Budgets[pop][j.Charge.Holder] += j.Charge.Epsilon
+			}
 		case policies.JobRejected:
 			rep.Refusals[refusalRule(j.Reason)]++
 		}
@@ -204,33 +225,44 @@ func invariants(rep *Report, m *policies.Machine) {
 			return
 		}
 	}
-	// Budgets: what was authorised never exceeds the budget of the policy
-	// that authorised it, and matches the state's own account.
-	for req, byDS := range rep.Epsilon {
-		a, _ := policies.ParseAddress(req)
-		for ds, eps := range byDS {
-			if got := m.Spent(a, ds); got < eps-1e-9 || got > eps+1e-9 {
-				rep.fail(0, "budget of %s on %s: the state says %g spent, the jobs %g", req, ds, got, eps)
-				return
-			}
-			budget := 0.0
-			for _, p := range pols {
-				if p.Dataset == ds && p.DP.EpsilonBudget > budget {
-					budget = p.DP.EpsilonBudget
-				}
-			}
-			if eps > budget+1e-9 {
-				rep.fail(0, "budget of %s on %s overdrawn: %g spent of %g", req, ds, eps, budget)
-				return
+	// Budgets: what the jobs charged matches the state's own account, and
+	// never exceeds the largest budget of a policy on the population.
+	lines := m.Budgets()
+	if len(lines) != countLines(rep.Budgets) {
+		rep.fail(0, "the state keeps %d budgets with spending, the jobs charged %d", len(lines), countLines(rep.Budgets))
+		return
+	}
+	for _, l := range lines {
+		eps := rep.Budgets[l.Population][l.Holder]
+		if l.Spent < eps-1e-9 || l.Spent > eps+1e-9 {
+			rep.fail(0, "budget of %s on %s: the state says %g spent, the jobs %g", l.Holder, l.Population, l.Spent, eps)
+			return
+		}
+		budget := 0.0
+		for _, p := range pols {
+			if slices.Contains(l.Datasets, p.Dataset) && p.DP.EpsilonBudget > budget {
+				budget = p.DP.EpsilonBudget
 			}
 		}
+		if eps > budget+1e-9 {
+			rep.fail(0, "budget of %s on %s overdrawn: %g spent of %g", l.Holder, l.Population, eps, budget)
+			return
+		}
 	}
+}
+
+func countLines(m map[string]map[string]float64) int {
+	n := 0
+	for _, byHolder := range m {
+		n += len(byHolder)
+	}
+	return n
 }
 
 // refusalRule names the rule a rejection broke, from its reason.
 func refusalRule(reason string) string {
 	for _, r := range []struct{ key, rule string }{
-		{"privacy budget exhausted", "budget"}, {"does not match", "purpose"}, {"is not a grantee", "grantee"},
+		{"query: ", "query"}, {"consortium's limit", "limits"}, {"privacy budget exhausted", "budget"}, {"does not match", "purpose"}, {"is not a grantee", "grantee"},
 		{"mode ", "mode"}, {"aggregate ", "aggregate"}, {"grouped by", "group_by"}, {"filtered on", "filter"},
 		{"expired", "expired"}, {"rejected by", "agency rejection"}, {"unknown dataset", "unknown dataset"},
 		{"no policy", "no policy"}, {"revoked", "revoked"},

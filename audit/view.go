@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -24,11 +25,16 @@ type View struct {
 	Policies   []policies.Policy
 	Jobs       []JobView
 	Budgets    []BudgetView
-	HE         *policies.HECeremony
-	Pseudonym  *policies.PseudonymCeremony
-	Quotas     []QuotaView // accounts that had ids pseudonymised
-	Blocks     []BlockInfo // the log's history, block by block
-	names      map[policies.Address]AccountView
+	// Populations are the privacy budgets as the state machine keeps them:
+	// each organisation's spending on each population of data subjects
+	// (policies/budget.go), against the largest budget a policy on it
+	// allows.
+	Populations []PopulationView
+	HE          *policies.HECeremony
+	Pseudonym   *policies.PseudonymCeremony
+	Quotas      []QuotaView // accounts that had ids pseudonymised
+	Blocks      []BlockInfo // the log's history, block by block
+	names       map[policies.Address]AccountView
 }
 
 // CheckpointView is the signed checkpoint the ledger was verified against.
@@ -87,7 +93,24 @@ type JobView struct {
 	Shares      []string
 }
 
-// BudgetView is what one requester spent of one dataset's budget.
+// PopulationView is one organisation's (holder's) spending on one
+// population of data subjects: the budget that caps its jobs.
+type PopulationView struct {
+	policies.BudgetLine
+	Budget float64 // the largest epsilon_budget a policy on its datasets allows (within the limits)
+}
+
+// Fraction is Spent over Budget (0 without a budget).
+func (p PopulationView) Fraction() float64 {
+	if p.Budget <= 0 {
+		return 0
+	}
+	return p.Spent / p.Budget
+}
+
+// BudgetView is what one requester spent on one dataset, against the
+// largest budget a policy on the dataset sets (the budget itself is kept
+// per organisation and population: PopulationView).
 type BudgetView struct {
 	Requester AccountView
 	Dataset   string
@@ -215,6 +238,16 @@ func NewView(rep *Report, m *policies.Machine, cp *chain.Checkpoint, trusted boo
 		}
 		return v.Budgets[i].Requester.Label()+v.Budgets[i].Dataset < v.Budgets[j].Requester.Label()+v.Budgets[j].Dataset
 	})
+	limit := m.Limits().MaxEpsilonBudget
+	for _, l := range m.Budgets() {
+		pv := PopulationView{BudgetLine: l}
+		for _, p := range v.Policies {
+			if slices.Contains(l.Datasets, p.Dataset) {
+				pv.Budget = max(pv.Budget, min(p.DP.EpsilonBudget, limit))
+			}
+		}
+		v.Populations = append(v.Populations, pv)
+	}
 	if c, ok := m.HE(); ok {
 		v.HE = &c
 	}

@@ -76,6 +76,8 @@ type Genesis struct {
 	Consortium string              `json:"consortium"`
 	Table      map[string][]string `json:"table"`
 	Accounts   []GenesisAccount    `json:"accounts"`
+	// Limits are the consortium-wide DP limits; absent: DefaultLimits.
+	Limits *Limits `json:"limits,omitempty"`
 	// PseudonymQuota is how many ids an account of each role may have
 	// pseudonymised with the consortium key (DefaultPseudonymQuota when
 	// absent).
@@ -157,6 +159,7 @@ var KindPermission = map[string]string{
 	KindHECeremony: PermNode, KindHEShare: PermNode, KindHERotate: PermGrant,
 	KindPseudonymCeremony: PermNode, KindPseudonymRotate: PermGrant,
 	KindNodeHPKE: PermNode, KindJobKey: PermNode, KindJobFlow: PermNode,
+	KindLimitsSet: PermGrant,
 }
 
 // nodeKinds are the acts only a node's own account commits, each from the
@@ -302,6 +305,13 @@ func (s *state) genesis(e Entry, blockTime time.Time) error {
 		if err := checkRole(role, perms); err != nil {
 			return err
 		}
+	}
+	if g.Limits != nil {
+		if err := g.Limits.Validate(); err != nil {
+			return err
+		}
+		l := *g.Limits
+		s.Limits = &l
 	}
 	s.Table = g.Table
 	s.Name = g.Consortium
@@ -477,7 +487,8 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if err := s.pseudonymsRegistered(e.Actor, &d); err != nil {
 			return err
 		}
-		put(s, s.Datasets, d.Name, &Dataset{Name: d.Name, Owner: e.Actor, Org: actor.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows, Time: now, Node: e.Author})
+		put(s, s.Datasets, d.Name, &Dataset{Name: d.Name, Owner: e.Actor, Org: actor.Org, Schema: d.Schema, SHA256: d.SHA256, Rows: d.Rows, Time: now, Node: e.Author,
+			Population: s.newPopulation(d.Name, d.SHA256)})
 	case KindPolicyPublish:
 		p, err := ParsePolicy(e.Payload)
 		if err != nil {
@@ -493,9 +504,19 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		if err := p.validateAgainst(&ds.Schema, now); err != nil {
 			return err
 		}
+		if err := s.limits().CheckPolicy(p); err != nil {
+			return err
+		}
+		if err := s.checkShares(p, actor); err != nil {
+			return err
+		}
+		if old := inForce(s.Policies, p); old != "" {
+			return fmt.Errorf("%w: policy: identical to %s, which is in force", ErrConflict, old)
+		}
 		p.ID = "pol-" + strconv.FormatUint(index, 10)
 		p.Owner = e.Actor
 		put(s, s.Policies, p.ID, p)
+		s.mergePopulations(append([]string{p.Dataset}, p.DP.SharesBudgetWith...))
 	case KindPolicyRevoke:
 		var d PolicyRevokeDoc
 		if err := decode(e, &d); err != nil {
@@ -515,6 +536,8 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		return s.decide(e, now)
 	case KindJobStart, KindJobComplete, KindJobFail:
 		return s.progress(e, now)
+	case KindLimitsSet:
+		return s.setLimits(e)
 	case KindHECeremony:
 		return s.heCeremony(e, now)
 	case KindHEKey:
@@ -625,16 +648,13 @@ func (s *state) submit(e Entry, index uint64, now time.Time) error {
 	return nil
 }
 
-// authorise debits the budget or rejects the job when it is exhausted.
+// authorise debits the budget (budget.go) or rejects the job when it is
+// exhausted or the policy's epsilon is beyond the consortium's limit.
 func (s *state) authorise(j *Job, p *Policy) {
-	spent := s.Spent[j.Requester.String()][j.Dataset]
-	if spent+p.DP.EpsilonPerQuery > p.DP.EpsilonBudget+1e-12 {
-		j.Status = JobRejected
-		j.Reason = fmt.Sprintf("privacy budget exhausted for dataset %q: spent %s of %s, this query needs %s",
-			j.Dataset, fnum(spent), fnum(p.DP.EpsilonBudget), fnum(p.DP.EpsilonPerQuery))
+	if reason := s.debit(j, p); reason != "" {
+		j.Status, j.Reason = JobRejected, reason
 		return
 	}
-	s.spend(j.Requester.String(), j.Dataset, spent+p.DP.EpsilonPerQuery)
 	j.Status, j.Reason = JobAuthorised, ""
 }
 
@@ -646,6 +666,9 @@ func (s *state) evaluate(j *Job, now time.Time) (*Policy, string) {
 	ds, ok := s.Datasets[j.Dataset]
 	if !ok {
 		return nil, fmt.Sprintf("unknown dataset %q", clip(j.Dataset))
+	}
+	if r := planRule(ds, j.Plan); r != "" {
+		return nil, r
 	}
 	var ids []string
 	for id, p := range s.Policies {
@@ -854,8 +877,7 @@ func (s *state) progress(e Entry, now time.Time) error {
 		// A failed job released nothing (results are delivered only once
 		// completed) unless nodes issued decryption shares for it: then its
 		// epsilon stays spent, to be safe.
-		if sp := s.Spent[j.Requester.String()]; len(j.Shares) == 0 && j.Epsilon > 0 && sp != nil {
-			s.spend(j.Requester.String(), j.Dataset, max(sp[j.Dataset]-j.Epsilon, 0))
+		if len(j.Shares) == 0 && s.refund(j) {
 			j.Refunded = true
 		}
 	}

@@ -6,7 +6,8 @@
 // (public keys, roles, organisation), the datasets' registrations (schema
 // with column classes, content hash and row count; never the data), the
 // agencies' policies, the jobs with their authorisation state, and the
-// privacy budget spent per (requester, dataset).
+// privacy budget spent per (population of data subjects, organisation):
+// see budget.go.
 //
 // # Determinism
 //

@@ -156,35 +156,59 @@ func (s *state) checkJoin(p *Policy, ds *Dataset, j *Job, now time.Time) string 
 	return s.check(p, ds, &side, now)
 }
 
-// debitJoin debits every involved dataset's budget by its policy's
-// epsilon, or rejects the job when any one is exhausted (then none is
-// debited). It is the one place a join's budgets are spent.
+// debitJoin is the one place a join's budgets are spent (budget.go's
+// model): the release is noised at the smallest epsilon_per_query of the
+// involved policies, so that is what it costs every population it reads
+// (each once, also when two datasets share one); each policy's
+// epsilon_budget (within the consortium's limits) caps its population's
+// spending. It rejects the job, debiting nothing, when any cap would be
+// passed.
 func (s *state) debitJoin(j *Job) {
-	req := j.Requester.String()
+	lim := s.limits()
+	eps := j.Parts[0].Epsilon
 	for _, pt := range j.Parts {
-		spent := s.Spent[req][pt.Dataset]
-		if p := s.Policies[pt.Policy]; spent+pt.Epsilon > p.DP.EpsilonBudget+1e-12 {
-			j.Status = JobRejected
-			j.Reason = fmt.Sprintf("privacy budget exhausted for dataset %q: spent %s of %s, this query needs %s",
-				pt.Dataset, fnum(spent), fnum(p.DP.EpsilonBudget), fnum(pt.Epsilon))
+		eps = min(eps, pt.Epsilon)
+	}
+	holder := s.holderOf(j.Requester)
+	seen := map[string]bool{}
+	var pops []string
+	for _, pt := range j.Parts {
+		p := s.Policies[pt.Policy]
+		if p.DP.EpsilonPerQuery > lim.MaxEpsilonPerQuery+1e-12 {
+			j.Status, j.Reason = JobRejected, fmt.Sprintf("policy %s: epsilon_per_query %s exceeds the consortium's limit of %s per query", p.ID, fnum(p.DP.EpsilonPerQuery), fnum(lim.MaxEpsilonPerQuery))
 			return
 		}
+		pop := s.populationOf(pt.Dataset)
+		budget := min(p.DP.EpsilonBudget, lim.MaxEpsilonBudget)
+		if spent := s.Budgets[pop][holder]; spent+eps > budget+1e-12 {
+			j.Status = JobRejected
+			j.Reason = fmt.Sprintf("privacy budget exhausted for dataset %q (population %s: %s; holder %s): spent %s of %s, this query needs %s",
+				pt.Dataset, pop, strings.Join(s.populationDatasets(pop), ", "), holder, fnum(spent), fnum(budget), fnum(eps))
+			return
+		}
+		if !seen[pop] {
+			seen[pop] = true
+			pops = append(pops, pop)
+		}
 	}
-	for _, pt := range j.Parts {
-		s.spend(req, pt.Dataset, s.Spent[req][pt.Dataset]+pt.Epsilon)
+	sort.Strings(pops)
+	for _, pop := range pops {
+		s.spend(pop, holder, eps)
 	}
+	parts := append([]JobPart(nil), j.Parts...)
+	for i := range parts {
+		parts[i].Epsilon = eps
+	}
+	j.Parts, j.Epsilon = parts, eps
+	j.Charge = &Charge{Holder: holder, Populations: pops, Epsilon: eps}
 	j.Status, j.Reason = JobAuthorised, ""
 }
 
-// refundJoin gives every involved budget its epsilon back.
+// refundJoin credits back what the join's authorisation debited.
 func (s *state) refundJoin(j *Job) {
-	req := j.Requester.String()
-	for _, pt := range j.Parts {
-		if sp := s.Spent[req]; sp != nil {
-			s.spend(req, pt.Dataset, max(sp[pt.Dataset]-pt.Epsilon, 0))
-		}
+	if s.refund(j) {
+		j.Refunded = true
 	}
-	j.Refunded = true
 }
 
 // decideJoin records an approval or rejection of a pending join job by an

@@ -102,12 +102,12 @@ func cloneSlices(v any) {
 func newAccount() *Account { return &Account{Roles: []string{}} }
 func newJob() *Job         { return &Job{} }
 
-// spend sets what a budget holder has spent on a budget.
-func (s *state) spend(holder, budget string, eps float64) {
-	inner, ok := s.Spent[holder]
-	if !ok {
-		inner = map[string]float64{}
-		put(s, s.Spent, holder, inner)
+// drop deletes m[k], restored on rollback.
+func drop[K comparable, V any](s *state, m map[K]V, k K) {
+	old, had := m[k]
+	if !had {
+		return
 	}
-	put(s, inner, budget, eps)
+	delete(m, k)
+	s.undo = append(s.undo, func() { m[k] = old })
 }

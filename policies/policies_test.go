@@ -33,13 +33,31 @@ func pub(seed byte) ed25519.PublicKey {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	w, err := genesisWorld(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// newWorldLimits is newWorld with consortium limits in genesis.
+func newWorldLimits(t *testing.T, l *Limits) *world {
+	t.Helper()
+	w, err := genesisWorld(t, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func genesisWorld(t *testing.T, limits *Limits) (*world, error) {
 	w := &world{t: t, m: New(), now: t0, keys: map[string]ed25519.PublicKey{}}
 	accounts := []struct{ name, role, org string }{
 		{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"agency1b", "agency", "tax"}, {"agency2", "agency", "health"},
 		{"bank", "enterprise", "bank"}, {"shop", "enterprise", "shop"}, {"auditor", "auditor", ""}, {"node1", "node", "tax"},
 		{"node2", "node", "health"},
 	}
-	g := Genesis{Consortium: "test", Table: DefaultTable()}
+	g := Genesis{Consortium: "test", Table: DefaultTable(), Limits: limits}
 	for i, a := range accounts {
 		k := pub(byte(i + 1))
 		w.keys[a.name] = k
@@ -48,10 +66,10 @@ func newWorld(t *testing.T) *world {
 	w.node = AddressOf(w.keys["node1"])
 	b, _ := json.Marshal(g)
 	if err := w.m.Apply(Entry{Author: w.addr("admin"), Actor: w.addr("admin"), Kind: KindGenesis, Payload: b}, 0, t0); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	w.index = 1
-	return w
+	return w, nil
 }
 
 func (w *world) addr(name string) Address { return AddressOf(w.keys[name]) }
@@ -151,6 +169,8 @@ func TestPolicyValidation(t *testing.T) {
 		{"approval", func(p map[string]any) { p["approval"] = map[string]any{"mode": "manual"} }, "approval manual needs approvers >= 1"},
 		{"unknown field", func(p map[string]any) { p["colour"] = "red" }, `unknown field "colour"`},
 		{"no dataset", func(p map[string]any) { p["dataset"] = "nope" }, `policies: not found: dataset "nope"`},
+		{"expires not a date", func(p map[string]any) { p["expires"] = "2027-12-31" }, `expires must be a date and time in RFC 3339 form, such as "2027-12-31T00:00:00Z", not "2027-12-31"`},
+		{"expires a number", func(p map[string]any) { p["expires"] = 2027 }, `expires must be a date and time in RFC 3339 form, such as "2027-12-31T00:00:00Z", not 2027`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -164,6 +184,31 @@ func TestPolicyValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The same policy published twice is refused while the first is in force
+// (and whoever publishes it); once revoked, it may be published again. A
+// policy that differs in any term is a new policy.
+func TestIdenticalPolicyRefused(t *testing.T) {
+	w := newWorld(t)
+	w.withDataset()
+	w.must("agency1", KindPolicyPublish, taxPolicy(), nil)
+	first := fmt.Sprintf("pol-%d", w.index-1)
+	for _, who := range []string{"agency1", "agency1b"} {
+		if err := w.act(who, KindPolicyPublish, taxPolicy(), nil); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "identical to "+first+", which is in force") {
+			t.Fatalf("%s published the same policy again: %v", who, err)
+		}
+	}
+	// The same instant written in another zone is the same term.
+	p := taxPolicy()
+	p["expires"] = "2027-12-31T01:00:00+01:00"
+	if err := w.act("agency1", KindPolicyPublish, p, nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("same expiry in another zone: %v", err)
+	}
+	p["min_group_size"] = 20
+	w.must("agency1", KindPolicyPublish, p, nil)
+	w.must("agency1", KindPolicyRevoke, PolicyRevokeDoc{Policy: first}, nil)
+	w.must("agency1", KindPolicyPublish, taxPolicy(), nil)
 }
 
 func TestPolicyEvaluation(t *testing.T) {
@@ -182,7 +227,13 @@ func TestPolicyEvaluation(t *testing.T) {
 		{"purpose", "bank", job("q", "masked", "marketing"), plan("avg:income"), nil, JobRejected, `policy pol-2: purpose "marketing" does not match "credit risk statistics"`},
 		{"mode", "bank", job("q", "masked", "credit risk statistics"), plan("avg:income"), func(p map[string]any) { p["modes"] = []string{"he"} }, JobRejected, "policy pol-2: mode masked is not allowed (allowed: he)"},
 		{"aggregate", "bank", job("q", "masked", "credit risk statistics"), plan("var:income"), nil, JobRejected, "policy pol-2: aggregate var(income) is not allowed"},
-		{"group by", "bank", job("q", "masked", "credit risk statistics"), func() JobExtra { x := plan("sum:income"); x.Plan.GroupBy = []string{"person_id"}; return x }(), nil, JobRejected, `policy pol-2: column "person_id" may not be grouped by`},
+		{"group by", "bank", job("q", "masked", "credit risk statistics"), func() JobExtra { x := plan("sum:income"); x.Plan.GroupBy = []string{"region"}; return x }(), func(p map[string]any) { p["group_by"] = []string{"age"} }, JobRejected, `policy pol-2: column "region" may not be grouped by`},
+		// Query rules hold whatever the policy says (the API refuses these
+		// before the ledger; the state machine refuses them too).
+		{"group by identifier", "bank", job("q", "masked", "credit risk statistics"), func() JobExtra { x := plan("sum:income"); x.Plan.GroupBy = []string{"person_id"}; return x }(), nil, JobRejected, `query: identifier column "person_id" may not be used in GROUP BY`},
+		{"group by unknown column", "bank", job("q", "masked", "credit risk statistics"), func() JobExtra { x := plan("sum:income"); x.Plan.GroupBy = []string{"regon"}; return x }(), nil, JobRejected, `query: unknown column "regon" in GROUP BY of dataset "tax2025"`},
+		{"group by sensitive", "bank", job("q", "masked", "credit risk statistics"), func() JobExtra { x := plan("count:*"); x.Plan.GroupBy = []string{"income"}; return x }(), nil, JobRejected, `query: sensitive column "income" may not be grouped by`},
+		{"min of sensitive", "bank", job("q", "masked", "credit risk statistics"), plan("min:income"), nil, JobRejected, `query: MIN of sensitive column "income" would return an individual's value`},
 		{"filter", "bank", job("q", "masked", "credit risk statistics"), func() JobExtra { x := plan("sum:income"); x.Plan.Filter = []string{"income"}; return x }(), nil, JobRejected, `policy pol-2: column "income" may not be filtered on`},
 		{"grantee", "bank", job("q", "masked", "credit risk statistics"), plan("sum:income"), func(p map[string]any) { p["grantees"] = []string{"org:shop"} }, JobRejected, "is not a grantee"},
 		{"grantee by org", "shop", job("q", "masked", "credit risk statistics"), plan("sum:income"), func(p map[string]any) { p["grantees"] = []string{"org:shop"} }, JobAuthorised, ""},
@@ -299,7 +350,7 @@ func TestBudgetNeverOverdrawn(t *testing.T) {
 	if authorised != 10 || w.m.Spent(w.addr("bank"), "tax2025") != 5 {
 		t.Fatalf("authorised %d, spent %v", authorised, w.m.Spent(w.addr("bank"), "tax2025"))
 	}
-	if r := w.lastJob().Reason; r != `privacy budget exhausted for dataset "tax2025": spent 5 of 5, this query needs 0.5` {
+	if r := w.lastJob().Reason; r != `privacy budget exhausted for dataset "tax2025" (population pop:tax2025: tax2025; holder org:bank): spent 5 of 5, this query needs 0.5` {
 		t.Fatalf("reason %q", r)
 	}
 }

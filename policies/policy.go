@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -43,6 +44,14 @@ type DP struct {
 	EpsilonBudget   float64 `json:"epsilon_budget"`
 	Delta           float64 `json:"delta"`
 	Mechanism       string  `json:"mechanism,omitempty"` // laplace (default) or gaussian
+	// SharesBudgetWith names the agency's other datasets about the same
+	// people: their populations are merged with this dataset's, so one
+	// budget covers them all (budget.go).
+	SharesBudgetWith []string `json:"shares_budget_with,omitempty"`
+	// MaxIntervalRatio, when > 0, suppresses a released value whose 95%
+	// interval is wider than this multiple of the value ("too noisy to
+	// release").
+	MaxIntervalRatio float64 `json:"max_interval_ratio,omitempty"`
 }
 
 // Approval is auto, or manual with m approvals from the owner's agency.
@@ -60,6 +69,9 @@ const (
 // ParsePolicy reads a policy document from untrusted JSON and checks what
 // can be checked without the dataset's schema.
 func ParsePolicy(b []byte) (*Policy, error) {
+	if err := checkExpires(b); err != nil {
+		return nil, err
+	}
 	var p Policy
 	if err := strictUnmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("%w: policy: %v", ErrInvalid, err)
@@ -71,6 +83,24 @@ func ParsePolicy(b []byte) (*Policy, error) {
 		return nil, err
 	}
 	return &p, nil
+}
+
+// checkExpires explains a malformed expires field in a sentence (the
+// JSON decoder would quote Go's time layout).
+func checkExpires(b []byte) error {
+	var doc struct {
+		Expires json.RawMessage `json:"expires"`
+	}
+	if json.Unmarshal(b, &doc) != nil || doc.Expires == nil {
+		return nil // the strict decoding says what is wrong
+	}
+	var v string
+	if json.Unmarshal(doc.Expires, &v) == nil {
+		if _, err := time.Parse(time.RFC3339, v); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: policy: expires must be a date and time in RFC 3339 form, such as \"2027-12-31T00:00:00Z\", not %s", ErrInvalid, clip(string(doc.Expires)))
 }
 
 func (p *Policy) validateShape() error {
@@ -131,6 +161,13 @@ func (p *Policy) validateShape() error {
 		return bad("dp.epsilon_budget must be at least dp.epsilon_per_query")
 	case !(dp.Delta >= 0 && dp.Delta < 1):
 		return bad("dp.delta must be in [0, 1)")
+	case !(dp.MaxIntervalRatio >= 0) || math.IsInf(dp.MaxIntervalRatio, 0):
+		return bad("dp.max_interval_ratio must be a number >= 0 (0: no suppression of noisy values)")
+	}
+	for _, d := range dp.SharesBudgetWith {
+		if d == p.Dataset {
+			return bad("dp.shares_budget_with names the policy's own dataset %q", d)
+		}
 	}
 	switch dp.Mechanism {
 	case "", "laplace":
@@ -160,6 +197,31 @@ func (p *Policy) validateShape() error {
 		return bad("join.datasets: %q is the policy's own dataset (self-joins are never run)", p.Dataset)
 	}
 	return nil
+}
+
+// sameTerms reports whether two policies say the same thing (whoever
+// published them, whenever).
+func sameTerms(a, b *Policy) bool {
+	x, y := *a, *b
+	for _, p := range []*Policy{&x, &y} {
+		p.ID, p.Owner, p.Revoked = "", Address{}, false
+		p.Expires = p.Expires.UTC()
+	}
+	jx, errx := json.Marshal(x)
+	jy, erry := json.Marshal(y)
+	return errx == nil && erry == nil && string(jx) == string(jy)
+}
+
+// inForce returns the id of a policy in force (not revoked) with the same
+// terms as p, or "" (the smallest id, should a ledger hold several).
+func inForce(policies map[string]*Policy, p *Policy) string {
+	id := ""
+	for k, q := range policies {
+		if !q.Revoked && sameTerms(q, p) && (id == "" || k < id) {
+			id = k
+		}
+	}
+	return id
 }
 
 // validateAgainst checks the policy against the dataset's schema at time now.

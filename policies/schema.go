@@ -67,6 +67,15 @@ type Schema struct {
 
 var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
+// CheckDatasetName says why a dataset name would be refused, or nil: the
+// rule the ledger applies to dataset.register, for checks made before.
+func CheckDatasetName(name string) error {
+	if !identRE.MatchString(name) {
+		return fmt.Errorf("%w: dataset name %q must match [a-z_][a-z0-9_]* (at most 63 characters)", ErrInvalid, clip(name))
+	}
+	return nil
+}
+
 // ParseSchema reads and validates a schema from untrusted JSON.
 func ParseSchema(b []byte) (*Schema, error) {
 	var s Schema

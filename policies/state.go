@@ -116,6 +116,9 @@ type Dataset struct {
 	// relayed the registration, which took the upload. Only it starts the
 	// dataset's jobs.
 	Node Address `json:"node"`
+	// Population is the data subjects' budget key (budget.go): shared by
+	// datasets with the same digest or linked by a policy.
+	Population string `json:"population,omitempty"`
 }
 
 // Job statuses.
@@ -168,6 +171,8 @@ type Job struct {
 	// Refunded: the job failed before anything could be released (no
 	// result, no decryption share), so its epsilon went back to the budget.
 	Refunded bool `json:"refunded,omitempty"`
+	// Charge is what the authorisation debited (budget.go).
+	Charge *Charge `json:"charge,omitempty"`
 }
 
 // JobFlow is one shipment of a join: which columns of which dataset moved
@@ -273,8 +278,10 @@ type state struct {
 	Datasets map[string]*Dataset           `json:"datasets"`
 	Policies map[string]*Policy            `json:"policies"`
 	Jobs     map[string]*Job               `json:"jobs"`
-	Spent    map[string]map[string]float64 `json:"spent"` // requester -> dataset -> epsilon
-	Used     map[string]usedAct            `json:"used"`  // replay keys of signed acts in force
+	Budgets  map[string]map[string]float64 `json:"budgets"`          // population -> holder -> epsilon spent
+	Merged   map[string]string             `json:"merged,omitempty"` // population -> the one it was merged into
+	Limits   *Limits                       `json:"limits,omitempty"` // nil: DefaultLimits
+	Used     map[string]usedAct            `json:"used"`             // replay keys of signed acts in force
 	UsedLog  []usedKey                     `json:"used_log"`
 	// HERotation is the index of an admin's he.rotate entry that allows
 	// one new HE key ceremony (0: none pending).
@@ -307,7 +314,7 @@ type usedKey struct {
 func newState() *state {
 	return &state{
 		Table: map[string][]string{}, Accounts: map[string]*Account{}, Datasets: map[string]*Dataset{},
-		Policies: map[string]*Policy{}, Jobs: map[string]*Job{}, Spent: map[string]map[string]float64{},
+		Policies: map[string]*Policy{}, Jobs: map[string]*Job{}, Budgets: map[string]map[string]float64{}, Merged: map[string]string{},
 		Used: map[string]usedAct{}, Counts: map[string]uint64{},
 	}
 }
@@ -487,13 +494,6 @@ func (m *Machine) Jobs(keep func(Job) bool) []Job {
 	}
 	sort.Slice(out, func(i, j int) bool { return policySeq(out[i].ID) < policySeq(out[j].ID) })
 	return out
-}
-
-// Spent returns the epsilon a requester has spent on a dataset.
-func (m *Machine) Spent(requester Address, dataset string) float64 {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.s.Spent[requester.String()][dataset]
 }
 
 // HasGenesis reports whether genesis was applied.

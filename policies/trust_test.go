@@ -246,7 +246,7 @@ func randomEntry(w *world, rng *rand.Rand, seen []Entry) (Entry, time.Time) {
 		}
 	}
 	jobID := fmt.Sprintf("job-%d", rng.IntN(int(w.index)+1))
-	ds := DatasetDoc{Name: []string{"tax2025", "health", "Bad Name"}[rng.IntN(3)], Schema: taxSchema, SHA256: strings.Repeat("ab", 32), Rows: 10}
+	ds := DatasetDoc{Name: []string{"tax2025", "health", "Bad Name", "taxcopy"}[rng.IntN(4)], Schema: taxSchema, SHA256: []string{strings.Repeat("ab", 32), strings.Repeat("cd", 32)}[rng.IntN(2)], Rows: 10}
 	pol := taxPolicy()
 	if rng.IntN(2) == 0 {
 		pol["dataset"] = "health"
@@ -254,7 +254,7 @@ func randomEntry(w *world, rng *rand.Rand, seen []Entry) (Entry, time.Time) {
 	var kind string
 	var doc any
 	var extra any
-	switch rng.IntN(15) {
+	switch rng.IntN(17) {
 	case 0:
 		right("agency1")
 		kind, doc = KindDatasetRegister, ds
@@ -301,6 +301,16 @@ func randomEntry(w *world, rng *rand.Rand, seen []Entry) (Entry, time.Time) {
 	case 14:
 		right("admin")
 		kind, doc = KindPseudonymRotate, map[string]string{"reason": []string{"", "lost"}[rng.IntN(2)]}
+	case 15: // budgets: limits, some refused
+		right("admin")
+		kind, doc = KindLimitsSet, Limits{MaxEpsilonPerQuery: []float64{0, 0.5, 1}[rng.IntN(3)], MaxEpsilonBudget: []float64{5, 10}[rng.IntN(2)], MaxDelta: 1e-5}
+	case 16: // budgets: a policy linking populations (merges), some refused
+		right("agency1")
+		pol["dataset"] = []string{"tax2025", "taxcopy"}[rng.IntN(2)]
+		pol["purpose"] = "linked"
+		pol["dp"] = map[string]any{"epsilon_per_query": 0.5, "epsilon_budget": 5.0, "delta": 1e-6,
+			"shares_budget_with": []string{[]string{"tax2025", "taxcopy", "health", "nosuch"}[rng.IntN(4)]}}
+		kind, doc = KindPolicyPublish, pol
 	}
 	b, _ := json.Marshal(doc)
 	var x []byte

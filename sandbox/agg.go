@@ -283,8 +283,14 @@ func absMax(lo, hi float64) float64 { return math.Max(math.Abs(lo), math.Abs(hi)
 // noiser adds the policy's noise with the per-quantity budget.
 type noiser struct {
 	mech       noise.Noise
+	name       string // laplace or gaussian
 	eps, delta float64
 	off        bool
+}
+
+// model describes the noise the noiser adds (interval.go).
+func (n noiser) model() noiseModel {
+	return noiseModel{mech: n.name, eps: n.eps, delta: n.delta, draws: 1}
 }
 
 func (n noiser) add(x, sensitivity float64) (float64, error) {
@@ -317,7 +323,9 @@ func label(it Item) string {
 // finish applies output control — threshold, dominance, DP noise — and
 // builds the result rows from the released values (the select list and
 // HAVING are post-processing of them).
-func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggState) (*Result, error) {
+// rows is the dataset's row count (public: on the ledger), which bounds
+// every cell's count and sums.
+func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggState, rows int) (*Result, error) {
 	k := 0
 	for _, a := range aggs {
 		if !(a.public && (a.agg.Func == "min" || a.agg.Func == "max")) {
@@ -332,9 +340,9 @@ func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggStat
 		nz.eps = ctl.Epsilon / float64(k)
 		switch ctl.Mechanism {
 		case "gaussian":
-			nz.mech, nz.delta = noise.Gaussian(), ctl.Delta/float64(k)
+			nz.mech, nz.name, nz.delta = noise.Gaussian(), "gaussian", ctl.Delta/float64(k)
 		default:
-			nz.mech = noise.Laplace()
+			nz.mech, nz.name = noise.Laplace(), "laplace"
 		}
 	}
 	res := &Result{}
@@ -345,6 +353,7 @@ func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggStat
 		res.EpsilonSpent = ctl.Epsilon
 	}
 	vals := make([]any, len(aggs))
+	stmts := make([]*Noise, len(aggs))
 	for g, n := range counts {
 		if n == 0 {
 			continue
@@ -358,21 +367,48 @@ func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggStat
 			continue
 		}
 		for i, a := range aggs {
-			v, err := cell(a, g, nz)
+			v, st, err := cell(a, g, nz, cellBounds{xlo: a.xlo, xhi: a.xhi, ylo: a.ylo, yhi: a.yhi,
+				rows: float64(rows), minN: float64(ctl.MinGroupSize)})
 			if err != nil {
 				return nil, err
 			}
-			vals[i] = v
+			vals[i], stmts[i] = v, st
 		}
 		if row, keep := q.outputRow(vals, keys[g]); keep {
+			res.TooNoisy += q.withNoise(&row, stmts, ctl.MaxIntervalRatio)
 			res.Rows = append(res.Rows, row)
 		}
 	}
 	if err := order(res, q); err != nil {
 		return nil, err
 	}
+	splitNoise(res, !nz.off)
 	res.Rows = q.window(res.Rows)
 	return res, nil
+}
+
+// withNoise appends to an output row, as a last hidden column that rides
+// along while the rows are sorted (splitNoise takes it off), the noise
+// statement of each output column that is one aggregate (columns computed
+// from several aggregates or from group keys get none), and withholds the
+// values the policy finds too noisy. It returns how many it withheld.
+func (q *Query) withNoise(row *[]any, stmts []*Noise, ratio float64) int {
+	out := make([]*Noise, len(q.Select))
+	withheld := 0
+	for i, it := range q.Select {
+		ref, ok := it.Expr.(AggRef)
+		if it.Agg == nil || !ok || ref.I >= len(stmts) || stmts[ref.I] == nil {
+			continue
+		}
+		st := *stmts[ref.I] // a copy: the same aggregate may be several columns
+		if tooNoisy((*row)[i], &st, ratio) {
+			(*row)[i], st.TooNoisy = nil, true
+			withheld++
+		}
+		out[i] = &st
+	}
+	*row = append(*row, out)
+	return withheld
 }
 
 // window drops the sort values ORDER BY added, and applies OFFSET and
@@ -431,20 +467,28 @@ func round(x float64) float64 { return math.Round(x*1e6) / 1e6 }
 // argument. Masked and he mode both finish a cell from these.
 type cellSums struct{ n, sa, sb, saa, sbb, sab float64 }
 
-// finishCell computes an aggregate's value from its cell's sums; lo and
-// hi bound the first argument (AVG is clamped to them).
-func finishCell(fn string, s cellSums, lo, hi float64) any {
+// finishCell computes an aggregate's value from its cell's sums, clamped
+// into what the bounds allow (interval.go): a count ≥ 0, a sum within
+// sumRange, an average within the first argument's bounds, a variance
+// within [0, (hi−lo)²/4], a correlation within [−1, 1].
+func finishCell(fn string, s cellSums, b cellBounds) any {
 	n := math.Max(s.n, 1)
+	lo, hi := b.xlo, b.xhi
 	switch fn {
 	case "count":
-		return math.Max(0, math.Round(s.n))
+		c := math.Max(0, math.Round(s.n))
+		if b.rows > 0 {
+			c = math.Min(c, b.rows)
+		}
+		return c
 	case "sum":
-		return round(s.sa)
+		l, h := sumRange(b)
+		return round(math.Min(math.Max(s.sa, l), h))
 	case "avg":
 		return round(math.Min(math.Max(s.sa/n, lo), hi))
 	case "var", "stddev":
-		m := s.sa / n
-		v := math.Max(0, s.saa/n-m*m)
+		m := math.Min(math.Max(s.sa/n, lo), hi)
+		v := math.Min(math.Max(0, s.saa/n-m*m), (hi-lo)*(hi-lo)/4)
 		if fn == "stddev" {
 			v = math.Sqrt(v)
 		}
@@ -466,7 +510,9 @@ func finishCell(fn string, s cellSums, lo, hi float64) any {
 	return nil
 }
 
-func cell(a *aggState, g int, nz noiser) (any, error) {
+// cell releases one aggregate of cell g: its value, clamped into what the
+// bounds allow, and the statement of its noise (nil without noise).
+func cell(a *aggState, g int, nz noiser, b cellBounds) (any, *Noise, error) {
 	// The noisy sums each aggregate releases, with their sensitivities.
 	at := func(xs []float64) float64 { // sums an aggregate does not keep are empty
 		if g < len(xs) {
@@ -494,29 +540,34 @@ func cell(a *aggState, g int, nz noiser) (any, error) {
 		for _, i := range need {
 			v, err := nz.add(raw[i], sens[i])
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			vals[i] = v
 		}
-		return finishCell(a.agg.Func, cellSums{vals[0], vals[1], vals[2], vals[3], vals[4], vals[5]}, a.xlo, a.xhi), nil
+		v, st := release(a.agg.Func, cellSums{vals[0], vals[1], vals[2], vals[3], vals[4], vals[5]}, nz.model(), b, nz.off)
+		return v, st, nil
 	}
 	switch a.agg.Func {
 	case "histogram":
 		out := make([]float64, len(a.hist[g]))
-		for b, c := range a.hist[g] {
+		noisy := make([]float64, len(a.hist[g]))
+		for i, c := range a.hist[g] {
 			v, err := nz.add(float64(c), 1)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			out[b] = math.Max(0, math.Round(v))
+			noisy[i], out[i] = v, math.Max(0, math.Round(v))
 		}
-		return out, nil
+		if nz.off {
+			return out, nil, nil
+		}
+		return out, histogramNoise(out, noisy, nz.model(), b), nil
 	case "min":
-		return a.min[g], nil
+		return a.min[g], nil, nil
 	case "max":
-		return a.max[g], nil
+		return a.max[g], nil, nil
 	}
-	return nil, fmt.Errorf("sandbox: unknown aggregate %s", a.agg.Func)
+	return nil, nil, fmt.Errorf("sandbox: unknown aggregate %s", a.agg.Func)
 }
 
 // order sorts rows by ORDER BY keys: an output label, a grouping column or
@@ -585,4 +636,17 @@ func compareAny(x, y any) int {
 		return 1
 	}
 	return strings.Compare(fmt.Sprint(x), fmt.Sprint(y))
+}
+
+// splitNoise moves the noise statements from the rows' hidden last column
+// to Result.Noise (kept only when noise was added).
+func splitNoise(res *Result, keep bool) {
+	for i, row := range res.Rows {
+		last := len(row) - 1
+		if keep {
+			stmts, _ := row[last].([]*Noise)
+			res.Noise = append(res.Noise, stmts)
+		}
+		res.Rows[i] = row[:last]
+	}
 }

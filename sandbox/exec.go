@@ -34,6 +34,9 @@ type Control struct {
 	Epsilon      float64 // the query's whole epsilon
 	Delta        float64
 	Mechanism    string // laplace or gaussian
+	// MaxIntervalRatio suppresses a value whose 95% interval is wider than
+	// this multiple of it (the policy's dp.max_interval_ratio; 0: never).
+	MaxIntervalRatio float64
 	// NoNoise disables DP noise: only for tests that compare with a
 	// reference computation. Never set by the product.
 	NoNoise bool
@@ -47,6 +50,13 @@ type Result struct {
 	Suppressed   int      `json:"suppressed"`
 	EpsilonSpent float64  `json:"epsilon_spent"`
 	ResultSHA256 string   `json:"result_sha256"`
+	// Noise states each released value's noise: one row per row of Rows,
+	// one entry per column (null for grouping columns), with its 95%
+	// interval (interval.go). Absent when no noise was added.
+	Noise [][]*Noise `json:"noise,omitempty"`
+	// TooNoisy counts the values withheld (null in Rows) because their
+	// interval was wider than the policy's dp.max_interval_ratio allows.
+	TooNoisy int `json:"too_noisy,omitempty"`
 	// HE is set for an he job: the result encrypted to the requester, who
 	// decrypts it and fills Rows (DecryptHEResult). Rows is empty here.
 	HE *HEResult `json:"he,omitempty"`
@@ -221,7 +231,7 @@ func Execute(ctx context.Context, t *Table, q *Query, ctl Control, lim Limits) (
 		}
 		aggs[i] = a
 	}
-	return finish(q, ctl, keys, counts, aggs)
+	return finish(q, ctl, keys, counts, aggs, t.Rows)
 }
 
 // evalWhere returns the selection mask, nil when every row is selected.

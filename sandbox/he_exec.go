@@ -36,8 +36,23 @@ type HELayout struct {
 	Bounds  map[string][2]float64 `json:"bounds"`   // AVG is clamped to them
 	Depth   int                   `json:"depth"`    // ciphertext×ciphertext multiplications: always 0
 	Notes   string                `json:"notes,omitempty"`
+	// Noise is what the requester needs to state each value's noise and
+	// clamp it (interval.go); nil when no DP noise is added (tests).
+	Noise *HENoise `json:"noise,omitempty"`
 	// Suppressed counts the cells under the minimum size (Result has it).
 	Suppressed int `json:"-"`
+}
+
+// HENoise is the policy's noise on an he result: each decrypting node adds
+// one draw of the mechanism with Epsilon/len(PerCell) (and Delta/len(PerCell))
+// to every released quantity (api's authorise, mpc's addDPNoise).
+type HENoise struct {
+	Mechanism        string  `json:"mechanism,omitempty"`
+	Epsilon          float64 `json:"epsilon"`
+	Delta            float64 `json:"delta,omitempty"`
+	Rows             int64   `json:"rows"`
+	MinGroupSize     int     `json:"min_group_size"`
+	MaxIntervalRatio float64 `json:"max_interval_ratio,omitempty"`
 }
 
 // Positions lists the coefficients that carry released quantities.
@@ -181,6 +196,10 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 		if enc[c.Name] && len(c.Bounds) == 2 {
 			lay.Bounds[c.Name] = [2]float64{c.Bounds[0], c.Bounds[1]}
 		}
+	}
+	if !ctl.NoNoise {
+		lay.Noise = &HENoise{Mechanism: ctl.Mechanism, Epsilon: ctl.Epsilon, Delta: ctl.Delta, Rows: int64(t.Rows),
+			MinGroupSize: ctl.MinGroupSize, MaxIntervalRatio: ctl.MaxIntervalRatio}
 	}
 	if ctl.Dominance != nil {
 		lay.Notes = "the dominance rule needs per-person values and is not evaluated in he mode; minimum cell size and DP apply"

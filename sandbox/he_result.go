@@ -32,23 +32,46 @@ func DecryptHEResult(res *Result, seed []byte) error {
 	if pt.IsNTT {
 		ringQ.INTT(pt.Value, pt.Value)
 	}
-	cols, rows, err := DecodeHEResult(res.HE.Layout, pt.Value.Coeffs[0], ringQ.SubRings[0].Modulus)
+	out, err := decodeHE(res.HE.Layout, pt.Value.Coeffs[0], ringQ.SubRings[0].Modulus, len(res.HE.Active))
 	if err != nil {
 		return err
 	}
-	res.Columns, res.Rows = cols, rows
+	res.Columns, res.Rows, res.Noise, res.TooNoisy = out.Columns, out.Rows, out.Noise, out.TooNoisy
 	return nil
 }
 
 // DecodeHEResult reads the released quantities from a decrypted result
 // polynomial's coefficients and finishes the table.
 func DecodeHEResult(lay *HELayout, coeffs []uint64, q uint64) (columns []string, rows [][]any, err error) {
-	pq, err := ParseQuery(lay.Query)
+	res, err := decodeHE(lay, coeffs, q, 1)
 	if err != nil {
 		return nil, nil, err
 	}
+	return res.Columns, res.Rows, nil
+}
+
+// decodeHE is DecodeHEResult with the noise statements: draws is how many
+// nodes each added their draw of noise (the result's Active).
+func decodeHE(lay *HELayout, coeffs []uint64, q uint64, draws int) (*Result, error) {
+	pq, err := ParseQuery(lay.Query)
+	if err != nil {
+		return nil, err
+	}
 	if lay.Spacing <= 0 || len(lay.Keys)*len(lay.PerCell)*lay.Spacing > len(coeffs) {
-		return nil, nil, fmt.Errorf("sandbox: result layout does not fit the ciphertext")
+		return nil, fmt.Errorf("sandbox: result layout does not fit the ciphertext")
+	}
+	var model noiseModel
+	var ln HENoise
+	if lay.Noise != nil {
+		ln = *lay.Noise
+		per := float64(max(len(lay.PerCell), 1))
+		model = noiseModel{mech: ln.Mechanism, eps: ln.Epsilon / per, delta: ln.Delta / per, draws: draws}
+		if model.mech == "" {
+			model.mech = "laplace"
+		}
+		if !(model.eps > 0) {
+			return nil, fmt.Errorf("sandbox: he result layout states no epsilon")
+		}
 	}
 	// val is a released quantity of cell g in the data's units (0 when
 	// the layout does not carry it).
@@ -79,9 +102,10 @@ func DecodeHEResult(lay *HELayout, coeffs []uint64, q uint64) (columns []string,
 		res.Columns = append(res.Columns, label(it))
 	}
 	vals := make([]any, len(pq.Aggs))
+	stmts := make([]*Noise, len(pq.Aggs))
 	for g, key := range lay.Keys {
 		if len(key) != len(pq.Keys) {
-			return nil, nil, fmt.Errorf("sandbox: result layout has %d keys per cell, the query %d", len(key), len(pq.Keys))
+			return nil, fmt.Errorf("sandbox: result layout has %d keys per cell, the query %d", len(key), len(pq.Keys))
 		}
 		for i, a := range pq.Aggs {
 			sums := cellSums{n: val(g, "count")}
@@ -97,16 +121,25 @@ func DecodeHEResult(lay *HELayout, coeffs []uint64, q uint64) (columns []string,
 				sums.sa, sums.saa = m.Mul*sums.sa+m.Add*sums.n, m.Mul*m.Mul*sums.saa+2*m.Mul*m.Add*sums.sa+m.Add*m.Add*sums.n
 			}
 			b := lay.Bounds[a.Args[0]]
-			lo, hi := a.bounds(b[0], b[1])
-			vals[i] = finishCell(a.Func, sums, lo, hi)
+			cb := cellBounds{rows: float64(ln.Rows), minN: float64(ln.MinGroupSize)}
+			cb.xlo, cb.xhi = a.bounds(b[0], b[1])
+			if len(a.Args) > 1 {
+				by := lay.Bounds[a.Args[1]]
+				cb.ylo, cb.yhi = by[0], by[1]
+			}
+			// An affine aggregate's sums mix the noise of Σx and of the
+			// count in a way release does not model: no statement for it.
+			vals[i], stmts[i] = release(a.Func, sums, model, cb, lay.Noise == nil || a.Affine != nil)
 		}
 		if row, keep := pq.outputRow(vals, key); keep {
+			res.TooNoisy += pq.withNoise(&row, stmts, ln.MaxIntervalRatio)
 			res.Rows = append(res.Rows, row)
 		}
 	}
 	if err := order(res, pq); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	splitNoise(res, lay.Noise != nil)
 	res.Rows = pq.window(res.Rows)
-	return res.Columns, res.Rows, nil
+	return res, nil
 }

@@ -226,6 +226,11 @@ func ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey
 			}
 		}
 	}
+	if rows == 0 {
+		// A header alone registers nothing anyone could query; most
+		// likely the wrong file.
+		return nil, &LineError{Line: 2, Msg: "no data rows: the file holds only a header"}
+	}
 	if enc != nil {
 		if err := enc.flush(ctx, true); err != nil {
 			return nil, err

@@ -244,7 +244,14 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 	// row at epsilon/bound protects the person at epsilon (group privacy).
 	eps := ctl.Epsilon
 	ctl.Epsilon = eps / float64(bound)
-	res, err := finish(q, ctl, keys, counts, aggs)
+	// Counts and sums are clamped to what a public bound allows (finish):
+	// not the joined rows (the intersection is not public) but the
+	// smallest dataset's rows (on the ledger) times the rows per person.
+	public := len(parts[0].Tags)
+	for _, p := range parts {
+		public = min(public, len(p.Tags))
+	}
+	res, err := finish(q, ctl, keys, counts, aggs, public*bound)
 	if err != nil {
 		return nil, err
 	}

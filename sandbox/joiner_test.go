@@ -156,6 +156,9 @@ func newJoinClusterStopped(t *testing.T, wait time.Duration) *joinCluster {
 	}
 	gb, _ := json.Marshal(g)
 	c.must("admin", "admin", policies.KindGenesis, gb, nil)
+	// Limits that let the tests' policies make the noise negligible.
+	lb, _ := json.Marshal(policies.Limits{MaxEpsilonPerQuery: 1000, MaxEpsilonBudget: 10000, MaxDelta: 1e-3})
+	c.must("admin", "admin", policies.KindLimitsSet, lb, nil)
 	c.fix = joinFixtures(t, 600, 200, 800, nil)
 	csvs := map[string][]byte{"node1": c.fix.taxCSV, "node2": c.fix.benCSV}
 	ds := map[string]string{"node1": "tax2025", "node2": "benefits2025"}

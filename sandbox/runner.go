@@ -220,7 +220,8 @@ func (r *Runner) execute(ctx context.Context, j policies.Job) (*Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	ctl := Control{MinGroupSize: p.MinGroupSize, Dominance: p.Dominance, Epsilon: p.DP.EpsilonPerQuery, Delta: p.DP.Delta, Mechanism: p.DP.Mechanism}
+	ctl := Control{MinGroupSize: p.MinGroupSize, Dominance: p.Dominance, Epsilon: p.DP.EpsilonPerQuery, Delta: p.DP.Delta, Mechanism: p.DP.Mechanism,
+		MaxIntervalRatio: p.DP.MaxIntervalRatio}
 	var res *Result
 	if j.Mode == policies.ModeHE {
 		res, err = r.executeHE(ctx, j, t, q, ctl)

@@ -31,13 +31,20 @@ type Store struct {
 	he   map[string]*heData // loaded ciphertexts, by dataset
 }
 
-// OpenStore opens (creating) a store in dir. Its pseudonym key is created
-// on first use and kept in dir with mode 0600; it never leaves the node.
+// OpenStore opens (creating) a store in dir, removing what was staged
+// before (uploads never registered, ingests cut off). Its pseudonym key is
+// created on first use and kept in dir with mode 0600; it never leaves the
+// node.
 func OpenStore(dir string) (*Store, error) {
 	for _, d := range []string{dir, filepath.Join(dir, "uploads"), filepath.Join(dir, "datasets"), filepath.Join(dir, "results")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
+	}
+	// Whatever is staged was uploaded before this start and never
+	// registered (or was cut off mid-ingest): nobody will register it now.
+	if err := sweepStaged(filepath.Join(dir, "uploads")); err != nil {
+		return nil, err
 	}
 	kp := filepath.Join(dir, "pseudonym.key")
 	key, err := os.ReadFile(kp)
@@ -56,6 +63,20 @@ func OpenStore(dir string) (*Store, error) {
 		return nil, fmt.Errorf("sandbox: %s must hold 32 bytes", kp)
 	}
 	return &Store{dir: dir, key: key, tables: map[string]*Table{}}, nil
+}
+
+// sweepStaged removes every staged upload and unfinished ingest in dir.
+func sweepStaged(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("sandbox: sweeping staged uploads: %w", err)
+		}
+	}
+	return nil
 }
 
 func validSHA(s string) bool {

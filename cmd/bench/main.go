@@ -2,10 +2,15 @@
 // median of each figure, compares it with its goal (and with a baseline
 // where one exists), prints one table and writes bench/results.json.
 //
-// The etcd baseline runs a 3-member etcd cluster from Debian's etcd-server
-// package on loopback when the etcd binary is present (the Makefile's bench
-// target tries to install it) and loads it through etcd's HTTP/JSON gateway;
-// without etcd the baseline is printed as skipped.
+// Its peers, measured in the same run: etcd (Debian's etcd-server, 3
+// members on loopback, through etcd's native Go client) against the
+// ledger; DuckDB (in process, 2 threads) against the masked engine's
+// GROUP BY and its CSV load against our ingest, on the same generated
+// CSV; PostgreSQL (Debian's postgresql) against the masked engine. The
+// Makefile's bench target installs the Debian packages when missing. A
+// peer that cannot run is printed as skipped, with the reason. The etcd
+// and DuckDB clients live in cmd/bench/peers, a module of its own, so
+// that they are dependencies of the benchmark only.
 package main
 
 import (
@@ -13,7 +18,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -77,7 +81,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	outFile := fs.String("out", "bench/results.json", "where to write the results")
 	etcdRuns := fs.Int("etcd-runs", 3, "runs of the etcd baseline")
 	pgRuns := fs.Int("pg-runs", 5, "runs of the PostgreSQL baseline")
+	duckRuns := fs.Int("duckdb-runs", 3, "runs of the DuckDB baselines")
 	pgOnly := fs.Int("pg-only", 0, "only run the PostgreSQL baseline on this many rows (debugging)")
+	peersOnly := fs.Bool("peers-only", false, "only the figures compared with etcd and DuckDB (ledger, masked engine, ingest) and those peers")
+	peersDir := fs.String("peers-dir", "cmd/bench/peers", "the peers module (etcd and DuckDB clients)")
+	withDuckDB := fs.Bool("duckdb", true, "build the peers with DuckDB (cgo; a large static library)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,8 +94,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "postgres: %.0f rows/s, err %v\n", v, err)
 		return err
 	}
+	tmp, err := os.MkdirTemp("", "bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
 	metrics := map[string]map[string][]float64{} // benchmark -> unit -> samples
 	for _, r := range runs {
+		if *peersOnly && !peerBench[r.pattern] {
+			continue
+		}
 		n := *count
 		if r.count > 0 {
 			n = r.count
@@ -109,32 +125,66 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	med := func(b, unit string) float64 { return median(metrics[b][unit]) }
 
-	etcd, etcdNote := baseline("etcd", func() (float64, error) { return etcdBaseline(ctx, *etcdRuns) })
-	pg, pgNote := baseline("PostgreSQL (10M rows)", func() (float64, error) { return postgresBaseline(ctx, 10_000_000, *pgRuns) })
+	peers, peersErr := buildPeers(ctx, *peersDir, tmp, *withDuckDB)
+	if peersErr != nil {
+		fmt.Fprintln(os.Stderr, "bench:", peersErr)
+	}
+	var ep etcdPeer
+	etcd, etcdNote := baseline("etcd (native client)", func() (float64, error) {
+		err := runPeer(ctx, peers, &ep, "etcd", "--runs", strconv.Itoa(*etcdRuns))
+		return ep.PutsPerSec, err
+	})
+	var dp duckdbPeer
+	duckQuery, duckNote := baseline("DuckDB (10M rows)", func() (float64, error) {
+		csv := filepath.Join(tmp, "tax.csv")
+		if err := writeBenchCSV(csv, 10_000_000); err != nil {
+			return 0, err
+		}
+		defer os.Remove(csv)
+		err := runPeer(ctx, peers, &dp, "duckdb", "--csv", csv, "--runs", strconv.Itoa(*duckRuns), "--threads", "2")
+		return dp.QueryRowsPerS, err
+	})
+	var duckLoad *float64
+	if duckQuery != nil {
+		duckLoad = &dp.LoadRowsPerS
+	}
 	engine := med("MaskedGroupBy", "rows/s")
+	ingest := med("Ingest", "rows/s")
+	tput := med("ClusterAppend", "entries/s")
 	engineFig := goalMin("masked engine: 10M rows, GROUP BY region (16), COUNT, AVG, with DP", "rows/s", engine, 200e6)
+	duckFig := ratioFigure("masked engine vs DuckDB, same 10M-row CSV and GROUP BY", engine, duckQuery, 3,
+		dp.Note+"; baseline: DuckDB's query in rows/s (median after a warm-up run)", duckNote)
+	ingestFig := goalMin("ingest: 8-column CSV, pseudonymise, generalise, compress", "rows/s", ingest, 1e6)
+	loadFig := ratioFigure("ingest vs DuckDB's CSV load (rows/s)", ingest, duckLoad, 0.5,
+		"ours: BenchmarkIngest (1M rows of the same generator, masked, compressed, fsynced); baseline: DuckDB read_csv of the 10M-row file into an in-memory table", duckNote)
+	ledgerFig := ratioFigure("ledger throughput vs etcd 3-member puts", tput, etcd, 3, ep.Note, etcdNote)
+	if *peersOnly {
+		figs := []Figure{goalMin("signed entries committed, 3 nodes, durable, verified", "entries/s", tput, 30000), ledgerFig,
+			engineFig, duckFig, ingestFig, loadFig}
+		printTable(out, figs, *count)
+		return writeFigures(*outFile, figs)
+	}
+
+	pg, pgNote := baseline("PostgreSQL (10M rows)", func() (float64, error) { return postgresBaseline(ctx, 10_000_000, *pgRuns) })
 	pgFig := ratioFigure("masked engine vs PostgreSQL 15, same data and query", engine, pg, 10,
 		"PostgreSQL 15 (Debian) on a Unix socket, parallel workers 2, warm cache, psql \\timing; baseline in rows/s", pgNote)
 
-	tput := med("ClusterAppend", "entries/s")
 	p99 := med("ClusterAppend", "p99-ms")
 	figs := []Figure{
 		goalMin("signed entries committed, 3 nodes, durable, verified", "entries/s", tput, 30000),
 		goalMax("p99 commit latency under that load", "ms", p99, 25),
 	}
-	ratio := ratioFigure("ledger throughput vs etcd 3-member puts", tput, etcd, 2.5,
-		"etcd 3.4 (Debian etcd-server), 3 members on loopback, 256 clients via its HTTP/JSON gateway", etcdNote)
-	figs = append(figs, ratio,
+	figs = append(figs, ledgerFig,
 		goalMin("pre-verified block replication (256-entry blocks)", "entries/s", med("BlockReplication", "entries/s"), 200000),
 		goalMax("inclusion proof, 1M-entry log", "µs", med("Proofs1M/inclusion", "ns/op")/1000, 10),
 		goalMax("consistency proof, 1M-entry log", "µs", med("Proofs1M/consistency", "ns/op")/1000, 10),
 		Figure{Figure: "Ed25519 entry verification, one signature", Unit: "µs", Goal: "-", Measured: med("VerifyEd25519", "ns/op") / 1000},
 		Figure{Figure: "ML-DSA-65 entry verification, one signature", Unit: "µs", Goal: "-", Measured: med("VerifyMLDSA65", "ns/op") / 1000},
 		Figure{Figure: "apply one entry on one node (256-entry blocks, no Raft)", Unit: "µs", Goal: "-", Measured: med("LedgerApply", "ns/entry") / 1000},
-		engineFig, pgFig,
+		engineFig, duckFig, pgFig,
 		goalMax("parse (PostgreSQL's grammar) and check a 10 KB query", "µs", med("ParseQuery10KB", "ns/op")/1000, 1000),
 		Figure{Figure: "the same, CPU time of the process per query", Unit: "µs", Goal: "-", Measured: med("ParseQuery10KB", "cpu-ns/op") / 1000},
-		goalMin("ingest: 8-column CSV, pseudonymise, generalise, compress", "rows/s", med("Ingest", "rows/s"), 1e6),
+		ingestFig, loadFig,
 		Figure{Figure: "ingest peak heap (1M rows; flat in file size, see TestIngestMemoryFlat)", Unit: "MiB", Goal: "-", Measured: med("Ingest", "peak-heap-MiB")},
 	)
 	figs = append(figs, heFigures(med)...)
@@ -144,7 +194,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		Figure{Figure: "  bytes shipped to the executor per row (16-byte tag and the plan's columns, binary)", Unit: "bytes", Goal: "-", Measured: med("Join", "ship-bytes/row")},
 	)
 	printTable(out, figs, *count)
-	if err := os.MkdirAll(filepath.Dir(*outFile), 0o755); err != nil {
+	return writeFigures(*outFile, figs)
+}
+
+// peerBench are the benchmarks --peers-only runs: those compared with a
+// peer.
+var peerBench = map[string]bool{"^BenchmarkClusterAppend$": true, "^BenchmarkMaskedGroupBy$": true, "^BenchmarkIngest$": true}
+
+// writeFigures writes the figures as JSON.
+func writeFigures(path string, figs []Figure) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
 	var b bytes.Buffer
@@ -154,7 +213,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := enc.Encode(figs); err != nil {
 		return err
 	}
-	return os.WriteFile(*outFile, b.Bytes(), 0o644)
+	return os.WriteFile(path, b.Bytes(), 0o644)
 }
 
 // heFigures are the he mode's: jobs end to end on a 3-node dev consortium
@@ -312,5 +371,3 @@ func printTable(w io.Writer, figs []Figure, count int) {
 	}
 	fmt.Fprintln(w)
 }
-
-var errNoEtcd = errors.New("no etcd binary (apt-get install etcd-server)")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"io/fs"
 	"os"
@@ -111,6 +112,7 @@ var normalisers = []struct {
 	{regexp.MustCompile(`[A-Za-z0-9+/]{40,}={0,2}|[A-Za-z0-9+/]{16,}=+`), "<b64>"},
 	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`), "<time>"},
 	{regexp.MustCompile(`\b\d+(\.\d+)?(ns|µs|ms|s)\b`), "<dur>"},
+	{regexp.MustCompile(`\b\d{1,3}(,\d{3})+(\.\d+)?\b`), "#"}, // 49,702: as many digits as the noise gives
 	{regexp.MustCompile(`\b\d+(\.\d+)?(e[+-]\d+)?\b`), "#"},
 	{regexp.MustCompile(`[ \t]+`), " "},
 }
@@ -132,4 +134,14 @@ func normalise(s string, dir *regexp.Regexp) string {
 		lines[i] = l
 	}
 	return strings.Join(lines, "\n")
+}
+
+// "demo --help" prints what the demo does and its flags, and starts
+// nothing.
+func TestDemoHelp(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, &out)
+	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "Usage: demo [--bin DIR]") || !strings.Contains(out.String(), "-keep") {
+		t.Fatalf("demo --help: %v %q", err, out.String())
+	}
 }

@@ -31,6 +31,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		fmt.Fprintln(os.Stderr, "demo: FAILED:", err)
 		os.Exit(1)
 	}
@@ -48,6 +51,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	bin := fs.String("bin", "bin", "directory holding sandboxd and sandboxctl")
 	dir := fs.String("dir", "", "consortium directory (default: a new temporary one, removed afterwards)")
 	keep := fs.Bool("keep", false, "keep the temporary directory")
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, `Usage: demo [--bin DIR] [--dir DIR] [--keep]
+
+Tells the product's story with the real binaries: starts a local consortium
+of three agency nodes (sandboxd dev) on 127.0.0.1, acts as each user through
+sandboxctl (an agency registers data and publishes a policy, an enterprise
+runs masked and he jobs, refusals), verifies the ledger as an auditor, and
+stops everything. "make demo" builds the binaries and runs it. It exits
+non-zero if any step fails.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -158,11 +176,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	d.say("The tax agency registers the same records in homomorphic mode: income and benefits are encrypted (CKKS) as they stream in and never exist in clear on the node")
+	d.say("The tax agency registers the same records in homomorphic mode: income and benefits are encrypted (CKKS) as they stream in and never exist in clear on the node; the same digest means the same people, so both datasets draw on one privacy budget")
 	if err := d.ctl(0, key("agency1"), "dataset", "register", "--name", "tax2025he", "--schema", files["schema"], "--file", files["csv"], "--mode", "he"); err != nil {
 		return err
 	}
 	if err := d.ctl(0, key("agency1"), "policy", "publish", files["policyHE"]); err != nil {
+		return err
+	}
+	if err := d.ctl(1, key("enterprise"), "dataset", "list"); err != nil {
 		return err
 	}
 
@@ -204,12 +225,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	d.say("An attack: the enterprise asks for row-level values; the node refuses before anything is recorded")
+	d.say("An attack: the enterprise asks for row-level values; the node refuses before anything is recorded, as it refuses a careless query (a misspelt column), with the position")
 	if err := d.ctl(0, key("enterprise"), "job", "submit", "--mode", "masked", "--purpose", "credit risk statistics",
 		"--query", "SELECT person_id, income FROM tax2025"); err == nil {
 		return errors.New("a row-level query was accepted")
 	}
-	fmt.Fprintln(d.out, "    (refused, as it must be)")
+	if err := d.ctl(0, key("enterprise"), "job", "submit", "--mode", "masked", "--purpose", "credit risk statistics",
+		"--query", "SELECT regon, COUNT(*) FROM tax2025 GROUP BY regon"); err == nil {
+		return errors.New("a query on an unknown column was accepted")
+	}
+	fmt.Fprintln(d.out, "    (refused, as they must be; nothing was recorded and no budget spent)")
 
 	d.say("The enterprise tries another purpose: the policy refuses, and the refusal is on the ledger for the auditor")
 	if err := d.ctl(2, key("enterprise"), "job", "submit", "--mode", "he", "--purpose", "marketing",

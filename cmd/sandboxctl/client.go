@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -34,7 +35,7 @@ type client struct {
 func newClient(g *globals) *client {
 	c := &client{base: strings.TrimRight(g.server, "/"), http: &http.Client{Timeout: 60 * time.Second}, keyPath: g.key, stderr: g.stderr}
 	if g.key != "" {
-		c.key, c.setupErr = chain.LoadKeyFile(g.key)
+		c.key, c.setupErr = loadKeyFile(g.key)
 	}
 	if g.ca != "" && c.setupErr == nil {
 		// A consortium's own CA (sandboxctl tls ca) for https:// nodes.
@@ -114,16 +115,48 @@ func (c *client) send(ctx context.Context, method, path string, b []byte, hasBod
 	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.key != nil && path != "/v1/health" {
+	if c.key == nil && !unsigned(path) {
+		return nil, errNoKey
+	}
+	if c.key != nil && !unsigned(path) {
 		if err := audit.SignRequestKey(req, b, c.key); err != nil {
 			return nil, err
 		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach %s: %w", c.base, err)
+		return nil, unreachable(c.base, err)
 	}
 	return resp, nil
+}
+
+// errNoKey is the answer, before any request, to a command that needs an
+// account and was given no key.
+var errNoKey = errors.New("this command acts as an account: set --key FILE or SANDBOX_KEY (make one with: sandboxctl key new --out FILE)")
+
+// unsigned reports whether a path is served without a signature.
+func unsigned(path string) bool {
+	p, _, _ := strings.Cut(path, "?")
+	return p == "/v1/health" || p == "/v1/openapi.json"
+}
+
+// unreachable says a node could not be reached, without the request's URL
+// (an upload's carries the whole schema).
+func unreachable(base string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("cannot reach %s: %w", base, err)
+}
+
+// shortPath is a request path as error messages quote it: a long query
+// (an upload's schema) is left out.
+func shortPath(path string) string {
+	if p, q, ok := strings.Cut(path, "?"); ok && len(q) > 60 {
+		return p + "?..."
+	}
+	return path
 }
 
 // retryAfter says whether an answer asks to come back later, and when: a
@@ -147,7 +180,7 @@ func (c *client) upload(ctx context.Context, path, file, contentType, label stri
 		return c.setupErr
 	}
 	if c.key == nil {
-		return errors.New("this command needs an account key: --key FILE or SANDBOX_KEY")
+		return errNoKey
 	}
 	f, err := os.Open(file)
 	if err != nil {
@@ -170,6 +203,9 @@ func (c *client) upload(ctx context.Context, path, file, contentType, label stri
 	}
 	req.ContentLength = size
 	req.Header.Set("Content-Type", contentType)
+	// The node checks the request (signature, permission, name, schema)
+	// before it reads the data; a refusal then comes before any is sent.
+	req.Header.Set("Expect", "100-continue")
 	if err := audit.SignStreamedRequestKey(req, h.Sum(nil), c.key); err != nil {
 		return err
 	}
@@ -177,23 +213,30 @@ func (c *client) upload(ctx context.Context, path, file, contentType, label stri
 	hc.Timeout = 0 // large uploads take their time; ctx bounds them
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w", c.base, err)
+		return unreachable(c.base, err)
 	}
 	defer resp.Body.Close()
 	return decodeAnswer(resp, "POST", path, out)
 }
 
 func decodeAnswer(resp *http.Response, method, path string, out any) error {
+	path = shortPath(path)
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode >= 400 {
 		var p problem
+		var err error
 		if json.Unmarshal(b, &p) == nil && p.Detail != "" {
-			return fmt.Errorf("%s %s: %d %s: %s", method, path, resp.StatusCode, p.Code, p.Detail)
+			err = fmt.Errorf("%s %s: %d %s: %s", method, path, resp.StatusCode, p.Code, p.Detail)
+		} else {
+			err = fmt.Errorf("%s %s: %s", method, path, resp.Status)
 		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		if resp.StatusCode == http.StatusNotFound {
+			return &statusError{err: err, notFound: true}
+		}
+		return err
 	}
 	if out != nil {
 		if raw, ok := out.(*json.RawMessage); ok {
@@ -207,6 +250,18 @@ func decodeAnswer(resp *http.Response, method, path string, out any) error {
 	return nil
 }
 
+// errNotFound matches (errors.Is) a node's 404 answer.
+var errNotFound = errors.New("not found")
+
+// statusError is a node's error answer; a 404 is errNotFound.
+type statusError struct {
+	err      error
+	notFound bool
+}
+
+func (e *statusError) Error() string        { return e.err.Error() }
+func (e *statusError) Is(target error) bool { return e.notFound && target == errNotFound }
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -219,7 +274,7 @@ func (c *client) signer() (*chain.Key, error) {
 		return nil, c.setupErr
 	}
 	if c.key == nil {
-		return nil, errors.New("this needs --key (or SANDBOX_KEY)")
+		return nil, errNoKey
 	}
 	return c.key, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"strconv"
@@ -23,6 +24,14 @@ import (
 
 func table(g *globals) *tabwriter.Writer {
 	return tabwriter.NewWriter(g.stdout, 0, 2, 2, ' ', 0)
+}
+
+// plural counts things in English: "1 cell", "2 cells".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 func needArgs(fs *flag.FlagSet, n int, what string) error {
@@ -110,7 +119,7 @@ func cmdAccountShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 
 // cmdGenesis writes the signed genesis entry for "sandboxd run --genesis".
 func cmdGenesis(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
-	in := fs.String("accounts", "", `JSON {"consortium": "...", "accounts": [{"public_key": "<b64>", "algorithm": "ed25519", "name", "org", "roles": [...]}], "table": {...}}; the table defaults to DESIGN.md's`)
+	in := fs.String("accounts", "", `JSON {"consortium": "...", "accounts": [{"public_key": "<b64>", "algorithm": "ed25519", "name", "org", "roles": [...]}], "table": {...}, "limits": {"max_epsilon_per_query": 1, "max_epsilon_budget": 10, "max_delta": 1e-5}}; the table defaults to the one in docs/permissions.md, the limits to these (docs/configuration.md shows a file)`)
 	out := fs.String("out", "", "file to write (base64 of the signed entry)")
 	if err := parseArgs(fs, args); err != nil {
 		return err
@@ -157,7 +166,7 @@ func cmdGenesis(ctx context.Context, g *globals, fs *flag.FlagSet, args []string
 
 func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
 	name := fs.String("name", "", "dataset name, e.g. tax2025")
-	schemaFile := fs.String("schema", "", "schema JSON (CONTRACT.md)")
+	schemaFile := fs.String("schema", "", "schema JSON (docs/schema.md)")
 	file := fs.String("file", "", "the data (CSV, UTF-8, with a header row)")
 	regMode := fs.String("mode", "masked", "masked, or he: sensitive columns encrypted under the consortium's collective key")
 	if err := parseArgs(fs, args); err != nil {
@@ -165,6 +174,16 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	}
 	if *name == "" || *schemaFile == "" || *file == "" {
 		return errors.New("dataset register: --name, --schema and --file are required")
+	}
+	// What can be checked before the upload is, so that a mistake costs
+	// no streaming: the name, the mode, the schema, the file, the key, and
+	// whether the name is taken. (The node checks them again, and the
+	// caller's permission, before it reads the data.)
+	if err := policies.CheckDatasetName(*name); err != nil {
+		return fmt.Errorf("dataset register: %w", err)
+	}
+	if *regMode != policies.ModeMasked && *regMode != policies.ModeHE {
+		return fmt.Errorf("dataset register: --mode must be masked or he, not %q", *regMode)
 	}
 	sb, err := os.ReadFile(*schemaFile)
 	if err != nil {
@@ -174,15 +193,32 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	if err != nil {
 		return fmt.Errorf("%s: %w", *schemaFile, err)
 	}
+	if fi, err := os.Stat(*file); err != nil {
+		return err
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a file", *file)
+	}
 	canon, _ := json.Marshal(schema)
 	c := newClient(g)
+	if _, err := c.signer(); err != nil {
+		return err
+	}
+	var existing api.DatasetResponse
+	switch err := c.do(ctx, "GET", "/v1/datasets/"+*name, nil, &existing); {
+	case err == nil:
+		return fmt.Errorf("dataset register: dataset %q is already registered (owner %s); choose another name", *name, existing.Owner)
+	case !errors.Is(err, errNotFound):
+		return err
+	}
 	// 1. The data goes to the agency's node, which masks and stores it.
 	var up api.UploadResponse
 	label := "uploading (the node masks as it reads)"
 	if *regMode == policies.ModeHE {
 		label = "uploading (the node encrypts as it reads)"
 	}
-	// dataset: the name consortium pseudonym batches are committed for.
+	// dataset: the name the upload will be registered as; the node checks
+	// it before reading any data, and commits consortium pseudonym batches
+	// for it.
 	if err := c.upload(ctx, "/v1/uploads?mode="+url.QueryEscape(*regMode)+"&dataset="+url.QueryEscape(*name)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", label, &up); err != nil {
 		return err
 	}
@@ -213,13 +249,13 @@ func cmdDatasetList(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 		return printJSON(g.stdout, out)
 	}
 	w := table(g)
-	fmt.Fprintln(w, "NAME\tOWNER\tORG\tROWS\tCOLUMNS (class)")
+	fmt.Fprintln(w, "NAME\tOWNER\tORG\tROWS\tBUDGET POPULATION\tCOLUMNS (class)")
 	for _, d := range out.Datasets {
 		var cols []string
 		for _, c := range d.Schema.Columns {
 			cols = append(cols, c.Name+" ("+c.Class+")")
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", d.Name, d.Owner, d.Org, d.Rows, strings.Join(cols, ", "))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", d.Name, d.Owner, d.Org, d.Rows, d.Population, strings.Join(cols, ", "))
 	}
 	return w.Flush()
 }
@@ -314,6 +350,9 @@ func printJob(g *globals, j api.JobResponse) error {
 	if j.Needed > 0 {
 		fmt.Fprintf(g.stdout, "  approvals: %d of %d\n", len(j.Approvals), j.Needed)
 	}
+	if c := j.Charge; c != nil {
+		fmt.Fprintf(g.stdout, "  budget:   %g charged to %s on %s\n", c.Epsilon, c.Holder, strings.Join(c.Populations, ", "))
+	}
 	return nil
 }
 
@@ -322,6 +361,7 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	query := fs.String("query", "", "the SQL query")
 	purpose := fs.String("purpose", "", "the purpose, as the policy states it")
 	wait := fs.Bool("wait", false, "wait for the job to finish and print its result")
+	waitTimeout := fs.Duration("wait-timeout", 10*time.Minute, "with --wait: give up after this long (the job goes on; check it later with job status)")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -338,56 +378,139 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	if err := c.do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: *query, Mode: *mode, Purpose: *purpose}, &j); err != nil {
 		return err
 	}
-	if err := printJob(g, j); err != nil {
-		return err
+	// With --wait --json, the one document printed is the result with the
+	// job's fields beside it (or the job alone if it ends without one).
+	jsonLater := *wait && g.json
+	if !jsonLater {
+		if err := printJob(g, j); err != nil {
+			return err
+		}
 	}
 	if j.Status == policies.JobRejected {
+		if jsonLater {
+			printJob(g, j)
+		}
 		return fmt.Errorf("job %s refused: %s", j.Job, j.Reason)
 	}
 	if !*wait {
 		return nil
 	}
-	deadline := time.Now().Add(10 * time.Minute)
-	for j.Status != policies.JobCompleted {
-		switch j.Status {
-		case policies.JobFailed, policies.JobRejected:
-			return fmt.Errorf("job %s %s: %s", j.Job, j.Status, j.Reason)
+	j, err := waitJob(ctx, g, c, j, *waitTimeout)
+	if err != nil {
+		if jsonLater && j.Job != "" {
+			printJob(g, j) // the job as it ended (or still is): one document
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("job %s still %s after 10 minutes", j.Job, j.Status)
-		}
-		// The node answers as soon as the job ends (long poll).
-		if err := c.do(ctx, "GET", "/v1/jobs/"+j.Job+"?wait=30s", nil, &j); err != nil {
-			return err
-		}
+		return err
+	}
+	if jsonLater {
+		return printJobResult(ctx, g, c, j)
 	}
 	return showResult(ctx, g, c, j.Job)
 }
 
-// showResult fetches a result and prints it as a table, or as the
-// contract's JSON.
-func showResult(ctx context.Context, g *globals, c *client, id string) error {
+// waitJob follows a submitted job until it completes, fails or is
+// rejected, or until timeout. While it waits for manual approvals it says
+// so on stderr (by whom, how many) each time the count changes; on timeout
+// it fails with the job id to check later. It returns the job as last seen.
+func waitJob(ctx context.Context, g *globals, c *client, j api.JobResponse, timeout time.Duration) (api.JobResponse, error) {
+	deadline := time.Now().Add(timeout)
+	said := -1
+	for j.Status != policies.JobCompleted {
+		switch j.Status {
+		case policies.JobFailed, policies.JobRejected:
+			return j, fmt.Errorf("job %s %s: %s", j.Job, j.Status, j.Reason)
+		case policies.JobPending:
+			if len(j.Approvals) != said {
+				said = len(j.Approvals)
+				fmt.Fprintf(g.stderr, "job %s waits for approval by %s: %d of %d approvals so far; waiting up to %s (--wait-timeout)\n",
+					j.Job, approverOf(ctx, c, j.Dataset), len(j.Approvals), j.Needed, timeout)
+			}
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			what := j.Status
+			if j.Status == policies.JobPending {
+				what = fmt.Sprintf("pending approval (%d of %d)", len(j.Approvals), j.Needed)
+			}
+			return j, fmt.Errorf("job %s still %s after %s; check it later with: sandboxctl job status %s", j.Job, what, timeout, j.Job)
+		}
+		// The node answers as soon as the job moves (long poll).
+		w := min(left, 30*time.Second).Round(time.Millisecond)
+		if err := c.do(ctx, "GET", "/v1/jobs/"+j.Job+"?wait="+w.String(), nil, &j); err != nil {
+			return j, err
+		}
+	}
+	return j, nil
+}
+
+// approverOf names who approves jobs on a dataset: its owner's agency.
+func approverOf(ctx context.Context, c *client, dataset string) string {
+	var d api.DatasetResponse
+	if err := c.do(ctx, "GET", "/v1/datasets/"+url.PathEscape(dataset), nil, &d); err != nil || d.Org == "" {
+		return "the agency owning dataset " + dataset
+	}
+	return fmt.Sprintf("agency %s (owner of dataset %s)", d.Org, dataset)
+}
+
+// printJobResult prints a completed job's result as one JSON document: the
+// result's fields (job result --json) with the job's fields beside them.
+func printJobResult(ctx context.Context, g *globals, c *client, j api.JobResponse) error {
+	raw, _, err := fetchResult(ctx, c, j.Job)
+	if err != nil {
+		return err
+	}
+	doc := map[string]json.RawMessage{}
+	jb, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(jb, &doc); err != nil {
+		return err
+	}
+	var res map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return fmt.Errorf("job %s: bad result: %w", j.Job, err)
+	}
+	for k, v := range res {
+		doc[k] = v // the result's own fields win (they are the same job)
+	}
+	return printJSON(g.stdout, doc)
+}
+
+// fetchResult fetches a result, decrypting an he result with the key file,
+// and returns it as the contract's JSON and decoded.
+func fetchResult(ctx context.Context, c *client, id string) (json.RawMessage, *sandbox.Result, error) {
 	var raw json.RawMessage
 	if err := c.do(ctx, "GET", "/v1/jobs/"+id+"/result", nil, &raw); err != nil {
-		return err
+		return nil, nil, err
 	}
 	var res sandbox.Result
 	if err := json.Unmarshal(raw, &res); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if res.HE != nil {
 		// An he result is encrypted to this account: decrypt it here.
 		k, err := c.signer()
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if err := sandbox.DecryptHEResult(&res, k.Seed()); err != nil {
-			return fmt.Errorf("decrypting the he result: %w", err)
+			return nil, nil, fmt.Errorf("decrypting the he result: %w", err)
 		}
 		res.HE = nil
 		if raw, err = json.Marshal(res); err != nil {
-			return err
+			return nil, nil, err
 		}
+	}
+	return raw, &res, nil
+}
+
+// showResult fetches a result and prints it as a table, or as the
+// contract's JSON.
+func showResult(ctx context.Context, g *globals, c *client, id string) error {
+	raw, res, err := fetchResult(ctx, c, id)
+	if err != nil {
+		return err
 	}
 	if g.json {
 		_, err := g.stdout.Write(append(raw, '\n'))
@@ -395,26 +518,85 @@ func showResult(ctx context.Context, g *globals, c *client, id string) error {
 	}
 	w := table(g)
 	fmt.Fprintln(w, strings.ToUpper(strings.Join(res.Columns, "\t")))
-	for _, row := range res.Rows {
+	for r, row := range res.Rows {
 		cells := make([]string, len(row))
 		for i, v := range row {
-			switch x := v.(type) {
-			case float64:
-				cells[i] = strconv.FormatFloat(x, 'f', -1, 64)
-			case nil:
-				cells[i] = "-"
-			default:
-				b, _ := json.Marshal(x)
-				cells[i] = strings.Trim(string(b), `"`)
+			var nz *sandbox.Noise
+			if r < len(res.Noise) && i < len(res.Noise[r]) {
+				nz = res.Noise[r][i]
 			}
+			cells[i] = formatCell(v, nz)
 		}
 		fmt.Fprintln(w, strings.Join(cells, "\t"))
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "(%d rows, %d cells suppressed, epsilon %g spent, result sha256 %s)\n", len(res.Rows), res.Suppressed, res.EpsilonSpent, res.ResultSHA256)
+	fmt.Fprintf(g.stdout, "(%s, %s suppressed, epsilon %g spent, result sha256 %s)\n", plural(len(res.Rows), "row"), plural(res.Suppressed, "cell"), res.EpsilonSpent, res.ResultSHA256)
+	if res.TooNoisy > 0 {
+		fmt.Fprintf(g.stdout, "(%s withheld as too noisy to release, by the policy's max_interval_ratio)\n", plural(res.TooNoisy, "value"))
+	}
+	if len(res.Noise) > 0 {
+		fmt.Fprintln(g.stdout, "(± is the 95% interval's half-width, from the noise mechanism and the columns' bounds; --json gives each interval)")
+	}
 	return nil
+}
+
+// formatCell prints a released value, with "± h" when its noise is known:
+// h is the larger distance from the value to an end of its 95% interval,
+// and both are rounded to h's second significant digit.
+func formatCell(v any, nz *sandbox.Noise) string {
+	switch x := v.(type) {
+	case float64:
+		if nz == nil || nz.CI95 == nil {
+			if nz != nil {
+				return strconv.FormatFloat(x, 'f', -1, 64) + " ± ∞"
+			}
+			return strconv.FormatFloat(x, 'f', -1, 64)
+		}
+		h := math.Max(x-nz.CI95[0], nz.CI95[1]-x)
+		d := 0
+		if h > 0 {
+			d = max(0, 1-int(math.Floor(math.Log10(h))))
+		}
+		return groupDigits(strconv.FormatFloat(x, 'f', d, 64)) + " ± " + groupDigits(strconv.FormatFloat(h, 'f', d, 64))
+	case nil:
+		if nz != nil && nz.TooNoisy {
+			return "too noisy"
+		}
+		return "-"
+	default:
+		b, _ := json.Marshal(x)
+		s := strings.Trim(string(b), `"`)
+		if nz != nil && len(nz.CI95Bins) > 0 {
+			h := 0.0
+			for _, ci := range nz.CI95Bins {
+				h = math.Max(h, (ci[1]-ci[0])/2)
+			}
+			s += " (each ± " + groupDigits(strconv.FormatFloat(h, 'f', 0, 64)) + ")"
+		}
+		return s
+	}
+}
+
+// groupDigits puts thousands separators into a formatted number.
+func groupDigits(s string) string {
+	sign := ""
+	if strings.HasPrefix(s, "-") {
+		sign, s = "-", s[1:]
+	}
+	whole, frac, hasFrac := strings.Cut(s, ".")
+	var b strings.Builder
+	for i, c := range whole {
+		if i > 0 && (len(whole)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if hasFrac {
+		return sign + b.String() + "." + frac
+	}
+	return sign + b.String()
 }
 
 func cmdJobStatus(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
@@ -550,4 +732,85 @@ func printCeremony(g *globals, c policies.HECeremony) error {
 	fmt.Fprintf(g.stdout, "  parameters           %s\n  public key sha256    %s\n  galois keys sha256   %s\n  transcript sha256    %s\n",
 		c.Params, c.PublicKey, c.GaloisKeys, c.Transcript)
 	return nil
+}
+
+func cmdLimitsShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	var l policies.Limits
+	if err := newClient(g).do(ctx, "GET", "/v1/limits", nil, &l); err != nil {
+		return err
+	}
+	return printLimits(g, l)
+}
+
+func cmdLimitsSet(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	eps := fs.Float64("max-epsilon-per-query", 0, "the largest dp.epsilon_per_query a policy may set (unset: as now)")
+	budget := fs.Float64("max-epsilon-budget", 0, "the largest dp.epsilon_budget a policy may set (unset: as now)")
+	delta := fs.Float64("max-delta", 0, "the ceiling of dp.delta (unset: as now)")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	c := newClient(g)
+	var l policies.Limits
+	if err := c.do(ctx, "GET", "/v1/limits", nil, &l); err != nil {
+		return err
+	}
+	set := 0
+	fs.Visit(func(f *flag.Flag) {
+		set++
+		switch f.Name {
+		case "max-epsilon-per-query":
+			l.MaxEpsilonPerQuery = *eps
+		case "max-epsilon-budget":
+			l.MaxEpsilonBudget = *budget
+		case "max-delta":
+			l.MaxDelta = *delta
+		default:
+			set--
+		}
+	})
+	if set == 0 {
+		return errors.New("limits set: name at least one of --max-epsilon-per-query, --max-epsilon-budget, --max-delta")
+	}
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	if err := c.do(ctx, "POST", "/v1/limits", l, nil); err != nil {
+		return err
+	}
+	return printLimits(g, l)
+}
+
+func printLimits(g *globals, l policies.Limits) error {
+	if g.json {
+		return printJSON(g.stdout, l)
+	}
+	fmt.Fprintf(g.stdout, "consortium limits: epsilon per query <= %g, epsilon budget <= %g, delta <= %g\n",
+		l.MaxEpsilonPerQuery, l.MaxEpsilonBudget, l.MaxDelta)
+	return nil
+}
+
+func cmdBudgetShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	var out struct {
+		Holder  string               `json:"holder"`
+		Budgets []api.BudgetResponse `json:"budgets"`
+	}
+	if err := newClient(g).do(ctx, "GET", "/v1/budgets", nil, &out); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, out)
+	}
+	fmt.Fprintf(g.stdout, "budget holder: %s (every account of an organisation draws on its budgets)\n", out.Holder)
+	w := table(g)
+	fmt.Fprintln(w, "POPULATION\tDATASETS\tHOLDER\tSPENT\tBUDGET")
+	for _, b := range out.Budgets {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%g\t%g\n", b.Population, strings.Join(b.Datasets, ","), b.Holder, b.Spent, b.Budget)
+	}
+	return w.Flush()
 }

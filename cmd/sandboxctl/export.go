@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 
@@ -195,7 +196,7 @@ func cmdAuditAccess(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 	var out struct {
 		Access []api.JobResponse `json:"access"`
 	}
-	if err := newClient(g).do(ctx, "GET", "/v1/audit/access?dataset="+*dataset, nil, &out); err != nil {
+	if err := newClient(g).do(ctx, "GET", "/v1/audit/access?dataset="+url.QueryEscape(*dataset), nil, &out); err != nil {
 		return err
 	}
 	if g.json {

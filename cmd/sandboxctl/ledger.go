@@ -107,22 +107,86 @@ func cmdLedgerEntries(ctx context.Context, g *globals, fs *flag.FlagSet, args []
 	if err := newClient(g).do(ctx, "GET", path, nil, &er); err != nil {
 		return err
 	}
-	if g.json {
-		return printJSON(g.stdout, er)
-	}
-	fmt.Fprintf(g.stdout, "%-6s %-22s %-40s %-20s %s\n", "INDEX", "KIND", "AUTHOR", "NONCE", "TIME")
+	out := entriesDoc{Entries: []decodedEntry{}}
 	for _, ie := range er.Entries {
-		raw, err := base64.StdEncoding.DecodeString(ie.Entry)
+		d, err := decodeEntry(ie)
 		if err != nil {
-			return fmt.Errorf("entry %d: not base64", ie.Index)
+			return err
 		}
-		e, err := chain.ParseEntry(raw)
-		if err != nil {
-			return fmt.Errorf("entry %d: %w", ie.Index, err)
+		out.Entries = append(out.Entries, d)
+	}
+	if g.json {
+		return printJSON(g.stdout, out)
+	}
+	fmt.Fprintf(g.stdout, "%-6s %-22s %-40s %-40s %-20s %s\n", "INDEX", "KIND", "ACCOUNT", "NODE (signer)", "NONCE", "TIME")
+	for _, d := range out.Entries {
+		node := "-"
+		if d.Relayed {
+			node = d.Author
 		}
-		fmt.Fprintf(g.stdout, "%-6d %-22s %-40s %-20d %s\n", ie.Index, e.Kind, e.Author(), e.Nonce, e.Time.Format(time.RFC3339))
+		fmt.Fprintf(g.stdout, "%-6d %-22s %-40s %-40s %-20d %s\n", d.Index, d.Kind, d.Actor, node, d.Nonce, d.Time)
 	}
 	return nil
+}
+
+// entriesDoc is what "ledger entries --json" prints: each entry as the
+// node sent it (entry, base64) and decoded beside it.
+type entriesDoc struct {
+	Entries []decodedEntry `json:"entries"`
+}
+
+// decodedEntry is one ledger entry, decoded. Author is the key that signed
+// the entry; for an act a node relays for an account, that is the node,
+// and Actor is the account whose signed request the entry carries.
+type decodedEntry struct {
+	Index   uint64 `json:"index"`
+	Entry   string `json:"entry"`
+	Kind    string `json:"kind"`
+	Author  string `json:"author"`
+	Actor   string `json:"actor"`
+	Relayed bool   `json:"relayed"`
+	Nonce   uint64 `json:"nonce"`
+	Time    string `json:"time"`
+	// Payload is the entry's payload when it is JSON (PayloadBase64
+	// otherwise); Document is a relayed request's body, when it is JSON.
+	Payload       json.RawMessage `json:"payload,omitempty"`
+	PayloadBase64 string          `json:"payload_base64,omitempty"`
+	Document      json.RawMessage `json:"document,omitempty"`
+}
+
+func decodeEntry(ie api.IndexedEntry) (decodedEntry, error) {
+	raw, err := base64.StdEncoding.DecodeString(ie.Entry)
+	if err != nil {
+		return decodedEntry{}, fmt.Errorf("entry %d: not base64", ie.Index)
+	}
+	e, err := chain.ParseEntry(raw)
+	if err != nil {
+		return decodedEntry{}, fmt.Errorf("entry %d: %w", ie.Index, err)
+	}
+	d := decodedEntry{Index: ie.Index, Entry: ie.Entry, Kind: e.Kind, Author: e.Author().String(), Nonce: e.Nonce, Time: e.Time.Format(time.RFC3339)}
+	d.Actor = d.Author
+	if !json.Valid(e.Payload) {
+		d.PayloadBase64 = base64.StdEncoding.EncodeToString(e.Payload)
+		return d, nil
+	}
+	d.Payload = json.RawMessage(e.Payload)
+	// A relayed act: {"relay": {"actor": "<address>", "request": {..., "body": "<base64>"}}}.
+	var p struct {
+		Relay *struct {
+			Actor   string `json:"actor"`
+			Request *struct {
+				Body []byte `json:"body"`
+			} `json:"request"`
+		} `json:"relay"`
+	}
+	if json.Unmarshal(e.Payload, &p) == nil && p.Relay != nil && p.Relay.Actor != "" && p.Relay.Request != nil {
+		rel := p.Relay
+		d.Actor, d.Relayed = rel.Actor, true
+		if json.Valid(rel.Request.Body) {
+			d.Document = json.RawMessage(rel.Request.Body)
+		}
+	}
+	return d, nil
 }
 
 // trustKeys loads checkpoint verifier keys from --trust, SANDBOX_TRUST, or
@@ -193,7 +257,8 @@ func decodeHashes(in []string) ([]chain.Hash, error) {
 func cmdLedgerProof(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
 	index := fs.Int64("index", -1, "entry index")
 	job := fs.String("job", "", "a job id: prove its submission entry")
-	trustFile := fs.String("trust", "", "file of trusted checkpoint keys")
+	trustFile := fs.String("trust", "", "file of trusted checkpoint keys (default: SANDBOX_TRUST, or trust.vkeys beside the key's folder)")
+	insecure := fs.Bool("insecure", false, "accept the node's checkpoint without checking its signature (the proof then only shows what the node claims)")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -211,6 +276,9 @@ func cmdLedgerProof(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 	trust, _, err := trustKeys(g, *trustFile)
 	if err != nil {
 		return err
+	}
+	if len(trust) == 0 && !*insecure {
+		return errors.New("ledger proof: no trusted checkpoint keys, so the proof would only show what this node claims: give --trust FILE (or SANDBOX_TRUST), or --insecure to go on anyway")
 	}
 	c := newClient(g)
 	cp, err := fetchCheckpoint(ctx, c, trust)

@@ -70,7 +70,10 @@ func commands() []command {
 		{"policy revoke", "revoke a policy (its agency)", "ID", "sandboxctl --key agency1.key policy revoke pol-7", cmdPolicyRevoke},
 		{"he status", "the consortium's HE key ceremony: nodes, threshold, key digests", "", "sandboxctl --key auditor.key he status", cmdHEStatus},
 		{"he ceremony", "have the node coordinate the HE key ceremony among the consortium's nodes (admin, once)", "[--threshold T]", "sandboxctl --key admin.key he ceremony --threshold 2", cmdHECeremony},
-		{"job submit", "submit an analysis job (enterprise)", "--mode masked|he --query SQL [--purpose TEXT] [--wait]", `sandboxctl --key enterprise.key job submit --mode masked --purpose 'credit risk statistics' --query 'SELECT region, AVG(income) FROM tax2025 GROUP BY region'`, cmdJobSubmit},
+		{"budget show", "the privacy budgets your organisation spent, per population of data subjects", "", "sandboxctl --key enterprise.key budget show", cmdBudgetShow},
+		{"limits show", "the consortium-wide DP limits policies must stay within", "", "sandboxctl limits show", cmdLimitsShow},
+		{"limits set", "change the consortium-wide DP limits (admin)", "[--max-epsilon-per-query E] [--max-epsilon-budget B] [--max-delta D]", "sandboxctl --key admin.key limits set --max-epsilon-per-query 1 --max-epsilon-budget 10 --max-delta 1e-5", cmdLimitsSet},
+		{"job submit", "submit an analysis job (enterprise)", "--mode masked|he --query SQL [--purpose TEXT] [--wait [--wait-timeout 10m]]", `sandboxctl --key enterprise.key job submit --mode masked --purpose 'credit risk statistics' --query 'SELECT region, AVG(income) FROM tax2025 GROUP BY region'`, cmdJobSubmit},
 		{"job status", "a job's status", "ID", "sandboxctl job status job-12", cmdJobStatus},
 		{"job list", "the jobs you may see", "", "sandboxctl job list", cmdJobList},
 		{"job result", "a completed job's result", "ID", "sandboxctl job result job-12", cmdJobResult},
@@ -83,7 +86,7 @@ func commands() []command {
 		{"ledger export", "write the ledger to a file for offline audit", "--out FILE", "sandboxctl --key auditor.key ledger export --out ledger.zst", cmdLedgerExport},
 		{"audit access", "who used a dataset, when, for what purpose, with what result (auditor)", "--dataset D", "sandboxctl --key auditor.key audit access --dataset tax2025", cmdAuditAccess},
 		{"console", "a web console on this machine for the key's account (requests signed here)", "[--listen 127.0.0.1:8090] [--trust FILE]", "sandboxctl --key agency1.key console", cmdConsole},
-		{"ledger proof", "fetch and verify an entry's inclusion proof", "--index I | --job ID [--trust FILE]", "sandboxctl --key enterprise.key ledger proof --job job-7", cmdLedgerProof},
+		{"ledger proof", "fetch and verify an entry's inclusion proof", "--index I | --job ID [--trust FILE | --insecure]", "sandboxctl --key enterprise.key ledger proof --job job-7 --trust dev/trust.vkeys", cmdLedgerProof},
 	}, pseudonymCommands()...)
 }
 
@@ -105,7 +108,7 @@ func parseArgs(fs *flag.FlagSet, args []string) error {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "sandboxctl: client of the data-sandbox consortium\n\nUsage: sandboxctl [--server URL] [--key FILE] [--json] COMMAND [flags]\n\nCommands:")
+	fmt.Fprintln(w, "sandboxctl: client of the data-sandbox consortium\n\nUsage: sandboxctl [--server URL] [--key FILE] [--ca FILE] [--json] COMMAND [flags]\n\nCommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
 	}

@@ -230,10 +230,19 @@ func TestLedgerCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "entry 2 (note.demo) is included") {
 		t.Fatalf("proof: %q %v", out, err)
 	}
-	if _, err := e.ctl(t, "bank", "ledger", "proof", "--index", "2"); err == nil || !strings.Contains(err.Error(), "did not return entry 2") {
+	// Without trusted checkpoint keys a proof shows only what the node
+	// claims: refused unless the user says --insecure.
+	if _, err := e.ctl(t, "agency1", "ledger", "proof", "--index", "2"); err == nil || !strings.Contains(err.Error(), "--insecure") {
+		t.Fatalf("proof without trusted keys: %v", err)
+	}
+	out, err = e.ctl(t, "agency1", "ledger", "proof", "--index", "2", "--insecure")
+	if err != nil || !strings.Contains(out, "entry 2 (note.demo) is included") || !strings.Contains(out, "signature was not checked") {
+		t.Fatalf("proof --insecure: %q %v", out, err)
+	}
+	if _, err := e.ctl(t, "bank", "ledger", "proof", "--index", "2", "--trust", e.trust); err == nil || !strings.Contains(err.Error(), "did not return entry 2") {
 		t.Fatalf("enterprise proved another account's entry: %v", err)
 	}
-	if _, err := e.ctl(t, "auditor", "ledger", "proof", "--index", "9"); err == nil {
+	if _, err := e.ctl(t, "auditor", "ledger", "proof", "--index", "9", "--trust", e.trust); err == nil {
 		t.Fatal("proof of a missing entry")
 	}
 	// An enterprise cannot verify: it may not read every entry.
@@ -311,7 +320,7 @@ func TestUsageErrors(t *testing.T) {
 	}
 	t.Setenv("SANDBOX_KEY", "")
 	err := run(context.Background(), []string{"ledger", "append", "--kind", "x"}, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "needs an account key") {
+	if err == nil || !strings.Contains(err.Error(), "set --key FILE or SANDBOX_KEY") {
 		t.Errorf("missing key: %v", err)
 	}
 }
@@ -399,5 +408,45 @@ func TestClientHonoursRetryAfter(t *testing.T) {
 	}
 	if d := time.Since(start); d < time.Second {
 		t.Fatalf("5 requests at 2/s took %s: the limit was not met", d)
+	}
+}
+
+// TestWaitPending: --wait on a job that needs manual approval says who
+// must approve and how many, and gives up after --wait-timeout with a
+// non-zero exit naming the job to check later.
+func TestWaitPending(t *testing.T) {
+	e := newEnv(t)
+	e.registerAndPublish(t, "manual")
+	var out, errOut bytes.Buffer
+	args := []string{"--server", e.url, "--key", filepath.Join(e.dir, "bank.key"), "job", "submit", "--wait", "--wait-timeout", "1s",
+		"--mode", "masked", "--purpose", "credit risk statistics", "--query", "SELECT region, COUNT(*) FROM tax2025 GROUP BY region"}
+	start := time.Now()
+	err := run(context.Background(), args, &out, &errOut)
+	if err == nil {
+		t.Fatalf("--wait on a pending job returned without error: %s", out.String())
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("gave up after %s, not about 1s", d)
+	}
+	id := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(out.String(), ":", 2)[0], "job "))
+	if !strings.HasPrefix(id, "job-") {
+		t.Fatalf("stdout %q names no job", out.String())
+	}
+	if want := "waits for approval by agency tax (owner of dataset tax2025): 0 of 1 approvals so far; waiting up to 1s"; !strings.Contains(errOut.String(), want) {
+		t.Fatalf("stderr %q, want %q", errOut.String(), want)
+	}
+	if want := "job " + id + " still pending approval (0 of 1) after 1s; check it later with: sandboxctl job status " + id; err.Error() != want {
+		t.Fatalf("error %q, want %q", err, want)
+	}
+}
+
+func TestPlural(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{{0, "0 cells"}, {1, "1 cell"}, {2, "2 cells"}} {
+		if got := plural(tc.n, "cell"); got != tc.want {
+			t.Errorf("plural(%d) = %q, want %q", tc.n, got, tc.want)
+		}
 	}
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -27,6 +29,11 @@ func TestMain(m *testing.M) {
 // account's key file and $TRUST the nodes' checkpoint keys.
 func TestScripts(t *testing.T) {
 	e := newEnv(t)
+	// A budget the scripts cannot exhaust needs the admin to raise the
+	// consortium's limit first.
+	if out, err := e.ctl(t, "admin", "limits", "set", "--max-epsilon-budget", "1000"); err != nil || !strings.Contains(out, "epsilon budget <= 1000") {
+		t.Fatalf("limits set: %s %v", out, err)
+	}
 	p := apitest.TaxPolicy()
 	p["dp"] = map[string]any{"epsilon_per_query": 0.5, "epsilon_budget": 1000.0, "delta": 1e-6}
 	schema := e.file(t, "tax.json", string(apitest.TaxSchema))
@@ -53,6 +60,20 @@ func TestScripts(t *testing.T) {
 			}})
 			for name, content := range map[string][]byte{"tax.json": apitest.TaxSchema, "tax.csv": apitest.TaxCSV(400), "accounts.json": accounts} {
 				if err := os.WriteFile(filepath.Join(env.WorkDir, name), content, 0o644); err != nil {
+					return err
+				}
+			}
+			// The documentation's examples, as a user copies them.
+			examples, err := filepath.Glob("../../docs/examples/*")
+			if err != nil || len(examples) == 0 {
+				return fmt.Errorf("docs/examples: %v", err)
+			}
+			for _, p := range examples {
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(filepath.Join(env.WorkDir, filepath.Base(p)), b, 0o644); err != nil {
 					return err
 				}
 			}

@@ -61,7 +61,9 @@ type procCluster struct {
 func startProcCluster(t *testing.T) *procCluster {
 	t.Helper()
 	c := &procCluster{t: t, dir: t.TempDir(), keys: map[string]*chain.Key{}}
-	g := policies.Genesis{Consortium: "proc", Table: policies.DefaultTable()}
+	// Limits in genesis: the fault tests run many jobs on one budget.
+	g := policies.Genesis{Consortium: "proc", Table: policies.DefaultTable(),
+		Limits: &policies.Limits{MaxEpsilonPerQuery: 1, MaxEpsilonBudget: 1e6, MaxDelta: 1e-5}}
 	for _, a := range []struct{ name, role, org string }{
 		{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"enterprise", "enterprise", "bank"}, {"auditor", "auditor", ""},
 		{"node1", "node", "tax"}, {"node2", "node", "health"}, {"node3", "node", "registry"},
@@ -360,6 +362,14 @@ func TestRunHEJobSurvivesNodeKill(t *testing.T) {
 	gotAvg, _ := res.Rows[0][1].(float64)
 	if math.Abs(gotN-rows)/rows > 0.02 || math.Abs(gotAvg-want)/want > 0.02 {
 		t.Fatalf("decrypted COUNT %v AVG %v, records: %d, %.2f", gotN, gotAvg, rows, want)
+	}
+	// The requester's decoding states each value's noise: one draw per
+	// decrypting node, and a 95% interval that holds the value.
+	for c, nz := range res.Noise[0] {
+		v, _ := res.Rows[0][c].(float64)
+		if nz == nil || nz.Draws != 2 || nz.CI95 == nil || v < nz.CI95[0] || v > nz.CI95[1] {
+			t.Fatalf("column %d: value %v, noise %+v", c, v, nz)
+		}
 	}
 	t.Logf("he job with node2 killed mid-job: COUNT %.0f (records %d), AVG %.2f (records %.2f), shares from %v", gotN, rows, gotAvg, want, res.HE.Active)
 

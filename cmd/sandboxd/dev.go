@@ -49,7 +49,7 @@ func demoAccounts(nodes int) []string {
 	return append(names, "enterprise", "auditor")
 }
 
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("sandboxd dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "consortium directory (created if missing, resumed if present)")
@@ -71,18 +71,45 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	httpSet, nodesSet := false, false
+	httpSet, nodesSet, raftSet := false, false, false
 	fs.Visit(func(f *flag.Flag) {
 		httpSet = httpSet || f.Name == "http"
 		nodesSet = nodesSet || f.Name == "nodes"
+		raftSet = raftSet || f.Name == "raft"
 	})
 
+	// A first start that fails (a port taken, no leader) removes what it
+	// made, so that the next one starts afresh rather than resuming a
+	// consortium that never was.
+	ready := false
+	undo, err := undoNewConsortium(*dir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if !ready {
+			undo()
+		}
+	}()
 	cf, err := loadOrCreateConsortium(*dir, *nodes, *httpBase, *raftBase)
 	if err != nil {
 		return err
 	}
 	if nodesSet && len(cf.Nodes) != *nodes {
 		return fmt.Errorf("dev: %s holds a consortium of %d nodes; --nodes %d does not match", *dir, len(cf.Nodes), *nodes)
+	}
+	if raftSet {
+		// Raft addresses are part of the consortium's replicated
+		// configuration: a resumed consortium keeps the ones it has.
+		for i := range cf.Nodes {
+			want, err := offsetAddr(*raftBase, i)
+			if err != nil {
+				return fmt.Errorf("dev: --raft: %w", err)
+			}
+			if cf.Nodes[i].Raft != want {
+				return fmt.Errorf("dev: %s holds a consortium whose node 1 uses Raft address %s; Raft addresses are part of its replicated configuration and cannot change when it resumes: drop --raft (or give --raft %s), or use a new --dir", *dir, cf.Nodes[0].Raft, cf.Nodes[0].Raft)
+			}
+		}
 	}
 	if httpSet {
 		for i := range cf.Nodes {
@@ -155,6 +182,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return fmt.Errorf("dev: --demo-data: %w", err)
 		}
 	}
+	ready = true
 	fmt.Fprintf(stdout, "consortium ready in %s: %d nodes, leader %s, ledger size %d\n", *dir, len(live), leader, live[0].chain.Ledger().Size())
 	for _, n := range cf.Nodes {
 		fmt.Fprintf(stdout, "  %-8s http://%s  raft %s\n", n.ID, n.HTTP, n.Raft)
@@ -178,7 +206,10 @@ func writeGenesis(ctx context.Context, dir string, cf *consortiumFile, n *liveNo
 	if err != nil {
 		return err
 	}
-	g := policies.Genesis{Consortium: cf.Origin, Table: policies.DefaultTable()}
+	// The limits are written out (they are the defaults) so that the
+	// ledger states them.
+	limits := policies.DefaultLimits()
+	g := policies.Genesis{Consortium: cf.Origin, Table: policies.DefaultTable(), Limits: &limits}
 	add := func(k *chain.Key, name, org, role string) {
 		g.Accounts = append(g.Accounts, policies.GenesisAccount{PublicKey: k.PublicKey(), Algorithm: "ed25519", Name: name, Org: org, Roles: []string{role}})
 	}
@@ -382,6 +413,32 @@ func offsetAddr(base string, i int) (string, error) {
 		return "", fmt.Errorf("address %q: bad port", base)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p+i)), nil
+}
+
+// undoNewConsortium returns a function that removes a consortium this run
+// is about to create in dir: dir itself if it does not exist yet, or the
+// files a new consortium writes into an existing one. On a consortium that
+// exists already it returns a function that does nothing.
+func undoNewConsortium(dir string) (func(), error) {
+	if _, err := os.Stat(filepath.Join(dir, "consortium.json")); err == nil {
+		return func() {}, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return func() { os.RemoveAll(dir) }, nil
+	}
+	var made []string
+	for _, name := range []string{"keys", "nodes", "trust.vkeys", "consortium.json"} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); errors.Is(err, os.ErrNotExist) {
+			made = append(made, filepath.Join(dir, name))
+		}
+	}
+	return func() {
+		for _, p := range made {
+			os.RemoveAll(p)
+		}
+	}, nil
 }
 
 func loadOrCreateConsortium(dir string, nodes int, httpBase, raftBase string) (*consortiumFile, error) {

@@ -237,14 +237,96 @@ func TestDevDemoData(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ds struct {
-		Name string `json:"name"`
-		Rows int64  `json:"rows"`
+		Name       string `json:"name"`
+		Rows       int64  `json:"rows"`
+		Population string `json:"population"`
 	}
 	if err := signedCall(context.Background(), k, "GET", url+"/v1/datasets/tax2025", "", nil, &ds); err != nil || ds.Rows != demoRows {
 		t.Fatalf("dataset: %+v %v", ds, err)
 	}
+	// The same records registered again encrypted are the same people: one
+	// population, one budget.
+	var twin = ds
+	twin.Population = ""
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		err := signedCall(context.Background(), k, "GET", url+"/v1/datasets/tax2025he", "", nil, &twin)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tax2025he not registered: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if twin.Population == "" || twin.Population != ds.Population {
+		t.Fatalf("tax2025 is in population %q, tax2025he in %q", ds.Population, twin.Population)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A first start that fails (node 2's HTTP port is taken) says why and
+// leaves no half-initialised directory behind, so the next start is a
+// fresh one; in an existing directory it removes only what it made.
+func TestDevFailedStartLeavesNoDirectory(t *testing.T) {
+	base := freeBase(t)
+	busy, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		name  string
+		dir   string
+		exist bool
+	}{
+		{"new directory", filepath.Join(t.TempDir(), "dev"), false},
+		{"existing directory", t.TempDir(), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.exist {
+				os.WriteFile(filepath.Join(tc.dir, "notes.txt"), []byte("mine"), 0o644)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			err := run(ctx, []string{"dev", "--dir", tc.dir, "--http", fmt.Sprintf("127.0.0.1:%d", base), "--log-level", "error"}, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("127.0.0.1:%d", base+1)) {
+				t.Fatalf("dev with a port taken: %v", err)
+			}
+			if !tc.exist {
+				if _, err := os.Stat(tc.dir); !os.IsNotExist(err) {
+					t.Fatalf("%s left behind: %v", tc.dir, err)
+				}
+				return
+			}
+			ents, _ := os.ReadDir(tc.dir)
+			if len(ents) != 1 || ents[0].Name() != "notes.txt" {
+				t.Fatalf("left in the existing directory: %v", ents)
+			}
+		})
+	}
+}
+
+// A resumed consortium keeps its Raft addresses: --raft naming others is
+// refused with the reason, before any node starts. (--raft naming the same
+// ones is honoured: startDev passes it, and TestDevConsortiumResumes
+// resumes with it.)
+func TestDevResumeRaftFlag(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	base := freeBase(t)
+	if _, err := loadOrCreateConsortium(dir, 3, fmt.Sprintf("127.0.0.1:%d", base), fmt.Sprintf("127.0.0.1:%d", base+1000)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"dev", "--dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", base), "--raft", fmt.Sprintf("127.0.0.1:%d", base+1500), "--log-level", "error"}, io.Discard, io.Discard)
+	want := fmt.Sprintf("uses Raft address 127.0.0.1:%d; Raft addresses are part of its replicated configuration and cannot change when it resumes", base+1000)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("resume with another --raft: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "consortium.json")); err != nil {
+		t.Fatalf("a refused resume harmed the consortium: %v", err)
 	}
 }

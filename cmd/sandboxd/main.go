@@ -31,8 +31,9 @@ const usage = `sandboxd: a node of the data-sandbox consortium
 Usage:
   sandboxd dev --dir DIR [--nodes 3] [--http 127.0.0.1:8080] [--raft 127.0.0.1:9080] [--demo-data]
       A local consortium in one process: genesis, demo account keys under
-      DIR/keys, N nodes on 127.0.0.1 (node i serves HTTP on port P+i-1).
-      On an existing DIR it resumes that consortium.
+      DIR/keys, N nodes on 127.0.0.1 (node i serves HTTP on port P+i-1, Raft
+      on port R+i-1; R defaults to P+1000). On an existing DIR it resumes
+      that consortium (its Raft addresses stay). See docs/configuration.md.
   sandboxd run --config node.toml   (or the same settings as flags)
       One production node. See "sandboxd run --help".
 

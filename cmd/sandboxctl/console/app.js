@@ -438,12 +438,22 @@ async function showResult(id) {
   try {
     const r = await api('GET', '/api/jobs/' + id + '/result');
     const fmt = v => v === null ? '–' : (typeof v === 'number' ? (Math.round(v * 1e4) / 1e4).toString() : (typeof v === 'object' ? JSON.stringify(v) : String(v)));
+    // A released value with its noise: "value ± h", h the larger distance
+    // to an end of its 95% interval (as sandboxctl's table prints it).
+    const cell = (v, stmts, c) => {
+      const n = stmts ? stmts[c] : null;
+      if (n && n.too_noisy) return 'too noisy';
+      if (!n || typeof v !== 'number') return fmt(v);
+      if (!n.ci95) return fmt(v) + ' ± ∞';
+      const h = Math.max(v - n.ci95[0], n.ci95[1] - v);
+      return fmt(v) + ' ± ' + fmt(h);
+    };
     const cols = (r.columns || []).map(c => ({ label: c, num: true }));
     const known = new Set(['job', 'columns', 'rows', 'suppressed', 'epsilon_spent', 'result_sha256', 'he']);
     const extra = Object.keys(r).filter(k => !known.has(k));
     box.replaceChildren(el('div', {},
       el('h3', {}, 'Result of ', r.job || id),
-      table(cols, (r.rows || []).map(row => row.map(fmt))),
+      table(cols, (r.rows || []).map((row, i) => row.map((v, c) => cell(v, (r.noise || [])[i], c)))),
       el('p', {}, (r.rows || []).length + ' rows, ' + r.suppressed + ' cells suppressed, ε ' + fmtEps(r.epsilon_spent || 0) + ' spent; sha256 ', el('code', {}, r.result_sha256 || '')),
       extra.length ? el('div', {}, el('h3', {}, 'Noise and other fields the result carries'),
         table(['field', 'value'], extra.map(k => [k, el('code', {}, JSON.stringify(r[k]))]))) : null));

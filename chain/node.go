@@ -918,6 +918,9 @@ func (n *Node) Close() error {
 	n.closed.Do(func() {
 		n.cancel()
 		err = n.raft.Shutdown().Error()
+		if n.logs != nil {
+			n.logs.close() // before the stores close under a late heartbeat (storeGuard)
+		}
 		n.wg.Wait()
 		n.layer.Close()
 		n.trans.Close()

@@ -129,6 +129,9 @@ func TestEveryCommandPrintsOneJSONDocument(t *testing.T) {
 	jsonRun("ledger export", true, "auditor", "--out", filepath.Join(e.dir, "ledger.zst"))
 	jsonRun("ledger proof", true, "bank", "--job", id, "--trust", e.trust)
 	jsonRun("audit access", true, "auditor", "--dataset", "tax2025")
+	jsonRun("budget show", true, "bank")
+	jsonRun("limits show", true, "bank")
+	jsonRun("limits set", true, "admin", "--max-epsilon-budget", "20")
 	// No HE ceremony in this consortium: both fail, printing nothing.
 	jsonRun("he status", false, "auditor")
 	jsonRun("he ceremony", false, "admin")

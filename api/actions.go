@@ -305,6 +305,11 @@ type JobResponse struct {
 	Needed       int      `json:"approvals_needed,omitempty"`
 	Submitted    string   `json:"submitted"`
 	ResultSHA256 string   `json:"result_sha256,omitempty"`
+	// Datasets lists every dataset a join reads; Runner is the node that
+	// runs the job; Flows are the columns the job moved (joins).
+	Datasets []string           `json:"datasets,omitempty"`
+	Runner   string             `json:"runner,omitempty"`
+	Flows    []policies.JobFlow `json:"flows,omitempty"`
 	// Charge is what the job's authorisation debited: whose budget, on
 	// which populations of data subjects.
 	Charge *policies.Charge `json:"charge,omitempty"`
@@ -316,6 +321,12 @@ func jobResponse(j policies.Job) JobResponse {
 		Submitted: j.Submitted.Format(time.RFC3339), ResultSHA256: j.ResultHash, Charge: j.Charge}
 	for _, a := range j.Approvals {
 		r.Approvals = append(r.Approvals, a.String())
+	}
+	if j.IsJoin() {
+		r.Datasets, r.Flows = j.Plan.Datasets(j.Dataset), j.Flows
+	}
+	if j.Runner != (policies.Address{}) {
+		r.Runner = j.Runner.String()
 	}
 	return r
 }
@@ -334,8 +345,15 @@ func (s *Server) submitJob(c echo.Context) error {
 	}
 	// A query that cannot run is refused here, before the ledger: nothing
 	// is recorded and no budget is spent. Only policy decisions (purpose,
-	// grantee, budget, mode) are committed as rejected jobs.
-	if err := checkQuery(s.state, q, d.Mode); err != nil {
+	// grantee, budget, mode) are committed as rejected jobs. A join is
+	// checked whole: its own rules, every dataset's schema, the
+	// consortium's size, and that some policy of each dataset allows the
+	// join (the state machine judges the policies again, fully).
+	if len(q.Joins) > 0 {
+		if err := sandbox.CheckJoin(q, s.joinEnv(), d.Mode); err != nil {
+			return err
+		}
+	} else if err := checkQuery(s.state, q, d.Mode); err != nil {
 		return err
 	}
 	rc, err := s.relay(c, policies.KindJobSubmit, policies.JobExtra{Dataset: q.From, Plan: q.Plan()})
@@ -349,6 +367,40 @@ func (s *Server) submitJob(c echo.Context) error {
 	return c.JSON(http.StatusCreated, jobResponse(j))
 }
 
+// ownsOneOf reports whether the caller's agency owns a dataset the job
+// reads (all of a join's).
+func (s *Server) ownsOneOf(who *caller, j policies.Job) bool {
+	for _, name := range j.Plan.Datasets(j.Dataset) {
+		if ds, ok := s.state.Dataset(name); ok && (ds.Owner == who.addr || (ds.Org != "" && ds.Org == who.account.Org)) {
+			return true
+		}
+	}
+	return false
+}
+
+// joinEnv is what sandbox.CheckJoin needs from the committed state.
+func (s *Server) joinEnv() sandbox.JoinEnv {
+	env := sandbox.JoinEnv{Schemas: map[string]*policies.Schema{}}
+	for _, d := range s.state.Datasets() {
+		env.Schemas[d.Name] = &d.Schema
+	}
+	for _, a := range s.state.Accounts() {
+		if a.PublicKey != nil && s.state.Can(a.Address, policies.PermNode) {
+			env.Nodes++
+		}
+	}
+	pols := s.state.Policies()
+	env.Allows = func(ds, other string) bool {
+		for _, p := range pols {
+			if p.Dataset == ds && !p.Revoked && p.Join.Allows(other) {
+				return true
+			}
+		}
+		return false
+	}
+	return env
+}
+
 func (s *Server) decideJob(kind string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		who := callerOf(c)
@@ -359,9 +411,8 @@ func (s *Server) decideJob(kind string) echo.HandlerFunc {
 		if _, ok := s.repeated(c); ok {
 			return c.JSON(http.StatusOK, jobResponse(j))
 		}
-		ds, _ := s.state.Dataset(j.Dataset)
-		if ds.Owner != who.addr && (ds.Org == "" || ds.Org != who.account.Org) {
-			return forbidden(fmt.Sprintf("job %s uses dataset %q of another agency", j.ID, j.Dataset))
+		if !s.ownsOneOf(who, j) {
+			return forbidden(fmt.Sprintf("job %s uses no dataset of the caller's agency (%s)", j.ID, strings.Join(j.Plan.Datasets(j.Dataset), ", ")))
 		}
 		if j.Status != policies.JobPending {
 			return &problemError{status: http.StatusConflict, code: "conflict", detail: fmt.Sprintf("job %s is %s, not pending", j.ID, j.Status)}

@@ -92,10 +92,7 @@ func (s *Server) mayRead(who *caller, j policies.Job) bool {
 	if j.Requester == who.addr || s.state.Can(who.addr, policies.PermReadAll) {
 		return true
 	}
-	if ds, ok := s.state.Dataset(j.Dataset); ok && s.state.Can(who.addr, policies.PermApproveJob) {
-		return ds.Owner == who.addr || (ds.Org != "" && ds.Org == who.account.Org)
-	}
-	return false
+	return s.state.Can(who.addr, policies.PermApproveJob) && s.ownsOneOf(who, j)
 }
 
 func (s *Server) listJobs(c echo.Context) error {
@@ -199,7 +196,7 @@ func (s *Server) access(c echo.Context) error {
 		return badRequest("missing-parameter", `query parameter "dataset" is required`)
 	}
 	out := []JobResponse{}
-	for _, j := range s.state.Jobs(func(j policies.Job) bool { return j.Dataset == ds }) {
+	for _, j := range s.state.Jobs(func(j policies.Job) bool { return slices.Contains(j.Plan.Datasets(j.Dataset), ds) }) {
 		out = append(out, jobResponse(j))
 	}
 	if _, ok := s.state.Dataset(ds); !ok && len(out) == 0 {

@@ -181,7 +181,8 @@ func GenesisEntry(admin *chain.Key, g policies.Genesis, now time.Time) ([]byte, 
 // verifies nothing.
 func JobOf(e *chain.Entry) string {
 	switch e.Kind {
-	case policies.KindJobApprove, policies.KindJobReject, policies.KindJobStart, policies.KindJobComplete, policies.KindJobFail, policies.KindHEShare:
+	case policies.KindJobApprove, policies.KindJobReject, policies.KindJobStart, policies.KindJobComplete, policies.KindJobFail, policies.KindHEShare,
+		policies.KindJobKey, policies.KindJobFlow:
 	default:
 		return ""
 	}

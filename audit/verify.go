@@ -182,8 +182,27 @@ func invariants(rep *Report, m *policies.Machine) {
 			if rep.Epsilon[j.Requester.String()] == nil {
 				rep.Epsilon[j.Requester.String()] = map[string]float64{}
 			}
-			rep.Epsilon[j.Requester.String()][j.Dataset] += p.DP.EpsilonPerQuery
-			if j.Charge == nil || j.Charge.Epsilon != p.DP.EpsilonPerQuery || len(j.Charge.Populations) == 0 {
+			want := p.DP.EpsilonPerQuery
+			if j.IsJoin() {
+				// A join is noised at, and charged, the smallest epsilon of
+				// its datasets' policies, on every population it reads.
+				for i, pt := range j.Parts {
+					pp, ok := pols[pt.Policy]
+					if !ok || pp.Dataset != pt.Dataset {
+						rep.fail(0, "join job %s reads %s without a committed authorising policy", j.ID, pt.Dataset)
+						return
+					}
+					if i == 0 || pp.DP.EpsilonPerQuery < want {
+						want = pp.DP.EpsilonPerQuery
+					}
+				}
+				for _, pt := range j.Parts {
+					rep.Epsilon[j.Requester.String()][pt.Dataset] += want
+				}
+			} else {
+				rep.Epsilon[j.Requester.String()][j.Dataset] += want
+			}
+			if j.Charge == nil || j.Charge.Epsilon != want || len(j.Charge.Populations) == 0 {
 				rep.fail(0, "job %s is %s without a budget charge of its policy's epsilon", j.ID, j.Status)
 				return
 			}
@@ -199,6 +218,10 @@ func invariants(rep *Report, m *policies.Machine) {
 		}
 		if j.Status == policies.JobCompleted && len(j.ResultHash) != 64 {
 			rep.fail(0, "job %s completed without a result hash", j.ID)
+			return
+		}
+		if err := joinFlows(j); err != nil {
+			rep.fail(0, "%v", err)
 			return
 		}
 	}
@@ -243,10 +266,47 @@ func refusalRule(reason string) string {
 		{"mode ", "mode"}, {"aggregate ", "aggregate"}, {"grouped by", "group_by"}, {"filtered on", "filter"},
 		{"expired", "expired"}, {"rejected by", "agency rejection"}, {"unknown dataset", "unknown dataset"},
 		{"no policy", "no policy"}, {"revoked", "revoked"},
+		{"does not allow joining", "join"}, {"nodes in the consortium", "join"}, {"joined with itself", "join"}, {"consortium pseudonyms", "join"},
 	} {
 		if strings.Contains(reason, r.key) {
 			return r.rule
 		}
 	}
 	return "other"
+}
+
+// joinFlows checks a job's data flows: only a join moves data; every flow
+// ships a dataset of its plan, exactly the plan's columns of it, from the
+// node that holds it; a completed join's runner received each dataset
+// exactly once, and the ledger shows no other flow to it.
+func joinFlows(j policies.Job) error {
+	if !j.IsJoin() {
+		if len(j.Flows) > 0 {
+			return fmt.Errorf("job %s moved data but joins nothing", j.ID)
+		}
+		return nil
+	}
+	cols := map[string][]string{}
+	for _, sd := range j.Plan.Join {
+		cols[sd.Dataset] = sd.Columns
+	}
+	toRunner := map[string]int{}
+	for _, f := range j.Flows {
+		want, ok := cols[f.Dataset]
+		if !ok || !slices.Equal(want, f.Columns) {
+			return fmt.Errorf("job %s moved columns [%s] of %s, which its plan does not ship", j.ID, strings.Join(f.Columns, ", "), f.Dataset)
+		}
+		if f.To == j.Runner {
+			toRunner[f.Dataset]++
+		}
+	}
+	if j.Status != policies.JobCompleted {
+		return nil
+	}
+	for ds := range cols {
+		if toRunner[ds] != 1 {
+			return fmt.Errorf("completed join job %s: its runner received dataset %s %d times, not once", j.ID, ds, toRunner[ds])
+		}
+	}
+	return nil
 }

@@ -64,6 +64,11 @@ const (
 	KindJobStart        = "job.start"
 	KindJobComplete     = "job.complete"
 	KindJobFail         = "job.fail"
+	// Joins (join.go): a node's long-term HPKE key, a join's per-job key
+	// sealed to its owner nodes, and each column shipment to the executor.
+	KindNodeHPKE = "node.hpke"
+	KindJobKey   = "job.key"
+	KindJobFlow  = "job.flow"
 )
 
 // Genesis is the first entry's document.
@@ -153,6 +158,7 @@ var KindPermission = map[string]string{
 	KindJobStart: PermNode, KindJobComplete: PermNode, KindJobFail: PermNode,
 	KindHECeremony: PermNode, KindHEShare: PermNode, KindHERotate: PermGrant,
 	KindPseudonymCeremony: PermNode, KindPseudonymRotate: PermGrant,
+	KindNodeHPKE: PermNode, KindJobKey: PermNode, KindJobFlow: PermNode,
 	KindLimitsSet: PermGrant,
 }
 
@@ -164,6 +170,7 @@ var nodeKinds = map[string]bool{
 	KindJobStart: true, KindJobComplete: true, KindJobFail: true,
 	KindHECeremony: true, KindHEShare: true,
 	KindPseudonymCeremony: true,
+	KindNodeHPKE:          true, KindJobKey: true, KindJobFlow: true,
 }
 
 // IsNodeKind reports whether only a node's own account may commit entries
@@ -545,6 +552,12 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		return s.pseudonymRotate(e)
 	case KindPseudonymBatch:
 		return s.pseudonymBatch(e, index, now)
+	case KindNodeHPKE:
+		return s.nodeHPKE(e)
+	case KindJobKey:
+		return s.jobKey(e, now)
+	case KindJobFlow:
+		return s.jobFlow(e, index, now)
 	default:
 		if !strings.HasPrefix(e.Kind, "note.") {
 			return fmt.Errorf("%w: unknown entry kind %q", ErrInvalid, clip(e.Kind))
@@ -614,6 +627,12 @@ func (s *state) submit(e Entry, index uint64, now time.Time) error {
 			j.Status, j.Reason = JobRejected, "he results are encrypted to the requester's CKKS key: register one first (account.hekey; sandboxctl does it)"
 			return nil
 		}
+	}
+	if j.IsJoin() {
+		if x.Dataset != j.Plan.Join[0].Dataset {
+			return fmt.Errorf("%w: a join job's dataset is its plan's first, %q", ErrInvalid, clip(j.Plan.Join[0].Dataset))
+		}
+		return s.submitJoin(j, now)
 	}
 	p, reason := s.evaluate(j, now)
 	if p == nil {
@@ -768,6 +787,9 @@ func (s *state) decide(e Entry, now time.Time) error {
 		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
 	}
 	j := edit(s, s.Jobs, cur.ID, newJob)
+	if j.IsJoin() {
+		return s.decideJoin(e, j, d, now)
+	}
 	if !sameOwner(s.Datasets[j.Dataset], s.Accounts[e.Actor.String()]) {
 		return fmt.Errorf("%w: job %s uses dataset %q of another agency", ErrForbidden, j.ID, j.Dataset)
 	}
@@ -814,6 +836,9 @@ func (s *state) progress(e Entry, now time.Time) error {
 		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
 	}
 	j := edit(s, s.Jobs, cur.ID, newJob)
+	if j.IsJoin() {
+		return s.progressJoin(e, j, d, now)
+	}
 	from := map[string][]string{
 		KindJobStart:    {JobAuthorised},
 		KindJobComplete: {JobRunning, JobAuthorised},

@@ -1,6 +1,9 @@
 package policies
 
-import "slices"
+import (
+	"maps"
+	"slices"
+)
 
 // Applying an entry is a transaction: either every change it makes to the
 // state stays, or none does. Every node applies entries that the ledger
@@ -83,9 +86,13 @@ func cloneSlices(v any) {
 	case *Account:
 		x.Roles = slices.Clone(x.Roles)
 		x.PublicKey = slices.Clone(x.PublicKey)
+		x.HPKE = slices.Clone(x.HPKE)
 	case *Job:
 		x.Approvals = slices.Clone(x.Approvals)
 		x.Shares = slices.Clone(x.Shares)
+		x.Parts = slices.Clone(x.Parts)
+		x.Flows = slices.Clone(x.Flows)
+		x.KeySealed = maps.Clone(x.KeySealed)
 	case *Policy:
 		// Policies change only by revocation (a flag); their slices are
 		// never written after publication.

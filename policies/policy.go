@@ -24,9 +24,11 @@ type Policy struct {
 	DP           DP                  `json:"dp"`
 	Approval     Approval            `json:"approval"`
 	Expires      time.Time           `json:"expires"`
-	Join         *Join               `json:"join,omitempty"` // join.go
-	Owner        Address             `json:"owner,omitempty"`
-	Revoked      bool                `json:"revoked,omitempty"`
+	// Join says whether, and with what, the dataset may be joined; nil:
+	// never (DESIGN.md, "Joining across agencies"; join.go).
+	Join    *Join   `json:"join,omitempty"`
+	Owner   Address `json:"owner,omitempty"`
+	Revoked bool    `json:"revoked,omitempty"`
 }
 
 // Dominance is the (n, k) rule: a cell is suppressed when its n largest
@@ -191,6 +193,9 @@ func (p *Policy) validateShape() error {
 	if p.Expires.IsZero() {
 		return bad("expires is required (RFC 3339)")
 	}
+	if j := p.Join; j != nil && contains(j.Datasets, p.Dataset) {
+		return bad("join.datasets: %q is the policy's own dataset (self-joins are never run)", p.Dataset)
+	}
 	return nil
 }
 
@@ -226,6 +231,11 @@ func (p *Policy) validateAgainst(s *Schema, now time.Time) error {
 	}
 	if !p.Expires.After(now) {
 		return bad("expired at %s", p.Expires.UTC().Format(time.RFC3339))
+	}
+	// Joining datasets matches consortium pseudonyms; a lists-only join
+	// (the enterprise's own ids, issue 17) is judged where lists run.
+	if p.Join != nil && len(p.Join.Datasets) > 0 && JoinKey(s) == "" {
+		return bad("join needs a dataset whose identifier column has consortium pseudonyms (\"pseudonym\": \"consortium\")")
 	}
 	cols := make([]string, 0, len(p.Aggregates))
 	for c := range p.Aggregates {

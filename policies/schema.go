@@ -49,6 +49,17 @@ const (
 	PseudonymConsortium = "consortium"
 )
 
+// JoinKey returns the schema's first identifier column with consortium
+// pseudonyms: the column joins match on; "" when it has none.
+func JoinKey(s *Schema) string {
+	for _, c := range s.Columns {
+		if c.Class == Identifier && c.Pseudonym == PseudonymConsortium {
+			return c.Name
+		}
+	}
+	return ""
+}
+
 // Schema is a dataset's schema (CONTRACT.md).
 type Schema struct {
 	Columns []Column `json:"columns"`

@@ -98,6 +98,9 @@ type Account struct {
 	Org       string   `json:"org,omitempty"`
 	Roles     []string `json:"roles"`
 	HEKey     string   `json:"he_key_sha256,omitempty"`
+	// HPKE is a node's long-term X25519 HPKE public key (node.hpke): join
+	// keys are sealed to it.
+	HPKE []byte `json:"hpke,omitempty"`
 }
 
 // Dataset is a registration: metadata and digest, never the data.
@@ -150,12 +153,49 @@ type Job struct {
 	Engine     string    `json:"engine,omitempty"`
 	Node       string    `json:"node,omitempty"`   // the node that runs it
 	Runner     Address   `json:"runner,omitempty"` // that node's account
-	Shares     []HEShare `json:"he_shares,omitempty"`
+	// Claimed is when a join's runner last claimed or renewed it (block
+	// time): its lease runs JoinLease from then.
+	Claimed time.Time `json:"claimed,omitzero"`
+	Shares  []HEShare `json:"he_shares,omitempty"`
+	// Parts is set for a join job: per involved dataset, the policy that
+	// allowed it, the epsilon debited from that dataset's budget and the
+	// approvals of its own agency (Dataset, Policy, Epsilon, Approvals and
+	// Needed above then describe the first dataset).
+	Parts []JobPart `json:"parts,omitempty"`
+	// KeyFrom is the owner node that sealed the join's per-job key to the
+	// other owner nodes (job.key); KeySealed holds the sealed copies.
+	KeyFrom   Address           `json:"key_from,omitzero"`
+	KeySealed map[string][]byte `json:"key_sealed,omitempty"`
+	// Flows are the shipments of a join's columns to its runners.
+	Flows []JobFlow `json:"flows,omitempty"`
 	// Refunded: the job failed before anything could be released (no
 	// result, no decryption share), so its epsilon went back to the budget.
 	Refunded bool `json:"refunded,omitempty"`
 	// Charge is what the authorisation debited (budget.go).
 	Charge *Charge `json:"charge,omitempty"`
+}
+
+// JobFlow is one shipment of a join: which columns of which dataset moved
+// to which node, with the SHA-256 of what was shipped.
+type JobFlow struct {
+	Dataset string   `json:"dataset"`
+	Columns []string `json:"columns"`
+	SHA256  string   `json:"sha256"`
+	Rows    int64    `json:"rows"`
+	To      Address  `json:"to"`
+	From    Address  `json:"from"`
+	Index   uint64   `json:"index"`
+}
+
+// JobPart is one dataset of a join job.
+type JobPart struct {
+	Dataset   string    `json:"dataset"`
+	Policy    string    `json:"policy"`
+	Epsilon   float64   `json:"epsilon"`
+	Needed    int       `json:"needed,omitempty"`
+	Approvals []Address `json:"approvals,omitempty"`
+	// MaxRows is the policy's join.max_rows_per_person.
+	MaxRows int `json:"max_rows_per_person"`
 }
 
 // Plan is what a query reads, as the policy check needs it.
@@ -167,6 +207,59 @@ type Plan struct {
 	// splits the rows by a predicate, as a filter does, so the policy must
 	// let the query filter or group by it.
 	Case []string `json:"case,omitempty"`
+	// Join is set when the query joins datasets: then every column above
+	// is qualified by its dataset's name ("tax2025.income").
+	Join []JoinSide `json:"join,omitempty"`
+}
+
+// JoinSide is one dataset of a join plan: the consortium-pseudonymised
+// identifier column it is matched on, and the columns its owner must
+// ship to the executor (sorted; the key travels only as per-job tags).
+type JoinSide struct {
+	Dataset string   `json:"dataset"`
+	Key     string   `json:"key"`
+	Columns []string `json:"columns"`
+}
+
+// Datasets lists the datasets a plan reads: its join's, or the one given.
+func (p Plan) Datasets(from string) []string {
+	if len(p.Join) == 0 {
+		return []string{from}
+	}
+	out := make([]string, len(p.Join))
+	for i, s := range p.Join {
+		out[i] = s.Dataset
+	}
+	return out
+}
+
+// Side returns the part of a join plan that reads dataset ds, with its
+// columns unqualified: what ds's policy judges.
+func (p Plan) Side(ds string) Plan {
+	pre := ds + "."
+	cols := func(in []string) []string {
+		var out []string
+		for _, c := range in {
+			if n, ok := strings.CutPrefix(c, pre); ok {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	var out Plan
+	for _, a := range p.Aggregates {
+		if len(a.Columns) == 0 || a.Columns[0] == "*" {
+			out.Aggregates = append(out.Aggregates, a)
+			continue
+		}
+		// A two-column aggregate across datasets (CORR(t.x, b.y)) is
+		// judged by both policies, each over its own column.
+		if c := cols(a.Columns); len(c) > 0 {
+			out.Aggregates = append(out.Aggregates, Aggregate{Func: a.Func, Columns: c})
+		}
+	}
+	out.GroupBy, out.Filter, out.Case = cols(p.GroupBy), cols(p.Filter), cols(p.Case)
+	return out
 }
 
 // Aggregate is one aggregate of a plan: a function over a column ("*" for

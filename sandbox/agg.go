@@ -305,6 +305,12 @@ func label(it Item) string {
 	case it.Alias != "":
 		return it.Alias
 	case it.Column != "":
+		// A joined dataset's column is labelled by its name, as
+		// PostgreSQL does (dataset names hold no dot).
+		_, name, ok := strings.Cut(it.Column, ".")
+		if ok {
+			return name
+		}
 		return it.Column
 	case it.Agg != nil && it.Agg.Affine == nil && it.Agg.Case == nil:
 		return it.Agg.Func + "(" + strings.Join(it.Agg.Args, ", ") + ")"

@@ -104,14 +104,14 @@ var useNames = map[string]string{"aggregate": "an aggregate", "group": "GROUP BY
 
 // CheckQuery is the one check a parsed query passes before anything is
 // recorded (the api calls it before the ledger, the engines again before
-// running): joins are refused until they are executed, then the engine's
+// running) on one dataset: joins are refused (CheckJoin checks them), then the engine's
 // rules for the dataset's schema (Check), and in mode he what the
 // encrypted engine can evaluate (CheckHE). Its errors are *RefusalError
 // with the rule and the position of the offending token.
 func CheckQuery(q *Query, s *policies.Schema, mode string) error {
 	if len(q.Joins) > 0 {
 		j := q.Joins[0]
-		return q.refuseAt(j.Pos, RuleJoin, "joins are not executed yet (JOIN %s is parsed; run one query per dataset for now)", j.Dataset)
+		return q.refuseAt(j.Pos, RuleJoin, "JOIN %s: a join runs on an executor over every dataset's shipped columns (CheckJoin, ExecuteJoin), not on one dataset's table", j.Dataset)
 	}
 	if err := Check(q, s); err != nil {
 		return err
@@ -130,6 +130,9 @@ func Check(q *Query, s *policies.Schema) error {
 	refs := append([]colRef(nil), q.refs...)
 	sort.SliceStable(refs, func(i, j int) bool { return refs[i].Pos < refs[j].Pos })
 	for _, r := range refs {
+		if r.Use == "join" {
+			continue // CheckJoin checks join keys
+		}
 		c, ok := s.Column(r.Name)
 		if !ok {
 			return q.refuseAt(r.Pos, RuleUnknown, "unknown column %q", r.Name)

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/datasandbox/datasandbox/policies"
 )
@@ -18,6 +19,21 @@ func (q *Query) Plan() policies.Plan {
 	p.Filter = q.FilterColumns()
 	if c := q.uses("case"); len(c) > 0 {
 		p.Case = slices.Sorted(slices.Values(dedupe(c)))
+	}
+	for _, d := range q.datasets() {
+		if len(q.Joins) == 0 {
+			break
+		}
+		side := policies.JoinSide{Dataset: d, Key: q.joinKey[d], Columns: []string{}}
+		seen := map[string]bool{}
+		for _, r := range q.refs {
+			if col, ok := strings.CutPrefix(r.Name, d+"."); ok && r.Use != "join" && !seen[col] {
+				seen[col] = true
+				side.Columns = append(side.Columns, col)
+			}
+		}
+		slices.Sort(side.Columns)
+		p.Join = append(p.Join, side)
 	}
 	return p
 }

@@ -106,7 +106,9 @@ func (r *Runner) Run(ctx context.Context) {
 			moved = n.Changed()
 		}
 		jobs := r.state.Jobs(func(j policies.Job) bool {
-			return (j.Status == policies.JobAuthorised || (j.Status == policies.JobRunning && j.Runner == me)) && r.store.Has(j.Dataset)
+			// A join runs on an executor, never on a node holding one of
+			// its datasets (the state machine refuses it there).
+			return (j.Status == policies.JobAuthorised || (j.Status == policies.JobRunning && j.Runner == me)) && r.store.Has(j.Dataset) && !j.IsJoin()
 		})
 		for _, j := range jobs {
 			if ctx.Err() != nil {

@@ -74,8 +74,9 @@ type Query struct {
 	Select []Item
 	From   string // the dataset
 	Alias  string // FROM's alias, "" when none
-	// Joins are parsed into the plan; CheckQuery refuses them until joins
-	// are executed.
+	// Joins are the datasets joined to From (CheckJoin says which joins
+	// run). In a join query every column name is qualified by its
+	// dataset's name ("tax2025.income"), whatever the aliases.
 	Joins   []Join
 	Where   Expr // nil when absent
 	GroupBy []string
@@ -93,6 +94,8 @@ type Query struct {
 	// Source is the text parsed.
 	Source string
 	refs   []colRef
+	// joinKey is, in a join, the column each dataset is matched on.
+	joinKey map[string]string
 }
 
 // colRef is a column the query reads, how, and where in the text.
@@ -276,7 +279,7 @@ type Join struct {
 	Kind    string // inner, left, right, full
 	Dataset string
 	Alias   string
-	On      [][2]string // equalities of qualified columns (alias.column)
+	On      [][2]string // equalities of columns (dataset.column), this join's dataset second
 	Using   []string
 	Pos     int // byte offset in Source
 }

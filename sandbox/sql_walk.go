@@ -160,6 +160,9 @@ func (w *walker) selectStmt(s *pg.SelectStmt) error {
 	if err := w.from(s.FromClause); err != nil {
 		return err
 	}
+	if err := w.joinKeys(); err != nil {
+		return err
+	}
 	for _, t := range s.TargetList {
 		rt := t.GetResTarget()
 		if rt == nil {
@@ -307,9 +310,18 @@ func (w *walker) fromItem(n *pg.Node, first bool) error {
 		}
 		if first {
 			w.q.From, w.q.Alias = rv.Relname, alias
-		} else {
-			w.q.Joins = append(w.q.Joins, Join{Dataset: rv.Relname, Alias: alias, Pos: int(rv.Location)})
+			return nil
 		}
+		// Columns of a join are named by their dataset, so a dataset
+		// appears once: a self-join would pair a person's rows with each
+		// other, and the owner would learn nothing it could not compute
+		// alone, but it would run on an executor for no reason.
+		for _, d := range w.q.datasets() {
+			if d == rv.Relname {
+				return w.refuse(int(rv.Location), RuleJoin, "dataset %s is joined with itself (self-joins are not run)", rv.Relname)
+			}
+		}
+		w.q.Joins = append(w.q.Joins, Join{Dataset: rv.Relname, Alias: alias, Pos: int(rv.Location)})
 		return nil
 	case *pg.Node_JoinExpr:
 		j := x.JoinExpr
@@ -328,8 +340,13 @@ func (w *walker) fromItem(n *pg.Node, first bool) error {
 			return w.refuse(jn.Pos, RuleJoin, "only [INNER|LEFT|RIGHT|FULL] JOIN ... ON a.x = b.y or USING (x) is parsed")
 		}
 		for _, u := range j.UsingClause {
-			jn.Using = append(jn.Using, u.GetString_().GetSval())
-			w.q.refs = append(w.q.refs, colRef{Name: u.GetString_().GetSval(), Use: "join", Pos: jn.Pos})
+			name := u.GetString_().GetSval()
+			jn.Using = append(jn.Using, name)
+			// USING (x) is ON left.x = right.x, the left being the
+			// dataset joined just before.
+			left := w.q.datasets()[len(w.q.datasets())-2]
+			jn.On = append(jn.On, [2]string{left + "." + name, jn.Dataset + "." + name})
+			w.q.refs = append(w.q.refs, colRef{Name: left + "." + name, Use: "join", Pos: jn.Pos}, colRef{Name: jn.Dataset + "." + name, Use: "join", Pos: jn.Pos})
 		}
 		if j.Quals != nil {
 			return w.joinOn(jn, j.Quals)
@@ -362,18 +379,61 @@ func (w *walker) joinOn(j *Join, n *pg.Node) error {
 	}
 	var pair [2]string
 	for i, side := range []*pg.ColumnRef{e.Lexpr.GetColumnRef(), e.Rexpr.GetColumnRef()} {
-		var parts []string
 		for _, f := range side.Fields {
 			if f.GetString_() == nil {
 				return w.refuse(int(side.Location), RuleJoin, "a JOIN's ON compares columns with = (a.x = b.y)")
 			}
-			parts = append(parts, f.GetString_().Sval)
 		}
-		pair[i] = strings.Join(parts, ".")
+		name, err := w.column(side)
+		if err != nil {
+			return err
+		}
+		pair[i] = name
 		w.q.refs = append(w.q.refs, colRef{Name: pair[i], Use: "join", Pos: int(side.Location)})
+	}
+	l, _, _ := strings.Cut(pair[0], ".")
+	r, _, _ := strings.Cut(pair[1], ".")
+	if l == r {
+		return w.refuse(locOr(n, j.Pos), RuleJoin, "ON %s = %s compares two columns of %s; a JOIN's ON compares a column of each side", pair[0], pair[1], l)
+	}
+	if l != j.Dataset && r != j.Dataset {
+		return w.refuse(locOr(n, j.Pos), RuleJoin, "ON %s = %s does not compare a column of %s, the dataset this JOIN adds", pair[0], pair[1], j.Dataset)
+	}
+	if r != j.Dataset {
+		pair[0], pair[1] = pair[1], pair[0]
 	}
 	j.On = append(j.On, pair)
 	return nil
+}
+
+// joinKeys finds, after FROM, the one column each joined dataset is
+// matched on.
+func (w *walker) joinKeys() error {
+	if len(w.q.Joins) == 0 {
+		return nil
+	}
+	w.q.joinKey = map[string]string{}
+	for _, j := range w.q.Joins {
+		for _, pair := range j.On {
+			for _, name := range pair {
+				d, col, _ := strings.Cut(name, ".")
+				if k, ok := w.q.joinKey[d]; ok && k != col {
+					return w.refuse(j.Pos, RuleJoin, "dataset %s is matched on %s and on %s; a dataset is joined on one identifier column", d, k, col)
+				}
+				w.q.joinKey[d] = col
+			}
+		}
+	}
+	return nil
+}
+
+// datasets lists the query's datasets: FROM's, then the joined ones.
+func (q *Query) datasets() []string {
+	out := []string{q.From}
+	for _, j := range q.Joins {
+		out = append(out, j.Dataset)
+	}
+	return out
 }
 
 func opName(name []*pg.Node) string {
@@ -393,17 +453,30 @@ func (w *walker) column(c *pg.ColumnRef) (string, error) {
 		}
 		parts = append(parts, f.GetString_().GetSval())
 	}
+	joined := len(w.q.Joins) > 0
 	switch len(parts) {
 	case 1:
+		if joined {
+			// The parse cannot know the schemas (auditors derive the plan
+			// from the text alone), so it cannot tell which dataset an
+			// unqualified name belongs to.
+			return "", w.refuse(int(c.Location), RuleJoin, "column %s: in a join, qualify every column with its dataset or alias (one of %s)", parts[0], w.fromNames())
+		}
 		return parts[0], nil
 	case 2:
+		// In a join, columns are named dataset.column (by the dataset's
+		// name, whatever its alias): the plan on the ledger says whose
+		// column each one is.
 		q := parts[0]
 		if q == w.q.Alias || (w.q.Alias == "" && q == w.q.From) {
+			if joined {
+				return w.q.From + "." + parts[1], nil
+			}
 			return parts[1], nil
 		}
 		for _, j := range w.q.Joins {
 			if q == j.Alias || (j.Alias == "" && q == j.Dataset) {
-				return q + "." + parts[1], nil
+				return j.Dataset + "." + parts[1], nil
 			}
 		}
 		if w.q.Alias != "" && q == w.q.From {

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/datasandbox/datasandbox/policies"
 	"github.com/datasandbox/datasandbox/sandbox"
 )
 
@@ -193,6 +194,31 @@ Flags:
 	}
 	fmt.Fprintln(d.out, "    (the same averages as the masked job up to DP noise; the ledger holds the two nodes' he.share entries, never the result)")
 
+	d.say("The social-security agency registers benefit records for most of the same people on its own node, and the tax agency its records again: both with consortium pseudonyms, and policies that allow joining them (at most one row per person)")
+	if err := d.ctl(0, key("agency1"), "dataset", "register", "--name", "taxj2025", "--schema", files["taxjSchema"], "--file", files["csv"]); err != nil {
+		return err
+	}
+	if err := d.ctl(0, key("agency1"), "policy", "publish", files["taxjPolicy"]); err != nil {
+		return err
+	}
+	if err := d.ctl(1, key("agency2"), "dataset", "register", "--name", "benefits2025", "--schema", files["benSchema"], "--file", files["benCSV"]); err != nil {
+		return err
+	}
+	if err := d.ctl(1, key("agency2"), "policy", "publish", files["benPolicy"]); err != nil {
+		return err
+	}
+
+	d.say("The enterprise asks a question no single agency can answer, average income by kind of benefit: node3, which holds neither dataset, runs the join on per-job tags the owners derive with a key sealed to each other, never to it; the ledger records which columns moved where")
+	if err := d.ctl(1, key("enterprise"), "job", "submit", "--wait", "--mode", "masked", "--purpose", "benefit statistics",
+		"--query", "SELECT b.kind, COUNT(*) AS people, AVG(t.income) AS avg_income FROM taxj2025 t JOIN benefits2025 b ON t.person_id = b.person_id GROUP BY b.kind ORDER BY 1"); err != nil {
+		return err
+	}
+	if err := d.ctl(0, key("enterprise"), "job", "submit", "--mode", "masked", "--purpose", "benefit statistics",
+		"--query", "SELECT COUNT(*) FROM taxj2025 t JOIN benefits2025 b ON t.region = b.kind"); err == nil {
+		return errors.New("a join on a non-identifier column was accepted")
+	}
+	fmt.Fprintln(d.out, "    (a join on anything but the consortium pseudonyms is refused, as it must be)")
+
 	d.say("A finer question, by household size in one region: cells of fewer than 10 people, or where one person makes up more than half the total, are suppressed")
 	if err := d.ctl(0, key("enterprise"), "job", "submit", "--wait", "--mode", "masked", "--purpose", "credit risk statistics",
 		"--query", "SELECT household_size, COUNT(*) AS people, AVG(income) FROM tax2025 WHERE region = 'capital' GROUP BY household_size ORDER BY household_size"); err != nil {
@@ -241,8 +267,11 @@ Flags:
 		return err
 	}
 
-	d.say("The auditor sees who used the dataset, when, for what purpose, and with what result")
+	d.say("The auditor sees who used each dataset, when, for what purpose, and with what result; for a join, which columns moved to which node")
 	if err := d.ctl(0, key("auditor"), "audit", "access", "--dataset", "tax2025"); err != nil {
+		return err
+	}
+	if err := d.ctl(1, key("auditor"), "audit", "access", "--dataset", "benefits2025"); err != nil {
 		return err
 	}
 
@@ -453,5 +482,57 @@ func writeData(dir string) (map[string]string, error) {
 	if err := os.WriteFile(out["policyHE"], sandbox.DemoPolicy("tax2025he"), 0o644); err != nil {
 		return nil, err
 	}
-	return out, os.WriteFile(out["policy"], sandbox.DemoPolicy("tax2025"), 0o644)
+	if err := os.WriteFile(out["policy"], sandbox.DemoPolicy("tax2025"), 0o644); err != nil {
+		return nil, err
+	}
+	return out, writeJoinData(dir, out)
+}
+
+// writeJoinData writes the join's files: the tax records' schema with
+// consortium pseudonyms, the social-security agency's benefit records for
+// four in five of the same people, and both policies (joinable).
+func writeJoinData(dir string, out map[string]string) error {
+	for k, v := range map[string]string{"taxjSchema": "taxj2025.schema.json", "taxjPolicy": "taxj2025.policy.json",
+		"benCSV": "benefits2025.csv", "benSchema": "benefits2025.schema.json", "benPolicy": "benefits2025.policy.json"} {
+		out[k] = filepath.Join(dir, v)
+	}
+	tax := sandbox.DemoSchema()
+	tax.Columns[0].Pseudonym = policies.PseudonymConsortium
+	ben := policies.Schema{Columns: []policies.Column{
+		{Name: "person_id", Type: policies.TypeString, Class: policies.Identifier, Pseudonym: policies.PseudonymConsortium},
+		{Name: "kind", Type: policies.TypeString, Class: policies.Public},
+		{Name: "amount", Type: policies.TypeFloat, Class: policies.Sensitive, Bounds: []float64{0, 50000}},
+	}}
+	var p map[string]any
+	if err := json.Unmarshal(sandbox.DemoPolicy("taxj2025"), &p); err != nil {
+		return err
+	}
+	p["purpose"], p["modes"] = "benefit statistics", []string{"masked"}
+	p["join"] = map[string]any{"datasets": []string{"benefits2025"}, "lists": false, "max_rows_per_person": 1}
+	benPolicy := map[string]any{"dataset": "benefits2025", "grantees": []string{"role:enterprise"}, "purpose": "benefit statistics",
+		"modes": []string{"masked"}, "aggregates": map[string][]string{"amount": {"count", "sum", "avg"}}, "group_by": []string{"kind"}, "filter": []string{"kind"},
+		"min_group_size": 10, "dp": map[string]any{"epsilon_per_query": 0.5, "epsilon_budget": 5.0, "delta": 1e-6},
+		"approval": map[string]any{"mode": "auto"}, "expires": "2030-12-31T00:00:00Z",
+		"join": map[string]any{"datasets": []string{"*"}, "lists": false, "max_rows_per_person": 1}}
+	for k, v := range map[string]any{"taxjSchema": tax, "benSchema": ben, "taxjPolicy": p, "benPolicy": benPolicy} {
+		b, _ := json.MarshalIndent(v, "", "  ")
+		if err := os.WriteFile(out[k], b, 0o644); err != nil {
+			return err
+		}
+	}
+	in, err := os.ReadFile(out["csv"])
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	b.WriteString("person_id,kind,amount\n")
+	kinds := []string{"unemployment", "housing", "child"}
+	for i, line := range strings.Split(strings.TrimSpace(string(in)), "\n")[1:] {
+		if i%5 == 4 {
+			continue
+		}
+		id, _, _ := strings.Cut(line, ",")
+		fmt.Fprintf(&b, "%s,%s,%d\n", id, kinds[i%3], 200+(i*37)%1800)
+	}
+	return os.WriteFile(out["benCSV"], b.Bytes(), 0o644)
 }

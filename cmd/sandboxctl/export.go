@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -206,5 +207,19 @@ func cmdAuditAccess(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 	for _, j := range out.Access {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%g\t%s\n", j.Job, j.Submitted, j.Requester, j.Purpose, j.Mode, j.Status, j.Epsilon, j.ResultSHA256)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	// A join's data flows: which columns of which dataset moved to which
+	// node, with the digest of what moved.
+	for _, j := range out.Access {
+		if len(j.Datasets) == 0 {
+			continue
+		}
+		fmt.Fprintf(g.stdout, "%s joins %s, run by %s\n", j.Job, strings.Join(j.Datasets, ", "), j.Runner)
+		for _, f := range j.Flows {
+			fmt.Fprintf(g.stdout, "  flow: %s [%s] %d rows from %s to %s, sha256 %s\n", f.Dataset, strings.Join(f.Columns, ", "), f.Rows, f.From, f.To, f.SHA256)
+		}
+	}
+	return nil
 }

@@ -82,6 +82,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	cfg.Admit = sm.Admit
 	var he *api.HE        // set below: the transport starts before the wiring exists
 	var ps *api.Pseudonym // likewise
+	var joiner *sandbox.Joiner
 	var heReady = make(chan struct{})
 	cfg.Services = func(ctx context.Context, service string, body []byte) ([]byte, error) {
 		select {
@@ -91,6 +92,9 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 		}
 		if mpc.IsPseudonymService(service) {
 			return ps.Party.Serve(ctx, service, body)
+		}
+		if service == sandbox.ServiceShip {
+			return joiner.Serve(ctx, service, body)
 		}
 		return he.Party.Serve(ctx, service, body)
 	}
@@ -129,6 +133,12 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 		n.Close()
 		return nil, fmt.Errorf("node %s: %w", s.ID, err)
 	}
+	jk, err := mpc.NewJoinKeys(filepath.Join(s.Dir, "mpc"), s.Key, sm.M)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node %s: %w", s.ID, err)
+	}
+	joiner = sandbox.NewJoiner(sandbox.JoinerConfig{Name: s.ID, Key: s.Key, Nonces: nonces, Crypto: jk, Call: n.Call, Sync: n.ReadBarrier, Logger: s.Logger}, store, n, sm.M)
 	close(heReady)
 	srv.SetHE(he)
 	srv.SetPseudonym(ps)
@@ -145,9 +155,15 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	go func() { live.done <- srv.Serve(sctx, ln) }()
 	runner := sandbox.NewRunner(sandbox.RunnerConfig{Name: s.ID, Key: s.Key, Nonces: nonces, Logger: s.Logger, HE: he, Observe: srv.ObservePhase, ObserveJob: srv.ObserveJob}, store, n, sm.M)
 	live.runnerDone = make(chan struct{})
+	joinerDone := make(chan struct{})
+	go func() {
+		defer close(joinerDone)
+		joiner.Run(sctx)
+	}()
 	go func() {
 		defer close(live.runnerDone)
 		runner.Run(sctx)
+		<-joinerDone
 	}()
 	if s.Join != "" {
 		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -1,0 +1,425 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/datasandbox/datasandbox/policies"
+)
+
+// Joins across agencies (DESIGN.md, "Joining across agencies").
+//
+// A join runs on an executor, a node that holds none of the joined
+// datasets. Each owner derives, for the job, a tag per row from the row's
+// stored consortium pseudonym, Tag = HMAC-SHA256(k_job, P(id))[:16], with
+// a per-job key the owners share and the executor never holds, and ships
+// the tags and the plan's columns (Ship). The executor matches rows on
+// tags it cannot invert (ExecuteJoin): it learns how many rows match, never
+// whose; a tag is useless outside its job, since k_job differs per job.
+// An owner learns nothing of the other dataset.
+
+// TagSize is the length of a per-job row tag.
+const TagSize = 16
+
+// JoinEnv is what CheckJoin needs to know beyond the query: the schemas of
+// the datasets it names, the number of nodes in the consortium, and
+// whether some active policy of a dataset allows its join with another.
+type JoinEnv struct {
+	Schemas map[string]*policies.Schema
+	Nodes   int
+	// Allows may be nil (the engine's own check, after the ledger
+	// authorised the job).
+	Allows func(dataset, other string) bool
+}
+
+// CheckJoin is CheckQuery for a query that joins datasets: the join's own
+// rules (inner equi-joins of two or three datasets on identifier columns
+// with consortium pseudonyms, in mode masked, with at least MinJoinNodes
+// nodes, each policy allowing it), then the engine's rules over the
+// columns of every dataset. Its errors are *RefusalError with the rule and
+// the position.
+func CheckJoin(q *Query, env JoinEnv, mode string) error {
+	if len(q.Joins) == 0 {
+		return fmt.Errorf("sandbox: CheckJoin of a query without a join")
+	}
+	for _, j := range q.Joins {
+		if j.Kind != "inner" {
+			return q.refuseAt(j.Pos, RuleJoin, "only inner joins run: a %s join would release counts of people who are not in the other dataset", strings.ToUpper(j.Kind))
+		}
+	}
+	ds := q.datasets()
+	if len(ds) > policies.MaxJoinDatasets {
+		return q.refuseAt(q.Joins[policies.MaxJoinDatasets-1].Pos, RuleJoin, "a query joins at most %d datasets", policies.MaxJoinDatasets)
+	}
+	if mode == policies.ModeHE {
+		return q.refuseAt(q.Joins[0].Pos, RuleHE, "joins run in mode masked only (he joins are not executed yet)")
+	}
+	if env.Nodes < policies.MinJoinNodes {
+		return q.refuseAt(q.Joins[0].Pos, RuleJoin, "a join runs on a node that holds none of its datasets: the consortium needs at least %d nodes, it has %d", policies.MinJoinNodes, env.Nodes)
+	}
+	merged := &policies.Schema{}
+	for _, d := range ds {
+		s, ok := env.Schemas[d]
+		if !ok {
+			return q.refuseAt(q.datasetPos(d), RuleUnknown, "unknown dataset %q", d)
+		}
+		key := q.joinKey[d]
+		c, ok := s.Column(key)
+		switch {
+		case !ok:
+			return q.refuseAt(q.joinRefPos(d), RuleUnknown, "unknown column %q of dataset %s", key, d)
+		case c.Class != policies.Identifier || c.Pseudonym != policies.PseudonymConsortium:
+			return q.refuseAt(q.joinRefPos(d), RuleJoin, "%s.%s is %s; joins match only identifier columns with consortium pseudonyms", d, key, classWithPseudonym(c))
+		}
+		if env.Allows != nil {
+			for _, o := range ds {
+				if o != d && !env.Allows(d, o) {
+					return q.refuseAt(q.datasetPos(o), RuleJoin, "no policy of dataset %s allows joining it with %s", d, o)
+				}
+			}
+		}
+		for _, c := range s.Columns {
+			c.Name = d + "." + c.Name
+			merged.Columns = append(merged.Columns, c)
+		}
+	}
+	return Check(q, merged)
+}
+
+func classWithPseudonym(c policies.Column) string {
+	if c.Class == policies.Identifier {
+		return "an identifier column with agency pseudonyms (not joinable)"
+	}
+	return "a " + c.Class + " column"
+}
+
+// datasetPos is where dataset d is named in FROM.
+func (q *Query) datasetPos(d string) int {
+	for _, j := range q.Joins {
+		if j.Dataset == d {
+			return j.Pos
+		}
+	}
+	return strings.Index(q.Source, d)
+}
+
+// joinRefPos is where the join key of dataset d is named.
+func (q *Query) joinRefPos(d string) int {
+	for _, r := range q.refs {
+		if r.Use == "join" && strings.HasPrefix(r.Name, d+".") {
+			return r.Pos
+		}
+	}
+	return q.datasetPos(d)
+}
+
+// JoinTag is the per-job tag of one consortium pseudonym.
+func JoinTag(kJob, pseudonym []byte) [TagSize]byte {
+	return tagWith(hmac.New(sha256.New, kJob), pseudonym)
+}
+
+// tagWith computes a tag with m, an HMAC-SHA256 keyed with k_job (reset
+// and reused across rows).
+func tagWith(m hash.Hash, pseudonym []byte) [TagSize]byte {
+	m.Reset()
+	m.Write(pseudonym)
+	var sum [sha256.Size]byte
+	var t [TagSize]byte
+	copy(t[:], m.Sum(sum[:0]))
+	return t
+}
+
+// JoinPart is one owner's shipment as the executor uses it: the dataset,
+// the per-job tag of each row, the shipped columns (named as in the
+// dataset) and the policy's bound on rows per person.
+type JoinPart struct {
+	Dataset string
+	Tags    [][TagSize]byte
+	Table   *Table
+	MaxRows int
+}
+
+// ExecuteJoin joins the parts on their tags (a hash join), keeps at most
+// MaxRows rows per person of each part (chosen by a keyed hash of the tag
+// and the row, so without bias and the same for the same job), and runs
+// the plan over the joined rows with output control: the minimum group
+// size counts distinct people, and the DP noise is calibrated to the rows
+// one person contributes to the join (the product of the parts' bounds).
+// selKey keys the row selection (the executor draws it per job, from
+// crypto/rand).
+func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, lim Limits, selKey []byte) (*Result, error) {
+	env := JoinEnv{Schemas: map[string]*policies.Schema{}, Nodes: policies.MinJoinNodes}
+	for _, p := range parts {
+		env.Schemas[p.Dataset] = &p.Table.Schema
+		if len(p.Tags) != p.Table.Rows {
+			return nil, fmt.Errorf("%w: dataset %s shipped %d tags for %d rows", ErrBadData, p.Dataset, len(p.Tags), p.Table.Rows)
+		}
+	}
+	if err := CheckJoin(q, env, policies.ModeMasked); err != nil {
+		return nil, err
+	}
+	order := q.datasets()
+	if len(parts) != len(order) {
+		return nil, fmt.Errorf("%w: %d parts for a join of %d datasets", ErrBadData, len(parts), len(order))
+	}
+	byName := map[string]*JoinPart{}
+	for i := range parts {
+		byName[parts[i].Dataset] = &parts[i]
+	}
+	// Per part, an index of each person's rows (a chain through the rows
+	// with the same tag), capped when they are read.
+	idx := make([]*tagIndex, len(order))
+	bound := 1
+	for i, d := range order {
+		p := byName[d]
+		if p == nil {
+			return nil, fmt.Errorf("%w: no part for dataset %s", ErrBadData, d)
+		}
+		if p.MaxRows < 1 {
+			return nil, fmt.Errorf("%w: dataset %s has no bound on rows per person", ErrRefused, d)
+		}
+		bound *= p.MaxRows
+		idx[i] = newTagIndex(p.Tags, p.MaxRows, selKey, i)
+	}
+	// The first part drives, in its row order (deterministic): a person is
+	// met at its first row there. The joined rows of a person are
+	// contiguous, every combination of its kept rows across the parts.
+	k := len(order)
+	var rows []int32   // k row indices per joined row, flat
+	var person []int32 // per joined row, the person (its first row in the first part)
+	per := make([][]int32, k)
+	tags0 := byName[order[0]].Tags
+	for r0 := range tags0 {
+		t := tags0[r0]
+		if idx[0].head[t] != int32(r0) {
+			continue
+		}
+		ok := true
+		for i := range k {
+			if per[i] = idx[i].rows(t, per[i][:0]); len(per[i]) == 0 {
+				ok = false
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		emitCombos(per, &rows, &person, int32(r0))
+		if r0%65536 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	t, err := joinedTable(q, order, byName, rows)
+	if err != nil {
+		return nil, err
+	}
+	if need := int64(t.Rows) * int64(9+8*len(t.Cols)); need > lim.MaxMemory {
+		return nil, fmt.Errorf("%w: the join needs about %d MiB, limit %d MiB", ErrLimit, need>>20, lim.MaxMemory>>20)
+	}
+	mask, err := evalWhere(t, q.Where)
+	if err != nil {
+		return nil, err
+	}
+	gid, ngroups, keys, err := groupIDs(t, q.Keys, lim)
+	if err != nil {
+		return nil, err
+	}
+	counts := distinctPeople(t.Rows, mask, gid, ngroups, person)
+	aggs := make([]*aggState, len(q.Aggs))
+	for i, ag := range q.Aggs {
+		if aggs[i], err = computeAgg(ctx, t, ag, mask, gid, ngroups, ctl.Dominance); err != nil {
+			return nil, err
+		}
+	}
+	// One person changes at most bound rows of the join: noise for one
+	// row at epsilon/bound protects the person at epsilon (group privacy).
+	eps := ctl.Epsilon
+	ctl.Epsilon = eps / float64(bound)
+	// Counts and sums are clamped to what a public bound allows (finish):
+	// not the joined rows (the intersection is not public) but the
+	// smallest dataset's rows (on the ledger) times the rows per person.
+	public := len(parts[0].Tags)
+	for _, p := range parts {
+		public = min(public, len(p.Tags))
+	}
+	res, err := finish(q, ctl, keys, counts, aggs, public*bound)
+	if err != nil {
+		return nil, err
+	}
+	if res.EpsilonSpent > 0 {
+		res.EpsilonSpent = eps
+	}
+	return res, nil
+}
+
+// tagIndex finds a part's rows by tag: head is each tag's first row,
+// next chains the rows with the same tag in row order (-1 ends a chain).
+type tagIndex struct {
+	head   map[[TagSize]byte]int32
+	next   []int32
+	max    int
+	selKey []byte
+	part   int
+	mac    hash.Hash
+}
+
+func newTagIndex(tags [][TagSize]byte, max int, selKey []byte, part int) *tagIndex {
+	x := &tagIndex{head: make(map[[TagSize]byte]int32, len(tags)), next: make([]int32, len(tags)), max: max, selKey: selKey, part: part,
+		mac: hmac.New(sha256.New, selKey)}
+	for i := len(tags) - 1; i >= 0; i-- {
+		if h, ok := x.head[tags[i]]; ok {
+			x.next[i] = h
+		} else {
+			x.next[i] = -1
+		}
+		x.head[tags[i]] = int32(i)
+	}
+	return x
+}
+
+// rows appends the person's rows, at most max of them: when it has more,
+// those with the smallest HMAC(selKey, part, tag, row), an unbiased choice
+// the data cannot steer (selKey is secret and fresh per job), in row order.
+func (x *tagIndex) rows(t [TagSize]byte, out []int32) []int32 {
+	h, ok := x.head[t]
+	if !ok {
+		return out
+	}
+	for r := h; r >= 0; r = x.next[r] {
+		out = append(out, r)
+	}
+	if len(out) <= x.max {
+		return out
+	}
+	rank := make(map[int32]string, len(out))
+	var buf [4 + TagSize + 4]byte
+	for _, r := range out {
+		binary.BigEndian.PutUint32(buf[:4], uint32(x.part))
+		copy(buf[4:], t[:])
+		binary.BigEndian.PutUint32(buf[4+TagSize:], uint32(r))
+		x.mac.Reset()
+		x.mac.Write(buf[:])
+		rank[r] = string(x.mac.Sum(nil))
+	}
+	sort.Slice(out, func(a, b int) bool { return rank[out[a]] < rank[out[b]] })
+	out = out[:x.max]
+	slices.Sort(out)
+	return out
+}
+
+// emitCombos appends every combination of one row per part.
+func emitCombos(per [][]int32, rows *[]int32, person *[]int32, p int32) {
+	k := len(per)
+	pos := make([]int, k)
+	for {
+		for i := range k {
+			*rows = append(*rows, per[i][pos[i]])
+		}
+		*person = append(*person, p)
+		i := k - 1
+		for i >= 0 {
+			pos[i]++
+			if pos[i] < len(per[i]) {
+				break
+			}
+			pos[i] = 0
+			i--
+		}
+		if i < 0 {
+			return
+		}
+	}
+}
+
+// joinedTable lays the joined rows out as one table whose columns are
+// named dataset.column.
+func joinedTable(q *Query, order []string, parts map[string]*JoinPart, rows []int32) (*Table, error) {
+	k := len(order)
+	n := len(rows) / k
+	t := &Table{Rows: n, Cols: map[string]*Column{}}
+	for i, d := range order {
+		p := parts[d]
+		for _, sc := range p.Table.Schema.Columns {
+			name := d + "." + sc.Name
+			meta := sc
+			meta.Name = name
+			t.Schema.Columns = append(t.Schema.Columns, meta)
+			src, ok := p.Table.Cols[sc.Name]
+			if !ok {
+				continue // not shipped: the plan does not read it
+			}
+			c := &Column{Meta: meta, Kind: src.Kind, Dict: src.Dict}
+			switch src.Kind {
+			case kindNum:
+				if len(src.Num) != p.Table.Rows {
+					return nil, fmt.Errorf("%w: column %s has %d values for %d rows", ErrBadData, name, len(src.Num), p.Table.Rows)
+				}
+				c.Num = make([]float64, n)
+				for j := range n {
+					c.Num[j] = src.Num[rows[j*k+i]]
+				}
+			case kindDict:
+				if len(src.Codes) != p.Table.Rows {
+					return nil, fmt.Errorf("%w: column %s has %d values for %d rows", ErrBadData, name, len(src.Codes), p.Table.Rows)
+				}
+				c.Codes = make([]uint32, n)
+				for j := range n {
+					c.Codes[j] = src.Codes[rows[j*k+i]]
+				}
+			default:
+				return nil, fmt.Errorf("%w: column %s of kind %s is never shipped", ErrBadData, name, src.Kind)
+			}
+			t.Cols[name] = c
+		}
+	}
+	for name := range q.Columns() {
+		if _, ok := t.Cols[name]; !ok && !isJoinRef(q, name) {
+			return nil, fmt.Errorf("%w: column %s was not shipped", ErrBadData, name)
+		}
+	}
+	return t, nil
+}
+
+func isJoinRef(q *Query, name string) bool {
+	for _, r := range q.refs {
+		if r.Name == name && r.Use != "join" {
+			return false
+		}
+	}
+	return true
+}
+
+// distinctPeople counts, per group, the distinct people among the selected
+// rows: what the minimum group size is compared with. The joined rows come
+// in person order, so a person is new to a group when it differs from the
+// group's last one.
+func distinctPeople(rows int, mask []bool, gid []uint32, groups int, person []int32) []int64 {
+	counts := make([]int64, groups)
+	last := make([]int32, groups)
+	for g := range last {
+		last[g] = -1
+	}
+	for i := 0; i < rows; i++ {
+		if mask != nil && !mask[i] {
+			continue
+		}
+		g := 0
+		if gid != nil {
+			g = int(gid[i])
+		}
+		if last[g] != person[i] {
+			last[g] = person[i]
+			counts[g]++
+		}
+	}
+	return counts
+}

@@ -375,7 +375,7 @@ func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggStat
 			vals[i], stmts[i] = v, st
 		}
 		if row, keep := q.outputRow(vals, keys[g]); keep {
-			res.TooNoisy += q.withNoise(&row, stmts, ctl.MaxIntervalRatio)
+			res.TooNoisy += q.withNoise(&row, stmts, ctl.MaxIntervalRatio, vals, keys[g])
 			res.Rows = append(res.Rows, row)
 		}
 	}
@@ -389,15 +389,23 @@ func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggStat
 
 // withNoise appends to an output row, as a last hidden column that rides
 // along while the rows are sorted (splitNoise takes it off), the noise
-// statement of each output column that is one aggregate (columns computed
-// from several aggregates or from group keys get none), and withholds the
-// values the policy finds too noisy. It returns how many it withheld.
-func (q *Query) withNoise(row *[]any, stmts []*Noise, ratio float64) int {
+// statement of each output column that is one aggregate, or a function of
+// one aggregate (derivedNoise; columns computed from several aggregates
+// get none), and withholds the values the policy finds too noisy. It
+// returns how many it withheld. aggs and keys are the row's released
+// aggregates and group keys.
+func (q *Query) withNoise(row *[]any, stmts []*Noise, ratio float64, aggs, keys []any) int {
 	out := make([]*Noise, len(q.Select))
 	withheld := 0
 	for i, it := range q.Select {
 		ref, ok := it.Expr.(AggRef)
-		if it.Agg == nil || !ok || ref.I >= len(stmts) || stmts[ref.I] == nil {
+		if !ok || it.Agg == nil {
+			if st := derivedNoise(it.Expr, stmts, aggs, keys); st != nil {
+				out[i] = st
+			}
+			continue
+		}
+		if ref.I >= len(stmts) || stmts[ref.I] == nil {
 			continue
 		}
 		st := *stmts[ref.I] // a copy: the same aggregate may be several columns

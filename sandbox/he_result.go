@@ -132,7 +132,7 @@ func decodeHE(lay *HELayout, coeffs []uint64, q uint64, draws int) (*Result, err
 			vals[i], stmts[i] = release(a.Func, sums, model, cb, lay.Noise == nil || a.Affine != nil)
 		}
 		if row, keep := pq.outputRow(vals, key); keep {
-			res.TooNoisy += pq.withNoise(&row, stmts, ln.MaxIntervalRatio)
+			res.TooNoisy += pq.withNoise(&row, stmts, ln.MaxIntervalRatio, vals, key)
 			res.Rows = append(res.Rows, row)
 		}
 	}

@@ -387,3 +387,97 @@ func tooNoisy(v any, nz *Noise, ratio float64) bool {
 	}
 	return nz.CI95[1]-nz.CI95[0] > ratio*math.Abs(x)
 }
+
+// derivedNoise states the noise of an output column computed from exactly
+// one released aggregate (and constants or group keys): SUM(x) * 2,
+// ROUND(AVG(x), 1), SQRT(VAR(x)), 100 - AVG(x). Its interval is the image
+// of the aggregate's 95% interval under the expression, so it holds the
+// expression of the true value whenever the aggregate's interval holds the
+// true value: at least 95% of the time. The functions allowed over
+// released values are monotone, or change direction only at 0 (ABS,
+// POWER), so the image is found from the interval's ends, 0 when inside,
+// and interior points; expressions that are not (modulo, CASE,
+// comparisons) or that leave their domain inside the interval (a division
+// by an interval holding 0) get no statement. So does a column computed
+// from several aggregates: how their noises combine is not stated.
+func derivedNoise(e Scalar, stmts []*Noise, aggs, keys []any) *Noise {
+	ref := -1
+	if !singleAgg(e, &ref) || ref < 0 || ref >= len(stmts) || stmts[ref] == nil || stmts[ref].CI95 == nil {
+		return nil
+	}
+	lo, hi := stmts[ref].CI95[0], stmts[ref].CI95[1]
+	if math.IsInf(lo, 0) || math.IsInf(hi, 0) || math.IsNaN(lo) || math.IsNaN(hi) || hi < lo {
+		return nil
+	}
+	probe := append([]any(nil), aggs...)
+	r := &outRow{aggs: probe, keys: keys}
+	at := func(x float64) (float64, bool) {
+		probe[ref] = x
+		v, ok := e.eval(r).(float64)
+		return v, ok && !math.IsNaN(v) && !math.IsInf(v, 0)
+	}
+	points := []float64{lo, hi}
+	if lo < 0 && hi > 0 {
+		points = append(points, 0)
+	}
+	const steps = 32
+	for k := 1; k < steps; k++ {
+		points = append(points, lo+(hi-lo)*float64(k)/steps)
+	}
+	first := true
+	var min, max float64
+	for _, x := range points {
+		v, ok := at(x)
+		if !ok {
+			return nil
+		}
+		if first || v < min {
+			min = v
+		}
+		if first || v > max {
+			max = v
+		}
+		first = false
+	}
+	st := *stmts[ref]
+	st.CI95 = &[2]float64{min, max}
+	st.CI95Bins = nil
+	st.TooNoisy = false
+	return &st
+}
+
+// singleAgg reports whether e is built from at most one aggregate (kept in
+// *ref), constants, group keys, arithmetic and the allowed functions whose
+// image is found from a few points (see derivedNoise).
+func singleAgg(e Scalar, ref *int) bool {
+	switch x := e.(type) {
+	case Lit, KeyRef:
+		return true
+	case AggRef:
+		if *ref >= 0 && *ref != x.I {
+			return false
+		}
+		*ref = x.I
+		return true
+	case Op:
+		switch x.Op {
+		case "+", "-", "*", "/", "^", "neg":
+		default:
+			return false
+		}
+		for _, a := range x.Args {
+			if !singleAgg(a, ref) {
+				return false
+			}
+		}
+		return true
+	case Call:
+		for _, a := range x.Args {
+			if !singleAgg(a, ref) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}

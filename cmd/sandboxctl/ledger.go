@@ -596,7 +596,7 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 			rep.NodeState = fmt.Sprintf("not compared: the node has applied %d entries since the checkpoint of %d", st.Applied, cp.Size)
 		case st.StateHash != rep.StateHash:
 			rep.NodeState = "DIFFERS"
-			fail(int64(cp.Size), "the replayed state hash %s differs from the node's %s", rep.StateHash[:16], st.StateHash[:16])
+			fail(int64(cp.Size), "the replayed state hash %s differs from the node's %s", prefix(rep.StateHash, 16), prefix(st.StateHash, 16))
 		default:
 			rep.NodeState = "matches the node's state hash"
 			rep.Checks["node_state"] = true
@@ -673,10 +673,15 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		rep.ResultsChecked = checked
 	}
 	rep.OK = rep.FirstFailure == nil
+	// The last verified checkpoint is what the next run checks for a
+	// rollback: failing to keep it is reported, not swallowed.
+	var saveErr error
 	if rep.OK && len(trust) > 0 {
-		if err := os.MkdirAll(filepath.Dir(sp), 0o700); err == nil {
-			b, _ := json.Marshal(verifiedState{Origin: cp.Origin, Size: cp.Size, Root: rep.Checkpoint.Root, Note: string(cp.Note)})
-			_ = os.WriteFile(sp, b, 0o600)
+		b, _ := json.Marshal(verifiedState{Origin: cp.Origin, Size: cp.Size, Root: rep.Checkpoint.Root, Note: string(cp.Note)})
+		if err := os.MkdirAll(filepath.Dir(sp), 0o700); err != nil {
+			saveErr = err
+		} else if err := os.WriteFile(sp, b, 0o600); err != nil {
+			saveErr = err
 		}
 	}
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
@@ -705,7 +710,19 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	if !rep.OK {
 		return fmt.Errorf("ledger verification failed at index %d: %s", rep.FirstFailure.Index, rep.FirstFailure.Reason)
 	}
+	if saveErr != nil {
+		return fmt.Errorf("every check holds, but the verified checkpoint could not be kept for the next run's rollback check (--state %s): %w", sp, saveErr)
+	}
 	return nil
+}
+
+// prefix is the first n bytes of s, or all of it when shorter (a server's
+// state hash is untrusted input).
+func prefix(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 func printReport(g *globals, rep *Report) {
@@ -715,7 +732,7 @@ func printReport(g *globals, rep *Report) {
 	fmt.Fprintf(w, "  entries        %d verified (signatures, Merkle root), %d accounts acting\n", rep.Entries, rep.Actors)
 	fmt.Fprintf(w, "  blocks         %d linked by hash, each root checked\n", rep.Blocks)
 	fmt.Fprintf(w, "  consistency    %s\n", rep.Consistency)
-	fmt.Fprintf(w, "  state replay   hash %s (%s)\n", rep.StateHash[:16], rep.NodeState)
+	fmt.Fprintf(w, "  state replay   hash %s (%s)\n", prefix(rep.StateHash, 16), rep.NodeState)
 	fmt.Fprintf(w, "  jobs           %s\n", countsLine(rep.Jobs))
 	if rep.ResultsChecked > 0 {
 		fmt.Fprintf(w, "  results        %d delivered results hash to the committed hashes\n", rep.ResultsChecked)

@@ -450,3 +450,43 @@ func TestPlural(t *testing.T) {
 		}
 	}
 }
+
+// ledger verify keeps the last verified checkpoint for the next run's
+// rollback check; when it cannot, it says so and exits non-zero instead of
+// silently disabling that check.
+func TestVerifyReportsUnsavedCheckpoint(t *testing.T) {
+	e := newEnv(t)
+	blocker := e.file(t, "not-a-dir", "x")
+	_, err := e.ctl(t, "auditor", "ledger", "verify", "--trust", e.trust, "--state", filepath.Join(blocker, "state.json"))
+	if err == nil || !strings.Contains(err.Error(), "could not be kept for the next run's rollback check") {
+		t.Fatalf("unsaved checkpoint: %v", err)
+	}
+}
+
+// A node answering a state hash shorter than a hash is reported as a
+// mismatch, not a crash.
+func TestVerifyShortStateHash(t *testing.T) {
+	liar := httptest.NewUnstartedServer(nil)
+	e := newEnvWith(t, apitest.Options{API: func(c *api.Config) { c.Aliases = append(c.Aliases, liar.Listener.Addr().String()) }})
+	real := e.c.Srv[0].Config.Handler
+	liar.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/ledger/state" {
+			real.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		real.ServeHTTP(rec, r)
+		var st map[string]any
+		json.Unmarshal(rec.Body.Bytes(), &st)
+		st["state_hash"] = "ab"
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(st)
+	})
+	liar.Start()
+	defer liar.Close()
+	e.url = liar.URL
+	_, err := e.ctl(t, "auditor", "ledger", "verify", "--trust", e.trust, "--state", filepath.Join(e.dir, "short.json"))
+	if err == nil || !strings.Contains(err.Error(), "differs from the node's ab") {
+		t.Fatalf("a short state hash: %v", err)
+	}
+}

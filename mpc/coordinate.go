@@ -291,7 +291,7 @@ func (p *Party) releaseWith(ctx context.Context, req ShareRequest, ct *rlwe.Ciph
 	p.observe("shares", start)
 	start = time.Now()
 	defer p.observe("combine", start)
-	return p.combine(ct, shares)
+	return p.combine(ct, shares, req.Active)
 }
 
 func (p *Party) observe(phase string, since time.Time) {
@@ -300,18 +300,19 @@ func (p *Party) observe(phase string, since time.Time) {
 	}
 }
 
-// Combine adds key-switch shares to ct: the result decrypts under the
-// target key of the shares.
-func (p *Party) combine(ct *rlwe.Ciphertext, shares [][]byte) (*rlwe.Ciphertext, string, error) {
+// combine adds key-switch shares to ct: the result decrypts under the
+// target key of the shares. nodes[i] sent shares[i]; a malformed share
+// names its node, so that the release is retried without it.
+func (p *Party) combine(ct *rlwe.Ciphertext, shares [][]byte, nodes []string) (*rlwe.Ciphertext, string, error) {
 	ringQ := p.cfg.Params.RingQ().AtLevel(ct.Level())
 	var agg []ring.Poly
-	for _, b := range shares {
+	for i, b := range shares {
 		polys, _, _, err := p.cfg.Codec.Unmarshal(b)
 		if err != nil {
-			return nil, "", err
+			return nil, nodes[i], fmt.Errorf("mpc: share of %s: %w", nodes[i], err)
 		}
 		if len(polys) != 2 || polys[0].Level() != ct.Level() || polys[0].N() != ringQ.N() {
-			return nil, "", errors.New("mpc: share of another shape")
+			return nil, nodes[i], fmt.Errorf("mpc: share of %s has another shape", nodes[i])
 		}
 		if agg == nil {
 			agg = polys

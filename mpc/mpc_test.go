@@ -183,9 +183,13 @@ func TestThresholdRelease(t *testing.T) {
 
 	// t-1 shares: one node's share alone gives garbage.
 	sh := c.shares(t, "A1", ct, []string{"node1", "node2"})
-	one, _, err := c.parties["node1"].combine(ct, sh[:1])
+	one, _, err := c.parties["node1"].combine(ct, sh[:1], []string{"node1"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A malformed share names its node (the release is retried without it).
+	if _, failed, err := c.parties["node1"].combine(ct, [][]byte{sh[0], []byte("garbage")}, []string{"node1", "node2"}); err == nil || failed != "node2" {
+		t.Fatalf("malformed share: failed %q, %v", failed, err)
 	}
 	if e := maxErr(c.decrypt(one, c.reqSK, len(vals)), vals); e < 1e6 {
 		t.Fatalf("one share of two decrypts within %g", e)
@@ -195,7 +199,7 @@ func TestThresholdRelease(t *testing.T) {
 	// Shares for job B's ciphertext do not decrypt job A's.
 	ctB := c.encrypt(t, []float64{5, 6, 7, 8})
 	shB := c.shares(t, "B", ctB, []string{"node1", "node2"})
-	mixed, _, err := c.parties["node1"].combine(ct, shB)
+	mixed, _, err := c.parties["node1"].combine(ct, shB, []string{"node1", "node2"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -165,6 +165,12 @@ func boundOf(agg string) float64 {
 			b = max(b, math.Abs(c.Bounds[0]), math.Abs(c.Bounds[1]))
 		}
 	}
+	// The fixture's affine columns (AVG(income) * 2, SUM(income * 2 + 10))
+	// scale the values, and their noise, by 2: their bound is 2B (a run saw
+	// 1.01e-6 relative to B/10).
+	if strings.Contains(agg, "x2") || strings.Contains(agg, "affine") {
+		b *= 2
+	}
 	return b
 }
 

@@ -34,11 +34,10 @@ func (s *Server) relay(c echo.Context, kind string, extra any) (chain.Receipt, e
 		return rc, nil
 	}
 	who := callerOf(c)
-	route, ok := audit.RouteFor(kind)
-	if !ok {
+	if _, ok := audit.RouteFor(kind); !ok {
 		return chain.Receipt{}, fmt.Errorf("api: no route for kind %s", kind)
 	}
-	if _, err := route.Document(c.Request().Method, c.Request().URL.Path, who.body); err != nil {
+	if _, err := audit.DocumentOf(kind, c.Request().Method, c.Request().URL.Path, who.body); err != nil {
 		return chain.Receipt{}, badRequest("bad-body", err.Error())
 	}
 	r := audit.Relay{Actor: who.addr.String(), Request: who.request}

@@ -215,6 +215,10 @@ func (s *Server) startCeremony(c echo.Context) error {
 	if req.Threshold < 2 || req.Threshold > len(peers) {
 		return badRequest("bad-threshold", fmt.Sprintf("threshold %d: need 2 <= threshold <= %d (the consortium's nodes)", req.Threshold, len(peers)))
 	}
+	_, exists := s.state.HE()
+	if err := s.approveCeremony(c, policies.KindHERotate, exists); err != nil {
+		return err
+	}
 	doc, err := s.he.RunCeremony(c.Request().Context(), req.Threshold)
 	if err != nil {
 		if _, _, known := statusOf(err); known {
@@ -223,6 +227,20 @@ func (s *Server) startCeremony(c echo.Context) error {
 		return &problemError{status: http.StatusBadGateway, code: "ceremony-failed", detail: err.Error()}
 	}
 	return c.JSON(http.StatusOK, doc)
+}
+
+// approveCeremony commits the admin's signed request for the first key
+// ceremony of a kind as the ceremony's approval on the ledger, which the
+// state machine requires of every ceremony (a re-key is approved
+// explicitly beforehand; an approval already pending is kept).
+func (s *Server) approveCeremony(c echo.Context, kind string, exists bool) error {
+	if exists {
+		return nil
+	}
+	if _, err := s.relay(c, kind, nil); err != nil && !errors.Is(err, policies.ErrConflict) {
+		return err
+	}
+	return nil
 }
 
 // registerHEKey relays account.hekey after checking the key parses.

@@ -164,6 +164,10 @@ func (s *Server) startPseudonymCeremony(c echo.Context) error {
 	if req.Threshold < 2 || req.Threshold > len(peers) {
 		return badRequest("bad-threshold", fmt.Sprintf("threshold %d: need 2 <= threshold <= %d (the consortium's nodes)", req.Threshold, len(peers)))
 	}
+	_, exists := s.ps.state.Pseudonym()
+	if err := s.approveCeremony(c, policies.KindPseudonymRotate, exists); err != nil {
+		return err
+	}
 	doc, err := s.ps.RunCeremony(c.Request().Context(), req.Threshold)
 	if err != nil {
 		if _, _, known := statusOf(err); known {

@@ -37,6 +37,11 @@ func TestPseudonymEntriesReplay(t *testing.T) {
 	if _, ok := RouteFor(policies.KindPseudonymCeremony); ok {
 		t.Fatal("the ceremony must not be relayable")
 	}
+	// The admin's approval comes first (every ceremony needs one).
+	approval, _ := w.admin.NewEntry(policies.KindPseudonymRotate, 100, time.Now(), []byte(`{"reason":"the consortium key"}`))
+	if err := w.apply(approval); err != nil {
+		t.Fatalf("approval: %v", err)
+	}
 	raw, _ = w.node.NewEntry(policies.KindPseudonymCeremony, 1, time.Now(), doc)
 	if err := w.apply(raw); err != nil {
 		t.Fatalf("ceremony: %v", err)

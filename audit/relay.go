@@ -97,9 +97,38 @@ var Routes = []Route{
 	{Kind: policies.KindJobReject, Method: http.MethodPost, Pattern: "/v1/jobs/{id}/reject", Doc: withJob},
 	{Kind: policies.KindPseudonymBatch, Method: http.MethodPost, Pattern: "/v1/pseudonyms/batches"},
 	{Kind: policies.KindPseudonymRotate, Method: http.MethodPost, Pattern: "/v1/pseudonyms/rotations"},
+	// An admin's request for a key ceremony is also its approval on the
+	// ledger: every ceremony, the first included, needs one.
+	{Kind: policies.KindHERotate, Method: http.MethodPost, Pattern: "/v1/he/ceremony", Doc: ceremonyApproval},
+	{Kind: policies.KindPseudonymRotate, Method: http.MethodPost, Pattern: "/v1/pseudonyms/ceremony", Doc: ceremonyApproval},
 }
 
-// RouteFor returns the route of a kind.
+func ceremonyApproval(string, []byte) ([]byte, error) {
+	return json.Marshal(policies.HERotateDoc{Reason: "key ceremony requested by an admin"})
+}
+
+// DocumentOf derives the action document of a request relayed as kind:
+// from the route of that kind whose method and path the request has.
+func DocumentOf(kind, method, path string, body []byte) ([]byte, error) {
+	var first *Route
+	for i, r := range Routes {
+		if r.Kind != kind {
+			continue
+		}
+		if first == nil {
+			first = &Routes[i]
+		}
+		if _, ok := matchPath(r.Pattern, path); ok && r.Method == method {
+			return r.Document(method, path, body)
+		}
+	}
+	if first == nil {
+		return nil, fmt.Errorf("%w: entries of kind %q cannot be relayed", policies.ErrInvalid, clip(kind))
+	}
+	return first.Document(method, path, body)
+}
+
+// RouteFor returns the (first) route of a kind.
 func RouteFor(kind string) (Route, bool) {
 	for _, r := range Routes {
 		if r.Kind == kind {

@@ -87,15 +87,14 @@ func (s StateMachine) unpackRelay(e *chain.Entry, author policies.Address, r *Re
 	if err != nil {
 		return policies.Entry{}, err
 	}
-	route, ok := RouteFor(e.Kind)
-	if !ok {
+	if _, ok := RouteFor(e.Kind); !ok {
 		return policies.Entry{}, fmt.Errorf("%w: entries of kind %q cannot be relayed", policies.ErrInvalid, clip(e.Kind))
 	}
 	req, err := r.Request.httpRequest()
 	if err != nil {
 		return policies.Entry{}, err
 	}
-	doc, err := route.Document(req.Method, req.URL.Path, r.Request.Body)
+	doc, err := DocumentOf(e.Kind, req.Method, req.URL.Path, r.Request.Body)
 	if err != nil {
 		return policies.Entry{}, err
 	}
@@ -188,15 +187,11 @@ func JobOf(e *chain.Entry) string {
 	}
 	payload := e.Payload
 	if r, ok := relayOf(e); ok {
-		route, ok := RouteFor(e.Kind)
-		if !ok {
-			return ""
-		}
 		req, err := r.Request.httpRequest()
 		if err != nil {
 			return ""
 		}
-		if payload, err = route.Document(req.Method, req.URL.Path, r.Request.Body); err != nil {
+		if payload, err = DocumentOf(e.Kind, req.Method, req.URL.Path, r.Request.Body); err != nil {
 			return ""
 		}
 	}

@@ -23,8 +23,8 @@ const (
 	// share; the state machine accepts it only for a running he job that
 	// is not released yet.
 	KindHEShare = "he.share"
-	// KindHERotate is an admin's approval of one new key ceremony that
-	// replaces the committed one (a re-key). Without it a second
+	// KindHERotate is an admin's approval of one key ceremony: the first,
+	// or one that replaces the committed one (a re-key). Without it an
 	// he.ceremony is refused.
 	KindHERotate = "he.rotate"
 )
@@ -93,8 +93,14 @@ func (s *state) heCeremony(e Entry, now time.Time) error {
 	if err := decode(e, &c); err != nil {
 		return err
 	}
-	if s.HE != nil && s.HERotation == 0 {
-		return fmt.Errorf("%w: the consortium's HE key ceremony %s is committed; a new one needs an admin's he.rotate entry first", ErrConflict, clip(s.HE.ID))
+	// Every ceremony, the first included, follows an admin's approval on
+	// the ledger: otherwise any node could commit one before the admin's,
+	// choosing its participants and threshold.
+	if s.HERotation == 0 {
+		if s.HE != nil {
+			return fmt.Errorf("%w: the consortium's HE key ceremony %s is committed; a new one needs an admin's he.rotate entry first", ErrConflict, clip(s.HE.ID))
+		}
+		return fmt.Errorf("%w: an HE key ceremony needs an admin's approval on the ledger first (he.rotate; POST /v1/he/ceremony commits it)", ErrForbidden)
 	}
 	if c.Rotation != 0 {
 		return fmt.Errorf("%w: he.ceremony: rotation is recorded by the ledger, not set by the author", ErrInvalid)
@@ -136,9 +142,6 @@ func (s *state) heRotate(e Entry, index uint64) error {
 	}
 	if strings.TrimSpace(d.Reason) == "" {
 		return fmt.Errorf("%w: he.rotate needs a reason", ErrInvalid)
-	}
-	if s.HE == nil {
-		return fmt.Errorf("%w: there is no HE key ceremony to rotate", ErrConflict)
 	}
 	if s.HERotation != 0 {
 		return fmt.Errorf("%w: a rotation approved by entry %d is pending", ErrConflict, s.HERotation)

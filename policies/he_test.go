@@ -20,6 +20,7 @@ func TestHECeremonyAndShares(t *testing.T) {
 	w := newWorld(t)
 	w.withDataset()
 	w.must("agency1", KindPolicyPublish, taxPolicy(), nil)
+	w.approveCeremonies()
 
 	// The ceremony: committed by a participant, among nodes, 2 ≤ t ≤ N.
 	for _, c := range []struct {

@@ -153,6 +153,7 @@ func TestJoinAuthorisation(t *testing.T) {
 	t.Run("he mode", func(t *testing.T) {
 		w := joinWorld(t, 3)
 		w.publishJoin([]string{"*"}, auto, auto)
+		w.approveCeremonies()
 		w.must("node1", KindHECeremony, ceremonyDoc(w, 2, "node1", "node2"), nil)
 		w.must("bank", KindHEKey, HEKeyDoc{Params: "p", PublicKey: bytes.Repeat([]byte{7}, 1000)}, nil)
 		w.must("bank", KindJobSubmit, job("q", "he", "benefit statistics"), joinPlan())

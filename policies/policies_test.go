@@ -97,6 +97,14 @@ func (w *world) act(name, kind string, doc any, extra any) error {
 	return err
 }
 
+// approveCeremonies commits the admin's approvals of one HE and one
+// pseudonym key ceremony (every ceremony needs one).
+func (w *world) approveCeremonies() {
+	w.t.Helper()
+	w.must("admin", KindHERotate, HERotateDoc{Reason: "the consortium's key ceremony"}, nil)
+	w.must("admin", KindPseudonymRotate, map[string]string{"reason": "the consortium's key ceremony"}, nil)
+}
+
 func (w *world) must(name, kind string, doc any, extra any) {
 	w.t.Helper()
 	if err := w.act(name, kind, doc, extra); err != nil {

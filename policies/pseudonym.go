@@ -115,8 +115,13 @@ func (s *state) pseudonymCeremony(e Entry, now time.Time) error {
 		return err
 	}
 	p := &s.Pseudonyms
-	if p.Ceremony != nil && !p.Rotate {
-		return fmt.Errorf("%w: a pseudonym ceremony is on the ledger; a new one needs an admin's %s first", ErrConflict, KindPseudonymRotate)
+	// Every ceremony, the first included, follows an admin's approval on
+	// the ledger (see heCeremony).
+	if !p.Rotate {
+		if p.Ceremony != nil {
+			return fmt.Errorf("%w: a pseudonym ceremony is on the ledger; a new one needs an admin's %s first", ErrConflict, KindPseudonymRotate)
+		}
+		return fmt.Errorf("%w: a pseudonym key ceremony needs an admin's approval on the ledger first (%s; POST /v1/pseudonyms/ceremony commits it)", ErrForbidden, KindPseudonymRotate)
 	}
 	if c.ID == "" || c.Suite != PseudonymSuite {
 		return fmt.Errorf("%w: pseudonym.ceremony needs an id and suite %s", ErrInvalid, PseudonymSuite)
@@ -181,9 +186,6 @@ func (s *state) pseudonymRotate(e Entry) error {
 	}
 	if err := decode(e, &d); err != nil {
 		return err
-	}
-	if s.Pseudonyms.Ceremony == nil {
-		return fmt.Errorf("%w: no pseudonym ceremony to rotate", ErrConflict)
 	}
 	if strings.TrimSpace(d.Reason) == "" {
 		return fmt.Errorf("%w: pseudonym.rotate needs a reason", ErrInvalid)

@@ -25,6 +25,11 @@ func pseudonymDoc(w *world, t int, who ...string) PseudonymCeremony {
 
 func TestPseudonymCeremony(t *testing.T) {
 	w := newWorld(t)
+	// Not even the first ceremony without an admin's approval.
+	if err := w.act("node1", KindPseudonymCeremony, pseudonymDoc(w, 2, "node1", "node2"), nil); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("first ceremony without approval: %v", err)
+	}
+	w.must("admin", KindPseudonymRotate, map[string]string{"reason": "the consortium's key"}, nil)
 	edit := func(f func(c *PseudonymCeremony)) PseudonymCeremony {
 		c := pseudonymDoc(w, 2, "node1", "node2")
 		f(&c)
@@ -94,6 +99,7 @@ func TestPseudonymBatchesAndQuotas(t *testing.T) {
 	if err := w.act("agency1", KindPseudonymBatch, batch(10, PurposeDataset, "census", ""), nil); !errors.Is(err, ErrConflict) {
 		t.Fatalf("batch before the ceremony: %v", err)
 	}
+	w.approveCeremonies()
 	w.must("node1", KindPseudonymCeremony, pseudonymDoc(w, 2, "node1", "node2"), nil)
 	w.withDataset()
 	// The first policy allows no list; the second allows lists of up to
@@ -183,6 +189,7 @@ func TestPseudonymBatchesAndQuotas(t *testing.T) {
 // A job's list is bounded by its policy's max_list_ids.
 func TestPseudonymListBound(t *testing.T) {
 	w := newWorld(t)
+	w.approveCeremonies()
 	w.must("node1", KindPseudonymCeremony, pseudonymDoc(w, 2, "node1", "node2"), nil)
 	w.withDataset()
 	p := taxPolicy()

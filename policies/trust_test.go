@@ -52,6 +52,7 @@ func TestNodeOnlyKindsNeedTheEntitledNode(t *testing.T) {
 	w := newWorld(t)
 	w.withDataset()
 	w.must("agency1", KindPolicyPublish, taxPolicy(), nil)
+	w.approveCeremonies()
 	w.must("node1", KindHECeremony, ceremonyDoc(w, 2, "node1", "node2"), nil)
 	authorised := w.authorisedJob(false)
 	running := w.authorisedJob(true)
@@ -97,6 +98,10 @@ func TestNodeOnlyKindsNeedTheEntitledNode(t *testing.T) {
 // needs an admin's he.rotate, recorded on the new ceremony.
 func TestHECeremonyOnceUnlessRotated(t *testing.T) {
 	w := newWorld(t)
+	// Not even the first ceremony without an admin's approval (a node
+	// could otherwise commit one before the admin's, of its choosing).
+	w.refused(w.entry("node1", "node1", KindHECeremony, ceremonyDoc(w, 2, "node1", "node2")), ErrForbidden)
+	w.approveCeremonies()
 	w.must("node1", KindHECeremony, ceremonyDoc(w, 2, "node1", "node2"), nil)
 	second := ceremonyDoc(w, 2, "node1", "node2")
 	second.ID = "c2"
@@ -192,6 +197,8 @@ func TestApplyIsTransactional(t *testing.T) {
 	for seed := range uint64(40) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			live, audit := newWorld(t), newWorld(t)
+			live.approveCeremonies() // so that ceremonies can be accepted too
+			audit.approveCeremonies()
 			rng := rand.New(rand.NewPCG(seed, 12))
 			var seen []Entry
 			accepted := 0

@@ -162,13 +162,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	if err := writeGenesis(ctx, *dir, cf, live[0]); err != nil {
 		return err
 	}
-	if err := runCeremony(ctx, live[0], len(live), logger); err != nil {
+	if err := runCeremony(ctx, *dir, live[0], len(live), logger); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("dev: %w", err)
 	}
-	if err := runPseudonymCeremony(ctx, live[0], len(live), logger); err != nil {
+	if err := runPseudonymCeremony(ctx, *dir, live[0], len(live), logger); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -314,7 +314,7 @@ func loadDemoHE(ctx context.Context, k *chain.Key, base string, csv, schemaJSON 
 // runCeremony has node 1 coordinate the HE key ceremony among all nodes,
 // any 2 of which can decrypt; a single node runs none (he mode is then
 // unavailable).
-func runCeremony(ctx context.Context, n *liveNode, nodes int, logger *slog.Logger) error {
+func runCeremony(ctx context.Context, dir string, n *liveNode, nodes int, logger *slog.Logger) error {
 	if nodes < 2 {
 		logger.Warn("a single node runs no HE key ceremony: he mode is unavailable")
 		return nil
@@ -324,6 +324,9 @@ func runCeremony(ctx context.Context, n *liveNode, nodes int, logger *slog.Logge
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	if err := approveCeremony(cctx, dir, n, policies.KindHERotate); err != nil {
+		return err
+	}
 	start := time.Now()
 	doc, err := n.he.RunCeremony(cctx, 2)
 	if err != nil {
@@ -337,7 +340,7 @@ func runCeremony(ctx context.Context, n *liveNode, nodes int, logger *slog.Logge
 // runPseudonymCeremony has node 1 coordinate the consortium-pseudonym
 // key generation among all nodes, any 2 of which can evaluate; a single
 // node runs none (consortium pseudonyms are then unavailable).
-func runPseudonymCeremony(ctx context.Context, n *liveNode, nodes int, logger *slog.Logger) error {
+func runPseudonymCeremony(ctx context.Context, dir string, n *liveNode, nodes int, logger *slog.Logger) error {
 	if nodes < 2 {
 		logger.Warn("a single node runs no pseudonym key ceremony: consortium pseudonyms are unavailable")
 		return nil
@@ -347,6 +350,9 @@ func runPseudonymCeremony(ctx context.Context, n *liveNode, nodes int, logger *s
 	}
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	if err := approveCeremony(cctx, dir, n, policies.KindPseudonymRotate); err != nil {
+		return err
+	}
 	start := time.Now()
 	doc, err := n.ps.RunCeremony(cctx, 2)
 	if err != nil {
@@ -354,6 +360,24 @@ func runPseudonymCeremony(ctx context.Context, n *liveNode, nodes int, logger *s
 	}
 	logger.Info("pseudonym key ceremony committed", "participants", len(doc.Participants), "threshold", doc.Threshold,
 		"took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// approveCeremony commits the demo admin's approval of a key ceremony
+// (every ceremony needs one on the ledger); one already pending is kept.
+func approveCeremony(ctx context.Context, dir string, n *liveNode, kind string) error {
+	admin, err := chain.LoadKeyFile(filepath.Join(dir, "keys", "admin.key"))
+	if err != nil {
+		return err
+	}
+	doc, _ := json.Marshal(policies.HERotateDoc{Reason: "the demo consortium's key ceremony"})
+	raw, err := admin.NewEntry(kind, uint64(time.Now().UnixNano()), time.Now(), doc)
+	if err != nil {
+		return err
+	}
+	if _, err := n.chain.Append(ctx, raw); err != nil && !errors.Is(err, policies.ErrConflict) {
+		return fmt.Errorf("approving the %s key ceremony: %w", kind, err)
+	}
 	return nil
 }
 

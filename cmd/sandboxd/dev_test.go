@@ -159,7 +159,7 @@ func TestDevConsortiumResumes(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		for {
 			h, err := getHealth(fmt.Sprintf("http://127.0.0.1:%d", base+i))
-			if err == nil && h.LedgerSize == 4 { // genesis, the HE and pseudonym key ceremonies and the note
+			if err == nil && h.LedgerSize == 6 { // genesis, the HE and pseudonym key ceremonies with their approvals, and the note
 				break
 			}
 			if time.Now().After(deadline) {
@@ -218,8 +218,8 @@ func TestDevDemoData(t *testing.T) {
 	// machine take a while; the bound is for a hung start, not speed.
 	deadline := time.Now().Add(120 * time.Second)
 	for {
-		// genesis, the two key ceremonies, dataset, policy
-		if h, err := getHealth(url); err == nil && h.LedgerSize >= 5 {
+		// genesis, the two key ceremonies and their approvals, dataset, policy
+		if h, err := getHealth(url); err == nil && h.LedgerSize >= 7 {
 			break
 		}
 		select {

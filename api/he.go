@@ -2,12 +2,9 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -124,13 +121,9 @@ func (h *HE) authorise(ctx context.Context, req *mpc.ShareRequest) (*mpc.Grant, 
 		return nil, fmt.Errorf("policy %s is gone", j.Policy)
 	}
 	per := max(req.PerCell, 1)
-	doc, _ := json.Marshal(policies.HEShareDoc{Job: j.ID, Ciphertext: req.CiphertextSHA256(), Active: req.Active})
-	raw, err := h.key.NewEntry(policies.KindHEShare, h.nonces.Next(), time.Now(), doc)
-	if err != nil {
+	share := policies.HEShareDoc{Job: j.ID, Ciphertext: req.CiphertextSHA256(), Active: req.Active}
+	if _, err := commitNodeEntry(ctx, h.node, h.key, h.nonces, policies.KindHEShare, share); err != nil {
 		return nil, err
-	}
-	if _, err := h.node.Append(ctx, raw); err != nil {
-		return nil, fmt.Errorf("he.share not committed: %w", err)
 	}
 	g := &mpc.Grant{Target: target, Positions: req.Positions, Epsilon: p.DP.EpsilonPerQuery / float64(per), Mechanism: p.DP.Mechanism}
 	if p.DP.Mechanism == "gaussian" {
@@ -148,31 +141,16 @@ func (h *HE) RunCeremony(ctx context.Context, threshold int) (*policies.HECeremo
 	if c, ok := h.state.HE(); ok {
 		return &c, nil
 	}
-	peers, err := h.node.Peers()
+	nodes, err := ceremonyNodes(h.node, h.state.Accounts(), h.state.Can)
 	if err != nil {
 		return nil, err
 	}
-	var nodes []mpc.Participant
-	accts := h.state.Accounts()
-	for _, p := range peers {
-		i := slices.IndexFunc(accts, func(a policies.Account) bool { return a.Name == p.ID && slices.Contains(a.Roles, "node") })
-		if i < 0 {
-			return nil, fmt.Errorf("peer %s has no node account on the ledger", p.ID)
-		}
-		nodes = append(nodes, mpc.Participant{Node: p.ID, Address: accts[i].Address})
-	}
-	slices.SortFunc(nodes, func(a, b mpc.Participant) int { return strings.Compare(a.Node, b.Node) })
 	doc, err := h.Party.RunCeremony(ctx, nodes, threshold)
 	if err != nil {
 		return nil, err
 	}
-	b, _ := json.Marshal(doc)
-	raw, err := h.key.NewEntry(policies.KindHECeremony, h.nonces.Next(), time.Now(), b)
-	if err != nil {
+	if _, err := commitNodeEntry(ctx, h.node, h.key, h.nonces, policies.KindHECeremony, doc); err != nil {
 		return nil, err
-	}
-	if _, err := h.node.Append(ctx, raw); err != nil {
-		return nil, fmt.Errorf("he.ceremony not committed: %w", err)
 	}
 	return doc, nil
 }

@@ -2,14 +2,10 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -59,31 +55,16 @@ func (p *Pseudonym) RunCeremony(ctx context.Context, threshold int) (*policies.P
 	if c, ok := p.state.Pseudonym(); ok {
 		return &c, nil
 	}
-	peers, err := p.node.Peers()
+	nodes, err := ceremonyNodes(p.node, p.state.Accounts(), p.state.Can)
 	if err != nil {
 		return nil, err
 	}
-	var nodes []mpc.Participant
-	accts := p.state.Accounts()
-	for _, peer := range peers {
-		i := slices.IndexFunc(accts, func(a policies.Account) bool { return a.Name == peer.ID && slices.Contains(a.Roles, "node") })
-		if i < 0 {
-			return nil, fmt.Errorf("peer %s has no node account on the ledger", peer.ID)
-		}
-		nodes = append(nodes, mpc.Participant{Node: peer.ID, Address: accts[i].Address})
-	}
-	slices.SortFunc(nodes, func(a, b mpc.Participant) int { return strings.Compare(a.Node, b.Node) })
 	doc, err := p.Party.RunCeremony(ctx, nodes, threshold)
 	if err != nil {
 		return nil, err
 	}
-	b, _ := json.Marshal(doc)
-	raw, err := p.key.NewEntry(policies.KindPseudonymCeremony, p.nonces.Next(), time.Now(), b)
-	if err != nil {
+	if _, err := commitNodeEntry(ctx, p.node, p.key, p.nonces, policies.KindPseudonymCeremony, doc); err != nil {
 		return nil, err
-	}
-	if _, err := p.node.Append(ctx, raw); err != nil {
-		return nil, fmt.Errorf("pseudonym.ceremony not committed: %w", err)
 	}
 	return doc, nil
 }
@@ -264,14 +245,9 @@ func clipParam(s string) string {
 type localTransport struct{ p *Pseudonym }
 
 func (t localTransport) Commit(ctx context.Context, doc policies.PseudonymBatchDoc) (string, error) {
-	b, _ := json.Marshal(doc)
-	raw, err := t.p.key.NewEntry(policies.KindPseudonymBatch, t.p.nonces.Next(), time.Now(), b)
+	rc, err := commitNodeEntry(ctx, t.p.node, t.p.key, t.p.nonces, policies.KindPseudonymBatch, doc)
 	if err != nil {
 		return "", err
-	}
-	rc, err := t.p.node.Append(ctx, raw)
-	if err != nil {
-		return "", fmt.Errorf("pseudonym.batch not committed: %w", err)
 	}
 	return "psb-" + strconv.FormatUint(rc.Index, 10), nil
 }

@@ -1,7 +1,6 @@
 package mpc
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -81,21 +80,9 @@ func (k *JoinKeys) SealJobKey(job string, to policies.Address, jobKey []byte) ([
 	if !ok || len(acc.HPKE) == 0 {
 		return nil, fmt.Errorf("%w: %s", ErrNoHPKE, to)
 	}
-	pk, err := hpke.KEM_X25519_HKDF_SHA256.Scheme().UnmarshalBinaryPublicKey(acc.HPKE)
+	enc, ct, err := sealTo(acc.HPKE, joinKeyInfo(job, policies.Address(k.key.Address()), to), jobKey)
 	if err != nil {
-		return nil, fmt.Errorf("mpc: HPKE key of %s: %w", to, err)
-	}
-	snd, err := suite.NewSender(pk, joinKeyInfo(job, policies.Address(k.key.Address()), to))
-	if err != nil {
-		return nil, err
-	}
-	enc, sealer, err := snd.Setup(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	ct, err := sealer.Seal(jobKey, nil)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mpc: sealing the job key to %s: %w", to, err)
 	}
 	return append(enc, ct...), nil
 }
@@ -111,15 +98,7 @@ func (k *JoinKeys) OpenJobKey(job string, from policies.Address, sealed []byte) 
 	if err != nil {
 		return nil, err
 	}
-	rcv, err := suite.NewReceiver(sk, joinKeyInfo(job, from, policies.Address(k.key.Address())))
-	if err != nil {
-		return nil, err
-	}
-	opener, err := rcv.Setup(sealed[:n])
-	if err != nil {
-		return nil, fmt.Errorf("mpc: sealed job key: %w", err)
-	}
-	out, err := opener.Open(sealed[n:], nil)
+	out, err := openWith(sk, joinKeyInfo(job, from, policies.Address(k.key.Address())), sealed[:n], sealed[n:])
 	if err != nil {
 		return nil, fmt.Errorf("mpc: sealed job key of job %s does not open: %w", job, err)
 	}

@@ -3,7 +3,6 @@ package mpc
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -244,8 +243,6 @@ func (p *Party) Serve(ctx context.Context, service string, body []byte) ([]byte,
 	return nil, fmt.Errorf("mpc: unknown service %q", service)
 }
 
-var suite = hpke.NewSuite(hpke.KEM_X25519_HKDF_SHA256, hpke.KDF_HKDF_SHA256, hpke.AEAD_ChaCha20Poly1305)
-
 // ---- round 1: key shares ----
 
 type round1Resp struct {
@@ -404,21 +401,9 @@ func (p *Party) round2(raw []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		pk, err := hpke.KEM_X25519_HKDF_SHA256.Scheme().UnmarshalBinaryPublicKey(req.HPKE[to.Node])
+		enc, ct, err := sealTo(req.HPKE[to.Node], shareInfo(req.ID, p.cfg.Node, to.Node), b)
 		if err != nil {
-			return nil, fmt.Errorf("mpc: HPKE key of %s: %w", to.Node, err)
-		}
-		snd, err := suite.NewSender(pk, shareInfo(req.ID, p.cfg.Node, to.Node))
-		if err != nil {
-			return nil, err
-		}
-		enc, sealer, err := snd.Setup(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		ct, err := sealer.Seal(b, nil)
-		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("mpc: sealing the share of %s: %w", to.Node, err)
 		}
 		resp.Shares = append(resp.Shares, sealedShare{From: p.cfg.Node, To: to.Node, Enc: enc, CT: ct})
 	}
@@ -467,15 +452,7 @@ func (p *Party) round3(raw []byte) ([]byte, error) {
 			return nil, fmt.Errorf("mpc: share %d is not addressed to %s from a distinct participant", i, p.cfg.Node)
 		}
 		from[s.From] = true
-		rcv, err := suite.NewReceiver(pd.hsk, shareInfo(req.ID, s.From, s.To))
-		if err != nil {
-			return nil, err
-		}
-		op, err := rcv.Setup(s.Enc)
-		if err != nil {
-			return nil, fmt.Errorf("mpc: share from %s: %w", s.From, err)
-		}
-		b, err := op.Open(s.CT, nil)
+		b, err := openWith(pd.hsk, shareInfo(req.ID, s.From, s.To), s.Enc, s.CT)
 		if err != nil {
 			return nil, fmt.Errorf("mpc: share from %s does not open: %w", s.From, err)
 		}

@@ -407,21 +407,9 @@ func (p *Pseudonyms) round2(raw []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		pk, err := hpke.KEM_X25519_HKDF_SHA256.Scheme().UnmarshalBinaryPublicKey(req.HPKE[to.Node])
+		enc, ct, err := sealTo(req.HPKE[to.Node], psShareInfo(req.ID, p.cfg.Node, to.Node), b)
 		if err != nil {
-			return nil, fmt.Errorf("mpc: HPKE key of %s: %w", to.Node, err)
-		}
-		snd, err := suite.NewSender(pk, psShareInfo(req.ID, p.cfg.Node, to.Node))
-		if err != nil {
-			return nil, err
-		}
-		enc, sealer, err := snd.Setup(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		ct, err := sealer.Seal(b, nil)
-		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("mpc: sealing the share of %s: %w", to.Node, err)
 		}
 		resp.Shares = append(resp.Shares, sealedShare{From: p.cfg.Node, To: to.Node, Enc: enc, CT: ct})
 	}
@@ -452,15 +440,8 @@ func (p *Pseudonyms) round3(raw []byte) ([]byte, error) {
 		if s.To != p.cfg.Node || s.From != pd.plan.Participants[i].Node {
 			return nil, fmt.Errorf("mpc: share %d is not addressed to %s from dealer %d", i, p.cfg.Node, i)
 		}
-		rcv, err := suite.NewReceiver(pd.hsk, psShareInfo(req.ID, s.From, s.To))
-		if err != nil {
-			return nil, err
-		}
-		opener, err := rcv.Setup(s.Enc)
-		if err != nil {
-			return nil, fmt.Errorf("mpc: share from %s: %w", s.From, err)
-		}
-		if shares[i], err = opener.Open(s.CT, nil); err != nil {
+		var err error
+		if shares[i], err = openWith(pd.hsk, psShareInfo(req.ID, s.From, s.To), s.Enc, s.CT); err != nil {
 			return nil, fmt.Errorf("mpc: share from %s does not open", s.From)
 		}
 	}

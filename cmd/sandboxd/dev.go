@@ -319,6 +319,12 @@ func runCeremony(ctx context.Context, dir string, n *liveNode, nodes int, logger
 		logger.Warn("a single node runs no HE key ceremony: he mode is unavailable")
 		return nil
 	}
+	// A resumed consortium's ceremony may not be applied here yet: see
+	// every committed entry before deciding (an approval committed for a
+	// ceremony that exists would stay pending, open to a re-key).
+	if err := n.chain.ReadBarrier(ctx); err != nil {
+		return err
+	}
 	if _, ok := n.sm.M.HE(); ok {
 		return nil
 	}
@@ -344,6 +350,12 @@ func runPseudonymCeremony(ctx context.Context, dir string, n *liveNode, nodes in
 	if nodes < 2 {
 		logger.Warn("a single node runs no pseudonym key ceremony: consortium pseudonyms are unavailable")
 		return nil
+	}
+	// A resumed consortium's ceremony may not be applied here yet: see
+	// every committed entry before deciding (an approval committed for a
+	// ceremony that exists would stay pending, open to a re-key).
+	if err := n.chain.ReadBarrier(ctx); err != nil {
+		return err
 	}
 	if _, ok := n.sm.M.Pseudonym(); ok {
 		return nil

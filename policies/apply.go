@@ -67,7 +67,7 @@ func (s *state) applyEntry(e Entry, index uint64, blockTime time.Time) error {
 			return fmt.Errorf("%w: %s", ErrUnknownAccount, e.Actor)
 		}
 	}
-	if perm := KindPermission[e.Kind]; perm != "" && !s.can(e.Actor, perm) {
+	if perm := kindPermission[e.Kind]; perm != "" && !s.can(e.Actor, perm) {
 		return fmt.Errorf("%w: account %s lacks permission %s", ErrForbidden, e.Actor, perm)
 	}
 	if err := s.apply(e, index, blockTime); err != nil {

@@ -63,9 +63,13 @@ const (
 var knownPermissions = []string{PermJoin, PermNode, PermSync, PermReadAll, PermReadGroup, PermReadOwn, PermGrant,
 	PermRegisterDataset, PermPublishPolicy, PermApproveJob, PermSubmitJob}
 
-// KindPermission names the permission an actor needs for each kind ("" for
-// kinds with their own rule).
-var KindPermission = map[string]string{
+// KindPermission names the permission an actor needs for entries of kind
+// ("" for kinds with their own rule).
+func KindPermission(kind string) string { return kindPermission[kind] }
+
+// kindPermission is the table behind KindPermission; Apply reads it, so it
+// is a consensus rule and nothing outside may change it.
+var kindPermission = map[string]string{
 	KindAccountGrant: PermGrant, KindAccountRevoke: PermGrant, KindTableSet: PermGrant,
 	KindDatasetRegister: PermRegisterDataset, KindPolicyPublish: PermPublishPolicy, KindPolicyRevoke: PermPublishPolicy,
 	KindJobSubmit: PermSubmitJob, KindJobApprove: PermApproveJob, KindJobReject: PermApproveJob,

@@ -15,6 +15,7 @@ import (
 	"github.com/tuneinsight/lattigo/v5/ring"
 
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // RunCeremony coordinates a key ceremony among the participants (this
@@ -32,8 +33,8 @@ func (p *Party) RunCeremony(ctx context.Context, nodes []Participant, t int) (*p
 	if _, err := rand.Read(seed); err != nil {
 		return nil, err
 	}
-	plan := &Plan{ID: hex.EncodeToString(id), Params: p.cfg.ParamsName, Seed: seed, Threshold: t,
-		GaloisElements: p.cfg.GaloisElements, Coordinator: p.cfg.Node}
+	plan := &Plan{ID: hex.EncodeToString(id), Params: heparams.Name, Seed: seed, Threshold: t,
+		GaloisElements: p.galois, Coordinator: p.cfg.Node}
 	for i, n := range nodes {
 		n.Point = uint64(i + 1)
 		plan.Participants = append(plan.Participants, n)
@@ -51,7 +52,7 @@ func (p *Party) RunCeremony(ctx context.Context, nodes []Participant, t int) (*p
 	if err != nil {
 		return nil, err
 	}
-	params := p.cfg.Params
+	params := p.params
 	ckg := mhe.NewPublicKeyGenProtocol(params)
 	gkg := mhe.NewGaloisKeyGenProtocol(params)
 	ckgCRP, gCRP, err := p.crps(plan)
@@ -304,10 +305,10 @@ func (p *Party) observe(phase string, since time.Time) {
 // target key of the shares. nodes[i] sent shares[i]; a malformed share
 // names its node, so that the release is retried without it.
 func (p *Party) combine(ct *rlwe.Ciphertext, shares [][]byte, nodes []string) (*rlwe.Ciphertext, string, error) {
-	ringQ := p.cfg.Params.RingQ().AtLevel(ct.Level())
+	ringQ := p.params.RingQ().AtLevel(ct.Level())
 	var agg []ring.Poly
 	for i, b := range shares {
-		polys, _, _, err := p.cfg.Codec.Unmarshal(b)
+		polys, _, _, err := heparams.UnmarshalElement(p.params, b, 2)
 		if err != nil {
 			return nil, nodes[i], fmt.Errorf("mpc: share of %s: %w", nodes[i], err)
 		}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // SmudgingSigma is the standard deviation of the noise each node adds to
@@ -66,15 +67,11 @@ type Grant struct {
 
 // Config configures a Party.
 type Config struct {
-	Node           string     // this node's name
-	Key            *chain.Key // its account key: signs every message
-	Dir            string     // where the key share and keys are kept
-	Params         ckks.Parameters
-	ParamsName     string
-	GaloisElements []uint64
-	Call           Caller
-	Ledger         Ledger
-	Codec          Codec
+	Node   string     // this node's name
+	Key    *chain.Key // its account key: signs every message
+	Dir    string     // where the key share and keys are kept
+	Call   Caller
+	Ledger Ledger
 	// Sync, when set, runs before any message is opened, so that the
 	// sender's account (and a job's state) are read as the sender saw
 	// them (a read barrier on the ledger).
@@ -90,7 +87,9 @@ type Config struct {
 
 // Party is one node's side of the protocols.
 type Party struct {
-	cfg Config
+	cfg    Config
+	params ckks.Parameters // heparams.Params
+	galois []uint64        // heparams.GaloisElements
 
 	mu   sync.Mutex
 	pend map[string]*pending // ceremonies in flight, by id
@@ -135,13 +134,13 @@ type Participant struct {
 
 // New makes a party, loading a finished ceremony's share from Dir.
 func New(cfg Config) (*Party, error) {
-	if cfg.Key == nil || cfg.Dir == "" || cfg.Call == nil || cfg.Ledger == nil || cfg.Codec.Marshal == nil || cfg.Codec.Unmarshal == nil {
-		return nil, errors.New("mpc: config needs Key, Dir, Call, Ledger and Codec")
+	if cfg.Key == nil || cfg.Dir == "" || cfg.Call == nil || cfg.Ledger == nil {
+		return nil, errors.New("mpc: config needs Key, Dir, Call and Ledger")
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	p := &Party{cfg: cfg, pend: map[string]*pending{}}
+	p := &Party{cfg: cfg, params: heparams.Params(), galois: heparams.GaloisElements(), pend: map[string]*pending{}}
 	if err := p.load(); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("mpc: loading the key share: %w", err)
 	}
@@ -258,8 +257,8 @@ func (p *Party) crps(plan *Plan) (mhe.PublicKeyGenCRP, []mhe.GaloisKeyGenCRP, er
 	if err != nil {
 		return mhe.PublicKeyGenCRP{}, nil, err
 	}
-	ckg := mhe.NewPublicKeyGenProtocol(p.cfg.Params)
-	gkg := mhe.NewGaloisKeyGenProtocol(p.cfg.Params)
+	ckg := mhe.NewPublicKeyGenProtocol(p.params)
+	gkg := mhe.NewGaloisKeyGenProtocol(p.params)
 	c := ckg.SampleCRP(crs)
 	g := make([]mhe.GaloisKeyGenCRP, len(plan.GaloisElements))
 	for i := range g {
@@ -269,13 +268,13 @@ func (p *Party) crps(plan *Plan) (mhe.PublicKeyGenCRP, []mhe.GaloisKeyGenCRP, er
 }
 
 func (p *Party) checkPlan(plan *Plan) error {
-	if plan.Params != p.cfg.ParamsName {
-		return fmt.Errorf("mpc: ceremony for parameters %q, this node runs %q", plan.Params, p.cfg.ParamsName)
+	if plan.Params != heparams.Name {
+		return fmt.Errorf("mpc: ceremony for parameters %q, this node runs %q", plan.Params, heparams.Name)
 	}
 	if len(plan.Seed) < 32 || plan.ID == "" || plan.Threshold < 2 || plan.Threshold > len(plan.Participants) {
 		return errors.New("mpc: malformed ceremony plan")
 	}
-	if !slices.Equal(plan.GaloisElements, p.cfg.GaloisElements) {
+	if !slices.Equal(plan.GaloisElements, p.galois) {
 		return errors.New("mpc: the ceremony asks for other Galois keys than the engine uses")
 	}
 	if p.me(plan) == nil {
@@ -301,7 +300,7 @@ func (p *Party) round1(raw []byte) ([]byte, error) {
 	if err := p.checkPlan(&plan); err != nil {
 		return nil, err
 	}
-	params := p.cfg.Params
+	params := p.params
 	sk := rlwe.NewKeyGenerator(params).GenSecretKeyNew()
 	ckgCRP, gCRP, err := p.crps(&plan)
 	if err != nil {
@@ -388,7 +387,7 @@ func (p *Party) round2(raw []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	thr := mhe.NewThresholdizer(p.cfg.Params)
+	thr := mhe.NewThresholdizer(p.params)
 	poly, err := thr.GenShamirPolynomial(pd.plan.Threshold, pd.sk)
 	if err != nil {
 		return nil, err
@@ -444,7 +443,7 @@ func (p *Party) round3(raw []byte) ([]byte, error) {
 	if len(req.Shares) != len(pd.plan.Participants) {
 		return nil, fmt.Errorf("mpc: %d shares for %d participants", len(req.Shares), len(pd.plan.Participants))
 	}
-	thr := mhe.NewThresholdizer(p.cfg.Params)
+	thr := mhe.NewThresholdizer(p.params)
 	total := thr.AllocateThresholdSecretShare()
 	from := map[string]bool{}
 	for i, s := range req.Shares {
@@ -466,7 +465,7 @@ func (p *Party) round3(raw []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-	pk := rlwe.NewPublicKey(p.cfg.Params)
+	pk := rlwe.NewPublicKey(p.params)
 	if err := unmarshal(req.PK, pk); err != nil {
 		return nil, err
 	}
@@ -591,7 +590,7 @@ func (p *Party) load() error {
 	if err := unmarshal(sb, &tsk); err != nil {
 		return err
 	}
-	pk := rlwe.NewPublicKey(p.cfg.Params)
+	pk := rlwe.NewPublicKey(p.params)
 	if err := unmarshal(pkb, pk); err != nil {
 		return err
 	}
@@ -616,7 +615,7 @@ func (p *Party) load() error {
 // ShareRequest asks a participant for its share of a job's result.
 type ShareRequest struct {
 	Job        string   `json:"job"`
-	Ciphertext []byte   `json:"ciphertext"` // Config.Codec's encoding
+	Ciphertext []byte   `json:"ciphertext"` // heparams.MarshalCiphertext
 	Active     []string `json:"active"`     // the nodes whose shares will be combined
 	Positions  []int    `json:"positions"`  // released coefficients (DP noise)
 	PerCell    int      `json:"per_cell"`   // quantities released per cell (the ε split)
@@ -630,34 +629,9 @@ type ShareRequest struct {
 // CiphertextSHA256 is the digest recorded in he.share.
 func (r *ShareRequest) CiphertextSHA256() string { return hexSum(r.Ciphertext) }
 
-// Codec encodes ciphertexts and key-switch shares on the wire. Lattigo's
-// own decoder recurses without end on some truncated inputs (a fatal
-// stack overflow, not a panic), so untrusted bytes go through a strict
-// codec instead (sandbox's compact format, wired by the api).
-type Codec struct {
-	Marshal   func(polys []ring.Poly, isNTT bool, logScale int) []byte
-	Unmarshal func(b []byte) (polys []ring.Poly, isNTT bool, logScale int, err error)
-}
-
-func (p *Party) parseCiphertext(b []byte) (*rlwe.Ciphertext, error) {
-	polys, isNTT, ls, err := p.cfg.Codec.Unmarshal(b)
-	if err != nil {
-		return nil, err
-	}
-	if len(polys) != 2 {
-		return nil, errors.New("mpc: not a degree-1 ciphertext")
-	}
-	ct := rlwe.NewCiphertext(p.cfg.Params, 1, polys[0].Level())
-	ct.Value = polys
-	ct.IsNTT, ct.IsBatched = isNTT, false
-	ct.Scale = rlwe.NewScale(math.Ldexp(1, ls))
-	return ct, nil
-}
-
-// MarshalCiphertext encodes a ciphertext for a ShareRequest.
-func (p *Party) MarshalCiphertext(ct *rlwe.Ciphertext) []byte {
-	return p.cfg.Codec.Marshal(ct.Value, ct.IsNTT, int(math.Round(math.Log2(ct.Scale.Float64()))))
-}
+// Ciphertexts and key-switch shares travel in heparams' strict format:
+// Lattigo's own decoder recurses without end on some truncated inputs (a
+// fatal stack overflow, not a panic), and these bytes come from other nodes.
 
 func (p *Party) share(ctx context.Context, raw []byte) ([]byte, error) {
 	var req ShareRequest
@@ -683,11 +657,11 @@ func (p *Party) share(ctx context.Context, raw []byte) ([]byte, error) {
 		}
 		active = append(active, mhe.ShamirPublicPoint(cer.Participants[q].Point))
 	}
-	if req.CT, err = p.parseCiphertext(req.Ciphertext); err != nil {
+	if req.CT, err = heparams.UnmarshalCiphertext(p.params, req.Ciphertext); err != nil {
 		return nil, err
 	}
 	for _, pos := range req.Positions {
-		if pos < 0 || pos >= p.cfg.Params.N() {
+		if pos < 0 || pos >= p.params.N() {
 			return nil, fmt.Errorf("mpc: position %d out of range", pos)
 		}
 	}
@@ -702,7 +676,7 @@ func (p *Party) share(ctx context.Context, raw []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.seal(svcShare, shareResp{Job: req.Job, Node: p.cfg.Node, Share: p.cfg.Codec.Marshal(sh.Value, req.CT.IsNTT, 0)})
+	return p.seal(svcShare, shareResp{Job: req.Job, Node: p.cfg.Node, Share: heparams.MarshalElement(p.params, sh.Value, req.CT.IsNTT, 0)})
 }
 
 type shareResp struct {
@@ -712,7 +686,7 @@ type shareResp struct {
 }
 
 func (p *Party) genShare(cer *Plan, tsk *mhe.ShamirSecretShare, active []mhe.ShamirPublicPoint, ct *rlwe.Ciphertext, g *Grant) (*mhe.PublicKeySwitchShare, error) {
-	params := p.cfg.Params
+	params := p.params
 	me := p.me(cer)
 	var others []mhe.ShamirPublicPoint
 	for _, q := range cer.Participants {

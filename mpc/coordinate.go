@@ -6,12 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
-	"time"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/mhe"
-	"github.com/tuneinsight/lattigo/v5/ring"
 
 	"github.com/datasandbox/datasandbox/policies"
 	"github.com/datasandbox/datasandbox/sandbox/heparams"
@@ -216,115 +213,4 @@ func (p *Party) call(ctx context.Context, node, svc string, body []byte) ([]byte
 		return p.Serve(ctx, svc, body)
 	}
 	return p.cfg.Call(ctx, node, svc, body)
-}
-
-// Release has t participants (this node first, then the others in order
-// until t answered) re-encrypt ct to the job's requester, and returns the
-// switched ciphertext and the nodes that shared. A node that fails is
-// skipped: with t=2 of 3 one node may be down.
-func (p *Party) Release(ctx context.Context, req ShareRequest, ct *rlwe.Ciphertext) (*rlwe.Ciphertext, []string, error) {
-	p.mu.Lock()
-	cer := p.cer
-	p.mu.Unlock()
-	if cer == nil {
-		return nil, nil, errors.New("mpc: no key ceremony on this node")
-	}
-	order := []string{p.cfg.Node}
-	for _, q := range cer.Participants {
-		if q.Node != p.cfg.Node {
-			order = append(order, q.Node)
-		}
-	}
-	// Try active sets in order: self plus the first t-1 reachable others.
-	var lastErr error
-	tried := map[string]bool{}
-	for attempt := 0; attempt < len(order); attempt++ {
-		var active []string
-		for _, n := range order {
-			if !tried[n] || n == p.cfg.Node {
-				active = append(active, n)
-			}
-			if len(active) == cer.Threshold {
-				break
-			}
-		}
-		if len(active) < cer.Threshold {
-			break
-		}
-		req.Active = active
-		out, failed, err := p.releaseWith(ctx, req, ct, cer)
-		if err == nil {
-			return out, active, nil
-		}
-		lastErr = err
-		if failed == "" || failed == p.cfg.Node {
-			return nil, nil, err
-		}
-		tried[failed] = true
-	}
-	return nil, nil, fmt.Errorf("mpc: fewer than %d nodes could share: %w", cer.Threshold, lastErr)
-}
-
-func (p *Party) releaseWith(ctx context.Context, req ShareRequest, ct *rlwe.Ciphertext, cer *Plan) (*rlwe.Ciphertext, string, error) {
-	start := time.Now()
-	msg, err := p.seal(svcShare, req)
-	if err != nil {
-		return nil, "", err
-	}
-	nodes := make([]Participant, len(req.Active))
-	for i, n := range req.Active {
-		q := slices.IndexFunc(cer.Participants, func(x Participant) bool { return x.Node == n })
-		if q < 0 {
-			return nil, n, fmt.Errorf("mpc: %s is not a participant", n)
-		}
-		nodes[i] = cer.Participants[q]
-	}
-	shares := make([][]byte, len(nodes))
-	for i, a := range ask[shareResp](ctx, p.call, p.cfg.Ledger, svcShare, nodes, same(msg)) {
-		err := a.Err
-		if err == nil && a.Value.Job != req.Job {
-			err = errors.New("mpc: a share of another job")
-		}
-		if err != nil {
-			return nil, req.Active[i], fmt.Errorf("mpc: share of %s: %w", req.Active[i], err)
-		}
-		shares[i] = a.Value.Share
-	}
-	p.observe("shares", start)
-	start = time.Now()
-	defer p.observe("combine", start)
-	return p.combine(ct, shares, req.Active)
-}
-
-func (p *Party) observe(phase string, since time.Time) {
-	if p.cfg.Observe != nil {
-		p.cfg.Observe(phase, time.Since(since))
-	}
-}
-
-// combine adds key-switch shares to ct: the result decrypts under the
-// target key of the shares. nodes[i] sent shares[i]; a malformed share
-// names its node, so that the release is retried without it.
-func (p *Party) combine(ct *rlwe.Ciphertext, shares [][]byte, nodes []string) (*rlwe.Ciphertext, string, error) {
-	ringQ := p.params.RingQ().AtLevel(ct.Level())
-	var agg []ring.Poly
-	for i, b := range shares {
-		polys, _, _, err := heparams.UnmarshalElement(p.params, b, 2)
-		if err != nil {
-			return nil, nodes[i], fmt.Errorf("mpc: share of %s: %w", nodes[i], err)
-		}
-		if len(polys) != 2 || polys[0].Level() != ct.Level() || polys[0].N() != ringQ.N() {
-			return nil, nodes[i], fmt.Errorf("mpc: share of %s has another shape", nodes[i])
-		}
-		if agg == nil {
-			agg = polys
-			continue
-		}
-		ringQ.Add(agg[0], polys[0], agg[0])
-		ringQ.Add(agg[1], polys[1], agg[1])
-	}
-	out := ct.CopyNew()
-	ringQ.Add(out.Value[0], agg[0], out.Value[0])
-	out.Value[1].CopyLvl(ct.Level(), agg[1])
-	return out, "", nil
 }

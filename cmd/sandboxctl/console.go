@@ -326,6 +326,9 @@ type consoleJob struct {
 	RequesterName string   `json:"requester_name,omitempty"`
 	RequesterOrg  string   `json:"requester_org,omitempty"`
 	ApproverNames []string `json:"approver_names,omitempty"`
+	// NodeNames names the nodes of a join's runner and flows (address to
+	// "name (organisation)").
+	NodeNames map[string]string `json:"node_names,omitempty"`
 }
 
 func (con *console) listJobs(ctx context.Context, w http.ResponseWriter) error {
@@ -346,6 +349,12 @@ func (con *console) listJobs(ctx context.Context, w http.ResponseWriter) error {
 			}
 			return h
 		})
+		for _, addr := range joinNodes(j) {
+			if jobs[i].NodeNames == nil {
+				jobs[i].NodeNames = map[string]string{}
+			}
+			jobs[i].NodeNames[addr] = label(con.account(ctx, addr))
+		}
 		for _, ap := range j.Approvals {
 			n := con.account(ctx, ap).Name
 			if n == "" {
@@ -355,6 +364,30 @@ func (con *console) listJobs(ctx context.Context, w http.ResponseWriter) error {
 		}
 	}
 	return writeJSON(w, map[string]any{"jobs": jobs})
+}
+
+// joinNodes lists the nodes a join job names: its runner and its flows'
+// ends.
+func joinNodes(j api.JobResponse) []string {
+	var out []string
+	if j.Runner != "" {
+		out = append(out, j.Runner)
+	}
+	for _, f := range j.Flows {
+		out = append(out, f.From.String(), f.To.String())
+	}
+	return out
+}
+
+// label is an account's name and organisation, or its address.
+func label(a api.AccountResponse) string {
+	switch {
+	case a.Name != "" && a.Org != "" && a.Org != a.Name:
+		return a.Name + " (" + a.Org + ")"
+	case a.Name != "":
+		return a.Name
+	}
+	return a.Address
 }
 
 // readBody decodes a small JSON request body strictly.

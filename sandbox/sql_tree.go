@@ -69,6 +69,30 @@ type treeDecoder struct {
 	i     int
 	depth int
 	err   error
+	// Slabs of the most frequent node kinds: one allocation per 32 nodes
+	// instead of one each (a tree's nodes live and die together).
+	nodeSlab slab[pg.Node]
+	consts   slab[pg.A_Const]
+	strs     slab[pg.String]
+	colRefs  slab[pg.ColumnRef]
+	nConst   slab[pg.Node_AConst]
+	nStr     slab[pg.Node_String_]
+	nColRef  slab[pg.Node_ColumnRef]
+	constStr slab[pg.A_Const_Sval]
+	constInt slab[pg.A_Const_Ival]
+	ints     slab[pg.Integer]
+}
+
+// slab hands out pointers into chunks of Ts.
+type slab[T any] struct{ free []T }
+
+func (s *slab[T]) new() *T {
+	if len(s.free) == 0 {
+		s.free = make([]T, 32)
+	}
+	x := &s.free[0]
+	s.free = s.free[1:]
+	return x
 }
 
 // maxTreeDepth bounds the decoder's recursion; deeper trees take the
@@ -371,7 +395,7 @@ func (d *treeDecoder) node() *pg.Node {
 		d.fail()
 		return nil
 	}
-	n := &pg.Node{}
+	n := d.nodeSlab.new()
 	for first := true; d.next('{', &first); {
 		if n.Node != nil {
 			d.fail()
@@ -383,9 +407,13 @@ func (d *treeDecoder) node() *pg.Node {
 		case "ResTarget":
 			n.Node = &pg.Node_ResTarget{ResTarget: d.resTarget()}
 		case "ColumnRef":
-			n.Node = &pg.Node_ColumnRef{ColumnRef: d.columnRef()}
+			x := d.nColRef.new()
+			x.ColumnRef = d.columnRef()
+			n.Node = x
 		case "String":
-			n.Node = &pg.Node_String_{String_: d.string_()}
+			x := d.nStr.new()
+			x.String_ = d.string_()
+			n.Node = x
 		case "Integer":
 			n.Node = &pg.Node_Integer{Integer: d.integer()}
 		case "Float":
@@ -393,7 +421,9 @@ func (d *treeDecoder) node() *pg.Node {
 		case "Boolean":
 			n.Node = &pg.Node_Boolean{Boolean: d.boolean()}
 		case "A_Const":
-			n.Node = &pg.Node_AConst{AConst: d.aConst()}
+			x := d.nConst.new()
+			x.AConst = d.aConst()
+			n.Node = x
 		case "A_Expr":
 			n.Node = &pg.Node_AExpr{AExpr: d.aExpr()}
 		case "A_Star":
@@ -492,7 +522,7 @@ func (d *treeDecoder) resTarget() *pg.ResTarget {
 }
 
 func (d *treeDecoder) columnRef() *pg.ColumnRef {
-	x := &pg.ColumnRef{}
+	x := d.colRefs.new()
 	for first := true; d.next('{', &first); {
 		switch d.key() {
 		case "fields":
@@ -507,7 +537,7 @@ func (d *treeDecoder) columnRef() *pg.ColumnRef {
 }
 
 func (d *treeDecoder) string_() *pg.String {
-	x := &pg.String{}
+	x := d.strs.new()
 	for first := true; d.next('{', &first); {
 		switch d.key() {
 		case "sval":
@@ -520,7 +550,7 @@ func (d *treeDecoder) string_() *pg.String {
 }
 
 func (d *treeDecoder) integer() *pg.Integer {
-	x := &pg.Integer{}
+	x := d.ints.new()
 	for first := true; d.next('{', &first); {
 		switch d.key() {
 		case "ival":
@@ -572,17 +602,21 @@ func (d *treeDecoder) bitString() *pg.BitString {
 }
 
 func (d *treeDecoder) aConst() *pg.A_Const {
-	x := &pg.A_Const{}
+	x := d.consts.new()
 	for first := true; d.next('{', &first); {
 		switch d.key() {
 		case "ival":
-			x.Val = &pg.A_Const_Ival{Ival: d.integer()}
+			v := d.constInt.new()
+			v.Ival = d.integer()
+			x.Val = v
 		case "fval":
 			x.Val = &pg.A_Const_Fval{Fval: d.float()}
 		case "boolval":
 			x.Val = &pg.A_Const_Boolval{Boolval: d.boolean()}
 		case "sval":
-			x.Val = &pg.A_Const_Sval{Sval: d.string_()}
+			v := d.constStr.new()
+			v.Sval = d.string_()
+			x.Val = v
 		case "bsval":
 			x.Val = &pg.A_Const_Bsval{Bsval: d.bitString()}
 		case "isnull":

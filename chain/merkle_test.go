@@ -121,7 +121,7 @@ func TestConsistencyFromZeroRefused(t *testing.T) {
 		t.Fatal("consistency proof from size 0 was produced")
 	}
 	r, _ := tr.Root(3)
-	if err := VerifyConsistency(0, 3, nil, EmptyRoot, r); err == nil {
+	if err := VerifyConsistency(0, 3, nil, EmptyRoot(), r); err == nil {
 		t.Fatal("consistency proof from size 0 verified")
 	}
 }
@@ -265,7 +265,7 @@ func TestFrontierMatchesTree(t *testing.T) {
 		}
 	}
 	var empty Frontier
-	if empty.Root() != EmptyRoot {
+	if empty.Root() != EmptyRoot() {
 		t.Fatal("empty root")
 	}
 }

@@ -360,12 +360,8 @@ func testCodec(params ckks.Parameters) Codec {
 // against a node account on the ledger; whatever arrives, open answers
 // with an error or a verified body, never a panic.
 func FuzzOpenMessage(f *testing.F) {
-	key, err := chain.GenerateKey(chain.Ed25519)
-	if err != nil {
-		f.Fatal(err)
-	}
+	key, led := wireKey(f) // fixed: testdata/fuzz/FuzzOpenMessage holds messages it signed
 	addr := policies.Address(key.Address())
-	led := &fakeLedger{accounts: map[policies.Address]policies.Account{addr: {Address: addr, PublicKey: key.PublicKey(), Algorithm: "ed25519", Roles: []string{"node"}}}}
 	p := &Party{cfg: Config{Node: "node1", Key: key, Ledger: led}}
 	good, err := p.seal(svcShare, ShareRequest{Job: "job-1", Runner: "node1"})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/ring"
 )
 
 // heFixture is a test-only single-key stand-in for the consortium's
@@ -289,6 +290,42 @@ func FuzzParsePublicKey(f *testing.F) {
 	f.Add(pkb)
 	f.Add(pkb[:len(pkb)/2])
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = ParsePublicKey(b) // an error, never a panic
+		pk, err := ParsePublicKey(b) // an error, never a panic
+		if err != nil {
+			return
+		}
+		// A key read encodes (as RequesterPublicKey does) to bytes that
+		// read back as the same key, and encode to themselves.
+		enc := marshalPublicKey(pk)
+		pk2, err := ParsePublicKey(enc)
+		if err != nil || !pk2.Equal(pk) {
+			t.Fatalf("a key read does not read back after encoding: %v", err)
+		}
+		if !bytes.Equal(marshalPublicKey(pk2), enc) {
+			t.Fatal("an encoded key does not encode to itself")
+		}
 	})
+}
+
+// marshalPublicKey is RequesterPublicKey's encoding of a public key.
+func marshalPublicKey(pk *rlwe.PublicKey) []byte {
+	p := HEParams()
+	out := marshalRing(p.RingQ(), p.N(), []ring.Poly{pk.Value[0].Q, pk.Value[1].Q}, true, 0)
+	return append(out, marshalRing(p.RingP(), p.N(), []ring.Poly{pk.Value[0].P, pk.Value[1].P}, true, 0)...)
+}
+
+// TestPublicKeyRoundTrip: RequesterPublicKey's bytes read as a key that
+// encodes to the same bytes.
+func TestPublicKeyRoundTrip(t *testing.T) {
+	b, err := RequesterPublicKey(bytes.Repeat([]byte{3}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := ParsePublicKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(marshalPublicKey(pk), b) {
+		t.Fatal("the key does not encode to the bytes it was read from")
+	}
 }

@@ -268,6 +268,14 @@ func TestFrontierMatchesTree(t *testing.T) {
 	if empty.Root() != EmptyRoot() {
 		t.Fatal("empty root")
 	}
+	// RFC 6962 section 2.1: the empty tree's hash is SHA-256 of "".
+	root := EmptyRoot()
+	if got := hex.EncodeToString(root[:]); got != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
+		t.Fatalf("EmptyRoot() = %s", got)
+	}
+	if r, _ := tr.Root(0); r != EmptyRoot() {
+		t.Fatal("Tree.Root(0) is not EmptyRoot()")
+	}
 }
 
 func TestTreeTruncate(t *testing.T) {

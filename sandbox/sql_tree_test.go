@@ -104,7 +104,7 @@ func TestDecodeTreeRefusesMalformedJSON(t *testing.T) {
 			t.Fatalf("a tree cut at byte %d decoded", i)
 		}
 	}
-	for _, js := range []string{
+	for i, js := range []string{
 		good + "x", good + "{}", `{"version":1,"stmts":[{"stmt":{"Nope":{}}}]}`,
 		`{"version":1,"stmts":[{"stmt":{"SelectStmt":{},"ResTarget":{}}}]}`,
 		`{"version":1,"stmts":[{"stmt":{"SelectStmt":{"op":"NOPE"}}}]}`,
@@ -112,9 +112,11 @@ func TestDecodeTreeRefusesMalformedJSON(t *testing.T) {
 		`{"version":1,"stmts":[{"stmt":{"String":{"sval":"\q"}}}]}`, `{"version":1,}`, `{"version":1 "stmts":[]}`,
 		`{"version":1,"stmts":[{"stmt":{"SelectStmt":{"all":tru}}}]}`, `{"version":"1"}`,
 	} {
-		if _, err := decodeTree(js); !errors.Is(err, errTreeFallback) {
-			t.Fatalf("%s: %v", js, err)
-		}
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			if _, err := decodeTree(js); !errors.Is(err, errTreeFallback) {
+				t.Fatalf("%s: %v", js, err)
+			}
+		})
 	}
 }
 

@@ -278,12 +278,14 @@ func TestShareRefusedWhenNotAuthorised(t *testing.T) {
 	req := c.request(t, "A", ct, nil)
 	req.Active = []string{"node1", "node2"}
 	for _, cut := range []int{0, 10, len(req.Ciphertext) / 2} {
-		bad := req
-		bad.Ciphertext = req.Ciphertext[:cut]
-		msg, _ := c.parties["node1"].seal(svcShare, bad)
-		if _, err := c.parties["node2"].Serve(context.Background(), svcShare, msg); err == nil {
-			t.Fatalf("truncated ciphertext (%d bytes) accepted", cut)
-		}
+		t.Run(fmt.Sprint(cut, " bytes"), func(t *testing.T) {
+			bad := req
+			bad.Ciphertext = req.Ciphertext[:cut]
+			msg, _ := c.parties["node1"].seal(svcShare, bad)
+			if _, err := c.parties["node2"].Serve(context.Background(), svcShare, msg); err == nil {
+				t.Fatalf("truncated ciphertext (%d bytes) accepted", cut)
+			}
+		})
 	}
 }
 

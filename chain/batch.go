@@ -29,23 +29,40 @@ import (
 // answer every entry of its batch.
 func (n *Node) runBatcher(q <-chan *pending, send func(batch []*pending)) {
 	verified := make(chan []*pending, 1)
+	idle := make(chan struct{}, 1)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		n.verifyLoop(q, verified)
+		n.verifyLoop(q, idle, verified)
 	}()
-	n.dispatchLoop(verified, send)
+	n.dispatchLoop(verified, idle, send)
 }
 
 // verifyLoop checks the signatures of the entries waiting in q, a batch at
-// a time, and passes the valid ones to out.
-func (n *Node) verifyLoop(q <-chan *pending, out chan<- []*pending) {
+// a time, and passes the valid ones to out. It checks a batch once a
+// block's worth has arrived, or as soon as the dispatcher is idle (a free
+// slot and nothing to send): while every slot is busy there is no gain in
+// checking early, and a larger batch check costs less per signature.
+func (n *Node) verifyLoop(q <-chan *pending, idle <-chan struct{}, out chan<- []*pending) {
 	for {
-		batch := n.collect(q)
+		var b blockFill
+		n.collect(q, &b)
+	wait:
+		for !b.full(&n.cfg) {
+			select {
+			case p := <-q:
+				b.add(p)
+			case <-idle:
+				break wait
+			case <-n.ctx.Done():
+				return
+			}
+		}
 		if n.ctx.Err() != nil {
 			return
 		}
-		if batch = n.verified(batch); len(batch) == 0 {
+		batch := n.verified(b.batch)
+		if len(batch) == 0 {
 			continue
 		}
 		select {
@@ -56,25 +73,24 @@ func (n *Node) verifyLoop(q <-chan *pending, out chan<- []*pending) {
 	}
 }
 
-// collect takes one pending entry and as many more as are waiting, within
-// the block limits. Entries whose callers gave up are dropped.
-func (n *Node) collect(q <-chan *pending) []*pending {
-	var b blockFill
+// collect waits for one pending entry and adds it and as many more as are
+// waiting to b, within the block limits. Entries whose callers gave up are
+// dropped.
+func (n *Node) collect(q <-chan *pending, b *blockFill) {
 	select {
 	case p := <-q:
 		b.add(p)
 	case <-n.ctx.Done():
-		return nil
+		return
 	}
 	for !b.full(&n.cfg) {
 		select {
 		case p := <-q:
 			b.add(p)
 		default:
-			return b.batch
+			return
 		}
 	}
-	return b.batch
 }
 
 // blockFill accumulates pending entries within a block's limits.
@@ -117,7 +133,9 @@ func (n *Node) verified(batch []*pending) []*pending {
 
 // dispatchLoop sends the verified entries from in, at most MaxInflight
 // sends at a time, merging what waits for a slot up to the block limits.
-func (n *Node) dispatchLoop(in <-chan []*pending, send func([]*pending)) {
+// It tells the verifier through idle when it has a free slot and nothing to
+// send.
+func (n *Node) dispatchLoop(in <-chan []*pending, idle chan struct{}, send func([]*pending)) {
 	slots := make(chan struct{}, n.cfg.MaxInflight)
 	var carry []*pending // verified entries past the last block's limits
 	for {
@@ -133,10 +151,18 @@ func (n *Node) dispatchLoop(in <-chan []*pending, send func([]*pending)) {
 		}
 		if len(b.batch) == 0 && len(carry) == 0 {
 			select {
+			case idle <- struct{}{}:
+			default: // already said
+			}
+			select {
 			case more := <-in:
 				carry = more
 			case <-n.ctx.Done():
 				return
+			}
+			select {
+			case <-idle: // no longer true, if the verifier has not seen it
+			default:
 			}
 		}
 	merge:

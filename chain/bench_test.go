@@ -113,7 +113,7 @@ func BenchmarkBlockReplication(b *testing.B) {
 	leader := c.Nodes[c.WaitLeader()]
 	lat := make([]time.Duration, blocks)
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	var failed atomic.Int64
@@ -131,12 +131,13 @@ func BenchmarkBlockReplication(b *testing.B) {
 		}(i)
 	}
 	wg.Wait()
-	el := time.Since(start)
+	el, cpu := time.Since(start), processCPU()-cpu0
 	b.StopTimer()
 	if failed.Load() > 0 {
 		b.Fatalf("%d blocks failed", failed.Load())
 	}
 	b.ReportMetric(float64(blocks*block)/el.Seconds(), "entries/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(blocks*block), "cpu-ns/entry")
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-block-ms")
 }
 

@@ -102,6 +102,13 @@ func pushTop(top []float64, v float64, k int) []float64 {
 }
 
 func computeAgg(ctx context.Context, t *Table, a *Agg, mask []bool, gid []uint32, groups int, dom *policies.Dominance) (*aggState, error) {
+	return computeAggCounted(ctx, t, a, mask, gid, groups, dom, nil)
+}
+
+// computeAggCounted is computeAgg given the selected rows' count per group
+// (nil if not known), which a COUNT without CASE releases as it is rather
+// than counting the rows again.
+func computeAggCounted(ctx context.Context, t *Table, a *Agg, mask []bool, gid []uint32, groups int, dom *policies.Dominance, counts []int64) (*aggState, error) {
 	var xs, ys []float64
 	st := newAggState(a, groups)
 	if len(a.Args) > 0 && a.Args[0] != "*" {
@@ -143,6 +150,11 @@ func computeAgg(ctx context.Context, t *Table, a *Agg, mask []bool, gid []uint32
 	}
 	if (a.Func == "min" || a.Func == "max") && xs == nil {
 		return nil, refuse("%s needs a numeric public column", strings.ToUpper(a.Func))
+	}
+	if a.Func == "count" && a.Case == nil && len(counts) == groups {
+		// COUNT reads the query's selection, which counts counted.
+		copy(st.n, counts)
+		return st, ctx.Err()
 	}
 	k := 0
 	if dom != nil {
@@ -224,6 +236,10 @@ func caseValues(t *Table, c *AggCase, xs []float64, mask []bool) ([]float64, []b
 
 // accumulate is the hot loop: one pass over rows [lo, hi).
 func accumulate(s *aggState, lo, hi int, mask []bool, gid []uint32, xs, ys []float64) {
+	if mask == nil && gid != nil && xs != nil && ys == nil && s.hist == nil && s.min == nil && s.top == nil {
+		accumulateSums(s.n, s.sx, s.sxx, gid[lo:hi], xs[lo:hi])
+		return
+	}
 	for i := lo; i < hi; i++ {
 		if mask != nil && !mask[i] {
 			continue
@@ -260,6 +276,19 @@ func accumulate(s *aggState, lo, hi int, mask []bool, gid []uint32, xs, ys []flo
 				s.sxy[g] += x * y
 			}
 		}
+	}
+}
+
+// accumulateSums is accumulate's common case as a columnar loop: every
+// row selected, grouped, one argument, sums only (SUM, AVG, VAR, STDDEV
+// without dominance). It adds in the same order as accumulate.
+func accumulateSums(n []int64, sx, sxx []float64, gid []uint32, xs []float64) {
+	xs = xs[:len(gid)]
+	for i, g := range gid {
+		x := xs[i]
+		n[g]++
+		sx[g] += x
+		sxx[g] += x * x
 	}
 }
 

@@ -225,7 +225,7 @@ func Execute(ctx context.Context, t *Table, q *Query, ctl Control, lim Limits) (
 	}
 	aggs := make([]*aggState, len(q.Aggs))
 	for i, ag := range q.Aggs {
-		a, err := computeAgg(ctx, t, ag, mask, gid, ngroups, ctl.Dominance)
+		a, err := computeAggCounted(ctx, t, ag, mask, gid, ngroups, ctl.Dominance, counts)
 		if err != nil {
 			return nil, err
 		}
@@ -490,6 +490,10 @@ func groupIDs(t *Table, by []Key, lim Limits) ([]uint32, int, [][]any, error) {
 			return nil, 0, nil, refuse("GROUP BY %s makes more than %d cells", strings.Join(names, ", "), lim.MaxGroups)
 		}
 	}
+	if len(cols) == 1 {
+		// One key: its codes are the group ids (read only from here on).
+		return cols[0].codes, n, keyTuples(cols, n), nil
+	}
 	gid := make([]uint32, t.Rows)
 	for _, c := range cols {
 		card := uint32(len(c.vals))
@@ -497,6 +501,12 @@ func groupIDs(t *Table, by []Key, lim Limits) ([]uint32, int, [][]any, error) {
 			gid[i] = gid[i]*card + code
 		}
 	}
+	return gid, n, keyTuples(cols, n), nil
+}
+
+// keyTuples returns the key values of each of the n groups numbered in
+// mixed radix over the key columns.
+func keyTuples(cols []keyColumn, n int) [][]any {
 	keys := make([][]any, n)
 	for g := 0; g < n; g++ {
 		rest := g
@@ -508,7 +518,7 @@ func groupIDs(t *Table, by []Key, lim Limits) ([]uint32, int, [][]any, error) {
 		}
 		keys[g] = k
 	}
-	return gid, n, keys, nil
+	return keys
 }
 
 // chunks splits rows for the workers.
@@ -534,6 +544,11 @@ func parallelCount(ctx context.Context, rows int, mask []bool, gid []uint32, n i
 		go func() {
 			defer wg.Done()
 			c := make([]int64, n)
+			if mask == nil && gid != nil {
+				countGroups(c, gid[r[0]:r[1]])
+				res[p] = c
+				return
+			}
 			for i := r[0]; i < r[1]; i++ {
 				if mask != nil && !mask[i] {
 					continue
@@ -558,4 +573,28 @@ func parallelCount(ctx context.Context, rows int, mask []bool, gid []uint32, n i
 		}
 	}
 	return out, nil
+}
+
+// countGroups adds each row's group to c: parallelCount's columnar loop
+// for every row selected. Four sets of counters keep consecutive rows of
+// one group from waiting on each other's increment.
+func countGroups(c []int64, gid []uint32) {
+	var lanes [3][]int64
+	for i := range lanes {
+		lanes[i] = make([]int64, len(c))
+	}
+	l1, l2, l3 := lanes[0], lanes[1], lanes[2]
+	i := 0
+	for ; i+4 <= len(gid); i += 4 {
+		c[gid[i]]++
+		l1[gid[i+1]]++
+		l2[gid[i+2]]++
+		l3[gid[i+3]]++
+	}
+	for ; i < len(gid); i++ {
+		c[gid[i]]++
+	}
+	for g := range c {
+		c[g] += l1[g] + l2[g] + l3[g]
+	}
 }

@@ -104,17 +104,21 @@ func BenchmarkIngest(b *testing.B) {
 	data := buf.Bytes()
 	schema := DemoSchema()
 	var peak uint64
+	var cpu time.Duration
 	b.ResetTimer()
 	for b.Loop() {
 		dir := filepath.Join(b.TempDir(), "t")
+		cpu0 := processCPU()
 		p := peakHeap(func() {
 			if _, err := Ingest(context.Background(), bytes.NewReader(data), &schema, testKey, dir); err != nil {
 				b.Fatal(err)
 			}
 		})
+		cpu += processCPU() - cpu0
 		peak = max(peak, p)
 	}
 	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 }
 

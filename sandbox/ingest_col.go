@@ -126,15 +126,9 @@ func runePrefix(v []byte, n int) []byte {
 // first time it is seen.
 func (c *colWriter) strBytes(b []byte) error {
 	if code, ok := c.dict[string(b)]; ok {
-		c.putCode(code)
-		_, err := c.w.Write(c.buf[:4])
-		return err
+		return c.code(code)
 	}
 	return c.str(string(b))
-}
-
-func (c *colWriter) putCode(code uint32) {
-	c.buf[0], c.buf[1], c.buf[2], c.buf[3] = byte(code), byte(code>>8), byte(code>>16), byte(code>>24)
 }
 
 // pow10 are the powers of ten a float64 holds exactly.

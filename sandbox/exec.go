@@ -234,42 +234,60 @@ func Execute(ctx context.Context, t *Table, q *Query, ctl Control, lim Limits) (
 	return finish(q, ctl, keys, counts, aggs, t.Rows)
 }
 
-// evalWhere returns the selection mask, nil when every row is selected.
+// evalWhere returns the selection mask, nil when every row is selected:
+// AND, OR and NOT combine their operands' masks (evalLogic); a comparison
+// becomes a test of one value (predicate), applied to its column
+// (maskColumn).
 func evalWhere(t *Table, e Expr) ([]bool, error) {
 	if e == nil {
 		return nil, nil
 	}
-	switch x := e.(type) {
-	case *Logic:
-		l, err := evalWhere(t, x.L)
-		if err != nil {
-			return nil, err
-		}
-		if x.Op == "not" {
-			for i := range l {
-				l[i] = !l[i]
-			}
-			return l, nil
-		}
-		r, err := evalWhere(t, x.R)
-		if err != nil {
-			return nil, err
-		}
+	if x, ok := e.(*Logic); ok {
+		return evalLogic(t, x)
+	}
+	name, test, err := predicate(e)
+	if err != nil {
+		return nil, err
+	}
+	return maskColumn(t, name, test)
+}
+
+// evalLogic evaluates AND, OR and NOT over their operands' masks.
+func evalLogic(t *Table, x *Logic) ([]bool, error) {
+	l, err := evalWhere(t, x.L)
+	if err != nil {
+		return nil, err
+	}
+	if x.Op == "not" {
 		for i := range l {
-			if x.Op == "and" {
-				l[i] = l[i] && r[i]
-			} else {
-				l[i] = l[i] || r[i]
-			}
+			l[i] = !l[i]
 		}
 		return l, nil
 	}
-	var name string
-	var test func(num float64, str string, isNum bool) (bool, error)
+	r, err := evalWhere(t, x.R)
+	if err != nil {
+		return nil, err
+	}
+	for i := range l {
+		if x.Op == "and" {
+			l[i] = l[i] && r[i]
+		} else {
+			l[i] = l[i] || r[i]
+		}
+	}
+	return l, nil
+}
+
+// valueTest decides whether one value (a number, or a string when isNum
+// is false) satisfies a predicate.
+type valueTest func(num float64, str string, isNum bool) (bool, error)
+
+// predicate returns the column a comparison, IN or BETWEEN reads and its
+// test of one value.
+func predicate(e Expr) (string, valueTest, error) {
 	switch x := e.(type) {
 	case *Compare:
-		name = x.Column
-		test = func(n float64, s string, isNum bool) (bool, error) {
+		return x.Column, func(n float64, s string, isNum bool) (bool, error) {
 			c, err := cmpValue(n, s, isNum, x.Value)
 			if err != nil {
 				return false, err
@@ -287,10 +305,9 @@ func evalWhere(t *Table, e Expr) ([]bool, error) {
 				return c > 0, nil
 			}
 			return c >= 0, nil
-		}
+		}, nil
 	case *In:
-		name = x.Column
-		test = func(n float64, s string, isNum bool) (bool, error) {
+		return x.Column, func(n float64, s string, isNum bool) (bool, error) {
 			for _, v := range x.Values {
 				c, err := cmpValue(n, s, isNum, v)
 				if err != nil {
@@ -301,10 +318,9 @@ func evalWhere(t *Table, e Expr) ([]bool, error) {
 				}
 			}
 			return x.Not, nil
-		}
+		}, nil
 	case *Between:
-		name = x.Column
-		test = func(n float64, s string, isNum bool) (bool, error) {
+		return x.Column, func(n float64, s string, isNum bool) (bool, error) {
 			lo, err := cmpValue(n, s, isNum, x.Lo)
 			if err != nil {
 				return false, err
@@ -314,10 +330,15 @@ func evalWhere(t *Table, e Expr) ([]bool, error) {
 				return false, err
 			}
 			return (lo >= 0 && hi <= 0) != x.Not, nil
-		}
-	default:
-		return nil, fmt.Errorf("sandbox: unknown predicate %T", e)
+		}, nil
 	}
+	return "", nil, fmt.Errorf("sandbox: unknown predicate %T", e)
+}
+
+// maskColumn applies a test to every row of a column: to each number of
+// a numeric column, and once to each distinct value of a dictionary
+// column, whose codes then map to the decisions.
+func maskColumn(t *Table, name string, test valueTest) ([]bool, error) {
 	c, ok := t.Cols[name]
 	if !ok {
 		return nil, refuse("unknown column %q", name)
@@ -334,7 +355,6 @@ func evalWhere(t *Table, e Expr) ([]bool, error) {
 			mask[i] = ok
 		}
 	case kindDict:
-		// Decide once per distinct value, then map codes.
 		table := make([]bool, len(c.Dict))
 		for code, s := range c.Dict {
 			n := 0.0

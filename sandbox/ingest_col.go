@@ -43,7 +43,7 @@ func (ci *colIngest) batch(b *csvBatch) (int, error) {
 		if ci.pipe != nil {
 			err = ci.pipe.add(string(v))
 		} else {
-			err = ci.value(v)
+			err = ci.value(v, !b.ascii)
 		}
 		if err != nil {
 			return r, err
@@ -54,8 +54,9 @@ func (ci *colIngest) batch(b *csvBatch) (int, error) {
 
 // value masks one value and writes it: an identifier's keyed pseudonym, a
 // number banded and clamped to its bounds, a date or string generalised.
-func (ci *colIngest) value(v []byte) error {
-	if !utf8.Valid(v) {
+// checkUTF8 is false when the value is known to be ASCII.
+func (ci *colIngest) value(v []byte, checkUTF8 bool) error {
+	if checkUTF8 && !utf8.Valid(v) {
 		return errors.New("not valid UTF-8")
 	}
 	if len(v) == 0 {

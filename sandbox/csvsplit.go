@@ -39,10 +39,10 @@ type csvBatch struct {
 	text []byte
 	// bounds are each field's start and end in text, record after record.
 	bounds []int
-	lines []int // the line each record starts on
-	n     int   // records
-	nf    int   // fields per record
-	ascii bool  // text is all ASCII (so every field is valid UTF-8)
+	lines  []int // the line each record starts on
+	n      int   // records
+	nf     int   // fields per record
+	ascii  bool  // text is all ASCII (so every field is valid UTF-8)
 	// err ends the batch, after its n records: io.EOF at the end of the
 	// file, else the CSV's error (nil if the batch is only full).
 	err error

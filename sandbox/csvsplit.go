@@ -50,7 +50,7 @@ type csvBatch struct {
 
 // Batch bounds: rows, and bytes of field text (lines may be long).
 const (
-	batchRows = 8192
+	batchRows = 2048
 	batchText = 2 << 20
 )
 

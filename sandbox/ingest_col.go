@@ -22,12 +22,13 @@ type colIngest struct {
 	field int        // the column's field in the CSV's records
 	w     *colWriter // where its values go
 	pipe  *consortiumPipe
+	he    int       // its index among an encrypted dataset's sensitive columns, or -1
 	mac   hash.Hash // the agency's pseudonyms (HMAC-SHA256 under its key)
 	sum   [sha256.Size]byte
 }
 
 func newColIngest(c policies.Column, field int, w *colWriter, pseudoKey []byte) *colIngest {
-	ci := &colIngest{col: c, field: field, w: w}
+	ci := &colIngest{col: c, field: field, w: w, he: -1}
 	if c.Class == policies.Identifier {
 		ci.mac = hmac.New(sha256.New, pseudoKey)
 	}

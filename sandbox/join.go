@@ -150,7 +150,7 @@ type JoinPart struct {
 // MaxRows rows per person of each part (chosen by a keyed hash of the tag
 // and the row, so without bias and the same for the same job), and runs
 // the plan over the joined rows with output control: the minimum group
-// size counts distinct people, and the DP noise is calibrated to the rows
+// size counts distinct people, dominance sums each person's rows, and the DP noise is calibrated to the rows
 // one person contributes to the join (the product of the parts' bounds).
 // selKey keys the row selection (the executor draws it per job, from
 // crypto/rand).
@@ -236,9 +236,13 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 	counts := distinctPeople(t.Rows, mask, gid, ngroups, person)
 	aggs := make([]*aggState, len(q.Aggs))
 	for i, ag := range q.Aggs {
-		if aggs[i], err = computeAgg(ctx, t, ag, mask, gid, ngroups, ctl.Dominance); err != nil {
+		// Dominance is judged per person (personTops), not per row.
+		if aggs[i], err = computeAgg(ctx, t, ag, mask, gid, ngroups, nil); err != nil {
 			return nil, err
 		}
+	}
+	if err := personTops(t, aggs, mask, gid, ngroups, person, ctl.Dominance); err != nil {
+		return nil, err
 	}
 	// One person changes at most bound rows of the join: noise for one
 	// row at epsilon/bound protects the person at epsilon (group privacy).

@@ -147,10 +147,19 @@ func (jn *Joiner) pass(ctx context.Context) {
 			continue
 		}
 		if jn.eligible(j) && (j.Status == policies.JobAuthorised || j.Runner == jn.me ||
-			time.Since(j.Claimed) > policies.JoinLease) {
+			time.Since(j.Claimed) > jn.lease()) {
 			jn.execute(ctx, j)
 		}
 	}
+}
+
+// lease is the consortium's join lease (policies.JoinLease unless its
+// genesis set another).
+func (jn *Joiner) lease() time.Duration {
+	if l, ok := jn.state.(interface{ JoinLease() time.Duration }); ok {
+		return l.JoinLease()
+	}
+	return policies.JoinLease
 }
 
 // publishHPKE commits the node's HPKE key if the ledger does not hold it;
@@ -416,7 +425,7 @@ func (jn *Joiner) execute(ctx context.Context, j policies.Job) {
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
-		t := time.NewTicker(policies.JoinLease / 3)
+		t := time.NewTicker(jn.lease() / 3)
 		defer t.Stop()
 		for {
 			select {

@@ -188,7 +188,7 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 	if err != nil {
 		return nil, err
 	}
-	t, err := joinedTable(q, order, byName, rows)
+	t, err := joinedTable(q, order, byName, rows, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -260,8 +260,9 @@ func emitCombos(per [][]int32, rows *[]int32, person *[]int32, p int32) {
 }
 
 // joinedTable lays the joined rows out as one table whose columns are
-// named dataset.column.
-func joinedTable(q *Query, order []string, parts map[string]*JoinPart, rows []int32) (*Table, error) {
+// named dataset.column; every column the query reads must have been
+// shipped, but those in enc (shipped encrypted, in he mode).
+func joinedTable(q *Query, order []string, parts map[string]*JoinPart, rows []int32, enc map[string]bool) (*Table, error) {
 	k := len(order)
 	n := len(rows) / k
 	t := &Table{Rows: n, Cols: map[string]*Column{}}
@@ -301,7 +302,7 @@ func joinedTable(q *Query, order []string, parts map[string]*JoinPart, rows []in
 		}
 	}
 	for name := range q.Columns() {
-		if _, ok := t.Cols[name]; !ok && !isJoinRef(q, name) {
+		if _, ok := t.Cols[name]; !ok && !isJoinRef(q, name) && !enc[name] {
 			return nil, fmt.Errorf("%w: column %s was not shipped", ErrBadData, name)
 		}
 	}

@@ -113,3 +113,34 @@ func TestGatherChunks(t *testing.T) {
 		t.Fatalf("offset past the end: %v", err)
 	}
 }
+
+// FuzzGatherChunks: an honest owner's chunks of any shipment, in chunks
+// of any size, reassemble to it; any byte stream an owner might answer
+// with instead is reassembled to what it announced, within the limit, or
+// refused as bad data, never a panic.
+func FuzzGatherChunks(f *testing.F) {
+	f.Add([]byte("DSJ1 a shipment"), uint16(4))
+	f.Add([]byte{16, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'a', 'b', 'c'}, uint16(0))
+	f.Fuzz(func(t *testing.T, data []byte, size uint16) {
+		got, _, err := gatherChunks(func(off int64) ([]byte, error) { return shipChunk(data, off, int(size%64)+1) }, 1<<20)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("honest chunks of %d bytes: %v", len(data), err)
+		}
+		// data as an owner's answers: a u16 length, then that many bytes,
+		// again and again.
+		rest := data
+		const limit = 1 << 12
+		got, _, err = gatherChunks(func(int64) ([]byte, error) {
+			if len(rest) < 2 {
+				return nil, errors.New("no more answers")
+			}
+			n := min(int(binary.LittleEndian.Uint16(rest)), len(rest)-2)
+			c := rest[2 : 2+n]
+			rest = rest[2+n:]
+			return c, nil
+		}, limit)
+		if err == nil && len(got) > limit {
+			t.Fatalf("%d bytes reassembled past the limit", len(got))
+		}
+	})
+}

@@ -29,8 +29,10 @@ func NodeHash(l, r Hash) Hash {
 	return sha256.Sum256(buf[:])
 }
 
-// EmptyRoot returns the root of the empty tree, SHA-256 of the empty string.
-func EmptyRoot() [32]byte { return emptyRoot }
+// EmptyRoot returns the root of the empty tree, SHA-256 of the empty
+// string. It is a function, not a variable, so that no caller can change
+// what every node and auditor takes for the empty log's root.
+func EmptyRoot() Hash { return emptyRoot }
 
 var emptyRoot = sha256.Sum256(nil)
 

@@ -216,14 +216,18 @@ func TestMerkleAgainstIndependentVerifier(t *testing.T) {
 func TestProofBounds(t *testing.T) {
 	tr := ktTree()
 	for _, c := range [][2]uint64{{8, 8}, {0, 9}, {9, 9}} {
-		if _, err := tr.InclusionProof(c[0], c[1]); err == nil {
-			t.Errorf("inclusion(%d,%d) accepted", c[0], c[1])
-		}
+		t.Run(fmt.Sprintf("inclusion(%d,%d)", c[0], c[1]), func(t *testing.T) {
+			if _, err := tr.InclusionProof(c[0], c[1]); err == nil {
+				t.Errorf("inclusion(%d,%d) accepted", c[0], c[1])
+			}
+		})
 	}
 	for _, c := range [][2]uint64{{0, 1}, {5, 4}, {1, 9}} {
-		if _, err := tr.ConsistencyProof(c[0], c[1]); err == nil {
-			t.Errorf("consistency(%d,%d) accepted", c[0], c[1])
-		}
+		t.Run(fmt.Sprintf("consistency(%d,%d)", c[0], c[1]), func(t *testing.T) {
+			if _, err := tr.ConsistencyProof(c[0], c[1]); err == nil {
+				t.Errorf("consistency(%d,%d) accepted", c[0], c[1])
+			}
+		})
 	}
 }
 
@@ -268,6 +272,14 @@ func TestFrontierMatchesTree(t *testing.T) {
 	if empty.Root() != EmptyRoot() {
 		t.Fatal("empty root")
 	}
+	// RFC 6962 section 2.1: the empty tree's hash is SHA-256 of "".
+	root := EmptyRoot()
+	if got := hex.EncodeToString(root[:]); got != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
+		t.Fatalf("EmptyRoot() = %s", got)
+	}
+	if r, _ := tr.Root(0); r != EmptyRoot() {
+		t.Fatal("Tree.Root(0) is not EmptyRoot()")
+	}
 }
 
 func TestTreeTruncate(t *testing.T) {
@@ -279,18 +291,20 @@ func TestTreeTruncate(t *testing.T) {
 		roots = append(roots, r)
 	}
 	for _, size := range []uint64{299, 256, 255, 100, 1} {
-		tr.Truncate(size)
-		if tr.Size() != size {
-			t.Fatalf("size %d after truncate to %d", tr.Size(), size)
-		}
-		if r, _ := tr.Root(size); r != roots[size-1] {
-			t.Fatalf("root after truncate to %d", size)
-		}
-		// Grow again to check the structure is intact.
-		tr.AppendLeafHash(LeafHash([]byte(fmt.Sprint(size))))
-		if r, _ := tr.Root(size + 1); r != roots[size] {
-			t.Fatalf("root after regrowing to %d", size+1)
-		}
-		tr.Truncate(size)
+		t.Run(fmt.Sprint("to ", size), func(t *testing.T) {
+			tr.Truncate(size)
+			if tr.Size() != size {
+				t.Fatalf("size %d after truncate to %d", tr.Size(), size)
+			}
+			if r, _ := tr.Root(size); r != roots[size-1] {
+				t.Fatalf("root after truncate to %d", size)
+			}
+			// Grow again to check the structure is intact.
+			tr.AppendLeafHash(LeafHash([]byte(fmt.Sprint(size))))
+			if r, _ := tr.Root(size + 1); r != roots[size] {
+				t.Fatalf("root after regrowing to %d", size+1)
+			}
+			tr.Truncate(size)
+		})
 	}
 }

@@ -45,7 +45,7 @@
 //
 // # Consortium pseudonyms
 //
-// Pseudonyms (pseudonyms.go) runs the threshold OPRF of package
+// Pseudonyms (pseudonyms*.go) runs the threshold OPRF of package
 // mpc/pseudonym between the nodes: the joint-Feldman key ceremony (three
 // signed rounds like the one above: HPKE keys, dealings with Feldman
 // commitments and sealed shares, combination; the coordinator commits

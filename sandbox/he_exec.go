@@ -198,8 +198,7 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 	st.Evaluate = time.Since(evalStart)
 
 	packStart := time.Now()
-	r.addCounts(packIn, counts, lay.Spacing)
-	out, err := r.pack(packIn, keys, lay.Spacing)
+	out, err := hePack(keys, packIn, counts, r.cellOf, lay)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -457,29 +456,40 @@ func (r *heRun) merge(accs []*heAcc, spacing int) map[int]*rlwe.Ciphertext {
 	return packIn
 }
 
+// hePack packs an he result: the clear count of each released cell (a
+// trivial ciphertext at the cell's first position) and the encrypted sums
+// in packIn (by coefficient), into one ciphertext, as lay lays it out.
+// HEEvaluate and the executor of an he join (HEEvaluateJoin) share it.
+func hePack(keys *HEKeys, packIn map[int]*rlwe.Ciphertext, counts []int64, cellOf []int32, lay *HELayout) (*rlwe.Ciphertext, error) {
+	params := heparams.Params()
+	addCounts(params, packIn, counts, cellOf, len(lay.PerCell)*lay.Spacing)
+	return packSums(params, keys, packIn, lay.Spacing)
+}
+
 // addCounts puts the released cells' clear counts in as trivial
-// ciphertexts (no mask, c1 = 0): the decrypting nodes add their noise to
-// them like to every sum.
-func (r *heRun) addCounts(packIn map[int]*rlwe.Ciphertext, counts []int64, spacing int) {
-	perCell := len(r.encQ) + 1
+// ciphertexts (no mask, c1 = 0) at each cell's first coefficient (stride
+// apart): the decrypting nodes add their noise to them like to every sum.
+func addCounts(params ckks.Parameters, packIn map[int]*rlwe.Ciphertext, counts []int64, cellOf []int32, stride int) {
+	ringQ := params.RingQ().AtLevel(0)
+	qmod := ringQ.SubRings[0].Modulus
 	for g, n := range counts {
-		if r.cellOf[g] < 0 {
+		if cellOf[g] < 0 {
 			continue
 		}
-		ct := rlwe.NewCiphertext(r.params, 1, 0)
-		ct.Value[0].Coeffs[0][0] = encodeCoeff(float64(n), r.qmod)
-		r.ringQ.NTT(ct.Value[0], ct.Value[0])
+		ct := rlwe.NewCiphertext(params, 1, 0)
+		ct.Value[0].Coeffs[0][0] = encodeCoeff(float64(n), qmod)
+		ringQ.NTT(ct.Value[0], ct.Value[0])
 		ct.IsNTT = true
 		ct.Scale = rlwe.NewScale(heScale)
 		ct.IsBatched = false
-		packIn[int(r.cellOf[g])*perCell*spacing] = ct
+		packIn[int(cellOf[g])*stride] = ct
 	}
 }
 
-// pack packs the placed quantities into one ciphertext with the Galois
-// keys; with nothing released, the result is a fresh encryption of zero.
-func (r *heRun) pack(packIn map[int]*rlwe.Ciphertext, keys *HEKeys, spacing int) (*rlwe.Ciphertext, error) {
-	params := r.params
+// packSums packs the placed quantities into one ciphertext with the
+// Galois keys; with nothing released, the result is a fresh encryption of
+// zero.
+func packSums(params ckks.Parameters, keys *HEKeys, packIn map[int]*rlwe.Ciphertext, spacing int) (*rlwe.Ciphertext, error) {
 	zero := func() (*rlwe.Ciphertext, error) {
 		ct := rlwe.NewCiphertext(params, 1, 0)
 		if err := rlwe.NewEncryptor(params, keys.PK).EncryptZero(ct); err != nil {

@@ -292,3 +292,41 @@ func FuzzUnmarshalCiphertext(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParsePublicKey(f *testing.F) {
+	pkb, _ := heparams.RequesterPublicKey(bytes.Repeat([]byte{1}, 32))
+	f.Add(pkb)
+	f.Add(pkb[:len(pkb)/2])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pk, err := heparams.ParsePublicKey(b) // an error, never a panic
+		if err != nil {
+			return
+		}
+		// A key read encodes (as heparams.RequesterPublicKey does) to bytes that
+		// read back as the same key, and encode to themselves.
+		enc := heparams.MarshalPublicKey(pk)
+		pk2, err := heparams.ParsePublicKey(enc)
+		if err != nil || !pk2.Equal(pk) {
+			t.Fatalf("a key read does not read back after encoding: %v", err)
+		}
+		if !bytes.Equal(heparams.MarshalPublicKey(pk2), enc) {
+			t.Fatal("an encoded key does not encode to itself")
+		}
+	})
+}
+
+// TestPublicKeyRoundTrip: heparams.RequesterPublicKey's bytes read as a key that
+// encodes to the same bytes.
+func TestPublicKeyRoundTrip(t *testing.T) {
+	b, err := heparams.RequesterPublicKey(bytes.Repeat([]byte{3}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := heparams.ParsePublicKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(heparams.MarshalPublicKey(pk), b) {
+		t.Fatal("the key does not encode to the bytes it was read from")
+	}
+}

@@ -12,18 +12,21 @@ import (
 // entries to the leader, are one pipeline of two stages:
 //
 //   - the verifier takes the entries waiting in the queue (within the
-//     block limits), checks their signatures as one batch, in parallel
-//     across cores (VerifyBatch), answers the entries that fail and hands
-//     the rest on;
+//     block limits), checks their signatures as one batch, split across
+//     cores when it is large (VerifyBatch), answers the entries that fail
+//     and hands the rest on;
 //   - the dispatcher sends verified entries (send: a block proposed to
 //     Raft, or a batch forwarded to the leader) with at most MaxInflight
 //     sends running at once. Verified entries that wait for a free slot are
 //     sent together, so blocks grow with the load while a lone entry still
 //     goes out at once.
 //
-// The verifier runs ahead of the sends: while blocks are in flight, the
-// next batch is being checked. Each entry is verified once on the node it
-// reached; a forwarded entry once more by the leader, which trusts no one.
+// The verifier checks the next batch while blocks are in flight. It waits
+// until a block's worth of entries is waiting or the dispatcher has a free
+// slot and nothing to send: checking earlier gains nothing while every slot
+// is busy, and a larger batch check costs less per signature. Each entry is
+// verified once on the node it reached, and a forwarded entry once more by
+// the leader, which trusts no one.
 
 // runBatcher runs the pipeline over q until the node stops. send must
 // answer every entry of its batch.

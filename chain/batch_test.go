@@ -106,3 +106,24 @@ func TestConcurrentAppendsShareBlocks(t *testing.T) {
 		t.Fatalf("log has %d entries, want %d", n, total)
 	}
 }
+
+// TestAppendAfterRefusedBatch: a batch whose every entry fails its
+// signature check leaves the pipeline ready for the next lone append (it
+// once waited for a block's worth of entries instead).
+func TestAppendAfterRefusedBatch(t *testing.T) {
+	c := chaintest.NewCluster(t, 3, nil)
+	leader := c.WaitLeader()
+	k, _ := chain.GenerateKey(chain.Ed25519)
+	for i, node := range []int{leader, (leader + 1) % 3} {
+		bad := note(t, k, uint64(2*i+1))
+		bad[len(bad)-1] ^= 1
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		if _, err := c.Nodes[node].Append(ctx, bad); !errors.Is(err, chain.ErrBadSignature) {
+			t.Fatalf("node %d: bad signature: %v", node, err)
+		}
+		if _, err := c.Nodes[node].Append(ctx, note(t, k, uint64(2*i+2))); err != nil {
+			t.Fatalf("node %d: the append after a refused one: %v", node, err)
+		}
+		cancel()
+	}
+}

@@ -50,7 +50,8 @@ func newWorldLimits(t *testing.T, l *Limits) *world {
 	return w
 }
 
-func genesisWorld(t *testing.T, limits *Limits) (*world, error) {
+// genesisWorld: edit, when given, changes the genesis before it is applied.
+func genesisWorld(t *testing.T, limits *Limits, edit ...func(*Genesis)) (*world, error) {
 	w := &world{t: t, m: New(), now: t0, keys: map[string]ed25519.PublicKey{}}
 	accounts := []struct{ name, role, org string }{
 		{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"agency1b", "agency", "tax"}, {"agency2", "agency", "health"},
@@ -62,6 +63,9 @@ func genesisWorld(t *testing.T, limits *Limits) (*world, error) {
 		k := pub(byte(i + 1))
 		w.keys[a.name] = k
 		g.Accounts = append(g.Accounts, GenesisAccount{PublicKey: k, Algorithm: "ed25519", Name: a.name, Org: a.org, Roles: []string{a.role}})
+	}
+	for _, f := range edit {
+		f(&g)
 	}
 	w.node = AddressOf(w.keys["node1"])
 	b, _ := json.Marshal(g)

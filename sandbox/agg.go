@@ -105,41 +105,24 @@ func computeAgg(ctx context.Context, t *Table, a *Agg, mask []bool, gid []uint32
 // (nil if not known), which a COUNT without CASE releases as it is rather
 // than counting the rows again.
 func computeAggCounted(ctx context.Context, t *Table, a *Agg, mask []bool, gid []uint32, groups int, dom *policies.Dominance, counts []int64) (*aggState, error) {
-	var xs, ys []float64
 	st := newAggState(a, groups)
 	if len(a.Args) > 0 && a.Args[0] != "*" {
 		c := t.Cols[a.Args[0]]
-		xs = c.Num
 		if len(c.Meta.Bounds) == 2 {
 			st.xlo, st.xhi = a.bounds(c.Meta.Bounds[0], c.Meta.Bounds[1])
 			st.hasX = true
 		}
 		st.public = c.Meta.Class == policies.Public
-		if a.Affine != nil && xs != nil {
-			// a*x+b: the ingested values are clamped to the column's
-			// bounds, so the transformed ones lie in the transformed bounds.
-			tx := make([]float64, len(xs))
-			for i, x := range xs {
-				tx[i] = x*a.Affine.Mul + a.Affine.Add
-			}
-			xs = tx
-		}
 	}
 	if len(a.Args) > 1 {
 		c := t.Cols[a.Args[1]]
-		ys = c.Num
 		if len(c.Meta.Bounds) == 2 {
 			st.ylo, st.yhi, st.hasY = c.Meta.Bounds[0], c.Meta.Bounds[1], true
 		}
 	}
-	if a.Case != nil {
-		var err error
-		if xs, mask, err = caseValues(t, a.Case, xs, mask); err != nil {
-			return nil, err
-		}
-	}
-	if a.Func == "count" {
-		xs, ys = nil, nil // COUNT(col) counts rows: columns hold no NULLs
+	xs, ys, mask, err := aggValues(t, a, mask)
+	if err != nil {
+		return nil, err
 	}
 	if a.Func != "count" && a.Func != "min" && a.Func != "max" && xs == nil {
 		return nil, refuse("%s needs a numeric column", a.Func)
@@ -188,6 +171,37 @@ func computeAggCounted(ctx context.Context, t *Table, a *Agg, mask []bool, gid [
 		st.merge(s)
 	}
 	return st, nil
+}
+
+// aggValues is what an aggregate reads row by row: its first argument's
+// values (after its affine map or CASE), its second's, and the rows it
+// reads (the query's selection less a CASE's NULLs). COUNT reads no
+// values.
+func aggValues(t *Table, a *Agg, mask []bool) (xs, ys []float64, m []bool, err error) {
+	if len(a.Args) > 0 && a.Args[0] != "*" {
+		xs = t.Cols[a.Args[0]].Num
+		if a.Affine != nil && xs != nil {
+			// a*x+b: the ingested values are clamped to the column's
+			// bounds, so the transformed ones lie in the transformed bounds.
+			tx := make([]float64, len(xs))
+			for i, x := range xs {
+				tx[i] = x*a.Affine.Mul + a.Affine.Add
+			}
+			xs = tx
+		}
+	}
+	if len(a.Args) > 1 {
+		ys = t.Cols[a.Args[1]].Num
+	}
+	if a.Case != nil {
+		if xs, mask, err = caseValues(t, a.Case, xs, mask); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if a.Func == "count" {
+		xs, ys = nil, nil // COUNT(col) counts rows: columns hold no NULLs
+	}
+	return xs, ys, mask, nil
 }
 
 // caseValues evaluates a conditional aggregate's argument row by row over

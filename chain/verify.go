@@ -106,19 +106,21 @@ func verifyBatch(entries []*Entry, raws [][]byte, minChunk int) []error {
 	return errs
 }
 
+// batchVerifiers keeps batch verifiers (a few hundred bytes per signature)
+// for reuse.
+var batchVerifiers = sync.Pool{New: func() any { return voi.NewBatchVerifier() }}
+
 // verifyChunk checks the Ed25519 entries idx as one batch.
 func verifyChunk(entries []*Entry, raws [][]byte, idx []int, errs []error) {
 	if len(idx) == 1 {
 		errs[idx[0]] = entries[idx[0]].Verify()
 		return
 	}
-	// The signed messages, one after another in one buffer.
-	n := 0
-	for _, i := range idx {
-		n += len(signingContext) + 1 + len(entries[i].Payload) + 256
-	}
-	buf := make([]byte, 0, n)
-	bv := voi.NewBatchVerifierWithCapacity(len(idx))
+	bv := batchVerifiers.Get().(*voi.BatchVerifier)
+	defer batchVerifiers.Put(bv.Reset())
+	// Adding a signature hashes its message; the batch keeps no reference
+	// to it, so one buffer serves every message.
+	var msg []byte
 	for _, i := range idx {
 		e := entries[i]
 		var body []byte
@@ -139,11 +141,8 @@ func verifyChunk(entries []*Entry, raws [][]byte, idx []int, errs []error) {
 			}
 			return
 		}
-		start := len(buf)
-		buf = append(buf, signingContext...)
-		buf = append(buf, 0)
-		buf = append(buf, body...)
-		bv.AddExpandedWithOptions(x, buf[start:len(buf):len(buf)], e.Signature, ed25519Options)
+		msg = append(append(append(msg[:0], signingContext...), 0), body...)
+		bv.AddExpandedWithOptions(x, msg, e.Signature, ed25519Options)
 	}
 	if ok, valid := bv.Verify(rand.Reader); !ok {
 		for k, i := range idx {

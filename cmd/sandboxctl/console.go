@@ -225,6 +225,8 @@ func (con *console) route(w http.ResponseWriter, r *http.Request) {
 		err = con.proxy(ctx, w, "/v1/policies")
 	case p == "/api/checkpoint" && r.Method == "GET":
 		err = con.proxy(ctx, w, "/v1/ledger/checkpoint")
+	case p == "/api/budgets" && r.Method == "GET":
+		err = con.proxy(ctx, w, "/v1/budgets")
 	case p == "/api/he" && r.Method == "GET":
 		err = con.proxy(ctx, w, "/v1/he")
 	case p == "/api/jobs" && r.Method == "GET":

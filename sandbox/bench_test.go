@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // benchTable is a 10M-row demo dataset, ingested once per process.
@@ -196,7 +197,7 @@ func BenchmarkHEEncrypt(b *testing.B) {
 	for i := range rows {
 		vals[0][i], vals[1][i] = float64(i%100000)*7.5, float64(i%3000)
 	}
-	n := HEParams().N()
+	n := heparams.Params().N()
 	chunks := (rows + n - 1) / n
 	b.ResetTimer()
 	for b.Loop() {

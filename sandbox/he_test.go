@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // heFixture is a test-only single-key stand-in for the consortium's
@@ -22,11 +24,11 @@ type heFixture struct {
 
 func newHEFixture(t testing.TB) *heFixture {
 	t.Helper()
-	params := HEParams()
+	params := heparams.Params()
 	kg := rlwe.NewKeyGenerator(params)
 	sk := kg.GenSecretKeyNew()
 	keys := &HEKeys{PK: kg.GenPublicKeyNew(sk)}
-	for _, g := range HEGaloisElements() {
+	for _, g := range heparams.GaloisElements() {
 		keys.Galois = append(keys.Galois, kg.GenGaloisKeyNew(g, sk))
 	}
 	return &heFixture{sk: sk, keys: keys}
@@ -34,7 +36,7 @@ func newHEFixture(t testing.TB) *heFixture {
 
 // decrypt returns the coefficients of a result (test: with the single key).
 func (f *heFixture) decrypt(ct *rlwe.Ciphertext) []uint64 {
-	params := HEParams()
+	params := heparams.Params()
 	pt := rlwe.NewDecryptor(params, f.sk).DecryptNew(ct)
 	params.RingQ().AtLevel(0).INTT(pt.Value, pt.Value)
 	return pt.Value.Coeffs[0]
@@ -104,7 +106,7 @@ func TestHEMatchesMasked(t *testing.T) {
 			if err != nil {
 				t.Fatal(sql, err)
 			}
-			cols, rows, err := DecodeHEResult(lay, f.decrypt(ct), HEParams().Q()[0])
+			cols, rows, err := DecodeHEResult(lay, f.decrypt(ct), heparams.Params().Q()[0])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,11 +178,11 @@ func boundOf(agg string) float64 {
 
 func TestCiphertextCodec(t *testing.T) {
 	f := newHEFixture(t)
-	params := HEParams()
+	params := heparams.Params()
 	ct := rlwe.NewEncryptor(params, f.keys.PK).EncryptZeroNew(0)
 	ct.Scale = rlwe.NewScale(heScale)
-	b := MarshalCiphertext(params, ct)
-	back, err := UnmarshalCiphertext(params, b)
+	b := heparams.MarshalCiphertext(params, ct)
+	back, err := heparams.UnmarshalCiphertext(params, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,30 +204,30 @@ func TestCiphertextCodec(t *testing.T) {
 	}
 	bad["unreduced"] = unreduced
 	for name, x := range bad {
-		if _, err := UnmarshalCiphertext(params, x); !errors.Is(err, ErrBadCiphertext) {
+		if _, err := heparams.UnmarshalCiphertext(params, x); !errors.Is(err, heparams.ErrBadCiphertext) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
 
 	seed := bytes.Repeat([]byte{5}, 32)
-	pkb, err := RequesterPublicKey(seed)
+	pkb, err := heparams.RequesterPublicKey(seed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ParsePublicKey(pkb); err != nil {
+	if _, err := heparams.ParsePublicKey(pkb); err != nil {
 		t.Fatal(err)
 	}
 	for _, cut := range []int{0, 100, len(pkb) / 2, len(pkb) - 1} {
-		if _, err := ParsePublicKey(pkb[:cut]); !errors.Is(err, ErrBadCiphertext) {
+		if _, err := heparams.ParsePublicKey(pkb[:cut]); !errors.Is(err, heparams.ErrBadCiphertext) {
 			t.Errorf("public key cut at %d: %v", cut, err)
 		}
 	}
 	// The derived key decrypts what is encrypted to its public key.
-	sk, err := RequesterSecretKey(seed)
+	sk, err := heparams.RequesterSecretKey(seed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, _ := ParsePublicKey(pkb)
+	pk, _ := heparams.ParsePublicKey(pkb)
 	ct2 := rlwe.NewEncryptor(params, pk).EncryptZeroNew(0)
 	pt := rlwe.NewDecryptor(params, sk).DecryptNew(ct2)
 	params.RingQ().AtLevel(0).INTT(pt.Value, pt.Value)
@@ -250,7 +252,7 @@ func TestTamperedCiphertextsRefused(t *testing.T) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadHE(dir); !errors.Is(err, ErrBadCiphertext) || !strings.Contains(err.Error(), "digest mismatch") {
+	if _, err := loadHE(dir); !errors.Is(err, heparams.ErrBadCiphertext) || !strings.Contains(err.Error(), "digest mismatch") {
 		t.Fatalf("altered ciphertexts loaded: %v", err)
 	}
 }
@@ -273,22 +275,22 @@ func TestEncryptedIngestRefusesUnboundedColumns(t *testing.T) {
 }
 
 func FuzzUnmarshalCiphertext(f *testing.F) {
-	params := HEParams()
-	f.Add(MarshalCiphertext(params, rlwe.NewCiphertext(params, 1, 0)))
+	params := heparams.Params()
+	f.Add(heparams.MarshalCiphertext(params, rlwe.NewCiphertext(params, 1, 0)))
 	f.Add([]byte("DSC1\x02\x00\x01\x24"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ct, err := UnmarshalCiphertext(params, b)
-		if err == nil && !bytes.Equal(MarshalCiphertext(params, ct), b) {
+		ct, err := heparams.UnmarshalCiphertext(params, b)
+		if err == nil && !bytes.Equal(heparams.MarshalCiphertext(params, ct), b) {
 			t.Fatal("accepted bytes do not re-encode to themselves")
 		}
 	})
 }
 
 func FuzzParsePublicKey(f *testing.F) {
-	pkb, _ := RequesterPublicKey(bytes.Repeat([]byte{1}, 32))
+	pkb, _ := heparams.RequesterPublicKey(bytes.Repeat([]byte{1}, 32))
 	f.Add(pkb)
 	f.Add(pkb[:len(pkb)/2])
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = ParsePublicKey(b) // an error, never a panic
+		_, _ = heparams.ParsePublicKey(b) // an error, never a panic
 	})
 }

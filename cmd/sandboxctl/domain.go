@@ -21,6 +21,7 @@ import (
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 	"github.com/datasandbox/datasandbox/sandbox"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 func table(g *globals) *tabwriter.Writer {
@@ -691,11 +692,11 @@ func ensureHEKey(ctx context.Context, c *client.Client) error {
 	if a.HEKey != "" {
 		return nil
 	}
-	pk, err := sandbox.RequesterPublicKey(k.Seed())
+	pk, err := heparams.RequesterPublicKey(k.Seed())
 	if err != nil {
 		return err
 	}
-	return c.Do(ctx, "POST", "/v1/accounts/hekey", policies.HEKeyDoc{Params: sandbox.HEParamsName, PublicKey: pk}, nil)
+	return c.Do(ctx, "POST", "/v1/accounts/hekey", policies.HEKeyDoc{Params: heparams.Name, PublicKey: pk}, nil)
 }
 
 func cmdHEStatus(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {

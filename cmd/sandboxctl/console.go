@@ -448,12 +448,12 @@ func (con *console) decide(ctx context.Context, w http.ResponseWriter, r *http.R
 // browser gets only the plaintext result, with whatever else it carries
 // (noise intervals and the like).
 func (con *console) result(ctx context.Context, w http.ResponseWriter, id string) error {
-	var out strings.Builder
-	if err := run(ctx, append(con.baseArgs(), "--json", "job", "result", id), &out, io.Discard); err != nil {
+	raw, _, err := fetchResult(ctx, con.c, id)
+	if err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, err := io.WriteString(w, out.String())
+	_, err = w.Write(raw)
 	return err
 }
 

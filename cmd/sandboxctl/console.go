@@ -402,12 +402,15 @@ func readBody(r *http.Request, v any) error {
 	return nil
 }
 
-// submitJob submits a masked job (he jobs are submitted with job submit,
-// which registers the account's CKKS key first).
+// submitJob submits a job, masked unless the page asks for he; for an he
+// job, sandboxctl first registers the account's CKKS public key (derived
+// from the key file, as job submit does), so that the result can be
+// encrypted to it and decrypted here.
 func (con *console) submitJob(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	var in struct {
 		Query   string `json:"query"`
 		Purpose string `json:"purpose"`
+		Mode    string `json:"mode"`
 	}
 	if err := readBody(r, &in); err != nil {
 		return err
@@ -415,8 +418,18 @@ func (con *console) submitJob(ctx context.Context, w http.ResponseWriter, r *htt
 	if strings.TrimSpace(in.Query) == "" {
 		return badInput("console: the query is empty")
 	}
+	switch in.Mode {
+	case "", policies.ModeMasked:
+		in.Mode = policies.ModeMasked
+	case policies.ModeHE:
+		if err := ensureHEKey(ctx, con.c); err != nil {
+			return err
+		}
+	default:
+		return badInput(fmt.Sprintf("console: mode %q is neither masked nor he", clip64(in.Mode)))
+	}
 	var j api.JobResponse
-	if err := con.c.Do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: in.Query, Mode: policies.ModeMasked, Purpose: in.Purpose}, &j); err != nil {
+	if err := con.c.Do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: in.Query, Mode: in.Mode, Purpose: in.Purpose}, &j); err != nil {
 		return err
 	}
 	return writeJSON(w, j)

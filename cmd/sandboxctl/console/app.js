@@ -251,7 +251,7 @@ const VIEWS = {
   enterprise: {
     title: 'Enterprise',
     layout: () => el('div', {},
-      card('Submit a masked job', 'submit-msg', submitForm()),
+      card('Submit a job', 'submit-msg', submitForm()),
       card('Your jobs', 'jobs'),
       el('section', { class: 'card', 'aria-labelledby': 'result-h' }, el('h2', { id: 'result-h', tabindex: '-1' }, 'Result'), el('div', { id: 'result' }, el('p', { class: 'muted' }, 'Choose "Show result" on a completed job.'))),
       el('div', { class: 'grid' }, card('Budget used', 'budget'), card('Your jobs by status', 'ent-chart')),
@@ -500,9 +500,12 @@ function proofControls() {
 function submitForm() {
   const purpose = el('input', { type: 'text', id: 'job-purpose', list: 'purposes', placeholder: 'as the policy states it' });
   const query = el('textarea', { id: 'job-query', placeholder: 'SELECT region, AVG(income) FROM tax2025 GROUP BY region' });
+  const mode = el('select', { id: 'job-mode' },
+    el('option', { value: 'masked' }, 'masked: run on the agency\'s node, output controlled and noised'),
+    el('option', { value: 'he' }, 'he: computed on encrypted data, the result encrypted to your key'));
   const send = async () => {
     try {
-      const j = await api('POST', '/api/jobs', { query: query.value, purpose: purpose.value });
+      const j = await api('POST', '/api/jobs', { query: query.value, purpose: purpose.value, mode: mode.value });
       setStatus('Submitted ' + j.job + ': ' + j.status + (j.reason ? ' — ' + j.reason : '') + '.', j.status === 'rejected' ? 'bad' : 'ok');
       for (const k of Object.keys(shown)) delete shown[k];
       await VIEWS[current].refresh();
@@ -513,8 +516,9 @@ function submitForm() {
   return el('div', {},
     el('label', { for: 'job-purpose' }, 'Purpose'), purpose, el('datalist', { id: 'purposes' }),
     el('label', { for: 'job-query' }, 'Query (SQL)'), query,
+    el('label', { for: 'job-mode' }, 'Mode'), mode,
     el('div', { class: 'actions', style: 'margin-top:8px' }, el('button', { type: 'button', class: 'primary', id: 'job-send', onclick: send }, 'Submit job')),
-    el('p', { class: 'muted' }, 'Masked mode. he jobs: sandboxctl job submit --mode he (results are decrypted by sandboxctl).'));
+    el('p', { class: 'muted' }, 'An he result is decrypted by sandboxctl on this machine with your key, never by this page; sandboxctl registers your account\'s HE public key first if it has none.'));
 }
 
 async function showResult(id, mode) {

@@ -270,12 +270,14 @@ func TestShareRefusedWhenNotAuthorised(t *testing.T) {
 	req := c.request(t, "A", ct, nil)
 	req.Active = []string{"node1", "node2"}
 	for _, cut := range []int{0, 10, len(req.Ciphertext) / 2} {
-		bad := req
-		bad.Ciphertext = req.Ciphertext[:cut]
-		msg, _ := c.parties["node1"].seal(svcShare, bad)
-		if _, err := c.parties["node2"].Serve(context.Background(), svcShare, msg); err == nil {
-			t.Fatalf("truncated ciphertext (%d bytes) accepted", cut)
-		}
+		t.Run(fmt.Sprint(cut, " bytes"), func(t *testing.T) {
+			bad := req
+			bad.Ciphertext = req.Ciphertext[:cut]
+			msg, _ := c.parties["node1"].seal(svcShare, bad)
+			if _, err := c.parties["node2"].Serve(context.Background(), svcShare, msg); err == nil {
+				t.Fatalf("truncated ciphertext (%d bytes) accepted", cut)
+			}
+		})
 	}
 }
 
@@ -316,12 +318,8 @@ func TestDPNoiseShares(t *testing.T) {
 // against a node account on the ledger; whatever arrives, open answers
 // with an error or a verified body, never a panic.
 func FuzzOpenMessage(f *testing.F) {
-	key, err := chain.GenerateKey(chain.Ed25519)
-	if err != nil {
-		f.Fatal(err)
-	}
+	key, led := wireKey(f) // fixed: testdata/fuzz/FuzzOpenMessage holds messages it signed
 	addr := policies.Address(key.Address())
-	led := &fakeLedger{accounts: map[policies.Address]policies.Account{addr: {Address: addr, PublicKey: key.PublicKey(), Algorithm: "ed25519", Roles: []string{"node"}}}}
 	p := &Party{cfg: Config{Node: "node1", Key: key, Ledger: led}}
 	good, err := p.seal(svcShare, ShareRequest{Job: "job-1", Runner: "node1"})
 	if err != nil {

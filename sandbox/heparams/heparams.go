@@ -285,10 +285,15 @@ func RequesterPublicKey(seed []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return MarshalPublicKey(rlwe.NewKeyGenerator(Params()).GenPublicKeyNew(sk)), nil
+}
+
+// MarshalPublicKey encodes a public key as RequesterPublicKey does: the Q
+// part then the P part of (b, a), each in the compact format.
+func MarshalPublicKey(pk *rlwe.PublicKey) []byte {
 	p := Params()
-	pk := rlwe.NewKeyGenerator(p).GenPublicKeyNew(sk)
 	out := marshalRing(p.RingQ(), p.N(), []ring.Poly{pk.Value[0].Q, pk.Value[1].Q}, true, 0)
-	return append(out, marshalRing(p.RingP(), p.N(), []ring.Poly{pk.Value[0].P, pk.Value[1].P}, true, 0)...), nil
+	return append(out, marshalRing(p.RingP(), p.N(), []ring.Poly{pk.Value[0].P, pk.Value[1].P}, true, 0)...)
 }
 
 // ParsePublicKey reads a public key RequesterPublicKey wrote. The format

@@ -144,6 +144,19 @@ func TestConsoleGuards(t *testing.T) {
 			t.Fatalf("%d %s", resp.StatusCode, b)
 		}
 	})
+	t.Run("a job's mode is masked or he", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", base+"/api/jobs", strings.NewReader(`{"query":"SELECT COUNT(*) FROM tax2025","mode":"plain"}`))
+		req.Header.Set("X-Console-Token", token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !bytes.Contains(b, []byte(`mode \"plain\" is neither masked nor he`)) {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+	})
 	t.Run("non-loopback needs a flag", func(t *testing.T) {
 		_, err := e.ctl(t, "agency1", "console", "--listen", "0.0.0.0:0")
 		if err == nil || !strings.Contains(err.Error(), "--listen-anywhere") {

@@ -359,7 +359,7 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 <table class="jobs"><colgroup><col style="width:6%"><col style="width:10%"><col style="width:11%"><col style="width:10%"><col style="width:12%"><col style="width:22%"><col style="width:14%"><col style="width:9%"><col style="width:6%"></colgroup>
 <thead><tr><th>job</th><th>submitted (UTC)</th><th>requester</th><th>dataset · mode</th><th>purpose</th><th>query</th><th>status · reason</th><th>approved by</th><th class="num">ε</th></tr></thead><tbody>
 {{range .Jobs}}<tr><td data-label="job">{{.ID}}</td><td data-label="submitted">{{time .Submitted}}</td><td data-label="requester">{{.RequesterOf.Label}} <code class="muted" title="{{.RequesterOf.Address}}">{{.RequesterOf.Short}}</code></td>
-<td data-label="dataset">{{.Dataset}} · {{.Mode}}</td><td data-label="purpose">{{.Purpose}}</td><td data-label="query"><code>{{.Query}}</code></td>
+<td data-label="dataset">{{join (.Plan.Datasets .Dataset) " ⋈ "}} · {{.Mode}}</td><td data-label="purpose">{{.Purpose}}</td><td data-label="query"><code>{{.Query}}</code></td>
 <td data-label="status"><span class="pill {{.Status}}">{{.Status}}</span>{{if .ReasonText}} {{.ReasonText}}{{end}}{{if .Refunded}} (ε returned){{end}}{{if .Shares}}<br><span class="muted">HE shares: {{join .Shares ", "}}</span>{{end}}</td>
 <td data-label="approved by">{{range $i, $a := .ApproverOf}}{{if $i}}, {{end}}{{$a.Label}}{{else}}{{if and (eq .Needed 0) (ne .Status "rejected") (ne .Status "pending")}}<span class="muted">auto</span>{{end}}{{end}}</td><td data-label="ε" class="num">{{eps .Charged}}</td></tr>
 {{else}}<tr><td colspan="9" class="muted">no jobs</td></tr>{{end}}</tbody></table>

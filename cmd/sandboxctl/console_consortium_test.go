@@ -271,6 +271,9 @@ func TestConsoleJoinAndHEInBrowser(t *testing.T) {
 		}
 	}
 	b.waitFor("its jobs", fmt.Sprintf(`document.querySelector('#jobs') && document.querySelector(%s)`, js(fmt.Sprintf(`button[aria-label="Show result of %s"]`, heJob))))
+	if jobs := b.text("#jobs"); !strings.Contains(jobs, "taxj ⋈ benj") {
+		t.Errorf("the jobs table does not name the join's datasets: %q", jobs)
+	}
 	b.do("show the he result", chromedp.Click(fmt.Sprintf(`button[aria-label="Show result of %s"]`, heJob)))
 	b.waitFor("the decrypted result", fmt.Sprintf(`document.querySelector('#result').innerText.includes(%s) && document.querySelector('#result').innerText.includes('people') && document.querySelector('#result').innerText.includes('north') && !!document.querySelector('#he-note')`, js(heJob)))
 	// What the page got holds no ciphertext; the node's answer holds no

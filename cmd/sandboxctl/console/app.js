@@ -68,6 +68,8 @@ function who(name, org, addr) {
   const label = name ? (org ? name + ' (' + org + ')' : name) : (org || '');
   return el('span', { title: addr }, label ? label + ' ' : '', el('code', { class: 'muted' }, short(addr)));
 }
+// datasetsOf names the datasets a job reads (a join's, joined by ⋈).
+function datasetsOf(j) { return (j.datasets && j.datasets.length ? j.datasets : [j.dataset]).join(' ⋈ '); }
 function pill(status) { return el('span', { class: 'pill ' + status }, status); }
 
 function table(headers, rows, caption) {
@@ -260,7 +262,7 @@ const VIEWS = {
       const [ds, pol, jobs, budgets] = await Promise.all([api('GET', '/api/datasets'), api('GET', '/api/policies'), api('GET', '/api/jobs'), api('GET', '/api/budgets')]);
       const mine = jobs.jobs.filter(j => j.requester === me.account.address);
       replace('jobs', mine, js => table(['job', 'submitted', 'dataset', 'purpose', 'mode', 'status', { label: 'ε', num: true }, 'reason', ''],
-        js.slice().reverse().map(j => [j.job, fmtTime(j.submitted), j.dataset, j.purpose, j.mode, pill(j.status), fmtEps(j.epsilon), j.reason || '',
+        js.slice().reverse().map(j => [j.job, fmtTime(j.submitted), datasetsOf(j), j.purpose, j.mode, pill(j.status), fmtEps(j.epsilon), j.reason || '',
           j.status === 'completed' ? el('button', { type: 'button', class: 'secondary', onclick: () => showResult(j.job, j.mode), 'aria-label': 'Show result of ' + j.job }, 'Show result') : ''])));
       const active = pol.policies.filter(p => !p.revoked);
       // The budgets as the consortium's state keeps them: one per
@@ -309,7 +311,7 @@ function budgetText(j, p, lines) {
 function pendingJob(j, p, lines) {
   const reasonId = 'reason-' + j.job;
   const box = el('article', { class: 'job', 'aria-label': 'job ' + j.job },
-    el('h3', {}, j.job, ' on ', j.dataset, ' ', pill(j.status)),
+    el('h3', {}, j.job, ' on ', datasetsOf(j), ' ', pill(j.status)),
     el('dl', {},
       el('dt', {}, 'query'), el('dd', {}, el('code', { class: 'query' }, j.query)),
       el('dt', {}, 'purpose'), el('dd', {}, j.purpose || '(none given)'),

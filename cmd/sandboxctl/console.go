@@ -22,6 +22,7 @@ import (
 
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/api/client"
+	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -106,9 +107,16 @@ func cmdConsole(ctx context.Context, g *globals, fs *flag.FlagSet, args []string
 		return err
 	}
 	c := newClient(g)
-	con := &console{ctx: ctx, g: g, c: c, cfg: cfg, names: map[string]api.AccountResponse{}, verify: &verifyRun{}}
+	con := &console{ctx: ctx, g: g, c: c, cfg: cfg, names: map[string]api.AccountResponse{}, verify: &verifyRun{kept: cfg.state}}
 	if err := c.Do(ctx, "GET", "/v1/accounts/"+k.Address().String(), nil, &con.me); err != nil {
 		return fmt.Errorf("console: reading this key's account: %w", err)
+	}
+	if con.verify.kept == "" {
+		// Where ledger verify keeps the last verified checkpoint by
+		// default: a file per origin (the node's checkpoint names it).
+		if cp, err := c.Checkpoint(ctx, nil); err == nil {
+			con.verify.kept, _ = audit.LastVerifiedPath(cp.Origin)
+		}
 	}
 	con.token = make([]byte, 32)
 	if _, err := rand.Read(con.token); err != nil {

@@ -397,6 +397,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	if h := b.text("#history"); !strings.Contains(h, "passed") || !strings.Contains(h, "failed") || !strings.Contains(h, "node1") {
 		t.Fatalf("checkpoint history: %q", h)
 	}
+	// The checkpoint kept for the next rollback check is the one the
+	// passing verification saved, in the console's --state file.
+	if k := b.text("#kept"); !strings.Contains(k, "auditor-verified.json") || !regexp.MustCompile(`checkpoint of size [1-9][0-9]*, root \S+=`).MatchString(k) {
+		t.Fatalf("kept checkpoint: %q", k)
+	}
 	b.do("prove the job", chromedp.SendKeys("#proof-of", id), chromedp.Click("#proof-go"))
 	b.waitFor("proof", `document.querySelector('#proof-out').innerText.includes('Verified')`)
 

@@ -31,7 +31,10 @@ type verifyRun struct {
 	report   json.RawMessage
 	html     []byte
 	history  []verifyRecord // this session's verifications, newest last
-	wg       sync.WaitGroup
+	// kept is the file where ledger verify keeps the last checkpoint it
+	// verified against trusted keys, across sessions ("" if unknown).
+	kept string
+	wg   sync.WaitGroup
 }
 
 // verifyRecord is one verification in the console's checkpoint history.
@@ -79,12 +82,28 @@ type verifyStatus struct {
 	Report   json.RawMessage `json:"report,omitempty"`
 	HasHTML  bool            `json:"has_html"`
 	History  []verifyRecord  `json:"history"`
+	// Kept is the last checkpoint verified against trusted keys, kept
+	// (--state) for the next run's rollback check, in any session.
+	Kept *keptCheckpoint `json:"kept,omitempty"`
+}
+
+// keptCheckpoint is the checkpoint kept for the rollback check.
+type keptCheckpoint struct {
+	File string `json:"file"`
+	Size uint64 `json:"size"`
+	Root string `json:"root"`
 }
 
 func (v *verifyRun) status() verifyStatus {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	s := verifyStatus{Running: v.running, Label: v.label, Done: v.done, Total: v.total, Source: v.source, OK: v.ok, Error: v.errMsg, Report: v.report, HasHTML: len(v.html) > 0, History: append([]verifyRecord{}, v.history...)}
+	var kept *keptCheckpoint
+	if v.kept != "" {
+		if lv, err := audit.LoadLastVerified(v.kept); err == nil && lv != nil {
+			kept = &keptCheckpoint{File: v.kept, Size: lv.Size, Root: lv.Root}
+		}
+	}
+	s := verifyStatus{Running: v.running, Label: v.label, Done: v.done, Total: v.total, Source: v.source, OK: v.ok, Error: v.errMsg, Report: v.report, HasHTML: len(v.html) > 0, History: append([]verifyRecord{}, v.history...), Kept: kept}
 	if !v.started.IsZero() {
 		s.Started = v.started.UTC().Format(time.RFC3339)
 	}

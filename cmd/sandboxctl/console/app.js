@@ -396,10 +396,12 @@ function renderVerify(v) {
     out.push(el('p', { class: 'muted' }, 'finished ' + fmtTime(v.finished)));
     return out;
   });
-  replace('history', v.history, hs => table(['finished', 'source', { label: 'size', num: true }, 'root', 'signed by', 'verdict'],
-        hs.slice().reverse().map(h => [fmtTime(h.finished), h.source, h.size || '', el('code', {}, h.root || ''),
+  replace('history', [v.history, v.kept], () => [table(['finished', 'source', { label: 'size', num: true }, 'root', 'signed by', 'verdict'],
+        v.history.slice().reverse().map(h => [fmtTime(h.finished), h.source, h.size || '', el('code', {}, h.root || ''),
           (h.signers || []).join(', ') + (h.root ? (h.trusted ? ' (trusted)' : ' (not checked)') : ''),
-          h.ok ? el('span', { class: 'ok' }, 'passed') : el('span', { class: 'bad' }, 'failed: ' + h.failure)])));
+          h.ok ? el('span', { class: 'ok' }, 'passed') : el('span', { class: 'bad' }, 'failed: ' + h.failure)])),
+    el('p', { id: 'kept' }, v.kept ? ['Kept for the next verification\'s rollback check (', el('code', {}, v.kept.file), '): the checkpoint of size ' + v.kept.size + ', root ', el('code', {}, v.kept.root), '.']
+      : 'No checkpoint kept yet for the rollback check: the first verification that passes against trusted keys keeps one.')]);
   if (!v.running && v.has_html && lastReport !== v.finished) {
     lastReport = v.finished;
     api('GET', '/api/verify/report').then(html => {

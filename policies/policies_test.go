@@ -299,9 +299,11 @@ func TestPermissions(t *testing.T) {
 		{"admin", "mystery", map[string]any{}, ErrInvalid},
 	}
 	for _, c := range cases {
-		if err := w.act(c.who, c.kind, c.doc, nil); !errors.Is(err, c.want) {
-			t.Errorf("%s %s: %v, want %v", c.who, c.kind, err, c.want)
-		}
+		t.Run(c.who+" "+c.kind, func(t *testing.T) {
+			if err := w.act(c.who, c.kind, c.doc, nil); !errors.Is(err, c.want) {
+				t.Errorf("%s %s: %v, want %v", c.who, c.kind, err, c.want)
+			}
+		})
 	}
 	// An account not in the ledger, and a relay by a non-node.
 	ghost := Entry{Author: w.node, Actor: Address{9}, Kind: "note.x", Payload: []byte(`{}`), ReplayKey: "g", ReplayTime: w.now}
@@ -537,9 +539,11 @@ func TestSchemaValidation(t *testing.T) {
 		`{"columns":[{"name":"a","type":"int","class":"public"}],"x":1}`:                                      `unknown field "x"`,
 	}
 	for in, want := range cases {
-		if _, err := ParseSchema([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want %q", in, err, want)
-		}
+		t.Run(in, func(t *testing.T) {
+			if _, err := ParseSchema([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %v, want %q", in, err, want)
+			}
+		})
 	}
 	good := `{"columns":[{"name":"person_id","type":"string","class":"identifier"},{"name":"age","type":"int","class":"quasi_identifier","generalize":{"band":10}},{"name":"region","type":"string","class":"public"},{"name":"income","type":"float","class":"sensitive","bounds":[0,1000000]}]}`
 	if _, err := ParseSchema([]byte(good)); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/tuneinsight/lattigo/v5/ring"
 
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // HEKeys are the collective keys the engine uses: the public key (ingest,
@@ -223,7 +224,7 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 	if positions > maxHECells {
 		return nil, nil, nil, refuse("he mode releases at most %d cells×quantities in one result; this query has %d (fewer groups or aggregates, or mode masked)", maxHECells, positions)
 	}
-	params := HEParams()
+	params := heparams.Params()
 	N := params.N()
 	slots := 2
 	for slots < positions {
@@ -391,7 +392,7 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 // trivial ciphertext at the cell's first position) and the encrypted sums
 // in packIn (by coefficient), into one ciphertext, as lay lays it out.
 func hePack(keys *HEKeys, packIn map[int]*rlwe.Ciphertext, counts []int64, cellOf []int32, lay *HELayout) (*rlwe.Ciphertext, error) {
-	params := HEParams()
+	params := heparams.Params()
 	ringQ := params.RingQ().AtLevel(0)
 	qmod := ringQ.SubRings[0].Modulus
 	var out *rlwe.Ciphertext

@@ -12,6 +12,7 @@ import (
 	"github.com/tuneinsight/lattigo/v5/ring"
 
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // He-mode joins (DESIGN.md, "Joining across agencies"): each owner ships
@@ -194,7 +195,7 @@ func HEEvaluateJoin(ctx context.Context, q *Query, parts []HEJoinPart, keys *HEK
 	if positions := cells * len(perCell); positions > maxHECells {
 		return nil, nil, refuse("he mode releases at most %d cells×quantities in one result; this query has %d (fewer groups or aggregates, or mode masked)", maxHECells, positions)
 	}
-	N := HEParams().N()
+	N := heparams.Params().N()
 	slots := 2
 	for slots < cells*len(perCell) {
 		slots <<= 1
@@ -252,7 +253,7 @@ type rowCell struct{ row, cell int32 }
 // cell, the ciphertexts of d weighted by how often each row is in the
 // cell (sel), ciphertext by ciphertext, in parallel.
 func heWeightedSums(ctx context.Context, d *heData, from []heJoinQuantity, qs []int, sel []rowCell, cells int) ([][]*rlwe.Ciphertext, error) {
-	params := HEParams()
+	params := heparams.Params()
 	N := params.N()
 	ringQ := params.RingQ().AtLevel(0)
 	qmod := ringQ.SubRings[0].Modulus

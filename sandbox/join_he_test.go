@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // heJoinParts ships both sides as in masked mode, encrypts each owner's
@@ -67,7 +69,7 @@ func TestHEJoinMatchesMaskedJoin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cols, rows, err := DecodeHEResult(lay, hf.decrypt(ct), HEParams().Q()[0])
+			cols, rows, err := DecodeHEResult(lay, hf.decrypt(ct), heparams.Params().Q()[0])
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 	"github.com/datasandbox/datasandbox/sandbox"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // TestMain lets the tests run this package's main in child processes (real
@@ -331,11 +332,11 @@ func TestRunHEJobSurvivesNodeKill(t *testing.T) {
 
 	// The enterprise registers the CKKS key derived from its key file.
 	seed := c.keys["enterprise"].Ed25519().Seed()
-	pk, err := sandbox.RequesterPublicKey(seed)
+	pk, err := heparams.RequesterPublicKey(seed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.mustJSON(1, "enterprise", "POST", "/v1/accounts/hekey", policies.HEKeyDoc{Params: sandbox.HEParamsName, PublicKey: pk}, nil)
+	c.mustJSON(1, "enterprise", "POST", "/v1/accounts/hekey", policies.HEKeyDoc{Params: heparams.Name, PublicKey: pk}, nil)
 
 	// It submits; node2 is killed as soon as the job runs.
 	var job api.JobResponse

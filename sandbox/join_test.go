@@ -226,7 +226,8 @@ func TestJoinAttacks(t *testing.T) {
 			&JoinEnv{Schemas: schemas, Nodes: 3, Allows: func(d, o string) bool { return d != "benefits2025" }}, RuleJoin, "no policy of dataset benefits2025 allows joining it with tax2025"},
 		{"two nodes", "SELECT COUNT(*) FROM tax2025 t JOIN benefits2025 b ON t.person_id = b.person_id", "masked",
 			&JoinEnv{Schemas: schemas, Nodes: 2}, RuleJoin, "at least 3 nodes, it has 2"},
-		{"he", "SELECT COUNT(*) FROM tax2025 t JOIN benefits2025 b ON t.person_id = b.person_id", "he", nil, RuleHE, "masked only"},
+		{"he: product of two datasets", "SELECT CORR(t.income, b.benefit) FROM tax2025 t JOIN benefits2025 b ON t.person_id = b.person_id", "he", nil, RuleHE, "product of ciphertexts"},
+		{"he: a histogram of ciphertexts", "SELECT HISTOGRAM(t.income, 0, 100000, 10) FROM tax2025 t JOIN benefits2025 b ON t.person_id = b.person_id", "he", nil, RuleHE, "not available in he mode"},
 		{"unknown dataset", "SELECT COUNT(*) FROM tax2025 t JOIN health b ON t.person_id = b.person_id", "masked", nil, RuleUnknown, `unknown dataset "health"`},
 		{"MIN of the other side", "SELECT MIN(b.benefit) FROM tax2025 t JOIN benefits2025 b ON t.person_id = b.person_id", "masked", nil, RuleAggregate, "individual's value"},
 	}

@@ -43,10 +43,11 @@ func (jn *Joiner) runHE(ctx context.Context, j policies.Job, q *Query, ctl Contr
 }
 
 // shipmentFor builds this owner's part of job j: in mode he its encrypted
-// columns as ciphertexts under the collective key.
+// columns as ciphertexts under the collective key (a part without any
+// ships as in masked mode).
 func (jn *Joiner) shipmentFor(ctx context.Context, j policies.Job, t *Table, side policies.JoinSide, k []byte) (*Shipment, error) {
-	if j.Mode != policies.ModeHE {
-		return Ship(j.ID, t, side, k)
+	if j.Mode != policies.ModeHE || len(heSideColumns(side, &t.Schema)) == 0 {
+		return Ship(j.ID, t, side, k) // nothing of it is encrypted
 	}
 	if jn.cfg.HE == nil {
 		return nil, fmt.Errorf("%w: this node has no HE keys (no key ceremony)", ErrRefused)

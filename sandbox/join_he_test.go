@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/datasandbox/datasandbox/policies"
 	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
@@ -199,4 +200,48 @@ func BenchmarkHEJoin(b *testing.B) {
 	b.ReportMetric(float64(he.Milliseconds())/float64(b.N), "he-ms/op")
 	b.ReportMetric(float64(he)/float64(masked), "he/masked")
 	b.ReportMetric(float64(heBytes)/float64(2*n), "he-ship-bytes/row")
+}
+
+// joinDPState serves policies to joinDP.
+type joinDPState struct {
+	HEFlowState
+	pols map[string]policies.Policy
+}
+
+func (s joinDPState) Policy(id string) (policies.Policy, bool) { p, ok := s.pols[id]; return p, ok }
+
+// A node's share of an he join is noised with the strictest policy's
+// epsilon, divided by the rows one person adds to the join (the product
+// of the parts' bounds), as the masked join's noise.
+func TestJoinDP(t *testing.T) {
+	st := joinDPState{pols: map[string]policies.Policy{
+		"pol-1": {DP: policies.DP{EpsilonPerQuery: 1, Mechanism: "laplace"}},
+		"pol-2": {DP: policies.DP{EpsilonPerQuery: 0.5, Delta: 1e-6, Mechanism: "gaussian"}},
+	}}
+	cases := []struct {
+		name  string
+		parts []policies.JobPart
+		eps   float64
+		mech  string
+		err   string
+	}{
+		{"one row each", []policies.JobPart{{Policy: "pol-1", MaxRows: 1}, {Policy: "pol-2", MaxRows: 1}}, 0.5, "gaussian", ""},
+		{"bounds 2 and 3", []policies.JobPart{{Policy: "pol-1", MaxRows: 2}, {Policy: "pol-2", MaxRows: 3}}, 0.5 / 6, "gaussian", ""},
+		{"strictest first", []policies.JobPart{{Policy: "pol-2", MaxRows: 1}, {Policy: "pol-1", MaxRows: 4}}, 0.5 / 4, "gaussian", ""},
+		{"a policy gone", []policies.JobPart{{Policy: "pol-1", MaxRows: 1}, {Policy: "pol-9", MaxRows: 1}}, 0, "", "policy pol-9 is gone"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dp, err := joinDP(st, policies.Job{Parts: c.parts})
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("got %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil || math.Abs(dp.EpsilonPerQuery-c.eps) > 1e-12 || dp.Mechanism != c.mech {
+				t.Fatalf("%+v %v, want epsilon %g %s", dp, err, c.eps, c.mech)
+			}
+		})
+	}
 }

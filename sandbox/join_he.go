@@ -138,6 +138,9 @@ func HEEvaluateJoin(ctx context.Context, q *Query, parts []HEJoinPart, keys *HEK
 	if err != nil {
 		return nil, nil, err
 	}
+	if need := int64(t.Rows) * int64(9+8*len(t.Cols)+8); need > lim.MaxMemory {
+		return nil, nil, fmt.Errorf("%w: the join needs about %d MiB, limit %d MiB", ErrLimit, need>>20, lim.MaxMemory>>20)
+	}
 	mask, err := evalWhere(t, q.Where)
 	if err != nil {
 		return nil, nil, err

@@ -370,10 +370,21 @@ func FuzzParseShipment(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(good)
+	// In mode he, a column of ciphertexts (these are not well-formed).
+	he, err := (&Shipment{Job: "job-1", Dataset: "tax2025", Rows: 2, Tags: make([]byte, 2*TagSize), Columns: []ShipmentCol{
+		{Name: "income", Kind: kindHE, Norm: 100000, HE: []ShipmentCT{{Name: "x:income", Cts: [][]byte{{1, 2, 3}}}, {Name: "xx:income", Cts: [][]byte{{4}}}}},
+		{Name: "region", Kind: kindDict, Codes: []uint32{0, 1}, Dict: []string{"r1", "r2"}}}}).Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(he)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ParseShipment(b, ShipmentDigest(b), "job-1", side, &taxJoinSchema)
 		if err != nil {
 			return
+		}
+		if _, err := s.HEPart(&taxJoinSchema, 1); err != nil {
+			t.Fatalf("a parsed shipment's ciphertexts do not load: %v", err)
 		}
 		p := s.Part(&taxJoinSchema, 1)
 		if len(p.Tags) != p.Table.Rows {

@@ -62,7 +62,7 @@ var runs = []benchRun{
 	{"./sandbox", "^BenchmarkMaskedGroupBy$", "5x", 0, nil},
 	{"./sandbox", "^BenchmarkParseQuery10KB$", "2000x", 0, nil},
 	{"./sandbox", "^BenchmarkJoin$", "1x", 0, []string{"-join-rows=1000000"}},
-	{"./sandbox", "^BenchmarkHEJoinEvaluate$", "1x", 0, []string{"-join-rows=1000000"}},
+	{"./sandbox", "^BenchmarkHEJoin$", "1x", 0, []string{"-join-rows=1000000"}},
 	{"./sandbox", "^BenchmarkIngest$", "2x", 0, nil},
 	{"./sandbox", "^BenchmarkHE(Ingest|Encrypt)$", "3x", 0, nil},
 	{"./cmd/sandboxd", "^BenchmarkJobEndToEnd$", "10x", 0, nil},

@@ -216,7 +216,7 @@ func invariants(rep *Report, m *policies.Machine) {
 		case policies.JobRejected:
 			rep.Refusals[refusalRule(j.Reason)]++
 		}
-		if j.Status == policies.JobCompleted && len(j.ResultHash) != 64 {
+		if j.Status == policies.JobCompleted && !policies.IsSHA256Hex(j.ResultHash) {
 			rep.fail(0, "job %s completed without a result hash", j.ID)
 			return
 		}

@@ -295,7 +295,7 @@ func (s *state) progress(e Entry, now time.Time) error {
 			return fmt.Errorf("%w: job %s is started only by the node that holds dataset %q, not %s", ErrForbidden, j.ID, j.Dataset, e.Author)
 		}
 	}
-	if e.Kind == KindJobComplete && len(d.ResultHash) != 64 {
+	if e.Kind == KindJobComplete && !IsSHA256Hex(d.ResultHash) {
 		return fmt.Errorf("%w: job.complete needs result_sha256", ErrInvalid)
 	}
 	if e.Kind == KindJobComplete && j.Mode == ModeHE {

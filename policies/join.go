@@ -334,7 +334,7 @@ func (s *state) progressJoin(e Entry, j *Job, d JobResultDoc, now time.Time) err
 	}
 	j.Updated = now
 	if e.Kind == KindJobComplete {
-		if len(d.ResultHash) != 64 {
+		if !IsSHA256Hex(d.ResultHash) {
 			return fmt.Errorf("%w: job.complete needs result_sha256", ErrInvalid)
 		}
 		if err := s.flowsComplete(j, e.Author); err != nil {
@@ -505,7 +505,7 @@ func (s *state) jobFlow(e Entry, index uint64, now time.Time) error {
 		return fmt.Errorf("%w: job %s's data goes only to its runner (%s), not %s", ErrForbidden, j.ID, j.Runner, d.To)
 	case !slices.Equal(d.Columns, side.Columns):
 		return fmt.Errorf("%w: job %s ships columns [%s] of %s, not [%s]", ErrForbidden, j.ID, strings.Join(side.Columns, ", "), d.Dataset, clip(strings.Join(d.Columns, ", ")))
-	case len(d.SHA256) != 64 || strings.Trim(d.SHA256, "0123456789abcdef") != "" || d.Rows < 0:
+	case !IsSHA256Hex(d.SHA256) || d.Rows < 0:
 		return fmt.Errorf("%w: job.flow needs a hex sha256 and a row count", ErrInvalid)
 	}
 	// A policy revoked (or expired) since the job was authorised stops its

@@ -228,7 +228,7 @@ func (s *state) pseudonymBatch(e Entry, index uint64, now time.Time) error {
 	if p.Ceremony == nil {
 		return fmt.Errorf("%w: no pseudonym ceremony on the ledger", ErrConflict)
 	}
-	if d.Count < 1 || d.Count > MaxPseudonymBatch || !isHex64(d.Request) {
+	if d.Count < 1 || d.Count > MaxPseudonymBatch || !IsSHA256Hex(d.Request) {
 		return fmt.Errorf("%w: pseudonym.batch needs a count in 1..%d and the request's sha256", ErrInvalid, MaxPseudonymBatch)
 	}
 	key := e.Actor.String()

@@ -53,9 +53,11 @@ func TestJoinFlowChart(t *testing.T) {
 		"columns: &lt;kind&gt;",
 		`<td data-label="from">node1 (tax)</td><td data-label="to">node2 (health)</td><td data-label="sha256"><code>` + sum + `</code></td><td data-label="ledger entry" class="num">40</td>`,
 	} {
-		if !strings.Contains(page, want) {
-			t.Errorf("the report lacks %q", want)
-		}
+		t.Run(want, func(t *testing.T) {
+			if !strings.Contains(page, want) {
+				t.Errorf("the report lacks %q", want)
+			}
+		})
 	}
 	// Three shipments, each focusable once in each chart.
 	if n := strings.Count(page, `<g class="flow" tabindex="0"`); n != 6 {

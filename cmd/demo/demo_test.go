@@ -35,7 +35,7 @@ func TestDemoGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "demo")
 	cmd.Dir = src

@@ -44,6 +44,7 @@ func TestJoinFlowChart(t *testing.T) {
 	page := buf.String()
 	for _, want := range []string{
 		"job-9 joins taxj, benj",
+		"taxj ⋈ benj · ", // the jobs table names every dataset a join reads
 		"run by node3 (registry)",
 		`class="chart flows wide"`, `class="chart flows narrow"`,
 		"runs the join", "received it first (job taken over)",

@@ -277,7 +277,12 @@ func pseudonymFigures(med func(b, unit string) float64) []Figure {
 }
 
 // slowdown is a figure without a goal: ours over the baseline's time.
+// A figure whose benchmark did not run (--peers-only) says so instead of
+// dividing zeros (JSON has no NaN).
 func slowdown(name string, ours, base float64) Figure {
+	if ours == 0 || base == 0 {
+		return Figure{Figure: name, Unit: "x", Goal: "-", Note: "not measured in this run"}
+	}
 	r := ours / base
 	return Figure{Figure: name, Unit: "x", Goal: "-", Measured: r, Baseline: &base, Ratio: &r, Note: "baseline: the masked job's ms; ratio: how many times slower"}
 }

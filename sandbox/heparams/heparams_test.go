@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/ring"
 )
 
 func TestCiphertextCodec(t *testing.T) {
@@ -130,5 +131,38 @@ func FuzzParsePublicKey(f *testing.F) {
 		if !bytes.Equal(MarshalPublicKey(pk2), enc) {
 			t.Fatal("an encoded key does not encode to itself")
 		}
+		// The codec is strict: a key has one encoding, the one it was read from.
+		if !bytes.Equal(enc, b) {
+			t.Fatal("a key read from bytes encodes to other bytes")
+		}
 	})
+}
+
+// TestPublicKeyHeaderIsStrict: a key whose header claims another form
+// (not NTT, or a scale) is refused, so one key has one encoding.
+func TestPublicKeyHeaderIsStrict(t *testing.T) {
+	pkb, err := RequesterPublicKey(bytes.Repeat([]byte{2}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Params()
+	qsize := len(marshalRing(p.RingQ(), p.N(), []ring.Poly{p.RingQ().NewPoly(), p.RingQ().NewPoly()}, true, 0))
+	for _, tc := range []struct {
+		name string
+		at   int
+		v    byte
+	}{
+		{"Q part not in NTT form", 6, 0},
+		{"Q part with a scale", 7, 40},
+		{"P part not in NTT form", qsize + 6, 0},
+		{"P part with a scale", qsize + 7, 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bytes.Clone(pkb)
+			b[tc.at] = tc.v
+			if _, err := ParsePublicKey(b); !errors.Is(err, ErrBadCiphertext) {
+				t.Fatalf("accepted: %v", err)
+			}
+		})
+	}
 }

@@ -125,6 +125,8 @@ type (
 		Query   string `json:"query"`
 		Mode    string `json:"mode"`
 		Purpose string `json:"purpose"`
+		// List, when the query joins the enterprise's own ids (list.go).
+		List *ListDoc `json:"list,omitempty"`
 	}
 	// JobExtra is what the relaying node adds to a job.submit.
 	JobExtra struct {
@@ -159,6 +161,7 @@ var KindPermission = map[string]string{
 	KindHECeremony: PermNode, KindHEShare: PermNode, KindHERotate: PermGrant,
 	KindPseudonymCeremony: PermNode, KindPseudonymRotate: PermGrant,
 	KindNodeHPKE: PermNode, KindJobKey: PermNode, KindJobFlow: PermNode,
+	KindJobList: PermSubmitJob,
 	KindLimitsSet: PermGrant,
 }
 
@@ -558,6 +561,8 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		return s.jobKey(e, now)
 	case KindJobFlow:
 		return s.jobFlow(e, index, now)
+	case KindJobList:
+		return s.jobList(e, index, now)
 	default:
 		if !strings.HasPrefix(e.Kind, "note.") {
 			return fmt.Errorf("%w: unknown entry kind %q", ErrInvalid, clip(e.Kind))
@@ -616,6 +621,13 @@ func (s *state) submit(e Entry, index uint64, now time.Time) error {
 	}
 	j := &Job{ID: "job-" + strconv.FormatUint(index, 10), Requester: e.Actor, Dataset: x.Dataset, Mode: d.Mode,
 		Purpose: d.Purpose, Query: d.Query, Plan: x.Plan, Submitted: now, Updated: now}
+	if d.List != nil {
+		l, err := newList(d.List, x.Plan)
+		if err != nil {
+			return err
+		}
+		j.List = l
+	}
 	put(s, s.Jobs, j.ID, j)
 	if j.Mode == ModeHE {
 		// Refused up front rather than failing once authorised (and paid for).

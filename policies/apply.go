@@ -161,7 +161,7 @@ var KindPermission = map[string]string{
 	KindHECeremony: PermNode, KindHEShare: PermNode, KindHERotate: PermGrant,
 	KindPseudonymCeremony: PermNode, KindPseudonymRotate: PermGrant,
 	KindNodeHPKE: PermNode, KindJobKey: PermNode, KindJobFlow: PermNode,
-	KindJobList: PermSubmitJob,
+	KindJobList:   PermSubmitJob,
 	KindLimitsSet: PermGrant,
 }
 

@@ -57,7 +57,10 @@ func TestListJoinAuthorisation(t *testing.T) {
 			d := listJob(500)
 			d.List.Name = "benefits2025"
 			return d
-		}, func(x *JobExtra) { x.Plan.Join[1].Dataset = "benefits2025"; x.Plan.GroupBy = []string{"benefits2025.branch"} }, JobRejected, "bears the name of a registered dataset"},
+		}, func(x *JobExtra) {
+			x.Plan.Join[1].Dataset = "benefits2025"
+			x.Plan.GroupBy = []string{"benefits2025.branch"}
+		}, JobRejected, "bears the name of a registered dataset"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -48,7 +48,8 @@ func listKeyInfo(job, list string, from policies.Address) []byte {
 	return []byte("datasandbox list join key v1\n" + job + "\n" + list + "\n" + from.String())
 }
 
-// SealJobKeyToList seals a job key to the list's ephemeral public key pub.
+// SealJobKeyToList seals a job key to the list's ephemeral public key pub
+// (sandbox.JoinCrypto).
 func (k *JoinKeys) SealJobKeyToList(job, list string, pub, jobKey []byte) ([]byte, error) {
 	return SealListKey(job, list, policies.Address(k.key.Address()), pub, jobKey)
 }

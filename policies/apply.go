@@ -622,7 +622,7 @@ func (s *state) submit(e Entry, index uint64, now time.Time) error {
 	j := &Job{ID: "job-" + strconv.FormatUint(index, 10), Requester: e.Actor, Dataset: x.Dataset, Mode: d.Mode,
 		Purpose: d.Purpose, Query: d.Query, Plan: x.Plan, Submitted: now, Updated: now}
 	if d.List != nil {
-		l, err := newList(d.List, x.Plan)
+		l, err := NewJobList(d.List, x.Plan)
 		if err != nil {
 			return err
 		}

@@ -69,9 +69,9 @@ type JobList struct {
 // IsList reports whether name is the job's list (not a dataset).
 func (j *Job) IsList(name string) bool { return j.List != nil && j.List.Name == name }
 
-// newList checks a submission's list against the job's plan and returns
+// NewJobList checks a submission's list against the job's plan and returns
 // what the job keeps of it; errors are malformed submissions.
-func newList(d *ListDoc, p Plan) (*JobList, error) {
+func NewJobList(d *ListDoc, p Plan) (*JobList, error) {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: job.submit: list: %s", ErrInvalid, fmt.Sprintf(format, a...))
 	}

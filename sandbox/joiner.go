@@ -27,6 +27,7 @@ type JoinCrypto interface {
 	Public() []byte
 	SealJobKey(job string, to policies.Address, key []byte) ([]byte, error)
 	OpenJobKey(job string, from policies.Address, sealed []byte) ([]byte, error)
+	SealJobKeyToList(job, list string, pub, key []byte) ([]byte, error)
 	Sign(service string, v any) ([]byte, error)
 	Open(service string, raw []byte, v any) (policies.Address, error)
 }
@@ -53,6 +54,9 @@ type JoinerConfig struct {
 	// Poll is how often committed jobs are looked at; Wait how long an
 	// executor waits for the owners' parts before it fails the job.
 	Poll, Wait time.Duration
+	// ListWait is how long a runner waits for an enterprise's list
+	// (ListWait when 0).
+	ListWait time.Duration
 	Limits     Limits
 	Logger     *slog.Logger
 }
@@ -72,6 +76,7 @@ type Joiner struct {
 
 	mu     sync.Mutex
 	hpkeOK bool
+	lists  listInbox // enterprises' lists received for the jobs it runs
 }
 
 // NewJoiner makes a node's joiner.
@@ -81,6 +86,9 @@ func NewJoiner(cfg JoinerConfig, store *Store, node Appender, state JoinState) *
 	}
 	if cfg.Wait == 0 {
 		cfg.Wait = 2 * time.Minute
+	}
+	if cfg.ListWait == 0 {
+		cfg.ListWait = ListWait
 	}
 	if cfg.Limits == (Limits{}) {
 		cfg.Limits = DefaultLimits()
@@ -113,6 +121,10 @@ func (jn *Joiner) Run(ctx context.Context) {
 
 func (jn *Joiner) pass(ctx context.Context) {
 	jn.forgetKeys()
+	jn.lists.forget(func(job string) bool {
+		j, ok := jn.state.Job(job)
+		return ok && j.Status == policies.JobRunning && j.Runner == jn.me
+	})
 	jobs := jn.state.Jobs(func(j policies.Job) bool {
 		return j.IsJoin() && (j.Status == policies.JobAuthorised || j.Status == policies.JobRunning)
 	})
@@ -178,6 +190,9 @@ func (jn *Joiner) eligible(j policies.Job) bool {
 		return false
 	}
 	for _, name := range j.Plan.Datasets(j.Dataset) {
+		if j.IsList(name) {
+			continue
+		}
 		d, ok := jn.state.Dataset(name)
 		if !ok || d.Node == jn.me || (acc.Org != "" && acc.Org == d.Org) {
 			return false
@@ -266,6 +281,9 @@ func (jn *Joiner) drawKey(ctx context.Context, j policies.Job) error {
 		}
 		doc.Sealed[o.String()] = s
 	}
+	if err := jn.sealToList(j, k, &doc); err != nil {
+		return err
+	}
 	return jn.commit(ctx, policies.KindJobKey, doc)
 }
 
@@ -314,6 +332,9 @@ type shipRequest struct {
 // that this node holds the dataset; commits job.flow (what it ships, to
 // whom, with its digest); then returns the shipment.
 func (jn *Joiner) Serve(ctx context.Context, service string, body []byte) ([]byte, error) {
+	if service == ServiceList {
+		return jn.serveList(ctx, body)
+	}
 	if service != ServiceShip {
 		return nil, fmt.Errorf("sandbox: unknown service %q", service)
 	}
@@ -477,6 +498,13 @@ func (jn *Joiner) run(ctx context.Context, j policies.Job) (*Result, error) {
 			ctl.Dominance = p.Dominance
 		}
 		part, err := jn.fetch(ctx, j, pt, deadline)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, part)
+	}
+	if j.List != nil {
+		part, err := jn.listPart(ctx, j, time.Now().Add(jn.cfg.ListWait))
 		if err != nil {
 			return nil, err
 		}

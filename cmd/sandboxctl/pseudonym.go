@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/datasandbox/datasandbox/api"
-	"github.com/datasandbox/datasandbox/mpc/pseudonym"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -125,17 +124,7 @@ func cmdPseudonymIDs(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	if len(ids) == 0 {
 		return fmt.Errorf("%s holds no ids", *file)
 	}
-	c := newClient(g)
-	var cer policies.PseudonymCeremony
-	if err := c.do(ctx, "GET", "/v1/pseudonyms", nil, &cer); err != nil {
-		return err
-	}
-	pc, err := api.PseudonymClient(cer)
-	if err != nil {
-		return err
-	}
-	doc := policies.PseudonymBatchDoc{Purpose: policies.PurposeJob, Job: *job}
-	out, err := pc.PseudonymiseAll(ctx, httpTransport{c}, doc, ids, min(max(*size, 1), pseudonym.MaxBatch), 2)
+	cer, out, err := pseudonymiseForJob(ctx, newClient(g), *job, ids, *size)
 	if err != nil {
 		return err
 	}
@@ -144,7 +133,7 @@ func cmdPseudonymIDs(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		for i, p := range out {
 			hexes[i] = hex.EncodeToString(p)
 		}
-		return printJSON(g.stdout, map[string]any{"ceremony": cer.ID, "pseudonyms": hexes})
+		return printJSON(g.stdout, map[string]any{"ceremony": cer, "pseudonyms": hexes})
 	}
 	for _, p := range out {
 		fmt.Fprintln(g.stdout, hex.EncodeToString(p))

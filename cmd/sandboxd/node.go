@@ -93,7 +93,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 		if mpc.IsPseudonymService(service) {
 			return ps.Party.Serve(ctx, service, body)
 		}
-		if service == sandbox.ServiceShip {
+		if service == sandbox.ServiceShip || service == sandbox.ServiceList {
 			return joiner.Serve(ctx, service, body)
 		}
 		return he.Party.Serve(ctx, service, body)
@@ -142,6 +142,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	close(heReady)
 	srv.SetHE(he)
 	srv.SetPseudonym(ps)
+	srv.SetLists(joiner)
 	ln, err := net.Listen("tcp", s.HTTP)
 	if err != nil {
 		n.Close()

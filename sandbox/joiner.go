@@ -57,8 +57,8 @@ type JoinerConfig struct {
 	// ListWait is how long a runner waits for an enterprise's list
 	// (ListWait when 0).
 	ListWait time.Duration
-	Limits     Limits
-	Logger     *slog.Logger
+	Limits   Limits
+	Logger   *slog.Logger
 }
 
 // Joiner runs a node's part of joins across agencies (DESIGN.md): as an

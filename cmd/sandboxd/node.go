@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -198,7 +199,7 @@ func loadTrust(path string) ([]*chain.CheckpointVerifier, error) {
 	return chain.ParseVerifierList(filepath.Base(path), b)
 }
 
-func newLogger(w *os.File, level string) (*slog.Logger, error) {
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -93,8 +94,13 @@ func withPolicy(id string, _ []byte) ([]byte, error) {
 	return json.Marshal(policies.PolicyRevokeDoc{Policy: id})
 }
 
-// Routes lists every state-changing endpoint.
-var Routes = []Route{
+// Routes lists every state-changing endpoint. The slice is the caller's.
+func Routes() []Route { return slices.Clone(routes) }
+
+// routes is the table behind Routes: which kinds a node relays for an
+// account, and how a request becomes the document the verifier re-derives.
+// Both sides read it, so nothing outside may change it.
+var routes = []Route{
 	{Kind: policies.KindAccountRegister, Method: http.MethodPost, Pattern: "/v1/accounts"},
 	{Kind: policies.KindAccountGrant, Method: http.MethodPost, Pattern: "/v1/accounts/grants"},
 	{Kind: policies.KindAccountRevoke, Method: http.MethodPost, Pattern: "/v1/accounts/revocations"},
@@ -125,12 +131,12 @@ func ceremonyApproval(string, []byte) ([]byte, error) {
 // from the route of that kind whose method and path the request has.
 func DocumentOf(kind, method, path string, body []byte) ([]byte, error) {
 	var first *Route
-	for i, r := range Routes {
+	for i, r := range routes {
 		if r.Kind != kind {
 			continue
 		}
 		if first == nil {
-			first = &Routes[i]
+			first = &routes[i]
 		}
 		if _, ok := matchPath(r.Pattern, path); ok && r.Method == method {
 			return r.Document(method, path, body)
@@ -144,7 +150,7 @@ func DocumentOf(kind, method, path string, body []byte) ([]byte, error) {
 
 // RouteFor returns the (first) route of a kind.
 func RouteFor(kind string) (Route, bool) {
-	for _, r := range Routes {
+	for _, r := range routes {
 		if r.Kind == kind {
 			return r, true
 		}

@@ -26,7 +26,7 @@ func (f *Frontier) Size() uint64 { return f.size }
 // Root is the root of the leaves appended so far.
 func (f *Frontier) Root() Hash {
 	if f.size == 0 {
-		return EmptyRoot
+		return EmptyRoot()
 	}
 	r := f.peaks[len(f.peaks)-1]
 	for i := len(f.peaks) - 2; i >= 0; i-- {

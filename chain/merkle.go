@@ -29,8 +29,12 @@ func NodeHash(l, r Hash) Hash {
 	return sha256.Sum256(buf[:])
 }
 
-// EmptyRoot is the root of the empty tree, SHA-256 of the empty string.
-var EmptyRoot = sha256.Sum256(nil)
+// EmptyRoot returns the root of the empty tree, SHA-256 of the empty
+// string. It is a function, not a variable, so that no caller can change
+// what every node and auditor takes for the empty log's root.
+func EmptyRoot() Hash { return emptyRoot }
+
+var emptyRoot = sha256.Sum256(nil)
 
 // Tree is an append-only RFC 6962 Merkle tree that keeps the hash of every
 // complete subtree: level k holds the root of leaves [i<<k, (i+1)<<k) at i.
@@ -136,7 +140,7 @@ func (t *Tree) Root(size uint64) (Hash, error) {
 		return Hash{}, fmt.Errorf("%w: size %d exceeds tree size %d", ErrBadProofRequest, size, t.Size())
 	}
 	if size == 0 {
-		return EmptyRoot, nil
+		return emptyRoot, nil
 	}
 	return t.rangeHash(0, size), nil
 }

@@ -121,7 +121,7 @@ func TestConsistencyFromZeroRefused(t *testing.T) {
 		t.Fatal("consistency proof from size 0 was produced")
 	}
 	r, _ := tr.Root(3)
-	if err := VerifyConsistency(0, 3, nil, EmptyRoot, r); err == nil {
+	if err := VerifyConsistency(0, 3, nil, EmptyRoot(), r); err == nil {
 		t.Fatal("consistency proof from size 0 verified")
 	}
 }
@@ -265,8 +265,16 @@ func TestFrontierMatchesTree(t *testing.T) {
 		}
 	}
 	var empty Frontier
-	if empty.Root() != EmptyRoot {
+	if empty.Root() != EmptyRoot() {
 		t.Fatal("empty root")
+	}
+	// RFC 6962 section 2.1: the empty tree's hash is SHA-256 of "".
+	root := EmptyRoot()
+	if got := hex.EncodeToString(root[:]); got != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
+		t.Fatalf("EmptyRoot() = %s", got)
+	}
+	if r, _ := tr.Root(0); r != EmptyRoot() {
+		t.Fatal("Tree.Root(0) is not EmptyRoot()")
 	}
 }
 

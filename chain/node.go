@@ -3,10 +3,8 @@ package chain
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -20,174 +18,6 @@ import (
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 )
-
-// Peer is a member of the Raft configuration.
-type Peer struct {
-	ID   string // node name, unique in the consortium
-	Addr string // host:port of its Raft (and chain RPC) listener
-}
-
-// AdmitFunc decides whether the account of a node that asks to join holds
-// the join permission recorded on the ledger. It is declared here, where it
-// is used, and provided by the domain (policies) when the node is wired.
-type AdmitFunc func(ctx context.Context, account Address) error
-
-// Config configures a Node. Zero fields take DefaultConfig's values.
-type Config struct {
-	ID       string // this node's name (Raft server ID, checkpoint signer)
-	Dir      string // data directory: ledger/, raft/, snapshots/
-	RaftAddr string // listen address for Raft and node-to-node requests
-	// Advertise is the address peers dial; defaults to RaftAddr.
-	Advertise string
-	// TLS, when set, protects the node-to-node port with mutual TLS: the
-	// listener requires a client certificate from ClientCAs, and dials
-	// present Certificates and check the peer's against RootCAs and the
-	// dialled host (see NodeTLS). Without it the port is plain TCP, for
-	// loopback and private networks.
-	TLS *tls.Config
-	// WrapConn, when set, wraps every node-to-node connection this node
-	// dials or accepts (after TLS). Fault tests cut links through it.
-	WrapConn func(net.Conn) net.Conn
-	Key      *Key   // the node's account key (Ed25519)
-	Origin   string // the log's origin line in checkpoints
-
-	StateMachine StateMachine
-	// Bootstrap, when set on a fresh node, forms a new cluster of these
-	// peers (this node among them). Ignored when the node has Raft state.
-	Bootstrap []Peer
-	// Admit checks a joining node's account; nil refuses every join.
-	Admit AdmitFunc
-	// Verifiers are the checkpoint keys of the other nodes.
-	Verifiers []*CheckpointVerifier
-	// Blobs, when set, serves peers' Fetch requests (job results kept on
-	// the node that ran the job). Nodes trust each other's requests here:
-	// the API node checks the caller's right to the blob before fetching.
-	Blobs func(key string) ([]byte, error)
-	// Services, when set, serves peers' Call requests. Like Blobs, the
-	// transport does not authenticate callers: services sign and check
-	// their own messages.
-	Services func(ctx context.Context, service string, body []byte) ([]byte, error)
-
-	MaxBlockEntries int           // entries per block (one Raft log entry)
-	MaxBlockBytes   int           // bytes per block
-	MaxInflight     int           // blocks proposed and not yet applied
-	ApplyTimeout    time.Duration // upper bound on one proposal when ctx has none
-
-	HeartbeatTimeout  time.Duration
-	ElectionTimeout   time.Duration
-	SnapshotInterval  time.Duration
-	SnapshotThreshold uint64
-	TrailingLogs      uint64
-
-	Logger    *slog.Logger
-	RaftLog   io.Writer // where hashicorp/raft writes its own log; default stderr at warn level
-	RaftLevel string    // hclog level for RaftLog
-}
-
-// DefaultConfig returns the defaults for everything but identity and paths.
-func DefaultConfig() Config {
-	return Config{
-		Origin:            "datasandbox/ledger",
-		MaxBlockEntries:   256,
-		MaxBlockBytes:     256 << 10,
-		MaxInflight:       2,
-		ApplyTimeout:      10 * time.Second,
-		HeartbeatTimeout:  1000 * time.Millisecond,
-		ElectionTimeout:   1000 * time.Millisecond,
-		SnapshotInterval:  2 * time.Minute,
-		SnapshotThreshold: 8192,
-		TrailingLogs:      10240,
-		RaftLevel:         "warn",
-	}
-}
-
-func (c *Config) fill() {
-	d := DefaultConfig()
-	if c.Origin == "" {
-		c.Origin = d.Origin
-	}
-	if c.MaxBlockEntries == 0 {
-		c.MaxBlockEntries = d.MaxBlockEntries
-	}
-	if c.MaxBlockBytes == 0 {
-		c.MaxBlockBytes = d.MaxBlockBytes
-	}
-	if c.MaxInflight == 0 {
-		c.MaxInflight = d.MaxInflight
-	}
-	if c.ApplyTimeout == 0 {
-		c.ApplyTimeout = d.ApplyTimeout
-	}
-	if c.HeartbeatTimeout == 0 {
-		c.HeartbeatTimeout = d.HeartbeatTimeout
-	}
-	if c.ElectionTimeout == 0 {
-		c.ElectionTimeout = d.ElectionTimeout
-	}
-	if c.SnapshotInterval == 0 {
-		c.SnapshotInterval = d.SnapshotInterval
-	}
-	if c.SnapshotThreshold == 0 {
-		c.SnapshotThreshold = d.SnapshotThreshold
-	}
-	if c.TrailingLogs == 0 {
-		c.TrailingLogs = d.TrailingLogs
-	}
-	if c.RaftLevel == "" {
-		c.RaftLevel = d.RaftLevel
-	}
-	if c.Advertise == "" {
-		c.Advertise = c.RaftAddr
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	if c.RaftLog == nil {
-		c.RaftLog = os.Stderr
-	}
-}
-
-// Validate reports the first problem with the configuration.
-func (c *Config) Validate() error {
-	switch {
-	case c.ID == "" || len(c.ID) > 255:
-		return errors.New("chain: config: ID must be 1-255 bytes")
-	case c.Dir == "":
-		return errors.New("chain: config: Dir is required")
-	case c.RaftAddr == "":
-		return errors.New("chain: config: RaftAddr is required")
-	case c.Key == nil || c.Key.Algorithm() != Ed25519:
-		return errors.New("chain: config: Key must be an Ed25519 key")
-	case c.StateMachine == nil:
-		return errors.New("chain: config: StateMachine is required")
-	case c.MaxBlockEntries < 0 || c.MaxBlockBytes < 0 || c.MaxInflight < 0:
-		return errors.New("chain: config: block limits must not be negative")
-	}
-	if _, err := net.ResolveTCPAddr("tcp", c.Advertise); err != nil && c.Advertise != "" {
-		return fmt.Errorf("chain: config: advertise address %q: %v", c.Advertise, err)
-	}
-	return nil
-}
-
-// Receipt says where an appended entry is in the log.
-type Receipt struct {
-	Index     uint64
-	LeafHash  Hash
-	Duplicate bool // the entry was already committed (a retry); Index is where
-}
-
-// pending is one entry waiting for a batch.
-type pending struct {
-	raw  []byte
-	e    *Entry // parsed; its signature is checked with its batch
-	ctx  context.Context
-	done chan outcome
-}
-
-type outcome struct {
-	r   Receipt
-	err error
-}
 
 // Node is one member of the consortium's replicated ledger.
 //
@@ -262,7 +92,17 @@ func NewNode(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) startRaft() error {
+// startRaft opens the Raft stores and transport and starts Raft. On error
+// it closes whatever it had opened (one deferred cleanup, in reverse order).
+func (n *Node) startRaft() (err error) {
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
 	cfg := n.cfg
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -283,22 +123,19 @@ func (n *Node) startRaft() error {
 	// raft-wal's Close leaves its metadata DB (and its file lock) open, so
 	// the node owns the DB and closes it itself.
 	n.meta = &metadb.BoltMetaDB{}
+	undo = append(undo, func() { n.meta.Close() })
 	w, err := wal.Open(raftDir, wal.WithMetaStore(n.meta))
 	if err != nil {
-		n.meta.Close()
 		return fmt.Errorf("chain: opening raft log in %s: %w", raftDir, err)
 	}
 	n.wal = w
+	undo = append(undo, func() { w.Close() })
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, "snapshots"), 2, rc.Logger)
 	if err != nil {
-		w.Close()
-		n.meta.Close()
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.RaftAddr)
 	if err != nil {
-		w.Close()
-		n.meta.Close()
 		return fmt.Errorf("chain: listening on %s: %w", cfg.RaftAddr, err)
 	}
 	if cfg.TLS != nil {
@@ -307,8 +144,6 @@ func (n *Node) startRaft() error {
 	adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
 	if err != nil {
 		ln.Close()
-		w.Close()
-		n.meta.Close()
 		return err
 	}
 	if adv.Port == 0 { // listening on :0 in tests
@@ -320,11 +155,9 @@ func (n *Node) startRaft() error {
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.layer, MaxPool: 4, Timeout: 10 * time.Second, Logger: rc.Logger,
 	})
+	undo = append(undo, func() { n.trans.Close() }) // closes the layer and its listener
 	hasState, err := raft.HasExistingState(w, w, snaps)
 	if err != nil {
-		n.trans.Close()
-		w.Close()
-		n.meta.Close()
 		return err
 	}
 	if !hasState && len(cfg.Bootstrap) > 0 {
@@ -333,18 +166,12 @@ func (n *Node) startRaft() error {
 			servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
 		}
 		if err := raft.BootstrapCluster(rc, w, w, snaps, n.trans, raft.Configuration{Servers: servers}); err != nil {
-			n.trans.Close()
-			w.Close()
-			n.meta.Close()
 			return fmt.Errorf("chain: bootstrap: %w", err)
 		}
 	}
 	n.logs = &storeGuard{LogStore: w, stable: w, failed: n.storeFailed}
 	r, err := raft.NewRaft(rc, &fsm{l: n.ledger}, n.logs, n.logs, snaps, n.trans)
 	if err != nil {
-		n.trans.Close()
-		w.Close()
-		n.meta.Close()
 		return err
 	}
 	n.raft = r
@@ -458,446 +285,6 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 		}
 	}
 }
-
-// Append verifies a signed entry and commits it through the leader. It
-// returns once the entry is in a committed block (on the leader; followers
-// apply it moments later), or fails with a specific error: malformed,
-// bad signature, rejected by the state machine, no leader, or ctx's.
-// Appending the same bytes twice is safe: the second call reports the first
-// one's index with Duplicate set.
-func (n *Node) Append(ctx context.Context, raw []byte) (Receipt, error) {
-	e, err := ParseEntry(raw)
-	if err != nil {
-		return Receipt{}, err
-	}
-	var r Receipt
-	err = n.whileNoLeader(ctx, func() error {
-		var err error
-		// Retrying is safe because appends are idempotent.
-		if n.IsLeader() {
-			r, err = n.enqueue(ctx, n.propose, raw, e)
-		} else {
-			r, err = n.enqueue(ctx, n.fwd, raw, e)
-		}
-		return err
-	})
-	return r, err
-}
-
-// whileNoLeader runs f until it succeeds or fails with something other
-// than ErrNoLeader. Between tries it waits for Raft to report a leader
-// change, or, when the leader stays the same but could not be reached (a
-// forward that failed), for a short back-off.
-func (n *Node) whileNoLeader(ctx context.Context, f func() error) error {
-	for {
-		changed := n.leaderChanged()
-		err := f()
-		if !errors.Is(err, ErrNoLeader) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (%v)", err, ctx.Err())
-		case <-n.ctx.Done():
-			return ErrStopped
-		case <-changed:
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-// appendLocal proposes through this node only; forwarded requests use it.
-func (n *Node) appendLocal(ctx context.Context, raw []byte) (Receipt, error) {
-	e, err := ParseEntry(raw)
-	if err != nil {
-		return Receipt{}, err
-	}
-	if !n.IsLeader() {
-		return Receipt{}, fmt.Errorf("%w: %s is not the leader", ErrNoLeader, n.cfg.ID)
-	}
-	return n.enqueue(ctx, n.propose, raw, e)
-}
-
-func (n *Node) enqueue(ctx context.Context, q chan *pending, raw []byte, e *Entry) (Receipt, error) {
-	if err := n.Err(); err != nil {
-		return Receipt{}, fmt.Errorf("%w: %v", ErrStopped, err)
-	}
-	p := &pending{raw: raw, e: e, ctx: ctx, done: make(chan outcome, 1)}
-	select {
-	case q <- p:
-	case <-ctx.Done():
-		return Receipt{}, ctx.Err()
-	case <-n.ctx.Done():
-		return Receipt{}, ErrStopped
-	}
-	select {
-	case o := <-p.done:
-		return o.r, o.err
-	case <-ctx.Done():
-		// The entry may still commit; a retry will find it (Duplicate).
-		return Receipt{}, ctx.Err()
-	case <-n.ctx.Done():
-		return Receipt{}, ErrStopped
-	}
-}
-
-// collect takes one pending entry and as many more as are waiting, within
-// the block limits. Entries whose callers gave up are dropped.
-func (n *Node) collect(q chan *pending) []*pending {
-	var batch []*pending
-	size := 0
-	take := func(p *pending) {
-		if p.ctx.Err() != nil {
-			return
-		}
-		batch = append(batch, p)
-		size += len(p.raw)
-	}
-	select {
-	case p := <-q:
-		take(p)
-	case <-n.ctx.Done():
-		return nil
-	}
-	for len(batch) < n.cfg.MaxBlockEntries && size < n.cfg.MaxBlockBytes {
-		select {
-		case p := <-q:
-			take(p)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
-func (n *Node) proposeLoop() {
-	defer n.wg.Done()
-	slots := make(chan struct{}, n.cfg.MaxInflight)
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-n.ctx.Done():
-			return
-		}
-		batch := n.collect(n.propose)
-		if n.ctx.Err() != nil {
-			return
-		}
-		if len(batch) == 0 {
-			<-slots
-			continue
-		}
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			defer func() { <-slots }()
-			batch := n.verified(batch)
-			if len(batch) == 0 {
-				return
-			}
-			prop := &proposal{Time: time.Now().UTC(), Proposer: n.cfg.ID, Entries: make([][]byte, len(batch))}
-			for i, p := range batch {
-				prop.Entries[i] = p.raw
-			}
-			f := n.raft.Apply(prop.marshal(), n.cfg.ApplyTimeout)
-			// A future queued just before Raft shuts down may never be
-			// answered: wait for it, or for the node to stop.
-			done := make(chan error, 1)
-			go func() { done <- f.Error() }()
-			var err error
-			select {
-			case err = <-done:
-			case <-n.ctx.Done():
-				err = raft.ErrRaftShutdown
-			}
-			var results []Result
-			if err == nil {
-				results, _ = f.Response().([]Result)
-			}
-			for i, p := range batch {
-				p.done <- n.outcomeOf(p.raw, err, results, i)
-			}
-		}()
-	}
-}
-
-// verified checks a batch's signatures together, answers the entries that
-// fail, and returns the rest.
-func (n *Node) verified(batch []*pending) []*pending {
-	entries := make([]*Entry, len(batch))
-	for i, p := range batch {
-		entries[i] = p.e
-	}
-	errs := VerifyBatch(entries)
-	ok := batch[:0:0]
-	for i, p := range batch {
-		if errs[i] != nil {
-			p.done <- outcome{err: errs[i]}
-			continue
-		}
-		ok = append(ok, p)
-	}
-	return ok
-}
-
-func (n *Node) outcomeOf(raw []byte, err error, results []Result, i int) outcome {
-	if err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrEnqueueTimeout) {
-			return outcome{err: fmt.Errorf("%w: %v", ErrNoLeader, err)}
-		}
-		if errors.Is(err, raft.ErrRaftShutdown) {
-			return outcome{err: ErrStopped}
-		}
-		return outcome{err: fmt.Errorf("chain: commit failed: %w", err)}
-	}
-	if i >= len(results) {
-		return outcome{err: fmt.Errorf("%w: proposal was not applied", ErrStopped)}
-	}
-	res := results[i]
-	switch res.Outcome {
-	case Committed, Duplicate:
-		return outcome{r: Receipt{Index: res.Index, LeafHash: LeafHash(raw), Duplicate: res.Outcome == Duplicate}}
-	}
-	if res.Reason == ErrStopped.Error() {
-		return outcome{err: ErrStopped}
-	}
-	var refusal error
-	if res.Refusal > 0 && int(res.Refusal) <= len(n.ledger.refusals) {
-		refusal = n.ledger.refusals[res.Refusal-1]
-	}
-	return outcome{err: &remoteError{sentinel: ErrRejected, refusal: refusal, msg: res.Reason}}
-}
-
-func (n *Node) forwardLoop() {
-	defer n.wg.Done()
-	slots := make(chan struct{}, n.cfg.MaxInflight)
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-n.ctx.Done():
-			return
-		}
-		batch := n.collect(n.fwd)
-		if n.ctx.Err() != nil {
-			return
-		}
-		if len(batch) == 0 {
-			<-slots
-			continue
-		}
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			defer func() { <-slots }()
-			batch := n.verified(batch)
-			if len(batch) == 0 {
-				return
-			}
-			_, addr := n.Leader()
-			if addr == "" || addr == n.cfg.Advertise {
-				for _, p := range batch {
-					p.done <- outcome{err: fmt.Errorf("%w: no leader known", ErrNoLeader)}
-				}
-				return
-			}
-			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
-			defer cancel()
-			raws := make([][]byte, len(batch))
-			for i, p := range batch {
-				raws[i] = p.raw
-			}
-			receipts, errs, err := n.forward(ctx, addr, raws)
-			for i, p := range batch {
-				switch {
-				case err != nil:
-					p.done <- outcome{err: err}
-				case errs[i] != nil:
-					p.done <- outcome{err: errs[i]}
-				default:
-					p.done <- outcome{r: receipts[i]}
-				}
-			}
-		}()
-	}
-}
-
-// Join asks a member of an existing cluster (at addr) to add this node as
-// a voter. The request is signed with the node's key; the leader admits it
-// only if the AdmitFunc finds the join permission for its account.
-func (n *Node) Join(ctx context.Context, addr string) error {
-	j := &joinRequest{ID: n.cfg.ID, Addr: n.cfg.Advertise, Time: time.Now()}
-	e := &Entry{Kind: "node.join", Time: j.Time, Payload: j.message()}
-	if err := n.cfg.Key.Sign(e); err != nil {
-		return err
-	}
-	j.Algorithm, j.PublicKey, j.Signature = e.Algorithm, e.PublicKey, e.Signature
-	status, resp, err := n.rpc.call(ctx, addr, opJoin, j.marshal())
-	if err != nil {
-		return fmt.Errorf("chain: join via %s: %w", addr, err)
-	}
-	return n.decodeErr(status, string(resp))
-}
-
-// admit handles a join request: on the leader, check the account and add
-// the voter; elsewhere, pass the request to the leader.
-func (n *Node) admit(ctx context.Context, j *joinRequest) error {
-	if !n.IsLeader() {
-		_, addr := n.Leader()
-		if addr == "" {
-			return fmt.Errorf("%w: no leader to admit the node", ErrNoLeader)
-		}
-		status, resp, err := n.rpc.call(ctx, addr, opJoin, j.marshal())
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrNoLeader, err)
-		}
-		return n.decodeErr(status, string(resp))
-	}
-	account := AddressOf(j.PublicKey)
-	if n.cfg.Admit == nil {
-		return fmt.Errorf("%w: %s: this cluster has no admission policy", ErrNotAdmitted, account)
-	}
-	if err := n.cfg.Admit(ctx, account); err != nil {
-		return fmt.Errorf("%w: account %s: %v", ErrNotAdmitted, account, err)
-	}
-	timeout := n.cfg.ApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
-	if err := n.raft.AddVoter(raft.ServerID(j.ID), raft.ServerAddress(j.Addr), 0, timeout).Error(); err != nil {
-		return fmt.Errorf("chain: adding voter %s: %w", j.ID, err)
-	}
-	n.log.Info("node admitted", "peer", j.ID, "addr", j.Addr, "account", account.String())
-	return nil
-}
-
-// WaitApplied blocks until this node's state machine has applied the entry
-// at index (so that reads here see its effect), or ctx ends.
-func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
-	for {
-		moved := n.ledger.Moved()
-		if n.ledger.Applied() > index {
-			return nil
-		}
-		if err := n.ledger.Err(); err != nil {
-			return fmt.Errorf("%w: %v", ErrStopped, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-n.ctx.Done():
-			return ErrStopped
-		case <-moved:
-		}
-	}
-}
-
-// ReadBarrier waits until this node has applied every entry the leader had
-// applied when it was called, so that a read here sees every write any
-// node acknowledged before (linearizable reads). On the leader it costs a
-// round of heartbeats (see leaderSynced).
-func (n *Node) ReadBarrier(ctx context.Context) error {
-	return n.whileNoLeader(ctx, func() error { return n.readBarrier(ctx) })
-}
-
-func (n *Node) readBarrier(ctx context.Context) error {
-	if err := n.Err(); err != nil {
-		return fmt.Errorf("%w: %v", ErrStopped, err)
-	}
-	if n.IsLeader() {
-		return n.leaderSynced(ctx)
-	}
-	_, addr := n.Leader()
-	if addr == "" {
-		return fmt.Errorf("%w: no leader to read from", ErrNoLeader)
-	}
-	status, resp, err := n.rpc.call(ctx, addr, opReadIndex, nil)
-	if err != nil {
-		return fmt.Errorf("%w: asking the leader: %v", ErrNoLeader, err)
-	}
-	if status != 0 {
-		return n.decodeErr(status, string(resp))
-	}
-	if len(resp) != 8 {
-		return fmt.Errorf("chain: malformed read-index answer")
-	}
-	applied := binary.BigEndian.Uint64(resp)
-	if applied == 0 {
-		return nil
-	}
-	return n.WaitApplied(ctx, applied-1)
-}
-
-// leaderSynced makes sure this node still leads (a majority answers its
-// heartbeats: a leader cut off from the others must not serve stale
-// reads) and has applied every entry committed before its term began: a
-// new leader knows which entries are committed only once an entry of its
-// own term is, so it waits once per term for a Raft barrier (which also
-// waits for the state machine).
-func (n *Node) leaderSynced(ctx context.Context) error {
-	term := n.raft.CurrentTerm()
-	if n.syncedTerm.Load() != term {
-		timeout := 10 * time.Second
-		if d, ok := ctx.Deadline(); ok {
-			timeout = max(time.Until(d), time.Millisecond)
-		}
-		if err := n.raft.Barrier(timeout).Error(); err != nil {
-			return n.outcomeOf(nil, err, nil, 0).err
-		}
-		n.syncedTerm.Store(term)
-	}
-	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return n.outcomeOf(nil, err, nil, 0).err
-	}
-	return nil
-}
-
-// Fetch asks the peer with that ID for a blob (see Config.Blobs).
-func (n *Node) Fetch(ctx context.Context, peerID, key string) ([]byte, error) {
-	return n.callPeer(ctx, peerID, opFetch, []byte(key))
-}
-
-// Call sends a request to a service on the peer with that ID (see
-// Config.Services) and returns its answer.
-func (n *Node) Call(ctx context.Context, peerID, service string, body []byte) ([]byte, error) {
-	return n.callPeer(ctx, peerID, opCall, append(appendString(nil, service), body...))
-}
-
-// callPeer sends one node-to-node request to the peer with that ID.
-func (n *Node) callPeer(ctx context.Context, peerID string, op byte, payload []byte) ([]byte, error) {
-	peers, err := n.Peers()
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range peers {
-		if p.ID != peerID {
-			continue
-		}
-		status, resp, err := n.rpc.call(ctx, p.Addr, op, payload)
-		if err != nil {
-			return nil, fmt.Errorf("chain: calling %s: %w", peerID, err)
-		}
-		if status != 0 {
-			return nil, fmt.Errorf("chain: %s: %s", peerID, resp)
-		}
-		return resp, nil
-	}
-	return nil, fmt.Errorf("chain: no peer %q", peerID)
-}
-
-// Nonces hands out unique, growing nonces for the entries one key signs
-// from several places in one process (the API's relays, the job runner).
-type Nonces struct{ n atomic.Uint64 }
-
-// NewNonces starts from the current time in nanoseconds, so that nonces
-// keep growing across restarts.
-func NewNonces() *Nonces {
-	ns := &Nonces{}
-	ns.n.Store(uint64(time.Now().UnixNano()))
-	return ns
-}
-
-// Next returns a nonce never returned before by this source.
-func (ns *Nonces) Next() uint64 { return ns.n.Add(1) }
 
 // Snapshot forces a Raft snapshot (tests and operators).
 func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }

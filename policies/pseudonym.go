@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,8 +37,12 @@ const MaxPseudonymBatch = 1 << 15
 // DefaultPseudonymQuota is how many ids an account of each role may have
 // pseudonymised in all, when genesis sets no pseudonym_quota: an agency a
 // large register (as does its node, which pseudonymises its uploads), an
-// enterprise a customer list. Other roles: none.
-var DefaultPseudonymQuota = map[string]int64{"agency": 50_000_000, "node": 50_000_000, "enterprise": 1_000_000}
+// enterprise a customer list. Other roles: none. The map is the caller's.
+func DefaultPseudonymQuota() map[string]int64 { return maps.Clone(defaultPseudonymQuota) }
+
+// defaultPseudonymQuota is the table behind DefaultPseudonymQuota; the state
+// machine reads it, so nothing outside may change it.
+var defaultPseudonymQuota = map[string]int64{"agency": 50_000_000, "node": 50_000_000, "enterprise": 1_000_000}
 
 // PseudonymParticipant is one holder of a key share.
 type PseudonymParticipant struct {
@@ -205,7 +210,7 @@ func (s *state) pseudonymQuota(a Address) int64 {
 	}
 	q := s.Pseudonyms.Quota
 	if q == nil {
-		q = DefaultPseudonymQuota
+		q = defaultPseudonymQuota
 	}
 	var best int64
 	for _, r := range acc.Roles {

@@ -145,7 +145,7 @@ func TestPseudonymBatchesAndQuotas(t *testing.T) {
 		})
 	}
 	used, quota := w.m.PseudonymQuota(w.addr("bank"))
-	if used != MaxPseudonymBatch || quota != DefaultPseudonymQuota["enterprise"] {
+	if used != MaxPseudonymBatch || quota != DefaultPseudonymQuota()["enterprise"] {
 		t.Fatalf("bank used %d of %d", used, quota)
 	}
 	// Fill the bank's quota, then one more id is refused before any

@@ -10,8 +10,9 @@ import (
 	"github.com/cloudflare/circl/oprf"
 )
 
-// Suite is the RFC 9497 ciphersuite every pseudonym uses.
-var Suite = oprf.SuiteRistretto255
+// suite is the RFC 9497 ciphersuite every pseudonym uses
+// (policies.PseudonymSuite names it on the ledger).
+var suite = oprf.SuiteRistretto255
 
 // g is the suite's group; every element and scalar below belongs to it.
 var g = group.Ristretto255
@@ -48,7 +49,7 @@ var (
 
 // Domain separation tags of RFC 9497, verifiable mode (mode byte 0x01).
 var (
-	contextString  = append([]byte("OPRFV1-\x01-"), Suite.Identifier()...)
+	contextString  = append([]byte("OPRFV1-\x01-"), suite.Identifier()...)
 	hashToGroupDST = append([]byte("HashToGroup-"), contextString...)
 )
 

@@ -178,3 +178,18 @@ func TestJoinKeyNotSealedToListOfOtherJobs(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// An enterprise pseudonymises at most its list's size for a list job.
+func TestListJoinPseudonymBatches(t *testing.T) {
+	w := joinWorld(t, 3)
+	w.approveCeremonies()
+	w.must("node1", KindPseudonymCeremony, pseudonymDoc(w, 2, "node1", "node2"), nil)
+	w.publishListPolicy(true, 0)
+	w.must("bank", KindJobSubmit, listJob(500), listPlan())
+	id := w.lastJob().ID
+	w.must("bank", KindPseudonymBatch, batch(300, PurposeJob, "", id), nil)
+	if err := w.act("bank", KindPseudonymBatch, batch(201, PurposeJob, "", id), nil); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "list has 500 distinct ids: 300 pseudonymised, this batch asks 201") {
+		t.Fatalf("a batch beyond the list's size: %v", err)
+	}
+	w.must("bank", KindPseudonymBatch, batch(200, PurposeJob, "", id), nil)
+}

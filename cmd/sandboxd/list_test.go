@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -45,64 +46,100 @@ func (l *lockedBuffer) Bytes() []byte {
 // no id of the list is on any node's disk (ledger included) or in the
 // consortium's debug log; a dataset whose policy allows no list is refused
 // before the ledger.
-func TestDevListJoin(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds sandboxctl and runs a dev consortium")
+// listEnv is a dev consortium with agency1's tax records of people
+// listID(0..rows-1) on node1 (income 100·(i%50)) as the datasets named:
+// taxl's policy lets lists join, others' do not; and a built sandboxctl.
+type listEnv struct {
+	ctx      context.Context
+	dir      string
+	ctl      string
+	basePort int
+	logs     *lockedBuffer
+	stop     func()
+}
+
+func listID(i int) string { return fmt.Sprintf("4401011985%08d", i) }
+
+func (e *listEnv) url(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", e.basePort+i) }
+func (e *listEnv) keyFile(name string) string {
+	return filepath.Join(e.dir, "keys", name+".key")
+}
+
+func (e *listEnv) load(name string) *chain.Key {
+	k, err := chain.LoadKeyFile(e.keyFile(name))
+	if err != nil {
+		panic(err)
 	}
-	bin := t.TempDir()
+	return k
+}
+
+// sandboxctl runs the enterprise's sandboxctl against node1.
+func (e *listEnv) sandboxctl(args ...string) ([]byte, []byte, error) {
+	cmd := exec.CommandContext(e.ctx, e.ctl, append([]string{"--server", e.url(0), "--key", e.keyFile("enterprise")}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		err = fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	return out, stderr.Bytes(), err
+}
+
+func newListEnv(tb testing.TB, rows int, names ...string) *listEnv {
+	tb.Helper()
+	bin := tb.TempDir()
 	if out, err := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "../sandboxctl").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		tb.Fatalf("go build: %v\n%s", err, out)
 	}
-	ctl := filepath.Join(bin, "sandboxctl")
-	dir := filepath.Join(t.TempDir(), "dev")
-	base := freeBase(t)
-	logs := &lockedBuffer{}
-	stop := startDevLogs(t, dir, base, logs, "debug")
-	defer stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	url := func(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", base+i) }
-	keyFile := func(name string) string { return filepath.Join(dir, "keys", name+".key") }
-	load := func(name string) *chain.Key {
-		k, err := chain.LoadKeyFile(keyFile(name))
-		if err != nil {
-			t.Fatal(err)
+	e := &listEnv{ctl: filepath.Join(bin, "sandboxctl"), dir: filepath.Join(tb.TempDir(), "dev"), logs: &lockedBuffer{}}
+	e.basePort = freeBase(tb)
+	stopDev := startDevLogs(tb, e.dir, e.basePort, e.logs, "debug")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	e.ctx = ctx
+	e.stop = func() {
+		cancel()
+		if err := stopDev(); err != nil {
+			tb.Error(err)
 		}
-		return k
 	}
-	// tax records of people T0..T599 on node1, income 100·(i%50); a
-	// second dataset on node1 whose policy allows no list.
 	schema := policies.Schema{Columns: []policies.Column{
 		{Name: "person_id", Type: policies.TypeString, Class: policies.Identifier, Pseudonym: policies.PseudonymConsortium},
 		{Name: "income", Type: policies.TypeFloat, Class: policies.Sensitive, Bounds: []float64{0, 10000}}}}
-	id := func(i int) string { return fmt.Sprintf("4401011985%08d", i) }
-	agency := load("agency1")
-	register := func(name string, lists bool) {
-		var csv bytes.Buffer
-		csv.WriteString("person_id,income\n")
-		for i := range 600 {
-			fmt.Fprintf(&csv, "%s,%d\n", id(i), 100*(i%50))
-		}
+	agency := e.load("agency1")
+	var csv bytes.Buffer
+	csv.WriteString("person_id,income\n")
+	for i := range rows {
+		fmt.Fprintf(&csv, "%s,%d\n", listID(i), 100*(i%50))
+	}
+	for _, name := range names {
 		sb, _ := json.Marshal(schema)
 		var up api.UploadResponse
-		if err := signedCall(ctx, agency, "POST", url(0)+"/v1/uploads?dataset="+name+"&schema="+base64.RawURLEncoding.EncodeToString(sb), "text/csv", csv.Bytes(), &up); err != nil {
-			t.Fatal(err)
+		if err := signedCall(ctx, agency, "POST", e.url(0)+"/v1/uploads?dataset="+name+"&schema="+base64.RawURLEncoding.EncodeToString(sb), "text/csv", csv.Bytes(), &up); err != nil {
+			tb.Fatal(err)
 		}
 		reg, _ := json.Marshal(policies.DatasetDoc{Name: name, Schema: schema, SHA256: up.SHA256, Rows: up.Rows})
-		if err := signedCall(ctx, agency, "POST", url(0)+"/v1/datasets", "application/json", reg, nil); err != nil {
-			t.Fatal(err)
+		if err := signedCall(ctx, agency, "POST", e.url(0)+"/v1/datasets", "application/json", reg, nil); err != nil {
+			tb.Fatal(err)
 		}
-		join := map[string]any{"datasets": []string{"*"}, "lists": lists, "max_rows_per_person": 1}
+		join := map[string]any{"datasets": []string{"*"}, "lists": name == "taxl", "max_rows_per_person": 1}
 		pb, _ := json.Marshal(map[string]any{"dataset": name, "grantees": []string{"role:enterprise"}, "purpose": "credit risk statistics", "modes": []string{"masked"},
 			"aggregates": map[string][]string{"income": {"count", "avg", "sum"}}, "min_group_size": 10,
 			"dp": map[string]any{"epsilon_per_query": 1.0, "epsilon_budget": 5.0}, "approval": map[string]any{"mode": "auto"},
 			"expires": "2099-01-01T00:00:00Z", "join": join})
-		if err := signedCall(ctx, agency, "POST", url(0)+"/v1/policies", "application/json", pb, nil); err != nil {
-			t.Fatal(err)
+		if err := signedCall(ctx, agency, "POST", e.url(0)+"/v1/policies", "application/json", pb, nil); err != nil {
+			tb.Fatal(err)
 		}
 	}
-	register("taxl", true)
-	register("taxn", false)
+	return e
+}
+
+func TestDevListJoin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds sandboxctl and runs a dev consortium")
+	}
+	e := newListEnv(t, 600, "taxl", "taxn")
+	defer e.stop()
+	ctx, dir, url, load, id, logs := e.ctx, e.dir, e.url, e.load, listID, e.logs
 
 	// The list: every second tax person up to 400, and 150 people the
 	// agency does not hold (which must reach no node); a branch each;
@@ -129,14 +166,8 @@ func TestDevListJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	sandboxctl := func(args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, ctl, append([]string{"--server", url(0), "--key", keyFile("enterprise")}, args...)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return append(out, stderr.Bytes()...), fmt.Errorf("%v: %s", err, stderr.String())
-		}
-		return out, nil
+		out, _, err := e.sandboxctl(args...)
+		return out, err
 	}
 	size := func() uint64 {
 		h, err := getHealth(url(0))
@@ -241,4 +272,43 @@ func TestDevListJoin(t *testing.T) {
 			}
 		}
 	})
+}
+
+var benchListIDs = flag.Int("list-ids", 100_000, "distinct ids of the list in BenchmarkDevListJoin")
+
+// BenchmarkDevListJoin is a list join of -list-ids ids end to end on a dev
+// consortium, through the sandboxctl binary, against a dataset of as many
+// rows (half the list in it): submission, the ids' pseudonyms through the
+// threshold VOPRF, the job key, tags shipped to the runner, the semi-join
+// and the result. It reports the seconds of the whole command and the
+// list's ids per second.
+func BenchmarkDevListJoin(b *testing.B) {
+	m := *benchListIDs
+	e := newListEnv(b, m, "taxl")
+	defer e.stop()
+	var list bytes.Buffer
+	list.WriteString("id,branch\n")
+	for i := range m {
+		fmt.Fprintf(&list, "%s,%s\n", listID(m/2+i), []string{"east", "north", "south"}[i%3])
+	}
+	file := filepath.Join(b.TempDir(), "applicants.csv")
+	if err := os.WriteFile(file, list.Bytes(), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		out, _, err := e.sandboxctl("--json", "job", "submit", "--purpose", "credit risk statistics", "--wait", "--list", "applicants="+file+":id",
+			"--query", "SELECT a.branch, COUNT(*), AVG(t.income) FROM taxl t JOIN applicants a ON t.person_id = a.id GROUP BY a.branch")
+		if err != nil {
+			b.Fatalf("%v: %s", err, out)
+		}
+		var res struct{ Rows [][]any }
+		if err := json.Unmarshal(out, &res); err != nil || len(res.Rows) != 3 {
+			b.Fatalf("%v: %s", err, out)
+		}
+	}
+	el := time.Since(start)
+	b.ReportMetric(el.Seconds()/float64(b.N), "s/op")
+	b.ReportMetric(float64(m*b.N)/el.Seconds(), "ids/s")
 }

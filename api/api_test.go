@@ -137,10 +137,12 @@ func TestPermissions(t *testing.T) {
 		{"bank", "POST", "/v1/accounts/grants", map[string]string{"address": f.Keys["bank"].Address().String(), "role": "admin"}},
 	}
 	for _, c := range forbidden {
-		code, p := f.Do(t, c.who, 1, c.method, c.path, c.body, nil)
-		if code != 403 || p.Detail == "" {
-			t.Errorf("%s %s %s: %d %+v, want 403", c.who, c.method, c.path, code, p)
-		}
+		t.Run(c.who+" "+c.method+" "+c.path, func(t *testing.T) {
+			code, p := f.Do(t, c.who, 1, c.method, c.path, c.body, nil)
+			if code != 403 || p.Detail == "" {
+				t.Errorf("%s %s %s: %d %+v, want 403", c.who, c.method, c.path, code, p)
+			}
+		})
 	}
 	// The missing permission is named.
 	if _, p := f.Do(t, "bank", 0, "POST", "/v1/policies", apitest.TaxPolicy(), nil); !strings.Contains(p.Detail, "lacks permission policy.publish") {
@@ -354,9 +356,11 @@ func TestLedgerEndpoints(t *testing.T) {
 		{"/v1/jobs/job-999", 404, "not-found"},
 	}
 	for _, c := range errs {
-		if code, p := f.Do(t, "auditor", 0, "GET", c.path, nil, nil); code != c.status || p.Code != c.code {
-			t.Errorf("%s: %d %+v", c.path, code, p)
-		}
+		t.Run(c.path, func(t *testing.T) {
+			if code, p := f.Do(t, "auditor", 0, "GET", c.path, nil, nil); code != c.status || p.Code != c.code {
+				t.Errorf("%s: %d %+v", c.path, code, p)
+			}
+		})
 	}
 }
 
@@ -451,8 +455,10 @@ func TestJobWait(t *testing.T) {
 		t.Fatalf("after wait: %+v in %s", j, time.Since(start))
 	}
 	for _, w := range []string{"forever", "-1s", "2m"} {
-		if code, p := f.Do(t, "bank", 0, "GET", "/v1/jobs/"+j.Job+"?wait="+w, nil, nil); code != 400 || p.Code != "bad-wait" {
-			t.Fatalf("wait=%s: %d %+v", w, code, p)
-		}
+		t.Run("wait="+w, func(t *testing.T) {
+			if code, p := f.Do(t, "bank", 0, "GET", "/v1/jobs/"+j.Job+"?wait="+w, nil, nil); code != 400 || p.Code != "bad-wait" {
+				t.Fatalf("wait=%s: %d %+v", w, code, p)
+			}
+		})
 	}
 }

@@ -9,12 +9,12 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
-	"github.com/tuneinsight/lattigo/v5/ring"
 
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/mpc"
 	"github.com/datasandbox/datasandbox/policies"
 	"github.com/datasandbox/datasandbox/sandbox"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // HENode is what the HE wiring needs of a ledger node (chain.Node).
@@ -52,18 +52,8 @@ type HE struct {
 // long the phases of its releases take.
 func NewHE(name, dir string, key *chain.Key, node HENode, state HEState, nonces *chain.Nonces, observe func(phase string, d time.Duration)) (*HE, error) {
 	h := &HE{name: name, node: node, state: state, key: key, nonces: nonces}
-	params := sandbox.HEParams()
-	p, err := mpc.New(mpc.Config{Node: name, Key: key, Dir: dir, Params: params, ParamsName: sandbox.HEParamsName,
-		GaloisElements: sandbox.HEGaloisElements(), Call: node.Call, Ledger: state, Authorise: h.authorise, Sync: node.ReadBarrier,
-		Observe: observe,
-		Codec: mpc.Codec{
-			Marshal: func(polys []ring.Poly, isNTT bool, ls int) []byte {
-				return sandbox.MarshalElement(params, polys, isNTT, ls)
-			},
-			Unmarshal: func(b []byte) ([]ring.Poly, bool, int, error) {
-				return sandbox.UnmarshalElement(params, b, 2)
-			},
-		}})
+	p, err := mpc.New(mpc.Config{Node: name, Key: key, Dir: dir, Call: node.Call, Ledger: state, Authorise: h.authorise,
+		Sync: node.ReadBarrier, Observe: observe})
 	if err != nil {
 		return nil, err
 	}
@@ -74,62 +64,39 @@ func NewHE(name, dir string, key *chain.Key, node HENode, state HEState, nonces 
 // Keys returns the collective keys once the ceremony committed them and
 // this node's copy matches the ledger's digests.
 func (h *HE) Keys() (*sandbox.HEKeys, error) {
-	cer, ok := h.state.HE()
-	if !ok {
-		return nil, errors.New("no key ceremony on the ledger yet")
+	k, took := h.Party.Keys()
+	var pkSum, galSum string
+	if took {
+		pkSum, galSum = k.PKSHA256, k.GaloisSHA256
 	}
-	k, ok := h.Party.Keys()
-	if !ok {
-		return nil, errors.New("this node took no part in the key ceremony")
-	}
-	if k.PKSHA256 != cer.PublicKey || k.GaloisSHA256 != cer.GaloisKeys {
-		return nil, errors.New("this node's HE keys differ from the committed ceremony")
+	if err := sandbox.CheckHEKeys(h.state, took, pkSum, galSum); err != nil {
+		return nil, err
 	}
 	return &sandbox.HEKeys{PK: k.PK, Galois: k.Galois}, nil
 }
 
 // Release has t nodes re-encrypt an he job's result to its requester.
 func (h *HE) Release(ctx context.Context, j policies.Job, ct *rlwe.Ciphertext, lay *sandbox.HELayout) (*rlwe.Ciphertext, []string, error) {
-	req := mpc.ShareRequest{Job: j.ID, Ciphertext: h.Party.MarshalCiphertext(ct), Positions: lay.Positions(), PerCell: len(lay.PerCell), Runner: h.name}
+	req := mpc.ShareRequest{Job: j.ID, Ciphertext: heparams.MarshalCiphertext(heparams.Params(), ct), Positions: lay.Positions(), PerCell: len(lay.PerCell), Runner: h.name}
 	return h.Party.Release(ctx, req, ct)
 }
 
 // authorise runs on every node asked for a share, after the read barrier
-// (mpc.Config.Sync): it re-checks the job on its own committed ledger and
-// commits he.share before the share exists.
+// (mpc.Config.Sync): sandbox's he job flow re-checks the job on this
+// node's committed ledger and commits he.share before the share exists.
 func (h *HE) authorise(ctx context.Context, req *mpc.ShareRequest) (*mpc.Grant, error) {
-	j, ok := h.state.Job(req.Job)
-	if !ok {
-		return nil, fmt.Errorf("no job %s on the ledger", req.Job)
-	}
-	if j.Mode != policies.ModeHE || j.Status != policies.JobRunning {
-		return nil, fmt.Errorf("job %s is %s (mode %s): shares are issued only for a running he job", j.ID, j.Status, j.Mode)
-	}
-	if j.Runner != req.Signer {
-		return nil, fmt.Errorf("job %s is run by %s, not by the requesting node", j.ID, j.Runner)
-	}
-	kb, ok := h.state.HEKey(j.Requester)
-	if !ok {
-		return nil, fmt.Errorf("requester %s registered no HE key", j.Requester)
-	}
-	target, err := sandbox.ParsePublicKey(kb)
+	g, err := sandbox.AuthoriseHEShare(ctx, h.state, h.commit, sandbox.HEShareAsk{Job: req.Job, Runner: req.Signer,
+		PerCell: req.PerCell, CiphertextSHA256: req.CiphertextSHA256(), Active: req.Active})
 	if err != nil {
 		return nil, err
 	}
-	p, ok := h.state.Policy(j.Policy)
-	if !ok {
-		return nil, fmt.Errorf("policy %s is gone", j.Policy)
-	}
-	per := max(req.PerCell, 1)
-	share := policies.HEShareDoc{Job: j.ID, Ciphertext: req.CiphertextSHA256(), Active: req.Active}
-	if _, err := commitNodeEntry(ctx, h.node, h.key, h.nonces, policies.KindHEShare, share); err != nil {
-		return nil, err
-	}
-	g := &mpc.Grant{Target: target, Positions: req.Positions, Epsilon: p.DP.EpsilonPerQuery / float64(per), Mechanism: p.DP.Mechanism}
-	if p.DP.Mechanism == "gaussian" {
-		g.Delta = p.DP.Delta / float64(per)
-	}
-	return g, nil
+	return &mpc.Grant{Target: g.Target, Positions: req.Positions, Epsilon: g.Epsilon, Delta: g.Delta, Mechanism: g.Mechanism}, nil
+}
+
+// commit commits doc as this node's own entry of the kind.
+func (h *HE) commit(ctx context.Context, kind string, doc any) error {
+	_, err := commitNodeEntry(ctx, h.node, h.key, h.nonces, kind, doc)
+	return err
 }
 
 // RunCeremony coordinates the key ceremony among the consortium's nodes
@@ -227,10 +194,10 @@ func (s *Server) registerHEKey(c echo.Context) error {
 	if err := decodeStrict(callerOf(c).body, &d, "HE key"); err != nil {
 		return err
 	}
-	if d.Params != sandbox.HEParamsName {
-		return badRequest("bad-he-key", fmt.Sprintf("the consortium runs HE parameters %q, the key is for %q", sandbox.HEParamsName, d.Params))
+	if d.Params != heparams.Name {
+		return badRequest("bad-he-key", fmt.Sprintf("the consortium runs HE parameters %q, the key is for %q", heparams.Name, d.Params))
 	}
-	if _, err := sandbox.ParsePublicKey(d.PublicKey); err != nil {
+	if _, err := heparams.ParsePublicKey(d.PublicKey); err != nil {
 		return badRequest("bad-he-key", err.Error())
 	}
 	return s.relayed(policies.KindHEKey)(c)

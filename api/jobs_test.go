@@ -130,9 +130,11 @@ func TestMetrics(t *testing.T) {
 		"datasandbox_raft_leader ",
 		"datasandbox_budget_refusals 0",
 	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("metrics lack %q", want)
-		}
+		t.Run(want, func(t *testing.T) {
+			if !strings.Contains(body, want) {
+				t.Errorf("metrics lack %q", want)
+			}
+		})
 	}
 	if strings.Contains(body, "/v1/no/such") {
 		t.Error("a raw path became a label")
@@ -152,10 +154,12 @@ func TestHEQueryRefusedBeforeLedger(t *testing.T) {
 		"SELECT SUM(age) FROM tax2025":                                             `column "age" is not numeric`,
 		"SELECT COUNT(*) FROM tax2025 GROUP BY CASE WHEN income > 5 THEN 1 END":    "column 49: in he mode CASE conditions read clear columns only",
 	} {
-		code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", map[string]string{"query": sql, "mode": "he", "purpose": "credit risk statistics"}, nil)
-		if code != 422 || p.Code != "refused" || !strings.Contains(p.Detail, want) {
-			t.Fatalf("%s: %d %+v", sql, code, p)
-		}
+		t.Run(sql, func(t *testing.T) {
+			code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", map[string]string{"query": sql, "mode": "he", "purpose": "credit risk statistics"}, nil)
+			if code != 422 || p.Code != "refused" || !strings.Contains(p.Detail, want) {
+				t.Fatalf("%s: %d %+v", sql, code, p)
+			}
+		})
 	}
 	// Joins are checked whole before the ledger: a self-join when parsed,
 	// a key without consortium pseudonyms against the committed state.
@@ -166,10 +170,12 @@ func TestHEQueryRefusedBeforeLedger(t *testing.T) {
 		"SELECT COUNT(*) FROM tax2025 AS a JOIN tax2025 AS b ON a.person_id = b.person_id":      {422, "joined with itself (self-joins are not run) (rule: join)"},
 		"SELECT COUNT(*) FROM tax2025 AS a JOIN benefits2025 AS b ON a.person_id = b.person_id": {422, "tax2025.person_id is an identifier column with agency pseudonyms (not joinable); joins match only identifier columns with consortium pseudonyms (rule: join)"},
 	} {
-		code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody(sql), nil)
-		if code != want.code || !strings.Contains(p.Detail, want.msg) {
-			t.Fatalf("%s: %d %+v", sql, code, p)
-		}
+		t.Run(sql, func(t *testing.T) {
+			code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", apitest.JobBody(sql), nil)
+			if code != want.code || !strings.Contains(p.Detail, want.msg) {
+				t.Fatalf("%s: %d %+v", sql, code, p)
+			}
+		})
 	}
 	var after StateResponse
 	f.Must(t, "auditor", 0, "GET", "/v1/ledger/state", nil, &after)
@@ -199,12 +205,16 @@ func TestQueryRefusedBeforeLedger(t *testing.T) {
 		{"SELECT COUNT(*) FROM tax2025 GROUP", "bad-query", "", 0},
 	}
 	for _, c := range cases {
-		for _, mode := range []string{"masked", "he"} {
-			code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", map[string]string{"query": c.sql, "mode": mode, "purpose": "credit risk statistics"}, nil)
-			if code != 422 || p.Code != c.code || !strings.Contains(p.Detail, c.want) || (c.pos > 0 && p.Position != c.pos) {
-				t.Fatalf("%s (%s): %d %+v", c.sql, mode, code, p)
+		t.Run(c.sql, func(t *testing.T) {
+			for _, mode := range []string{"masked", "he"} {
+				t.Run(mode, func(t *testing.T) {
+					code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", map[string]string{"query": c.sql, "mode": mode, "purpose": "credit risk statistics"}, nil)
+					if code != 422 || p.Code != c.code || !strings.Contains(p.Detail, c.want) || (c.pos > 0 && p.Position != c.pos) {
+						t.Fatalf("%s (%s): %d %+v", c.sql, mode, code, p)
+					}
+				})
 			}
-		}
+		})
 	}
 	var after StateResponse
 	f.Must(t, "auditor", 0, "GET", "/v1/ledger/state", nil, &after)

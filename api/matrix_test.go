@@ -26,49 +26,51 @@ func TestAccessControlMatrix(t *testing.T) {
 	roles := map[string]string{"admin": "admin", "agency1": "agency", "bank": "enterprise", "auditor": "auditor"}
 	table := policies.DefaultTable()
 	for _, r := range s.Routes() {
-		path := strings.ReplaceAll(r.Path, "{id}", "x")
-		body := []byte(nil)
-		if r.Method == http.MethodPost {
-			body = []byte(`{}`)
-		}
-		for who, role := range roles {
-			send := func(mode string) int {
-				req, _ := http.NewRequest(r.Method, f.Srv[0].URL+path, bytes.NewReader(body))
-				if body != nil {
-					req.Header.Set("Content-Type", "application/json")
+		t.Run(r.Method+" "+r.Path, func(t *testing.T) {
+			path := strings.ReplaceAll(r.Path, "{id}", "x")
+			body := []byte(nil)
+			if r.Method == http.MethodPost {
+				body = []byte(`{}`)
+			}
+			for who, role := range roles {
+				send := func(mode string) int {
+					req, _ := http.NewRequest(r.Method, f.Srv[0].URL+path, bytes.NewReader(body))
+					if body != nil {
+						req.Header.Set("Content-Type", "application/json")
+					}
+					switch mode {
+					case "valid":
+						k := f.Keys[who]
+						audit.SignRequest(req, body, k.Ed25519(), k.Address().String())
+					case "wrong":
+						audit.SignRequest(req, body, stranger.Ed25519(), f.Keys[who].Address().String())
+					}
+					code, _ := apitest.Send(t, req, nil)
+					return code
 				}
-				switch mode {
-				case "valid":
-					k := f.Keys[who]
-					audit.SignRequest(req, body, k.Ed25519(), k.Address().String())
-				case "wrong":
-					audit.SignRequest(req, body, stranger.Ed25519(), f.Keys[who].Address().String())
+				name := r.Method + " " + r.Path + " as " + who
+				if r.Public {
+					if code := send("none"); code != 200 {
+						t.Errorf("%s unsigned: %d, want 200", name, code)
+					}
+					continue
 				}
-				code, _ := apitest.Send(t, req, nil)
-				return code
-			}
-			name := r.Method + " " + r.Path + " as " + who
-			if r.Public {
-				if code := send("none"); code != 200 {
-					t.Errorf("%s unsigned: %d, want 200", name, code)
+				if code := send("none"); code != 401 {
+					t.Errorf("%s unsigned: %d, want 401", name, code)
 				}
-				continue
+				if code := send("wrong"); code != 401 {
+					t.Errorf("%s wrongly signed: %d, want 401", name, code)
+				}
+				permitted := r.Perm == "" || contains(table[role], r.Perm)
+				code := send("valid")
+				switch {
+				case !permitted && code != 403:
+					t.Errorf("%s: %d, want 403 (lacks %s)", name, code, r.Perm)
+				case permitted && (code == 401 || code == 403):
+					t.Errorf("%s: %d, but the role holds what the route needs", name, code)
+				}
 			}
-			if code := send("none"); code != 401 {
-				t.Errorf("%s unsigned: %d, want 401", name, code)
-			}
-			if code := send("wrong"); code != 401 {
-				t.Errorf("%s wrongly signed: %d, want 401", name, code)
-			}
-			permitted := r.Perm == "" || contains(table[role], r.Perm)
-			code := send("valid")
-			switch {
-			case !permitted && code != 403:
-				t.Errorf("%s: %d, want 403 (lacks %s)", name, code, r.Perm)
-			case permitted && (code == 401 || code == 403):
-				t.Errorf("%s: %d, but the role holds what the route needs", name, code)
-			}
-		}
+		})
 	}
 }
 

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -180,8 +179,7 @@ func (s *Server) jobResult(c echo.Context) error {
 		}
 	}
 	// Deliver only the result whose hash the ledger holds.
-	var res sandbox.Result
-	if err := json.Unmarshal(b, &res); err != nil || res.Seal() != nil || res.ResultSHA256 != j.ResultHash {
+	if _, err := sandbox.CheckResult(b, j.ResultHash); err != nil {
 		s.log.Error("result does not match the committed hash", "job", j.ID)
 		return fmt.Errorf("api: result of %s does not match its committed hash", j.ID)
 	}
@@ -214,8 +212,11 @@ type BudgetResponse struct {
 	Budget float64 `json:"budget"`
 }
 
-// listBudgets shows the budgets the caller's organisation has spent on
-// (every budget, to accounts that read everything).
+// listBudgets shows the budgets the caller's organisation has spent on,
+// and every organisation's budget on a population that holds a dataset of
+// the caller's organisation (an agency sees how much of each requester's
+// budget on its data subjects is left); every budget, to accounts that
+// read everything.
 func (s *Server) listBudgets(c echo.Context) error {
 	who := callerOf(c)
 	all := s.state.Can(who.addr, policies.PermReadAll)
@@ -224,7 +225,7 @@ func (s *Server) listBudgets(c echo.Context) error {
 	pols := s.state.Policies()
 	out := []BudgetResponse{}
 	for _, l := range s.state.Budgets() {
-		if !all && l.Holder != holder {
+		if !all && l.Holder != holder && !s.holdsDataOf(who.addr, l) {
 			continue
 		}
 		r := BudgetResponse{BudgetLine: l}
@@ -236,4 +237,20 @@ func (s *Server) listBudgets(c echo.Context) error {
 		out = append(out, r)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"holder": holder, "budgets": out})
+}
+
+// holdsDataOf reports whether one of a budget line's datasets is the
+// account's or its organisation's.
+func (s *Server) holdsDataOf(a policies.Address, l policies.BudgetLine) bool {
+	orgOf := func(a policies.Address) string {
+		acc, _ := s.state.Account(a)
+		return acc.Org
+	}
+	org := orgOf(a)
+	for _, name := range l.Datasets {
+		if d, ok := s.state.Dataset(name); ok && (d.Owner == a || org != "" && orgOf(d.Owner) == org) {
+			return true
+		}
+	}
+	return false
 }

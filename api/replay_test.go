@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -41,12 +42,14 @@ func TestRelabelledWriteReplayIsOneAct(t *testing.T) {
 	spent := f.SMs[0].M.Spent(policies.Address(f.Keys["bank"].Address()), "tax2025")
 	// At the node it was signed for, under any label: the first outcome.
 	for _, label := range []string{"sig1", "evil", "x"} {
-		req := relabel(r, label)
-		req.Body = ioNop(body)
-		var again JobResponse
-		if code, p := apitest.Send(t, req, &again); code != http.StatusCreated || again.Job != first.Job {
-			t.Fatalf("label %s: %d %+v, job %q (first %q)", label, code, p, again.Job, first.Job)
-		}
+		t.Run("label "+label, func(t *testing.T) {
+			req := relabel(r, label)
+			req.Body = ioNop(body)
+			var again JobResponse
+			if code, p := apitest.Send(t, req, &again); code != http.StatusCreated || again.Job != first.Job {
+				t.Fatalf("label %s: %d %+v, job %q (first %q)", label, code, p, again.Job, first.Job)
+			}
+		})
 	}
 	// At the other nodes, with the Host it was signed for: refused (the
 	// state machine would refuse a relay of the act too; see policies'
@@ -171,10 +174,12 @@ func TestAgencyCannotActAsNode(t *testing.T) {
 func TestUploadToForeignNodeRefused(t *testing.T) {
 	f := apitest.New(t)
 	for _, node := range []int{1, 2} {
-		code, _, p := f.Upload(t, "agency1", node, apitest.TaxSchema, apitest.TaxCSV(10))
-		if code != http.StatusForbidden || !strings.Contains(p.Detail, "node1") {
-			t.Fatalf("upload to node%d: %d %+v", node+1, code, p)
-		}
+		t.Run(fmt.Sprintf("node%d", node+1), func(t *testing.T) {
+			code, _, p := f.Upload(t, "agency1", node, apitest.TaxSchema, apitest.TaxCSV(10))
+			if code != http.StatusForbidden || !strings.Contains(p.Detail, "node1") {
+				t.Fatalf("upload to node%d: %d %+v", node+1, code, p)
+			}
+		})
 	}
 	if code, _, p := f.Upload(t, "agency1", 0, apitest.TaxSchema, apitest.TaxCSV(10)); code != http.StatusCreated {
 		t.Fatalf("upload to its own node: %d %+v", code, p)

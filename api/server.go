@@ -276,7 +276,7 @@ func (s *Server) Routes() []Route {
 		{Method: "POST", Path: "/v1/he/ceremony", Summary: "have this node coordinate the HE key ceremony among the consortium's nodes (admin; once)", Perm: policies.PermGrant, handler: s.startCeremony},
 		{Method: "GET", Path: "/v1/he", Summary: "the committed HE key ceremony: participants, threshold, key digests", handler: s.heStatus},
 		{Method: "POST", Path: "/v1/accounts/table", Summary: "set a role's permissions (admin)", Perm: policies.PermGrant, handler: s.relayed(policies.KindTableSet)},
-		{Method: "GET", Path: "/v1/budgets", Summary: "privacy budgets spent: the caller's organisation's (all of them for read-all accounts)", handler: s.listBudgets},
+		{Method: "GET", Path: "/v1/budgets", Summary: "privacy budgets spent: the caller's organisation's, and every organisation's on the data subjects of its datasets (all of them for read-all accounts)", handler: s.listBudgets},
 		{Method: "GET", Path: "/v1/limits", Summary: "the consortium-wide DP limits policies must stay within", handler: s.getLimits},
 		{Method: "POST", Path: "/v1/limits", Summary: "set the consortium-wide DP limits (admin)", Perm: policies.PermGrant, handler: s.setLimits},
 		{Method: "POST", Path: "/v1/uploads", Summary: "upload a dataset's CSV to this node (agency; ?schema=<base64url JSON>)", Perm: policies.PermRegisterDataset, Stream: true, handler: s.upload},

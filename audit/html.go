@@ -16,7 +16,9 @@ import (
 // laptop and on a phone: the verdict and checks, the signed checkpoint and
 // its signers, charts of budgets (each requester's share of each budget,
 // and its use over time) and of jobs by status, refusals by rule, the jobs
-// with requester, mode, query, reason and approvers, then the accounts,
+// with requester, mode, query, reason and approvers, the data flows of
+// join jobs (which columns of which dataset moved to which node, with
+// digests, as a chart and a table), then the accounts,
 // datasets, policies, HE key ceremony and shares, and the log's history
 // block by block. sandboxctl console shows this same page.
 func WriteHTML(w io.Writer, v *View, title string, checks map[string]bool) error {
@@ -50,6 +52,11 @@ func WriteHTML(w io.Writer, v *View, title string, checks map[string]bool) error
 		earlierJobs = len(jobs) - maxJobRows
 		jobs = jobs[earlierJobs:]
 	}
+	joins, earlierJoins := v.Joins(), 0
+	if len(joins) > maxJoinCharts {
+		earlierJoins = len(joins) - maxJoinCharts
+		joins = joins[earlierJoins:]
+	}
 	return reportPage.Execute(w, map[string]any{
 		"Title": title, "V": v, "R": v.Report, "Checks": chk, "Kinds": kinds, "CSS": template.CSS(reportCSS),
 		"BudgetChart":   budgetChart(v.Budgets),
@@ -57,12 +64,17 @@ func WriteHTML(w io.Writer, v *View, title string, checks map[string]bool) error
 		"QuotaChart":    quotaChart(v.Quotas),
 		"StatusChart":   countChart("jobs by status", "jobs", v.Report.Jobs, statusOrder),
 		"RefusalsChart": countChart("refusals by rule", "refusals", v.Report.Refusals, nil),
-		"Blocks":        recent, "Earlier": earlier, "Jobs": jobs, "EarlierJobs": earlierJobs,
+		"Joins":         joins, "EarlierJoins": earlierJoins,
+		"Blocks": recent, "Earlier": earlier, "Jobs": jobs, "EarlierJobs": earlierJobs,
 	})
 }
 
-// maxJobRows bounds the jobs listed on the page.
-const maxJobRows = 2000
+// maxJobRows bounds the jobs listed on the page, maxJoinCharts the joins
+// drawn.
+const (
+	maxJobRows    = 2000
+	maxJoinCharts = 100
+)
 
 var statusOrder = []string{"pending", "authorised", "running", "completed", "failed", "rejected"}
 
@@ -299,12 +311,14 @@ table.jobs{table-layout:fixed}table.jobs code{font-size:12px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:8px 24px}
 svg.chart{width:100%;max-width:760px;height:auto}svg.chart text{font:12px system-ui,sans-serif;fill:#1b1f24}
 .scroll{overflow-x:auto}
-@media (max-width:700px){body{padding:8px}table.jobs,table.jobs tbody,table.jobs tr,table.jobs td{display:block;width:100%}table.jobs thead{display:none}table.jobs tr{border:1px solid #d0d7de;border-radius:6px;margin:8px 0;padding:4px}table.jobs td{border:0;padding:2px 6px;text-align:left}table.jobs td::before{content:attr(data-label) ": ";color:#57606a}}`
+svg.flows{display:block;margin:6px 0}svg.flows.narrow{display:none}g.flow{cursor:default}g.flow:focus{outline:none}g.flow:focus rect,g.flow:hover rect{stroke:#bf3989;stroke-width:3}
+@media (max-width:700px){body{padding:8px}svg.flows.wide{display:none}svg.flows.narrow{display:block}table.jobs,table.jobs tbody,table.jobs tr,table.jobs td,table.cards,table.cards tbody,table.cards tr,table.cards td{display:block;width:100%}table.jobs thead,table.cards thead{display:none}table.jobs tr,table.cards tr{border:1px solid #d0d7de;border-radius:6px;margin:8px 0;padding:4px}table.jobs td,table.cards td{border:0;padding:2px 6px;text-align:left}table.jobs td::before,table.cards td::before{content:attr(data-label) ": ";color:#57606a}}`
 
 var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
-	"eps":  fmtEps,
-	"pct":  func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
-	"join": strings.Join,
+	"eps":   fmtEps,
+	"pct":   func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
+	"join":  strings.Join,
+	"flows": flowChart,
 	"time": func(t time.Time) string {
 		if t.IsZero() {
 			return ""
@@ -350,7 +364,15 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 <td data-label="approved by">{{range $i, $a := .ApproverOf}}{{if $i}}, {{end}}{{$a.Label}}{{else}}{{if and (eq .Needed 0) (ne .Status "rejected") (ne .Status "pending")}}<span class="muted">auto</span>{{end}}{{end}}</td><td data-label="ε" class="num">{{eps .Charged}}</td></tr>
 {{else}}<tr><td colspan="9" class="muted">no jobs</td></tr>{{end}}</tbody></table>
 {{if .EarlierJobs}}<p class="muted">The {{.EarlierJobs}} earlier jobs are left out here; the JSON report (ledger verify --out) lists every job.</p>{{end}}
-<p class="muted">Data flows of join jobs: this ledger records single-dataset jobs only; each job's dataset is in its row.</p>
+<h2>Data flows of join jobs</h2>
+<p class="muted">Each join moves only the columns its plan needs, under per-job tags, from the nodes holding the datasets to the node that runs it; each shipment's digest is on the ledger (job.flow) and was checked against the plan. Tab moves through the shipments.</p>
+{{range .Joins}}<h3>{{.Job}} joins {{join .Datasets ", "}} <span class="pill {{.Status}}">{{.Status}}</span>{{if .Runner.Address}} · run by {{.Runner.Label}}{{end}}</h3>
+{{flows . false}}{{flows . true}}
+<table class="cards"><thead><tr><th>dataset</th><th>columns</th><th class="num">rows</th><th>from</th><th>to</th><th>sha256 of what moved</th><th class="num">entry</th></tr></thead><tbody>
+{{range .Flows}}<tr><td data-label="dataset">{{.Dataset}}</td><td data-label="columns">{{join .Columns ", "}}</td><td data-label="rows" class="num">{{.Rows}}</td><td data-label="from">{{.FromOf.Label}}</td><td data-label="to">{{.ToOf.Label}}</td><td data-label="sha256"><code>{{.SHA256}}</code></td><td data-label="ledger entry" class="num">{{.Index}}</td></tr>{{else}}<tr><td colspan="7" class="muted">nothing moved yet</td></tr>{{end}}
+</tbody></table>
+{{else}}<p class="muted">No join job on this ledger.</p>{{end}}
+{{if .EarlierJoins}}<p class="muted">The {{.EarlierJoins}} earlier join jobs are left out here; ledger entries of kind job.flow list every shipment.</p>{{end}}
 
 <h2>Accounts</h2><div class="scroll"><table><thead><tr><th>name</th><th>organisation</th><th>roles</th><th>address</th></tr></thead><tbody>
 {{range .V.Accounts}}<tr><td>{{.Name}}</td><td>{{.Org}}</td><td>{{join .Roles ", "}}</td><td><code>{{.Address}}</code></td></tr>{{end}}</tbody></table></div>

@@ -55,9 +55,11 @@ func TestWriteHTML(t *testing.T) {
 		"900000 of 1000000 ids",      // pseudonymisation against quotas
 		"<td>org:banka</td><td>pop:tax2025</td><td>tax2025, tax2025he</td>", // budgets as kept: organisation × population
 	} {
-		if !strings.Contains(page, want) {
-			t.Errorf("the report lacks %q", want)
-		}
+		t.Run(want, func(t *testing.T) {
+			if !strings.Contains(page, want) {
+				t.Errorf("the report lacks %q", want)
+			}
+		})
 	}
 	if strings.Contains(page, "<script>") {
 		t.Error("a purpose's markup reached the page unescaped")

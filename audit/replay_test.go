@@ -33,9 +33,11 @@ func TestActKeyIgnoresLabelAndFormatting(t *testing.T) {
 	spaced := r.Clone(r.Context())
 	spaced.Header.Set("Signature", "  "+r.Header.Get("Signature")+" ")
 	for name, c := range map[string]*http.Request{"relabelled": relabelled(r, "evil"), "re-spaced": spaced} {
-		if got, err := ActKey(c); err != nil || got != want {
-			t.Fatalf("%s: %q, %v; want %q", name, got, err, want)
-		}
+		t.Run(name, func(t *testing.T) {
+			if got, err := ActKey(c); err != nil || got != want {
+				t.Fatalf("%s: %q, %v; want %q", name, got, err, want)
+			}
+		})
 	}
 	other := signed(t, k, "POST", "http://node1.example:8080/v1/jobs", []byte(jobJSON))
 	if got, _ := ActKey(other); got == want {

@@ -19,7 +19,7 @@ type Receipt struct {
 // pending is one entry waiting for a batch.
 type pending struct {
 	raw  []byte
-	e    *Entry // parsed; its signature is checked with its batch
+	e    *Entry // parsed from raw; its signature is checked with its batch
 	ctx  context.Context
 	done chan outcome
 }
@@ -111,106 +111,7 @@ func (n *Node) enqueue(ctx context.Context, q chan *pending, raw []byte, e *Entr
 	}
 }
 
-// collect takes one pending entry and as many more as are waiting, within
-// the block limits. Entries whose callers gave up are dropped.
-func (n *Node) collect(q chan *pending) []*pending {
-	var batch []*pending
-	size := 0
-	take := func(p *pending) {
-		if p.ctx.Err() != nil {
-			return
-		}
-		batch = append(batch, p)
-		size += len(p.raw)
-	}
-	select {
-	case p := <-q:
-		take(p)
-	case <-n.ctx.Done():
-		return nil
-	}
-	for len(batch) < n.cfg.MaxBlockEntries && size < n.cfg.MaxBlockBytes {
-		select {
-		case p := <-q:
-			take(p)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
-func (n *Node) proposeLoop() {
-	defer n.wg.Done()
-	slots := make(chan struct{}, n.cfg.MaxInflight)
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-n.ctx.Done():
-			return
-		}
-		batch := n.collect(n.propose)
-		if n.ctx.Err() != nil {
-			return
-		}
-		if len(batch) == 0 {
-			<-slots
-			continue
-		}
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			defer func() { <-slots }()
-			batch := n.verified(batch)
-			if len(batch) == 0 {
-				return
-			}
-			prop := &proposal{Time: time.Now().UTC(), Proposer: n.cfg.ID, Entries: make([][]byte, len(batch))}
-			for i, p := range batch {
-				prop.Entries[i] = p.raw
-			}
-			f := n.raft.Apply(prop.marshal(), n.cfg.ApplyTimeout)
-			// A future queued just before Raft shuts down may never be
-			// answered: wait for it, or for the node to stop.
-			done := make(chan error, 1)
-			go func() { done <- f.Error() }()
-			var err error
-			select {
-			case err = <-done:
-			case <-n.ctx.Done():
-				err = raft.ErrRaftShutdown
-			}
-			var results []Result
-			if err == nil {
-				results, _ = f.Response().([]Result)
-			}
-			for i, p := range batch {
-				p.done <- n.outcomeOf(p.raw, err, results, i)
-			}
-		}()
-	}
-}
-
-// verified checks a batch's signatures together, answers the entries that
-// fail, and returns the rest.
-func (n *Node) verified(batch []*pending) []*pending {
-	entries := make([]*Entry, len(batch))
-	for i, p := range batch {
-		entries[i] = p.e
-	}
-	errs := VerifyBatch(entries)
-	ok := batch[:0:0]
-	for i, p := range batch {
-		if errs[i] != nil {
-			p.done <- outcome{err: errs[i]}
-			continue
-		}
-		ok = append(ok, p)
-	}
-	return ok
-}
-
-func (n *Node) outcomeOf(raw []byte, err error, results []Result, i int) outcome {
+func (n *Node) outcomeOf(err error, results []Result, i int) outcome {
 	if err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrEnqueueTimeout) {
 			return outcome{err: fmt.Errorf("%w: %v", ErrNoLeader, err)}
@@ -226,7 +127,7 @@ func (n *Node) outcomeOf(raw []byte, err error, results []Result, i int) outcome
 	res := results[i]
 	switch res.Outcome {
 	case Committed, Duplicate:
-		return outcome{r: Receipt{Index: res.Index, LeafHash: LeafHash(raw), Duplicate: res.Outcome == Duplicate}}
+		return outcome{r: Receipt{Index: res.Index, LeafHash: res.leaf, Duplicate: res.Outcome == Duplicate}}
 	}
 	if res.Reason == ErrStopped.Error() {
 		return outcome{err: ErrStopped}
@@ -236,57 +137,4 @@ func (n *Node) outcomeOf(raw []byte, err error, results []Result, i int) outcome
 		refusal = n.ledger.refusals[res.Refusal-1]
 	}
 	return outcome{err: &remoteError{sentinel: ErrRejected, refusal: refusal, msg: res.Reason}}
-}
-
-func (n *Node) forwardLoop() {
-	defer n.wg.Done()
-	slots := make(chan struct{}, n.cfg.MaxInflight)
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-n.ctx.Done():
-			return
-		}
-		batch := n.collect(n.fwd)
-		if n.ctx.Err() != nil {
-			return
-		}
-		if len(batch) == 0 {
-			<-slots
-			continue
-		}
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			defer func() { <-slots }()
-			batch := n.verified(batch)
-			if len(batch) == 0 {
-				return
-			}
-			_, addr := n.Leader()
-			if addr == "" || addr == n.cfg.Advertise {
-				for _, p := range batch {
-					p.done <- outcome{err: fmt.Errorf("%w: no leader known", ErrNoLeader)}
-				}
-				return
-			}
-			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
-			defer cancel()
-			raws := make([][]byte, len(batch))
-			for i, p := range batch {
-				raws[i] = p.raw
-			}
-			receipts, errs, err := n.forward(ctx, addr, raws)
-			for i, p := range batch {
-				switch {
-				case err != nil:
-					p.done <- outcome{err: err}
-				case errs[i] != nil:
-					p.done <- outcome{err: errs[i]}
-				default:
-					p.done <- outcome{r: receipts[i]}
-				}
-			}
-		}()
-	}
 }

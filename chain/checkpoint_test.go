@@ -59,8 +59,34 @@ func FuzzParseCheckpoint(f *testing.F) {
 	v, _ := NewCheckpointVerifier("n", k.PublicKey())
 	signed, _ := SignCheckpoint(k, "n", "o", 3, Hash{}, time.Unix(0, 0))
 	f.Add(signed)
+	f.Add([]byte(v.VerifierKey()))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = ParseCheckpoint(b, v)
-		_, _ = ParseCheckpointVerifier(string(b))
+		if cp, err := ParseCheckpoint(b, v); err == nil {
+			// The body is exactly the canonical text of what was read, the
+			// unverified reading agrees, and signing what was read again
+			// parses to the same checkpoint.
+			text, _, err := splitNote(b)
+			if err != nil || text != checkpointBody(cp.Origin, cp.Size, cp.Root) {
+				t.Fatalf("body %q is not the canonical %q (%v)", text, checkpointBody(cp.Origin, cp.Size, cp.Root), err)
+			}
+			u, err := ParseUnverifiedCheckpoint(b)
+			if err != nil || u.Origin != cp.Origin || u.Size != cp.Size || u.Root != cp.Root {
+				t.Fatalf("unverified reading %+v (%v), verified %+v", u, err, cp)
+			}
+			again, err := SignCheckpoint(k, "n", cp.Origin, cp.Size, cp.Root, cp.Time)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp2, err := ParseCheckpoint(again, v)
+			if err != nil || cp2.Origin != cp.Origin || cp2.Size != cp.Size || cp2.Root != cp.Root || !cp2.Time.Equal(cp.Time) {
+				t.Fatalf("re-signed %+v (%v), read %+v", cp2, err, cp)
+			}
+		}
+		if w, err := ParseCheckpointVerifier(string(b)); err == nil {
+			w2, err := ParseCheckpointVerifier(w.VerifierKey())
+			if err != nil || w2.name != w.name || w2.hash != w.hash || !bytes.Equal(w2.pub, w.pub) || w2.VerifierKey() != w.VerifierKey() {
+				t.Fatalf("vkey %q read back as %+v (%v), read %+v", w.VerifierKey(), w2, err, w)
+			}
+		}
 	})
 }

@@ -45,27 +45,29 @@ func TestEntryRoundTrip(t *testing.T) {
 // fail to parse or fail to verify.
 func TestEntryTamperSweep(t *testing.T) {
 	for _, alg := range []Algorithm{Ed25519, MLDSA65} {
-		k := mustKey(t, alg)
-		raw, _ := k.NewEntry("test.note", 1, time.Now(), []byte("payload"))
-		step := 1
-		if alg == MLDSA65 {
-			step = 13 // the signature is 3309 bytes; sample it
-		}
-		for i := 0; i < len(raw); i += step {
-			b := append([]byte(nil), raw...)
-			b[i] ^= 0x01
-			if _, err := ParseAndVerify(b); err == nil {
-				t.Fatalf("%s: flip of byte %d verified", alg, i)
+		t.Run(alg.String(), func(t *testing.T) {
+			k := mustKey(t, alg)
+			raw, _ := k.NewEntry("test.note", 1, time.Now(), []byte("payload"))
+			step := 1
+			if alg == MLDSA65 {
+				step = 13 // the signature is 3309 bytes; sample it
 			}
-		}
-		for n := 0; n < len(raw); n += step {
-			if _, err := ParseAndVerify(raw[:n]); !errors.Is(err, ErrMalformedEntry) {
-				t.Fatalf("%s: truncation to %d: %v", alg, n, err)
+			for i := 0; i < len(raw); i += step {
+				b := append([]byte(nil), raw...)
+				b[i] ^= 0x01
+				if _, err := ParseAndVerify(b); err == nil {
+					t.Fatalf("%s: flip of byte %d verified", alg, i)
+				}
 			}
-		}
-		if _, err := ParseAndVerify(append(append([]byte(nil), raw...), 0)); !errors.Is(err, ErrMalformedEntry) {
-			t.Fatalf("%s: padded entry: %v", alg, err)
-		}
+			for n := 0; n < len(raw); n += step {
+				if _, err := ParseAndVerify(raw[:n]); !errors.Is(err, ErrMalformedEntry) {
+					t.Fatalf("%s: truncation to %d: %v", alg, n, err)
+				}
+			}
+			if _, err := ParseAndVerify(append(append([]byte(nil), raw...), 0)); !errors.Is(err, ErrMalformedEntry) {
+				t.Fatalf("%s: padded entry: %v", alg, err)
+			}
+		})
 	}
 }
 
@@ -90,24 +92,26 @@ func TestEntryErrors(t *testing.T) {
 func TestKeyFile(t *testing.T) {
 	dir := t.TempDir()
 	for _, alg := range []Algorithm{Ed25519, MLDSA65} {
-		k := mustKey(t, alg)
-		p := filepath.Join(dir, alg.String()+".key")
-		if err := k.WriteKeyFile(p); err != nil {
-			t.Fatal(err)
-		}
-		if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
-			t.Errorf("mode %v", st.Mode().Perm())
-		}
-		k2, err := LoadKeyFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if k2.Address() != k.Address() {
-			t.Fatal("address changed")
-		}
-		if err := k.WriteKeyFile(p); err == nil {
-			t.Fatal("overwrote a key file")
-		}
+		t.Run(alg.String(), func(t *testing.T) {
+			k := mustKey(t, alg)
+			p := filepath.Join(dir, alg.String()+".key")
+			if err := k.WriteKeyFile(p); err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
+				t.Errorf("mode %v", st.Mode().Perm())
+			}
+			k2, err := LoadKeyFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k2.Address() != k.Address() {
+				t.Fatal("address changed")
+			}
+			if err := k.WriteKeyFile(p); err == nil {
+				t.Fatal("overwrote a key file")
+			}
+		})
 	}
 	if _, err := ParseKeyFile([]byte(`{"algorithm":"ed25519","private_key":"AAAA"}`)); !errors.Is(err, ErrBadKey) {
 		t.Errorf("short seed: %v", err)

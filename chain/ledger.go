@@ -58,6 +58,7 @@ type Result struct {
 	// Refusal is 1 + the index in the state machine's Refusals of the
 	// sentinel a refusal wraps (0: none).
 	Refusal uint8
+	leaf    Hash // the entry's leaf hash (Committed, Duplicate), for the receipt
 }
 
 // Ledger is the committed history of one node: the store on disk, the
@@ -438,7 +439,7 @@ func (l *Ledger) apply(p *proposal) []Result {
 	for i, raw := range p.Entries {
 		lh := LeafHash(raw)
 		if idx, ok := l.seen[lh]; ok && idx < l.next {
-			res[i] = Result{Outcome: Duplicate, Index: idx}
+			res[i] = Result{Outcome: Duplicate, Index: idx, leaf: lh}
 			continue
 		}
 		e, err := ParseEntry(raw)
@@ -464,7 +465,7 @@ func (l *Ledger) apply(p *proposal) []Result {
 			accepted = append(accepted, raw)
 			hashes = append(hashes, lh)
 		}
-		res[i] = Result{Outcome: Committed, Index: l.next}
+		res[i] = Result{Outcome: Committed, Index: l.next, leaf: lh}
 		l.next++
 	}
 	if l.next == first {

@@ -124,29 +124,31 @@ func TestLedgerTamperEveryByte(t *testing.T) {
 	node := mustKey(t, Ed25519)
 	buildLedger(t, dir, node, 3, 3)
 	for _, name := range []string{"entries.log", "blocks.log", "checkpoints.log"} {
-		p := filepath.Join(dir, name)
-		orig, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range orig {
-			b := append([]byte(nil), orig...)
-			b[i] ^= 0x10
-			if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(dir, name)
+			orig, err := os.ReadFile(p)
+			if err != nil {
 				t.Fatal(err)
 			}
-			l, err := openTestLedger(t, dir, node)
-			if err == nil {
-				l.Close()
-				t.Fatalf("%s: flip of byte %d not detected", name, i)
+			for i := range orig {
+				b := append([]byte(nil), orig...)
+				b[i] ^= 0x10
+				if err := os.WriteFile(p, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				l, err := openTestLedger(t, dir, node)
+				if err == nil {
+					l.Close()
+					t.Fatalf("%s: flip of byte %d not detected", name, i)
+				}
+				if !errors.Is(err, ErrCorruptStore) {
+					t.Fatalf("%s byte %d: %v", name, i, err)
+				}
+				if err := os.WriteFile(p, orig, 0o600); err != nil { // open may have truncated
+					t.Fatal(err)
+				}
 			}
-			if !errors.Is(err, ErrCorruptStore) {
-				t.Fatalf("%s byte %d: %v", name, i, err)
-			}
-			if err := os.WriteFile(p, orig, 0o600); err != nil { // open may have truncated
-				t.Fatal(err)
-			}
-		}
+		})
 	}
 }
 

@@ -216,14 +216,18 @@ func TestMerkleAgainstIndependentVerifier(t *testing.T) {
 func TestProofBounds(t *testing.T) {
 	tr := ktTree()
 	for _, c := range [][2]uint64{{8, 8}, {0, 9}, {9, 9}} {
-		if _, err := tr.InclusionProof(c[0], c[1]); err == nil {
-			t.Errorf("inclusion(%d,%d) accepted", c[0], c[1])
-		}
+		t.Run(fmt.Sprintf("inclusion(%d,%d)", c[0], c[1]), func(t *testing.T) {
+			if _, err := tr.InclusionProof(c[0], c[1]); err == nil {
+				t.Errorf("inclusion(%d,%d) accepted", c[0], c[1])
+			}
+		})
 	}
 	for _, c := range [][2]uint64{{0, 1}, {5, 4}, {1, 9}} {
-		if _, err := tr.ConsistencyProof(c[0], c[1]); err == nil {
-			t.Errorf("consistency(%d,%d) accepted", c[0], c[1])
-		}
+		t.Run(fmt.Sprintf("consistency(%d,%d)", c[0], c[1]), func(t *testing.T) {
+			if _, err := tr.ConsistencyProof(c[0], c[1]); err == nil {
+				t.Errorf("consistency(%d,%d) accepted", c[0], c[1])
+			}
+		})
 	}
 }
 
@@ -287,18 +291,20 @@ func TestTreeTruncate(t *testing.T) {
 		roots = append(roots, r)
 	}
 	for _, size := range []uint64{299, 256, 255, 100, 1} {
-		tr.Truncate(size)
-		if tr.Size() != size {
-			t.Fatalf("size %d after truncate to %d", tr.Size(), size)
-		}
-		if r, _ := tr.Root(size); r != roots[size-1] {
-			t.Fatalf("root after truncate to %d", size)
-		}
-		// Grow again to check the structure is intact.
-		tr.AppendLeafHash(LeafHash([]byte(fmt.Sprint(size))))
-		if r, _ := tr.Root(size + 1); r != roots[size] {
-			t.Fatalf("root after regrowing to %d", size+1)
-		}
-		tr.Truncate(size)
+		t.Run(fmt.Sprint("to ", size), func(t *testing.T) {
+			tr.Truncate(size)
+			if tr.Size() != size {
+				t.Fatalf("size %d after truncate to %d", tr.Size(), size)
+			}
+			if r, _ := tr.Root(size); r != roots[size-1] {
+				t.Fatalf("root after truncate to %d", size)
+			}
+			// Grow again to check the structure is intact.
+			tr.AppendLeafHash(LeafHash([]byte(fmt.Sprint(size))))
+			if r, _ := tr.Root(size + 1); r != roots[size] {
+				t.Fatalf("root after regrowing to %d", size+1)
+			}
+			tr.Truncate(size)
+		})
 	}
 }

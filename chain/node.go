@@ -87,10 +87,14 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.wg.Add(2)
-	go n.proposeLoop()
-	go n.forwardLoop()
+	go func() { defer n.wg.Done(); n.runBatcher(n.propose, n.proposeBlock) }()
+	go func() { defer n.wg.Done(); n.runBatcher(n.fwd, n.forwardBatch) }()
 	return n, nil
 }
+
+// logCacheBlocks is how many recent Raft log entries (blocks) each node
+// keeps in memory, at most MaxBlockBytes each.
+const logCacheBlocks = 64
 
 // startRaft opens the Raft stores and transport and starts Raft. On error
 // it closes whatever it had opened (one deferred cleanup, in reverse order).
@@ -170,7 +174,14 @@ func (n *Node) startRaft() (err error) {
 		}
 	}
 	n.logs = &storeGuard{LogStore: w, stable: w, failed: n.storeFailed}
-	r, err := raft.NewRaft(rc, &fsm{l: n.ledger}, n.logs, n.logs, snaps, n.trans)
+	// The last blocks stay in memory: the leader replicates them and every
+	// node applies them moments after writing them, and reading them back
+	// from the WAL cost a read and a decode each time.
+	cached, err := raft.NewLogCache(logCacheBlocks, n.logs)
+	if err != nil {
+		return err
+	}
+	r, err := raft.NewRaft(rc, &fsm{l: n.ledger}, cached, n.logs, snaps, n.trans)
 	if err != nil {
 		return err
 	}

@@ -78,12 +78,12 @@ func (n *Node) leaderSynced(ctx context.Context) error {
 			timeout = max(time.Until(d), time.Millisecond)
 		}
 		if err := n.raft.Barrier(timeout).Error(); err != nil {
-			return n.outcomeOf(nil, err, nil, 0).err
+			return n.outcomeOf(err, nil, 0).err
 		}
 		n.syncedTerm.Store(term)
 	}
 	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return n.outcomeOf(nil, err, nil, 0).err
+		return n.outcomeOf(err, nil, 0).err
 	}
 	return nil
 }

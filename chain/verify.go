@@ -3,6 +3,7 @@ package chain
 import (
 	"crypto/rand"
 	"fmt"
+	"runtime"
 	"sync"
 
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
@@ -60,14 +61,22 @@ func expandedKey(pub []byte) (*voi.ExpandedPublicKey, error) {
 	return x, nil
 }
 
-// batchChunk is how many signatures one batch check covers; chunks run in
-// parallel.
-const batchChunk = 64
+// minBatchChunk is the fewest signatures one batch check covers when a
+// batch is split across cores: a batch check costs less per signature the
+// more it holds (about 22 µs at 64, 15 µs at 256, 13 µs at 1024 on the
+// bench machine, against 40-70 µs alone), so a batch is split only as far
+// as it keeps every core busy.
+const minBatchChunk = 128
 
 // VerifyBatch checks the signatures of many entries, returning one error
 // per entry (nil when valid). Ed25519 entries are checked in batches, in
 // parallel; a failing batch is re-checked one by one to name the culprits.
-func VerifyBatch(entries []*Entry) []error {
+func VerifyBatch(entries []*Entry) []error { return verifyBatch(entries, nil) }
+
+// verifyBatch is VerifyBatch for entries parsed from raws (raws[i] is the
+// encoding of entries[i], as ParseEntry read it): the signed bytes are then
+// taken from raws instead of encoded again. raws may be nil.
+func verifyBatch(entries []*Entry, raws [][]byte) []error {
 	errs := make([]error, len(entries))
 	var ed []int
 	for i, e := range entries {
@@ -77,47 +86,65 @@ func VerifyBatch(entries []*Entry) []error {
 			errs[i] = e.Verify()
 		}
 	}
+	chunks := max(1, min(runtime.GOMAXPROCS(0), len(ed)/minBatchChunk))
+	size := (len(ed) + chunks - 1) / chunks
 	var wg sync.WaitGroup
-	for start := 0; start < len(ed); start += batchChunk {
-		end := min(start+batchChunk, len(ed))
-		idx := ed[start:end]
+	for start := 0; start < len(ed); start += size {
+		idx := ed[start:min(start+size, len(ed))]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if len(idx) == 1 {
-				errs[idx[0]] = entries[idx[0]].Verify()
-				return
-			}
-			bv := voi.NewBatchVerifierWithCapacity(len(idx))
-			msgs := make([][]byte, len(idx))
-			for k, i := range idx {
-				e := entries[i]
-				body, err := e.body()
-				var x *voi.ExpandedPublicKey
-				if err == nil {
-					x, err = expandedKey(e.PublicKey)
-				}
-				if err != nil {
-					// Not well formed: check each one alone for its error.
-					for _, j := range idx {
-						errs[j] = entries[j].Verify()
-					}
-					return
-				}
-				msgs[k] = signedMessage(body)
-				bv.AddExpandedWithOptions(x, msgs[k], e.Signature, ed25519Options)
-			}
-			ok, valid := bv.Verify(rand.Reader)
-			if ok {
-				return
-			}
-			for k, i := range idx {
-				if !valid[k] {
-					errs[i] = fmt.Errorf("%w: %s signature by %s does not verify", ErrBadSignature, Ed25519, entries[i].Author())
-				}
-			}
+			verifyChunk(entries, raws, idx, errs)
 		}()
 	}
 	wg.Wait()
 	return errs
+}
+
+// verifyChunk checks the Ed25519 entries idx as one batch.
+func verifyChunk(entries []*Entry, raws [][]byte, idx []int, errs []error) {
+	if len(idx) == 1 {
+		errs[idx[0]] = entries[idx[0]].Verify()
+		return
+	}
+	// The signed messages, one after another in one buffer.
+	n := 0
+	for _, i := range idx {
+		n += len(signingContext) + 1 + len(entries[i].Payload) + 256
+	}
+	buf := make([]byte, 0, n)
+	bv := voi.NewBatchVerifierWithCapacity(len(idx))
+	for _, i := range idx {
+		e := entries[i]
+		var body []byte
+		var err error
+		if raws != nil {
+			body = raws[i][:len(raws[i])-2-len(e.Signature)]
+		} else {
+			body, err = e.body()
+		}
+		var x *voi.ExpandedPublicKey
+		if err == nil {
+			x, err = expandedKey(e.PublicKey)
+		}
+		if err != nil {
+			// Not well formed: check each one alone for its error.
+			for _, j := range idx {
+				errs[j] = entries[j].Verify()
+			}
+			return
+		}
+		start := len(buf)
+		buf = append(buf, signingContext...)
+		buf = append(buf, 0)
+		buf = append(buf, body...)
+		bv.AddExpandedWithOptions(x, buf[start:len(buf):len(buf)], e.Signature, ed25519Options)
+	}
+	if ok, valid := bv.Verify(rand.Reader); !ok {
+		for k, i := range idx {
+			if !valid[k] {
+				errs[i] = fmt.Errorf("%w: %s signature by %s does not verify", ErrBadSignature, Ed25519, entries[i].Author())
+			}
+		}
+	}
 }

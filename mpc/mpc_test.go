@@ -2,7 +2,6 @@ package mpc
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -12,15 +11,12 @@ import (
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
-	"github.com/tuneinsight/lattigo/v5/ring"
 	"github.com/tuneinsight/lattigo/v5/schemes/ckks"
 
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
-
-// The engine's parameters (sandbox.HEParams; mpc does not import sandbox).
-var testLiteral = ckks.ParametersLiteral{LogN: 13, LogQ: []int{60}, LogP: []int{61}, LogDefaultScale: 36, RingType: ring.Standard}
 
 type fakeLedger struct {
 	accounts map[policies.Address]policies.Account
@@ -48,16 +44,12 @@ type consortium struct {
 
 func newConsortium(t *testing.T) *consortium {
 	t.Helper()
-	params, err := ckks.NewParametersFromLiteral(testLiteral)
-	if err != nil {
-		t.Fatal(err)
-	}
+	params := heparams.Params()
 	c := &consortium{params: params, parties: map[string]*Party{}, noNoise: true}
 	led := &fakeLedger{accounts: map[policies.Address]policies.Account{}}
 	kg := rlwe.NewKeyGenerator(params)
 	c.reqSK = kg.GenSecretKeyNew()
 	c.target = kg.GenPublicKeyNew(c.reqSK)
-	gal := rlwe.GaloisElementsForPack(params, params.LogN())
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("node%d", i)
 		key, err := chain.GenerateKey(chain.Ed25519)
@@ -67,7 +59,7 @@ func newConsortium(t *testing.T) *consortium {
 		addr := policies.Address(key.Address())
 		led.accounts[addr] = policies.Account{Address: addr, PublicKey: key.PublicKey(), Algorithm: "ed25519", Roles: []string{"node"}}
 		c.nodes = append(c.nodes, Participant{Node: name, Address: addr})
-		p, err := New(Config{Node: name, Codec: testCodec(params), Key: key, Dir: t.TempDir(), Params: params, ParamsName: "test", GaloisElements: gal, Ledger: led,
+		p, err := New(Config{Node: name, Key: key, Dir: t.TempDir(), Ledger: led,
 			Call: func(ctx context.Context, peer, svc string, body []byte) ([]byte, error) {
 				if _, down := c.down.Load(peer); down {
 					return nil, errors.New("connection refused")
@@ -152,7 +144,7 @@ func (c *consortium) decrypt(ct *rlwe.Ciphertext, sk *rlwe.SecretKey, n int) []f
 }
 
 func (c *consortium) request(t *testing.T, job string, ct *rlwe.Ciphertext, positions []int) ShareRequest {
-	b := c.parties["node1"].MarshalCiphertext(ct)
+	b := heparams.MarshalCiphertext(c.params, ct)
 	return ShareRequest{Job: job, Ciphertext: b, Positions: positions, PerCell: 1, Runner: "node1"}
 }
 
@@ -278,12 +270,14 @@ func TestShareRefusedWhenNotAuthorised(t *testing.T) {
 	req := c.request(t, "A", ct, nil)
 	req.Active = []string{"node1", "node2"}
 	for _, cut := range []int{0, 10, len(req.Ciphertext) / 2} {
-		bad := req
-		bad.Ciphertext = req.Ciphertext[:cut]
-		msg, _ := c.parties["node1"].seal(svcShare, bad)
-		if _, err := c.parties["node2"].Serve(context.Background(), svcShare, msg); err == nil {
-			t.Fatalf("truncated ciphertext (%d bytes) accepted", cut)
-		}
+		t.Run(fmt.Sprint(cut, " bytes"), func(t *testing.T) {
+			bad := req
+			bad.Ciphertext = req.Ciphertext[:cut]
+			msg, _ := c.parties["node1"].seal(svcShare, bad)
+			if _, err := c.parties["node2"].Serve(context.Background(), svcShare, msg); err == nil {
+				t.Fatalf("truncated ciphertext (%d bytes) accepted", cut)
+			}
+		})
 	}
 }
 
@@ -320,52 +314,12 @@ func TestDPNoiseShares(t *testing.T) {
 	}
 }
 
-// testCodec is a strict raw codec: level 0, two polynomials, 8 bytes per
-// coefficient (the product wires sandbox's compact format).
-func testCodec(params ckks.Parameters) Codec {
-	n := params.N()
-	return Codec{
-		Marshal: func(polys []ring.Poly, isNTT bool, logScale int) []byte {
-			out := []byte{byte(len(polys)), byte(logScale)}
-			if isNTT {
-				out = append(out, 1)
-			} else {
-				out = append(out, 0)
-			}
-			for _, p := range polys {
-				for _, c := range p.Coeffs[0] {
-					out = binary.LittleEndian.AppendUint64(out, c)
-				}
-			}
-			return out
-		},
-		Unmarshal: func(b []byte) ([]ring.Poly, bool, int, error) {
-			if len(b) != 3+2*n*8 || b[0] != 2 {
-				return nil, false, 0, errors.New("bad length")
-			}
-			polys := make([]ring.Poly, 2)
-			r := b[3:]
-			for k := range polys {
-				polys[k] = params.RingQ().AtLevel(0).NewPoly()
-				for i := range n {
-					polys[k].Coeffs[0][i] = binary.LittleEndian.Uint64(r[8*(k*n+i):])
-				}
-			}
-			return polys, b[2] == 1, int(b[1]), nil
-		},
-	}
-}
-
 // Messages from peers are parsed only after their signature checks out
 // against a node account on the ledger; whatever arrives, open answers
 // with an error or a verified body, never a panic.
 func FuzzOpenMessage(f *testing.F) {
-	key, err := chain.GenerateKey(chain.Ed25519)
-	if err != nil {
-		f.Fatal(err)
-	}
+	key, led := wireKey(f) // fixed: testdata/fuzz/FuzzOpenMessage holds messages it signed
 	addr := policies.Address(key.Address())
-	led := &fakeLedger{accounts: map[policies.Address]policies.Account{addr: {Address: addr, PublicKey: key.PublicKey(), Algorithm: "ed25519", Roles: []string{"node"}}}}
 	p := &Party{cfg: Config{Node: "node1", Key: key, Ledger: led}}
 	good, err := p.seal(svcShare, ShareRequest{Job: "job-1", Runner: "node1"})
 	if err != nil {

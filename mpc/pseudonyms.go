@@ -154,6 +154,31 @@ func (p *Pseudonyms) Serve(ctx context.Context, service string, body []byte) ([]
 // the order given. Every participant deals; the coordinator only relays
 // sealed shares it cannot open.
 func (p *Pseudonyms) RunCeremony(ctx context.Context, nodes []Participant, t int) (*policies.PseudonymCeremony, error) {
+	plan, err := p.newPlan(nodes, t)
+	if err != nil {
+		return nil, err
+	}
+	hpkes, err := p.psRound1(ctx, plan)
+	if err != nil {
+		return nil, err
+	}
+	comms, to, err := p.psRound2(ctx, plan, hpkes)
+	if err != nil {
+		return nil, err
+	}
+	points := make([]uint64, len(plan.Participants))
+	for i, q := range plan.Participants {
+		points[i] = q.Point
+	}
+	pub, err := pseudonym.NewPublic(t, points, comms)
+	if err != nil {
+		return nil, fmt.Errorf("mpc: the dealers' commitments: %w", err)
+	}
+	return p.psRound3(ctx, plan, pub, comms, to)
+}
+
+// newPlan announces a ceremony: a fresh id, points 1..N in order.
+func (p *Pseudonyms) newPlan(nodes []Participant, t int) (*psPlan, error) {
 	if t < 2 || t > len(nodes) || len(nodes) > pseudonym.MaxParticipants {
 		return nil, fmt.Errorf("mpc: threshold %d of %d nodes: need 2 ≤ t ≤ N ≤ %d", t, len(nodes), pseudonym.MaxParticipants)
 	}
@@ -169,115 +194,83 @@ func (p *Pseudonyms) RunCeremony(ctx context.Context, nodes []Participant, t int
 	if !slices.ContainsFunc(plan.Participants, func(q Participant) bool { return q.Node == p.cfg.Node }) {
 		return nil, errors.New("mpc: the coordinator must be a participant")
 	}
-	// Round 1: every participant's fresh HPKE key.
+	return plan, nil
+}
+
+// psRound1 collects every participant's fresh HPKE key, by node.
+func (p *Pseudonyms) psRound1(ctx context.Context, plan *psPlan) (map[string][]byte, error) {
 	msg, err := seal(p.cfg.Key, svcPsRound1, plan)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := p.callAll(ctx, plan, svcPsRound1, func(string) []byte { return msg })
+	answers, err := round[psRound1Resp](ctx, p.call, p.cfg.Ledger, svcPsRound1, plan.Participants, same(msg))
 	if err != nil {
 		return nil, err
 	}
 	hpkes := map[string][]byte{}
 	for i, q := range plan.Participants {
-		var r psRound1Resp
-		if err := p.openFrom(svcPsRound1, raw[i], q, &r); err != nil {
-			return nil, err
-		}
+		r := answers[i].Value
 		if r.ID != plan.ID || r.Node != q.Node {
 			return nil, fmt.Errorf("mpc: pseudonym round 1 answer of %s does not match the plan", q.Node)
 		}
 		hpkes[q.Node] = r.HPKE
 	}
-	// Round 2: every participant deals.
-	msg, err = seal(p.cfg.Key, svcPsRound2, psRound2Req{ID: plan.ID, HPKE: hpkes})
+	return hpkes, nil
+}
+
+// psRound2 has every participant deal: it returns each dealer's
+// commitments (in participant order) and the sealed shares by recipient.
+func (p *Pseudonyms) psRound2(ctx context.Context, plan *psPlan, hpkes map[string][]byte) ([][][]byte, map[string][]sealedShare, error) {
+	msg, err := seal(p.cfg.Key, svcPsRound2, psRound2Req{ID: plan.ID, HPKE: hpkes})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if raw, err = p.callAll(ctx, plan, svcPsRound2, func(string) []byte { return msg }); err != nil {
-		return nil, err
+	answers, err := round[psRound2Resp](ctx, p.call, p.cfg.Ledger, svcPsRound2, plan.Participants, same(msg))
+	if err != nil {
+		return nil, nil, err
 	}
 	comms := make([][][]byte, len(plan.Participants))
 	to := map[string][]sealedShare{}
 	for i, q := range plan.Participants {
-		var r psRound2Resp
-		if err := p.openFrom(svcPsRound2, raw[i], q, &r); err != nil {
-			return nil, err
-		}
-		if r.ID != plan.ID || r.Node != q.Node || len(r.Shares) != len(plan.Participants) || len(r.Commitments) != t {
-			return nil, fmt.Errorf("mpc: pseudonym round 2 answer of %s does not match the plan", q.Node)
+		r := answers[i].Value
+		if r.ID != plan.ID || r.Node != q.Node || len(r.Shares) != len(plan.Participants) || len(r.Commitments) != plan.Threshold {
+			return nil, nil, fmt.Errorf("mpc: pseudonym round 2 answer of %s does not match the plan", q.Node)
 		}
 		comms[i] = r.Commitments
 		for k, s := range r.Shares {
 			if s.From != q.Node || s.To != plan.Participants[k].Node {
-				return nil, fmt.Errorf("mpc: %s sent a share in another's name or out of order", q.Node)
+				return nil, nil, fmt.Errorf("mpc: %s sent a share in another's name or out of order", q.Node)
 			}
 			to[s.To] = append(to[s.To], s)
 		}
 	}
-	points := make([]uint64, len(plan.Participants))
-	for i, q := range plan.Participants {
-		points[i] = q.Point
-	}
-	pub, err := pseudonym.NewPublic(t, points, comms)
-	if err != nil {
-		return nil, fmt.Errorf("mpc: the dealers' commitments: %w", err)
-	}
-	// Round 3: each participant gets its shares (one per dealer, in
-	// dealer order) and every commitment, checks and combines them.
+	return comms, to, nil
+}
+
+// psRound3 gives each participant its shares (one per dealer, in dealer
+// order) and every commitment; each checks and combines them and answers
+// with its verification key, which must match the commitments.
+func (p *Pseudonyms) psRound3(ctx context.Context, plan *psPlan, pub *pseudonym.Public, comms [][][]byte, to map[string][]sealedShare) (*policies.PseudonymCeremony, error) {
 	msgs := map[string][]byte{}
 	for _, q := range plan.Participants {
+		var err error
 		if msgs[q.Node], err = seal(p.cfg.Key, svcPsRound3, psRound3Req{ID: plan.ID, Shares: to[q.Node], Commitments: comms}); err != nil {
 			return nil, err
 		}
 	}
-	if raw, err = p.callAll(ctx, plan, svcPsRound3, func(n string) []byte { return msgs[n] }); err != nil {
+	answers, err := round[psRound3Resp](ctx, p.call, p.cfg.Ledger, svcPsRound3, plan.Participants, func(n string) []byte { return msgs[n] })
+	if err != nil {
 		return nil, err
 	}
-	doc := &policies.PseudonymCeremony{ID: plan.ID, Suite: policies.PseudonymSuite, Threshold: t, Commitments: comms, PublicKey: pub.PublicKey()}
+	doc := &policies.PseudonymCeremony{ID: plan.ID, Suite: policies.PseudonymSuite, Threshold: plan.Threshold, Commitments: comms, PublicKey: pub.PublicKey()}
 	for i, q := range plan.Participants {
-		var r psRound3Resp
-		if err := p.openFrom(svcPsRound3, raw[i], q, &r); err != nil {
-			return nil, err
-		}
+		r := answers[i].Value
 		if r.ID != plan.ID || !pub.CheckKey(q.Point, r.VerificationKey) {
 			return nil, fmt.Errorf("mpc: %s holds a share that does not match the commitments", q.Node)
 		}
 		doc.Participants = append(doc.Participants, policies.PseudonymParticipant{Node: q.Node, Address: q.Address, Point: q.Point, VerificationKey: r.VerificationKey})
 	}
 	return doc, nil
-}
-
-// openFrom opens a participant's answer: signed by that participant.
-func (p *Pseudonyms) openFrom(svc string, raw []byte, q Participant, v any) error {
-	signer, err := open(p.cfg.Ledger, svc, raw, v)
-	if err != nil {
-		return err
-	}
-	if signer != q.Address {
-		return fmt.Errorf("mpc: %s answer of %s signed by %s", svc, q.Node, signer)
-	}
-	return nil
-}
-
-func (p *Pseudonyms) callAll(ctx context.Context, plan *psPlan, svc string, body func(node string) []byte) ([][]byte, error) {
-	out := make([][]byte, len(plan.Participants))
-	errs := make([]error, len(plan.Participants))
-	var wg sync.WaitGroup
-	for i, q := range plan.Participants {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i], errs[i] = p.call(ctx, q.Node, svc, body(q.Node))
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return nil, fmt.Errorf("mpc: %s at %s: %w", svc, plan.Participants[i].Node, err)
-		}
-	}
-	return out, nil
 }
 
 func (p *Pseudonyms) call(ctx context.Context, node, svc string, body []byte) ([]byte, error) {
@@ -641,39 +634,21 @@ func (p *Pseudonyms) Gather(ctx context.Context, batch string, req []byte, need 
 	// Ask t at a time; replace the ones that fail by the next ones.
 	for next := 0; len(out) < need && next < len(order); {
 		k := min(need-len(out), len(order)-next)
-		batchOf := order[next : next+k]
-		next += k
-		res := make([][]byte, k)
-		errsK := make([]error, k)
-		var wg sync.WaitGroup
-		for i, q := range batchOf {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				raw, err := p.call(ctx, q.Node, svcPsEval, msg)
-				if err != nil {
-					errsK[i] = err
-					return
-				}
-				var r evalResp
-				if err := p.openFrom(svcPsEval, raw, Participant{Node: q.Node, Address: q.Address}, &r); err != nil {
-					errsK[i] = err
-					return
-				}
-				if r.Batch != batch {
-					errsK[i] = errors.New("answered another batch")
-					return
-				}
-				res[i] = r.Partial
-			}()
+		nodes := make([]Participant, k)
+		for i, q := range order[next : next+k] {
+			nodes[i] = Participant{Node: q.Node, Address: q.Address}
 		}
-		wg.Wait()
-		for i := range batchOf {
-			if errsK[i] != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", batchOf[i].Node, errsK[i]))
+		next += k
+		for i, a := range ask[evalResp](ctx, p.call, p.cfg.Ledger, svcPsEval, nodes, same(msg)) {
+			err := a.Err
+			if err == nil && a.Value.Batch != batch {
+				err = errors.New("answered another batch")
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", nodes[i].Node, err))
 				continue
 			}
-			out = append(out, res[i])
+			out = append(out, a.Value.Partial)
 		}
 	}
 	if len(out) < need {

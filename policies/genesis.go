@@ -16,6 +16,10 @@ type Genesis struct {
 	// pseudonymised with the consortium key (DefaultPseudonymQuota when
 	// absent).
 	PseudonymQuota map[string]int64 `json:"pseudonym_quota,omitempty"`
+	// JoinLeaseSeconds is how long a join's runner holds the job without
+	// renewing before another executor may take it over (JoinLease when
+	// absent; MinJoinLease to MaxJoinLease).
+	JoinLeaseSeconds int64 `json:"join_lease_seconds,omitempty"`
 }
 
 // GenesisAccount is an account written by genesis.
@@ -47,8 +51,12 @@ func (s *state) genesis(e Entry, blockTime time.Time) error {
 		l := *g.Limits
 		s.Limits = &l
 	}
+	if err := checkJoinLease(g.JoinLeaseSeconds); err != nil {
+		return err
+	}
 	s.Table = g.Table
 	s.Name = g.Consortium
+	s.JoinLeaseSeconds = g.JoinLeaseSeconds
 	if err := s.pseudonymGenesis(g.PseudonymQuota); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package policies
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -34,9 +35,11 @@ func TestHECeremonyAndShares(t *testing.T) {
 		{"agency1", ceremonyDoc(w, 2, "node1", "node2"), ErrForbidden}, // not a participant
 		{"bank", ceremonyDoc(w, 2, "node1", "node2"), ErrForbidden},
 	} {
-		if err := w.act(c.who, KindHECeremony, c.doc, nil); !errors.Is(err, c.want) {
-			t.Fatalf("%s %+v: %v, want %v", c.who, c.doc.Participants, err, c.want)
-		}
+		t.Run(fmt.Sprintf("%s t=%d of %d", c.who, c.doc.Threshold, len(c.doc.Participants)), func(t *testing.T) {
+			if err := w.act(c.who, KindHECeremony, c.doc, nil); !errors.Is(err, c.want) {
+				t.Fatalf("%s %+v: %v, want %v", c.who, c.doc.Participants, err, c.want)
+			}
+		})
 	}
 
 	// An he job is refused at submission before there is a ceremony, and

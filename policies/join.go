@@ -24,9 +24,10 @@ const MinJoinNodes = 3
 const MaxJoinDatasets = 3
 
 // JoinLease is how long, in block time, a join job's runner holds it
-// without renewing (a job.start of its own): past it, another eligible
-// executor may claim the job, and the first runner can no longer complete
-// or fail it, so nothing is released twice.
+// without renewing (a job.start of its own), unless the genesis sets
+// join_lease_seconds (join_lease.go): past it, another eligible executor
+// may claim the job, and the first runner can no longer complete or fail
+// it, so nothing is released twice.
 const JoinLease = 5 * time.Minute
 
 // IsJoin reports whether the job joins datasets.
@@ -331,9 +332,9 @@ func (s *state) progressJoin(e Entry, j *Job, d JobResultDoc, now time.Time) err
 		switch {
 		case j.Status == JobAuthorised:
 		case j.Status == JobRunning && j.Runner == e.Author:
-		case j.Status == JobRunning && now.Sub(j.Claimed) >= JoinLease:
+		case j.Status == JobRunning && now.Sub(j.Claimed) >= s.joinLease():
 		case j.Status == JobRunning:
-			return fmt.Errorf("%w: job %s is run by %s, whose lease runs until %s", ErrConflict, j.ID, j.Runner, j.Claimed.Add(JoinLease).UTC().Format(time.RFC3339))
+			return fmt.Errorf("%w: job %s is run by %s, whose lease runs until %s", ErrConflict, j.ID, j.Runner, j.Claimed.Add(s.joinLease()).UTC().Format(time.RFC3339))
 		default:
 			return fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, j.Status)
 		}

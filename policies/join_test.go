@@ -24,9 +24,12 @@ var benefitSchema = Schema{Columns: []Column{
 
 // joinWorld: tax2025 held by node1 (org tax), benefits2025 held by node2
 // (org health), and node3 of a third organisation, the executor.
-func joinWorld(t *testing.T, nodes int) *world {
+func joinWorld(t *testing.T, nodes int, edit ...func(*Genesis)) *world {
 	t.Helper()
-	w := newWorld(t)
+	w, err := genesisWorld(t, nil, edit...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if nodes >= 3 {
 		k := pub(42)
 		w.keys["node3"] = k

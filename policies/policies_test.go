@@ -50,7 +50,8 @@ func newWorldLimits(t *testing.T, l *Limits) *world {
 	return w
 }
 
-func genesisWorld(t *testing.T, limits *Limits) (*world, error) {
+// genesisWorld: edit, when given, changes the genesis before it is applied.
+func genesisWorld(t *testing.T, limits *Limits, edit ...func(*Genesis)) (*world, error) {
 	w := &world{t: t, m: New(), now: t0, keys: map[string]ed25519.PublicKey{}}
 	accounts := []struct{ name, role, org string }{
 		{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"agency1b", "agency", "tax"}, {"agency2", "agency", "health"},
@@ -62,6 +63,9 @@ func genesisWorld(t *testing.T, limits *Limits) (*world, error) {
 		k := pub(byte(i + 1))
 		w.keys[a.name] = k
 		g.Accounts = append(g.Accounts, GenesisAccount{PublicKey: k, Algorithm: "ed25519", Name: a.name, Org: a.org, Roles: []string{a.role}})
+	}
+	for _, f := range edit {
+		f(&g)
 	}
 	w.node = AddressOf(w.keys["node1"])
 	b, _ := json.Marshal(g)
@@ -295,9 +299,11 @@ func TestPermissions(t *testing.T) {
 		{"admin", "mystery", map[string]any{}, ErrInvalid},
 	}
 	for _, c := range cases {
-		if err := w.act(c.who, c.kind, c.doc, nil); !errors.Is(err, c.want) {
-			t.Errorf("%s %s: %v, want %v", c.who, c.kind, err, c.want)
-		}
+		t.Run(c.who+" "+c.kind, func(t *testing.T) {
+			if err := w.act(c.who, c.kind, c.doc, nil); !errors.Is(err, c.want) {
+				t.Errorf("%s %s: %v, want %v", c.who, c.kind, err, c.want)
+			}
+		})
 	}
 	// An account not in the ledger, and a relay by a non-node.
 	ghost := Entry{Author: w.node, Actor: Address{9}, Kind: "note.x", Payload: []byte(`{}`), ReplayKey: "g", ReplayTime: w.now}
@@ -533,9 +539,11 @@ func TestSchemaValidation(t *testing.T) {
 		`{"columns":[{"name":"a","type":"int","class":"public"}],"x":1}`:                                      `unknown field "x"`,
 	}
 	for in, want := range cases {
-		if _, err := ParseSchema([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want %q", in, err, want)
-		}
+		t.Run(in, func(t *testing.T) {
+			if _, err := ParseSchema([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %v, want %q", in, err, want)
+			}
+		})
 	}
 	good := `{"columns":[{"name":"person_id","type":"string","class":"identifier"},{"name":"age","type":"int","class":"quasi_identifier","generalize":{"band":10}},{"name":"region","type":"string","class":"public"},{"name":"income","type":"float","class":"sensitive","bounds":[0,1000000]}]}`
 	if _, err := ParseSchema([]byte(good)); err != nil {

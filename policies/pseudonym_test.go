@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -211,11 +212,13 @@ func TestPseudonymListBound(t *testing.T) {
 		{map[string]any{"datasets": []string{"Bad Name"}, "max_rows_per_person": 1}, "neither"},
 		{map[string]any{"datasets": []string{"*"}, "max_rows_per_person": 1, "max_list_ids": 5}, "without lists"},
 	} {
-		p := taxPolicy()
-		p["join"] = c.join
-		if err := w.act("agency1", KindPolicyPublish, p, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("join %v: %v, want %q", c.join, err, c.want)
-		}
+		t.Run(fmt.Sprint(c.join), func(t *testing.T) {
+			p := taxPolicy()
+			p["join"] = c.join
+			if err := w.act("agency1", KindPolicyPublish, p, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("join %v: %v, want %q", c.join, err, c.want)
+			}
+		})
 	}
 }
 
@@ -229,10 +232,12 @@ func TestPseudonymSchema(t *testing.T) {
 		{Column{Name: "id", Type: TypeString, Class: Identifier, Pseudonym: "global"}, false},
 		{Column{Name: "region", Type: TypeString, Class: Public, Pseudonym: PseudonymConsortium}, false},
 	} {
-		s := Schema{Columns: []Column{c.col}}
-		if err := s.Validate(); (err == nil) != c.ok {
-			t.Errorf("%+v: %v", c.col, err)
-		}
+		t.Run(fmt.Sprintf("%s %s", c.col.Class, c.col.Pseudonym), func(t *testing.T) {
+			s := Schema{Columns: []Column{c.col}}
+			if err := s.Validate(); (err == nil) != c.ok {
+				t.Errorf("%+v: %v", c.col, err)
+			}
+		})
 	}
 }
 

@@ -154,7 +154,7 @@ type Job struct {
 	Node       string    `json:"node,omitempty"`   // the node that runs it
 	Runner     Address   `json:"runner,omitempty"` // that node's account
 	// Claimed is when a join's runner last claimed or renewed it (block
-	// time): its lease runs JoinLease from then.
+	// time): its lease runs the consortium's join lease from then.
 	Claimed time.Time `json:"claimed,omitzero"`
 	Shares  []HEShare `json:"he_shares,omitempty"`
 	// Parts is set for a join job: per involved dataset, the policy that
@@ -285,6 +285,8 @@ type state struct {
 	Limits   *Limits                       `json:"limits,omitempty"` // nil: DefaultLimits
 	Used     map[string]usedAct            `json:"used"`             // replay keys of signed acts in force
 	UsedLog  []usedKey                     `json:"used_log"`
+	// JoinLeaseSeconds is the genesis's join_lease_seconds (0: JoinLease).
+	JoinLeaseSeconds int64 `json:"join_lease_seconds,omitempty"`
 	// HERotation is the index of an admin's he.rotate entry that allows
 	// one new HE key ceremony (0: none pending).
 	HERotation uint64 `json:"he_rotation,omitempty"`

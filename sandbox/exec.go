@@ -231,7 +231,7 @@ func Execute(ctx context.Context, t *Table, q *Query, ctl Control, lim Limits) (
 	}
 	aggs := make([]*aggState, len(q.Aggs))
 	for i, ag := range q.Aggs {
-		a, err := computeAgg(ctx, t, ag, mask, gid, ngroups, ctl.Dominance)
+		a, err := computeAggCounted(ctx, t, ag, mask, gid, ngroups, ctl.Dominance, counts)
 		if err != nil {
 			return nil, err
 		}
@@ -240,42 +240,60 @@ func Execute(ctx context.Context, t *Table, q *Query, ctl Control, lim Limits) (
 	return finish(q, ctl, keys, counts, aggs, t.Rows)
 }
 
-// evalWhere returns the selection mask, nil when every row is selected.
+// evalWhere returns the selection mask, nil when every row is selected:
+// AND, OR and NOT combine their operands' masks (evalLogic); a comparison
+// becomes a test of one value (predicate), applied to its column
+// (maskColumn).
 func evalWhere(t *Table, e Expr) ([]bool, error) {
 	if e == nil {
 		return nil, nil
 	}
-	switch x := e.(type) {
-	case *Logic:
-		l, err := evalWhere(t, x.L)
-		if err != nil {
-			return nil, err
-		}
-		if x.Op == "not" {
-			for i := range l {
-				l[i] = !l[i]
-			}
-			return l, nil
-		}
-		r, err := evalWhere(t, x.R)
-		if err != nil {
-			return nil, err
-		}
+	if x, ok := e.(*Logic); ok {
+		return evalLogic(t, x)
+	}
+	name, test, err := predicate(e)
+	if err != nil {
+		return nil, err
+	}
+	return maskColumn(t, name, test)
+}
+
+// evalLogic evaluates AND, OR and NOT over their operands' masks.
+func evalLogic(t *Table, x *Logic) ([]bool, error) {
+	l, err := evalWhere(t, x.L)
+	if err != nil {
+		return nil, err
+	}
+	if x.Op == "not" {
 		for i := range l {
-			if x.Op == "and" {
-				l[i] = l[i] && r[i]
-			} else {
-				l[i] = l[i] || r[i]
-			}
+			l[i] = !l[i]
 		}
 		return l, nil
 	}
-	var name string
-	var test func(num float64, str string, isNum bool) (bool, error)
+	r, err := evalWhere(t, x.R)
+	if err != nil {
+		return nil, err
+	}
+	for i := range l {
+		if x.Op == "and" {
+			l[i] = l[i] && r[i]
+		} else {
+			l[i] = l[i] || r[i]
+		}
+	}
+	return l, nil
+}
+
+// valueTest decides whether one value (a number, or a string when isNum
+// is false) satisfies a predicate.
+type valueTest func(num float64, str string, isNum bool) (bool, error)
+
+// predicate returns the column a comparison, IN or BETWEEN reads and its
+// test of one value.
+func predicate(e Expr) (string, valueTest, error) {
 	switch x := e.(type) {
 	case *Compare:
-		name = x.Column
-		test = func(n float64, s string, isNum bool) (bool, error) {
+		return x.Column, func(n float64, s string, isNum bool) (bool, error) {
 			c, err := cmpValue(n, s, isNum, x.Value)
 			if err != nil {
 				return false, err
@@ -293,10 +311,9 @@ func evalWhere(t *Table, e Expr) ([]bool, error) {
 				return c > 0, nil
 			}
 			return c >= 0, nil
-		}
+		}, nil
 	case *In:
-		name = x.Column
-		test = func(n float64, s string, isNum bool) (bool, error) {
+		return x.Column, func(n float64, s string, isNum bool) (bool, error) {
 			for _, v := range x.Values {
 				c, err := cmpValue(n, s, isNum, v)
 				if err != nil {
@@ -307,10 +324,9 @@ func evalWhere(t *Table, e Expr) ([]bool, error) {
 				}
 			}
 			return x.Not, nil
-		}
+		}, nil
 	case *Between:
-		name = x.Column
-		test = func(n float64, s string, isNum bool) (bool, error) {
+		return x.Column, func(n float64, s string, isNum bool) (bool, error) {
 			lo, err := cmpValue(n, s, isNum, x.Lo)
 			if err != nil {
 				return false, err
@@ -320,10 +336,15 @@ func evalWhere(t *Table, e Expr) ([]bool, error) {
 				return false, err
 			}
 			return (lo >= 0 && hi <= 0) != x.Not, nil
-		}
-	default:
-		return nil, fmt.Errorf("sandbox: unknown predicate %T", e)
+		}, nil
 	}
+	return "", nil, fmt.Errorf("sandbox: unknown predicate %T", e)
+}
+
+// maskColumn applies a test to every row of a column: to each number of
+// a numeric column, and once to each distinct value of a dictionary
+// column, whose codes then map to the decisions.
+func maskColumn(t *Table, name string, test valueTest) ([]bool, error) {
 	c, ok := t.Cols[name]
 	if !ok {
 		return nil, refuse("unknown column %q", name)
@@ -340,7 +361,6 @@ func evalWhere(t *Table, e Expr) ([]bool, error) {
 			mask[i] = ok
 		}
 	case kindDict:
-		// Decide once per distinct value, then map codes.
 		table := make([]bool, len(c.Dict))
 		for code, s := range c.Dict {
 			n := 0.0
@@ -496,6 +516,10 @@ func groupIDs(t *Table, by []Key, lim Limits) ([]uint32, int, [][]any, error) {
 			return nil, 0, nil, refuse("GROUP BY %s makes more than %d cells", strings.Join(names, ", "), lim.MaxGroups)
 		}
 	}
+	if len(cols) == 1 {
+		// One key: its codes are the group ids (read only from here on).
+		return cols[0].codes, n, keyTuples(cols, n), nil
+	}
 	gid := make([]uint32, t.Rows)
 	for _, c := range cols {
 		card := uint32(len(c.vals))
@@ -503,6 +527,12 @@ func groupIDs(t *Table, by []Key, lim Limits) ([]uint32, int, [][]any, error) {
 			gid[i] = gid[i]*card + code
 		}
 	}
+	return gid, n, keyTuples(cols, n), nil
+}
+
+// keyTuples returns the key values of each of the n groups numbered in
+// mixed radix over the key columns.
+func keyTuples(cols []keyColumn, n int) [][]any {
 	keys := make([][]any, n)
 	for g := 0; g < n; g++ {
 		rest := g
@@ -514,7 +544,7 @@ func groupIDs(t *Table, by []Key, lim Limits) ([]uint32, int, [][]any, error) {
 		}
 		keys[g] = k
 	}
-	return gid, n, keys, nil
+	return keys
 }
 
 // chunks splits rows for the workers.
@@ -540,6 +570,11 @@ func parallelCount(ctx context.Context, rows int, mask []bool, gid []uint32, n i
 		go func() {
 			defer wg.Done()
 			c := make([]int64, n)
+			if mask == nil && gid != nil {
+				countGroups(c, gid[r[0]:r[1]])
+				res[p] = c
+				return
+			}
 			for i := r[0]; i < r[1]; i++ {
 				if mask != nil && !mask[i] {
 					continue
@@ -564,4 +599,28 @@ func parallelCount(ctx context.Context, rows int, mask []bool, gid []uint32, n i
 		}
 	}
 	return out, nil
+}
+
+// countGroups adds each row's group to c: parallelCount's columnar loop
+// for every row selected. Four sets of counters keep consecutive rows of
+// one group from waiting on each other's increment.
+func countGroups(c []int64, gid []uint32) {
+	var lanes [3][]int64
+	for i := range lanes {
+		lanes[i] = make([]int64, len(c))
+	}
+	l1, l2, l3 := lanes[0], lanes[1], lanes[2]
+	i := 0
+	for ; i+4 <= len(gid); i += 4 {
+		c[gid[i]]++
+		l1[gid[i+1]]++
+		l2[gid[i+2]]++
+		l3[gid[i+3]]++
+	}
+	for ; i < len(gid); i++ {
+		c[gid[i]]++
+	}
+	for g := range c {
+		c[g] += l1[g] + l2[g] + l3[g]
+	}
 }

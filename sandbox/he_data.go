@@ -20,6 +20,7 @@ import (
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // heDir is the folder of a dataset's ciphertexts.
@@ -179,7 +180,7 @@ func (e *heIngest) open(dir string) error {
 		}
 		e.encs = append(e.encs, enc)
 	}
-	e.batchRows = 2 * HEParams().N() * len(e.encs)
+	e.batchRows = 2 * heparams.Params().N() * len(e.encs)
 	return nil
 }
 
@@ -190,7 +191,7 @@ func (e *heIngest) flush(ctx context.Context, last bool) error {
 	if err := e.wait(); err != nil {
 		return err
 	}
-	n := HEParams().N()
+	n := heparams.Params().N()
 	rows := len(e.vals[0])
 	chunks := rows / n
 	if last && rows%n != 0 {
@@ -235,7 +236,7 @@ func (e *heIngest) wait() error {
 // encryptBatch encrypts chunks ciphertexts' worth of rows on all cores and
 // appends them to the quantities' files.
 func (e *heIngest) encryptBatch(ctx context.Context, batch [][]float64, chunks int) error {
-	n := HEParams().N()
+	n := heparams.Params().N()
 	rows := len(batch[0])
 	out := make([][][]byte, chunks) // chunk -> quantity -> ciphertext
 	errs := make([]error, chunks)
@@ -276,11 +277,11 @@ func (e *heIngest) encryptBatch(ctx context.Context, batch [][]float64, chunks i
 // encryptChunk encrypts rows [lo, hi) of the batch: one ciphertext per
 // quantity, row r at coefficient r-lo.
 func (e *heIngest) encryptChunk(enc *encryptor, vals [][]float64, lo, hi int) ([][]byte, error) {
-	params := HEParams()
+	params := heparams.Params()
 	out := make([][]byte, len(e.qs))
 	ct := rlwe.NewCiphertext(params, 1, 0)
 	err := e.encryptRows(enc, vals, lo, hi, func(qi int) *rlwe.Ciphertext { return ct }, func(qi int) {
-		out[qi] = MarshalCiphertext(params, ct)
+		out[qi] = heparams.MarshalCiphertext(params, ct)
 	})
 	return out, err
 }
@@ -288,7 +289,7 @@ func (e *heIngest) encryptChunk(enc *encryptor, vals [][]float64, lo, hi int) ([
 // encryptRows encrypts rows [lo, hi) of vals, one ciphertext per quantity
 // (into into(qi), then done(qi)), row r at coefficient r-lo.
 func (e *heIngest) encryptRows(enc *encryptor, vals [][]float64, lo, hi int, into func(qi int) *rlwe.Ciphertext, done func(qi int)) error {
-	q := HEParams().RingQ().SubRings[0].Modulus
+	q := heparams.Params().RingQ().SubRings[0].Modulus
 	m := make([]uint64, hi-lo)
 	for qi, qu := range e.qs {
 		a := vals[qu.A][lo:hi]
@@ -331,10 +332,10 @@ func encryptTable(ctx context.Context, t *Table, pk *rlwe.PublicKey) (*heData, e
 	if t.Rows > HEMaxRows {
 		return nil, fmt.Errorf("%w: an encrypted dataset holds at most %d rows, this one %d", ErrLimit, HEMaxRows, t.Rows)
 	}
-	params := HEParams()
+	params := heparams.Params()
 	n := params.N()
 	chunks := max((t.Rows+n-1)/n, 1)
-	d := &heData{meta: heMeta{Params: HEParamsName, Rows: int64(t.Rows), Columns: e.cols, Norms: map[string]float64{}}, cts: map[string][]*rlwe.Ciphertext{}}
+	d := &heData{meta: heMeta{Params: heparams.Name, Rows: int64(t.Rows), Columns: e.cols, Norms: map[string]float64{}}, cts: map[string][]*rlwe.Ciphertext{}}
 	for i, c := range e.cols {
 		d.meta.Norms[c] = e.norms[i]
 	}
@@ -393,7 +394,7 @@ func decodeCoeff(c, q uint64) float64 {
 }
 
 func (e *heIngest) finish(rows int64) error {
-	m := heMeta{Params: HEParamsName, Rows: rows, Columns: e.cols, Norms: map[string]float64{}}
+	m := heMeta{Params: heparams.Name, Rows: rows, Columns: e.cols, Norms: map[string]float64{}}
 	for i, c := range e.cols {
 		m.Norms[c] = e.norms[i]
 	}
@@ -445,10 +446,10 @@ func loadHE(dir string) (*heData, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("sandbox: %s: %w", dir, err)
 	}
-	if m.Params != HEParamsName {
-		return nil, fmt.Errorf("sandbox: dataset encrypted with %q, this node runs %q", m.Params, HEParamsName)
+	if m.Params != heparams.Name {
+		return nil, fmt.Errorf("sandbox: dataset encrypted with %q, this node runs %q", m.Params, heparams.Name)
 	}
-	params := HEParams()
+	params := heparams.Params()
 	d := &heData{meta: m, cts: map[string][]*rlwe.Ciphertext{}}
 	want := (m.Rows + int64(params.N()) - 1) / int64(params.N())
 	for _, q := range m.Quantities {
@@ -458,15 +459,15 @@ func loadHE(dir string) (*heData, error) {
 		}
 		sum := sha256.Sum256(raw)
 		if hex.EncodeToString(sum[:]) != q.SHA256 {
-			return nil, fmt.Errorf("%w: %s: digest mismatch (the file was altered)", ErrBadCiphertext, q.Name)
+			return nil, fmt.Errorf("%w: %s: digest mismatch (the file was altered)", heparams.ErrBadCiphertext, q.Name)
 		}
 		if int64(q.Count) != want || q.Count == 0 || len(raw)%q.Count != 0 {
-			return nil, fmt.Errorf("%w: %s: %d ciphertexts in %d bytes for %d rows", ErrBadCiphertext, q.Name, q.Count, len(raw), m.Rows)
+			return nil, fmt.Errorf("%w: %s: %d ciphertexts in %d bytes for %d rows", heparams.ErrBadCiphertext, q.Name, q.Count, len(raw), m.Rows)
 		}
 		size := len(raw) / q.Count
 		cts := make([]*rlwe.Ciphertext, q.Count)
 		for i := range cts {
-			if cts[i], err = UnmarshalCiphertext(params, raw[i*size:(i+1)*size]); err != nil {
+			if cts[i], err = heparams.UnmarshalCiphertext(params, raw[i*size:(i+1)*size]); err != nil {
 				return nil, fmt.Errorf("%s: ciphertext %d: %w", q.Name, i, err)
 			}
 		}

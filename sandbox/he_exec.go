@@ -13,6 +13,7 @@ import (
 	"github.com/tuneinsight/lattigo/v5/ring"
 
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // HEKeys are the collective keys the engine uses: the public key (ingest,
@@ -223,7 +224,7 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 	if positions > maxHECells {
 		return nil, nil, nil, refuse("he mode releases at most %d cells×quantities in one result; this query has %d (fewer groups or aggregates, or mode masked)", maxHECells, positions)
 	}
-	params := HEParams()
+	params := heparams.Params()
 	N := params.N()
 	slots := 2
 	for slots < positions {
@@ -379,6 +380,21 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 	}
 	st.Evaluate = time.Since(evalStart)
 	packStart := time.Now()
+	out, err := hePack(keys, packIn, counts, cellOf, lay)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st.Pack = time.Since(packStart)
+	return out, lay, st, nil
+}
+
+// hePack packs an he result: the clear count of each released cell (a
+// trivial ciphertext at the cell's first position) and the encrypted sums
+// in packIn (by coefficient), into one ciphertext, as lay lays it out.
+func hePack(keys *HEKeys, packIn map[int]*rlwe.Ciphertext, counts []int64, cellOf []int32, lay *HELayout) (*rlwe.Ciphertext, error) {
+	params := heparams.Params()
+	ringQ := params.RingQ().AtLevel(0)
+	qmod := ringQ.SubRings[0].Modulus
 	var out *rlwe.Ciphertext
 	zero := func() (*rlwe.Ciphertext, error) {
 		ct := rlwe.NewCiphertext(params, 1, 0)
@@ -401,29 +417,29 @@ func HEEvaluate(ctx context.Context, t *Table, d *heData, keys *HEKeys, q *Query
 		ct.IsNTT = true
 		ct.Scale = rlwe.NewScale(heScale)
 		ct.IsBatched = false
-		packIn[int(cellOf[g])*len(perCell)*lay.Spacing] = ct
+		packIn[int(cellOf[g])*len(lay.PerCell)*lay.Spacing] = ct
 	}
+	var err error
 	if len(packIn) == 0 { // no released cell: an encryption of zero
 		if out, err = zero(); err != nil {
-			return nil, nil, nil, err
+			return nil, err
 		}
 	} else {
 		if len(packIn) == 1 {
 			z, err := zero()
 			if err != nil {
-				return nil, nil, nil, err
+				return nil, err
 			}
 			packIn[lay.Spacing] = z
 		}
 		eval := rlwe.NewEvaluator(params, rlwe.NewMemEvaluationKeySet(nil, keys.Galois...))
 		if out, err = eval.Pack(packIn, params.LogN(), true); err != nil {
-			return nil, nil, nil, fmt.Errorf("sandbox: packing the result: %w", err)
+			return nil, fmt.Errorf("sandbox: packing the result: %w", err)
 		}
 	}
 	out.Scale = rlwe.NewScale(heScale)
 	out.IsBatched = false
-	st.Pack = time.Since(packStart)
-	return out, lay, st, nil
+	return out, nil
 }
 
 func addInto(r *ring.Ring, dst, src *rlwe.Ciphertext) *rlwe.Ciphertext {

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // The requester's side of an he job: decrypt, read the released sums,
@@ -18,12 +20,12 @@ func DecryptHEResult(res *Result, seed []byte) error {
 	if res.HE == nil || res.HE.Layout == nil {
 		return errors.New("sandbox: not an he result")
 	}
-	sk, err := RequesterSecretKey(seed)
+	sk, err := heparams.RequesterSecretKey(seed)
 	if err != nil {
 		return err
 	}
-	params := HEParams()
-	ct, err := UnmarshalCiphertext(params, res.HE.Ciphertext)
+	params := heparams.Params()
+	ct, err := heparams.UnmarshalCiphertext(params, res.HE.Ciphertext)
 	if err != nil {
 		return err
 	}

@@ -7,10 +7,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // heFixture is a test-only single-key stand-in for the consortium's
@@ -22,11 +25,11 @@ type heFixture struct {
 
 func newHEFixture(t testing.TB) *heFixture {
 	t.Helper()
-	params := HEParams()
+	params := heparams.Params()
 	kg := rlwe.NewKeyGenerator(params)
 	sk := kg.GenSecretKeyNew()
 	keys := &HEKeys{PK: kg.GenPublicKeyNew(sk)}
-	for _, g := range HEGaloisElements() {
+	for _, g := range heparams.GaloisElements() {
 		keys.Galois = append(keys.Galois, kg.GenGaloisKeyNew(g, sk))
 	}
 	return &heFixture{sk: sk, keys: keys}
@@ -34,7 +37,7 @@ func newHEFixture(t testing.TB) *heFixture {
 
 // decrypt returns the coefficients of a result (test: with the single key).
 func (f *heFixture) decrypt(ct *rlwe.Ciphertext) []uint64 {
-	params := HEParams()
+	params := heparams.Params()
 	pt := rlwe.NewDecryptor(params, f.sk).DecryptNew(ct)
 	params.RingQ().AtLevel(0).INTT(pt.Value, pt.Value)
 	return pt.Value.Coeffs[0]
@@ -80,79 +83,83 @@ func TestHEMatchesMasked(t *testing.T) {
 		tb   *Table
 		d    *heData
 	}{{"encrypted ingest", tb, d}, {"masked, encrypted on use", plain, d2}} {
-		for _, sql := range []string{
-			`SELECT region, sex, COUNT(*), SUM(income), AVG(income), VAR(income), STDDEV(benefits),
+		t.Run(src.name, func(t *testing.T) {
+			for i, sql := range []string{
+				`SELECT region, sex, COUNT(*), SUM(income), AVG(income), VAR(income), STDDEV(benefits),
 			CORR(income, benefits), REGR_SLOPE(benefits, income), REGR_INTERCEPT(benefits, income)
 			FROM tax WHERE age >= 30 AND region IN ('north', 'south', 'capital') AND NOT household_size BETWEEN 5 AND 7
 			GROUP BY region, sex ORDER BY region, sex`,
-			`SELECT SUM(income) FROM tax`,
-			`SELECT COUNT(*) FROM tax WHERE age > 40`,
-			`SELECT region, AVG(benefits) FROM tax GROUP BY region ORDER BY region`,
-			// PostgreSQL's syntax: aliases, a grouping CASE, bounds derived
-			// for an affine expression, post-processing and HAVING (the
-			// requester evaluates those on the decrypted values).
-			`SELECT t.region AS r, CASE WHEN t.age >= 60 THEN 'senior' ELSE 'other' END AS band, COUNT(*) AS count_n,
+				`SELECT SUM(income) FROM tax`,
+				`SELECT COUNT(*) FROM tax WHERE age > 40`,
+				`SELECT region, AVG(benefits) FROM tax GROUP BY region ORDER BY region`,
+				// PostgreSQL's syntax: aliases, a grouping CASE, bounds derived
+				// for an affine expression, post-processing and HAVING (the
+				// requester evaluates those on the decrypted values).
+				`SELECT t.region AS r, CASE WHEN t.age >= 60 THEN 'senior' ELSE 'other' END AS band, COUNT(*) AS count_n,
 			AVG(income) * 2 AS avg_income_x2, SUM(income * 2 + 10) AS sum_income_affine, STDDEV(benefits / 10) AS stddev_benefits
 			FROM tax AS t GROUP BY 1, 2 HAVING COUNT(*) > 100 ORDER BY COUNT(*) * 2 DESC, r, band`,
-		} {
-			q, err := ParseQuery(sql)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctl := Control{MinGroupSize: 1, NoNoise: true}
-			ct, lay, st, err := HEEvaluate(context.Background(), src.tb, src.d, f.keys, q, ctl, DefaultLimits())
-			if err != nil {
-				t.Fatal(sql, err)
-			}
-			cols, rows, err := DecodeHEResult(lay, f.decrypt(ct), HEParams().Q()[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			ref, err := Execute(context.Background(), plain, q, ctl, DefaultLimits())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(rows) != len(ref.Rows) || len(cols) != len(ref.Columns) {
-				t.Fatalf("%s: %d rows, reference %d", sql, len(rows), len(ref.Rows))
-			}
-			worst, worstCell := 0.0, ""
-			for i := range rows {
-				for j := range rows[i] {
-					a, aok := rows[i][j].(float64)
-					b, bok := ref.Rows[i][j].(float64)
-					if !aok || !bok {
-						if rows[i][j] != ref.Rows[i][j] {
-							t.Fatalf("%s: cell %d,%d: %v, reference %v", sql, i, j, rows[i][j], ref.Rows[i][j])
+			} {
+				t.Run("query "+strconv.Itoa(i), func(t *testing.T) {
+					q, err := ParseQuery(sql)
+					if err != nil {
+						t.Fatal(err)
+					}
+					ctl := Control{MinGroupSize: 1, NoNoise: true}
+					ct, lay, st, err := HEEvaluate(context.Background(), src.tb, src.d, f.keys, q, ctl, DefaultLimits())
+					if err != nil {
+						t.Fatal(sql, err)
+					}
+					cols, rows, err := DecodeHEResult(lay, f.decrypt(ct), heparams.Params().Q()[0])
+					if err != nil {
+						t.Fatal(err)
+					}
+					ref, err := Execute(context.Background(), plain, q, ctl, DefaultLimits())
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(rows) != len(ref.Rows) || len(cols) != len(ref.Columns) {
+						t.Fatalf("%s: %d rows, reference %d", sql, len(rows), len(ref.Rows))
+					}
+					worst, worstCell := 0.0, ""
+					for i := range rows {
+						for j := range rows[i] {
+							a, aok := rows[i][j].(float64)
+							b, bok := ref.Rows[i][j].(float64)
+							if !aok || !bok {
+								if rows[i][j] != ref.Rows[i][j] {
+									t.Fatalf("%s: cell %d,%d: %v, reference %v", sql, i, j, rows[i][j], ref.Rows[i][j])
+								}
+								continue
+							}
+							// Stated bound: counts are exact; sums and means within
+							// 1e-6 relative (encryption, mask and key-switch noise at
+							// scale 2^36 against values normalised to |x/B| ≤ 1) —
+							// relative to the value or to B/10, whichever is larger,
+							// as the noise scales with the column's bound B, not with
+							// the value (a mean of 579 under a bound of 100,000);
+							// second moments (VAR, STDDEV, CORR, REGR_*) within 1e-4,
+							// since E[x²]−E[x]² cancels most of the digits.
+							bound := 1e-6
+							switch {
+							case strings.HasPrefix(cols[j], "var"), strings.HasPrefix(cols[j], "stddev"), strings.HasPrefix(cols[j], "corr"), strings.HasPrefix(cols[j], "regr"):
+								bound = 1e-4
+							case strings.HasPrefix(cols[j], "count"):
+								bound = 0
+							}
+							rel := math.Abs(a-b) / math.Max(1, math.Max(math.Abs(b), boundOf(cols[j])/10))
+							if rel > worst {
+								worst, worstCell = rel, cols[j]
+							}
+							if rel > bound {
+								t.Errorf("%s: cell %d,%d (%s): he %v, reference %v", sql, i, j, cols[j], a, b)
+							}
 						}
-						continue
 					}
-					// Stated bound: counts are exact; sums and means within
-					// 1e-6 relative (encryption, mask and key-switch noise at
-					// scale 2^36 against values normalised to |x/B| ≤ 1) —
-					// relative to the value or to B/10, whichever is larger,
-					// as the noise scales with the column's bound B, not with
-					// the value (a mean of 579 under a bound of 100,000);
-					// second moments (VAR, STDDEV, CORR, REGR_*) within 1e-4,
-					// since E[x²]−E[x]² cancels most of the digits.
-					bound := 1e-6
-					switch {
-					case strings.HasPrefix(cols[j], "var"), strings.HasPrefix(cols[j], "stddev"), strings.HasPrefix(cols[j], "corr"), strings.HasPrefix(cols[j], "regr"):
-						bound = 1e-4
-					case strings.HasPrefix(cols[j], "count"):
-						bound = 0
-					}
-					rel := math.Abs(a-b) / math.Max(1, math.Max(math.Abs(b), boundOf(cols[j])/10))
-					if rel > worst {
-						worst, worstCell = rel, cols[j]
-					}
-					if rel > bound {
-						t.Errorf("%s: cell %d,%d (%s): he %v, reference %v", sql, i, j, cols[j], a, b)
-					}
-				}
+					t.Logf("%s (%s)\n  cells %d, ciphertexts %d, masks %d, evaluate %v, pack %v, worst relative error %.2e in %s (relative to max(|value|, B/10); bounds: counts exact, sums and means 1e-6, second moments 1e-4)",
+						sql[:min(40, len(sql))], src.name, len(rows), st.Ciphertexts, st.Masks, st.Evaluate, st.Pack, worst, worstCell)
+				})
 			}
-			t.Logf("%s (%s)\n  cells %d, ciphertexts %d, masks %d, evaluate %v, pack %v, worst relative error %.2e in %s (relative to max(|value|, B/10); bounds: counts exact, sums and means 1e-6, second moments 1e-4)",
-				sql[:min(40, len(sql))], src.name, len(rows), st.Ciphertexts, st.Masks, st.Evaluate, st.Pack, worst, worstCell)
-		}
+		})
 	}
 }
 
@@ -176,11 +183,11 @@ func boundOf(agg string) float64 {
 
 func TestCiphertextCodec(t *testing.T) {
 	f := newHEFixture(t)
-	params := HEParams()
+	params := heparams.Params()
 	ct := rlwe.NewEncryptor(params, f.keys.PK).EncryptZeroNew(0)
 	ct.Scale = rlwe.NewScale(heScale)
-	b := MarshalCiphertext(params, ct)
-	back, err := UnmarshalCiphertext(params, b)
+	b := heparams.MarshalCiphertext(params, ct)
+	back, err := heparams.UnmarshalCiphertext(params, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,30 +209,32 @@ func TestCiphertextCodec(t *testing.T) {
 	}
 	bad["unreduced"] = unreduced
 	for name, x := range bad {
-		if _, err := UnmarshalCiphertext(params, x); !errors.Is(err, ErrBadCiphertext) {
-			t.Errorf("%s: %v", name, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			if _, err := heparams.UnmarshalCiphertext(params, x); !errors.Is(err, heparams.ErrBadCiphertext) {
+				t.Errorf("%s: %v", name, err)
+			}
+		})
 	}
 
 	seed := bytes.Repeat([]byte{5}, 32)
-	pkb, err := RequesterPublicKey(seed)
+	pkb, err := heparams.RequesterPublicKey(seed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ParsePublicKey(pkb); err != nil {
+	if _, err := heparams.ParsePublicKey(pkb); err != nil {
 		t.Fatal(err)
 	}
 	for _, cut := range []int{0, 100, len(pkb) / 2, len(pkb) - 1} {
-		if _, err := ParsePublicKey(pkb[:cut]); !errors.Is(err, ErrBadCiphertext) {
+		if _, err := heparams.ParsePublicKey(pkb[:cut]); !errors.Is(err, heparams.ErrBadCiphertext) {
 			t.Errorf("public key cut at %d: %v", cut, err)
 		}
 	}
 	// The derived key decrypts what is encrypted to its public key.
-	sk, err := RequesterSecretKey(seed)
+	sk, err := heparams.RequesterSecretKey(seed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, _ := ParsePublicKey(pkb)
+	pk, _ := heparams.ParsePublicKey(pkb)
 	ct2 := rlwe.NewEncryptor(params, pk).EncryptZeroNew(0)
 	pt := rlwe.NewDecryptor(params, sk).DecryptNew(ct2)
 	params.RingQ().AtLevel(0).INTT(pt.Value, pt.Value)
@@ -250,7 +259,7 @@ func TestTamperedCiphertextsRefused(t *testing.T) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadHE(dir); !errors.Is(err, ErrBadCiphertext) || !strings.Contains(err.Error(), "digest mismatch") {
+	if _, err := loadHE(dir); !errors.Is(err, heparams.ErrBadCiphertext) || !strings.Contains(err.Error(), "digest mismatch") {
 		t.Fatalf("altered ciphertexts loaded: %v", err)
 	}
 }
@@ -273,22 +282,51 @@ func TestEncryptedIngestRefusesUnboundedColumns(t *testing.T) {
 }
 
 func FuzzUnmarshalCiphertext(f *testing.F) {
-	params := HEParams()
-	f.Add(MarshalCiphertext(params, rlwe.NewCiphertext(params, 1, 0)))
+	params := heparams.Params()
+	f.Add(heparams.MarshalCiphertext(params, rlwe.NewCiphertext(params, 1, 0)))
 	f.Add([]byte("DSC1\x02\x00\x01\x24"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ct, err := UnmarshalCiphertext(params, b)
-		if err == nil && !bytes.Equal(MarshalCiphertext(params, ct), b) {
+		ct, err := heparams.UnmarshalCiphertext(params, b)
+		if err == nil && !bytes.Equal(heparams.MarshalCiphertext(params, ct), b) {
 			t.Fatal("accepted bytes do not re-encode to themselves")
 		}
 	})
 }
 
 func FuzzParsePublicKey(f *testing.F) {
-	pkb, _ := RequesterPublicKey(bytes.Repeat([]byte{1}, 32))
+	pkb, _ := heparams.RequesterPublicKey(bytes.Repeat([]byte{1}, 32))
 	f.Add(pkb)
 	f.Add(pkb[:len(pkb)/2])
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = ParsePublicKey(b) // an error, never a panic
+		pk, err := heparams.ParsePublicKey(b) // an error, never a panic
+		if err != nil {
+			return
+		}
+		// A key read encodes (as heparams.RequesterPublicKey does) to bytes that
+		// read back as the same key, and encode to themselves.
+		enc := heparams.MarshalPublicKey(pk)
+		pk2, err := heparams.ParsePublicKey(enc)
+		if err != nil || !pk2.Equal(pk) {
+			t.Fatalf("a key read does not read back after encoding: %v", err)
+		}
+		if !bytes.Equal(heparams.MarshalPublicKey(pk2), enc) {
+			t.Fatal("an encoded key does not encode to itself")
+		}
 	})
+}
+
+// TestPublicKeyRoundTrip: heparams.RequesterPublicKey's bytes read as a key that
+// encodes to the same bytes.
+func TestPublicKeyRoundTrip(t *testing.T) {
+	b, err := heparams.RequesterPublicKey(bytes.Repeat([]byte{3}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := heparams.ParsePublicKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(heparams.MarshalPublicKey(pk), b) {
+		t.Fatal("the key does not encode to the bytes it was read from")
+	}
 }

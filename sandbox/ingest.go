@@ -3,21 +3,16 @@ package sandbox
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
-	"strconv"
-	"time"
-	"unicode/utf8"
+	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 
@@ -100,15 +95,14 @@ func IngestConsortium(ctx context.Context, r io.Reader, schema *policies.Schema,
 	return ingest(ctx, r, schema, pseudoKey, dir, enc, cons)
 }
 
+// ingest is Ingest, IngestEncrypted and IngestConsortium: the caller's
+// goroutine reads the file (hashing it and bounding its lines) into a
+// pipe; maskColumns parses and masks it on the others; then the dataset
+// is committed. Only this goroutine reads r, so none does once ingest has
+// returned.
 func ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey []byte, dir string, enc *heIngest, cons Pseudonymiser) (res *IngestResult, err error) {
-	if err := schema.Validate(); err != nil {
+	if err := checkIngest(schema, pseudoKey, cons); err != nil {
 		return nil, err
-	}
-	if consortiumColumns(schema) && cons == nil {
-		return nil, ErrNoConsortium
-	}
-	if len(pseudoKey) < 32 {
-		return nil, errors.New("sandbox: pseudonym key must be at least 32 bytes")
 	}
 	tmp := dir + ".ingest"
 	if err := os.RemoveAll(tmp); err != nil {
@@ -124,14 +118,90 @@ func ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey
 	}()
 	h := sha256.New()
 	lr := &lineLimit{r: io.TeeReader(r, h), max: MaxLine}
-	cr := csv.NewReader(lr)
-	cr.ReuseRecord = true
-	header, err := cr.Read()
-	if err != nil {
-		return nil, csvError(err, lr, 1)
+	pr, pw := io.Pipe()
+	type masked struct {
+		meta *tableMeta
+		err  error
 	}
-	cr.FieldsPerRecord = len(header)
-	pos := make([]int, len(schema.Columns)) // schema column -> CSV field
+	done := make(chan masked, 1)
+	go func() {
+		meta, err := maskColumns(ctx, pr, schema, pseudoKey, tmp, enc, cons)
+		pr.CloseWithError(errIngestStopped) // stops the copy below
+		done <- masked{meta, err}
+	}()
+	_, cerr := io.CopyBuffer(pw, lr, make([]byte, 256<<10))
+	pw.CloseWithError(cerr) // nil: the file ended
+	m := <-done
+	if m.err != nil {
+		return nil, csvError(m.err, lr, 1)
+	}
+	m.meta.SHA256 = hex.EncodeToString(h.Sum(nil))
+	if err := commitDataset(m.meta, tmp, dir); err != nil {
+		return nil, err
+	}
+	return &IngestResult{SHA256: m.meta.SHA256, Rows: m.meta.Rows}, nil
+}
+
+// errIngestStopped ends the file's copy when the masking stopped first.
+var errIngestStopped = errors.New("sandbox: ingest stopped")
+
+// checkIngest checks what can be checked before reading the file.
+func checkIngest(schema *policies.Schema, pseudoKey []byte, cons Pseudonymiser) error {
+	if err := schema.Validate(); err != nil {
+		return err
+	}
+	if consortiumColumns(schema) && cons == nil {
+		return ErrNoConsortium
+	}
+	if len(pseudoKey) < 32 {
+		return errors.New("sandbox: pseudonym key must be at least 32 bytes")
+	}
+	return nil
+}
+
+// maskColumns reads the CSV from the pipe r and writes its masked columns into tmp:
+// the header, then the records in batches, then the columns' ends. It
+// returns the dataset's meta without the file's digest.
+func maskColumns(ctx context.Context, r *io.PipeReader, schema *policies.Schema, pseudoKey []byte, tmp string, enc *heIngest, cons Pseudonymiser) (meta *tableMeta, err error) {
+	cr := newCSVReader(r)
+	header, err := cr.header()
+	if err != nil {
+		return nil, err
+	}
+	fields, err := headerFields(header, schema)
+	if err != nil {
+		return nil, err
+	}
+	cols, err := openColumns(ctx, schema, fields, pseudoKey, tmp, enc, cons)
+	defer func() {
+		if err != nil {
+			closeColumns(cols)
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	if enc != nil {
+		if err := enc.open(filepath.Join(tmp, heDir)); err != nil {
+			return nil, err
+		}
+		defer enc.abort()
+	}
+	rows, err := maskRows(ctx, cr, func() { r.CloseWithError(errIngestStopped) }, cols, enc)
+	if err != nil {
+		return nil, err
+	}
+	if rows == 0 {
+		// A header alone registers nothing anyone could query; most
+		// likely the wrong file.
+		return nil, &LineError{Line: 2, Msg: "no data rows: the file holds only a header"}
+	}
+	return finishColumns(ctx, schema, cols, enc, rows)
+}
+
+// headerFields maps each schema column to its field in the header (names
+// compared trimmed and lower-cased, a leading BOM ignored).
+func headerFields(header []string, schema *policies.Schema) ([]int, error) {
 	seen := map[string]int{}
 	for i, name := range header {
 		if i == 0 {
@@ -142,95 +212,156 @@ func ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey
 	if len(seen) != len(schema.Columns) {
 		return nil, &LineError{Line: 1, Msg: fmt.Sprintf("header has %d columns, the schema %d", len(header), len(schema.Columns))}
 	}
-	writers := make([]*colWriter, len(schema.Columns))
-	defer func() {
-		for _, w := range writers {
-			if w != nil && err != nil {
-				w.close()
-			}
-		}
-	}()
+	fields := make([]int, len(schema.Columns))
 	for i, c := range schema.Columns {
 		p, ok := seen[c.Name]
 		if !ok {
 			return nil, &LineError{Line: 1, Msg: fmt.Sprintf("the header lacks schema column %q", c.Name)}
 		}
-		pos[i] = p
-		if enc != nil && enc.col(c.Name) >= 0 {
-			writers[i] = &colWriter{kind: kindNum, sink: &enc.vals[enc.col(c.Name)]}
-			continue
-		}
-		if writers[i], err = newColWriter(filepath.Join(tmp, c.Name+".col"), columnKind(c)); err != nil {
-			return nil, err
-		}
+		fields[i] = p
 	}
-	if enc != nil {
-		if err := enc.open(filepath.Join(tmp, heDir)); err != nil {
-			return nil, err
-		}
-		defer enc.abort()
-	}
-	pipes := make([]*consortiumPipe, len(schema.Columns))
+	return fields, nil
+}
+
+// openColumns creates each schema column's writer (a compressed file in
+// tmp, or the encryptor's buffer for a sensitive column of an encrypted
+// dataset) and, for consortium identifiers, its pseudonym pipeline. On an
+// error the columns returned so far are for closeColumns.
+func openColumns(ctx context.Context, schema *policies.Schema, fields []int, pseudoKey []byte, tmp string, enc *heIngest, cons Pseudonymiser) ([]*colIngest, error) {
+	cols := make([]*colIngest, 0, len(schema.Columns))
 	for i, c := range schema.Columns {
+		var w *colWriter
+		if enc != nil && enc.col(c.Name) >= 0 {
+			w = &colWriter{kind: kindNum, sink: &enc.vals[enc.col(c.Name)]}
+		} else {
+			var err error
+			if w, err = newColWriter(filepath.Join(tmp, c.Name+".col"), columnKind(c)); err != nil {
+				return cols, err
+			}
+		}
+		ci := newColIngest(c, fields[i], w, pseudoKey)
 		if c.Class == policies.Identifier && c.Pseudonym == policies.PseudonymConsortium {
-			pipes[i] = newConsortiumPipe(ctx, c.Name, writers[i], cons)
+			ci.pipe = newConsortiumPipe(ctx, c.Name, w, cons)
 		}
+		cols = append(cols, ci)
 	}
+	return cols, nil
+}
+
+// closeColumns stops the columns of a failed ingest.
+func closeColumns(cols []*colIngest) {
+	for _, ci := range cols {
+		if ci.pipe != nil {
+			ci.pipe.abort()
+			ci.pipe = nil
+		}
+		ci.w.close()
+	}
+}
+
+// maskRows reads the records in batches on one goroutine while the
+// columns of the batch before are masked concurrently, one goroutine per
+// column, and returns how many rows it masked. It reports the file's
+// first problem in the order a row-by-row reading meets them: a row's
+// columns in schema order, then the row count's limit, then the next
+// record's CSV error. stop makes a blocked read of the file return.
+func maskRows(ctx context.Context, cr *csvReader, stop func(), cols []*colIngest, enc *heIngest) (int64, error) {
+	const inflight = 3 // batches: one read, one masked, one spare
+	full := make(chan *csvBatch, 1)
+	free := make(chan *csvBatch, inflight)
+	for range inflight {
+		free <- new(csvBatch)
+	}
+	quit := make(chan struct{})
+	var reader sync.WaitGroup
+	reader.Go(func() {
+		defer close(full)
+		for {
+			var b *csvBatch
+			select {
+			case b = <-free:
+			case <-quit:
+				return
+			}
+			cr.readBatch(b)
+			select {
+			case full <- b:
+			case <-quit:
+				return
+			}
+			if b.err != nil {
+				return
+			}
+		}
+	})
 	defer func() {
-		for _, p := range pipes {
-			if p != nil && err != nil {
-				p.abort()
-			}
-		}
+		close(quit)
+		stop()
+		reader.Wait()
 	}()
-	mac := hmac.New(sha256.New, pseudoKey)
 	var rows int64
-	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			break
+	at := make([]int, len(cols))
+	errs := make([]error, len(cols))
+	for b := range full {
+		if err := ctx.Err(); err != nil {
+			return rows, err
 		}
-		if err != nil {
-			return nil, csvError(err, lr, lr.line+1)
+		var wg sync.WaitGroup
+		for i, ci := range cols {
+			wg.Go(func() { at[i], errs[i] = ci.batch(b) })
 		}
-		line, _ := cr.FieldPos(0)
-		if rows%4096 == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
+		wg.Wait()
+		if err := batchError(b, cols, at, errs, rows, enc); err != nil {
+			return rows, err
 		}
-		for i, c := range schema.Columns {
-			if p := pipes[i]; p != nil {
-				if err := p.add(rec[pos[i]]); err != nil {
-					if errors.Is(err, errPipe) {
-						pipes[i] = nil
-						return nil, p.stop()
-					}
-					return nil, &LineError{Line: line, Column: c.Name, Msg: err.Error()}
-				}
-				continue
-			}
-			if err := ingestField(writers[i], c, rec[pos[i]], mac); err != nil {
-				return nil, &LineError{Line: line, Column: c.Name, Msg: err.Error()}
+		rows += int64(b.n)
+		if enc != nil && enc.full() {
+			if err := enc.flush(ctx, false); err != nil {
+				return rows, err
 			}
 		}
-		rows++
-		if enc != nil {
-			if rows > HEMaxRows {
-				return nil, &LineError{Line: line, Msg: fmt.Sprintf("an encrypted dataset holds at most %d rows", HEMaxRows)}
-			}
-			if enc.full() {
-				if err := enc.flush(ctx, false); err != nil {
-					return nil, err
-				}
-			}
+		if b.err == io.EOF {
+			return rows, nil
+		}
+		free <- b
+	}
+	return rows, errIngestStopped // not reached: the last batch ends with an error
+}
+
+// batchError returns the first problem of a masked batch (nil if none):
+// the first refused value (the lowest row, then the first column), unless
+// an encrypted dataset's row limit comes before it, else the CSV's error
+// after the batch.
+func batchError(b *csvBatch, cols []*colIngest, at []int, errs []error, rows int64, enc *heIngest) error {
+	bad, col := b.n, -1
+	for i, err := range errs {
+		if err != nil && at[i] < bad {
+			bad, col = at[i], i
 		}
 	}
-	if rows == 0 {
-		// A header alone registers nothing anyone could query; most
-		// likely the wrong file.
-		return nil, &LineError{Line: 2, Msg: "no data rows: the file holds only a header"}
+	limit := b.n // the row past the limit, if in this batch
+	if enc != nil && rows+int64(b.n) > HEMaxRows {
+		limit = int(HEMaxRows - rows)
 	}
+	switch {
+	case col >= 0 && bad <= limit:
+		ci := cols[col]
+		if p := ci.pipe; p != nil && errors.Is(errs[col], errPipe) {
+			ci.pipe = nil // stopped, not aborted
+			return p.stop()
+		}
+		return &LineError{Line: b.lines[bad], Column: ci.col.Name, Msg: errs[col].Error()}
+	case limit < b.n:
+		return &LineError{Line: b.lines[limit], Msg: fmt.Sprintf("an encrypted dataset holds at most %d rows", HEMaxRows)}
+	case b.err != nil && b.err != io.EOF:
+		return b.err
+	}
+	return nil
+}
+
+// finishColumns completes the encryption and the pseudonym pipelines,
+// closes the columns and returns the dataset's meta.
+func finishColumns(ctx context.Context, schema *policies.Schema, cols []*colIngest, enc *heIngest, rows int64) (*tableMeta, error) {
 	if enc != nil {
 		if err := enc.flush(ctx, true); err != nil {
 			return nil, err
@@ -239,102 +370,46 @@ func ingest(ctx context.Context, r io.Reader, schema *policies.Schema, pseudoKey
 			return nil, err
 		}
 	}
-	for i, p := range pipes {
-		if p != nil {
-			pipes[i] = nil // finished: not aborted on a later error
+	for _, ci := range cols {
+		if p := ci.pipe; p != nil {
+			ci.pipe = nil // finished: not aborted on a later error
 			if err := p.finish(); err != nil {
 				return nil, err
 			}
 		}
 	}
-	meta := tableMeta{Schema: *schema, Rows: rows, SHA256: hex.EncodeToString(h.Sum(nil))}
-	for i, c := range schema.Columns {
-		w := writers[i]
+	meta := &tableMeta{Schema: *schema, Rows: rows}
+	for _, ci := range cols {
+		w := ci.w
 		if err := w.close(); err != nil {
 			return nil, err
 		}
 		if w.sink != nil {
-			meta.Encrypted = append(meta.Encrypted, c.Name)
+			meta.Encrypted = append(meta.Encrypted, ci.col.Name)
 			continue
 		}
-		cm := colMeta{Name: c.Name, Kind: w.kind}
+		cm := colMeta{Name: ci.col.Name, Kind: w.kind}
 		if w.kind == kindDict {
 			cm.Dict = w.keys
 		}
 		meta.Columns = append(meta.Columns, cm)
 	}
-	b, err := json.Marshal(meta)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "meta.json"), b, 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return nil, err
-	}
-	return &IngestResult{SHA256: meta.SHA256, Rows: rows}, nil
+	return meta, nil
 }
 
-func ingestField(w *colWriter, c policies.Column, v string, mac hash.Hash) error {
-	if !utf8.ValidString(v) {
-		return errors.New("not valid UTF-8")
+// commitDataset writes meta.json into tmp and moves tmp to dir.
+func commitDataset(meta *tableMeta, tmp, dir string) error {
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return err
 	}
-	if v == "" {
-		return errors.New("empty value")
+	if err := os.WriteFile(filepath.Join(tmp, "meta.json"), b, 0o600); err != nil {
+		return err
 	}
-	switch c.Class {
-	case policies.Identifier:
-		mac.Reset()
-		mac.Write([]byte(v))
-		var sum [sha256.Size]byte
-		return w.raw(mac.Sum(sum[:0])[:PseudonymSize])
+	if err := os.RemoveAll(dir); err != nil {
+		return err
 	}
-	switch c.Type {
-	case policies.TypeInt, policies.TypeFloat:
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			return fmt.Errorf("%q is not a number", clipVal(v))
-		}
-		if c.Type == policies.TypeInt && f != math.Trunc(f) {
-			return fmt.Errorf("%q is not a whole number", clipVal(v))
-		}
-		if g := c.Generalize; g != nil && g.Band > 0 {
-			f = math.Floor(f/g.Band) * g.Band
-		}
-		if len(c.Bounds) == 2 {
-			f = math.Min(math.Max(f, c.Bounds[0]), c.Bounds[1])
-		}
-		if w.kind == kindDict {
-			return w.numCode(f)
-		}
-		return w.num(f)
-	case policies.TypeDate:
-		d, err := time.Parse("2006-01-02", v)
-		if err != nil {
-			return fmt.Errorf("%q is not a date (YYYY-MM-DD)", clipVal(v))
-		}
-		s := d.Format("2006-01-02")
-		if g := c.Generalize; g != nil {
-			switch g.Truncate {
-			case "year":
-				s = d.Format("2006")
-			case "month":
-				s = d.Format("2006-01")
-			}
-		}
-		return w.str(s)
-	}
-	if g := c.Generalize; g != nil && g.Prefix > 0 {
-		if n := utf8.RuneCountInString(v); n > g.Prefix {
-			r := []rune(v)
-			v = string(r[:g.Prefix])
-		}
-	}
-	return w.str(v)
+	return os.Rename(tmp, dir)
 }
 
 func clipVal(s string) string {

@@ -4,11 +4,8 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"hash"
-	"slices"
-	"sort"
 	"strings"
 
 	"github.com/datasandbox/datasandbox/policies"
@@ -153,7 +150,7 @@ type JoinPart struct {
 // MaxRows rows per person of each part (chosen by a keyed hash of the tag
 // and the row, so without bias and the same for the same job), and runs
 // the plan over the joined rows with output control: the minimum group
-// size counts distinct people, and the DP noise is calibrated to the rows
+// size counts distinct people, dominance sums each person's rows, and the DP noise is calibrated to the rows
 // one person contributes to the join (the product of the parts' bounds).
 // selKey keys the row selection (the executor draws it per job, from
 // crypto/rand).
@@ -176,9 +173,8 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 	for i := range parts {
 		byName[parts[i].Dataset] = &parts[i]
 	}
-	// Per part, an index of each person's rows (a chain through the rows
-	// with the same tag), capped when they are read.
-	idx := make([]*tagIndex, len(order))
+	tags := make([][][TagSize]byte, len(order))
+	maxRows := make([]int, len(order))
 	bound := 1
 	for i, d := range order {
 		p := byName[d]
@@ -189,39 +185,13 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 			return nil, fmt.Errorf("%w: dataset %s has no bound on rows per person", ErrRefused, d)
 		}
 		bound *= p.MaxRows
-		idx[i] = newTagIndex(p.Tags, p.MaxRows, selKey, i)
+		tags[i], maxRows[i] = p.Tags, p.MaxRows
 	}
-	// The first part drives, in its row order (deterministic): a person is
-	// met at its first row there. The joined rows of a person are
-	// contiguous, every combination of its kept rows across the parts.
-	k := len(order)
-	var rows []int32   // k row indices per joined row, flat
-	var person []int32 // per joined row, the person (its first row in the first part)
-	per := make([][]int32, k)
-	tags0 := byName[order[0]].Tags
-	for r0 := range tags0 {
-		t := tags0[r0]
-		if idx[0].head[t] != int32(r0) {
-			continue
-		}
-		ok := true
-		for i := range k {
-			if per[i] = idx[i].rows(t, per[i][:0]); len(per[i]) == 0 {
-				ok = false
-				break
-			}
-		}
-		if !ok {
-			continue
-		}
-		emitCombos(per, &rows, &person, int32(r0))
-		if r0%65536 == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
+	rows, person, err := matchTags(ctx, tags, maxRows, selKey)
+	if err != nil {
+		return nil, err
 	}
-	t, err := joinedTable(q, order, byName, rows)
+	t, err := joinedTable(q, order, byName, rows, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -239,9 +209,13 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 	counts := distinctPeople(t.Rows, mask, gid, ngroups, person)
 	aggs := make([]*aggState, len(q.Aggs))
 	for i, ag := range q.Aggs {
-		if aggs[i], err = computeAgg(ctx, t, ag, mask, gid, ngroups, ctl.Dominance); err != nil {
+		// Dominance is judged per person (personTops), not per row.
+		if aggs[i], err = computeAgg(ctx, t, ag, mask, gid, ngroups, nil); err != nil {
 			return nil, err
 		}
+	}
+	if err := personTops(t, aggs, mask, gid, ngroups, person, ctl.Dominance); err != nil {
+		return nil, err
 	}
 	// One person changes at most bound rows of the join: noise for one
 	// row at epsilon/bound protects the person at epsilon (group privacy).
@@ -265,61 +239,6 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 		res.EpsilonSpent = eps
 	}
 	return res, nil
-}
-
-// tagIndex finds a part's rows by tag: head is each tag's first row,
-// next chains the rows with the same tag in row order (-1 ends a chain).
-type tagIndex struct {
-	head   map[[TagSize]byte]int32
-	next   []int32
-	max    int
-	selKey []byte
-	part   int
-	mac    hash.Hash
-}
-
-func newTagIndex(tags [][TagSize]byte, max int, selKey []byte, part int) *tagIndex {
-	x := &tagIndex{head: make(map[[TagSize]byte]int32, len(tags)), next: make([]int32, len(tags)), max: max, selKey: selKey, part: part,
-		mac: hmac.New(sha256.New, selKey)}
-	for i := len(tags) - 1; i >= 0; i-- {
-		if h, ok := x.head[tags[i]]; ok {
-			x.next[i] = h
-		} else {
-			x.next[i] = -1
-		}
-		x.head[tags[i]] = int32(i)
-	}
-	return x
-}
-
-// rows appends the person's rows, at most max of them: when it has more,
-// those with the smallest HMAC(selKey, part, tag, row), an unbiased choice
-// the data cannot steer (selKey is secret and fresh per job), in row order.
-func (x *tagIndex) rows(t [TagSize]byte, out []int32) []int32 {
-	h, ok := x.head[t]
-	if !ok {
-		return out
-	}
-	for r := h; r >= 0; r = x.next[r] {
-		out = append(out, r)
-	}
-	if len(out) <= x.max {
-		return out
-	}
-	rank := make(map[int32]string, len(out))
-	var buf [4 + TagSize + 4]byte
-	for _, r := range out {
-		binary.BigEndian.PutUint32(buf[:4], uint32(x.part))
-		copy(buf[4:], t[:])
-		binary.BigEndian.PutUint32(buf[4+TagSize:], uint32(r))
-		x.mac.Reset()
-		x.mac.Write(buf[:])
-		rank[r] = string(x.mac.Sum(nil))
-	}
-	sort.Slice(out, func(a, b int) bool { return rank[out[a]] < rank[out[b]] })
-	out = out[:x.max]
-	slices.Sort(out)
-	return out
 }
 
 // emitCombos appends every combination of one row per part.
@@ -347,8 +266,9 @@ func emitCombos(per [][]int32, rows *[]int32, person *[]int32, p int32) {
 }
 
 // joinedTable lays the joined rows out as one table whose columns are
-// named dataset.column.
-func joinedTable(q *Query, order []string, parts map[string]*JoinPart, rows []int32) (*Table, error) {
+// named dataset.column; every column the query reads must have been
+// shipped, but those in enc (shipped encrypted, in he mode).
+func joinedTable(q *Query, order []string, parts map[string]*JoinPart, rows []int32, enc map[string]bool) (*Table, error) {
 	k := len(order)
 	n := len(rows) / k
 	t := &Table{Rows: n, Cols: map[string]*Column{}}
@@ -388,7 +308,7 @@ func joinedTable(q *Query, order []string, parts map[string]*JoinPart, rows []in
 		}
 	}
 	for name := range q.Columns() {
-		if _, ok := t.Cols[name]; !ok && !isJoinRef(q, name) {
+		if _, ok := t.Cols[name]; !ok && !isJoinRef(q, name) && !enc[name] {
 			return nil, fmt.Errorf("%w: column %s was not shipped", ErrBadData, name)
 		}
 	}

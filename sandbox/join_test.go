@@ -67,20 +67,24 @@ func joinFixtures(t *testing.T, n, lo, hi int, dup map[int]bool) *joinFixture {
 	}
 	f.taxCSV, f.benCSV = tb.Bytes(), bb.Bytes()
 	prf := &fakePRF{}
-	load := func(csv []byte, s policies.Schema, name string) *Table {
-		dir := filepath.Join(t.TempDir(), name)
-		if _, err := IngestConsortium(context.Background(), bytes.NewReader(csv), &s, bytes.Repeat([]byte{byte(len(name))}, 32), dir, nil, prf.fn); err != nil {
-			t.Fatal(err)
-		}
-		tab, err := LoadTable(dir, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tab
-	}
-	f.tax = load(tb.Bytes(), taxJoinSchema, "tax2025")
-	f.ben = load(bb.Bytes(), benefitJoinSchema, "benefits2025")
+	f.tax = loadJoinTable(t, prf, tb.Bytes(), taxJoinSchema, "tax2025")
+	f.ben = loadJoinTable(t, prf, bb.Bytes(), benefitJoinSchema, "benefits2025")
 	return f
+}
+
+// loadJoinTable ingests a CSV with consortium pseudonyms (prf stands for
+// the consortium) and loads the stored table.
+func loadJoinTable(t *testing.T, prf *fakePRF, csv []byte, s policies.Schema, name string) *Table {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	if _, err := IngestConsortium(context.Background(), bytes.NewReader(csv), &s, bytes.Repeat([]byte{byte(len(name))}, 32), dir, nil, prf.fn); err != nil {
+		t.Fatal(err)
+	}
+	tab, err := LoadTable(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab
 }
 
 // parts ships both sides as owners would and parses them as the executor

@@ -57,8 +57,12 @@ type JoinerConfig struct {
 	// ListWait is how long a runner waits for an enterprise's list
 	// (ListWait when 0).
 	ListWait time.Duration
-	Limits   Limits
-	Logger   *slog.Logger
+	// ShipChunk is the largest chunk of a shipment this node sends in one
+	// node-to-node message (DefaultShipChunk when 0; chain's messages are
+	// at most 64 MiB).
+	ShipChunk int
+	Limits    Limits
+	Logger    *slog.Logger
 }
 
 // Joiner runs a node's part of joins across agencies (DESIGN.md): as an
@@ -77,6 +81,9 @@ type Joiner struct {
 	mu     sync.Mutex
 	hpkeOK bool
 	lists  listInbox // enterprises' lists received for the jobs it runs
+	// sending holds the shipments being sent in chunks (memory only),
+	// until the last chunk is asked for or the job ends.
+	sending map[string]sending
 }
 
 // NewJoiner makes a node's joiner.
@@ -125,6 +132,7 @@ func (jn *Joiner) pass(ctx context.Context) {
 		j, ok := jn.state.Job(job)
 		return ok && j.Status == policies.JobRunning && j.Runner == jn.me
 	})
+	jn.forgetSending()
 	jobs := jn.state.Jobs(func(j policies.Job) bool {
 		return j.IsJoin() && (j.Status == policies.JobAuthorised || j.Status == policies.JobRunning)
 	})
@@ -151,10 +159,19 @@ func (jn *Joiner) pass(ctx context.Context) {
 			continue
 		}
 		if jn.eligible(j) && (j.Status == policies.JobAuthorised || j.Runner == jn.me ||
-			time.Since(j.Claimed) > policies.JoinLease) {
+			time.Since(j.Claimed) > jn.lease()) {
 			jn.execute(ctx, j)
 		}
 	}
+}
+
+// lease is the consortium's join lease (policies.JoinLease unless its
+// genesis set another).
+func (jn *Joiner) lease() time.Duration {
+	if l, ok := jn.state.(interface{ JoinLease() time.Duration }); ok {
+		return l.JoinLease()
+	}
+	return policies.JoinLease
 }
 
 // publishHPKE commits the node's HPKE key if the ledger does not hold it;
@@ -324,13 +341,16 @@ func (jn *Joiner) jobKey(j policies.Job) ([]byte, error) {
 type shipRequest struct {
 	Job     string `json:"job"`
 	Dataset string `json:"dataset"`
+	// Offset asks for the shipment's bytes from there (ship_chunks.go).
+	Offset int64 `json:"offset,omitempty"`
 }
 
 // Serve answers an executor's request for this owner's part of a join
 // (ServiceShip): it checks on its own committed ledger that the job is a
 // running join that reads the dataset, that the asker is its runner, and
 // that this node holds the dataset; commits job.flow (what it ships, to
-// whom, with its digest); then returns the shipment.
+// whom, with the digest of the whole shipment); then returns the chunk of
+// the shipment from the offset asked for (ship_chunks.go).
 func (jn *Joiner) Serve(ctx context.Context, service string, body []byte) ([]byte, error) {
 	if service == ServiceList {
 		return jn.serveList(ctx, body)
@@ -367,23 +387,14 @@ func (jn *Joiner) Serve(ctx context.Context, service string, body []byte) ([]byt
 	if d, ok := jn.state.Dataset(side.Dataset); !ok || d.Node != jn.me || !jn.store.Has(side.Dataset) {
 		return nil, fmt.Errorf("%w: this node does not hold %s", ErrNoData, side.Dataset)
 	}
-	k, err := jn.jobKey(j)
-	if err != nil {
-		return nil, err
+	ckey := j.ID + "/" + side.Dataset + "/" + asker.String()
+	snd, ok := jn.takeSending(ckey)
+	if !ok {
+		if snd, err = jn.buildShipment(j, *side); err != nil {
+			return nil, err
+		}
 	}
-	t, err := jn.store.Table(side.Dataset)
-	if err != nil {
-		return nil, err
-	}
-	s, err := Ship(j.ID, t, *side, k)
-	if err != nil {
-		return nil, err
-	}
-	b, err := s.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	sum := ShipmentDigest(b)
+	b, sum := snd.b, snd.sum
 	shipped := false
 	for _, f := range j.Flows {
 		if f.Dataset == side.Dataset && f.To == asker {
@@ -394,13 +405,21 @@ func (jn *Joiner) Serve(ctx context.Context, service string, body []byte) ([]byt
 		}
 	}
 	if !shipped {
-		doc := policies.JobFlowDoc{Job: j.ID, Dataset: side.Dataset, Columns: side.Columns, SHA256: sum, Rows: int64(s.Rows), To: asker}
+		doc := policies.JobFlowDoc{Job: j.ID, Dataset: side.Dataset, Columns: side.Columns, SHA256: sum, Rows: int64(snd.rows), To: asker}
 		if err := jn.commit(ctx, policies.KindJobFlow, doc); err != nil {
 			return nil, err
 		}
 	}
-	jn.log.Info("join part shipped", "job", j.ID, "dataset", side.Dataset, "to", asker.String(), "rows", s.Rows, "sha256", sum)
-	return b, nil
+	out, err := shipChunk(b, req.Offset, jn.cfg.ShipChunk)
+	if err != nil {
+		return nil, err
+	}
+	if req.Offset+int64(len(out)-chunkHeader) < int64(len(b)) {
+		jn.keepSending(ckey, snd)
+	} else {
+		jn.log.Info("join part shipped", "job", j.ID, "dataset", side.Dataset, "to", asker.String(), "rows", snd.rows, "bytes", len(b), "sha256", sum)
+	}
+	return out, nil
 }
 
 // execute claims a join job and runs it: gathers every owner's part
@@ -427,7 +446,7 @@ func (jn *Joiner) execute(ctx context.Context, j policies.Job) {
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
-		t := time.NewTicker(policies.JoinLease / 3)
+		t := time.NewTicker(jn.lease() / 3)
 		defer t.Stop()
 		for {
 			select {
@@ -536,16 +555,20 @@ func (jn *Joiner) fetch(ctx context.Context, j policies.Job, pt policies.JobPart
 			side = s
 		}
 	}
-	req, err := jn.cfg.Crypto.Sign(ServiceShip, shipRequest{Job: j.ID, Dataset: pt.Dataset})
-	if err != nil {
-		return JoinPart{}, err
+	get := func(off int64) ([]byte, error) {
+		req, err := jn.cfg.Crypto.Sign(ServiceShip, shipRequest{Job: j.ID, Dataset: pt.Dataset, Offset: off})
+		if err != nil {
+			return nil, err
+		}
+		return jn.cfg.Call(ctx, owner.Name, ServiceShip, req)
 	}
 	var last error
 	for {
-		b, err := jn.cfg.Call(ctx, owner.Name, ServiceShip, req)
+		b, chunks, err := gatherChunks(get, jn.cfg.Limits.MaxMemory)
 		if err == nil {
 			var s *Shipment
 			if s, err = jn.checkShipment(ctx, j.ID, side, d, b); err == nil {
+				jn.log.Info("join part received", "job", j.ID, "dataset", pt.Dataset, "bytes", len(b), "chunks", chunks)
 				return s.Part(&d.Schema, pt.MaxRows), nil
 			}
 			if errors.Is(err, ErrBadData) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // Appender commits entries (a chain.Node).
@@ -259,7 +260,7 @@ func (r *Runner) executeHE(ctx context.Context, j policies.Job, t *Table, q *Que
 		return nil, err
 	}
 	res := &Result{Rows: [][]any{}, Suppressed: lay.Suppressed, EpsilonSpent: ctl.Epsilon,
-		HE: &HEResult{Layout: lay, Ciphertext: MarshalCiphertext(HEParams(), out), Active: active}}
+		HE: &HEResult{Layout: lay, Ciphertext: heparams.MarshalCiphertext(heparams.Params(), out), Active: active}}
 	for _, it := range q.Select {
 		res.Columns = append(res.Columns, label(it))
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/datasandbox/datasandbox/policies"
 )
@@ -53,12 +54,20 @@ func Ship(job string, t *Table, side policies.JoinSide, kJob []byte) (*Shipment,
 	if t.Rows > 0 && (ps == 0 || len(key.Pseudo) != ps*t.Rows) {
 		return nil, fmt.Errorf("%w: dataset %s: column %s holds %d bytes for %d rows", ErrBadData, side.Dataset, side.Key, len(key.Pseudo), t.Rows)
 	}
-	s := &Shipment{Job: job, Dataset: side.Dataset, Rows: t.Rows, Tags: make([]byte, 0, t.Rows*TagSize), Columns: []ShipmentCol{}}
-	mac := hmac.New(sha256.New, kJob)
-	for i := 0; i < t.Rows; i++ {
-		tag := tagWith(mac, key.Pseudo[i*ps:(i+1)*ps])
-		s.Tags = append(s.Tags, tag[:]...)
+	s := &Shipment{Job: job, Dataset: side.Dataset, Rows: t.Rows, Tags: make([]byte, t.Rows*TagSize), Columns: []ShipmentCol{}}
+	var wg sync.WaitGroup
+	for _, r := range chunks(t.Rows) { // tagged in parallel ranges
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mac := hmac.New(sha256.New, kJob)
+			for i := r[0]; i < r[1]; i++ {
+				tag := tagWith(mac, key.Pseudo[i*ps:(i+1)*ps])
+				copy(s.Tags[i*TagSize:], tag[:])
+			}
+		}()
 	}
+	wg.Wait()
 	for _, name := range side.Columns {
 		c, ok := t.Cols[name]
 		if !ok {

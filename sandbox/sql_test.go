@@ -231,11 +231,13 @@ func TestSyntaxErrors(t *testing.T) {
 		{"SELECT COUNT(*) FROM t WHERE région = 'é' AND x = @", 52, "syntax error at end of input"},
 	}
 	for _, c := range cases {
-		_, err := ParseQuery(c.sql)
-		var se *SyntaxError
-		if !errors.As(err, &se) || !errors.Is(err, ErrSyntax) || !strings.Contains(se.Msg, c.want) || se.Col != c.col {
-			t.Errorf("%q: %v, want column %d: %q", c.sql, err, c.col, c.want)
-		}
+		t.Run(c.sql, func(t *testing.T) {
+			_, err := ParseQuery(c.sql)
+			var se *SyntaxError
+			if !errors.As(err, &se) || !errors.Is(err, ErrSyntax) || !strings.Contains(se.Msg, c.want) || se.Col != c.col {
+				t.Errorf("%q: %v, want column %d: %q", c.sql, err, c.col, c.want)
+			}
+		})
 	}
 }
 

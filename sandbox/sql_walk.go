@@ -29,7 +29,7 @@ type walker struct {
 }
 
 func walk(src string) (*Query, error) {
-	tree, err := pg.Parse(src)
+	tree, err := parseTree(src)
 	if err != nil {
 		var pe *pgparser.Error
 		if errors.As(err, &pe) {

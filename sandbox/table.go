@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -76,12 +75,11 @@ type Table struct {
 type colWriter struct {
 	f    *os.File
 	z    *zstd.Encoder
-	w    *bufio.Writer
+	pend []byte // encoded values not yet handed to z
 	dict map[string]uint32
 	nums map[float64]uint32 // numeric values of a dictionary column
 	keys []string
 	kind string
-	buf  [8]byte
 	// sink, when set, receives the numbers instead of a file: sensitive
 	// columns of an encrypted dataset, which never reach the disk in clear.
 	sink *[]float64
@@ -96,14 +94,28 @@ func newColWriter(path, kind string) (*colWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Two blocks in flight and a 1 MiB window per column keep ingest's memory
-	// small and independent of the file's size.
-	z, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(2), zstd.WithWindowSize(1<<20))
+	// A 1 MiB window per column keeps ingest's memory small and
+	// independent of the file's size. The column's own goroutine encodes
+	// its blocks (the ingest runs the columns concurrently).
+	z, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	return &colWriter{f: f, z: z, w: bufio.NewWriterSize(z, 1<<16), kind: kind, dict: map[string]uint32{}, nums: map[float64]uint32{}}, nil
+	return &colWriter{f: f, z: z, pend: make([]byte, 0, pendSize+PseudonymSize), kind: kind, dict: map[string]uint32{}, nums: map[float64]uint32{}}, nil
+}
+
+// pendSize is how many encoded bytes a column collects before compressing.
+const pendSize = 1 << 16
+
+// put hands the collected bytes to the compressor once there are enough.
+func (c *colWriter) put() error {
+	if len(c.pend) < pendSize {
+		return nil
+	}
+	_, err := c.z.Write(c.pend)
+	c.pend = c.pend[:0]
+	return err
 }
 
 func (c *colWriter) num(v float64) error {
@@ -111,9 +123,8 @@ func (c *colWriter) num(v float64) error {
 		*c.sink = append(*c.sink, v)
 		return nil
 	}
-	binary.LittleEndian.PutUint64(c.buf[:], math.Float64bits(v))
-	_, err := c.w.Write(c.buf[:8])
-	return err
+	c.pend = binary.LittleEndian.AppendUint64(c.pend, math.Float64bits(v))
+	return c.put()
 }
 
 func (c *colWriter) str(s string) error {
@@ -126,18 +137,19 @@ func (c *colWriter) str(s string) error {
 		c.dict[s] = code
 		c.keys = append(c.keys, s)
 	}
-	binary.LittleEndian.PutUint32(c.buf[:], code)
-	_, err := c.w.Write(c.buf[:4])
-	return err
+	return c.code(code)
+}
+
+func (c *colWriter) code(code uint32) error {
+	c.pend = binary.LittleEndian.AppendUint32(c.pend, code)
+	return c.put()
 }
 
 // numCode writes a number to a dictionary column, formatting it only the
 // first time it is seen.
 func (c *colWriter) numCode(f float64) error {
 	if code, ok := c.nums[f]; ok {
-		binary.LittleEndian.PutUint32(c.buf[:], code)
-		_, err := c.w.Write(c.buf[:4])
-		return err
+		return c.code(code)
 	}
 	before := len(c.keys)
 	if err := c.str(strconv.FormatFloat(f, 'f', -1, 64)); err != nil {
@@ -150,15 +162,17 @@ func (c *colWriter) numCode(f float64) error {
 }
 
 func (c *colWriter) raw(b []byte) error {
-	_, err := c.w.Write(b)
-	return err
+	c.pend = append(c.pend, b...)
+	return c.put()
 }
 
 func (c *colWriter) close() error {
 	if c.sink != nil {
 		return nil
 	}
-	return errors.Join(c.w.Flush(), c.z.Close(), c.f.Sync(), c.f.Close())
+	_, err := c.z.Write(c.pend)
+	c.pend = c.pend[:0]
+	return errors.Join(err, c.z.Close(), c.f.Sync(), c.f.Close())
 }
 
 // LoadTable reads a stored dataset's columns (only those named, or all).

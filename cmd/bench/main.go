@@ -6,8 +6,9 @@
 // members on loopback, through etcd's native Go client) against the
 // ledger; DuckDB (in process, 2 threads) against the masked engine's
 // GROUP BY and its CSV load against our ingest, on the same generated
-// CSV; PostgreSQL (Debian's postgresql) against the masked engine. The
-// Makefile's bench target installs the Debian packages when missing. A
+// CSV, and DuckDB's hash join against the masked join, on the two CSV
+// files BenchmarkJoin writes of the data it joins; PostgreSQL (Debian's
+// postgresql) against the masked engine. The Makefile's bench target installs the Debian packages when missing. A
 // peer that cannot run is printed as skipped, with the reason. The etcd
 // and DuckDB clients live in cmd/bench/peers, a module of its own, so
 // that they are dependencies of the benchmark only.
@@ -26,6 +27,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,6 +66,7 @@ var runs = []benchRun{
 	// One run: the 100,000 ids of the list and of the dataset go through
 	// the threshold VOPRF.
 	{"./cmd/sandboxd", "^BenchmarkDevListJoin$", "1x", 1, []string{"-list-ids=100000"}},
+	{"./sandbox", "^BenchmarkHEJoinEvaluate$", "1x", 0, []string{"-join-rows=1000000"}},
 	{"./sandbox", "^BenchmarkIngest$", "2x", 0, nil},
 	{"./sandbox", "^BenchmarkHE(Ingest|Encrypt)$", "3x", 0, nil},
 	{"./cmd/sandboxd", "^BenchmarkJobEndToEnd$", "10x", 0, nil},
@@ -115,8 +118,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(os.Stderr, "running %s %s x%d...\n", r.pkg, r.pattern, n)
 		args := []string{"test", "-run", "^$", "-bench", r.pattern, "-benchtime", r.benchtime,
 			"-count", strconv.Itoa(n), "-timeout", "60m", r.pkg}
-		if len(r.args) > 0 {
-			args = append(append(args, "-args"), r.args...)
+		extra := r.args
+		if r.pattern == "^BenchmarkJoin$" { // the CSV files of its data, for DuckDB's join
+			extra = append(slices.Clone(extra), "-join-csv="+tmp)
+		}
+		if len(extra) > 0 {
+			args = append(append(args, "-args"), extra...)
 		}
 		cmd := exec.CommandContext(ctx, "go", args...)
 		var buf bytes.Buffer
@@ -148,6 +155,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		err := runPeer(ctx, peers, &dp, "duckdb", "--csv", csv, "--runs", strconv.Itoa(*duckRuns), "--threads", "2")
 		return dp.QueryRowsPerS, err
 	})
+	var dj duckdbJoinPeer
+	duckJoin, duckJoinNote := baseline("DuckDB hash join (2 x 1M rows)", func() (float64, error) {
+		if len(metrics["Join"]) == 0 {
+			return 0, fmt.Errorf("BenchmarkJoin did not run")
+		}
+		err := runPeer(ctx, peers, &dj, "duckdb-join", "--tax", filepath.Join(tmp, "tax2025.csv"),
+			"--benefits", filepath.Join(tmp, "benefits2025.csv"), "--runs", strconv.Itoa(*duckRuns), "--threads", "2")
+		return dj.RowsPerS, err
+	})
+	joinFigs := joinFigures(med, duckJoin, &dj, duckJoinNote)
 	var duckLoad *float64
 	if duckQuery != nil {
 		duckLoad = &dp.LoadRowsPerS
@@ -165,6 +182,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *peersOnly {
 		figs := []Figure{goalMin("signed entries committed, 3 nodes, durable, verified", "entries/s", tput, 30000), ledgerFig,
 			engineFig, duckFig, ingestFig, loadFig}
+		figs = append(figs, joinFigs...)
 		printTable(out, figs, *count)
 		return writeFigures(*outFile, figs)
 	}
@@ -193,9 +211,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	)
 	figs = append(figs, heFigures(med)...)
 	figs = append(figs, pseudonymFigures(med)...)
+	figs = append(figs, joinFigs...)
 	figs = append(figs,
-		Figure{Figure: "masked join, 2 datasets of 1M rows, 50% overlap, GROUP BY 16: tag, encode, check, join, aggregate (in process; no DuckDB join baseline yet)", Unit: "rows/s", Goal: "-", Measured: med("Join", "rows/s")},
-		Figure{Figure: "  bytes shipped to the executor per row (16-byte tag and the plan's columns, binary)", Unit: "bytes", Goal: "-", Measured: med("Join", "ship-bytes/row")},
 		Figure{Figure: "list join, 100,000-id list with a 1M-row dataset, half in it, GROUP BY a list column: tags, encode, check, semi-join, aggregate (in process; the ids' VOPRF not included)", Unit: "s", Goal: "-", Measured: med("ListJoin", "s/op")},
 		Figure{Figure: "  bytes the enterprise ships per id of its list (16-byte tag and a dictionary-coded column)", Unit: "bytes", Goal: "-", Measured: med("ListJoin", "ship-bytes/id")},
 		Figure{Figure: "list join end to end, 100,000 ids through sandboxctl on a dev consortium (100,000-row dataset, half in the list): submit, VOPRF, key, tags to the runner, semi-join, result", Unit: "s", Goal: "-", Measured: med("DevListJoin", "s/op")},
@@ -207,7 +224,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 // peerBench are the benchmarks --peers-only runs: those compared with a
 // peer.
-var peerBench = map[string]bool{"^BenchmarkClusterAppend$": true, "^BenchmarkMaskedGroupBy$": true, "^BenchmarkIngest$": true}
+var peerBench = map[string]bool{"^BenchmarkClusterAppend$": true, "^BenchmarkMaskedGroupBy$": true, "^BenchmarkIngest$": true, "^BenchmarkJoin$": true}
 
 // writeFigures writes the figures as JSON.
 func writeFigures(path string, figs []Figure) error {
@@ -240,7 +257,7 @@ func heFigures(med func(b, unit string) float64) []Figure {
 		goalMax("he job end to end, 1M rows, COUNT/SUM/AVG/VAR without groups", "ms", job("nogroups", "he"), 300),
 		slowdown("he vs masked job end to end, same query without groups", job("nogroups", "he"), job("nogroups", "masked")),
 		goalMax("he encryption: 1M sensitive values (stored as x, x², x·y)", "s", med("HEEncrypt", "s/1M-values"), 0.4),
-		Figure{Figure: "he ingest as a whole (CSV to fsynced columns and ciphertexts), per 1M values", Unit: "s", Goal: "-", Measured: med("HEIngest", "s/1M-values")},
+		{Figure: "he ingest as a whole (CSV to fsynced columns and ciphertexts), per 1M values", Unit: "s", Goal: "-", Measured: med("HEIngest", "s/1M-values")},
 		goalMax("he stored size per sensitive value", "bytes", med("HEIngest", "stored-B/value"), 50),
 		goalMax("peak RSS of the 3-node dev consortium (one process) serving he jobs on 1M rows", "MiB", med("JobEndToEnd/groupby16/he", "peak-RSS-MiB"), 1024),
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/datasandbox/datasandbox/api"
+	"github.com/datasandbox/datasandbox/api/client"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -65,7 +66,7 @@ type consoleConfig struct {
 type console struct {
 	ctx   context.Context // the console's run: verifications stop with it
 	g     *globals
-	c     *client
+	c     *client.Client
 	cfg   consoleConfig
 	me    api.AccountResponse
 	token []byte
@@ -106,7 +107,7 @@ func cmdConsole(ctx context.Context, g *globals, fs *flag.FlagSet, args []string
 	}
 	c := newClient(g)
 	con := &console{ctx: ctx, g: g, c: c, cfg: cfg, names: map[string]api.AccountResponse{}, verify: &verifyRun{}}
-	if err := c.do(ctx, "GET", "/v1/accounts/"+k.Address().String(), nil, &con.me); err != nil {
+	if err := c.Do(ctx, "GET", "/v1/accounts/"+k.Address().String(), nil, &con.me); err != nil {
 		return fmt.Errorf("console: reading this key's account: %w", err)
 	}
 	con.token = make([]byte, 32)
@@ -217,7 +218,7 @@ func (con *console) route(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch {
 	case p == "/api/me" && r.Method == "GET":
-		err = writeJSON(w, map[string]any{"account": con.me, "server": con.c.base})
+		err = writeJSON(w, map[string]any{"account": con.me, "server": con.c.Server()})
 	case p == "/api/datasets" && r.Method == "GET":
 		err = con.proxy(ctx, w, "/v1/datasets")
 	case p == "/api/policies" && r.Method == "GET":
@@ -293,7 +294,7 @@ func writeJSON(w http.ResponseWriter, v any) error {
 // proxy answers with the node's JSON for a signed GET of path.
 func (con *console) proxy(ctx context.Context, w http.ResponseWriter, path string) error {
 	var raw json.RawMessage
-	if err := con.c.do(ctx, "GET", path, nil, &raw); err != nil {
+	if err := con.c.Do(ctx, "GET", path, nil, &raw); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -310,7 +311,7 @@ func (con *console) account(ctx context.Context, addr string) api.AccountRespons
 	if ok {
 		return a
 	}
-	if err := con.c.do(ctx, "GET", "/v1/accounts/"+addr, nil, &a); err != nil {
+	if err := con.c.Do(ctx, "GET", "/v1/accounts/"+addr, nil, &a); err != nil {
 		return api.AccountResponse{Address: addr}
 	}
 	con.mu.Lock()
@@ -325,13 +326,16 @@ type consoleJob struct {
 	RequesterName string   `json:"requester_name,omitempty"`
 	RequesterOrg  string   `json:"requester_org,omitempty"`
 	ApproverNames []string `json:"approver_names,omitempty"`
+	// NodeNames names the nodes of a join's runner and flows (address to
+	// "name (organisation)").
+	NodeNames map[string]string `json:"node_names,omitempty"`
 }
 
 func (con *console) listJobs(ctx context.Context, w http.ResponseWriter) error {
 	var out struct {
 		Jobs []api.JobResponse `json:"jobs"`
 	}
-	if err := con.c.do(ctx, "GET", "/v1/jobs", nil, &out); err != nil {
+	if err := con.c.Do(ctx, "GET", "/v1/jobs", nil, &out); err != nil {
 		return err
 	}
 	jobs := make([]consoleJob, len(out.Jobs))
@@ -345,6 +349,12 @@ func (con *console) listJobs(ctx context.Context, w http.ResponseWriter) error {
 			}
 			return h
 		})
+		for _, addr := range joinNodes(j) {
+			if jobs[i].NodeNames == nil {
+				jobs[i].NodeNames = map[string]string{}
+			}
+			jobs[i].NodeNames[addr] = label(con.account(ctx, addr))
+		}
 		for _, ap := range j.Approvals {
 			n := con.account(ctx, ap).Name
 			if n == "" {
@@ -354,6 +364,30 @@ func (con *console) listJobs(ctx context.Context, w http.ResponseWriter) error {
 		}
 	}
 	return writeJSON(w, map[string]any{"jobs": jobs})
+}
+
+// joinNodes lists the nodes a join job names: its runner and its flows'
+// ends.
+func joinNodes(j api.JobResponse) []string {
+	var out []string
+	if j.Runner != "" {
+		out = append(out, j.Runner)
+	}
+	for _, f := range j.Flows {
+		out = append(out, f.From.String(), f.To.String())
+	}
+	return out
+}
+
+// label is an account's name and organisation, or its address.
+func label(a api.AccountResponse) string {
+	switch {
+	case a.Name != "" && a.Org != "" && a.Org != a.Name:
+		return a.Name + " (" + a.Org + ")"
+	case a.Name != "":
+		return a.Name
+	}
+	return a.Address
 }
 
 // readBody decodes a small JSON request body strictly.
@@ -380,7 +414,7 @@ func (con *console) submitJob(ctx context.Context, w http.ResponseWriter, r *htt
 		return badInput("console: the query is empty")
 	}
 	var j api.JobResponse
-	if err := con.c.do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: in.Query, Mode: policies.ModeMasked, Purpose: in.Purpose}, &j); err != nil {
+	if err := con.c.Do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: in.Query, Mode: policies.ModeMasked, Purpose: in.Purpose}, &j); err != nil {
 		return err
 	}
 	return writeJSON(w, j)
@@ -401,7 +435,7 @@ func (con *console) decide(ctx context.Context, w http.ResponseWriter, r *http.R
 		body = map[string]string{"reason": in.Reason}
 	}
 	var j api.JobResponse
-	if err := con.c.do(ctx, "POST", "/v1/jobs/"+id+"/"+what, body, &j); err != nil {
+	if err := con.c.Do(ctx, "POST", "/v1/jobs/"+id+"/"+what, body, &j); err != nil {
 		return err
 	}
 	return writeJSON(w, j)

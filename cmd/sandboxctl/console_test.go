@@ -393,11 +393,15 @@ func tamperExport(t *testing.T, exp string, n int) string {
 	defer z.Close()
 	var lines [][]byte
 	sc := bufio.NewScanner(z)
-	sc.Buffer(nil, maxExportLine)
+	sc.Buffer(nil, 256<<20)
 	for sc.Scan() {
 		lines = append(lines, append([]byte(nil), sc.Bytes()...))
 	}
-	var line exportLine
+	// A block line of the export format (api/client/export.go).
+	var line struct {
+		Block   json.RawMessage `json:"block"`
+		Entries []string        `json:"entries"`
+	}
 	if err := json.Unmarshal(lines[n], &line); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/datasandbox/datasandbox/api/client"
 )
 
 // verifyRun is the console's ledger verification: one at a time, run in
@@ -134,7 +136,7 @@ func (con *console) startVerify(w http.ResponseWriter, r *http.Request) error {
 	}
 	v.running, v.label, v.done, v.total = true, "starting", 0, 0
 	v.started, v.finished, v.ok, v.errMsg, v.report, v.html = time.Now(), time.Time{}, false, "", nil, nil
-	v.source = con.c.base
+	v.source = con.c.Server()
 	if in.File != "" {
 		v.source = in.File
 	}
@@ -181,7 +183,7 @@ func (con *console) runVerify(file string) {
 	}
 	rec := verifyRecord{Finished: v.finished.UTC().Format(time.RFC3339), Source: v.source, OK: v.ok, Failure: v.errMsg}
 	var rep struct {
-		Checkpoint *ReportCheckpt `json:"checkpoint"`
+		Checkpoint *client.ReportCheckpoint `json:"checkpoint"`
 	}
 	if json.Unmarshal(v.report, &rep) == nil && rep.Checkpoint != nil {
 		rec.Size, rec.Root, rec.Signers, rec.Trusted = rep.Checkpoint.Size, rep.Checkpoint.Root, rep.Checkpoint.Signers, rep.Checkpoint.Trusted

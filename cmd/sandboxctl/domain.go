@@ -16,10 +16,12 @@ import (
 	"time"
 
 	"github.com/datasandbox/datasandbox/api"
+	"github.com/datasandbox/datasandbox/api/client"
 	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 	"github.com/datasandbox/datasandbox/sandbox"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 func table(g *globals) *tabwriter.Writer {
@@ -51,7 +53,7 @@ func cmdAccountRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 		return err
 	}
 	var w api.WriteResponse
-	if err := newClient(g).do(ctx, "POST", "/v1/accounts", policies.RegisterDoc{PublicKey: k.PublicKey(), Algorithm: k.Algorithm().String(), Name: *name}, &w); err != nil {
+	if err := newClient(g).Do(ctx, "POST", "/v1/accounts", policies.RegisterDoc{PublicKey: k.PublicKey(), Algorithm: k.Algorithm().String(), Name: *name}, &w); err != nil {
 		return err
 	}
 	if g.json {
@@ -84,7 +86,7 @@ func grantOrRevoke(ctx context.Context, g *globals, fs *flag.FlagSet, args []str
 	}
 	doc := policies.GrantDoc{Address: *addr, Role: *role, Org: *org}
 	var w api.WriteResponse
-	if err := newClient(g).do(ctx, "POST", path, doc, &w); err != nil {
+	if err := newClient(g).Do(ctx, "POST", path, doc, &w); err != nil {
 		return err
 	}
 	if g.json {
@@ -107,7 +109,7 @@ func cmdAccountShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 		*addr = k.Address().String()
 	}
 	var a api.AccountResponse
-	if err := newClient(g).do(ctx, "GET", "/v1/accounts/"+*addr, nil, &a); err != nil {
+	if err := newClient(g).Do(ctx, "GET", "/v1/accounts/"+*addr, nil, &a); err != nil {
 		return err
 	}
 	if g.json {
@@ -200,14 +202,14 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	}
 	canon, _ := json.Marshal(schema)
 	c := newClient(g)
-	if _, err := c.signer(); err != nil {
+	if _, err := c.Signer(); err != nil {
 		return err
 	}
 	var existing api.DatasetResponse
-	switch err := c.do(ctx, "GET", "/v1/datasets/"+*name, nil, &existing); {
+	switch err := c.Do(ctx, "GET", "/v1/datasets/"+*name, nil, &existing); {
 	case err == nil:
 		return fmt.Errorf("dataset register: dataset %q is already registered (owner %s); choose another name", *name, existing.Owner)
-	case !errors.Is(err, errNotFound):
+	case !errors.Is(err, client.ErrNotFound):
 		return err
 	}
 	// 1. The data goes to the agency's node, which masks and stores it.
@@ -219,13 +221,13 @@ func cmdDatasetRegister(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 	// dataset: the name the upload will be registered as; the node checks
 	// it before reading any data, and commits consortium pseudonym batches
 	// for it.
-	if err := c.upload(ctx, "/v1/uploads?mode="+url.QueryEscape(*regMode)+"&dataset="+url.QueryEscape(*name)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", label, &up); err != nil {
+	if err := upload(ctx, g, c, "/v1/uploads?mode="+url.QueryEscape(*regMode)+"&dataset="+url.QueryEscape(*name)+"&schema="+base64.RawURLEncoding.EncodeToString(canon), *file, "text/csv", label, &up); err != nil {
 		return err
 	}
 	// 2. Its digest, rows and schema go on the ledger, signed by the agency.
 	doc := policies.DatasetDoc{Name: *name, Schema: *schema, SHA256: up.SHA256, Rows: up.Rows}
 	var w api.WriteResponse
-	if err := c.do(ctx, "POST", "/v1/datasets", doc, &w); err != nil {
+	if err := c.Do(ctx, "POST", "/v1/datasets", doc, &w); err != nil {
 		return err
 	}
 	if g.json {
@@ -242,7 +244,7 @@ func cmdDatasetList(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 	var out struct {
 		Datasets []api.DatasetResponse `json:"datasets"`
 	}
-	if err := newClient(g).do(ctx, "GET", "/v1/datasets", nil, &out); err != nil {
+	if err := newClient(g).Do(ctx, "GET", "/v1/datasets", nil, &out); err != nil {
 		return err
 	}
 	if g.json {
@@ -275,7 +277,7 @@ func cmdPolicyPublish(ctx context.Context, g *globals, fs *flag.FlagSet, args []
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}
 	var w api.WriteResponse
-	if err := newClient(g).do(ctx, "POST", "/v1/policies", json.RawMessage(b), &w); err != nil {
+	if err := newClient(g).Do(ctx, "POST", "/v1/policies", json.RawMessage(b), &w); err != nil {
 		return err
 	}
 	if g.json {
@@ -292,7 +294,7 @@ func cmdPolicyList(ctx context.Context, g *globals, fs *flag.FlagSet, args []str
 	var out struct {
 		Policies []policies.Policy `json:"policies"`
 	}
-	if err := newClient(g).do(ctx, "GET", "/v1/policies", nil, &out); err != nil {
+	if err := newClient(g).Do(ctx, "GET", "/v1/policies", nil, &out); err != nil {
 		return err
 	}
 	if g.json {
@@ -323,7 +325,7 @@ func cmdPolicyRevoke(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		return err
 	}
 	var w api.WriteResponse
-	if err := newClient(g).do(ctx, "POST", "/v1/policies/"+fs.Arg(0)+"/revoke", nil, &w); err != nil {
+	if err := newClient(g).Do(ctx, "POST", "/v1/policies/"+fs.Arg(0)+"/revoke", nil, &w); err != nil {
 		return err
 	}
 	if g.json {
@@ -385,7 +387,7 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		}
 	}
 	var j api.JobResponse
-	if err := c.do(ctx, "POST", "/v1/jobs", doc, &j); err != nil {
+	if err := c.Do(ctx, "POST", "/v1/jobs", doc, &j); err != nil {
 		return err
 	}
 	// With --wait --json, the one document printed is the result with the
@@ -428,7 +430,7 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 // rejected, or until timeout. While it waits for manual approvals it says
 // so on stderr (by whom, how many) each time the count changes; on timeout
 // it fails with the job id to check later. It returns the job as last seen.
-func waitJob(ctx context.Context, g *globals, c *client, j api.JobResponse, timeout time.Duration) (api.JobResponse, error) {
+func waitJob(ctx context.Context, g *globals, c *client.Client, j api.JobResponse, timeout time.Duration) (api.JobResponse, error) {
 	deadline := time.Now().Add(timeout)
 	said := -1
 	for j.Status != policies.JobCompleted {
@@ -452,7 +454,7 @@ func waitJob(ctx context.Context, g *globals, c *client, j api.JobResponse, time
 		}
 		// The node answers as soon as the job moves (long poll).
 		w := min(left, 30*time.Second).Round(time.Millisecond)
-		if err := c.do(ctx, "GET", "/v1/jobs/"+j.Job+"?wait="+w.String(), nil, &j); err != nil {
+		if err := c.Do(ctx, "GET", "/v1/jobs/"+j.Job+"?wait="+w.String(), nil, &j); err != nil {
 			return j, err
 		}
 	}
@@ -460,9 +462,9 @@ func waitJob(ctx context.Context, g *globals, c *client, j api.JobResponse, time
 }
 
 // approverOf names who approves jobs on a dataset: its owner's agency.
-func approverOf(ctx context.Context, c *client, dataset string) string {
+func approverOf(ctx context.Context, c *client.Client, dataset string) string {
 	var d api.DatasetResponse
-	if err := c.do(ctx, "GET", "/v1/datasets/"+url.PathEscape(dataset), nil, &d); err != nil || d.Org == "" {
+	if err := c.Do(ctx, "GET", "/v1/datasets/"+url.PathEscape(dataset), nil, &d); err != nil || d.Org == "" {
 		return "the agency owning dataset " + dataset
 	}
 	return fmt.Sprintf("agency %s (owner of dataset %s)", d.Org, dataset)
@@ -470,7 +472,7 @@ func approverOf(ctx context.Context, c *client, dataset string) string {
 
 // printJobResult prints a completed job's result as one JSON document: the
 // result's fields (job result --json) with the job's fields beside them.
-func printJobResult(ctx context.Context, g *globals, c *client, j api.JobResponse) error {
+func printJobResult(ctx context.Context, g *globals, c *client.Client, j api.JobResponse) error {
 	raw, _, err := fetchResult(ctx, c, j.Job)
 	if err != nil {
 		return err
@@ -495,9 +497,9 @@ func printJobResult(ctx context.Context, g *globals, c *client, j api.JobRespons
 
 // fetchResult fetches a result, decrypting an he result with the key file,
 // and returns it as the contract's JSON and decoded.
-func fetchResult(ctx context.Context, c *client, id string) (json.RawMessage, *sandbox.Result, error) {
+func fetchResult(ctx context.Context, c *client.Client, id string) (json.RawMessage, *sandbox.Result, error) {
 	var raw json.RawMessage
-	if err := c.do(ctx, "GET", "/v1/jobs/"+id+"/result", nil, &raw); err != nil {
+	if err := c.Do(ctx, "GET", "/v1/jobs/"+id+"/result", nil, &raw); err != nil {
 		return nil, nil, err
 	}
 	var res sandbox.Result
@@ -506,7 +508,7 @@ func fetchResult(ctx context.Context, c *client, id string) (json.RawMessage, *s
 	}
 	if res.HE != nil {
 		// An he result is encrypted to this account: decrypt it here.
-		k, err := c.signer()
+		k, err := c.Signer()
 		if err != nil {
 			return nil, nil, err
 		}
@@ -523,7 +525,7 @@ func fetchResult(ctx context.Context, c *client, id string) (json.RawMessage, *s
 
 // showResult fetches a result and prints it as a table, or as the
 // contract's JSON.
-func showResult(ctx context.Context, g *globals, c *client, id string) error {
+func showResult(ctx context.Context, g *globals, c *client.Client, id string) error {
 	raw, res, err := fetchResult(ctx, c, id)
 	if err != nil {
 		return err
@@ -623,7 +625,7 @@ func cmdJobStatus(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		return err
 	}
 	var j api.JobResponse
-	if err := newClient(g).do(ctx, "GET", "/v1/jobs/"+fs.Arg(0), nil, &j); err != nil {
+	if err := newClient(g).Do(ctx, "GET", "/v1/jobs/"+fs.Arg(0), nil, &j); err != nil {
 		return err
 	}
 	return printJob(g, j)
@@ -636,7 +638,7 @@ func cmdJobList(ctx context.Context, g *globals, fs *flag.FlagSet, args []string
 	var out struct {
 		Jobs []api.JobResponse `json:"jobs"`
 	}
-	if err := newClient(g).do(ctx, "GET", "/v1/jobs", nil, &out); err != nil {
+	if err := newClient(g).Do(ctx, "GET", "/v1/jobs", nil, &out); err != nil {
 		return err
 	}
 	if g.json {
@@ -668,7 +670,7 @@ func cmdJobApprove(ctx context.Context, g *globals, fs *flag.FlagSet, args []str
 		return err
 	}
 	var j api.JobResponse
-	if err := newClient(g).do(ctx, "POST", "/v1/jobs/"+fs.Arg(0)+"/approve", nil, &j); err != nil {
+	if err := newClient(g).Do(ctx, "POST", "/v1/jobs/"+fs.Arg(0)+"/approve", nil, &j); err != nil {
 		return err
 	}
 	return printJob(g, j)
@@ -686,7 +688,7 @@ func cmdJobReject(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		return errors.New("job reject: --reason is required")
 	}
 	var j api.JobResponse
-	if err := newClient(g).do(ctx, "POST", "/v1/jobs/"+fs.Arg(0)+"/reject", map[string]string{"reason": *reason}, &j); err != nil {
+	if err := newClient(g).Do(ctx, "POST", "/v1/jobs/"+fs.Arg(0)+"/reject", map[string]string{"reason": *reason}, &j); err != nil {
 		return err
 	}
 	return printJob(g, j)
@@ -694,23 +696,23 @@ func cmdJobReject(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 
 // ensureHEKey registers the account's CKKS public key (derived from its key
 // file) the first time it submits an he job.
-func ensureHEKey(ctx context.Context, c *client) error {
-	k, err := c.signer()
+func ensureHEKey(ctx context.Context, c *client.Client) error {
+	k, err := c.Signer()
 	if err != nil {
 		return err
 	}
 	var a api.AccountResponse
-	if err := c.do(ctx, "GET", "/v1/accounts/"+k.Address().String(), nil, &a); err != nil {
+	if err := c.Do(ctx, "GET", "/v1/accounts/"+k.Address().String(), nil, &a); err != nil {
 		return err
 	}
 	if a.HEKey != "" {
 		return nil
 	}
-	pk, err := sandbox.RequesterPublicKey(k.Seed())
+	pk, err := heparams.RequesterPublicKey(k.Seed())
 	if err != nil {
 		return err
 	}
-	return c.do(ctx, "POST", "/v1/accounts/hekey", policies.HEKeyDoc{Params: sandbox.HEParamsName, PublicKey: pk}, nil)
+	return c.Do(ctx, "POST", "/v1/accounts/hekey", policies.HEKeyDoc{Params: heparams.Name, PublicKey: pk}, nil)
 }
 
 func cmdHEStatus(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
@@ -718,7 +720,7 @@ func cmdHEStatus(ctx context.Context, g *globals, fs *flag.FlagSet, args []strin
 		return err
 	}
 	var c policies.HECeremony
-	if err := newClient(g).do(ctx, "GET", "/v1/he", nil, &c); err != nil {
+	if err := newClient(g).Do(ctx, "GET", "/v1/he", nil, &c); err != nil {
 		return err
 	}
 	return printCeremony(g, c)
@@ -730,7 +732,7 @@ func cmdHECeremony(ctx context.Context, g *globals, fs *flag.FlagSet, args []str
 		return err
 	}
 	var c policies.HECeremony
-	if err := newClient(g).do(ctx, "POST", "/v1/he/ceremony", api.CeremonyRequest{Threshold: *threshold}, &c); err != nil {
+	if err := newClient(g).Do(ctx, "POST", "/v1/he/ceremony", api.CeremonyRequest{Threshold: *threshold}, &c); err != nil {
 		return err
 	}
 	return printCeremony(g, c)
@@ -755,7 +757,7 @@ func cmdLimitsShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []str
 		return err
 	}
 	var l policies.Limits
-	if err := newClient(g).do(ctx, "GET", "/v1/limits", nil, &l); err != nil {
+	if err := newClient(g).Do(ctx, "GET", "/v1/limits", nil, &l); err != nil {
 		return err
 	}
 	return printLimits(g, l)
@@ -770,7 +772,7 @@ func cmdLimitsSet(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	}
 	c := newClient(g)
 	var l policies.Limits
-	if err := c.do(ctx, "GET", "/v1/limits", nil, &l); err != nil {
+	if err := c.Do(ctx, "GET", "/v1/limits", nil, &l); err != nil {
 		return err
 	}
 	set := 0
@@ -793,7 +795,7 @@ func cmdLimitsSet(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	if err := l.Validate(); err != nil {
 		return err
 	}
-	if err := c.do(ctx, "POST", "/v1/limits", l, nil); err != nil {
+	if err := c.Do(ctx, "POST", "/v1/limits", l, nil); err != nil {
 		return err
 	}
 	return printLimits(g, l)
@@ -816,7 +818,7 @@ func cmdBudgetShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []str
 		Holder  string               `json:"holder"`
 		Budgets []api.BudgetResponse `json:"budgets"`
 	}
-	if err := newClient(g).do(ctx, "GET", "/v1/budgets", nil, &out); err != nil {
+	if err := newClient(g).Do(ctx, "GET", "/v1/budgets", nil, &out); err != nil {
 		return err
 	}
 	if g.json {

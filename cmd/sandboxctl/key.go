@@ -5,9 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"runtime"
 
+	"github.com/datasandbox/datasandbox/api/client"
 	"github.com/datasandbox/datasandbox/chain"
 )
 
@@ -40,21 +39,7 @@ func cmdKeyNew(ctx context.Context, g *globals, fs *flag.FlagSet, args []string)
 
 func loadKey(g *globals) (*chain.Key, error) {
 	if g.key == "" {
-		return nil, errNoKey
+		return nil, client.ErrNoKey
 	}
-	return loadKeyFile(g.key)
-}
-
-// loadKeyFile reads a private key file, refusing one that others may read
-// (as ssh does): a key anyone on the machine can copy is not the
-// account's alone.
-func loadKeyFile(path string) (*chain.Key, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
-		return nil, fmt.Errorf("%s: the private key file may be read by others (mode %04o); run: chmod 600 %s", path, perm, path)
-	}
-	return chain.LoadKeyFile(path)
+	return client.LoadKeyFile(g.key)
 }

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/datasandbox/datasandbox/api"
+	"github.com/datasandbox/datasandbox/api/client"
 	"github.com/datasandbox/datasandbox/mpc"
 	"github.com/datasandbox/datasandbox/mpc/pseudonym"
 	"github.com/datasandbox/datasandbox/policies"
@@ -169,9 +170,9 @@ func newListJob(query, flag string) (*listJob, error) {
 // pseudonymiseForJob obtains the consortium pseudonyms of ids for job,
 // through the threshold VOPRF (the ids leave this machine blinded only).
 // It returns the ceremony's id and the pseudonyms, in the order of ids.
-func pseudonymiseForJob(ctx context.Context, c *client, job string, ids [][]byte, batch int) (string, [][]byte, error) {
+func pseudonymiseForJob(ctx context.Context, c *client.Client, job string, ids [][]byte, batch int) (string, [][]byte, error) {
 	var cer policies.PseudonymCeremony
-	if err := c.do(ctx, "GET", "/v1/pseudonyms", nil, &cer); err != nil {
+	if err := c.Do(ctx, "GET", "/v1/pseudonyms", nil, &cer); err != nil {
 		return "", nil, err
 	}
 	pc, err := api.PseudonymClient(cer)
@@ -187,7 +188,7 @@ func pseudonymiseForJob(ctx context.Context, c *client, job string, ids [][]byte
 // pseudonyms, then, once the job runs and its key is sealed to lk, the
 // tags to the runner; again to a new runner that takes the job over,
 // until the job ends or timeout. It returns the job as last seen.
-func shipList(ctx context.Context, g *globals, c *client, j api.JobResponse, lk *mpc.ListKey, lf *listFile, timeout time.Duration) (api.JobResponse, error) {
+func shipList(ctx context.Context, g *globals, c *client.Client, j api.JobResponse, lk *mpc.ListKey, lf *listFile, timeout time.Duration) (api.JobResponse, error) {
 	start := time.Now()
 	_, ps, err := pseudonymiseForJob(ctx, c, j.Job, lf.ids, 4096)
 	if err != nil {
@@ -214,7 +215,7 @@ func shipList(ctx context.Context, g *globals, c *client, j api.JobResponse, lk 
 			return j, fmt.Errorf("job %s still %s after %s; its list was not taken by a runner", j.Job, j.Status, timeout)
 		}
 		w := min(left, 30*time.Second).Round(time.Millisecond)
-		if err := c.do(ctx, "GET", "/v1/jobs/"+j.Job+"?wait="+w.String(), nil, &j); err != nil {
+		if err := c.Do(ctx, "GET", "/v1/jobs/"+j.Job+"?wait="+w.String(), nil, &j); err != nil {
 			return j, err
 		}
 	}
@@ -222,7 +223,7 @@ func shipList(ctx context.Context, g *globals, c *client, j api.JobResponse, lk 
 
 // sendList opens the job key, derives the tags and ships them to the
 // job's runner: first the commitment (job.list), then the shipment.
-func sendList(ctx context.Context, c *client, j api.JobResponse, lk *mpc.ListKey, lf *listFile, ps [][]byte) error {
+func sendList(ctx context.Context, c *client.Client, j api.JobResponse, lk *mpc.ListKey, lf *listFile, ps [][]byte) error {
 	from, err := policies.ParseAddress(j.KeyFrom)
 	if err != nil {
 		return err
@@ -249,10 +250,10 @@ func sendList(ctx context.Context, c *client, j api.JobResponse, lk *mpc.ListKey
 		return err
 	}
 	doc := policies.JobListDoc{Job: j.Job, To: to, Rows: int64(s.Rows), SHA256: sandbox.ShipmentDigest(b)}
-	if err := c.do(ctx, "POST", "/v1/jobs/"+j.Job+"/list", doc, nil); err != nil {
+	if err := c.Do(ctx, "POST", "/v1/jobs/"+j.Job+"/list", doc, nil); err != nil {
 		return fmt.Errorf("job %s: committing the list's shipment: %w", j.Job, err)
 	}
-	if err := c.do(ctx, "PUT", "/v1/jobs/"+j.Job+"/list", api.ListShipment{Shipment: b}, nil); err != nil {
+	if err := c.Do(ctx, "PUT", "/v1/jobs/"+j.Job+"/list", api.ListShipment{Shipment: b}, nil); err != nil {
 		return fmt.Errorf("job %s: shipping the list's tags: %w", j.Job, err)
 	}
 	return nil

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/api/apitest"
+	"github.com/datasandbox/datasandbox/api/client"
+	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/chain"
 )
 
@@ -221,7 +221,7 @@ func TestLedgerCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "OK: all checks hold") || !strings.Contains(out, "matches the node's state hash") {
 		t.Fatalf("verify: %q %v", out, err)
 	}
-	var rep Report
+	var rep client.Report
 	b, _ := os.ReadFile(filepath.Join(e.dir, "r.json"))
 	if err := json.Unmarshal(b, &rep); err != nil || !rep.OK || rep.Entries != 4 || !rep.Checkpoint.Trusted {
 		t.Fatalf("report %+v %v", rep, err)
@@ -251,7 +251,7 @@ func TestLedgerCommands(t *testing.T) {
 	}
 
 	// A history rewritten since the last verification is detected.
-	var st verifiedState
+	var st audit.LastVerified
 	b, _ = os.ReadFile(state)
 	json.Unmarshal(b, &st)
 	st.Root = base64.StdEncoding.EncodeToString(make([]byte, 32))
@@ -351,24 +351,7 @@ func TestExportAuditOffline(t *testing.T) {
 		t.Fatalf("offline verify: %q %v", out, err)
 	}
 	// Tamper with one entry of the export: decompress, flip, recompress.
-	f, _ := os.Open(exp)
-	z, _ := zstd.NewReader(f)
-	raw, _ := io.ReadAll(z)
-	z.Close()
-	f.Close()
-	lines := bytes.Split(raw, []byte("\n"))
-	var line exportLine
-	json.Unmarshal(lines[3], &line)
-	ent, _ := base64.StdEncoding.DecodeString(line.Entries[0])
-	ent[len(ent)-70] ^= 1
-	line.Entries[0] = base64.StdEncoding.EncodeToString(ent)
-	lines[3], _ = json.Marshal(line)
-	var buf bytes.Buffer
-	zw, _ := zstd.NewWriter(&buf)
-	zw.Write(bytes.Join(lines, []byte("\n")))
-	zw.Close()
-	bad := filepath.Join(e.dir, "bad.zst")
-	os.WriteFile(bad, buf.Bytes(), 0o644)
+	bad := tamperExport(t, exp, 3)
 	_, err = e.ctl(t, "", "ledger", "verify", "--file", bad, "--trust", e.trust, "--state", filepath.Join(e.dir, "off2.json"))
 	if err == nil || !strings.Contains(err.Error(), "index 2") {
 		t.Fatalf("tampered export: %v", err)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/datasandbox/datasandbox/api"
+	"github.com/datasandbox/datasandbox/api/client"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -27,7 +28,7 @@ func cmdPseudonymStatus(ctx context.Context, g *globals, fs *flag.FlagSet, args 
 		return err
 	}
 	var c policies.PseudonymCeremony
-	if err := newClient(g).do(ctx, "GET", "/v1/pseudonyms", nil, &c); err != nil {
+	if err := newClient(g).Do(ctx, "GET", "/v1/pseudonyms", nil, &c); err != nil {
 		return err
 	}
 	return printPseudonymCeremony(g, c)
@@ -39,7 +40,7 @@ func cmdPseudonymCeremony(ctx context.Context, g *globals, fs *flag.FlagSet, arg
 		return err
 	}
 	var c policies.PseudonymCeremony
-	if err := newClient(g).do(ctx, "POST", "/v1/pseudonyms/ceremony", api.PseudonymCeremonyRequest{Threshold: *threshold}, &c); err != nil {
+	if err := newClient(g).Do(ctx, "POST", "/v1/pseudonyms/ceremony", api.PseudonymCeremonyRequest{Threshold: *threshold}, &c); err != nil {
 		return err
 	}
 	return printPseudonymCeremony(g, c)
@@ -78,11 +79,11 @@ func printPseudonymCeremony(g *globals, c policies.PseudonymCeremony) error {
 }
 
 // httpTransport reaches a node for pseudonym.Client over the signed API.
-type httpTransport struct{ c *client }
+type httpTransport struct{ c *client.Client }
 
 func (t httpTransport) Commit(ctx context.Context, doc policies.PseudonymBatchDoc) (string, error) {
 	var r api.BatchResponse
-	if err := t.c.do(ctx, "POST", "/v1/pseudonyms/batches", doc, &r); err != nil {
+	if err := t.c.Do(ctx, "POST", "/v1/pseudonyms/batches", doc, &r); err != nil {
 		return "", err
 	}
 	return r.Batch, nil
@@ -90,7 +91,7 @@ func (t httpTransport) Commit(ctx context.Context, doc policies.PseudonymBatchDo
 
 func (t httpTransport) Evaluate(ctx context.Context, batch string, req []byte, need int, exclude []uint64) ([][]byte, error) {
 	var r api.EvaluateResponse
-	if err := t.c.do(ctx, "POST", "/v1/pseudonyms/batches/"+batch+"/evaluate", api.EvaluateRequest{Request: req, Need: need, Exclude: exclude}, &r); err != nil {
+	if err := t.c.Do(ctx, "POST", "/v1/pseudonyms/batches/"+batch+"/evaluate", api.EvaluateRequest{Request: req, Need: need, Exclude: exclude}, &r); err != nil {
 		return nil, err
 	}
 	return r.Partials, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 	"github.com/datasandbox/datasandbox/sandbox"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // benchRows is the size of the datasets the end-to-end benchmarks query.
@@ -88,11 +89,11 @@ func benchSetup(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	pk, err := sandbox.RequesterPublicKey(ent.Ed25519().Seed())
+	pk, err := heparams.RequesterPublicKey(ent.Ed25519().Seed())
 	if err != nil {
 		b.Fatal(err)
 	}
-	doc, _ := json.Marshal(policies.HEKeyDoc{Params: sandbox.HEParamsName, PublicKey: pk})
+	doc, _ := json.Marshal(policies.HEKeyDoc{Params: heparams.Name, PublicKey: pk})
 	if err := signedCall(ctx, ent, "POST", url+"/v1/accounts/hekey", "application/json", doc, nil); err != nil {
 		b.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 	"github.com/datasandbox/datasandbox/sandbox"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // TestMain lets the tests run this package's main in child processes (real
@@ -58,16 +59,26 @@ type procCluster struct {
 
 // startProcCluster writes keys, a genesis and a node.toml per node, and
 // starts the three nodes as child processes (logs in dir/nodeI.log).
-func startProcCluster(t *testing.T) *procCluster {
+func startProcCluster(t *testing.T) *procCluster { return startProcClusterWith(t, 3, nil) }
+
+// startProcClusterWith starts nodes nodes (node4 and later of
+// organisations ops4, ...), with edit applied to the genesis when not nil.
+// Besides the nodes, the accounts are admin, agency1 (tax), agency2
+// (health), enterprise, auditor.
+func startProcClusterWith(t *testing.T, nodes int, edit func(*policies.Genesis)) *procCluster {
 	t.Helper()
 	c := &procCluster{t: t, dir: t.TempDir(), keys: map[string]*chain.Key{}}
 	// Limits in genesis: the fault tests run many jobs on one budget.
 	g := policies.Genesis{Consortium: "proc", Table: policies.DefaultTable(),
 		Limits: &policies.Limits{MaxEpsilonPerQuery: 1, MaxEpsilonBudget: 1e6, MaxDelta: 1e-5}}
-	for _, a := range []struct{ name, role, org string }{
-		{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"enterprise", "enterprise", "bank"}, {"auditor", "auditor", ""},
+	accounts := []struct{ name, role, org string }{
+		{"admin", "admin", ""}, {"agency1", "agency", "tax"}, {"agency2", "agency", "health"}, {"enterprise", "enterprise", "bank"}, {"auditor", "auditor", ""},
 		{"node1", "node", "tax"}, {"node2", "node", "health"}, {"node3", "node", "registry"},
-	} {
+	}
+	for i := 4; i <= nodes; i++ {
+		accounts = append(accounts, struct{ name, role, org string }{fmt.Sprintf("node%d", i), "node", fmt.Sprintf("ops%d", i)})
+	}
+	for _, a := range accounts {
 		k, err := chain.GenerateKey(chain.Ed25519)
 		if err != nil {
 			t.Fatal(err)
@@ -77,6 +88,9 @@ func startProcCluster(t *testing.T) *procCluster {
 			t.Fatal(err)
 		}
 		g.Accounts = append(g.Accounts, policies.GenesisAccount{PublicKey: k.PublicKey(), Algorithm: "ed25519", Name: a.name, Org: a.org, Roles: []string{a.role}})
+	}
+	if edit != nil {
+		edit(&g)
 	}
 	graw, err := audit.GenesisEntry(c.keys["admin"], g, time.Now())
 	if err != nil {
@@ -104,10 +118,10 @@ func startProcCluster(t *testing.T) *procCluster {
 	c.client = &http.Client{Transport: tr, Timeout: 60 * time.Second}
 	base := freeBase(t)
 	var bootstrap []string
-	for i := 0; i < 3; i++ {
+	for i := 0; i < nodes; i++ {
 		bootstrap = append(bootstrap, fmt.Sprintf("%q", fmt.Sprintf("node%d=127.0.0.1:%d", i+1, base+1000+i)))
 	}
-	for i := 0; i < 3; i++ {
+	for i := 0; i < nodes; i++ {
 		id := fmt.Sprintf("node%d", i+1)
 		certPEM, keyPEM, err := ca.Issue(id, []string{"127.0.0.1"})
 		if err != nil {
@@ -121,7 +135,7 @@ func startProcCluster(t *testing.T) *procCluster {
 			t.Fatal(err)
 		}
 		cfg := fmt.Sprintf("id = %q\ndir = %q\nkey = %q\nhttp = \"127.0.0.1:%d\"\nraft = \"127.0.0.1:%d\"\norigin = \"proc\"\nbootstrap = [%s]\ngenesis = %q\nlog_level = \"warn\"\ntls_cert = %q\ntls_key = %q\ntls_ca = %q\nrate_limit = 5000\nrate_burst = 5000\n",
-			id, filepath.Join(c.dir, id), filepath.Join(c.dir, id+".key"), base+i, base+1000+i, bootstrap[0]+", "+bootstrap[1]+", "+bootstrap[2], genesis,
+			id, filepath.Join(c.dir, id), filepath.Join(c.dir, id+".key"), base+i, base+1000+i, strings.Join(bootstrap, ", "), genesis,
 			certFile, keyFile, filepath.Join(c.dir, "ca.pem"))
 		if err := os.WriteFile(filepath.Join(c.dir, id+".toml"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -137,7 +151,11 @@ func startProcCluster(t *testing.T) *procCluster {
 			c.dumpLogs()
 		}
 	})
-	c.waitHealthy(0, 1, 2)
+	all := make([]int, nodes)
+	for i := range all {
+		all[i] = i
+	}
+	c.waitHealthy(all...)
 	return c
 }
 
@@ -314,11 +332,11 @@ func TestRunHEJobSurvivesNodeKill(t *testing.T) {
 
 	// The enterprise registers the CKKS key derived from its key file.
 	seed := c.keys["enterprise"].Ed25519().Seed()
-	pk, err := sandbox.RequesterPublicKey(seed)
+	pk, err := heparams.RequesterPublicKey(seed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.mustJSON(1, "enterprise", "POST", "/v1/accounts/hekey", policies.HEKeyDoc{Params: sandbox.HEParamsName, PublicKey: pk}, nil)
+	c.mustJSON(1, "enterprise", "POST", "/v1/accounts/hekey", policies.HEKeyDoc{Params: heparams.Name, PublicKey: pk}, nil)
 
 	// It submits; node2 is killed as soon as the job runs.
 	var job api.JobResponse

@@ -28,7 +28,7 @@ func freeBase(t testing.TB) int {
 		// of outgoing connections.
 		p := 20000 + rand.IntN(9000)
 		ok := true
-		for _, q := range []int{p, p + 1, p + 2, p + 1000, p + 1001, p + 1002} {
+		for _, q := range []int{p, p + 1, p + 2, p + 3, p + 1000, p + 1001, p + 1002, p + 1003} { // up to 4 nodes
 			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
 			if err != nil {
 				ok = false

@@ -300,9 +300,11 @@ func TestDealtShareChecked(t *testing.T) {
 		t      int
 		points []uint64
 	}{{0, points}, {4, points}, {2, []uint64{1, 1, 2}}, {2, []uint64{0, 1}}, {1, []uint64{MaxParticipants + 1}}} {
-		if _, err := Deal(tc.t, tc.points); !errors.Is(err, ErrInvalidInput) {
-			t.Errorf("Deal(%d, %v) = %v", tc.t, tc.points, err)
-		}
+		t.Run(fmt.Sprintf("Deal(%d, %v)", tc.t, tc.points), func(t *testing.T) {
+			if _, err := Deal(tc.t, tc.points); !errors.Is(err, ErrInvalidInput) {
+				t.Errorf("Deal(%d, %v) = %v", tc.t, tc.points, err)
+			}
+		})
 	}
 }
 
@@ -490,11 +492,13 @@ func TestSecretsStayOutOfPrints(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
-		if got := fmt.Sprintf(verb, shares[0]); got != "pseudonym key share of point 1" {
-			t.Errorf("%s of a key share prints %q", verb, got)
-		}
-		if got := fmt.Sprintf(verb, b); got != "pseudonym blinding of 1 ids" {
-			t.Errorf("%s of a blinding prints %q", verb, got)
-		}
+		t.Run(verb, func(t *testing.T) {
+			if got := fmt.Sprintf(verb, shares[0]); got != "pseudonym key share of point 1" {
+				t.Errorf("%s of a key share prints %q", verb, got)
+			}
+			if got := fmt.Sprintf(verb, b); got != "pseudonym blinding of 1 ids" {
+				t.Errorf("%s of a blinding prints %q", verb, got)
+			}
+		})
 	}
 }

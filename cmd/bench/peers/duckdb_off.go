@@ -12,3 +12,8 @@ import (
 func duckdbPeer(context.Context, string, int, int) (any, error) {
 	return nil, errors.New("built without DuckDB: build with -tags duckdb (make bench does)")
 }
+
+// duckdbJoinPeer is not compiled in without the build tag duckdb.
+func duckdbJoinPeer(context.Context, string, string, int, int) (any, error) {
+	return nil, errors.New("built without DuckDB: build with -tags duckdb (make bench does)")
+}

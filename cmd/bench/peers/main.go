@@ -29,11 +29,13 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: peers etcd [--runs N] | peers duckdb --csv FILE [--runs N] [--threads 2]")
+		return errors.New("usage: peers etcd [--runs N] | peers duckdb --csv FILE [--runs N] [--threads 2] | peers duckdb-join --tax FILE --benefits FILE [--runs N] [--threads 2]")
 	}
 	fs := flag.NewFlagSet("peers "+args[0], flag.ContinueOnError)
 	runs := fs.Int("runs", 3, "measured runs; the median is reported")
 	csvFile := fs.String("csv", "", "duckdb: the CSV file (header row) to load and query")
+	taxCSV := fs.String("tax", "", "duckdb-join: the tax2025 CSV file")
+	benCSV := fs.String("benefits", "", "duckdb-join: the benefits2025 CSV file")
 	threads := fs.Int("threads", 2, "duckdb: worker threads")
 	total := fs.Int("puts", 40000, "etcd: puts per run")
 	clients := fs.Int("clients", 256, "etcd: concurrent clients")
@@ -50,6 +52,11 @@ func run(ctx context.Context, args []string) error {
 			return errors.New("duckdb: --csv is required")
 		}
 		out, err = duckdbPeer(ctx, *csvFile, *runs, *threads)
+	case "duckdb-join":
+		if *taxCSV == "" || *benCSV == "" {
+			return errors.New("duckdb-join: --tax and --benefits are required")
+		}
+		out, err = duckdbJoinPeer(ctx, *taxCSV, *benCSV, *runs, *threads)
 	default:
 		return fmt.Errorf("unknown peer %q", args[0])
 	}

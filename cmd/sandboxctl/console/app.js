@@ -231,13 +231,16 @@ const VIEWS = {
     layout: () => el('div', {},
       card('Verification of the whole ledger', 'verify', verifyControls()),
       el('div', { class: 'grid' }, card('Prove an entry', 'proof', proofControls()), card('Latest signed checkpoint', 'checkpoint')),
+      card('Data flows of join jobs', 'flows', el('p', { class: 'muted' }, 'Which columns of which dataset moved from which node to the node that runs each join, with the digest of what moved (job.flow entries on the ledger; the verification checks them against each job\'s plan). Tab moves through the shipments.')),
       card('Checkpoints verified in this session', 'history'),
       el('section', { class: 'card', 'aria-labelledby': 'report-h' }, el('h2', { id: 'report-h' }, 'Audit report'),
         el('p', { class: 'muted', id: 'report-note' }, 'Run a verification: its report (accounts, datasets, policies, budgets, timeline, refusals, checkpoint history) appears here.'),
         el('div', { id: 'report' }))),
     refresh: async () => {
-      const [v, cp] = await Promise.all([api('GET', '/api/verify'), api('GET', '/api/checkpoint')]);
+      const [v, cp, jobs] = await Promise.all([api('GET', '/api/verify'), api('GET', '/api/checkpoint'), api('GET', '/api/jobs')]);
       replace('checkpoint', cp, c => [el('p', {}, 'size ' + c.size + ', root ', el('code', {}, c.root)), el('pre', { class: 'mono query' }, c.note)]);
+      const joins = jobs.jobs.filter(j => (j.datasets || []).length > 1);
+      replace('flows', [joins, window.innerWidth < 640], () => joins.length ? joins.map(flowView) : el('p', { class: 'muted' }, 'No join job on the ledger yet.'));
       renderVerify(v);
     },
   },
@@ -254,7 +257,7 @@ const VIEWS = {
       const mine = jobs.jobs.filter(j => j.requester === me.account.address);
       replace('jobs', mine, js => table(['job', 'submitted', 'dataset', 'purpose', 'mode', 'status', { label: 'ε', num: true }, 'reason', ''],
         js.slice().reverse().map(j => [j.job, fmtTime(j.submitted), j.dataset, j.purpose, j.mode, pill(j.status), fmtEps(j.epsilon), j.reason || '',
-          j.status === 'completed' ? el('button', { type: 'button', class: 'secondary', onclick: () => showResult(j.job), 'aria-label': 'Show result of ' + j.job }, 'Show result') : ''])));
+          j.status === 'completed' ? el('button', { type: 'button', class: 'secondary', onclick: () => showResult(j.job, j.mode), 'aria-label': 'Show result of ' + j.job }, 'Show result') : ''])));
       const active = pol.policies.filter(p => !p.revoked);
       replace('budget', [mine, active], () => barChart('epsilon used of each budget', active.map(p => {
         const s = spent(mine, me.account.address, p.dataset);
@@ -391,6 +394,72 @@ function renderVerify(v) {
   }
 }
 
+// flowView is one join job's data flows: a chart (each shipment a box,
+// an arrow to the node that received it; on a phone, drawn top to bottom)
+// and the same as a table.
+function flowView(j) {
+  const name = a => (j.node_names || {})[a] || short(a);
+  const flows = (j.flows || []).map(f => ({ ...f, fromName: name(f.from), toName: name(f.to),
+    sentence: f.dataset + ': columns ' + f.columns.join(', ') + ', ' + f.rows + ' rows, moved from ' + name(f.from) + ' to ' + name(f.to) + '; sha256 ' + f.sha256 + ' (ledger entry ' + f.index + ')' }));
+  return el('div', { class: 'join' },
+    el('h3', {}, j.job + ' joins ' + j.datasets.join(', ') + ' ', pill(j.status), j.runner ? ' · run by ' + name(j.runner) : ''),
+    flows.length ? flowChart(j, flows, name) : el('p', { class: 'muted' }, 'No data has moved for this job yet.'),
+    table(['dataset', 'columns', { label: 'rows', num: true }, 'from', 'to', 'sha256 of what moved', { label: 'entry', num: true }],
+      flows.map(f => [f.dataset, f.columns.join(', '), f.rows, f.fromName, f.toName, el('code', {}, f.sha256), f.index])));
+}
+
+function flowChart(j, flows, name) {
+  const narrow = window.innerWidth < 640;
+  const boxH = 64, gap = 12;
+  const clip = (t, n) => t.length > n ? t.slice(0, n - 1) + '…' : t;
+  const id = 'arrow-' + j.job;
+  const svg = sv('svg', { class: 'chart flows', role: 'group', 'aria-label': 'data flows of ' + j.job });
+  svg.append(sv('title', {}, 'data flows of ' + j.job));
+  svg.append(sv('defs', {}, sv('marker', { id, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
+    sv('path', { d: 'M0,0 L10,5 L0,10 z', fill: '#0b5cad' }))));
+  const shipment = (f, x, y, w, chars) => {
+    const g = sv('g', { class: 'flow', tabindex: 0, role: 'img', 'aria-label': f.sentence }, sv('title', {}, f.sentence),
+      sv('rect', { x, y, width: w, height: boxH, rx: 6, fill: '#eef4fb', stroke: '#0b5cad' }));
+    [f.dataset + ' · from ' + f.fromName, 'columns: ' + f.columns.join(', '), f.rows + ' rows · sha256 ' + f.sha256.slice(0, 12) + '…'].forEach((t, i) =>
+      g.append(sv('text', { x: x + 10, y: y + 19 + i * 17, 'font-weight': i === 0 ? 600 : 400 }, clip(t, chars))));
+    svg.append(g);
+  };
+  const node = (label, note, x, y, w, h, chars) => {
+    svg.append(sv('rect', { x, y, width: w, height: h, rx: 6, fill: '#f6f8fa', stroke: '#57606a' }));
+    svg.append(sv('text', { x: x + 10, y: y + h / 2 - 2, 'font-weight': 600 }, clip(label, chars)));
+    svg.append(sv('text', { x: x + 10, y: y + h / 2 + 14, fill: '#57606a' }, note));
+  };
+  const note = a => a === j.runner ? 'runs the join' : 'received it first (job taken over)';
+  if (narrow) {
+    const W = 360, arrowH = 30, destH = 44, step = boxH + arrowH + destH + 2 * gap;
+    svg.setAttribute('viewBox', `0 0 ${W} ${8 + flows.length * step}`);
+    flows.forEach((f, i) => {
+      const y = 4 + i * step;
+      shipment(f, 4, y, W - 8, 44);
+      svg.append(sv('line', { x1: W / 2, x2: W / 2, y1: y + boxH + 2, y2: y + boxH + arrowH - 2, stroke: '#0b5cad', 'stroke-width': 2, 'marker-end': `url(#${id})` }));
+      node('to ' + f.toName, note(f.to), 4, y + boxH + arrowH, W - 8, destH, 44);
+    });
+    return svg;
+  }
+  const W = 680, boxW = 330, destX = 440, destW = 232;
+  const H = 8 + flows.length * (boxH + gap);
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  svg.style.maxWidth = W + 'px';
+  const dests = [...new Set([...flows.filter(f => f.to === j.runner), ...flows].map(f => f.to))];
+  const dh = (H - 8) / dests.length, destY = {};
+  dests.forEach((d, i) => {
+    const y = 4 + i * dh;
+    node(name(d), note(d), destX, y + 2, destW, dh - gap, 30);
+    destY[d] = y + (dh - gap) / 2 + 2;
+  });
+  flows.forEach((f, i) => {
+    const y = 4 + i * (boxH + gap), cy = y + boxH / 2;
+    shipment(f, 8, y, boxW, 46);
+    svg.append(sv('path', { d: `M${8 + boxW},${cy} C${8 + boxW + 50},${cy} ${destX - 50},${destY[f.to]} ${destX - 2},${destY[f.to]}`, fill: 'none', stroke: '#0b5cad', 'stroke-width': 2, 'marker-end': `url(#${id})` }));
+  });
+  return svg;
+}
+
 function proofControls() {
   const inp = el('input', { type: 'text', id: 'proof-of', placeholder: 'entry index (e.g. 12) or job id (job-12)' });
   const out = el('div', { id: 'proof-out', 'aria-live': 'polite' });
@@ -432,7 +501,7 @@ function submitForm() {
     el('p', { class: 'muted' }, 'Masked mode. he jobs: sandboxctl job submit --mode he (results are decrypted by sandboxctl).'));
 }
 
-async function showResult(id) {
+async function showResult(id, mode) {
   const box = document.getElementById('result');
   box.replaceChildren(el('p', {}, 'fetching ' + id + '…'));
   try {
@@ -453,6 +522,7 @@ async function showResult(id) {
     const extra = Object.keys(r).filter(k => !known.has(k));
     box.replaceChildren(el('div', {},
       el('h3', {}, 'Result of ', r.job || id),
+      mode === 'he' ? el('p', { class: 'muted', id: 'he-note' }, 'An he result: the node sent it encrypted to your key; sandboxctl decrypted it on this machine, and this page got only the decrypted values.') : null,
       table(cols, (r.rows || []).map((row, i) => row.map((v, c) => cell(v, (r.noise || [])[i], c)))),
       el('p', {}, (r.rows || []).length + ' rows, ' + r.suppressed + ' cells suppressed, ε ' + fmtEps(r.epsilon_spent || 0) + ' spent; sha256 ', el('code', {}, r.result_sha256 || '')),
       extra.length ? el('div', {}, el('h3', {}, 'Noise and other fields the result carries'),

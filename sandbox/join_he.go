@@ -1,0 +1,341 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/ring"
+
+	"github.com/datasandbox/datasandbox/policies"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
+)
+
+// He-mode joins (DESIGN.md, "Joining across agencies"): each owner ships
+// its tags, the clear columns the plan filters and groups on, and its
+// encrypted columns as the ciphertexts it stores (N rows a ciphertext, in
+// its row order). The executor joins on tags as in masked mode, so it
+// knows which rows of each owner every cell's joined rows use, and how
+// often (a row joined with several rows of another dataset counts once for
+// each); it turns that into one plaintext weight polynomial per cell and
+// ciphertext and sums each owner's ciphertexts with them (no ciphertext
+// is multiplied by another: a product of two datasets' columns is
+// refused). Counts are clear, as in he mode on one dataset.
+//
+// Not wired yet: owners do not ship ciphertexts and the executor does not
+// ask the nodes for decryption shares; the API and the state machine still
+// refuse he joins. HEEvaluateJoin is the executor's evaluation, tested
+// against the masked join.
+
+// HEJoinPart is an owner's part of an he join: its clear part and the
+// ciphertexts of its encrypted columns, in the same row order.
+type HEJoinPart struct {
+	JoinPart
+	HE *heData
+}
+
+// heJoinQuantity is one released quantity of an he join: the owner part
+// whose ciphertexts hold it, and its name there (columns unqualified).
+type heJoinQuantity struct {
+	part int
+	name string
+}
+
+// HEEvaluateJoin runs a join query in he mode on the executor: the join
+// on tags, at most MaxRows rows per person and part (as ExecuteJoin),
+// clear WHERE and GROUP BY over the clear shipped columns, the minimum
+// group size counted in people, and each encrypted sum a weighted sum of
+// its owner's ciphertexts, packed into one ciphertext for the threshold
+// decryption. The layout's noise is calibrated to the rows one person
+// adds to the join.
+func HEEvaluateJoin(ctx context.Context, q *Query, parts []HEJoinPart, keys *HEKeys, ctl Control, lim Limits, selKey []byte) (*rlwe.Ciphertext, *HELayout, error) {
+	env := JoinEnv{Schemas: map[string]*policies.Schema{}, Nodes: policies.MinJoinNodes}
+	enc := map[string]bool{}
+	for _, p := range parts {
+		env.Schemas[p.Dataset] = &p.Table.Schema
+		if len(p.Tags) != p.Table.Rows || p.HE == nil || p.HE.meta.Rows != int64(p.Table.Rows) {
+			return nil, nil, fmt.Errorf("%w: dataset %s: tags, rows and ciphertexts disagree", ErrBadData, p.Dataset)
+		}
+		for _, c := range p.HE.meta.Columns {
+			enc[p.Dataset+"."+c] = true
+		}
+	}
+	if err := CheckJoin(q, env, policies.ModeMasked); err != nil {
+		return nil, nil, err
+	}
+	if err := checkHE(q, enc); err != nil {
+		return nil, nil, err
+	}
+	order := q.datasets()
+	if len(parts) != len(order) {
+		return nil, nil, fmt.Errorf("%w: %d parts for a join of %d datasets", ErrBadData, len(parts), len(order))
+	}
+	byName := map[string]*JoinPart{}
+	index := map[string]int{}
+	for i := range parts {
+		byName[parts[i].Dataset] = &parts[i].JoinPart
+	}
+	tags := make([][][TagSize]byte, len(order))
+	maxRows := make([]int, len(order))
+	heParts := make([]*heData, len(order))
+	bound := 1
+	for i, d := range order {
+		p := byName[d]
+		if p == nil {
+			return nil, nil, fmt.Errorf("%w: no part for dataset %s", ErrBadData, d)
+		}
+		if p.MaxRows < 1 {
+			return nil, nil, fmt.Errorf("%w: dataset %s has no bound on rows per person", ErrRefused, d)
+		}
+		bound *= p.MaxRows
+		tags[i], maxRows[i], index[d] = p.Tags, p.MaxRows, i
+		for _, hp := range parts {
+			if hp.Dataset == d {
+				heParts[i] = hp.HE
+			}
+		}
+	}
+	// The released quantities, and the part holding each.
+	perCell := []string{"count"}
+	from := []heJoinQuantity{{part: -1}}
+	for _, a := range q.Aggs {
+		need, err := heNeeds(q, a, enc)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, n := range need {
+			kind, cols, _ := strings.Cut(n, ":")
+			ds, local := "", []string{}
+			for _, c := range strings.Split(cols, ",") {
+				d, name, _ := strings.Cut(c, ".")
+				if ds != "" && d != ds {
+					return nil, nil, q.refuseAt(a.Pos, RuleHE, "%s of columns of two datasets needs a product of ciphertexts, which he mode never computes: use mode masked", strings.ToUpper(a.Func))
+				}
+				ds = d
+				local = append(local, name)
+			}
+			pi := index[ds]
+			qn := kind + ":" + strings.Join(local, ",")
+			if kind == "xy" {
+				qn = canonicalPair(qn, heParts[pi].meta.Columns)
+				a, b, _ := strings.Cut(strings.TrimPrefix(qn, "xy:"), ",")
+				n = pairName(ds+"."+a, ds+"."+b)
+			}
+			if heParts[pi].cts[qn] == nil {
+				return nil, nil, fmt.Errorf("%w: dataset %s shipped no quantity %s", ErrBadData, ds, qn)
+			}
+			if !slices.Contains(perCell, n) {
+				perCell = append(perCell, n)
+				from = append(from, heJoinQuantity{part: pi, name: qn})
+			}
+		}
+	}
+	rows, person, err := matchTags(ctx, tags, maxRows, selKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := joinedTable(q, order, byName, rows, enc)
+	if err != nil {
+		return nil, nil, err
+	}
+	mask, err := evalWhere(t, q.Where)
+	if err != nil {
+		return nil, nil, err
+	}
+	gid, ngroups, gkeys, err := groupIDs(t, q.Keys, lim)
+	if err != nil {
+		return nil, nil, err
+	}
+	counts, err := parallelCount(ctx, t.Rows, mask, gid, ngroups)
+	if err != nil {
+		return nil, nil, err
+	}
+	people := distinctPeople(t.Rows, mask, gid, ngroups, person)
+	norms, bounds := map[string]float64{}, map[string][2]float64{}
+	public := len(parts[0].Tags)
+	for i, d := range order {
+		public = min(public, len(tags[i]))
+		for c, b := range heParts[i].meta.Norms {
+			norms[d+"."+c] = b
+		}
+		for _, c := range byName[d].Table.Schema.Columns {
+			if enc[d+"."+c.Name] && len(c.Bounds) == 2 {
+				bounds[d+"."+c.Name] = [2]float64{c.Bounds[0], c.Bounds[1]}
+			}
+		}
+	}
+	lay := &HELayout{Query: q.Source, PerCell: perCell, Norms: norms, Bounds: bounds}
+	if !ctl.NoNoise {
+		// One person changes at most bound joined rows (ExecuteJoin).
+		lay.Noise = &HENoise{Mechanism: ctl.Mechanism, Epsilon: ctl.Epsilon / float64(bound), Delta: ctl.Delta, Rows: int64(public * bound),
+			MinGroupSize: ctl.MinGroupSize, MaxIntervalRatio: ctl.MaxIntervalRatio}
+	}
+	if ctl.Dominance != nil {
+		lay.Notes = "the dominance rule needs per-person values and is not evaluated in he mode; minimum cell size and DP apply"
+	}
+	cellOf := make([]int32, ngroups)
+	cells := 0
+	for g, n := range people {
+		cellOf[g] = -1
+		if n == 0 {
+			continue
+		}
+		if n < int64(ctl.MinGroupSize) {
+			lay.Suppressed++
+			continue
+		}
+		cellOf[g] = int32(cells)
+		cells++
+		lay.Keys = append(lay.Keys, gkeys[g])
+	}
+	if positions := cells * len(perCell); positions > maxHECells {
+		return nil, nil, refuse("he mode releases at most %d cells×quantities in one result; this query has %d (fewer groups or aggregates, or mode masked)", maxHECells, positions)
+	}
+	N := heparams.Params().N()
+	slots := 2
+	for slots < cells*len(perCell) {
+		slots <<= 1
+	}
+	lay.Spacing = N / slots
+	packIn := map[int]*rlwe.Ciphertext{}
+	k := len(order)
+	for pi := range order {
+		var qs []int // indices into perCell of this part's quantities
+		for j, f := range from {
+			if f.part == pi {
+				qs = append(qs, j)
+			}
+		}
+		if len(qs) == 0 {
+			continue
+		}
+		// Each selected joined row's row of this part, and its cell.
+		var sel []rowCell
+		for j := range t.Rows {
+			if mask != nil && !mask[j] {
+				continue
+			}
+			g := 0
+			if gid != nil {
+				g = int(gid[j])
+			}
+			if c := cellOf[g]; c >= 0 {
+				sel = append(sel, rowCell{row: rows[j*k+pi], cell: c})
+			}
+		}
+		sums, err := heWeightedSums(ctx, heParts[pi], from, qs, sel, cells)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, j := range qs {
+			for cell, ct := range sums[i] {
+				if ct != nil {
+					packIn[(cell*len(perCell)+j)*lay.Spacing] = ct
+				}
+			}
+		}
+	}
+	out, err := hePack(keys, packIn, counts, cellOf, lay)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, lay, nil
+}
+
+// rowCell is one joined row's row in a part, and the cell it counts in.
+type rowCell struct{ row, cell int32 }
+
+// heWeightedSums sums, per quantity qs[i] of d (its name in from) and
+// cell, the ciphertexts of d weighted by how often each row is in the
+// cell (sel), ciphertext by ciphertext, in parallel.
+func heWeightedSums(ctx context.Context, d *heData, from []heJoinQuantity, qs []int, sel []rowCell, cells int) ([][]*rlwe.Ciphertext, error) {
+	params := heparams.Params()
+	N := params.N()
+	ringQ := params.RingQ().AtLevel(0)
+	qmod := ringQ.SubRings[0].Modulus
+	ncts := len(d.cts[from[qs[0]].name])
+	// Bucket the rows by ciphertext (counting sort).
+	start := make([]int, ncts+1)
+	for _, s := range sel {
+		start[int(s.row)/N+1]++
+	}
+	for c := range ncts {
+		start[c+1] += start[c]
+	}
+	byCt := make([]rowCell, len(sel))
+	fill := append([]int(nil), start[:ncts]...)
+	for _, s := range sel {
+		c := int(s.row) / N
+		byCt[fill[c]] = s
+		fill[c]++
+	}
+	workers := min(runtime.GOMAXPROCS(0), max(ncts, 1))
+	accs := make([][][]*rlwe.Ciphertext, workers) // [worker][quantity][cell]
+	var wg sync.WaitGroup
+	for w := range workers {
+		acc := make([][]*rlwe.Ciphertext, len(qs))
+		for i := range acc {
+			acc[i] = make([]*rlwe.Ciphertext, cells)
+		}
+		accs[w] = acc
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			polys := map[int32]ring.Poly{}
+			for c := w; c < ncts; c += workers {
+				if ctx.Err() != nil {
+					return
+				}
+				clear(polys)
+				for _, s := range byCt[start[c]:start[c+1]] {
+					b, ok := polys[s.cell]
+					if !ok {
+						b = ringQ.NewPoly()
+						polys[s.cell] = b
+					}
+					addSelect(b.Coeffs[0], int(s.row)-c*N, qmod)
+				}
+				for cell, b := range polys {
+					ringQ.NTT(b, b)
+					ringQ.MForm(b, b)
+					for i, j := range qs {
+						ct := d.cts[from[j].name][c]
+						if acc[i][cell] == nil {
+							acc[i][cell] = rlwe.NewCiphertext(params, 1, 0)
+							*acc[i][cell].MetaData = *ct.MetaData
+						}
+						ringQ.MulCoeffsMontgomeryThenAdd(ct.Value[0], b, acc[i][cell].Value[0])
+						ringQ.MulCoeffsMontgomeryThenAdd(ct.Value[1], b, acc[i][cell].Value[1])
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := accs[0]
+	for _, acc := range accs[1:] {
+		for i := range out {
+			for cell := range out[i] {
+				out[i][cell] = addInto(ringQ, out[i][cell], acc[i][cell])
+			}
+		}
+	}
+	return out, nil
+}
+
+// addSelect adds one to the weight of row i in a selection polynomial
+// (setSelect's coefficients, counted: a row may be joined several times).
+func addSelect(b []uint64, i int, q uint64) {
+	if i == 0 {
+		b[0] = (b[0] + 1) % q
+		return
+	}
+	b[len(b)-i] = (b[len(b)-i] + q - 1) % q
+}

@@ -1,0 +1,48 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+func TestCheckResult(t *testing.T) {
+	res := Result{Job: "job-3", Columns: []string{"region", "n"}, Rows: [][]any{{"north", 12.0}}, EpsilonSpent: 0.5}
+	if err := res.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := json.Marshal(res)
+	committed := res.ResultSHA256
+	tampered := res
+	tampered.Rows = [][]any{{"north", 13.0}}
+	changed, _ := json.Marshal(tampered)
+	relabelled := res
+	relabelled.ResultSHA256 = "00" + committed[2:]
+	wrongClaim, _ := json.Marshal(relabelled)
+	for _, tc := range []struct {
+		name      string
+		raw       []byte
+		committed string
+		ok        bool
+	}{
+		{"as sealed", good, committed, true},
+		{"a value changed", changed, committed, false},
+		{"another committed hash", good, "00" + committed[2:], false},
+		{"the embedded hash changed", wrongClaim, committed, false},
+		{"not JSON", []byte("{"), committed, false},
+		{"empty", nil, committed, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := CheckResult(tc.raw, tc.committed)
+			if tc.ok {
+				if err != nil || got.Job != "job-3" || got.ResultSHA256 != committed {
+					t.Fatalf("CheckResult = %+v, %v; want the result", got, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrResultHash) {
+				t.Fatalf("CheckResult err = %v, want ErrResultHash", err)
+			}
+		})
+	}
+}

@@ -78,8 +78,11 @@ fuzz:
 	@for t in FuzzParseEntry FuzzParseProposal FuzzParseCheckpoint FuzzParseRPC; do $(GO) test ./chain -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
 	@for t in FuzzParseRange FuzzParseAppendRequest; do $(GO) test ./api -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
 	@for t in FuzzParsePolicy FuzzParseSchema FuzzParseLimits; do $(GO) test ./policies -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
-	@for t in FuzzParseQuery FuzzCheckQuery FuzzIngestCSV FuzzUnmarshalCiphertext FuzzParsePublicKey; do $(GO) test ./sandbox -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
+	@for t in FuzzParseQuery FuzzCheckQuery FuzzParseTree FuzzIngestCSV FuzzCSVReader FuzzParseNumber FuzzParseShipment FuzzGatherChunks; do $(GO) test ./sandbox -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
+	@for t in FuzzUnmarshalCiphertext FuzzParsePublicKey; do $(GO) test ./sandbox/heparams -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done
 	$(GO) test ./audit -run XXX -fuzz '^FuzzVerifyRequest$$' -fuzztime 20s
+	$(GO) test ./api/client -run XXX -fuzz '^FuzzReadExport$$' -fuzztime 20s
+	$(GO) test ./sandbox -run XXX -fuzz '^FuzzCheckResult$$' -fuzztime 20s
 	$(GO) test ./mpc -run XXX -fuzz '^FuzzOpenMessage$$' -fuzztime 20s
 	$(GO) test ./mpc -run XXX -fuzz '^FuzzPseudonymMessages$$' -fuzztime 20s
 	@for t in FuzzParseRequest FuzzParsePartial FuzzParseKeyShare; do $(GO) test ./mpc/pseudonym -run XXX -fuzz "^$$t$$" -fuzztime 20s || exit 1; done

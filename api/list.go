@@ -38,7 +38,10 @@ func (s *Server) listRoutes() []Route {
 // listEnv adds a submission's list to the join's environment: its schema
 // (sandbox.ListSchema), and that it may be joined with a dataset that some
 // active policy lets join lists. Bad lists are refused before the ledger.
-func (s *Server) listEnv(d *policies.ListDoc, q *sandbox.Query, env *sandbox.JoinEnv) error {
+func (s *Server) listEnv(d *policies.ListDoc, mode string, q *sandbox.Query, env *sandbox.JoinEnv) error {
+	if mode != policies.ModeMasked {
+		return &problemError{status: http.StatusUnprocessableEntity, code: "refused", detail: fmt.Sprintf("list %s: a list join runs in mode masked only (not %s)", clip(d.Name), clip(mode))}
+	}
 	if len(q.Joins) == 0 {
 		return badRequest("bad-list", fmt.Sprintf("--list %s: the query joins nothing; join the list as a table (FROM dataset t JOIN %s a ON t.id_column = a.id_column)", clip(d.Name), clip(d.Name)))
 	}

@@ -34,9 +34,14 @@ func TestListRefusedBeforeLedger(t *testing.T) {
 		{"short key", join, list("applicants", 100, 16), 400, "32 bytes, not 16"},
 		{"a dataset's name", "SELECT COUNT(*) FROM applicants a JOIN tax2025 t ON t.person_id = a.id", list("tax2025", 100, 32), 400, "bears the name of a registered dataset"},
 		{"policy without lists", join, list("applicants", 100, 32), 422, "no policy of dataset tax2025 allows joining an enterprise's id list (join.lists)"},
+		{"he mode", join, list("applicants", 100, 32), 422, "a list join runs in mode masked only (not he)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", policies.JobDoc{Query: c.query, Mode: "masked", Purpose: "credit risk statistics", List: c.list}, nil)
+			mode := "masked"
+			if c.name == "he mode" {
+				mode = "he"
+			}
+			code, p := f.Do(t, "bank", 0, "POST", "/v1/jobs", policies.JobDoc{Query: c.query, Mode: mode, Purpose: "credit risk statistics", List: c.list}, nil)
 			if code != c.code || !strings.Contains(p.Detail, c.want) {
 				t.Fatalf("%d %+v, want %d %q", code, p, c.code, c.want)
 			}

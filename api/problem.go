@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -107,7 +108,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 					p.Detail = m
 				}
 			} else {
-				p.Detail = err.Error()
+				p.Detail = refusalDetail(err)
 			}
 		} else {
 			p.Detail = "internal error; the node's log has the details"
@@ -132,4 +133,20 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		c.Response().WriteHeader(status)
 		_ = writeJSON(c.Response(), p)
 	}
+}
+
+// refusalDetail is an error's message for the client; a domain refusal's
+// without its sentinel's text, which the problem's code already says
+// ("policies: forbidden: dataset ... belongs to another agency" -> "dataset
+// ... belongs to another agency").
+func refusalDetail(err error) string {
+	msg := err.Error()
+	for _, s := range []error{policies.ErrForbidden, policies.ErrNotFound, policies.ErrConflict} {
+		if errors.Is(err, s) {
+			if rest, ok := strings.CutPrefix(msg, s.Error()+": "); ok {
+				return rest
+			}
+		}
+	}
+	return msg
 }

@@ -91,7 +91,7 @@ func (s *Server) mayRead(who *caller, j policies.Job) bool {
 	if j.Requester == who.addr || s.state.Can(who.addr, policies.PermReadAll) {
 		return true
 	}
-	return s.state.Can(who.addr, policies.PermApproveJob) && s.ownsOneOf(who, j)
+	return s.state.Can(who.addr, policies.PermApproveJob) && s.state.OwnsOneOf(who.addr, j)
 }
 
 func (s *Server) listJobs(c echo.Context) error {

@@ -54,6 +54,9 @@ type State interface {
 	// Act returns the entry that applied a signed act (audit.ActKey).
 	Act(key string) (uint64, bool)
 	Accounts() []policies.Account
+	// OwnsOneOf is the state machine's same-owner rule: a owns one of the
+	// datasets j reads, or is of its owner's organisation.
+	OwnsOneOf(a policies.Address, j policies.Job) bool
 }
 
 // Data is the node's dataset store (sandbox.Store).

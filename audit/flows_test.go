@@ -44,6 +44,7 @@ func TestJoinFlowChart(t *testing.T) {
 	page := buf.String()
 	for _, want := range []string{
 		"job-9 joins taxj, benj",
+		"taxj ⋈ benj · ", // the jobs table names every dataset a join reads
 		"run by node3 (registry)",
 		`class="chart flows wide"`, `class="chart flows narrow"`,
 		"runs the join", "received it first (job taken over)",
@@ -52,9 +53,11 @@ func TestJoinFlowChart(t *testing.T) {
 		"columns: &lt;kind&gt;",
 		`<td data-label="from">node1 (tax)</td><td data-label="to">node2 (health)</td><td data-label="sha256"><code>` + sum + `</code></td><td data-label="ledger entry" class="num">40</td>`,
 	} {
-		if !strings.Contains(page, want) {
-			t.Errorf("the report lacks %q", want)
-		}
+		t.Run(want, func(t *testing.T) {
+			if !strings.Contains(page, want) {
+				t.Errorf("the report lacks %q", want)
+			}
+		})
 	}
 	// Three shipments, each focusable once in each chart.
 	if n := strings.Count(page, `<g class="flow" tabindex="0"`); n != 6 {

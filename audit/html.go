@@ -20,7 +20,7 @@ import (
 // join jobs (which columns of which dataset moved to which node, with
 // digests, as a chart and a table), then the accounts,
 // datasets, policies, HE key ceremony and shares, and the log's history
-// block by block. sandboxctl console shows this same page.
+// block by block (the ledger keeps no history of signed checkpoints). sandboxctl console shows this same page.
 func WriteHTML(w io.Writer, v *View, title string, checks map[string]bool) error {
 	type kv struct {
 		K string
@@ -359,7 +359,7 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 <table class="jobs"><colgroup><col style="width:6%"><col style="width:10%"><col style="width:11%"><col style="width:10%"><col style="width:12%"><col style="width:22%"><col style="width:14%"><col style="width:9%"><col style="width:6%"></colgroup>
 <thead><tr><th>job</th><th>submitted (UTC)</th><th>requester</th><th>dataset · mode</th><th>purpose</th><th>query</th><th>status · reason</th><th>approved by</th><th class="num">ε</th></tr></thead><tbody>
 {{range .Jobs}}<tr><td data-label="job">{{.ID}}</td><td data-label="submitted">{{time .Submitted}}</td><td data-label="requester">{{.RequesterOf.Label}} <code class="muted" title="{{.RequesterOf.Address}}">{{.RequesterOf.Short}}</code></td>
-<td data-label="dataset">{{.Dataset}} · {{.Mode}}</td><td data-label="purpose">{{.Purpose}}</td><td data-label="query"><code>{{.Query}}</code></td>
+<td data-label="dataset">{{join (.Plan.Datasets .Dataset) " ⋈ "}} · {{.Mode}}</td><td data-label="purpose">{{.Purpose}}</td><td data-label="query"><code>{{.Query}}</code></td>
 <td data-label="status"><span class="pill {{.Status}}">{{.Status}}</span>{{if .ReasonText}} {{.ReasonText}}{{end}}{{if .Refunded}} (ε returned){{end}}{{if .Shares}}<br><span class="muted">HE shares: {{join .Shares ", "}}</span>{{end}}</td>
 <td data-label="approved by">{{range $i, $a := .ApproverOf}}{{if $i}}, {{end}}{{$a.Label}}{{else}}{{if and (eq .Needed 0) (ne .Status "rejected") (ne .Status "pending")}}<span class="muted">auto</span>{{end}}{{end}}</td><td data-label="ε" class="num">{{eps .Charged}}</td></tr>
 {{else}}<tr><td colspan="9" class="muted">no jobs</td></tr>{{end}}</tbody></table>
@@ -393,8 +393,8 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 {{range .V.Quotas}}<tr><td>{{.Account.Label}} <code class="muted" title="{{.Account.Address}}">{{.Account.Short}}</code></td><td>{{join .Account.Roles ", "}}</td><td class="num">{{.Used}}</td><td class="num">{{.Quota}}</td><td class="num">{{pct .Fraction}}</td></tr>{{end}}
 </tbody></table></div>{{else}}<p class="muted">No ids pseudonymised with the consortium's key.</p>{{end}}
 
-<h2>Checkpoint history: the log after each block</h2>
-<p class="muted">Each block's Merkle root was recomputed from its entries during verification.{{if .Earlier}} The {{.Earlier}} earlier blocks are left out here.{{end}}</p>
+<h2>Log history: the Merkle root after each block</h2>
+<p class="muted">The ledger keeps no history of signed checkpoints (a node signs its latest when asked): the signed checkpoint this verification used is at the top. Each block's Merkle root below was recomputed from its entries during verification.{{if .Earlier}} The {{.Earlier}} earlier blocks are left out here.{{end}}</p>
 <div class="scroll"><table><thead><tr><th class="num">block</th><th class="num">log size</th><th>time (UTC)</th><th>proposed by</th><th>root (hex)</th></tr></thead><tbody>
 {{range .Blocks}}<tr><td class="num">{{.Height}}</td><td class="num">{{.Size}}</td><td>{{time .Time}}</td><td>{{.Proposer}}</td><td><code>{{.Root}}</code></td></tr>{{else}}<tr><td colspan="5" class="muted">none</td></tr>{{end}}</tbody></table></div>
 

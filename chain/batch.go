@@ -12,18 +12,21 @@ import (
 // entries to the leader, are one pipeline of two stages:
 //
 //   - the verifier takes the entries waiting in the queue (within the
-//     block limits), checks their signatures as one batch, in parallel
-//     across cores (VerifyBatch), answers the entries that fail and hands
-//     the rest on;
+//     block limits), checks their signatures as one batch, split across
+//     cores when it is large (VerifyBatch), answers the entries that fail
+//     and hands the rest on;
 //   - the dispatcher sends verified entries (send: a block proposed to
 //     Raft, or a batch forwarded to the leader) with at most MaxInflight
 //     sends running at once. Verified entries that wait for a free slot are
 //     sent together, so blocks grow with the load while a lone entry still
 //     goes out at once.
 //
-// The verifier runs ahead of the sends: while blocks are in flight, the
-// next batch is being checked. Each entry is verified once on the node it
-// reached; a forwarded entry once more by the leader, which trusts no one.
+// The verifier checks the next batch while blocks are in flight. It waits
+// until a block's worth of entries is waiting or the dispatcher has a free
+// slot and nothing to send: checking earlier gains nothing while every slot
+// is busy, and a larger batch check costs less per signature. Each entry is
+// verified once on the node it reached, and a forwarded entry once more by
+// the leader, which trusts no one.
 
 // runBatcher runs the pipeline over q until the node stops. send must
 // answer every entry of its batch.
@@ -44,16 +47,18 @@ func (n *Node) runBatcher(q <-chan *pending, send func(batch []*pending)) {
 // slot and nothing to send): while every slot is busy there is no gain in
 // checking early, and a larger batch check costs less per signature.
 func (n *Node) verifyLoop(q <-chan *pending, idle <-chan struct{}, out chan<- []*pending) {
+	// waiting holds from the dispatcher's idle signal until the verifier
+	// hands it a batch: a batch whose every entry failed leaves it waiting.
+	waiting := false
 	for {
 		var b blockFill
 		n.collect(q, &b)
-	wait:
-		for !b.full(&n.cfg) {
+		for !b.full(&n.cfg) && !waiting {
 			select {
 			case p := <-q:
 				b.add(p)
 			case <-idle:
-				break wait
+				waiting = true
 			case <-n.ctx.Done():
 				return
 			}
@@ -61,12 +66,17 @@ func (n *Node) verifyLoop(q <-chan *pending, idle <-chan struct{}, out chan<- []
 		if n.ctx.Err() != nil {
 			return
 		}
-		batch := n.verified(b.batch)
+		chunk := minBatchChunk
+		if waiting {
+			chunk = latencyChunk // a send waits for this batch: use every core
+		}
+		batch := n.verified(b.batch, chunk)
 		if len(batch) == 0 {
 			continue
 		}
 		select {
 		case out <- batch:
+			waiting = false
 		case <-n.ctx.Done():
 			return // enqueue answers the callers ErrStopped
 		}
@@ -111,15 +121,15 @@ func (b *blockFill) full(cfg *Config) bool {
 	return len(b.batch) >= cfg.MaxBlockEntries || b.size >= cfg.MaxBlockBytes
 }
 
-// verified checks a batch's signatures together, answers the entries that
-// fail, and returns the rest.
-func (n *Node) verified(batch []*pending) []*pending {
+// verified checks a batch's signatures together (in chunks of at least
+// chunk signatures), answers the entries that fail, and returns the rest.
+func (n *Node) verified(batch []*pending, chunk int) []*pending {
 	entries := make([]*Entry, len(batch))
 	raws := make([][]byte, len(batch))
 	for i, p := range batch {
 		entries[i], raws[i] = p.e, p.raw
 	}
-	errs := verifyBatch(entries, raws)
+	errs := verifyBatch(entries, raws, chunk)
 	ok := batch[:0:0]
 	for i, p := range batch {
 		if errs[i] != nil {

@@ -434,8 +434,8 @@ func (l *Ledger) apply(p *proposal) []Result {
 		t = prev.Time // block times never go back, whatever the proposer's clock
 	}
 	first := l.next
-	var accepted [][]byte
-	var hashes []Hash
+	accepted := make([][]byte, 0, len(p.Entries))
+	hashes := make([]Hash, 0, len(p.Entries))
 	for i, raw := range p.Entries {
 		lh := LeafHash(raw)
 		if idx, ok := l.seen[lh]; ok && idx < l.next {

@@ -17,6 +17,7 @@ type recordFile struct {
 	f       *os.File
 	offsets []int64 // start of each record
 	size    int64   // bytes in complete records
+	buf     []byte  // appendRecords' buffer, kept for the next call
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -113,11 +114,14 @@ func (rf *recordFile) appendRecords(recs [][]byte) error {
 	for _, r := range recs {
 		n += recordHeader + len(r)
 	}
-	buf := make([]byte, 0, n)
-	offs := make([]int64, 0, len(recs))
+	if cap(rf.buf) < n {
+		rf.buf = make([]byte, 0, n)
+	}
+	buf := rf.buf[:0]
+	first := len(rf.offsets)
 	off := rf.size
 	for _, r := range recs {
-		offs = append(offs, off)
+		rf.offsets = append(rf.offsets, off)
 		buf = binary.BigEndian.AppendUint32(buf, uint32(len(r)))
 		buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(r, castagnoli))
 		buf = append(buf, r...)
@@ -125,11 +129,16 @@ func (rf *recordFile) appendRecords(recs [][]byte) error {
 	}
 	if _, err := rf.f.WriteAt(buf, rf.size); err != nil {
 		// Leave the file as it was: a partial write is cut off again.
+		rf.offsets = rf.offsets[:first]
 		_ = rf.f.Truncate(rf.size)
 		return err
 	}
-	rf.offsets = append(rf.offsets, offs...)
 	rf.size = off
+	if cap(buf) > 1<<20 {
+		rf.buf = nil // not worth keeping for the next, usually small, call
+	} else {
+		rf.buf = buf
+	}
 	return nil
 }
 

@@ -69,7 +69,7 @@ func TestVerifyBatchMatchesVerify(t *testing.T) {
 			for _, withRaws := range []bool{false, true} {
 				var errs []error
 				if withRaws {
-					errs = verifyBatch(entries, raws)
+					errs = verifyBatch(entries, raws, latencyChunk)
 				} else {
 					errs = VerifyBatch(entries)
 				}

@@ -45,7 +45,7 @@
 //
 // # Consortium pseudonyms
 //
-// Pseudonyms (pseudonyms.go) runs the threshold OPRF of package
+// Pseudonyms (pseudonyms*.go) runs the threshold OPRF of package
 // mpc/pseudonym between the nodes: the joint-Feldman key ceremony (three
 // signed rounds like the one above: HPKE keys, dealings with Feldman
 // commitments and sealed shares, combination; the coordinator commits
@@ -80,7 +80,12 @@
 // ciphertext noise (about 2^15, estimated from the error sandbox's
 // TestHEMatchesMasked measures on a 20,000-row sum) by ~2^11, not by the 2^40 a statistical
 // argument would ask for; the DP noise on every released coefficient is
-// far wider, but it is not a proof. The node-to-node transport is not
-// encrypted (issue 7): Shamir shares travel sealed with HPKE and messages
-// are signed, so only availability depends on it.
+// far wider, but it is not a proof. The node-to-node transport is chain's
+// (mutual TLS 1.3 with the consortium's CA when configured, plain TCP on
+// loopback); Shamir shares travel sealed with HPKE and messages are signed
+// whatever it is, so only availability depends on it.
+//
+// Ciphertexts and key-switch shares from other nodes are read with
+// sandbox/heparams' strict codec, never Lattigo's own decoder (which
+// recurses without end on some truncated inputs).
 package mpc

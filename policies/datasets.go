@@ -66,6 +66,22 @@ func (s *state) holdsFor(node Address, actor *Account) error {
 	return nil
 }
 
+// OwnsOneOf reports whether account a owns, or is of the organisation that
+// owns, one of the datasets job j reads (every dataset of a join): the
+// same-owner rule the state machine applies to decisions on a job, for
+// readers (who may see a job) to apply too.
+func (m *Machine) OwnsOneOf(a Address, j Job) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	acc := m.s.Accounts[a.String()]
+	for _, name := range j.Plan.Datasets(j.Dataset) {
+		if sameOwner(m.s.Datasets[name], acc) {
+			return true
+		}
+	}
+	return false
+}
+
 // sameOwner: the actor is the dataset's owner or an account of its org.
 func sameOwner(ds *Dataset, actor *Account) bool {
 	return ds != nil && actor != nil && (ds.Owner == actor.Address || (ds.Org != "" && ds.Org == actor.Org))
@@ -81,7 +97,7 @@ func (s *state) publishPolicy(e Entry, index uint64, now time.Time) error {
 	}
 	ds, ok := s.Datasets[p.Dataset]
 	if !ok {
-		return fmt.Errorf("%w: dataset %q", ErrNotFound, clip(p.Dataset))
+		return fmt.Errorf("%w: dataset %q is not registered", ErrNotFound, clip(p.Dataset))
 	}
 	if !sameOwner(ds, actor) {
 		return fmt.Errorf("%w: dataset %q belongs to another agency", ErrForbidden, p.Dataset)

@@ -52,12 +52,6 @@ func (s *state) submitJoin(j *Job, now time.Time) error {
 	if len(sides) < 2 || len(sides) > MaxJoinDatasets {
 		return fmt.Errorf("%w: a join plan names 2 to %d datasets, not %d", ErrInvalid, MaxJoinDatasets, len(sides))
 	}
-	if j.Mode != ModeMasked {
-		// The executor runs the masked engine only: an he join would run
-		// on masked columns a policy may have allowed in he mode only.
-		j.Status, j.Reason = JobRejected, "joins run in mode masked only (he joins are not executed yet)"
-		return nil
-	}
 	if n := s.nodes(); n < MinJoinNodes {
 		j.Status, j.Reason = JobRejected, fmt.Sprintf("a join runs on a node that holds none of its datasets: it needs at least %d nodes in the consortium, there are %d", MinJoinNodes, n)
 		return nil
@@ -360,6 +354,13 @@ func (s *state) progressJoin(e Entry, j *Job, d JobResultDoc, now time.Time) err
 		}
 		if err := s.flowsComplete(j, e.Author); err != nil {
 			return err
+		}
+		if j.Mode == ModeHE {
+			// The result was re-encrypted to the requester by the
+			// threshold of nodes, each recorded in he.share.
+			if err := s.heReleased(j); err != nil {
+				return err
+			}
 		}
 		j.Status, j.ResultHash, j.Suppressed, j.Engine = JobCompleted, d.ResultHash, d.Suppressed, d.Engine
 		return nil

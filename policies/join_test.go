@@ -159,10 +159,36 @@ func TestJoinAuthorisation(t *testing.T) {
 		w.approveCeremonies()
 		w.must("node1", KindHECeremony, ceremonyDoc(w, 2, "node1", "node2"), nil)
 		w.must("bank", KindHEKey, HEKeyDoc{Params: "p", PublicKey: bytes.Repeat([]byte{7}, 1000)}, nil)
+		// Policies of mode masked only: refused by each.
 		w.must("bank", KindJobSubmit, job("q", "he", "benefit statistics"), joinPlan())
-		if j := w.lastJob(); j.Status != JobRejected || !strings.Contains(j.Reason, "masked only") {
+		if j := w.lastJob(); j.Status != JobRejected || !strings.Contains(j.Reason, "mode he is not allowed") {
 			t.Fatalf("%s %q", j.Status, j.Reason)
 		}
+		for _, d := range []string{"tax2025", "benefits2025"} {
+			agg := map[string][]string{"income": {"count", "avg"}}
+			if d == "benefits2025" {
+				agg = map[string][]string{"benefit": {"sum"}}
+			}
+			p := joinPolicy(d, []string{"*"}, agg, auto)
+			p["modes"] = []string{"masked", "he"}
+			w.must(map[string]string{"tax2025": "agency1", "benefits2025": "agency2"}[d], KindPolicyPublish, p, nil)
+		}
+		w.must("bank", KindJobSubmit, job("q", "he", "benefit statistics"), joinPlan())
+		id := w.lastJob().ID
+		if j := w.lastJob(); j.Status != JobAuthorised {
+			t.Fatalf("%s %q", j.Status, j.Reason)
+		}
+		// Completed only once the threshold of nodes shared the result.
+		w.must("node3", KindJobStart, JobResultDoc{Job: id}, nil)
+		w.ship(id, "node3")
+		done := JobResultDoc{Job: id, ResultHash: strings.Repeat("b", 64)}
+		if err := w.act("node3", KindJobComplete, done, nil); err == nil || !strings.Contains(err.Error(), "share") {
+			t.Fatalf("an he join completed without shares: %v", err)
+		}
+		share := HEShareDoc{Job: id, Ciphertext: strings.Repeat("d", 64), Active: []string{"node1", "node2"}}
+		w.must("node1", KindHEShare, share, nil)
+		w.must("node2", KindHEShare, share, nil)
+		w.must("node3", KindJobComplete, done, nil)
 	})
 	t.Run("a policy without join", func(t *testing.T) {
 		w := joinWorld(t, 3)

@@ -110,8 +110,14 @@ func listRule(p *Policy, ds *Dataset, l *JobList) string {
 	return ""
 }
 
-// listSideRule is the rejection of a list job whose list names a dataset.
+// listSideRule is the rejection of a list job in mode he or whose list
+// names a dataset.
 func (s *state) listSideRule(j *Job) string {
+	if j.Mode != ModeMasked {
+		// The runner's he path joins ciphertexts owners ship; a list's
+		// tags and columns have no such part.
+		return fmt.Sprintf("list %s: a list join runs in mode masked only (not %s)", j.List.Name, j.Mode)
+	}
 	if _, ok := s.Datasets[j.List.Name]; ok {
 		return fmt.Sprintf("list %s bears the name of a registered dataset: name the list otherwise", j.List.Name)
 	}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/csv"
 	"io"
 )
@@ -35,11 +36,13 @@ func newCSVReader(r io.Reader) *csvReader {
 
 // csvBatch is a run of records: their fields' bytes back to back in text.
 type csvBatch struct {
-	text  []byte
-	ends  []int // the end in text of each field, record after record
-	lines []int // the line each record starts on
-	n     int   // records
-	nf    int   // fields per record
+	text []byte
+	// bounds are each field's start and end in text, record after record.
+	bounds []int
+	lines  []int // the line each record starts on
+	n      int   // records
+	nf     int   // fields per record
+	ascii  bool  // text is all ASCII (so every field is valid UTF-8)
 	// err ends the batch, after its n records: io.EOF at the end of the
 	// file, else the CSV's error (nil if the batch is only full).
 	err error
@@ -47,23 +50,24 @@ type csvBatch struct {
 
 // Batch bounds: rows, and bytes of field text (lines may be long).
 const (
-	batchRows = 8192
+	batchRows = 2048
 	batchText = 2 << 20
 )
 
 // field returns field f of record rec.
 func (b *csvBatch) field(rec, f int) []byte {
-	k := rec*b.nf + f
-	start := 0
-	if k > 0 {
-		start = b.ends[k-1]
-	}
-	return b.text[start:b.ends[k]]
+	k := 2 * (rec*b.nf + f)
+	return b.text[b.bounds[k]:b.bounds[k+1]]
+}
+
+// addField ends the field that started at start in text.
+func (b *csvBatch) addField(start int) {
+	b.bounds = append(b.bounds, start, len(b.text))
 }
 
 func (b *csvBatch) reset(nf int) {
-	b.text, b.ends, b.lines = b.text[:0], b.ends[:0], b.lines[:0]
-	b.n, b.nf, b.err = 0, nf, nil
+	b.text, b.bounds, b.lines = b.text[:0], b.bounds[:0], b.lines[:0]
+	b.n, b.nf, b.err, b.ascii = 0, nf, nil, false
 }
 
 // header reads the first record and fixes the number of fields to its
@@ -74,11 +78,9 @@ func (r *csvReader) header() ([]string, error) {
 	if _, err := r.readRecord(&b); err != nil {
 		return nil, err
 	}
-	out := make([]string, len(b.ends))
-	start := 0
-	for i, e := range b.ends {
-		out[i] = string(b.text[start:e])
-		start = e
+	out := make([]string, len(b.bounds)/2)
+	for i := range out {
+		out[i] = string(b.text[b.bounds[2*i]:b.bounds[2*i+1]])
 	}
 	r.fields = len(out)
 	return out, nil
@@ -92,11 +94,28 @@ func (r *csvReader) readBatch(b *csvBatch) {
 		line, err := r.readRecord(b)
 		if err != nil {
 			b.err = err
-			return
+			break
 		}
 		b.lines = append(b.lines, line)
 		b.n++
 	}
+	b.ascii = isASCII(b.text)
+}
+
+// isASCII reports whether b holds only ASCII bytes, 8 at a time.
+func isASCII(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // fill reads more bytes into buf, keeping the unread ones.
@@ -175,32 +194,31 @@ func (r *csvReader) readRecord(b *csvBatch) (int, error) {
 	if errRead == io.EOF {
 		return 0, errRead
 	}
-	textLen, endsLen := len(b.text), len(b.ends)
+	textLen, boundsLen := len(b.text), len(b.bounds)
 	recLine := r.numLine
 	var err error
 	if errRead == nil && bytes.IndexByte(line, '"') < 0 {
 		// The common case: no quotes, so the fields are what lies
 		// between the commas.
 		body := line[:len(line)-lengthNL(line)]
-		for {
-			i := bytes.IndexByte(body, ',')
-			if i < 0 {
-				b.text = append(b.text, body...)
-				b.ends = append(b.ends, len(b.text))
-				break
+		base := len(b.text)
+		b.text = append(b.text, body...)
+		start := base
+		for i, c := range body {
+			if c == ',' {
+				b.bounds = append(b.bounds, start, base+i)
+				start = base + i + 1
 			}
-			b.text = append(b.text, body[:i]...)
-			b.ends = append(b.ends, len(b.text))
-			body = body[i+1:]
 		}
+		b.bounds = append(b.bounds, start, len(b.text))
 	} else {
 		err = r.parseQuoted(b, line, errRead, recLine)
 	}
-	if nf := len(b.ends) - endsLen; err == nil && r.fields > 0 && nf != r.fields {
+	if nf := (len(b.bounds) - boundsLen) / 2; err == nil && r.fields > 0 && nf != r.fields {
 		err = &csv.ParseError{StartLine: recLine, Line: recLine, Column: 1, Err: csv.ErrFieldCount}
 	}
 	if err != nil {
-		b.text, b.ends = b.text[:textLen], b.ends[:endsLen]
+		b.text, b.bounds = b.text[:textLen], b.bounds[:boundsLen]
 		return 0, err
 	}
 	return recLine, nil
@@ -225,8 +243,9 @@ parseField:
 			if j := bytes.IndexByte(field, '"'); j >= 0 {
 				return &csv.ParseError{StartLine: recLine, Line: r.numLine, Column: pos.col + j, Err: csv.ErrBareQuote}
 			}
+			start := len(b.text)
 			b.text = append(b.text, field...)
-			b.ends = append(b.ends, len(b.text))
+			b.addField(start)
 			if i >= 0 {
 				line = line[i+1:]
 				pos.col += i + 1
@@ -235,6 +254,7 @@ parseField:
 			return errRead
 		}
 		// A quoted field.
+		start := len(b.text)
 		line = line[1:]
 		pos.col++
 		for {
@@ -254,11 +274,11 @@ parseField:
 					// ", ends the field.
 					line = line[1:]
 					pos.col++
-					b.ends = append(b.ends, len(b.text))
+					b.addField(start)
 					continue parseField
 				case lengthNL(line) == len(line):
 					// "\n (or the end of the file) ends the record.
-					b.ends = append(b.ends, len(b.text))
+					b.addField(start)
 					return errRead
 				default:
 					return &csv.ParseError{StartLine: recLine, Line: r.numLine, Column: pos.col - 1, Err: csv.ErrQuote}
@@ -284,7 +304,7 @@ parseField:
 				if errRead == nil {
 					return &csv.ParseError{StartLine: recLine, Line: pos.line, Column: pos.col, Err: csv.ErrQuote}
 				}
-				b.ends = append(b.ends, len(b.text))
+				b.addField(start)
 				return errRead
 			}
 		}

@@ -225,19 +225,52 @@ func Execute(ctx context.Context, t *Table, q *Query, ctl Control, lim Limits) (
 			return nil, q.refuseAt(a.Pos, RuleAggregate, "HISTOGRAM with %d bins; limit %d", int(a.Params[2]), lim.MaxBins)
 		}
 	}
-	counts, err := parallelCount(ctx, t.Rows, mask, gid, ngroups)
+	aggs, counts, err := computeAggs(ctx, t, q.Aggs, mask, gid, ngroups, ctl.Dominance)
 	if err != nil {
 		return nil, err
 	}
-	aggs := make([]*aggState, len(q.Aggs))
-	for i, ag := range q.Aggs {
-		a, err := computeAggCounted(ctx, t, ag, mask, gid, ngroups, ctl.Dominance, counts)
+	return finish(q, ctl, keys, counts, aggs, t.Rows)
+}
+
+// computeAggs computes a query's aggregates, in order, and the selected
+// rows' count per group. Every aggregate without CASE counts the selected
+// rows of each group as it passes over them, so the first one's counts are
+// the groups' counts; a COUNT without CASE then releases those rather than
+// counting again (it cannot fail, so filling it last reports the same
+// first error). Only a query without such an aggregate counts on its own.
+func computeAggs(ctx context.Context, t *Table, list []*Agg, mask []bool, gid []uint32, groups int, dom *policies.Dominance) ([]*aggState, []int64, error) {
+	aggs := make([]*aggState, len(list))
+	var counts []int64
+	for i, ag := range list {
+		if ag.Func == "count" && ag.Case == nil {
+			continue
+		}
+		a, err := computeAgg(ctx, t, ag, mask, gid, groups, dom)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if counts == nil && ag.Case == nil {
+			counts = append([]int64(nil), a.n...)
 		}
 		aggs[i] = a
 	}
-	return finish(q, ctl, keys, counts, aggs, t.Rows)
+	if counts == nil {
+		var err error
+		if counts, err = parallelCount(ctx, t.Rows, mask, gid, groups); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i, ag := range list {
+		if aggs[i] != nil {
+			continue
+		}
+		a, err := computeAggCounted(ctx, t, ag, mask, gid, groups, dom, counts)
+		if err != nil {
+			return nil, nil, err
+		}
+		aggs[i] = a
+	}
+	return aggs, counts, nil
 }
 
 // evalWhere returns the selection mask, nil when every row is selected:

@@ -81,11 +81,17 @@ func AuthoriseHEShare(ctx context.Context, st HEFlowState, commit CommitFunc, as
 	if !ok {
 		return nil, fmt.Errorf("policy %s is gone", j.Policy)
 	}
+	dp := p.DP
+	if j.IsJoin() {
+		if dp, err = joinDP(st, j); err != nil {
+			return nil, err
+		}
+	}
 	share := policies.HEShareDoc{Job: j.ID, Ciphertext: ask.CiphertextSHA256, Active: ask.Active}
 	if err := commit(ctx, policies.KindHEShare, share); err != nil {
 		return nil, err
 	}
-	return heGrant(target, p.DP, ask.PerCell), nil
+	return heGrant(target, dp, ask.PerCell), nil
 }
 
 // heGrant splits the policy's budget for one release over the quantities

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 
@@ -240,6 +241,9 @@ func openColumns(ctx context.Context, schema *policies.Schema, fields []int, pse
 			}
 		}
 		ci := newColIngest(c, fields[i], w, pseudoKey)
+		if w.sink != nil {
+			ci.he = enc.col(c.Name)
+		}
 		if c.Class == policies.Identifier && c.Pseudonym == policies.PseudonymConsortium {
 			ci.pipe = newConsortiumPipe(ctx, c.Name, w, cons)
 		}
@@ -259,84 +263,179 @@ func closeColumns(cols []*colIngest) {
 	}
 }
 
-// maskRows reads the records in batches on one goroutine while the
-// columns of the batch before are masked concurrently, one goroutine per
-// column, and returns how many rows it masked. It reports the file's
-// first problem in the order a row-by-row reading meets them: a row's
-// columns in schema order, then the row count's limit, then the next
-// record's CSV error. stop makes a blocked read of the file return.
+// maskRows masks the records: one goroutine reads them in batches, one
+// goroutine per column masks its values batch after batch, each at its own
+// pace (a column may run a few batches ahead of another), and this one
+// accounts for the batches in the file's order once every column is done
+// with them: the rows, an encrypted dataset's values, and the first
+// problem in the order a row-by-row reading meets them (a row's columns in
+// schema order, then the row count's limit, then the next record's CSV
+// error). stop makes a blocked read of the file return. It returns how
+// many rows it masked; on return no goroutine of it runs.
 func maskRows(ctx context.Context, cr *csvReader, stop func(), cols []*colIngest, enc *heIngest) (int64, error) {
-	const inflight = 3 // batches: one read, one masked, one spare
-	full := make(chan *csvBatch, 1)
-	free := make(chan *csvBatch, inflight)
+	const inflight = 4 // batches being read, masked or accounted for
+	free := make(chan *maskBatch, inflight)
 	for range inflight {
-		free <- new(csvBatch)
+		free <- newMaskBatch(len(cols))
 	}
+	full := make(chan *maskBatch, inflight)
+	done := make(chan *maskBatch, inflight)
 	quit := make(chan struct{})
-	var reader sync.WaitGroup
-	reader.Go(func() {
-		defer close(full)
-		for {
-			var b *csvBatch
-			select {
-			case b = <-free:
-			case <-quit:
-				return
+	var wg sync.WaitGroup
+	wg.Go(func() { readBatches(cr, free, full, quit) })
+	ins := make([]chan *maskBatch, len(cols))
+	for i, ci := range cols {
+		ins[i] = make(chan *maskBatch, inflight)
+		wg.Go(func() { runColumn(i, ci, ins[i], done, quit) })
+	}
+	var once sync.Once
+	shutdown := func(failed bool) {
+		once.Do(func() {
+			if failed {
+				for _, ci := range cols {
+					if ci.pipe != nil {
+						ci.pipe.cancel() // a column blocked on its pipeline returns
+					}
+				}
 			}
-			cr.readBatch(b)
-			select {
-			case full <- b:
-			case <-quit:
-				return
-			}
-			if b.err != nil {
-				return
-			}
-		}
-	})
-	defer func() {
-		close(quit)
-		stop()
-		reader.Wait()
-	}()
+			close(quit)
+			stop()
+			wg.Wait()
+		})
+	}
+	defer shutdown(true)
 	var rows int64
-	at := make([]int, len(cols))
-	errs := make([]error, len(cols))
-	for b := range full {
-		if err := ctx.Err(); err != nil {
-			return rows, err
-		}
-		var wg sync.WaitGroup
-		for i, ci := range cols {
-			wg.Go(func() { at[i], errs[i] = ci.batch(b) })
-		}
-		wg.Wait()
-		if err := batchError(b, cols, at, errs, rows, enc); err != nil {
-			return rows, err
-		}
-		rows += int64(b.n)
-		if enc != nil && enc.full() {
-			if err := enc.flush(ctx, false); err != nil {
+	next := 0 // the next batch to account for
+	ready := map[int]*maskBatch{}
+	for fullc := full; ; {
+		select {
+		case b, ok := <-fullc:
+			if !ok {
+				fullc = nil
+				continue
+			}
+			if err := ctx.Err(); err != nil {
 				return rows, err
 			}
+			b.left.Store(int32(len(cols)))
+			for _, in := range ins {
+				in <- b // never blocks: at most inflight batches exist
+			}
+		case b := <-done:
+			ready[b.seq] = b
+			for b := ready[next]; b != nil; b = ready[next] {
+				delete(ready, next)
+				next++
+				if col, err := batchError(b, cols, rows, enc); col >= 0 || err != nil {
+					shutdown(true)
+					if col >= 0 {
+						// The column's pseudonym pipeline failed: its cause.
+						p := cols[col].pipe
+						cols[col].pipe = nil // stopped, not aborted
+						return rows, p.stop()
+					}
+					return rows, err
+				}
+				rows += int64(b.csv.n)
+				if enc != nil {
+					for i, ci := range cols {
+						if ci.he >= 0 {
+							enc.vals[ci.he] = append(enc.vals[ci.he], b.sinks[i]...)
+						}
+					}
+					if enc.full() {
+						if err := enc.flush(ctx, false); err != nil {
+							return rows, err
+						}
+					}
+				}
+				if b.csv.err == io.EOF {
+					shutdown(false)
+					return rows, nil
+				}
+				free <- b
+			}
 		}
-		if b.err == io.EOF {
-			return rows, nil
-		}
-		free <- b
 	}
-	return rows, errIngestStopped // not reached: the last batch ends with an error
 }
 
-// batchError returns the first problem of a masked batch (nil if none):
-// the first refused value (the lowest row, then the first column), unless
-// an encrypted dataset's row limit comes before it, else the CSV's error
-// after the batch.
-func batchError(b *csvBatch, cols []*colIngest, at []int, errs []error, rows int64, enc *heIngest) error {
+// maskBatch is a batch of records on its way through the columns.
+type maskBatch struct {
+	csv   csvBatch
+	seq   int          // its place in the file
+	at    []int        // per column: the record it refused, or csv.n
+	errs  []error      // per column: why
+	sinks [][]float64  // per column: an encrypted dataset's sensitive values
+	left  atomic.Int32 // columns not done with it
+}
+
+func newMaskBatch(cols int) *maskBatch {
+	return &maskBatch{at: make([]int, cols), errs: make([]error, cols), sinks: make([][]float64, cols)}
+}
+
+// readBatches reads batches into free ones and sends them on, in order,
+// until the file ends, a record is bad, or quit.
+func readBatches(cr *csvReader, free <-chan *maskBatch, full chan<- *maskBatch, quit <-chan struct{}) {
+	defer close(full)
+	for seq := 0; ; seq++ {
+		var b *maskBatch
+		select {
+		case b = <-free:
+		case <-quit:
+			return
+		}
+		cr.readBatch(&b.csv)
+		b.seq = seq
+		select {
+		case full <- b:
+		case <-quit:
+			return
+		}
+		if b.csv.err != nil {
+			return
+		}
+	}
+}
+
+// runColumn masks column i of each batch it is given, in order, and
+// hands a batch on once the last column is done with it. After a refused
+// value it only hands the batches on: the ingest stops at that batch.
+func runColumn(i int, ci *colIngest, in <-chan *maskBatch, done chan<- *maskBatch, quit <-chan struct{}) {
+	failed := false
+	for {
+		var b *maskBatch
+		select {
+		case b = <-in:
+		case <-quit:
+			return
+		}
+		if failed {
+			b.at[i], b.errs[i] = b.csv.n, nil
+		} else {
+			if ci.he >= 0 {
+				b.sinks[i] = b.sinks[i][:0]
+				ci.w.sink = &b.sinks[i]
+			}
+			b.at[i], b.errs[i] = ci.batch(&b.csv)
+			failed = b.errs[i] != nil
+		}
+		if b.left.Add(-1) == 0 {
+			done <- b // never blocks: at most inflight batches exist
+		}
+	}
+}
+
+// batchError returns the first problem of a masked batch: the first
+// refused value (the lowest row, then the first column), unless an
+// encrypted dataset's row limit comes before it, else the CSV's error
+// after the batch. A column whose pseudonym pipeline failed is returned
+// as col (its error is the pipeline's); otherwise col is -1.
+func batchError(mb *maskBatch, cols []*colIngest, rows int64, enc *heIngest) (col int, err error) {
+	b := &mb.csv
 	bad, col := b.n, -1
-	for i, err := range errs {
-		if err != nil && at[i] < bad {
-			bad, col = at[i], i
+	for i, err := range mb.errs {
+		if err != nil && mb.at[i] < bad {
+			bad, col = mb.at[i], i
 		}
 	}
 	limit := b.n // the row past the limit, if in this batch
@@ -346,17 +445,16 @@ func batchError(b *csvBatch, cols []*colIngest, at []int, errs []error, rows int
 	switch {
 	case col >= 0 && bad <= limit:
 		ci := cols[col]
-		if p := ci.pipe; p != nil && errors.Is(errs[col], errPipe) {
-			ci.pipe = nil // stopped, not aborted
-			return p.stop()
+		if ci.pipe != nil && errors.Is(mb.errs[col], errPipe) {
+			return col, nil
 		}
-		return &LineError{Line: b.lines[bad], Column: ci.col.Name, Msg: errs[col].Error()}
+		return -1, &LineError{Line: b.lines[bad], Column: ci.col.Name, Msg: mb.errs[col].Error()}
 	case limit < b.n:
-		return &LineError{Line: b.lines[limit], Msg: fmt.Sprintf("an encrypted dataset holds at most %d rows", HEMaxRows)}
+		return -1, &LineError{Line: b.lines[limit], Msg: fmt.Sprintf("an encrypted dataset holds at most %d rows", HEMaxRows)}
 	case b.err != nil && b.err != io.EOF:
-		return b.err
+		return -1, b.err
 	}
-	return nil
+	return -1, nil
 }
 
 // finishColumns completes the encryption and the pseudonym pipelines,

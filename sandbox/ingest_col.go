@@ -22,12 +22,13 @@ type colIngest struct {
 	field int        // the column's field in the CSV's records
 	w     *colWriter // where its values go
 	pipe  *consortiumPipe
+	he    int       // its index among an encrypted dataset's sensitive columns, or -1
 	mac   hash.Hash // the agency's pseudonyms (HMAC-SHA256 under its key)
 	sum   [sha256.Size]byte
 }
 
 func newColIngest(c policies.Column, field int, w *colWriter, pseudoKey []byte) *colIngest {
-	ci := &colIngest{col: c, field: field, w: w}
+	ci := &colIngest{col: c, field: field, w: w, he: -1}
 	if c.Class == policies.Identifier {
 		ci.mac = hmac.New(sha256.New, pseudoKey)
 	}
@@ -43,7 +44,7 @@ func (ci *colIngest) batch(b *csvBatch) (int, error) {
 		if ci.pipe != nil {
 			err = ci.pipe.add(string(v))
 		} else {
-			err = ci.value(v)
+			err = ci.value(v, !b.ascii)
 		}
 		if err != nil {
 			return r, err
@@ -54,8 +55,9 @@ func (ci *colIngest) batch(b *csvBatch) (int, error) {
 
 // value masks one value and writes it: an identifier's keyed pseudonym, a
 // number banded and clamped to its bounds, a date or string generalised.
-func (ci *colIngest) value(v []byte) error {
-	if !utf8.Valid(v) {
+// checkUTF8 is false when the value is known to be ASCII.
+func (ci *colIngest) value(v []byte, checkUTF8 bool) error {
+	if checkUTF8 && !utf8.Valid(v) {
 		return errors.New("not valid UTF-8")
 	}
 	if len(v) == 0 {

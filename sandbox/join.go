@@ -38,9 +38,9 @@ type JoinEnv struct {
 
 // CheckJoin is CheckQuery for a query that joins datasets: the join's own
 // rules (inner equi-joins of two or three datasets on identifier columns
-// with consortium pseudonyms, in mode masked, with at least MinJoinNodes
-// nodes, each policy allowing it), then the engine's rules over the
-// columns of every dataset. Its errors are *RefusalError with the rule and
+// with consortium pseudonyms, with at least MinJoinNodes nodes, each
+// policy allowing it), then the engine's rules over the columns of every
+// dataset, and in mode he the encrypted engine's (checkHEJoin). Its errors are *RefusalError with the rule and
 // the position.
 func CheckJoin(q *Query, env JoinEnv, mode string) error {
 	if len(q.Joins) == 0 {
@@ -54,9 +54,6 @@ func CheckJoin(q *Query, env JoinEnv, mode string) error {
 	ds := q.datasets()
 	if len(ds) > policies.MaxJoinDatasets {
 		return q.refuseAt(q.Joins[policies.MaxJoinDatasets-1].Pos, RuleJoin, "a query joins at most %d datasets", policies.MaxJoinDatasets)
-	}
-	if mode == policies.ModeHE {
-		return q.refuseAt(q.Joins[0].Pos, RuleHE, "joins run in mode masked only (he joins are not executed yet)")
 	}
 	if env.Nodes < policies.MinJoinNodes {
 		return q.refuseAt(q.Joins[0].Pos, RuleJoin, "a join runs on a node that holds none of its datasets: the consortium needs at least %d nodes, it has %d", policies.MinJoinNodes, env.Nodes)
@@ -87,7 +84,13 @@ func CheckJoin(q *Query, env JoinEnv, mode string) error {
 			merged.Columns = append(merged.Columns, c)
 		}
 	}
-	return Check(q, merged)
+	if err := Check(q, merged); err != nil {
+		return err
+	}
+	if mode == policies.ModeHE {
+		return checkHEJoin(q, env.Schemas)
+	}
+	return nil
 }
 
 func classWithPseudonym(c policies.Column) string {

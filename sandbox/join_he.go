@@ -26,10 +26,9 @@ import (
 // is multiplied by another: a product of two datasets' columns is
 // refused). Counts are clear, as in he mode on one dataset.
 //
-// Not wired yet: owners do not ship ciphertexts and the executor does not
-// ask the nodes for decryption shares; the API and the state machine still
-// refuse he joins. HEEvaluateJoin is the executor's evaluation, tested
-// against the masked join.
+// The owners ship (ShipHE), the executor evaluates (HEEvaluateJoin) and
+// has t nodes re-encrypt the result to the requester (Joiner.runHE), each
+// re-checking the job on its own ledger (AuthoriseHEShare).
 
 // HEJoinPart is an owner's part of an he join: its clear part and the
 // ciphertexts of its encrypted columns, in the same row order.
@@ -67,7 +66,7 @@ func HEEvaluateJoin(ctx context.Context, q *Query, parts []HEJoinPart, keys *HEK
 	if err := CheckJoin(q, env, policies.ModeMasked); err != nil {
 		return nil, nil, err
 	}
-	if err := checkHE(q, enc); err != nil {
+	if err := checkHEJoinEnc(q, enc); err != nil {
 		return nil, nil, err
 	}
 	order := q.datasets()
@@ -112,9 +111,6 @@ func HEEvaluateJoin(ctx context.Context, q *Query, parts []HEJoinPart, keys *HEK
 			ds, local := "", []string{}
 			for _, c := range strings.Split(cols, ",") {
 				d, name, _ := strings.Cut(c, ".")
-				if ds != "" && d != ds {
-					return nil, nil, q.refuseAt(a.Pos, RuleHE, "%s of columns of two datasets needs a product of ciphertexts, which he mode never computes: use mode masked", strings.ToUpper(a.Func))
-				}
 				ds = d
 				local = append(local, name)
 			}
@@ -141,6 +137,9 @@ func HEEvaluateJoin(ctx context.Context, q *Query, parts []HEJoinPart, keys *HEK
 	t, err := joinedTable(q, order, byName, rows, enc)
 	if err != nil {
 		return nil, nil, err
+	}
+	if need := int64(t.Rows) * int64(9+8*len(t.Cols)+8); need > lim.MaxMemory {
+		return nil, nil, fmt.Errorf("%w: the join needs about %d MiB, limit %d MiB", ErrLimit, need>>20, lim.MaxMemory>>20)
 	}
 	mask, err := evalWhere(t, q.Where)
 	if err != nil {
@@ -338,4 +337,58 @@ func addSelect(b []uint64, i int, q uint64) {
 		return
 	}
 	b[len(b)-i] = (b[len(b)-i] + q - 1) % q
+}
+
+// checkHEJoin refuses, before the ledger, an he join the encrypted engine
+// cannot evaluate: its rules (checkHE) over the joined datasets' encrypted
+// columns, and no aggregate of columns of two datasets (a product of
+// their ciphertexts).
+func checkHEJoin(q *Query, schemas map[string]*policies.Schema) error {
+	enc := map[string]bool{}
+	for d, s := range schemas {
+		cols, _ := heColumns(s, false)
+		for _, c := range cols {
+			enc[d+"."+c.Name] = true
+		}
+	}
+	return checkHEJoinEnc(q, enc)
+}
+
+func checkHEJoinEnc(q *Query, enc map[string]bool) error {
+	if err := checkHE(q, enc); err != nil {
+		return err
+	}
+	for _, a := range q.Aggs {
+		if len(a.Args) < 2 {
+			continue
+		}
+		d0, _, _ := strings.Cut(a.Args[0], ".")
+		for _, c := range a.Args[1:] {
+			if d, _, _ := strings.Cut(c, "."); d != d0 {
+				return q.refuseAt(a.Pos, RuleHE, "%s of columns of two datasets needs a product of ciphertexts, which he mode never computes: use mode masked", strings.ToUpper(a.Func))
+			}
+		}
+	}
+	return nil
+}
+
+// joinDP is the noise of an he join's release, as the masked join's
+// (Joiner.run, ExecuteJoin): the policy with the smallest
+// epsilon_per_query among the joined datasets', its epsilon divided by the
+// rows one person adds to the join (the product of the parts' bounds).
+func joinDP(st HEFlowState, j policies.Job) (policies.DP, error) {
+	var dp policies.DP
+	bound := 1
+	for i, pt := range j.Parts {
+		p, ok := st.Policy(pt.Policy)
+		if !ok {
+			return dp, fmt.Errorf("policy %s is gone", pt.Policy)
+		}
+		if i == 0 || p.DP.EpsilonPerQuery < dp.EpsilonPerQuery {
+			dp = p.DP
+		}
+		bound *= max(pt.MaxRows, 1)
+	}
+	dp.EpsilonPerQuery /= float64(bound)
+	return dp, nil
 }

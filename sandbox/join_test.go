@@ -226,7 +226,8 @@ func TestJoinAttacks(t *testing.T) {
 			&JoinEnv{Schemas: schemas, Nodes: 3, Allows: func(d, o string) bool { return d != "benefits2025" }}, RuleJoin, "no policy of dataset benefits2025 allows joining it with tax2025"},
 		{"two nodes", "SELECT COUNT(*) FROM tax2025 t JOIN benefits2025 b ON t.person_id = b.person_id", "masked",
 			&JoinEnv{Schemas: schemas, Nodes: 2}, RuleJoin, "at least 3 nodes, it has 2"},
-		{"he", "SELECT COUNT(*) FROM tax2025 t JOIN benefits2025 b ON t.person_id = b.person_id", "he", nil, RuleHE, "masked only"},
+		{"he: product of two datasets", "SELECT CORR(t.income, b.benefit) FROM tax2025 t JOIN benefits2025 b ON t.person_id = b.person_id", "he", nil, RuleHE, "product of ciphertexts"},
+		{"he: a histogram of ciphertexts", "SELECT HISTOGRAM(t.income, 0, 100000, 10) FROM tax2025 t JOIN benefits2025 b ON t.person_id = b.person_id", "he", nil, RuleHE, "not available in he mode"},
 		{"unknown dataset", "SELECT COUNT(*) FROM tax2025 t JOIN health b ON t.person_id = b.person_id", "masked", nil, RuleUnknown, `unknown dataset "health"`},
 		{"MIN of the other side", "SELECT MIN(b.benefit) FROM tax2025 t JOIN benefits2025 b ON t.person_id = b.person_id", "masked", nil, RuleAggregate, "individual's value"},
 	}
@@ -369,10 +370,21 @@ func FuzzParseShipment(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(good)
+	// In mode he, a column of ciphertexts (these are not well-formed).
+	he, err := (&Shipment{Job: "job-1", Dataset: "tax2025", Rows: 2, Tags: make([]byte, 2*TagSize), Columns: []ShipmentCol{
+		{Name: "income", Kind: kindHE, Norm: 100000, HE: []ShipmentCT{{Name: "x:income", Cts: [][]byte{{1, 2, 3}}}, {Name: "xx:income", Cts: [][]byte{{4}}}}},
+		{Name: "region", Kind: kindDict, Codes: []uint32{0, 1}, Dict: []string{"r1", "r2"}}}}).Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(he)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ParseShipment(b, ShipmentDigest(b), "job-1", side, &taxJoinSchema)
 		if err != nil {
 			return
+		}
+		if _, err := s.HEPart(&taxJoinSchema, 1); err != nil {
+			t.Fatalf("a parsed shipment's ciphertexts do not load: %v", err)
 		}
 		p := s.Part(&taxJoinSchema, 1)
 		if len(p.Tags) != p.Table.Rows {

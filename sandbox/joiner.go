@@ -63,6 +63,10 @@ type JoinerConfig struct {
 	ShipChunk int
 	Limits    Limits
 	Logger    *slog.Logger
+	// HE is the node's multiparty side for joins in mode he (the
+	// collective keys, the threshold release); nil: they fail with the
+	// reason.
+	HE HEService
 }
 
 // Joiner runs a node's part of joins across agencies (DESIGN.md): as an
@@ -390,7 +394,7 @@ func (jn *Joiner) Serve(ctx context.Context, service string, body []byte) ([]byt
 	ckey := j.ID + "/" + side.Dataset + "/" + asker.String()
 	snd, ok := jn.takeSending(ckey)
 	if !ok {
-		if snd, err = jn.buildShipment(j, *side); err != nil {
+		if snd, err = jn.buildShipment(ctx, j, *side); err != nil {
 			return nil, err
 		}
 	}
@@ -502,6 +506,8 @@ func (jn *Joiner) run(ctx context.Context, j policies.Job) (*Result, error) {
 	}
 	ctl := Control{}
 	parts := make([]JoinPart, 0, len(j.Parts))
+	var ships []*Shipment
+	var schemas []*policies.Schema
 	deadline := time.Now().Add(jn.cfg.Wait)
 	for i, pt := range j.Parts {
 		p, ok := jn.state.Policy(pt.Policy)
@@ -516,11 +522,12 @@ func (jn *Joiner) run(ctx context.Context, j policies.Job) (*Result, error) {
 		if ctl.Dominance == nil {
 			ctl.Dominance = p.Dominance
 		}
-		part, err := jn.fetch(ctx, j, pt, deadline)
+		s, schema, err := jn.fetch(ctx, j, pt, deadline)
 		if err != nil {
 			return nil, err
 		}
-		parts = append(parts, part)
+		ships, schemas = append(ships, s), append(schemas, schema)
+		parts = append(parts, s.Part(schema, pt.MaxRows))
 	}
 	if j.List != nil {
 		part, err := jn.listPart(ctx, j, time.Now().Add(jn.cfg.ListWait))
@@ -533,6 +540,9 @@ func (jn *Joiner) run(ctx context.Context, j policies.Job) (*Result, error) {
 	if _, err := rand.Read(sel); err != nil {
 		return nil, err
 	}
+	if j.Mode == policies.ModeHE {
+		return jn.runHE(ctx, j, q, ctl, ships, schemas, sel)
+	}
 	res, err := ExecuteJoin(ctx, q, parts, ctl, jn.cfg.Limits, sel)
 	if err != nil {
 		return nil, err
@@ -543,10 +553,10 @@ func (jn *Joiner) run(ctx context.Context, j policies.Job) (*Result, error) {
 
 // fetch asks the owner of one dataset for its part until it answers with
 // the shipment its job.flow committed, or the deadline passes.
-func (jn *Joiner) fetch(ctx context.Context, j policies.Job, pt policies.JobPart, deadline time.Time) (JoinPart, error) {
+func (jn *Joiner) fetch(ctx context.Context, j policies.Job, pt policies.JobPart, deadline time.Time) (*Shipment, *policies.Schema, error) {
 	d, ok := jn.state.Dataset(pt.Dataset)
 	if !ok {
-		return JoinPart{}, fmt.Errorf("%w: dataset %s is gone", ErrRefused, pt.Dataset)
+		return nil, nil, fmt.Errorf("%w: dataset %s is gone", ErrRefused, pt.Dataset)
 	}
 	owner, _ := jn.state.Account(d.Node)
 	var side policies.JoinSide
@@ -569,19 +579,19 @@ func (jn *Joiner) fetch(ctx context.Context, j policies.Job, pt policies.JobPart
 			var s *Shipment
 			if s, err = jn.checkShipment(ctx, j.ID, side, d, b); err == nil {
 				jn.log.Info("join part received", "job", j.ID, "dataset", pt.Dataset, "bytes", len(b), "chunks", chunks)
-				return s.Part(&d.Schema, pt.MaxRows), nil
+				return s, &d.Schema, nil
 			}
 			if errors.Is(err, ErrBadData) {
-				return JoinPart{}, err
+				return nil, nil, err
 			}
 		}
 		last = err
 		if time.Now().After(deadline) {
-			return JoinPart{}, fmt.Errorf("%w: node %s did not ship dataset %s within %s: %v", errOwnerAbsent, owner.Name, pt.Dataset, jn.cfg.Wait, last)
+			return nil, nil, fmt.Errorf("%w: node %s did not ship dataset %s within %s: %v", errOwnerAbsent, owner.Name, pt.Dataset, jn.cfg.Wait, last)
 		}
 		select {
 		case <-ctx.Done():
-			return JoinPart{}, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-time.After(jn.cfg.Poll):
 		}
 	}

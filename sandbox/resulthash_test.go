@@ -46,3 +46,26 @@ func TestCheckResult(t *testing.T) {
 		})
 	}
 }
+
+// A delivered result is untrusted: CheckResult accepts only bytes that
+// hash to the committed hash, and what it accepts, sealed again, still
+// does (parse -> marshal keeps the hash).
+func FuzzCheckResult(f *testing.F) {
+	// Seeds: testdata/fuzz/FuzzCheckResult (a sealed result and its hash).
+	f.Fuzz(func(t *testing.T, raw []byte, committed string) {
+		res, err := CheckResult(raw, committed)
+		if err != nil {
+			if !errors.Is(err, ErrResultHash) {
+				t.Fatalf("err %v is not ErrResultHash", err)
+			}
+			return
+		}
+		again, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := CheckResult(again, committed); err != nil {
+			t.Fatalf("an accepted result, marshalled again, is refused: %s", again)
+		}
+	})
+}

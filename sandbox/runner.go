@@ -57,7 +57,8 @@ type RunnerConfig struct {
 
 // HEService is what the runner needs of the multiparty side (mpc/, wired
 // by the api): the collective keys, and a release of a result ciphertext
-// to the job's requester by t nodes.
+// to the job's requester by t nodes (each of which checks the job with
+// AuthoriseHEShare before its share exists).
 type HEService interface {
 	Keys() (*HEKeys, error)
 	Release(ctx context.Context, j policies.Job, ct *rlwe.Ciphertext, lay *HELayout) (out *rlwe.Ciphertext, active []string, err error)

@@ -37,6 +37,9 @@ type ShipmentCol struct {
 	Num   []float64 `json:"num,omitempty"`
 	Codes []uint32  `json:"codes,omitempty"`
 	Dict  []string  `json:"dict,omitempty"`
+	// Norm and HE: a column shipped as ciphertexts (he joins, ship_he.go).
+	Norm float64      `json:"norm,omitempty"`
+	HE   []ShipmentCT `json:"he,omitempty"`
 }
 
 // Ship builds the owner's shipment of table t for the join side: the tags
@@ -96,6 +99,11 @@ func (s *Shipment) Marshal() ([]byte, error) {
 	size := len(shipMagic) + 8 + len(s.Job) + len(s.Dataset) + len(s.Tags)
 	for _, c := range s.Columns {
 		size += 3 + len(c.Name) + 8*len(c.Num) + 4*len(c.Codes) + 4
+		for _, q := range c.HE {
+			for _, ct := range q.Cts {
+				size += 4 + len(ct)
+			}
+		}
 		for _, d := range c.Dict {
 			size += 4 + len(d)
 		}
@@ -137,6 +145,11 @@ func (s *Shipment) Marshal() ([]byte, error) {
 			}
 			for _, code := range c.Codes {
 				b = binary.LittleEndian.AppendUint32(b, code)
+			}
+		case kindHE:
+			var err error
+			if b, err = marshalHECol(b, c); err != nil {
+				return nil, err
 			}
 		default:
 			return nil, fmt.Errorf("sandbox: column %s of kind %s is never shipped", c.Name, c.Kind)
@@ -230,6 +243,10 @@ func decodeShipment(b []byte) (*Shipment, error) {
 			for i := range c.Codes {
 				c.Codes[i] = binary.LittleEndian.Uint32(raw[4*i:])
 			}
+		case 3:
+			if err := decodeHECol(r, &c); err != nil {
+				return nil, err
+			}
 		default:
 			return nil, fmt.Errorf("column %q: unknown kind %d", clipVal(c.Name), kind[0])
 		}
@@ -280,11 +297,18 @@ func ParseShipment(b []byte, digest, job string, side policies.JoinSide, schema 
 	case len(s.Columns) != len(side.Columns):
 		return nil, bad("%d columns, the plan ships %d", len(s.Columns), len(side.Columns))
 	}
+	enc := heSideColumns(side, schema)
 	for i, c := range s.Columns {
 		if c.Name != side.Columns[i] {
 			return nil, bad("column %d is %q, the plan ships %q", i, clipVal(c.Name), side.Columns[i])
 		}
 		meta, ok := schema.Column(c.Name)
+		if ok && c.Kind == kindHE {
+			if err := checkHECol(c, meta, s.Rows, enc); err != nil {
+				return nil, bad("%v", err)
+			}
+			continue
+		}
 		if !ok || meta.Class == policies.Identifier || columnKind(meta) != c.Kind {
 			return nil, bad("column %q is not a shippable %s column of the schema", c.Name, clipVal(c.Kind))
 		}
@@ -317,6 +341,9 @@ func ParseShipment(b []byte, digest, job string, side policies.JoinSide, schema 
 func (s *Shipment) Part(schema *policies.Schema, maxRows int) JoinPart {
 	t := &Table{Rows: s.Rows, Schema: *schema, Cols: map[string]*Column{}}
 	for _, c := range s.Columns {
+		if c.Kind == kindHE {
+			continue // HEPart holds its ciphertexts
+		}
 		meta, _ := schema.Column(c.Name)
 		t.Cols[c.Name] = &Column{Meta: meta, Kind: c.Kind, Num: c.Num, Codes: c.Codes, Dict: slices.Clone(c.Dict)}
 	}

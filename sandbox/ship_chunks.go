@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -87,7 +88,7 @@ type sending struct {
 }
 
 // buildShipment tags and encodes this owner's part of job j.
-func (jn *Joiner) buildShipment(j policies.Job, side policies.JoinSide) (sending, error) {
+func (jn *Joiner) buildShipment(ctx context.Context, j policies.Job, side policies.JoinSide) (sending, error) {
 	k, err := jn.jobKey(j)
 	if err != nil {
 		return sending{}, err
@@ -96,7 +97,7 @@ func (jn *Joiner) buildShipment(j policies.Job, side policies.JoinSide) (sending
 	if err != nil {
 		return sending{}, err
 	}
-	s, err := Ship(j.ID, t, side, k)
+	s, err := jn.shipmentFor(ctx, j, t, side, k)
 	if err != nil {
 		return sending{}, err
 	}

@@ -170,7 +170,9 @@ func (d *treeDecoder) key() string {
 	return k
 }
 
-// str reads a JSON string. Without escapes it is a slice of the text.
+// str reads a JSON string. Without escapes it is a slice of the text (so
+// the tree's strings keep the JSON text alive as long as the tree, which
+// is what a query's plan and refusals need anyway; no copy per string).
 func (d *treeDecoder) str() string {
 	if d.err != nil {
 		return ""
@@ -389,12 +391,11 @@ func (d *treeDecoder) nodes() []*pg.Node {
 // node reads a Node: an object with one key, the node's kind ({} for a
 // NULL list element, an empty Node).
 func (d *treeDecoder) node() *pg.Node {
-	d.depth++
-	defer func() { d.depth-- }()
-	if d.depth > maxTreeDepth {
+	if d.depth >= maxTreeDepth {
 		d.fail()
 		return nil
 	}
+	d.depth++
 	n := d.nodeSlab.new()
 	for first := true; d.next('{', &first); {
 		if n.Node != nil {
@@ -456,6 +457,7 @@ func (d *treeDecoder) node() *pg.Node {
 			d.fail()
 		}
 	}
+	d.depth--
 	return n
 }
 

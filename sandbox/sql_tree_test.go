@@ -3,6 +3,9 @@ package sandbox
 import (
 	"bufio"
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,6 +75,42 @@ func TestParseTreeMatchesProtobuf(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestParseTreeMatchesProtobufOnTestQueries: every SQL string literal in
+// this package's tests (the accepted and refused corpora, hostile inputs,
+// the engines' tests) parses to the same tree both ways.
+func TestParseTreeMatchesProtobufOnTestQueries(t *testing.T) {
+	files, err := filepath.Glob("*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				if s, err := strconv.Unquote(lit.Value); err == nil && strings.Contains(strings.ToUpper(s), "SELECT ") {
+					seen[s] = true
+				}
+			}
+			return true
+		})
+	}
+	if len(seen) < 100 {
+		t.Fatalf("only %d queries found in the tests", len(seen))
+	}
+	fast := 0
+	for s := range seen {
+		if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 && checkTree(t, s) {
+			fast++
+		}
+	}
+	t.Logf("%d queries, %d decoded from JSON", len(seen), fast)
 }
 
 // TestParseTreeSyntaxError: a syntax error is pg_query_go's, with its

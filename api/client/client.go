@@ -73,9 +73,10 @@ type Client struct {
 	setupErr error
 }
 
-// New returns a client for cfg. A key or CA file that cannot be read makes
-// every call fail with that error (Err reports it at once), so that a
-// command that needs no request (help) still works.
+// New returns a client for cfg, which it does not check (Validate does). A
+// key or CA file that cannot be read makes every call fail with that error
+// (Err reports it at once), so that a command that needs no request (help)
+// still works.
 func New(cfg Config) *Client {
 	c := &Client{base: strings.TrimRight(cfg.Server, "/"), http: &http.Client{Timeout: cfg.Timeout}}
 	if cfg.KeyFile != "" {

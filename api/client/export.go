@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -80,9 +81,11 @@ func WriteExport(ctx context.Context, c *Client, w io.Writer, progress func(done
 	return st, z.Close()
 }
 
-// Export reads an export file as an audit.Source.
+// Export reads an export as an audit.Source. Everything in it is
+// untrusted until verified: Next checks each block's hash against its
+// header, and the verification does the rest.
 type Export struct {
-	f          *os.File
+	f          io.Closer // the file, for OpenExport
 	z          *zstd.Decoder
 	sc         *bufio.Scanner
 	checkpoint api.CheckpointResponse
@@ -97,18 +100,29 @@ func OpenExport(path string) (*Export, error) {
 	if err != nil {
 		return nil, err
 	}
-	z, err := zstd.NewReader(f)
+	ex, err := ReadExport(f)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%s: not a ledger export: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ex.f = f
+	return ex, nil
+}
+
+// ReadExport reads an export from r and its checkpoint (not checked yet:
+// see CheckCheckpoint). Close releases its decoder, not r.
+func ReadExport(r io.Reader) (*Export, error) {
+	z, err := zstd.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("not a ledger export: %w", err)
 	}
 	sc := bufio.NewScanner(z)
 	sc.Buffer(make([]byte, 1<<16), maxExportLine)
-	ex := &Export{f: f, z: z, sc: sc}
+	ex := &Export{z: z, sc: sc}
 	var first exportLine
 	if !sc.Scan() || json.Unmarshal(sc.Bytes(), &first) != nil || first.Checkpoint == nil {
 		ex.Close()
-		return nil, fmt.Errorf("%s: not a ledger export (no checkpoint first)", path)
+		return nil, errors.New("not a ledger export (no checkpoint first)")
 	}
 	ex.checkpoint = *first.Checkpoint
 	return ex, nil
@@ -117,10 +131,13 @@ func OpenExport(path string) (*Export, error) {
 // Checkpoint is the export's checkpoint, as the node served it.
 func (e *Export) Checkpoint() api.CheckpointResponse { return e.checkpoint }
 
-// Close closes the file.
+// Close closes the export (and its file, for OpenExport).
 func (e *Export) Close() error {
 	e.z.Close()
-	return e.f.Close()
+	if e.f != nil {
+		return e.f.Close()
+	}
+	return nil
 }
 
 // Next returns the next block, with its hash checked against its header,

@@ -58,17 +58,21 @@ func DecodeHashes(in []string) ([]chain.Hash, error) {
 
 // VerifyConsistency asks the node for the RFC 6962 proof that the log of
 // size first and root firstRoot is a prefix of the checkpoint's, and
-// verifies it.
+// verifies it: a proof that fails is audit.ErrNotExtension; a node that
+// cannot answer, its own error (an audit.ProveFunc).
 func (c *Client) VerifyConsistency(ctx context.Context, first uint64, firstRoot chain.Hash, cp *chain.Checkpoint) error {
 	var cr api.ConsistencyResponse
 	if err := c.Do(ctx, "GET", fmt.Sprintf("/v1/ledger/proof/consistency?first=%d&second=%d", first, cp.Size), nil, &cr); err != nil {
 		return err
 	}
 	hs, err := DecodeHashes(cr.Hashes)
-	if err != nil {
-		return err
+	if err == nil {
+		err = chain.VerifyConsistency(first, cp.Size, hs, firstRoot, cp.Root)
 	}
-	return chain.VerifyConsistency(first, cp.Size, hs, firstRoot, cp.Root)
+	if err != nil {
+		return fmt.Errorf("%w: %v", audit.ErrNotExtension, err)
+	}
+	return nil
 }
 
 // EntryReader reads ledger entries by index, a page at a time. It is not

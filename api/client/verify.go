@@ -102,21 +102,7 @@ func Verify(ctx context.Context, c *Client, cfg VerifyConfig) (*Verification, er
 	if v.Report.FirstFailure == nil {
 		compareNodeState(ctx, c, v)
 	}
-	prove := func(ctx context.Context, size uint64, root chain.Hash, cp *chain.Checkpoint) error {
-		var cr api.ConsistencyResponse
-		if err := c.Do(ctx, "GET", fmt.Sprintf("/v1/ledger/proof/consistency?first=%d&second=%d", size, cp.Size), nil, &cr); err != nil {
-			return err
-		}
-		hs, err := DecodeHashes(cr.Hashes)
-		if err == nil {
-			err = chain.VerifyConsistency(size, cp.Size, hs, root, cp.Root)
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %v", audit.ErrNotExtension, err)
-		}
-		return nil
-	}
-	if err := checkConsistency(ctx, v, cfg, prove); err != nil {
+	if err := checkConsistency(ctx, v, cfg, c.VerifyConsistency); err != nil {
 		return nil, err
 	}
 	if v.Report.FirstFailure == nil {

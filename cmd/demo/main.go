@@ -213,6 +213,11 @@ Flags:
 		"--query", "SELECT b.kind, COUNT(*) AS people, AVG(t.income) AS avg_income FROM taxj2025 t JOIN benefits2025 b ON t.person_id = b.person_id GROUP BY b.kind ORDER BY 1"); err != nil {
 		return err
 	}
+	d.say("The same question in he mode: the tax node ships the incomes as ciphertexts under the collective key, node3 sums them with the join's weights without seeing one, and two nodes re-encrypt the result to the enterprise, which alone decrypts it")
+	if err := d.ctl(1, key("enterprise"), "job", "submit", "--wait", "--mode", "he", "--purpose", "benefit statistics",
+		"--query", "SELECT b.kind, COUNT(*) AS people, AVG(t.income) AS avg_income FROM taxj2025 t JOIN benefits2025 b ON t.person_id = b.person_id GROUP BY b.kind ORDER BY 1"); err != nil {
+		return err
+	}
 	if err := d.ctl(0, key("enterprise"), "job", "submit", "--mode", "masked", "--purpose", "benefit statistics",
 		"--query", "SELECT COUNT(*) FROM taxj2025 t JOIN benefits2025 b ON t.region = b.kind"); err == nil {
 		return errors.New("a join on a non-identifier column was accepted")
@@ -515,10 +520,10 @@ func writeJoinData(dir string, out map[string]string) error {
 	if err := json.Unmarshal(sandbox.DemoPolicy("taxj2025"), &p); err != nil {
 		return err
 	}
-	p["purpose"], p["modes"] = "benefit statistics", []string{"masked"}
+	p["purpose"], p["modes"] = "benefit statistics", []string{"masked", "he"}
 	p["join"] = map[string]any{"datasets": []string{"benefits2025"}, "lists": true, "max_rows_per_person": 1}
 	benPolicy := map[string]any{"dataset": "benefits2025", "grantees": []string{"role:enterprise"}, "purpose": "benefit statistics",
-		"modes": []string{"masked"}, "aggregates": map[string][]string{"amount": {"count", "sum", "avg"}}, "group_by": []string{"kind"}, "filter": []string{"kind"},
+		"modes": []string{"masked", "he"}, "aggregates": map[string][]string{"amount": {"count", "sum", "avg"}}, "group_by": []string{"kind"}, "filter": []string{"kind"},
 		"min_group_size": 10, "dp": map[string]any{"epsilon_per_query": 0.5, "epsilon_budget": 5.0, "delta": 1e-6},
 		"approval": map[string]any{"mode": "auto"}, "expires": "2030-12-31T00:00:00Z",
 		"join": map[string]any{"datasets": []string{"*"}, "lists": true, "max_rows_per_person": 1}}

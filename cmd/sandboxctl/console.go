@@ -22,6 +22,7 @@ import (
 
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/api/client"
+	"github.com/datasandbox/datasandbox/audit"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -106,9 +107,16 @@ func cmdConsole(ctx context.Context, g *globals, fs *flag.FlagSet, args []string
 		return err
 	}
 	c := newClient(g)
-	con := &console{ctx: ctx, g: g, c: c, cfg: cfg, names: map[string]api.AccountResponse{}, verify: &verifyRun{}}
+	con := &console{ctx: ctx, g: g, c: c, cfg: cfg, names: map[string]api.AccountResponse{}, verify: &verifyRun{kept: cfg.state}}
 	if err := c.Do(ctx, "GET", "/v1/accounts/"+k.Address().String(), nil, &con.me); err != nil {
 		return fmt.Errorf("console: reading this key's account: %w", err)
+	}
+	if con.verify.kept == "" {
+		// Where ledger verify keeps the last verified checkpoint by
+		// default: a file per origin (the node's checkpoint names it).
+		if cp, err := c.Checkpoint(ctx, nil); err == nil {
+			con.verify.kept, _ = audit.LastVerifiedPath(cp.Origin)
+		}
 	}
 	con.token = make([]byte, 32)
 	if _, err := rand.Read(con.token); err != nil {
@@ -225,6 +233,8 @@ func (con *console) route(w http.ResponseWriter, r *http.Request) {
 		err = con.proxy(ctx, w, "/v1/policies")
 	case p == "/api/checkpoint" && r.Method == "GET":
 		err = con.proxy(ctx, w, "/v1/ledger/checkpoint")
+	case p == "/api/budgets" && r.Method == "GET":
+		err = con.proxy(ctx, w, "/v1/budgets")
 	case p == "/api/he" && r.Method == "GET":
 		err = con.proxy(ctx, w, "/v1/he")
 	case p == "/api/jobs" && r.Method == "GET":
@@ -400,12 +410,15 @@ func readBody(r *http.Request, v any) error {
 	return nil
 }
 
-// submitJob submits a masked job (he jobs are submitted with job submit,
-// which registers the account's CKKS key first).
+// submitJob submits a job, masked unless the page asks for he; for an he
+// job, sandboxctl first registers the account's CKKS public key (derived
+// from the key file, as job submit does), so that the result can be
+// encrypted to it and decrypted here.
 func (con *console) submitJob(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	var in struct {
 		Query   string `json:"query"`
 		Purpose string `json:"purpose"`
+		Mode    string `json:"mode"`
 	}
 	if err := readBody(r, &in); err != nil {
 		return err
@@ -413,8 +426,18 @@ func (con *console) submitJob(ctx context.Context, w http.ResponseWriter, r *htt
 	if strings.TrimSpace(in.Query) == "" {
 		return badInput("console: the query is empty")
 	}
+	switch in.Mode {
+	case "", policies.ModeMasked:
+		in.Mode = policies.ModeMasked
+	case policies.ModeHE:
+		if err := ensureHEKey(ctx, con.c); err != nil {
+			return err
+		}
+	default:
+		return badInput(fmt.Sprintf("console: mode %q is neither masked nor he", clip64(in.Mode)))
+	}
 	var j api.JobResponse
-	if err := con.c.Do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: in.Query, Mode: policies.ModeMasked, Purpose: in.Purpose}, &j); err != nil {
+	if err := con.c.Do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: in.Query, Mode: in.Mode, Purpose: in.Purpose}, &j); err != nil {
 		return err
 	}
 	return writeJSON(w, j)
@@ -446,12 +469,12 @@ func (con *console) decide(ctx context.Context, w http.ResponseWriter, r *http.R
 // browser gets only the plaintext result, with whatever else it carries
 // (noise intervals and the like).
 func (con *console) result(ctx context.Context, w http.ResponseWriter, id string) error {
-	var out strings.Builder
-	if err := run(ctx, append(con.baseArgs(), "--json", "job", "result", id), &out, io.Discard); err != nil {
+	raw, _, err := fetchResult(ctx, con.c, id)
+	if err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, err := io.WriteString(w, out.String())
+	_, err = w.Write(raw)
 	return err
 }
 

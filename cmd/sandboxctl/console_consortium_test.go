@@ -210,7 +210,6 @@ func TestConsoleJoinAndHEInBrowser(t *testing.T) {
 		return regexp.MustCompile(`job-[0-9]+`).FindString(out)
 	}
 	joinJob := submit("masked", "benefit statistics", "SELECT b.kind, COUNT(*), SUM(t.income) FROM taxj t JOIN benj b ON t.person_id = b.person_id GROUP BY b.kind")
-	heJob := submit("he", "credit risk statistics", "SELECT region, COUNT(*) AS people FROM taxhe GROUP BY region ORDER BY region")
 
 	b := newBrowser(t)
 	auditor, enterprise := e.startConsole(t, "auditor"), e.startConsole(t, "enterprise")
@@ -248,9 +247,33 @@ func TestConsoleJoinAndHEInBrowser(t *testing.T) {
 	}
 	b.do("back to a laptop", chromedp.EmulateViewport(1366, 900))
 
-	// Enterprise: the he result, decrypted by sandboxctl.
-	b.do("open the enterprise console", chromedp.Navigate(enterprise))
-	b.waitFor("its jobs", fmt.Sprintf(`document.querySelector('#jobs') && document.querySelector('#jobs').innerText.includes(%s)`, js(heJob)))
+	// Enterprise: an he job submitted through the console (sandboxctl
+	// registers the account's HE public key first), its result decrypted
+	// by sandboxctl.
+	b.do("open the enterprise console", chromedp.Navigate(enterprise), chromedp.WaitVisible("#job-query"))
+	b.do("fill the job form",
+		chromedp.SendKeys("#job-purpose", "credit risk statistics"),
+		chromedp.SendKeys("#job-query", "SELECT region, COUNT(*) AS people FROM taxhe GROUP BY region ORDER BY region"),
+		chromedp.SetValue("#job-mode", "he"),
+		chromedp.Click("#job-send"))
+	b.waitFor("submitted", `document.querySelector('#status').innerText.includes('Submitted job-')`)
+	heJob := regexp.MustCompile(`job-[0-9]+`).FindString(b.text("#status"))
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		out, err := e.ctl(t, "enterprise", "--json", "job", "status", heJob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out, `"status": "completed"`) {
+			break
+		}
+		if strings.Contains(out, `"status": "failed"`) || strings.Contains(out, `"status": "rejected"`) || time.Now().After(deadline) {
+			t.Fatalf("he job: %s", out)
+		}
+	}
+	b.waitFor("its jobs", fmt.Sprintf(`document.querySelector('#jobs') && document.querySelector(%s)`, js(fmt.Sprintf(`button[aria-label="Show result of %s"]`, heJob))))
+	if jobs := b.text("#jobs"); !strings.Contains(jobs, "taxj ⋈ benj") {
+		t.Errorf("the jobs table does not name the join's datasets: %q", jobs)
+	}
 	b.do("show the he result", chromedp.Click(fmt.Sprintf(`button[aria-label="Show result of %s"]`, heJob)))
 	b.waitFor("the decrypted result", fmt.Sprintf(`document.querySelector('#result').innerText.includes(%s) && document.querySelector('#result').innerText.includes('people') && document.querySelector('#result').innerText.includes('north') && !!document.querySelector('#he-note')`, js(heJob)))
 	// What the page got holds no ciphertext; the node's answer holds no

@@ -8,17 +8,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/datasandbox/datasandbox/api"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -137,6 +141,19 @@ func TestConsoleGuards(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 400 || !bytes.Contains(b, []byte("needs a reason")) {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+	})
+	t.Run("a job's mode is masked or he", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", base+"/api/jobs", strings.NewReader(`{"query":"SELECT COUNT(*) FROM tax2025","mode":"plain"}`))
+		req.Header.Set("X-Console-Token", token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !bytes.Contains(b, []byte(`mode \"plain\" is neither masked nor he`)) {
 			t.Fatalf("%d %s", resp.StatusCode, b)
 		}
 	})
@@ -331,6 +348,19 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.do("approve", chromedp.KeyEvent("\r"))
 	b.waitFor("approved", fmt.Sprintf(`document.querySelector('#status').innerText.includes('Approved %s')`, id))
 	b.waitFor("the job ran", fmt.Sprintf(`[...document.querySelectorAll('#usage tr')].some(r => r.innerText.includes(%s) && r.innerText.includes('completed'))`, js(id)))
+	// Another job waits: what bank has left is the state's budget, less
+	// what the approved job was charged.
+	var ran api.JobResponse
+	if out, err := e.ctl(t, "bank", "--json", "job", "status", id); err != nil || json.Unmarshal([]byte(out), &ran) != nil || ran.Epsilon <= 0 {
+		t.Fatalf("job status: %q %v", out, err)
+	}
+	out, err = e.ctl(t, "bank", "--json", "job", "submit", "--purpose", "credit risk statistics", "--query", "SELECT COUNT(*) FROM tax2025")
+	if err != nil {
+		t.Fatal(err)
+	}
+	third := fmt.Sprintf(`article[aria-label="job %s"]`, regexp.MustCompile(`job-[0-9]+`).FindString(out))
+	left := strconv.FormatFloat(math.Round((5-ran.Epsilon)*1000)/1000, 'f', -1, 64)
+	b.waitFor("the budget left, from the state", fmt.Sprintf(`document.querySelector(%s) && document.querySelector(%s).innerText.includes(%s)`, js(third), js(third), js("org:bank has "+left+" of 5 ε left on the people of tax2025")))
 
 	// Enterprise: the result, as a table.
 	b.do("back to the enterprise console", chromedp.Navigate(bank))
@@ -366,6 +396,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.waitFor("checkpoint history", `document.querySelectorAll('#history tbody tr').length === 2`)
 	if h := b.text("#history"); !strings.Contains(h, "passed") || !strings.Contains(h, "failed") || !strings.Contains(h, "node1") {
 		t.Fatalf("checkpoint history: %q", h)
+	}
+	// The checkpoint kept for the next rollback check is the one the
+	// passing verification saved, in the console's --state file.
+	if k := b.text("#kept"); !strings.Contains(k, "auditor-verified.json") || !regexp.MustCompile(`checkpoint of size [1-9][0-9]*, root \S+=`).MatchString(k) {
+		t.Fatalf("kept checkpoint: %q", k)
 	}
 	b.do("prove the job", chromedp.SendKeys("#proof-of", id), chromedp.Click("#proof-go"))
 	b.waitFor("proof", `document.querySelector('#proof-out').innerText.includes('Verified')`)

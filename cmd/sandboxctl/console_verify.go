@@ -4,21 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/datasandbox/datasandbox/api/client"
+	"github.com/datasandbox/datasandbox/audit"
 )
 
 // verifyRun is the console's ledger verification: one at a time, run in
-// this process by ledger verify's own code (cmdLedgerVerify, with --json
-// and --html), so the console checks exactly what the command checks. Its
-// progress comes through the progress bar's sink.
+// this process by ledger verify's own steps (client.Verify, the same
+// verdict), so the console checks exactly what the command checks.
 type verifyRun struct {
 	mu       sync.Mutex
 	running  bool
@@ -33,7 +31,10 @@ type verifyRun struct {
 	report   json.RawMessage
 	html     []byte
 	history  []verifyRecord // this session's verifications, newest last
-	wg       sync.WaitGroup
+	// kept is the file where ledger verify keeps the last checkpoint it
+	// verified against trusted keys, across sessions ("" if unknown).
+	kept string
+	wg   sync.WaitGroup
 }
 
 // verifyRecord is one verification in the console's checkpoint history.
@@ -81,12 +82,28 @@ type verifyStatus struct {
 	Report   json.RawMessage `json:"report,omitempty"`
 	HasHTML  bool            `json:"has_html"`
 	History  []verifyRecord  `json:"history"`
+	// Kept is the last checkpoint verified against trusted keys, kept
+	// (--state) for the next run's rollback check, in any session.
+	Kept *keptCheckpoint `json:"kept,omitempty"`
+}
+
+// keptCheckpoint is the checkpoint kept for the rollback check.
+type keptCheckpoint struct {
+	File string `json:"file"`
+	Size uint64 `json:"size"`
+	Root string `json:"root"`
 }
 
 func (v *verifyRun) status() verifyStatus {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	s := verifyStatus{Running: v.running, Label: v.label, Done: v.done, Total: v.total, Source: v.source, OK: v.ok, Error: v.errMsg, Report: v.report, HasHTML: len(v.html) > 0, History: append([]verifyRecord{}, v.history...)}
+	var kept *keptCheckpoint
+	if v.kept != "" {
+		if lv, err := audit.LoadLastVerified(v.kept); err == nil && lv != nil {
+			kept = &keptCheckpoint{File: v.kept, Size: lv.Size, Root: lv.Root}
+		}
+	}
+	s := verifyStatus{Running: v.running, Label: v.label, Done: v.done, Total: v.total, Source: v.source, OK: v.ok, Error: v.errMsg, Report: v.report, HasHTML: len(v.html) > 0, History: append([]verifyRecord{}, v.history...), Kept: kept}
 	if !v.started.IsZero() {
 		s.Started = v.started.UTC().Format(time.RFC3339)
 	}
@@ -151,35 +168,12 @@ func (con *console) runVerify(file string) {
 	defer v.wg.Done()
 	ctx, cancel := context.WithTimeout(con.ctx, 30*time.Minute)
 	defer cancel()
-	var out bytes.Buffer
-	var page []byte
-	dir, err := os.MkdirTemp("", "sandboxctl-console-")
-	if err == nil {
-		defer os.RemoveAll(dir)
-		htmlFile := filepath.Join(dir, "report.html")
-		args := append(con.baseArgs(), "--json", "ledger", "verify", "--html", htmlFile)
-		if con.cfg.trust != "" {
-			args = append(args, "--trust", con.cfg.trust)
-		}
-		if con.cfg.state != "" {
-			args = append(args, "--state", con.cfg.state)
-		}
-		if file != "" {
-			args = append(args, "--file", file)
-		}
-		err = run(ctx, args, &out, v)
-		page, _ = os.ReadFile(htmlFile)
-	}
+	report, page, err := con.verifyOnce(ctx, file)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.running, v.finished, v.ok, v.html = false, time.Now(), err == nil, page
+	v.running, v.finished, v.ok, v.html, v.report = false, time.Now(), err == nil, page, report
 	if err != nil {
 		v.errMsg = oneLine(err.Error())
-	}
-	if b := bytes.TrimSpace(out.Bytes()); json.Valid(b) && len(b) > 0 {
-		v.report = b
-	} else if err == nil {
-		v.ok, v.errMsg = false, errors.New("ledger verify printed no report").Error()
 	}
 	rec := verifyRecord{Finished: v.finished.UTC().Format(time.RFC3339), Source: v.source, OK: v.ok, Failure: v.errMsg}
 	var rep struct {
@@ -189,4 +183,36 @@ func (con *console) runVerify(file string) {
 		rec.Size, rec.Root, rec.Signers, rec.Trusted = rep.Checkpoint.Size, rep.Checkpoint.Root, rep.Checkpoint.Signers, rep.Checkpoint.Trusted
 	}
 	v.history = append(v.history, rec)
+}
+
+// verifyOnce runs ledger verify's own steps (client.Verify, or
+// client.VerifyExport for a file) with the console's trusted keys and
+// state file, its progress to the page, and returns the JSON report, the
+// HTML report and ledger verify's verdict.
+func (con *console) verifyOnce(ctx context.Context, file string) (json.RawMessage, []byte, error) {
+	trust, _, err := trustKeys(con.g, con.cfg.trust)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := client.VerifyConfig{Trust: trust, StateFile: con.cfg.state, Progress: func(done, total int64) {
+		con.verify.Progress("verifying entries", done, total)
+	}}
+	var ver *client.Verification
+	if file != "" {
+		ver, err = client.VerifyExport(ctx, file, cfg)
+	} else {
+		ver, err = client.Verify(ctx, con.c, cfg)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var page bytes.Buffer
+	if err := audit.WriteHTML(&page, ver.View(), "Ledger audit of "+ver.Report.Source, ver.Report.Checks); err != nil {
+		return nil, nil, err
+	}
+	report, err := json.Marshal(ver.Report)
+	if err != nil {
+		return nil, nil, err
+	}
+	return report, page.Bytes(), verdict(ver)
 }

@@ -344,7 +344,13 @@ func cmdLedgerVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	} else {
 		printReport(g, rep)
 	}
-	if !rep.OK {
+	return verdict(v)
+}
+
+// verdict is ledger verify's outcome: nil only if every check holds and
+// the checkpoint was kept for the next run's rollback check.
+func verdict(v *client.Verification) error {
+	if rep := v.Report; !rep.OK {
 		return fmt.Errorf("ledger verification failed at index %d: %s", rep.FirstFailure.Index, rep.FirstFailure.Reason)
 	}
 	if v.SaveErr != nil {

@@ -314,9 +314,11 @@ func TestVerifyCatchesTamperedEntry(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{}, {"nope"}, {"ledger"}, {"key", "new"}, {"ledger", "append"}, {"job", "status"}} {
-		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
-			t.Errorf("%v: no error", args)
-		}
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
+				t.Errorf("%v: no error", args)
+			}
+		})
 	}
 	t.Setenv("SANDBOX_KEY", "")
 	err := run(context.Background(), []string{"ledger", "append", "--kind", "x"}, io.Discard, io.Discard)
@@ -428,9 +430,11 @@ func TestPlural(t *testing.T) {
 		n    int
 		want string
 	}{{0, "0 cells"}, {1, "1 cell"}, {2, "2 cells"}} {
-		if got := plural(tc.n, "cell"); got != tc.want {
-			t.Errorf("plural(%d) = %q, want %q", tc.n, got, tc.want)
-		}
+		t.Run(tc.want, func(t *testing.T) {
+			if got := plural(tc.n, "cell"); got != tc.want {
+				t.Errorf("plural(%d) = %q, want %q", tc.n, got, tc.want)
+			}
+		})
 	}
 }
 

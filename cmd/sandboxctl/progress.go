@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
-
-	"github.com/datasandbox/datasandbox/audit"
-	"github.com/datasandbox/datasandbox/chain"
 )
 
 // progress draws a one-line bar on stderr for long work (uploads, ledger
@@ -94,28 +90,4 @@ func (p *progress) Done() {
 		fmt.Fprint(p.w, "\r\033[K")
 		p.active = false
 	}
-}
-
-// progressReader counts what is read through it.
-type progressReader struct {
-	r io.Reader
-	p *progress
-}
-
-func (r *progressReader) Read(b []byte) (int, error) {
-	n, err := r.r.Read(b)
-	r.p.Add(int64(n))
-	return n, err
-}
-
-// progressSource counts the entries a verification reads.
-type progressSource struct {
-	src audit.Source
-	p   *progress
-}
-
-func (s *progressSource) Next(ctx context.Context) (*chain.Block, [][]byte, error) {
-	b, e, err := s.src.Next(ctx)
-	s.p.Add(int64(len(e)))
-	return b, e, err
 }

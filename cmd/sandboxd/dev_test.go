@@ -177,16 +177,21 @@ func TestDevConsortiumResumes(t *testing.T) {
 }
 
 func TestDevFlagErrors(t *testing.T) {
-	for _, args := range [][]string{
-		{"dev"},
-		{"dev", "--dir", t.TempDir(), "--nodes", "0"},
-		{"dev", "--dir", t.TempDir(), "--http", "nonsense"},
-		{"bogus"},
-		{"run", "--id", "n1"},
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"dev without --dir", []string{"dev"}},
+		{"no nodes", []string{"dev", "--dir", t.TempDir(), "--nodes", "0"}},
+		{"bad --http", []string{"dev", "--dir", t.TempDir(), "--http", "nonsense"}},
+		{"unknown command", []string{"bogus"}},
+		{"run without --dir and --key", []string{"run", "--id", "n1"}},
 	} {
-		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
-			t.Errorf("%v: no error", args)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			if err := run(context.Background(), c.args, io.Discard, io.Discard); err == nil {
+				t.Errorf("%v: no error", c.args)
+			}
+		})
 	}
 }
 

@@ -24,8 +24,9 @@ import (
 // node2 is stopped (SIGSTOP) before the job, so the executor that claims
 // it waits for node2's part; that executor is then killed, node2 resumed;
 // after the genesis's 10-second lease the other executor takes the job
-// over and completes it. The ledger holds one job.complete, by the second
-// executor; the result is the records' join within the DP noise.
+// over and completes it. The first executor restarts. The ledger holds
+// one job.complete, by the second executor; the result is the records'
+// join within the DP noise.
 func TestRunJoinSurvivesExecutorKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts four node processes")
@@ -117,6 +118,13 @@ func TestRunJoinSurvivesExecutorKill(t *testing.T) {
 		t.Fatalf("completed by %s, not node%d", job.Runner, second+1)
 	}
 	t.Logf("node%d killed; node%d completed the job %.1f s later (lease 10 s)", first+1, second+1, time.Since(killedAt).Seconds())
+
+	// The killed executor restarts: it finds the job completed by the
+	// other and does nothing more with it (its lease is gone; the state
+	// machine would refuse its job.complete anyway).
+	c.start(first)
+	c.waitHealthy(first)
+	time.Sleep(3 * time.Second)
 
 	// One job.complete on the ledger, by the second executor.
 	completes := 0

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 	"github.com/datasandbox/datasandbox/sandbox"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // A join across two agencies on a 3-node dev consortium, over the API:
@@ -163,4 +165,74 @@ func TestDevJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	// The same join in mode he: both agencies publish policies that allow
+	// it; the owners ship their incomes as ciphertexts under the
+	// consortium's collective key, node3 evaluates, two nodes re-encrypt
+	// the result to the enterprise's CKKS key; it decrypts.
+	policyHE := func(ds string, aggs map[string][]string, group []string) map[string]any {
+		p := policy(ds, aggs, group)
+		p["modes"] = []string{"masked", "he"}
+		return p
+	}
+	for _, p := range []struct {
+		agency string
+		node   int
+		doc    map[string]any
+	}{{"agency1", 0, policyHE("taxj", map[string][]string{"income": {"sum", "avg", "count"}}, nil)}, {"agency2", 1, policyHE("benj", map[string][]string{"*": {"count"}}, []string{"kind"})}} {
+		pb, _ := json.Marshal(p.doc)
+		if err := signedCall(ctx, load(p.agency), "POST", url(p.node)+"/v1/policies", "application/json", pb, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed := enterprise.Ed25519().Seed()
+	pk, err := heparams.RequesterPublicKey(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := json.Marshal(policies.HEKeyDoc{Params: heparams.Name, PublicKey: pk})
+	if err := signedCall(ctx, enterprise, "POST", url(1)+"/v1/accounts/hekey", "application/json", kb, nil); err != nil {
+		t.Fatal(err)
+	}
+	jb, _ = json.Marshal(policies.JobDoc{Query: sql, Mode: policies.ModeHE, Purpose: "benefit statistics"})
+	if err := signedCall(ctx, enterprise, "POST", url(0)+"/v1/jobs", "application/json", jb, &job); err != nil {
+		t.Fatal(err)
+	}
+	for job.Status != policies.JobCompleted {
+		if job.Status == policies.JobFailed || job.Status == policies.JobRejected {
+			t.Fatalf("he job %s: %s", job.Status, job.Reason)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("he job still %s", job.Status)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if err := signedCall(ctx, enterprise, "GET", url(0)+"/v1/jobs/"+job.Job, "", nil, &job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var hres sandbox.Result
+	if err := signedCall(ctx, enterprise, "GET", url(0)+"/v1/jobs/"+job.Job+"/result", "", nil, &hres); err != nil {
+		t.Fatal(err)
+	}
+	if hres.HE == nil || len(hres.HE.Active) != 2 {
+		t.Fatalf("he result %+v", hres.HE)
+	}
+	if err := sandbox.DecryptHEResult(&hres, seed); err != nil {
+		t.Fatal(err)
+	}
+	if len(hres.Rows) != 2 {
+		t.Fatalf("he rows %v", hres.Rows)
+	}
+	for _, r := range hres.Rows {
+		w := want[r[0].(string)]
+		// epsilon 1 over 2 quantities, a draw from each of 2 nodes: the
+		// count's Laplace scale is 2 per draw; the sum's 2e5 (income
+		// bounded by 1e5): 20 and 4e6 are about 7 and 14 scales of the sum
+		// of the two draws.
+		if math.Abs(r[1].(float64)-w[0]) > 20 || math.Abs(r[2].(float64)-w[1]) > 4e6 {
+			t.Fatalf("he row %v, want %v", r, w)
+		}
+	}
+	t.Logf("he join: %v (records %v), decrypted by the enterprise after shares of %v", hres.Rows, want, hres.HE.Active)
 }

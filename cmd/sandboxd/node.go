@@ -139,7 +139,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 		n.Close()
 		return nil, fmt.Errorf("node %s: %w", s.ID, err)
 	}
-	joiner = sandbox.NewJoiner(sandbox.JoinerConfig{Name: s.ID, Key: s.Key, Nonces: nonces, Crypto: jk, Call: n.Call, Sync: n.ReadBarrier, Logger: s.Logger}, store, n, sm.M)
+	joiner = sandbox.NewJoiner(sandbox.JoinerConfig{Name: s.ID, Key: s.Key, Nonces: nonces, Crypto: jk, Call: n.Call, Sync: n.ReadBarrier, Logger: s.Logger, HE: he}, store, n, sm.M)
 	close(heReady)
 	srv.SetHE(he)
 	srv.SetPseudonym(ps)

@@ -304,13 +304,18 @@ func ParsePublicKey(b []byte) (*rlwe.PublicKey, error) {
 	if len(b) <= qsize {
 		return nil, fmt.Errorf("%w: public key of %d bytes", ErrBadCiphertext, len(b))
 	}
-	qs, _, _, err := unmarshalRing(p.RingQ(), p.N(), b[:qsize], 2)
+	qs, qNTT, qScale, err := unmarshalRing(p.RingQ(), p.N(), b[:qsize], 2)
 	if err != nil {
 		return nil, err
 	}
-	ps, _, _, err := unmarshalRing(p.RingP(), p.N(), b[qsize:], 2)
+	ps, pNTT, pScale, err := unmarshalRing(p.RingP(), p.N(), b[qsize:], 2)
 	if err != nil {
 		return nil, err
+	}
+	// A key is written in NTT form without a scale (MarshalPublicKey):
+	// any other header is refused, so that one key has one encoding.
+	if !qNTT || !pNTT || qScale != 0 || pScale != 0 {
+		return nil, fmt.Errorf("%w: public key header: want NTT form and no scale", ErrBadCiphertext)
 	}
 	if qs[0].Level() != p.MaxLevelQ() || ps[0].Level() != p.MaxLevelP() {
 		return nil, fmt.Errorf("%w: public key of other parameters", ErrBadCiphertext)

@@ -39,6 +39,7 @@ func run(ctx context.Context, args []string) error {
 	threads := fs.Int("threads", 2, "duckdb: worker threads")
 	total := fs.Int("puts", 40000, "etcd: puts per run")
 	clients := fs.Int("clients", 256, "etcd: concurrent clients")
+	at := fs.String("at", "leader", "etcd: where the clients write: leader (as the ledger's benchmark does) or all (one client per member; followers forward)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -46,7 +47,10 @@ func run(ctx context.Context, args []string) error {
 	var err error
 	switch args[0] {
 	case "etcd":
-		out, err = etcdPeer(ctx, *runs, *total, *clients)
+		if *at != "leader" && *at != "all" {
+			return fmt.Errorf("etcd: --at %q: want leader or all", *at)
+		}
+		out, err = etcdPeer(ctx, *runs, *total, *clients, *at == "leader")
 	case "duckdb":
 		if *csvFile == "" {
 			return errors.New("duckdb: --csv is required")

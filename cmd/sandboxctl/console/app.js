@@ -68,6 +68,8 @@ function who(name, org, addr) {
   const label = name ? (org ? name + ' (' + org + ')' : name) : (org || '');
   return el('span', { title: addr }, label ? label + ' ' : '', el('code', { class: 'muted' }, short(addr)));
 }
+// datasetsOf names the datasets a job reads (a join's, joined by ⋈).
+function datasetsOf(j) { return (j.datasets && j.datasets.length ? j.datasets : [j.dataset]).join(' ⋈ '); }
 function pill(status) { return el('span', { class: 'pill ' + status }, status); }
 
 function table(headers, rows, caption) {
@@ -125,15 +127,6 @@ function statusChart(jobs, title) {
   const order = ['pending', 'authorised', 'running', 'completed', 'failed', 'rejected'];
   const items = order.filter(s => counts[s]).map(s => ({ label: s, value: counts[s], color: STATUS_COLORS[s] }));
   return barChart(title, items, { axis: 'jobs' });
-}
-
-// spent sums the epsilon a requester's authorised jobs took on a dataset.
-function spent(jobs, requester, dataset) {
-  let s = 0;
-  for (const j of jobs) {
-    if (j.requester === requester && j.dataset === dataset && !['pending', 'rejected'].includes(j.status)) s += j.epsilon || 0;
-  }
-  return s;
 }
 
 let me = null;
@@ -195,11 +188,24 @@ function card(title, id, ...extra) {
 // ---- agency ----
 
 async function agencyData() {
-  const [ds, pol, jobs] = await Promise.all([api('GET', '/api/datasets'), api('GET', '/api/policies'), api('GET', '/api/jobs')]);
+  const [ds, pol, jobs, budgets] = await Promise.all([api('GET', '/api/datasets'), api('GET', '/api/policies'), api('GET', '/api/jobs'), api('GET', '/api/budgets')]);
   const a = me.account;
   const mine = ds.datasets.filter(d => d.owner === a.address || (a.org && d.org === a.org));
   const names = new Set(mine.map(d => d.name));
-  return { mine, policies: pol.policies.filter(p => names.has(p.dataset)), jobs: jobs.jobs.filter(j => names.has(j.dataset)) };
+  const touches = j => (j.datasets && j.datasets.length ? j.datasets : [j.dataset]).some(d => names.has(d));
+  return { mine, policies: pol.policies.filter(p => names.has(p.dataset)), jobs: jobs.jobs.filter(touches), budgets: budgets.budgets || [] };
+}
+
+// holderOf is whose budget a job draws on: the requester's organisation,
+// or the account itself when it has none (policies/budget.go).
+function holderOf(j) { return j.requester_org ? 'org:' + j.requester_org : 'account:' + j.requester; }
+
+// budgetLines are the budgets, as the consortium's state keeps them, that
+// a job would draw on: its requester's on each population its datasets
+// belong to.
+function budgetLines(j, budgets) {
+  const ds = j.datasets && j.datasets.length ? j.datasets : [j.dataset];
+  return budgets.filter(b => b.holder === holderOf(j) && b.datasets.some(d => ds.includes(d)));
 }
 
 const VIEWS = {
@@ -213,8 +219,8 @@ const VIEWS = {
     refresh: async () => {
       const d = await agencyData();
       const pols = Object.fromEntries(d.policies.map(p => [p.id, p]));
-      replace('pending', d.jobs.filter(j => j.status === 'pending').map(j => ({ j, p: pols[j.policy], s: spent(d.jobs, j.requester, j.dataset) })), rows =>
-        rows.length ? rows.map(({ j, p, s }) => pendingJob(j, p, s)) : el('p', { class: 'muted' }, 'No job is waiting for your approval.'));
+      replace('pending', d.jobs.filter(j => j.status === 'pending').map(j => ({ j, p: pols[j.policy], lines: budgetLines(j, d.budgets) })), rows =>
+        rows.length ? rows.map(({ j, p, lines }) => pendingJob(j, p, lines)) : el('p', { class: 'muted' }, 'No job is waiting for your approval.'));
       replace('datasets', d.mine, mine => table(['dataset', { label: 'rows', num: true }, 'columns (class)', 'sha256'],
         mine.map(x => [x.name, x.rows, x.schema.columns.map(c => c.name + ' (' + c.class + ')').join(', '), el('code', { title: x.sha256 }, x.sha256.slice(0, 16) + '…')])));
       replace('agency-chart', d.jobs.map(j => j.status), () => statusChart(d.jobs, 'jobs on your datasets by status'));
@@ -222,7 +228,7 @@ const VIEWS = {
       replace('usage', d.jobs.filter(j => j.status !== 'pending'), used => d.mine.map(x => el('div', {},
         el('h3', {}, x.name),
         table(['job', 'when', 'requester', 'purpose', 'mode', 'status', { label: 'ε', num: true }, 'approved by'],
-          used.filter(j => j.dataset === x.name).map(j => [j.job, fmtTime(j.submitted), who(j.requester_name, j.requester_org, j.requester), j.purpose, j.mode, pill(j.status),
+          used.filter(j => (j.datasets && j.datasets.length ? j.datasets : [j.dataset]).includes(x.name)).map(j => [j.job, fmtTime(j.submitted), who(j.requester_name, j.requester_org, j.requester), j.purpose, j.mode, pill(j.status),
             fmtEps(j.epsilon), (j.approver_names || []).join(', ')])))));
     },
   },
@@ -232,9 +238,9 @@ const VIEWS = {
       card('Verification of the whole ledger', 'verify', verifyControls()),
       el('div', { class: 'grid' }, card('Prove an entry', 'proof', proofControls()), card('Latest signed checkpoint', 'checkpoint')),
       card('Data flows of join jobs', 'flows', el('p', { class: 'muted' }, 'Which columns of which dataset moved from which node to the node that runs each join, with the digest of what moved (job.flow entries on the ledger; the verification checks them against each job\'s plan). Tab moves through the shipments.')),
-      card('Checkpoints verified in this session', 'history'),
+      card('Checkpoints verified in this session', 'history', el('p', { class: 'muted' }, 'The ledger keeps no history of signed checkpoints (a node signs its latest when asked), so this lists the checkpoints this console verified since it started. sandboxctl keeps the last one it verified against trusted keys (--state) and checks, next time, that the ledger only grew from it. The report below shows the Merkle root after every block.')),
       el('section', { class: 'card', 'aria-labelledby': 'report-h' }, el('h2', { id: 'report-h' }, 'Audit report'),
-        el('p', { class: 'muted', id: 'report-note' }, 'Run a verification: its report (accounts, datasets, policies, budgets, timeline, refusals, checkpoint history) appears here.'),
+        el('p', { class: 'muted', id: 'report-note' }, 'Run a verification: its report (accounts, datasets, policies, budgets, timeline, refusals, data flows of joins, the log\'s history block by block) appears here.'),
         el('div', { id: 'report' }))),
     refresh: async () => {
       const [v, cp, jobs] = await Promise.all([api('GET', '/api/verify'), api('GET', '/api/checkpoint'), api('GET', '/api/jobs')]);
@@ -247,22 +253,25 @@ const VIEWS = {
   enterprise: {
     title: 'Enterprise',
     layout: () => el('div', {},
-      card('Submit a masked job', 'submit-msg', submitForm()),
+      card('Submit a job', 'submit-msg', submitForm()),
       card('Your jobs', 'jobs'),
       el('section', { class: 'card', 'aria-labelledby': 'result-h' }, el('h2', { id: 'result-h', tabindex: '-1' }, 'Result'), el('div', { id: 'result' }, el('p', { class: 'muted' }, 'Choose "Show result" on a completed job.'))),
       el('div', { class: 'grid' }, card('Budget used', 'budget'), card('Your jobs by status', 'ent-chart')),
       card('Catalogue', 'catalogue')),
     refresh: async () => {
-      const [ds, pol, jobs] = await Promise.all([api('GET', '/api/datasets'), api('GET', '/api/policies'), api('GET', '/api/jobs')]);
+      const [ds, pol, jobs, budgets] = await Promise.all([api('GET', '/api/datasets'), api('GET', '/api/policies'), api('GET', '/api/jobs'), api('GET', '/api/budgets')]);
       const mine = jobs.jobs.filter(j => j.requester === me.account.address);
       replace('jobs', mine, js => table(['job', 'submitted', 'dataset', 'purpose', 'mode', 'status', { label: 'ε', num: true }, 'reason', ''],
-        js.slice().reverse().map(j => [j.job, fmtTime(j.submitted), j.dataset, j.purpose, j.mode, pill(j.status), fmtEps(j.epsilon), j.reason || '',
+        js.slice().reverse().map(j => [j.job, fmtTime(j.submitted), datasetsOf(j), j.purpose, j.mode, pill(j.status), fmtEps(j.epsilon), j.reason || '',
           j.status === 'completed' ? el('button', { type: 'button', class: 'secondary', onclick: () => showResult(j.job, j.mode), 'aria-label': 'Show result of ' + j.job }, 'Show result') : ''])));
       const active = pol.policies.filter(p => !p.revoked);
-      replace('budget', [mine, active], () => barChart('epsilon used of each budget', active.map(p => {
-        const s = spent(mine, me.account.address, p.dataset);
-        return { label: p.dataset + ' · ' + p.purpose, value: s, max: p.dp.epsilon_budget, note: fmtEps(s) + ' of ' + fmtEps(p.dp.epsilon_budget) + ' ε' };
-      }), { axis: 'share of the policy budget used (ε)' }));
+      // The budgets as the consortium's state keeps them: one per
+      // population of data subjects (datasets of the same people share
+      // it), drawn on by every account of the organisation.
+      const own = (budgets.budgets || []).filter(b => b.holder === budgets.holder);
+      replace('budget', own, lines => [barChart('epsilon used of each budget', lines.map(b => (
+        { label: b.datasets.join(', '), value: b.spent, max: b.budget, note: fmtEps(b.spent) + ' of ' + fmtEps(b.budget) + ' ε' })), { axis: 'share of the budget used (ε), per population of data subjects' }),
+        el('p', { class: 'muted' }, 'Budgets of ' + budgets.holder + ' (every account of the organisation draws on them), one per population of data subjects: datasets of the same people share one.')]);
       replace('ent-chart', mine.map(j => j.status), () => statusChart(mine, 'your jobs by status'));
       replace('catalogue', [ds, active], () => ds.datasets.map(x => el('div', {},
         el('h3', {}, x.name, ' ', el('span', { class: 'muted' }, '· ' + (x.org || short(x.owner)) + ' · ' + x.rows + ' rows')),
@@ -289,11 +298,20 @@ function policyTable(ps) {
       (p.expires || '').slice(0, 10), p.revoked ? 'revoked' : 'active']));
 }
 
-function pendingJob(j, p, s) {
+// budgetText says what a pending job takes and what its requester has
+// left, from the budgets the consortium's state keeps (GET /v1/budgets).
+function budgetText(j, p, lines) {
+  const takes = 'this job takes ' + fmtEps(j.epsilon) + ' ε';
+  if (!lines.length) {
+    return takes + (p ? '; ' + holderOf(j) + ' has ' + fmtEps(p.dp.epsilon_budget) + ' of ' + fmtEps(p.dp.epsilon_budget) + ' ε left (nothing spent yet on these data subjects; the policy\'s budget)' : '');
+  }
+  return takes + '; ' + lines.map(b => holderOf(j) + ' has ' + fmtEps(Math.max(0, b.budget - b.spent)) + ' of ' + fmtEps(b.budget) + ' ε left on the people of ' + b.datasets.join(', ')).join('; ');
+}
+
+function pendingJob(j, p, lines) {
   const reasonId = 'reason-' + j.job;
-  const left = p ? p.dp.epsilon_budget - s : null;
   const box = el('article', { class: 'job', 'aria-label': 'job ' + j.job },
-    el('h3', {}, j.job, ' on ', j.dataset, ' ', pill(j.status)),
+    el('h3', {}, j.job, ' on ', datasetsOf(j), ' ', pill(j.status)),
     el('dl', {},
       el('dt', {}, 'query'), el('dd', {}, el('code', { class: 'query' }, j.query)),
       el('dt', {}, 'purpose'), el('dd', {}, j.purpose || '(none given)'),
@@ -301,7 +319,7 @@ function pendingJob(j, p, s) {
       el('dt', {}, 'mode'), el('dd', {}, j.mode),
       el('dt', {}, 'policy'), el('dd', {}, p ? p.id + ' — ' + p.purpose + ' (' + (p.approval.mode === 'manual' ? p.approval.approvers + ' approval(s) needed' : p.approval.mode) + ')' : (j.policy || 'none')),
       el('dt', {}, 'approvals'), el('dd', {}, (j.approvals || []).length + ' of ' + (j.approvals_needed || '?') + ((j.approver_names || []).length ? ' — ' + j.approver_names.join(', ') : '')),
-      el('dt', {}, 'budget'), el('dd', {}, p ? 'this job takes ' + fmtEps(j.epsilon) + ' ε; the requester has ' + fmtEps(left) + ' of ' + fmtEps(p.dp.epsilon_budget) + ' ε left on ' + j.dataset : 'ε ' + fmtEps(j.epsilon)),
+      el('dt', {}, 'budget'), el('dd', { class: 'budget-left' }, budgetText(j, p, lines)),
       el('dt', {}, 'submitted'), el('dd', {}, fmtTime(j.submitted))));
   const reason = el('input', { type: 'text', class: 'wide', id: reasonId, placeholder: 'why (recorded on the ledger)', 'aria-required': 'true' });
   const approve = el('button', { type: 'button', class: 'primary', onclick: () => decide(j.job, 'approve', null, box) }, 'Approve ' + j.job);
@@ -378,10 +396,12 @@ function renderVerify(v) {
     out.push(el('p', { class: 'muted' }, 'finished ' + fmtTime(v.finished)));
     return out;
   });
-  replace('history', v.history, hs => table(['finished', 'source', { label: 'size', num: true }, 'root', 'signed by', 'verdict'],
-        hs.slice().reverse().map(h => [fmtTime(h.finished), h.source, h.size || '', el('code', {}, h.root || ''),
+  replace('history', [v.history, v.kept], () => [table(['finished', 'source', { label: 'size', num: true }, 'root', 'signed by', 'verdict'],
+        v.history.slice().reverse().map(h => [fmtTime(h.finished), h.source, h.size || '', el('code', {}, h.root || ''),
           (h.signers || []).join(', ') + (h.root ? (h.trusted ? ' (trusted)' : ' (not checked)') : ''),
-          h.ok ? el('span', { class: 'ok' }, 'passed') : el('span', { class: 'bad' }, 'failed: ' + h.failure)])));
+          h.ok ? el('span', { class: 'ok' }, 'passed') : el('span', { class: 'bad' }, 'failed: ' + h.failure)])),
+    el('p', { id: 'kept' }, v.kept ? ['Kept for the next verification\'s rollback check (', el('code', {}, v.kept.file), '): the checkpoint of size ' + v.kept.size + ', root ', el('code', {}, v.kept.root), '.']
+      : 'No checkpoint kept yet for the rollback check: the first verification that passes against trusted keys keeps one.')]);
   if (!v.running && v.has_html && lastReport !== v.finished) {
     lastReport = v.finished;
     api('GET', '/api/verify/report').then(html => {
@@ -484,9 +504,12 @@ function proofControls() {
 function submitForm() {
   const purpose = el('input', { type: 'text', id: 'job-purpose', list: 'purposes', placeholder: 'as the policy states it' });
   const query = el('textarea', { id: 'job-query', placeholder: 'SELECT region, AVG(income) FROM tax2025 GROUP BY region' });
+  const mode = el('select', { id: 'job-mode' },
+    el('option', { value: 'masked' }, 'masked: run on the agency\'s node, output controlled and noised'),
+    el('option', { value: 'he' }, 'he: computed on encrypted data, the result encrypted to your key'));
   const send = async () => {
     try {
-      const j = await api('POST', '/api/jobs', { query: query.value, purpose: purpose.value });
+      const j = await api('POST', '/api/jobs', { query: query.value, purpose: purpose.value, mode: mode.value });
       setStatus('Submitted ' + j.job + ': ' + j.status + (j.reason ? ' — ' + j.reason : '') + '.', j.status === 'rejected' ? 'bad' : 'ok');
       for (const k of Object.keys(shown)) delete shown[k];
       await VIEWS[current].refresh();
@@ -497,8 +520,9 @@ function submitForm() {
   return el('div', {},
     el('label', { for: 'job-purpose' }, 'Purpose'), purpose, el('datalist', { id: 'purposes' }),
     el('label', { for: 'job-query' }, 'Query (SQL)'), query,
+    el('label', { for: 'job-mode' }, 'Mode'), mode,
     el('div', { class: 'actions', style: 'margin-top:8px' }, el('button', { type: 'button', class: 'primary', id: 'job-send', onclick: send }, 'Submit job')),
-    el('p', { class: 'muted' }, 'Masked mode. he jobs: sandboxctl job submit --mode he (results are decrypted by sandboxctl).'));
+    el('p', { class: 'muted' }, 'An he result is decrypted by sandboxctl on this machine with your key, never by this page; sandboxctl registers your account\'s HE public key first if it has none.'));
 }
 
 async function showResult(id, mode) {

@@ -19,6 +19,7 @@ import (
 	"github.com/dunglas/httpsfv"
 	"github.com/yaronf/httpsign"
 
+	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -411,9 +412,4 @@ func ActKey(r *http.Request) (string, error) {
 	return "act:" + strings.ToLower(details.KeyID) + ":" + hex.EncodeToString(sum[:]), nil
 }
 
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}
+func clip(s string) string { return chain.Clip(s, 64) }

@@ -248,3 +248,65 @@ func FuzzParseList(f *testing.F) {
 		}
 	})
 }
+
+// Two lists that differ by one person give results that differ only by
+// noise: without noise by at most that person's contribution, and with
+// noise no test tells them apart better than ε allows. The best test of
+// "is this person in the list's intersection?" from an ε-DP release is
+// right with probability at most e^ε/(1+e^ε); a midpoint test on the
+// released count is right far more often if the noise were missing or too
+// small (then it is always right).
+func TestListsDifferingByOnePerson(t *testing.T) {
+	f := joinFixtures(t, 400, 0, 1, nil)
+	q, err := ParseQuery("SELECT COUNT(*) FROM tax2025 t JOIN applicants a ON t.person_id = a.id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var common []string
+	for i := 0; i < 400; i += 4 {
+		common = append(common, fmt.Sprintf("P%07d", i))
+	}
+	// The lists have the same size (which the enterprise knows, and which
+	// bounds the released count): one names a person the data holds, the
+	// other in its place one it does not — the question an enterprise
+	// would ask to learn whether someone is in an agency's data.
+	base := append(append([]string(nil), common...), "X0000001")
+	with := append(append([]string(nil), common...), "P0000001")
+	k := []byte("k-job")
+	count := func(ids []string, ctl Control) (float64, bool) {
+		parts := []JoinPart{f.taxPart(t, q, k), listPart(t, q, k, ids, nil)}
+		res, err := ExecuteJoin(context.Background(), q, parts, ctl, DefaultLimits(), []byte("sel"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Rows) == 0 {
+			return 0, false
+		}
+		return res.Rows[0][0].(float64), true
+	}
+	exact := Control{MinGroupSize: 10, NoNoise: true}
+	a, _ := count(base, exact)
+	b, _ := count(with, exact)
+	if b-a != 1 {
+		t.Fatalf("without noise the counts differ by %v, want one person", b-a)
+	}
+	const eps, runs = 1.0, 300
+	right := 0
+	for i := range 2 * runs {
+		ids, in := base, false
+		if i%2 == 1 {
+			ids, in = with, true
+		}
+		c, ok := count(ids, Control{MinGroupSize: 10, Epsilon: eps})
+		if (ok && c > a+0.5) == in {
+			right++
+		}
+	}
+	acc := float64(right) / (2 * runs)
+	bound := math.Exp(eps) / (1 + math.Exp(eps))
+	// Four standard errors of slack over 600 trials.
+	if acc > bound+4*math.Sqrt(0.25/(2*runs)) {
+		t.Fatalf("a midpoint test tells the lists apart %.1f%% of the time; ε = %v allows %.1f%%", 100*acc, eps, 100*bound)
+	}
+	t.Logf("midpoint test right %.1f%% of the time (ε = %v allows %.1f%%)", 100*acc, eps, 100*bound)
+}

@@ -242,18 +242,7 @@ func (e *Entry) Verify() error {
 	if err != nil {
 		return err
 	}
-	msg := signedMessage(body)
-	ok := false
-	switch e.Algorithm {
-	case Ed25519:
-		ok = len(e.Signature) == ed25519.SignatureSize && verifyEd25519(e.PublicKey, msg, e.Signature)
-	case MLDSA65:
-		var pk mldsa65.PublicKey
-		if pk.UnmarshalBinary(e.PublicKey) == nil {
-			ok = mldsa65.Verify(&pk, msg, nil, e.Signature)
-		}
-	}
-	if !ok {
+	if !VerifySignature(e.Algorithm, e.PublicKey, signedMessage(body), e.Signature) {
 		return fmt.Errorf("%w: %s signature by %s does not verify", ErrBadSignature, e.Algorithm, e.Author())
 	}
 	return nil

@@ -298,7 +298,7 @@ func refusalRule(reason string) string {
 		{"mode ", "mode"}, {"aggregate ", "aggregate"}, {"grouped by", "group_by"}, {"filtered on", "filter"},
 		{"expired", "expired"}, {"rejected by", "agency rejection"}, {"unknown dataset", "unknown dataset"},
 		{"no policy", "no policy"}, {"revoked", "revoked"},
-		{"does not allow joining", "join"}, {"nodes in the consortium", "join"}, {"joined with itself", "join"}, {"consortium pseudonyms", "join"},
+		{"distinct ids", "list"}, {"does not allow joining", "join"}, {"nodes in the consortium", "join"}, {"joined with itself", "join"}, {"consortium pseudonyms", "join"},
 	} {
 		if strings.Contains(reason, r.key) {
 			return r.rule

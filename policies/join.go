@@ -56,6 +56,12 @@ func (s *state) submitJoin(j *Job, now time.Time) error {
 		j.Status, j.Reason = JobRejected, fmt.Sprintf("a join runs on a node that holds none of its datasets: it needs at least %d nodes in the consortium, there are %d", MinJoinNodes, n)
 		return nil
 	}
+	if j.List != nil {
+		if r := s.listSideRule(j); r != "" {
+			j.Status, j.Reason = JobRejected, r
+			return nil
+		}
+	}
 	seen := map[string]bool{}
 	for _, sd := range sides {
 		if seen[sd.Dataset] {
@@ -66,6 +72,9 @@ func (s *state) submitJoin(j *Job, now time.Time) error {
 	}
 	var parts []JobPart
 	for _, sd := range sides {
+		if j.IsList(sd.Dataset) {
+			continue // the enterprise's own: no policy, no budget
+		}
 		ds, ok := s.Datasets[sd.Dataset]
 		if !ok {
 			j.Status, j.Reason = JobRejected, fmt.Sprintf("unknown dataset %q", clip(sd.Dataset))
@@ -131,6 +140,12 @@ func (s *state) checkJoin(p *Policy, ds *Dataset, j *Job, now time.Time) string 
 	}
 	for _, sd := range j.Plan.Join {
 		if sd.Dataset == ds.Name {
+			continue
+		}
+		if j.IsList(sd.Dataset) {
+			if r := listRule(p, ds, j.List); r != "" {
+				return r
+			}
 			continue
 		}
 		if !p.Join.Allows(sd.Dataset) {
@@ -379,6 +394,8 @@ type (
 	JobKeyDoc struct {
 		Job    string            `json:"job"`
 		Sealed map[string][]byte `json:"sealed"`
+		// List is the key sealed to the job's list key (list.go).
+		List []byte `json:"list,omitempty"`
 	}
 	// JobFlowDoc is an owner node's record, committed before it ships,
 	// of what it ships to the job's runner.
@@ -460,7 +477,7 @@ func (s *state) jobKey(e Entry, now time.Time) error {
 	}
 	j = edit(s, s.Jobs, j.ID, newJob)
 	j.KeyFrom, j.KeySealed, j.Updated = e.Author, d.Sealed, now
-	return nil
+	return s.sealList(j, d.List)
 }
 
 // liveJoin returns a join job that is authorised or running.

@@ -267,6 +267,9 @@ func (s *state) pseudonymBatch(e Entry, index uint64, now time.Time) error {
 		if got := p.ForJob[j.ID]; got+d.Count > pol.Join.ListIDs() {
 			return fmt.Errorf("%w: job %s's list: %d ids pseudonymised, this batch asks %d, policy %s allows %d", ErrForbidden, j.ID, got, d.Count, pol.ID, pol.Join.ListIDs())
 		}
+		if err := listBatch(j, p.ForJob[j.ID], d.Count); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("%w: purpose %q (need %s or %s)", ErrInvalid, clip(d.Purpose), PurposeDataset, PurposeJob)
 	}

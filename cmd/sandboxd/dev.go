@@ -67,7 +67,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	if *nodes < 1 || *nodes > 15 {
 		return fmt.Errorf("dev: --nodes must be 1-15, got %d", *nodes)
 	}
-	logger, err := newLogger(os.Stderr, *logLevel)
+	logger, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}

@@ -308,6 +308,10 @@ type JobResponse struct {
 	// Charge is what the job's authorisation debited: whose budget, on
 	// which populations of data subjects.
 	Charge *policies.Charge `json:"charge,omitempty"`
+	// List is a list join's list (its size, never its ids) and the job key
+	// sealed to the requester's ephemeral key (KeyFrom sealed it).
+	List    *policies.JobList `json:"list,omitempty"`
+	KeyFrom string            `json:"key_from,omitempty"`
 }
 
 func jobResponse(j policies.Job) JobResponse {
@@ -319,6 +323,12 @@ func jobResponse(j policies.Job) JobResponse {
 	}
 	if j.IsJoin() {
 		r.Datasets, r.Flows = j.Plan.Datasets(j.Dataset), j.Flows
+	}
+	if j.List != nil {
+		r.List = j.List
+		if j.KeyFrom != (policies.Address{}) {
+			r.KeyFrom = j.KeyFrom.String()
+		}
 	}
 	if j.Runner != (policies.Address{}) {
 		r.Runner = j.Runner.String()
@@ -344,8 +354,14 @@ func (s *Server) submitJob(c echo.Context) error {
 	// checked whole: its own rules, every dataset's schema, the
 	// consortium's size, and that some policy of each dataset allows the
 	// join (the state machine judges the policies again, fully).
-	if len(q.Joins) > 0 {
-		if err := sandbox.CheckJoin(q, s.joinEnv(), d.Mode); err != nil {
+	if d.List != nil || len(q.Joins) > 0 {
+		env := s.joinEnv()
+		if d.List != nil {
+			if err := s.listEnv(d.List, d.Mode, q, &env); err != nil {
+				return err
+			}
+		}
+		if err := sandbox.CheckJoin(q, env, d.Mode); err != nil {
 			return err
 		}
 	} else if err := checkQuery(s.state, q, d.Mode); err != nil {

@@ -80,12 +80,7 @@ func parseUint(name, v string) (uint64, error) {
 	return n, nil
 }
 
-func clip(s string) string {
-	if len(s) > 32 {
-		return s[:32] + "..."
-	}
-	return s
-}
+func clip(s string) string { return chain.Clip(s, 32) }
 
 // parseRange reads start and end (exclusive) of an entries request; end
 // defaults to start+max and is capped at start+max. Entries past the log's

@@ -232,12 +232,7 @@ func (s *Server) evaluateBatch(c echo.Context) error {
 	return c.JSON(http.StatusOK, EvaluateResponse{Partials: parts})
 }
 
-func clipParam(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
-}
+func clipParam(s string) string { return chain.Clip(s, 40) }
 
 // localTransport is pseudonym.Transport inside this node, for its own
 // uploads: the node commits the batch in its own name (its account's

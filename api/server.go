@@ -190,6 +190,7 @@ type Server struct {
 	data   Data       // nil on a node that holds no data
 	he     *HE        // nil until SetHE
 	ps     *Pseudonym // nil until SetPseudonym
+	lists  Lists      // nil until SetLists
 	limits *rateLimits
 	// hosts are the authorities (host:port) a signed @target-uri may name
 	// for this node.
@@ -302,7 +303,7 @@ func (s *Server) Routes() []Route {
 		{Method: "GET", Path: "/v1/ledger/blocks", Summary: "block headers [start, end) by height", handler: s.blocks},
 		{Method: "GET", Path: "/v1/ledger/state", Summary: "entries applied and the state hash (for auditors' replay)", Perm: policies.PermReadAll, handler: s.stateHash},
 		{Method: "GET", Path: "/v1/audit/access", Summary: "who used a dataset, when, for what purpose, with what result (?dataset=D)", Perm: policies.PermReadAll, handler: s.access},
-	}, s.pseudonymRoutes()...)
+	}, append(s.pseudonymRoutes(), s.listRoutes()...)...)
 }
 
 // echoPath turns /v1/jobs/{id} into Echo's /v1/jobs/:id.

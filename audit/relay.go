@@ -19,6 +19,7 @@ import (
 	"github.com/dunglas/httpsfv"
 	"github.com/yaronf/httpsign"
 
+	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -77,6 +78,19 @@ func withJob(id string, body []byte) ([]byte, error) {
 	return json.Marshal(d)
 }
 
+// withJobList: the body of POST /v1/jobs/{id}/list, with the path's job.
+func withJobList(id string, body []byte) ([]byte, error) {
+	var d policies.JobListDoc
+	if err := policies.DecodeStrict(body, &d); err != nil {
+		return nil, fmt.Errorf("%w: body must be {\"to\", \"rows\", \"sha256\"}: %v", policies.ErrInvalid, err)
+	}
+	if d.Job != "" && d.Job != id {
+		return nil, fmt.Errorf("%w: the body names job %q, the path %q", policies.ErrInvalid, clip(d.Job), clip(id))
+	}
+	d.Job = id
+	return json.Marshal(d)
+}
+
 func withPolicy(id string, _ []byte) ([]byte, error) {
 	return json.Marshal(policies.PolicyRevokeDoc{Policy: id})
 }
@@ -101,6 +115,7 @@ var routes = []Route{
 	{Kind: policies.KindJobSubmit, Method: http.MethodPost, Pattern: "/v1/jobs"},
 	{Kind: policies.KindJobApprove, Method: http.MethodPost, Pattern: "/v1/jobs/{id}/approve", Doc: withJob},
 	{Kind: policies.KindJobReject, Method: http.MethodPost, Pattern: "/v1/jobs/{id}/reject", Doc: withJob},
+	{Kind: policies.KindJobList, Method: http.MethodPost, Pattern: "/v1/jobs/{id}/list", Doc: withJobList},
 	{Kind: policies.KindPseudonymBatch, Method: http.MethodPost, Pattern: "/v1/pseudonyms/batches"},
 	{Kind: policies.KindPseudonymRotate, Method: http.MethodPost, Pattern: "/v1/pseudonyms/rotations"},
 	// An admin's request for a key ceremony is also its approval on the
@@ -397,9 +412,4 @@ func ActKey(r *http.Request) (string, error) {
 	return "act:" + strings.ToLower(details.KeyID) + ":" + hex.EncodeToString(sum[:]), nil
 }
 
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}
+func clip(s string) string { return chain.Clip(s, 64) }

@@ -181,7 +181,7 @@ func GenesisEntry(admin *chain.Key, g policies.Genesis, now time.Time) ([]byte, 
 func JobOf(e *chain.Entry) string {
 	switch e.Kind {
 	case policies.KindJobApprove, policies.KindJobReject, policies.KindJobStart, policies.KindJobComplete, policies.KindJobFail, policies.KindHEShare,
-		policies.KindJobKey, policies.KindJobFlow:
+		policies.KindJobKey, policies.KindJobFlow, policies.KindJobList:
 	default:
 		return ""
 	}

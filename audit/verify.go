@@ -152,71 +152,16 @@ func invariants(rep *Report, m *policies.Machine) {
 	}
 	for _, j := range m.Jobs(nil) {
 		rep.Jobs[j.Status]++
-		ev := JobEvent{Job: j.ID, Time: j.Submitted, Requester: j.Requester.String(), Dataset: j.Dataset, Purpose: j.Purpose, Status: j.Status, ResultHash: j.ResultHash}
-		if j.Status != policies.JobRejected && j.Status != policies.JobPending && !j.Refunded {
-			ev.Epsilon = j.Epsilon
-		}
-		rep.Timeline = append(rep.Timeline, ev)
+		rep.Timeline = append(rep.Timeline, jobEvent(j))
 		switch j.Status {
 		case policies.JobAuthorised, policies.JobRunning, policies.JobCompleted, policies.JobFailed:
-			p, ok := pols[j.Policy]
-			if !ok {
-				rep.fail(0, "job %s is %s without a committed authorising policy", j.ID, j.Status)
+			if !checkAuthorised(rep, m, pols, j) {
 				return
-			}
-			if len(j.Approvals) < j.Needed {
-				rep.fail(0, "job %s is %s with %d of %d approvals", j.ID, j.Status, len(j.Approvals), j.Needed)
-				return
-			}
-			seen := map[policies.Address]bool{}
-			for _, a := range j.Approvals {
-				if seen[a] {
-					rep.fail(0, "job %s was approved twice by %s", j.ID, a)
-					return
-				}
-				seen[a] = true
-			}
-			if j.Refunded {
-				break // failed before releasing anything: its epsilon went back
-			}
-			if rep.Epsilon[j.Requester.String()] == nil {
-				rep.Epsilon[j.Requester.String()] = map[string]float64{}
-			}
-			want := p.DP.EpsilonPerQuery
-			if j.IsJoin() {
-				// A join is noised at, and charged, the smallest epsilon of
-				// its datasets' policies, on every population it reads.
-				for i, pt := range j.Parts {
-					pp, ok := pols[pt.Policy]
-					if !ok || pp.Dataset != pt.Dataset {
-						rep.fail(0, "join job %s reads %s without a committed authorising policy", j.ID, pt.Dataset)
-						return
-					}
-					if i == 0 || pp.DP.EpsilonPerQuery < want {
-						want = pp.DP.EpsilonPerQuery
-					}
-				}
-				for _, pt := range j.Parts {
-					rep.Epsilon[j.Requester.String()][pt.Dataset] += want
-				}
-			} else {
-				rep.Epsilon[j.Requester.String()][j.Dataset] += want
-			}
-			if j.Charge == nil || j.Charge.Epsilon != want || len(j.Charge.Populations) == 0 {
-				rep.fail(0, "job %s is %s without a budget charge of its policy's epsilon", j.ID, j.Status)
-				return
-			}
-			for _, pop := range j.Charge.Populations {
-				pop = m.Population(pop)
-				if rep.Budgets[pop] == nil {
-					rep.Budgets[pop] = map[string]float64{}
-				}
-				rep.Budgets[pop][j.Charge.Holder] += j.Charge.Epsilon
 			}
 		case policies.JobRejected:
 			rep.Refusals[refusalRule(j.Reason)]++
 		}
-		if j.Status == policies.JobCompleted && len(j.ResultHash) != 64 {
+		if j.Status == policies.JobCompleted && !policies.IsSHA256Hex(j.ResultHash) {
 			rep.fail(0, "job %s completed without a result hash", j.ID)
 			return
 		}
@@ -225,8 +170,95 @@ func invariants(rep *Report, m *policies.Machine) {
 			return
 		}
 	}
-	// Budgets: what the jobs charged matches the state's own account, and
-	// never exceeds the largest budget of a policy on the population.
+	checkBudgets(rep, m, pols)
+}
+
+// jobEvent is a job's line in the report's timeline; its epsilon is what
+// the job cost (nothing if it never ran or gave its epsilon back).
+func jobEvent(j policies.Job) JobEvent {
+	ev := JobEvent{Job: j.ID, Time: j.Submitted, Requester: j.Requester.String(), Dataset: j.Dataset, Purpose: j.Purpose, Status: j.Status, ResultHash: j.ResultHash}
+	if j.Status != policies.JobRejected && j.Status != policies.JobPending && !j.Refunded {
+		ev.Epsilon = j.Epsilon
+	}
+	return ev
+}
+
+// checkAuthorised checks a job that was authorised (and perhaps ran): a
+// committed authorising policy, enough distinct approvals, and unless it
+// was refunded a budget charge of its policy's epsilon, which it adds to
+// the report's epsilon and budget totals. False: it failed the report.
+func checkAuthorised(rep *Report, m *policies.Machine, pols map[string]policies.Policy, j policies.Job) bool {
+	p, ok := pols[j.Policy]
+	if !ok {
+		rep.fail(0, "job %s is %s without a committed authorising policy", j.ID, j.Status)
+		return false
+	}
+	if len(j.Approvals) < j.Needed {
+		rep.fail(0, "job %s is %s with %d of %d approvals", j.ID, j.Status, len(j.Approvals), j.Needed)
+		return false
+	}
+	seen := map[policies.Address]bool{}
+	for _, a := range j.Approvals {
+		if seen[a] {
+			rep.fail(0, "job %s was approved twice by %s", j.ID, a)
+			return false
+		}
+		seen[a] = true
+	}
+	if j.Refunded {
+		return true // failed before releasing anything: its epsilon went back
+	}
+	want, ok := jobEpsilon(rep, pols, j, p)
+	if !ok {
+		return false
+	}
+	if j.Charge == nil || j.Charge.Epsilon != want || len(j.Charge.Populations) == 0 {
+		rep.fail(0, "job %s is %s without a budget charge of its policy's epsilon", j.ID, j.Status)
+		return false
+	}
+	for _, pop := range j.Charge.Populations {
+		pop = m.Population(pop)
+		if rep.Budgets[pop] == nil {
+			rep.Budgets[pop] = map[string]float64{}
+		}
+		rep.Budgets[pop][j.Charge.Holder] += j.Charge.Epsilon
+	}
+	return true
+}
+
+// jobEpsilon is the epsilon a job must have been charged (its policy's,
+// or for a join the smallest of its datasets' policies'), added to the
+// report's epsilon per requester and dataset. False: it failed the report.
+func jobEpsilon(rep *Report, pols map[string]policies.Policy, j policies.Job, p policies.Policy) (float64, bool) {
+	if rep.Epsilon[j.Requester.String()] == nil {
+		rep.Epsilon[j.Requester.String()] = map[string]float64{}
+	}
+	want := p.DP.EpsilonPerQuery
+	if !j.IsJoin() {
+		rep.Epsilon[j.Requester.String()][j.Dataset] += want
+		return want, true
+	}
+	// A join is noised at, and charged, the smallest epsilon of its
+	// datasets' policies, on every population it reads.
+	for i, pt := range j.Parts {
+		pp, ok := pols[pt.Policy]
+		if !ok || pp.Dataset != pt.Dataset {
+			rep.fail(0, "join job %s reads %s without a committed authorising policy", j.ID, pt.Dataset)
+			return 0, false
+		}
+		if i == 0 || pp.DP.EpsilonPerQuery < want {
+			want = pp.DP.EpsilonPerQuery
+		}
+	}
+	for _, pt := range j.Parts {
+		rep.Epsilon[j.Requester.String()][pt.Dataset] += want
+	}
+	return want, true
+}
+
+// checkBudgets: what the jobs charged matches the state's own account, and
+// never exceeds the largest budget of a policy on the population.
+func checkBudgets(rep *Report, m *policies.Machine, pols map[string]policies.Policy) {
 	lines := m.Budgets()
 	if len(lines) != countLines(rep.Budgets) {
 		rep.fail(0, "the state keeps %d budgets with spending, the jobs charged %d", len(lines), countLines(rep.Budgets))
@@ -266,7 +298,7 @@ func refusalRule(reason string) string {
 		{"mode ", "mode"}, {"aggregate ", "aggregate"}, {"grouped by", "group_by"}, {"filtered on", "filter"},
 		{"expired", "expired"}, {"rejected by", "agency rejection"}, {"unknown dataset", "unknown dataset"},
 		{"no policy", "no policy"}, {"revoked", "revoked"},
-		{"does not allow joining", "join"}, {"nodes in the consortium", "join"}, {"joined with itself", "join"}, {"consortium pseudonyms", "join"},
+		{"distinct ids", "list"}, {"does not allow joining", "join"}, {"nodes in the consortium", "join"}, {"joined with itself", "join"}, {"consortium pseudonyms", "join"},
 	} {
 		if strings.Contains(reason, r.key) {
 			return r.rule

@@ -89,7 +89,7 @@ func NewCheckpointVerifier(name string, pub []byte) (*CheckpointVerifier, error)
 func ParseCheckpointVerifier(vkey string) (*CheckpointVerifier, error) {
 	parts := strings.SplitN(strings.TrimSpace(vkey), "+", 3)
 	if len(parts) != 3 {
-		return nil, fmt.Errorf("%w: vkey %q is not name+hash+key", ErrBadKey, truncate(vkey, 80))
+		return nil, fmt.Errorf("%w: vkey %q is not name+hash+key", ErrBadKey, Clip(vkey, 80))
 	}
 	raw, err := base64.StdEncoding.DecodeString(parts[2])
 	if err != nil || len(raw) != 1+ed25519.PublicKeySize || raw[0] != cosignatureType {
@@ -165,7 +165,7 @@ func parseCheckpointBody(text string) (origin string, size uint64, root Hash, er
 	}
 	size, err = strconv.ParseUint(lines[1], 10, 64)
 	if err != nil || strconv.FormatUint(size, 10) != lines[1] {
-		return "", 0, root, fmt.Errorf("%w: size %q is not a decimal number", ErrBadCheckpoint, truncate(lines[1], 40))
+		return "", 0, root, fmt.Errorf("%w: size %q is not a decimal number", ErrBadCheckpoint, Clip(lines[1], 40))
 	}
 	r, err := base64.StdEncoding.DecodeString(lines[2])
 	if err != nil || len(r) != len(root) {

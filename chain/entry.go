@@ -88,7 +88,7 @@ func ParseAddress(s string) (Address, error) {
 	var a Address
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != AddressSize {
-		return a, fmt.Errorf("%w: want 40 hex digits, got %q", ErrBadAddress, truncate(s, 64))
+		return a, fmt.Errorf("%w: want 40 hex digits, got %q", ErrBadAddress, Clip(s, 64))
 	}
 	copy(a[:], b)
 	return a, nil
@@ -144,7 +144,7 @@ func validKind(k string) bool {
 // check validates every field's form (not the signature's validity).
 func (e *Entry) check() error {
 	if !validKind(e.Kind) {
-		return fmt.Errorf("%w: kind %q must be 1-%d characters of [a-z0-9._-]", ErrMalformedEntry, truncate(e.Kind, 80), MaxKindLen)
+		return fmt.Errorf("%w: kind %q must be 1-%d characters of [a-z0-9._-]", ErrMalformedEntry, Clip(e.Kind, 80), MaxKindLen)
 	}
 	if n := e.Algorithm.publicKeySize(); n < 0 {
 		return fmt.Errorf("%w: %d", ErrUnknownAlgorithm, e.Algorithm)
@@ -242,18 +242,7 @@ func (e *Entry) Verify() error {
 	if err != nil {
 		return err
 	}
-	msg := signedMessage(body)
-	ok := false
-	switch e.Algorithm {
-	case Ed25519:
-		ok = len(e.Signature) == ed25519.SignatureSize && verifyEd25519(e.PublicKey, msg, e.Signature)
-	case MLDSA65:
-		var pk mldsa65.PublicKey
-		if pk.UnmarshalBinary(e.PublicKey) == nil {
-			ok = mldsa65.Verify(&pk, msg, nil, e.Signature)
-		}
-	}
-	if !ok {
+	if !VerifySignature(e.Algorithm, e.PublicKey, signedMessage(body), e.Signature) {
 		return fmt.Errorf("%w: %s signature by %s does not verify", ErrBadSignature, e.Algorithm, e.Author())
 	}
 	return nil
@@ -314,11 +303,4 @@ func (r *reader) u64() uint64 {
 		return binary.BigEndian.Uint64(s)
 	}
 	return 0
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

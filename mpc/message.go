@@ -1,12 +1,9 @@
 package mpc
 
 import (
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-
-	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
@@ -61,16 +58,10 @@ func open(ledger Ledger, service string, raw []byte, v any) (policies.Address, e
 	if !ledger.Can(s.Signer, policies.PermNode) {
 		return policies.Address{}, fmt.Errorf("mpc: %s: signer %s is not a node (needs %s)", service, s.Signer, policies.PermNode)
 	}
-	msg := sigMessage(service, s.Body)
-	okSig := false
-	switch a.Algorithm {
-	case "ed25519":
-		okSig = len(a.PublicKey) == ed25519.PublicKeySize && ed25519.Verify(a.PublicKey, msg, s.Sig)
-	case "ml-dsa-65":
-		var pk mldsa65.PublicKey
-		okSig = pk.UnmarshalBinary(a.PublicKey) == nil && mldsa65.Verify(&pk, msg, nil, s.Sig)
-	}
-	if !okSig {
+	// The ledger's validity rule for the account's key (chain.VerifySignature),
+	// not a second one: a signature valid there is valid here, and only then.
+	alg, err := chain.ParseAlgorithm(a.Algorithm)
+	if err != nil || !chain.VerifySignature(alg, a.PublicKey, sigMessage(service, s.Body), s.Sig) {
 		return policies.Address{}, fmt.Errorf("mpc: %s: bad signature of %s", service, s.Signer)
 	}
 	if err := json.Unmarshal(s.Body, v); err != nil {

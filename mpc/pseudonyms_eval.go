@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/mpc/pseudonym"
 	"github.com/datasandbox/datasandbox/policies"
 )
@@ -133,9 +134,4 @@ func (p *Pseudonyms) Gather(ctx context.Context, batch string, req []byte, need 
 	return out, nil
 }
 
-func clipID(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
-}
+func clipID(s string) string { return chain.Clip(s, 40) }

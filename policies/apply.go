@@ -129,6 +129,8 @@ func (s *state) apply(e Entry, index uint64, now time.Time) error {
 		return s.jobKey(e, now)
 	case KindJobFlow:
 		return s.jobFlow(e, index, now)
+	case KindJobList:
+		return s.jobList(e, index, now)
 	default:
 		return note(e)
 	}

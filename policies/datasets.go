@@ -3,7 +3,6 @@ package policies
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -37,7 +36,7 @@ func (s *state) registerDataset(e Entry, now time.Time) error {
 	if err := d.Schema.Validate(); err != nil {
 		return err
 	}
-	if len(d.SHA256) != 64 || strings.Trim(d.SHA256, "0123456789abcdef") != "" || d.Rows < 0 {
+	if !IsSHA256Hex(d.SHA256) || d.Rows < 0 {
 		return fmt.Errorf("%w: dataset needs a hex sha256 and a row count", ErrInvalid)
 	}
 	if err := s.holdsFor(e.Author, actor); err != nil {

@@ -77,6 +77,7 @@ var kindPermission = map[string]string{
 	KindHECeremony: PermNode, KindHEShare: PermNode, KindHERotate: PermGrant,
 	KindPseudonymCeremony: PermNode, KindPseudonymRotate: PermGrant,
 	KindNodeHPKE: PermNode, KindJobKey: PermNode, KindJobFlow: PermNode,
+	KindJobList:   PermSubmitJob,
 	KindLimitsSet: PermGrant,
 }
 

@@ -80,14 +80,6 @@ type HEShare struct {
 	Active     []string `json:"active"`
 }
 
-func isHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(s)
-	return err == nil
-}
-
 func (s *state) heCeremony(e Entry, now time.Time) error {
 	var c HECeremony
 	if err := decode(e, &c); err != nil {
@@ -105,7 +97,7 @@ func (s *state) heCeremony(e Entry, now time.Time) error {
 	if c.Rotation != 0 {
 		return fmt.Errorf("%w: he.ceremony: rotation is recorded by the ledger, not set by the author", ErrInvalid)
 	}
-	if c.ID == "" || c.Params == "" || !isHex64(c.PublicKey) || !isHex64(c.GaloisKeys) || !isHex64(c.Transcript) {
+	if c.ID == "" || c.Params == "" || !IsSHA256Hex(c.PublicKey) || !IsSHA256Hex(c.GaloisKeys) || !IsSHA256Hex(c.Transcript) {
 		return fmt.Errorf("%w: he.ceremony needs id, params and the three digests", ErrInvalid)
 	}
 	if c.Threshold < 2 || c.Threshold > len(c.Participants) {
@@ -189,7 +181,7 @@ func (s *state) heShare(e Entry, now time.Time) error {
 	if j.Status != JobRunning {
 		return fmt.Errorf("%w: job %s is %s: shares are issued only for a running, unreleased job", ErrForbidden, j.ID, j.Status)
 	}
-	if !isHex64(d.Ciphertext) || len(d.Active) < s.HE.Threshold {
+	if !IsSHA256Hex(d.Ciphertext) || len(d.Active) < s.HE.Threshold {
 		return fmt.Errorf("%w: he.share needs the ciphertext digest and at least %d active nodes", ErrInvalid, s.HE.Threshold)
 	}
 	for _, sh := range j.Shares {

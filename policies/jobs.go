@@ -15,6 +15,8 @@ type (
 		Query   string `json:"query"`
 		Mode    string `json:"mode"`
 		Purpose string `json:"purpose"`
+		// List, when the query joins the enterprise's own ids (list.go).
+		List *ListDoc `json:"list,omitempty"`
 	}
 	// JobExtra is what the relaying node adds to a job.submit.
 	JobExtra struct {
@@ -53,6 +55,13 @@ func (s *state) submit(e Entry, index uint64, now time.Time) error {
 	}
 	j := &Job{ID: "job-" + strconv.FormatUint(index, 10), Requester: e.Actor, Dataset: x.Dataset, Mode: d.Mode,
 		Purpose: d.Purpose, Query: d.Query, Plan: x.Plan, Submitted: now, Updated: now}
+	if d.List != nil {
+		l, err := NewJobList(d.List, x.Plan)
+		if err != nil {
+			return err
+		}
+		j.List = l
+	}
 	put(s, s.Jobs, j.ID, j)
 	if j.Mode == ModeHE {
 		// Refused up front rather than failing once authorised (and paid for).
@@ -295,7 +304,7 @@ func (s *state) progress(e Entry, now time.Time) error {
 			return fmt.Errorf("%w: job %s is started only by the node that holds dataset %q, not %s", ErrForbidden, j.ID, j.Dataset, e.Author)
 		}
 	}
-	if e.Kind == KindJobComplete && len(d.ResultHash) != 64 {
+	if e.Kind == KindJobComplete && !IsSHA256Hex(d.ResultHash) {
 		return fmt.Errorf("%w: job.complete needs result_sha256", ErrInvalid)
 	}
 	if e.Kind == KindJobComplete && j.Mode == ModeHE {

@@ -56,6 +56,12 @@ func (s *state) submitJoin(j *Job, now time.Time) error {
 		j.Status, j.Reason = JobRejected, fmt.Sprintf("a join runs on a node that holds none of its datasets: it needs at least %d nodes in the consortium, there are %d", MinJoinNodes, n)
 		return nil
 	}
+	if j.List != nil {
+		if r := s.listSideRule(j); r != "" {
+			j.Status, j.Reason = JobRejected, r
+			return nil
+		}
+	}
 	seen := map[string]bool{}
 	for _, sd := range sides {
 		if seen[sd.Dataset] {
@@ -66,6 +72,9 @@ func (s *state) submitJoin(j *Job, now time.Time) error {
 	}
 	var parts []JobPart
 	for _, sd := range sides {
+		if j.IsList(sd.Dataset) {
+			continue // the enterprise's own: no policy, no budget
+		}
 		ds, ok := s.Datasets[sd.Dataset]
 		if !ok {
 			j.Status, j.Reason = JobRejected, fmt.Sprintf("unknown dataset %q", clip(sd.Dataset))
@@ -131,6 +140,12 @@ func (s *state) checkJoin(p *Policy, ds *Dataset, j *Job, now time.Time) string 
 	}
 	for _, sd := range j.Plan.Join {
 		if sd.Dataset == ds.Name {
+			continue
+		}
+		if j.IsList(sd.Dataset) {
+			if r := listRule(p, ds, j.List); r != "" {
+				return r
+			}
 			continue
 		}
 		if !p.Join.Allows(sd.Dataset) {
@@ -334,7 +349,7 @@ func (s *state) progressJoin(e Entry, j *Job, d JobResultDoc, now time.Time) err
 	}
 	j.Updated = now
 	if e.Kind == KindJobComplete {
-		if len(d.ResultHash) != 64 {
+		if !IsSHA256Hex(d.ResultHash) {
 			return fmt.Errorf("%w: job.complete needs result_sha256", ErrInvalid)
 		}
 		if err := s.flowsComplete(j, e.Author); err != nil {
@@ -379,6 +394,8 @@ type (
 	JobKeyDoc struct {
 		Job    string            `json:"job"`
 		Sealed map[string][]byte `json:"sealed"`
+		// List is the key sealed to the job's list key (list.go).
+		List []byte `json:"list,omitempty"`
 	}
 	// JobFlowDoc is an owner node's record, committed before it ships,
 	// of what it ships to the job's runner.
@@ -460,7 +477,7 @@ func (s *state) jobKey(e Entry, now time.Time) error {
 	}
 	j = edit(s, s.Jobs, j.ID, newJob)
 	j.KeyFrom, j.KeySealed, j.Updated = e.Author, d.Sealed, now
-	return nil
+	return s.sealList(j, d.List)
 }
 
 // liveJoin returns a join job that is authorised or running.
@@ -505,7 +522,7 @@ func (s *state) jobFlow(e Entry, index uint64, now time.Time) error {
 		return fmt.Errorf("%w: job %s's data goes only to its runner (%s), not %s", ErrForbidden, j.ID, j.Runner, d.To)
 	case !slices.Equal(d.Columns, side.Columns):
 		return fmt.Errorf("%w: job %s ships columns [%s] of %s, not [%s]", ErrForbidden, j.ID, strings.Join(side.Columns, ", "), d.Dataset, clip(strings.Join(d.Columns, ", ")))
-	case len(d.SHA256) != 64 || strings.Trim(d.SHA256, "0123456789abcdef") != "" || d.Rows < 0:
+	case !IsSHA256Hex(d.SHA256) || d.Rows < 0:
 		return fmt.Errorf("%w: job.flow needs a hex sha256 and a row count", ErrInvalid)
 	}
 	// A policy revoked (or expired) since the job was authorised stops its

@@ -228,7 +228,7 @@ func (s *state) pseudonymBatch(e Entry, index uint64, now time.Time) error {
 	if p.Ceremony == nil {
 		return fmt.Errorf("%w: no pseudonym ceremony on the ledger", ErrConflict)
 	}
-	if d.Count < 1 || d.Count > MaxPseudonymBatch || !isHex64(d.Request) {
+	if d.Count < 1 || d.Count > MaxPseudonymBatch || !IsSHA256Hex(d.Request) {
 		return fmt.Errorf("%w: pseudonym.batch needs a count in 1..%d and the request's sha256", ErrInvalid, MaxPseudonymBatch)
 	}
 	key := e.Actor.String()
@@ -266,6 +266,9 @@ func (s *state) pseudonymBatch(e Entry, index uint64, now time.Time) error {
 		}
 		if got := p.ForJob[j.ID]; got+d.Count > pol.Join.ListIDs() {
 			return fmt.Errorf("%w: job %s's list: %d ids pseudonymised, this batch asks %d, policy %s allows %d", ErrForbidden, j.ID, got, d.Count, pol.ID, pol.Join.ListIDs())
+		}
+		if err := listBatch(j, p.ForJob[j.ID], d.Count); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("%w: purpose %q (need %s or %s)", ErrInvalid, clip(d.Purpose), PurposeDataset, PurposeJob)

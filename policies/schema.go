@@ -209,6 +209,9 @@ func strictUnmarshal(b []byte, v any) error {
 
 func clip(s string) string { return clipN(s, 64) }
 
+// clipN is chain.Clip, copied byte for byte: policies may import nothing
+// of the module (audit/layering_test.go), and clipped reasons are part of
+// the replicated state, so both must keep exactly this rule.
 func clipN(s string, n int) string {
 	if len(s) > n {
 		return s[:n] + "..."

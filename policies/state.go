@@ -173,6 +173,8 @@ type Job struct {
 	Refunded bool `json:"refunded,omitempty"`
 	// Charge is what the authorisation debited (budget.go).
 	Charge *Charge `json:"charge,omitempty"`
+	// List is set for a join with the enterprise's own id list (list.go).
+	List *JobList `json:"list,omitempty"`
 }
 
 // JobFlow is one shipment of a join: which columns of which dataset moved

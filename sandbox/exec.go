@@ -37,6 +37,12 @@ type Control struct {
 	// MaxIntervalRatio suppresses a value whose 95% interval is wider than
 	// this multiple of it (the policy's dp.max_interval_ratio; 0: never).
 	MaxIntervalRatio float64
+	// NoisyThreshold compares a noisy count of a cell's people with
+	// MinGroupSize (drawn with one more share of Epsilon) and releases no
+	// count of suppressed cells: what a list join needs, since the
+	// enterprise chooses the list (an exact threshold, or the number of
+	// cells withheld, would tell it whether one more id is in the data).
+	NoisyThreshold bool
 	// NoNoise disables DP noise: only for tests that compare with a
 	// reference computation. Never set by the product.
 	NoNoise bool

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 
+	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -510,12 +511,8 @@ func commitDataset(meta *tableMeta, tmp, dir string) error {
 	return os.Rename(tmp, dir)
 }
 
-func clipVal(s string) string {
-	if len(s) > 32 {
-		return s[:32] + "..."
-	}
-	return s
-}
+// clipVal quotes a value of the data (or of a shipment) in an error.
+func clipVal(s string) string { return chain.Clip(s, 32) }
 
 func trimBOM(s string) string {
 	if len(s) >= 3 && s[:3] == "\xef\xbb\xbf" {

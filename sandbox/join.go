@@ -144,6 +144,9 @@ type JoinPart struct {
 	Tags    [][TagSize]byte
 	Table   *Table
 	MaxRows int
+	// List marks an enterprise's list (list.go): the join's output
+	// control then thresholds noisy counts (Control.NoisyThreshold).
+	List bool
 }
 
 // ExecuteJoin joins the parts on their tags (a hash join), keeps at most
@@ -221,6 +224,9 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 	// row at epsilon/bound protects the person at epsilon (group privacy).
 	eps := ctl.Epsilon
 	ctl.Epsilon = eps / float64(bound)
+	for _, p := range parts {
+		ctl.NoisyThreshold = ctl.NoisyThreshold || p.List
+	}
 	// Counts and sums are clamped to what a public bound allows (finish):
 	// not the joined rows (the intersection is not public) but the
 	// smallest dataset's rows (on the ledger) times the rows per person.

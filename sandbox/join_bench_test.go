@@ -146,3 +146,78 @@ func writeJoinCSV(path string, t *Table, first int, group, value string) error {
 	}
 	return f.Close()
 }
+
+var listIDs = flag.Int("list-ids", 100_000, "distinct ids of the list in BenchmarkListJoin")
+
+// BenchmarkListJoin is a list join in process: the enterprise's side
+// (tags of -list-ids pseudonyms under k_job, the shipment encoded) and the
+// executor's (the list and a -join-rows dataset checked and parsed,
+// semi-joined on tags, grouped by a list column, output control with the
+// noisy threshold). Half the list is in the dataset. It reports the
+// seconds per list join and the bytes shipped per id of the list.
+func BenchmarkListJoin(b *testing.B) {
+	n, m := *joinRows, *listIDs
+	tax := joinBenchTable(taxJoinSchema, 0, n, "region", "income", DemoRegions, 100000)
+	q, err := ParseQuery("SELECT a.branch, COUNT(*), AVG(t.income) FROM tax2025 t JOIN applicants a ON t.person_id = a.id GROUP BY a.branch")
+	if err != nil {
+		b.Fatal(err)
+	}
+	plan := q.Plan()
+	l := policies.JobList{Name: "applicants", Key: plan.Join[1].Key, Columns: plan.Join[1].Columns, Size: int64(m)}
+	// The list's pseudonyms: people n-m/2 .. n+m/2-1 (half in tax2025),
+	// as joinBenchTable derives them; a branch of 3 each.
+	ps := make([][]byte, m)
+	branch := make([]string, m)
+	var id [8]byte
+	for i := range m {
+		binary.BigEndian.PutUint64(id[:], uint64(n-m/2+i))
+		h := sha256.Sum256(id[:])
+		ps[i] = h[:]
+		branch[i] = []string{"east", "north", "south"}[i%3]
+	}
+	kJob := []byte("bench job key")
+	var shipped int
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		tags, err := ListTags(kJob, ps)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := ShipList("job-1", l, tags, map[string][]string{"branch": branch})
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, err := s.Marshal()
+		if err != nil {
+			b.Fatal(err)
+		}
+		shipped = len(raw)
+		list, err := ParseList(raw, ShipmentDigest(raw), "job-1", l)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ts, err := Ship("job-1", tax, plan.Join[0], kJob)
+		if err != nil {
+			b.Fatal(err)
+		}
+		traw, err := ts.Marshal()
+		if err != nil {
+			b.Fatal(err)
+		}
+		got, err := ParseShipment(traw, ShipmentDigest(traw), "job-1", plan.Join[0], &tax.Schema)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := ExecuteJoin(context.Background(), q, []JoinPart{got.Part(&tax.Schema, 1), list}, Control{MinGroupSize: 10, Epsilon: 1}, DefaultLimits(), []byte("sel"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Rows) != 3 {
+			b.Fatalf("%d groups", len(res.Rows))
+		}
+	}
+	el := time.Since(start)
+	b.ReportMetric(el.Seconds()/float64(b.N), "s/op")
+	b.ReportMetric(float64(shipped)/float64(m), "ship-bytes/id")
+}

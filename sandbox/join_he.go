@@ -52,89 +52,18 @@ type heJoinQuantity struct {
 // decryption. The layout's noise is calibrated to the rows one person
 // adds to the join.
 func HEEvaluateJoin(ctx context.Context, q *Query, parts []HEJoinPart, keys *HEKeys, ctl Control, lim Limits, selKey []byte) (*rlwe.Ciphertext, *HELayout, error) {
-	env := JoinEnv{Schemas: map[string]*policies.Schema{}, Nodes: policies.MinJoinNodes}
-	enc := map[string]bool{}
-	for _, p := range parts {
-		env.Schemas[p.Dataset] = &p.Table.Schema
-		if len(p.Tags) != p.Table.Rows || p.HE == nil || p.HE.meta.Rows != int64(p.Table.Rows) {
-			return nil, nil, fmt.Errorf("%w: dataset %s: tags, rows and ciphertexts disagree", ErrBadData, p.Dataset)
-		}
-		for _, c := range p.HE.meta.Columns {
-			enc[p.Dataset+"."+c] = true
-		}
-	}
-	if err := CheckJoin(q, env, policies.ModeMasked); err != nil {
-		return nil, nil, err
-	}
-	if err := checkHEJoinEnc(q, enc); err != nil {
-		return nil, nil, err
-	}
-	order := q.datasets()
-	if len(parts) != len(order) {
-		return nil, nil, fmt.Errorf("%w: %d parts for a join of %d datasets", ErrBadData, len(parts), len(order))
-	}
-	byName := map[string]*JoinPart{}
-	index := map[string]int{}
-	for i := range parts {
-		byName[parts[i].Dataset] = &parts[i].JoinPart
-	}
-	tags := make([][][TagSize]byte, len(order))
-	maxRows := make([]int, len(order))
-	heParts := make([]*heData, len(order))
-	bound := 1
-	for i, d := range order {
-		p := byName[d]
-		if p == nil {
-			return nil, nil, fmt.Errorf("%w: no part for dataset %s", ErrBadData, d)
-		}
-		if p.MaxRows < 1 {
-			return nil, nil, fmt.Errorf("%w: dataset %s has no bound on rows per person", ErrRefused, d)
-		}
-		bound *= p.MaxRows
-		tags[i], maxRows[i], index[d] = p.Tags, p.MaxRows, i
-		for _, hp := range parts {
-			if hp.Dataset == d {
-				heParts[i] = hp.HE
-			}
-		}
-	}
-	// The released quantities, and the part holding each.
-	perCell := []string{"count"}
-	from := []heJoinQuantity{{part: -1}}
-	for _, a := range q.Aggs {
-		need, err := heNeeds(q, a, enc)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, n := range need {
-			kind, cols, _ := strings.Cut(n, ":")
-			ds, local := "", []string{}
-			for _, c := range strings.Split(cols, ",") {
-				d, name, _ := strings.Cut(c, ".")
-				ds = d
-				local = append(local, name)
-			}
-			pi := index[ds]
-			qn := kind + ":" + strings.Join(local, ",")
-			if kind == "xy" {
-				qn = canonicalPair(qn, heParts[pi].meta.Columns)
-				a, b, _ := strings.Cut(strings.TrimPrefix(qn, "xy:"), ",")
-				n = pairName(ds+"."+a, ds+"."+b)
-			}
-			if heParts[pi].cts[qn] == nil {
-				return nil, nil, fmt.Errorf("%w: dataset %s shipped no quantity %s", ErrBadData, ds, qn)
-			}
-			if !slices.Contains(perCell, n) {
-				perCell = append(perCell, n)
-				from = append(from, heJoinQuantity{part: pi, name: qn})
-			}
-		}
-	}
-	rows, person, err := matchTags(ctx, tags, maxRows, selKey)
+	j, err := newHEJoin(q, parts)
 	if err != nil {
 		return nil, nil, err
 	}
-	t, err := joinedTable(q, order, byName, rows, enc)
+	if err := j.quantities(); err != nil {
+		return nil, nil, err
+	}
+	rows, person, err := matchTags(ctx, j.tags, j.maxRows, selKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := joinedTable(q, j.order, j.byName, rows, j.enc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -154,28 +83,149 @@ func HEEvaluateJoin(ctx context.Context, q *Query, parts []HEJoinPart, keys *HEK
 		return nil, nil, err
 	}
 	people := distinctPeople(t.Rows, mask, gid, ngroups, person)
-	norms, bounds := map[string]float64{}, map[string][2]float64{}
-	public := len(parts[0].Tags)
+	lay := j.layout(len(parts[0].Tags), ctl)
+	cellOf, cells, err := j.cells(lay, people, gkeys, ngroups, ctl.MinGroupSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	packIn, err := j.sums(ctx, t, rows, mask, gid, cellOf, cells, lay)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := hePack(keys, packIn, counts, cellOf, lay)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, lay, nil
+}
+
+// heJoin is an he join's parts in the query's dataset order, and the
+// quantities it releases per cell.
+type heJoin struct {
+	q       *Query
+	order   []string
+	byName  map[string]*JoinPart
+	index   map[string]int
+	tags    [][][TagSize]byte
+	maxRows []int
+	heParts []*heData
+	enc     map[string]bool // encrypted columns, dataset-qualified
+	bound   int             // joined rows one person changes at most
+	perCell []string
+	from    []heJoinQuantity
+}
+
+// newHEJoin checks the parts against each other and the query, and orders them as the query names their datasets.
+func newHEJoin(q *Query, parts []HEJoinPart) (*heJoin, error) {
+	env := JoinEnv{Schemas: map[string]*policies.Schema{}, Nodes: policies.MinJoinNodes}
+	enc := map[string]bool{}
+	for _, p := range parts {
+		env.Schemas[p.Dataset] = &p.Table.Schema
+		if len(p.Tags) != p.Table.Rows || p.HE == nil || p.HE.meta.Rows != int64(p.Table.Rows) {
+			return nil, fmt.Errorf("%w: dataset %s: tags, rows and ciphertexts disagree", ErrBadData, p.Dataset)
+		}
+		for _, c := range p.HE.meta.Columns {
+			enc[p.Dataset+"."+c] = true
+		}
+	}
+	if err := CheckJoin(q, env, policies.ModeMasked); err != nil {
+		return nil, err
+	}
+	if err := checkHEJoinEnc(q, enc); err != nil {
+		return nil, err
+	}
+	order := q.datasets()
+	if len(parts) != len(order) {
+		return nil, fmt.Errorf("%w: %d parts for a join of %d datasets", ErrBadData, len(parts), len(order))
+	}
+	j := &heJoin{q: q, order: order, byName: map[string]*JoinPart{}, index: map[string]int{}, enc: enc,
+		tags: make([][][TagSize]byte, len(order)), maxRows: make([]int, len(order)), heParts: make([]*heData, len(order)), bound: 1}
+	for i := range parts {
+		j.byName[parts[i].Dataset] = &parts[i].JoinPart
+	}
 	for i, d := range order {
-		public = min(public, len(tags[i]))
-		for c, b := range heParts[i].meta.Norms {
+		p := j.byName[d]
+		if p == nil {
+			return nil, fmt.Errorf("%w: no part for dataset %s", ErrBadData, d)
+		}
+		if p.MaxRows < 1 {
+			return nil, fmt.Errorf("%w: dataset %s has no bound on rows per person", ErrRefused, d)
+		}
+		j.bound *= p.MaxRows
+		j.tags[i], j.maxRows[i], j.index[d] = p.Tags, p.MaxRows, i
+		for _, hp := range parts {
+			if hp.Dataset == d {
+				j.heParts[i] = hp.HE
+			}
+		}
+	}
+	return j, nil
+}
+
+// quantities lists the released quantities per cell (count first), and the part holding each.
+func (j *heJoin) quantities() error {
+	j.perCell = []string{"count"}
+	j.from = []heJoinQuantity{{part: -1}}
+	for _, a := range j.q.Aggs {
+		need, err := heNeeds(j.q, a, j.enc)
+		if err != nil {
+			return err
+		}
+		for _, n := range need {
+			kind, cols, _ := strings.Cut(n, ":")
+			ds, local := "", []string{}
+			for _, c := range strings.Split(cols, ",") {
+				d, name, _ := strings.Cut(c, ".")
+				ds = d
+				local = append(local, name)
+			}
+			pi := j.index[ds]
+			qn := kind + ":" + strings.Join(local, ",")
+			if kind == "xy" {
+				qn = canonicalPair(qn, j.heParts[pi].meta.Columns)
+				a, b, _ := strings.Cut(strings.TrimPrefix(qn, "xy:"), ",")
+				n = pairName(ds+"."+a, ds+"."+b)
+			}
+			if j.heParts[pi].cts[qn] == nil {
+				return fmt.Errorf("%w: dataset %s shipped no quantity %s", ErrBadData, ds, qn)
+			}
+			if !slices.Contains(j.perCell, n) {
+				j.perCell = append(j.perCell, n)
+				j.from = append(j.from, heJoinQuantity{part: pi, name: qn})
+			}
+		}
+	}
+	return nil
+}
+
+// layout starts the result's layout: quantities, norms and bounds of the encrypted columns, and the noise calibrated to the join.
+func (j *heJoin) layout(public int, ctl Control) *HELayout {
+	norms, bounds := map[string]float64{}, map[string][2]float64{}
+	for i, d := range j.order {
+		public = min(public, len(j.tags[i]))
+		for c, b := range j.heParts[i].meta.Norms {
 			norms[d+"."+c] = b
 		}
-		for _, c := range byName[d].Table.Schema.Columns {
-			if enc[d+"."+c.Name] && len(c.Bounds) == 2 {
+		for _, c := range j.byName[d].Table.Schema.Columns {
+			if j.enc[d+"."+c.Name] && len(c.Bounds) == 2 {
 				bounds[d+"."+c.Name] = [2]float64{c.Bounds[0], c.Bounds[1]}
 			}
 		}
 	}
-	lay := &HELayout{Query: q.Source, PerCell: perCell, Norms: norms, Bounds: bounds}
+	lay := &HELayout{Query: j.q.Source, PerCell: j.perCell, Norms: norms, Bounds: bounds}
 	if !ctl.NoNoise {
 		// One person changes at most bound joined rows (ExecuteJoin).
-		lay.Noise = &HENoise{Mechanism: ctl.Mechanism, Epsilon: ctl.Epsilon / float64(bound), Delta: ctl.Delta, Rows: int64(public * bound),
+		lay.Noise = &HENoise{Mechanism: ctl.Mechanism, Epsilon: ctl.Epsilon / float64(j.bound), Delta: ctl.Delta, Rows: int64(public * j.bound),
 			MinGroupSize: ctl.MinGroupSize, MaxIntervalRatio: ctl.MaxIntervalRatio}
 	}
 	if ctl.Dominance != nil {
 		lay.Notes = "the dominance rule needs per-person values and is not evaluated in he mode; minimum cell size and DP apply"
 	}
+	return lay
+}
+
+// cells numbers the released groups (those with at least minGroup people), records their keys and the suppressed count in lay, and sets its slot spacing.
+func (j *heJoin) cells(lay *HELayout, people []int64, gkeys [][]any, ngroups, minGroup int) ([]int32, int, error) {
 	cellOf := make([]int32, ngroups)
 	cells := 0
 	for g, n := range people {
@@ -183,7 +233,7 @@ func HEEvaluateJoin(ctx context.Context, q *Query, parts []HEJoinPart, keys *HEK
 		if n == 0 {
 			continue
 		}
-		if n < int64(ctl.MinGroupSize) {
+		if n < int64(minGroup) {
 			lay.Suppressed++
 			continue
 		}
@@ -191,22 +241,27 @@ func HEEvaluateJoin(ctx context.Context, q *Query, parts []HEJoinPart, keys *HEK
 		cells++
 		lay.Keys = append(lay.Keys, gkeys[g])
 	}
-	if positions := cells * len(perCell); positions > maxHECells {
-		return nil, nil, refuse("he mode releases at most %d cells×quantities in one result; this query has %d (fewer groups or aggregates, or mode masked)", maxHECells, positions)
+	if positions := cells * len(j.perCell); positions > maxHECells {
+		return nil, 0, refuse("he mode releases at most %d cells×quantities in one result; this query has %d (fewer groups or aggregates, or mode masked)", maxHECells, positions)
 	}
 	N := heparams.Params().N()
 	slots := 2
-	for slots < cells*len(perCell) {
+	for slots < cells*len(j.perCell) {
 		slots <<= 1
 	}
 	lay.Spacing = N / slots
+	return cellOf, cells, nil
+}
+
+// sums computes each part's weighted sums of its ciphertexts per cell, keyed by their slot in the packed result.
+func (j *heJoin) sums(ctx context.Context, t *Table, rows []int32, mask []bool, gid []uint32, cellOf []int32, cells int, lay *HELayout) (map[int]*rlwe.Ciphertext, error) {
 	packIn := map[int]*rlwe.Ciphertext{}
-	k := len(order)
-	for pi := range order {
+	k := len(j.order)
+	for pi := range j.order {
 		var qs []int // indices into perCell of this part's quantities
-		for j, f := range from {
+		for jj, f := range j.from {
 			if f.part == pi {
-				qs = append(qs, j)
+				qs = append(qs, jj)
 			}
 		}
 		if len(qs) == 0 {
@@ -214,35 +269,31 @@ func HEEvaluateJoin(ctx context.Context, q *Query, parts []HEJoinPart, keys *HEK
 		}
 		// Each selected joined row's row of this part, and its cell.
 		var sel []rowCell
-		for j := range t.Rows {
-			if mask != nil && !mask[j] {
+		for jj := range t.Rows {
+			if mask != nil && !mask[jj] {
 				continue
 			}
 			g := 0
 			if gid != nil {
-				g = int(gid[j])
+				g = int(gid[jj])
 			}
 			if c := cellOf[g]; c >= 0 {
-				sel = append(sel, rowCell{row: rows[j*k+pi], cell: c})
+				sel = append(sel, rowCell{row: rows[jj*k+pi], cell: c})
 			}
 		}
-		sums, err := heWeightedSums(ctx, heParts[pi], from, qs, sel, cells)
+		sums, err := heWeightedSums(ctx, j.heParts[pi], j.from, qs, sel, cells)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		for i, j := range qs {
+		for i, jj := range qs {
 			for cell, ct := range sums[i] {
 				if ct != nil {
-					packIn[(cell*len(perCell)+j)*lay.Spacing] = ct
+					packIn[(cell*len(j.perCell)+jj)*lay.Spacing] = ct
 				}
 			}
 		}
 	}
-	out, err := hePack(keys, packIn, counts, cellOf, lay)
-	if err != nil {
-		return nil, nil, err
-	}
-	return out, lay, nil
+	return packIn, nil
 }
 
 // rowCell is one joined row's row in a part, and the cell it counts in.

@@ -172,7 +172,7 @@ func BenchmarkHEJoin(b *testing.B) {
 		var heParts []HEJoinPart
 		for _, side := range plan.Join {
 			t := tabs[side.Dataset]
-			s, err := ShipHE("job-1", t, side, kJob, heData[side.Dataset])
+			s, err := ShipHE("job-1", t, side, kJob, heData[side.Dataset], plan.Aggregates)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -241,6 +241,34 @@ func TestJoinDP(t *testing.T) {
 			}
 			if err != nil || math.Abs(dp.EpsilonPerQuery-c.eps) > 1e-12 || dp.Mechanism != c.mech {
 				t.Fatalf("%+v %v, want epsilon %g %s", dp, err, c.eps, c.mech)
+			}
+		})
+	}
+}
+
+// An owner ships only the quantities of its encrypted columns that the
+// plan's aggregates read.
+func TestPlanReads(t *testing.T) {
+	aggs := []policies.Aggregate{{Func: "count", Columns: []string{"*"}}, {Func: "avg", Columns: []string{"tax2025.income"}},
+		{Func: "var", Columns: []string{"benefits2025.benefit"}}, {Func: "corr", Columns: []string{"tax2025.a", "tax2025.b"}}}
+	cases := []struct {
+		ds, qn string
+		want   bool
+	}{
+		{"tax2025", "x:income", true},
+		{"tax2025", "xx:income", false},
+		{"benefits2025", "x:benefit", true},
+		{"benefits2025", "xx:benefit", true},
+		{"tax2025", "x:benefit", false},
+		{"tax2025", "xy:a,b", true},
+		{"tax2025", "xx:a", true},
+		{"tax2025", "xy:a,income", false},
+		{"benefits2025", "x:income", false},
+	}
+	for _, c := range cases {
+		t.Run(c.ds+" "+c.qn, func(t *testing.T) {
+			if got := planReads(aggs, c.ds, c.qn); got != c.want {
+				t.Fatalf("planReads = %v, want %v", got, c.want)
 			}
 		})
 	}

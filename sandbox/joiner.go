@@ -27,6 +27,7 @@ type JoinCrypto interface {
 	Public() []byte
 	SealJobKey(job string, to policies.Address, key []byte) ([]byte, error)
 	OpenJobKey(job string, from policies.Address, sealed []byte) ([]byte, error)
+	SealJobKeyToList(job, list string, pub, key []byte) ([]byte, error)
 	Sign(service string, v any) ([]byte, error)
 	Open(service string, raw []byte, v any) (policies.Address, error)
 }
@@ -53,6 +54,9 @@ type JoinerConfig struct {
 	// Poll is how often committed jobs are looked at; Wait how long an
 	// executor waits for the owners' parts before it fails the job.
 	Poll, Wait time.Duration
+	// ListWait is how long a runner waits for an enterprise's list
+	// (ListWait when 0).
+	ListWait time.Duration
 	// ShipChunk is the largest chunk of a shipment this node sends in one
 	// node-to-node message (DefaultShipChunk when 0; chain's messages are
 	// at most 64 MiB).
@@ -80,6 +84,7 @@ type Joiner struct {
 
 	mu     sync.Mutex
 	hpkeOK bool
+	lists  listInbox // enterprises' lists received for the jobs it runs
 	// sending holds the shipments being sent in chunks (memory only),
 	// until the last chunk is asked for or the job ends.
 	sending map[string]sending
@@ -92,6 +97,9 @@ func NewJoiner(cfg JoinerConfig, store *Store, node Appender, state JoinState) *
 	}
 	if cfg.Wait == 0 {
 		cfg.Wait = 2 * time.Minute
+	}
+	if cfg.ListWait == 0 {
+		cfg.ListWait = ListWait
 	}
 	if cfg.Limits == (Limits{}) {
 		cfg.Limits = DefaultLimits()
@@ -124,6 +132,10 @@ func (jn *Joiner) Run(ctx context.Context) {
 
 func (jn *Joiner) pass(ctx context.Context) {
 	jn.forgetKeys()
+	jn.lists.forget(func(job string) bool {
+		j, ok := jn.state.Job(job)
+		return ok && j.Status == policies.JobRunning && j.Runner == jn.me
+	})
 	jn.forgetSending()
 	jobs := jn.state.Jobs(func(j policies.Job) bool {
 		return j.IsJoin() && (j.Status == policies.JobAuthorised || j.Status == policies.JobRunning)
@@ -199,6 +211,9 @@ func (jn *Joiner) eligible(j policies.Job) bool {
 		return false
 	}
 	for _, name := range j.Plan.Datasets(j.Dataset) {
+		if j.IsList(name) {
+			continue
+		}
 		d, ok := jn.state.Dataset(name)
 		if !ok || d.Node == jn.me || (acc.Org != "" && acc.Org == d.Org) {
 			return false
@@ -287,6 +302,9 @@ func (jn *Joiner) drawKey(ctx context.Context, j policies.Job) error {
 		}
 		doc.Sealed[o.String()] = s
 	}
+	if err := jn.sealToList(j, k, &doc); err != nil {
+		return err
+	}
 	return jn.commit(ctx, policies.KindJobKey, doc)
 }
 
@@ -338,6 +356,9 @@ type shipRequest struct {
 // whom, with the digest of the whole shipment); then returns the chunk of
 // the shipment from the offset asked for (ship_chunks.go).
 func (jn *Joiner) Serve(ctx context.Context, service string, body []byte) ([]byte, error) {
+	if service == ServiceList {
+		return jn.serveList(ctx, body)
+	}
 	if service != ServiceShip {
 		return nil, fmt.Errorf("sandbox: unknown service %q", service)
 	}
@@ -507,6 +528,13 @@ func (jn *Joiner) run(ctx context.Context, j policies.Job) (*Result, error) {
 		}
 		ships, schemas = append(ships, s), append(schemas, schema)
 		parts = append(parts, s.Part(schema, pt.MaxRows))
+	}
+	if j.List != nil {
+		part, err := jn.listPart(ctx, j, time.Now().Add(jn.cfg.ListWait))
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, part)
 	}
 	sel := make([]byte, 32)
 	if _, err := rand.Read(sel); err != nil {

@@ -60,5 +60,5 @@ func (jn *Joiner) shipmentFor(ctx context.Context, j policies.Job, t *Table, sid
 	if err != nil {
 		return nil, err
 	}
-	return ShipHE(j.ID, t, side, k, d)
+	return ShipHE(j.ID, t, side, k, d, j.Plan.Aggregates)
 }

@@ -425,3 +425,7 @@ func TestJoinerTakesOverAfterLease(t *testing.T) {
 		t.Fatalf("the first executor completed the job again: %v", err)
 	}
 }
+
+func (c testJoinCrypto) SealJobKeyToList(job, list string, _, k []byte) ([]byte, error) {
+	return c.SealJobKey(job+"/"+list, policies.Address{}, k)
+}

@@ -87,6 +87,9 @@ func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggStat
 			k += moments(a.agg)
 		}
 	}
+	if ctl.NoisyThreshold {
+		k++ // the threshold's own draw
+	}
 	nz := noiser{off: ctl.NoNoise || k == 0}
 	if !nz.off {
 		if !(ctl.Epsilon > 0) {
@@ -113,7 +116,16 @@ func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggStat
 		if n == 0 {
 			continue
 		}
-		if n < int64(ctl.MinGroupSize) {
+		people := float64(n)
+		if ctl.NoisyThreshold {
+			// One person is in at most one cell once: sensitivity 1.
+			v, err := nz.add(people, 1)
+			if err != nil {
+				return nil, err
+			}
+			people = v
+		}
+		if people < float64(ctl.MinGroupSize) {
 			res.Suppressed++
 			continue
 		}
@@ -139,6 +151,9 @@ func finish(q *Query, ctl Control, keys [][]any, counts []int64, aggs []*aggStat
 	}
 	splitNoise(res, !nz.off)
 	res.Rows = q.window(res.Rows)
+	if ctl.NoisyThreshold {
+		res.Suppressed = 0
+	}
 	return res, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 
@@ -14,8 +15,9 @@ import (
 
 // In an he join an owner ships its encrypted columns as the ciphertexts
 // it holds (under the collective key, N rows a ciphertext, in its row
-// order): per column, its quantities x:c and xx:c, and xy:c,d with each
-// encrypted column d of the part after c (join_he.go reads them).
+// order): per column, those of its quantities x:c, xx:c, and xy:c,d (with
+// each encrypted column d of the part after c) that the plan's aggregates
+// read (join_he.go reads them).
 
 // kindHE is a shipped column of ciphertexts.
 const kindHE = "he"
@@ -56,7 +58,7 @@ func heSideColumns(side policies.JoinSide, schema *policies.Schema) []string {
 // ShipHE is Ship for a join in mode he: the side's encrypted columns go as
 // the ciphertexts of d (the owner's, under the collective key), the others
 // as in masked mode.
-func ShipHE(job string, t *Table, side policies.JoinSide, kJob []byte, d *heData) (*Shipment, error) {
+func ShipHE(job string, t *Table, side policies.JoinSide, kJob []byte, d *heData, aggs []policies.Aggregate) (*Shipment, error) {
 	enc := heSideColumns(side, &t.Schema)
 	clearSide := side
 	clearSide.Columns = nil
@@ -85,6 +87,9 @@ func ShipHE(job string, t *Table, side policies.JoinSide, kJob []byte, d *heData
 		}
 		sc := ShipmentCol{Name: name, Kind: kindHE, Norm: d.meta.Norms[name]}
 		for _, qn := range shipQuantities(name, enc) {
+			if !planReads(aggs, side.Dataset, qn) {
+				continue
+			}
 			cts := d.cts[qn]
 			if cts == nil {
 				return nil, fmt.Errorf("%w: dataset %s holds no quantity %s", ErrBadData, side.Dataset, qn)
@@ -160,17 +165,21 @@ func checkHECol(c ShipmentCol, meta policies.Column, rows int, enc []string) err
 	if want := absMax(meta.Bounds[0], meta.Bounds[1]); c.Norm != want {
 		return fmt.Errorf("column %q is encrypted with norm %g, the schema's bounds give %g", c.Name, c.Norm, want)
 	}
+	// Some of its quantities, in their order (those the plan reads: a
+	// missing one fails the evaluation).
 	want := shipQuantities(c.Name, enc)
-	if len(c.HE) != len(want) {
-		return fmt.Errorf("column %q ships %d quantities, not %d", c.Name, len(c.HE), len(want))
-	}
 	params := heparams.Params()
 	n := params.N()
 	cts := (rows + n - 1) / n
-	for i, q := range c.HE {
-		if q.Name != want[i] {
-			return fmt.Errorf("column %q: quantity %d is %q, not %s", c.Name, i, clipVal(q.Name), want[i])
+	next := 0
+	for _, q := range c.HE {
+		for next < len(want) && want[next] != q.Name {
+			next++
 		}
+		if next == len(want) {
+			return fmt.Errorf("column %q: quantity %q is not one of %v in that order", c.Name, clipVal(q.Name), want)
+		}
+		next++
 		if len(q.Cts) != cts {
 			return fmt.Errorf("column %q: %s has %d ciphertexts for %d rows", c.Name, q.Name, len(q.Cts), rows)
 		}
@@ -206,4 +215,29 @@ func (s *Shipment) HEPart(schema *policies.Schema, maxRows int) (HEJoinPart, err
 		}
 	}
 	return HEJoinPart{JoinPart: s.Part(schema, maxRows), HE: d}, nil
+}
+
+// planReads reports whether an aggregate of the plan reads quantity qn
+// (x:c, xx:c, xy:c,d) of dataset ds's encrypted columns (heNeeds says which
+// quantities each aggregate reads).
+func planReads(aggs []policies.Aggregate, ds, qn string) bool {
+	kind, cols, _ := strings.Cut(qn, ":")
+	a, b, pair := strings.Cut(cols, ",")
+	for _, ag := range aggs {
+		var args []string
+		for _, c := range ag.Columns {
+			if d, name, ok := strings.Cut(c, "."); ok && d == ds {
+				args = append(args, name)
+			}
+		}
+		switch {
+		case kind == "x" && slices.Contains(args, a) && ag.Func != "count":
+			return true
+		case kind == "xx" && slices.Contains(args, a) && slices.Contains([]string{"var", "stddev", "corr", "regr_slope", "regr_intercept"}, ag.Func):
+			return true
+		case kind == "xy" && pair && slices.Contains(args, a) && slices.Contains(args, b):
+			return true
+		}
+	}
+	return false
 }

@@ -79,18 +79,6 @@ func sweepStaged(dir string) error {
 	return nil
 }
 
-func validSHA(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // Upload ingests a CSV into the staging area and returns its digest and
 // row count. With pk set, sensitive columns are encrypted under it (he
 // mode) and never stored in the clear. cons (nil when the node has no
@@ -123,14 +111,14 @@ func (s *Store) Upload(ctx context.Context, r io.Reader, schema *policies.Schema
 
 // Discard removes a staged upload.
 func (s *Store) Discard(sha string) {
-	if validSHA(sha) {
+	if policies.IsSHA256Hex(sha) {
 		os.RemoveAll(filepath.Join(s.dir, "uploads", sha))
 	}
 }
 
 // Staged returns the schema and rows of a staged upload.
 func (s *Store) Staged(sha string) (*policies.Schema, int64, bool) {
-	if !validSHA(sha) {
+	if !policies.IsSHA256Hex(sha) {
 		return nil, 0, false
 	}
 	b, err := os.ReadFile(filepath.Join(s.dir, "uploads", sha, "meta.json"))
@@ -146,7 +134,7 @@ func (s *Store) Staged(sha string) (*policies.Schema, int64, bool) {
 
 // Bind makes a staged upload the dataset of that name.
 func (s *Store) Bind(sha, name string) error {
-	if !validSHA(sha) || !validName(name) {
+	if !policies.IsSHA256Hex(sha) || !validName(name) {
 		return fmt.Errorf("sandbox: bad dataset name or digest")
 	}
 	s.mu.Lock()

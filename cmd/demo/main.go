@@ -110,10 +110,12 @@ Flags:
 	for i := 0; i < 3; i++ {
 		d.http = append(d.http, fmt.Sprintf("http://127.0.0.1:%d", base+i))
 	}
-	if err := d.waitHealthy(ctx, exited, 30*time.Second); err != nil {
-		return err
-	}
 	for i := range d.http {
+		// Each node is asked once every node knows the leader (again
+		// before each: on a loaded machine an election can start between).
+		if err := d.waitHealthy(ctx, exited, 30*time.Second); err != nil {
+			return err
+		}
 		if err := d.ctl(i, "", "health"); err != nil {
 			return err
 		}
@@ -223,6 +225,13 @@ Flags:
 		return errors.New("a join on a non-identifier column was accepted")
 	}
 	fmt.Fprintln(d.out, "    (a join on anything but the consortium pseudonyms is refused, as it must be)")
+
+	d.say("The enterprise's own question: how many of its 2,000 loan applicants receive benefits, and their average income, by branch. Its list never leaves its machine: sandboxctl has the ids pseudonymised blinded by the consortium, opens the job key sealed to an ephemeral key of its own, and ships only per-job tags to node3")
+	if err := d.ctl(2, key("enterprise"), "job", "submit", "--wait", "--mode", "masked", "--purpose", "benefit statistics", "--list", "applicants="+files["applicants"]+":id",
+		"--query", "SELECT a.branch, COUNT(*) AS applicants, AVG(t.income) AS avg_income FROM taxj2025 t JOIN benefits2025 b ON t.person_id = b.person_id JOIN applicants a ON t.person_id = a.id GROUP BY a.branch ORDER BY 1"); err != nil {
+		return err
+	}
+	fmt.Fprintln(d.out, "    (the ledger holds the list's size and the digest of its tags, never an id; cells of fewer than 10 applicants would be withheld)")
 
 	d.say("A finer question, by household size in one region: cells of fewer than 10 people, or where one person makes up more than half the total, are suppressed")
 	if err := d.ctl(0, key("enterprise"), "job", "submit", "--wait", "--mode", "masked", "--purpose", "credit risk statistics",
@@ -498,7 +507,8 @@ func writeData(dir string) (map[string]string, error) {
 // four in five of the same people, and both policies (joinable).
 func writeJoinData(dir string, out map[string]string) error {
 	for k, v := range map[string]string{"taxjSchema": "taxj2025.schema.json", "taxjPolicy": "taxj2025.policy.json",
-		"benCSV": "benefits2025.csv", "benSchema": "benefits2025.schema.json", "benPolicy": "benefits2025.policy.json"} {
+		"benCSV": "benefits2025.csv", "benSchema": "benefits2025.schema.json", "benPolicy": "benefits2025.policy.json",
+		"applicants": "applicants.csv"} {
 		out[k] = filepath.Join(dir, v)
 	}
 	tax := sandbox.DemoSchema()
@@ -513,12 +523,12 @@ func writeJoinData(dir string, out map[string]string) error {
 		return err
 	}
 	p["purpose"], p["modes"] = "benefit statistics", []string{"masked", "he"}
-	p["join"] = map[string]any{"datasets": []string{"benefits2025"}, "lists": false, "max_rows_per_person": 1}
+	p["join"] = map[string]any{"datasets": []string{"benefits2025"}, "lists": true, "max_rows_per_person": 1}
 	benPolicy := map[string]any{"dataset": "benefits2025", "grantees": []string{"role:enterprise"}, "purpose": "benefit statistics",
 		"modes": []string{"masked", "he"}, "aggregates": map[string][]string{"amount": {"count", "sum", "avg"}}, "group_by": []string{"kind"}, "filter": []string{"kind"},
 		"min_group_size": 10, "dp": map[string]any{"epsilon_per_query": 0.5, "epsilon_budget": 5.0, "delta": 1e-6},
 		"approval": map[string]any{"mode": "auto"}, "expires": "2030-12-31T00:00:00Z",
-		"join": map[string]any{"datasets": []string{"*"}, "lists": false, "max_rows_per_person": 1}}
+		"join": map[string]any{"datasets": []string{"*"}, "lists": true, "max_rows_per_person": 1}}
 	for k, v := range map[string]any{"taxjSchema": tax, "benSchema": ben, "taxjPolicy": p, "benPolicy": benPolicy} {
 		b, _ := json.MarshalIndent(v, "", "  ")
 		if err := os.WriteFile(out[k], b, 0o644); err != nil {
@@ -529,15 +539,28 @@ func writeJoinData(dir string, out map[string]string) error {
 	if err != nil {
 		return err
 	}
-	var b bytes.Buffer
+	var b, a bytes.Buffer
 	b.WriteString("person_id,kind,amount\n")
+	// The enterprise's applicants: 1,800 people of the records (every
+	// 25th) and 200 the agencies do not hold, each at one of its branches.
+	a.WriteString("id,branch,amount_requested\n")
+	branches := []string{"east", "north", "south"}
 	kinds := []string{"unemployment", "housing", "child"}
 	for i, line := range strings.Split(strings.TrimSpace(string(in)), "\n")[1:] {
+		id, _, _ := strings.Cut(line, ",")
+		if i%25 == 0 && i/25 < 1800 {
+			fmt.Fprintf(&a, "%s,%s,%d\n", id, branches[(i/25)%3], 5000+(i%40)*1000)
+		}
 		if i%5 == 4 {
 			continue
 		}
-		id, _, _ := strings.Cut(line, ",")
 		fmt.Fprintf(&b, "%s,%s,%d\n", id, kinds[i%3], 200+(i*37)%1800)
+	}
+	for i := range 200 {
+		fmt.Fprintf(&a, "X%09d,%s,%d\n", i, branches[i%3], 10000)
+	}
+	if err := os.WriteFile(out["applicants"], a.Bytes(), 0o644); err != nil {
+		return err
 	}
 	return os.WriteFile(out["benCSV"], b.Bytes(), 0o644)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/api/client"
 	"github.com/datasandbox/datasandbox/audit"
+	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -181,15 +182,15 @@ func (con *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
 	if con.hosts != nil && !con.hosts[r.Host] {
-		consoleError(w, http.StatusMisdirectedRequest, fmt.Sprintf("console: host %q is not this console's address", clip64(r.Host)))
+		consoleError(w, http.StatusMisdirectedRequest, fmt.Sprintf("console: host %q is not this console's address", chain.Clip(r.Host, 64)))
 		return
 	}
 	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
-		consoleError(w, http.StatusForbidden, fmt.Sprintf("console: requests from origin %q are refused", clip64(o)))
+		consoleError(w, http.StatusForbidden, fmt.Sprintf("console: requests from origin %q are refused", chain.Clip(o, 64)))
 		return
 	}
 	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
-		consoleError(w, http.StatusForbidden, "console: cross-site requests are refused (Sec-Fetch-Site "+clip64(s)+")")
+		consoleError(w, http.StatusForbidden, "console: cross-site requests are refused (Sec-Fetch-Site "+chain.Clip(s, 64)+")")
 		return
 	}
 	if !strings.HasPrefix(r.URL.Path, "/api/") {
@@ -205,13 +206,6 @@ func (con *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	con.route(w, r)
-}
-
-func clip64(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }
 
 var hexAddress = regexp.MustCompile(`\b[0-9a-f]{40}\b`)
@@ -253,7 +247,7 @@ func (con *console) route(w http.ResponseWriter, r *http.Request) {
 		m := jobPath.FindStringSubmatch(p)
 		switch {
 		case m == nil:
-			consoleError(w, http.StatusNotFound, fmt.Sprintf("console: no endpoint %s %s", r.Method, clip64(p)))
+			consoleError(w, http.StatusNotFound, fmt.Sprintf("console: no endpoint %s %s", r.Method, chain.Clip(p, 64)))
 			return
 		case m[2] == "" && r.Method == "GET":
 			err = con.proxy(ctx, w, "/v1/jobs/"+m[1])
@@ -264,7 +258,7 @@ func (con *console) route(w http.ResponseWriter, r *http.Request) {
 		case m[2] == "/reject" && r.Method == "POST":
 			err = con.decide(ctx, w, r, m[1], "reject")
 		default:
-			consoleError(w, http.StatusMethodNotAllowed, fmt.Sprintf("console: %s not allowed on %s", r.Method, clip64(p)))
+			consoleError(w, http.StatusMethodNotAllowed, fmt.Sprintf("console: %s not allowed on %s", r.Method, chain.Clip(p, 64)))
 			return
 		}
 	}
@@ -434,7 +428,7 @@ func (con *console) submitJob(ctx context.Context, w http.ResponseWriter, r *htt
 			return err
 		}
 	default:
-		return badInput(fmt.Sprintf("console: mode %q is neither masked nor he", clip64(in.Mode)))
+		return badInput(fmt.Sprintf("console: mode %q is neither masked nor he", chain.Clip(in.Mode, 64)))
 	}
 	var j api.JobResponse
 	if err := con.c.Do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: in.Query, Mode: in.Mode, Purpose: in.Purpose}, &j); err != nil {
@@ -490,13 +484,13 @@ func (con *console) proof(ctx context.Context, w http.ResponseWriter, r *http.Re
 	switch {
 	case q.Get("job") != "":
 		if !jobID.MatchString(q.Get("job")) {
-			return badInput(fmt.Sprintf("console: %q is not a job id (job-N)", clip64(q.Get("job"))))
+			return badInput(fmt.Sprintf("console: %q is not a job id (job-N)", chain.Clip(q.Get("job"), 64)))
 		}
 		args = append(args, "--job", q.Get("job"))
 	case q.Get("index") != "":
 		n, err := strconv.ParseUint(q.Get("index"), 10, 63)
 		if err != nil {
-			return badInput(fmt.Sprintf("console: entry index %q is not a non-negative integer", clip64(q.Get("index"))))
+			return badInput(fmt.Sprintf("console: entry index %q is not a non-negative integer", chain.Clip(q.Get("index"), 64)))
 		}
 		args = append(args, "--index", strconv.FormatUint(n, 10))
 	default:

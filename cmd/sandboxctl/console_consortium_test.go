@@ -43,6 +43,7 @@ func devConsortium(t *testing.T) (e *env, url func(i int) string) {
 	var logs syncBuffer
 	cmd := exec.Command(bin, "dev", "--dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", base), "--raft", fmt.Sprintf("127.0.0.1:%d", base+1000), "--log-level", "error")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
+	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -51,11 +51,21 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	purpose := fs.String("purpose", "", "the purpose, as the policy states it")
 	wait := fs.Bool("wait", false, "wait for the job to finish and print its result")
 	waitTimeout := fs.Duration("wait-timeout", 10*time.Minute, "with --wait: give up after this long (the job goes on; check it later with job status)")
+	list := fs.String("list", "", "NAME=FILE.csv:COLUMN: join your own ids as the table NAME; the file never leaves this machine (sandboxctl stays until the job ends)")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *query == "" {
 		return errors.New("job submit: --query is required")
+	}
+	doc := policies.JobDoc{Query: *query, Mode: *mode, Purpose: *purpose}
+	var lj *listJob
+	if *list != "" {
+		var err error
+		if lj, err = newListJob(*query, *list); err != nil {
+			return err
+		}
+		doc.List = lj.doc
 	}
 	c := newClient(g)
 	if *mode == policies.ModeHE {
@@ -64,7 +74,7 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		}
 	}
 	var j api.JobResponse
-	if err := c.Do(ctx, "POST", "/v1/jobs", policies.JobDoc{Query: *query, Mode: *mode, Purpose: *purpose}, &j); err != nil {
+	if err := c.Do(ctx, "POST", "/v1/jobs", doc, &j); err != nil {
 		return err
 	}
 	// With --wait --json, the one document printed is the result with the
@@ -80,6 +90,12 @@ func cmdJobSubmit(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 			printJob(g, j)
 		}
 		return fmt.Errorf("job %s refused: %s", j.Job, j.Reason)
+	}
+	if lj != nil {
+		var err error
+		if j, err = shipList(ctx, g, c, j, lj.key, lj.file, *waitTimeout); err != nil {
+			return err
+		}
 	}
 	if !*wait {
 		return nil

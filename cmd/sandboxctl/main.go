@@ -73,7 +73,7 @@ func commands() []command {
 		{"budget show", "the privacy budgets your organisation spent, per population of data subjects", "", "sandboxctl --key enterprise.key budget show", cmdBudgetShow},
 		{"limits show", "the consortium-wide DP limits policies must stay within", "", "sandboxctl limits show", cmdLimitsShow},
 		{"limits set", "change the consortium-wide DP limits (admin)", "[--max-epsilon-per-query E] [--max-epsilon-budget B] [--max-delta D]", "sandboxctl --key admin.key limits set --max-epsilon-per-query 1 --max-epsilon-budget 10 --max-delta 1e-5", cmdLimitsSet},
-		{"job submit", "submit an analysis job (enterprise)", "--mode masked|he --query SQL [--purpose TEXT] [--wait [--wait-timeout 10m]]", `sandboxctl --key enterprise.key job submit --mode masked --purpose 'credit risk statistics' --query 'SELECT region, AVG(income) FROM tax2025 GROUP BY region'`, cmdJobSubmit},
+		{"job submit", "submit an analysis job (enterprise)", "--mode masked|he --query SQL [--purpose TEXT] [--list NAME=FILE.csv:COLUMN] [--wait [--wait-timeout 10m]]", `sandboxctl --key enterprise.key job submit --mode masked --purpose 'credit risk statistics' --query 'SELECT region, AVG(income) FROM tax2025 GROUP BY region'`, cmdJobSubmit},
 		{"job status", "a job's status", "ID", "sandboxctl job status job-12", cmdJobStatus},
 		{"job list", "the jobs you may see", "", "sandboxctl job list", cmdJobList},
 		{"job result", "a completed job's result", "ID", "sandboxctl job result job-12", cmdJobResult},

@@ -12,7 +12,6 @@ import (
 
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/api/client"
-	"github.com/datasandbox/datasandbox/mpc/pseudonym"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -126,17 +125,7 @@ func cmdPseudonymIDs(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	if len(ids) == 0 {
 		return fmt.Errorf("%s holds no ids", *file)
 	}
-	c := newClient(g)
-	var cer policies.PseudonymCeremony
-	if err := c.Do(ctx, "GET", "/v1/pseudonyms", nil, &cer); err != nil {
-		return err
-	}
-	pc, err := api.PseudonymClient(cer)
-	if err != nil {
-		return err
-	}
-	doc := policies.PseudonymBatchDoc{Purpose: policies.PurposeJob, Job: *job}
-	out, err := pc.PseudonymiseAll(ctx, httpTransport{c}, doc, ids, min(max(*size, 1), pseudonym.MaxBatch), 2)
+	cer, out, err := pseudonymiseForJob(ctx, newClient(g), *job, ids, *size)
 	if err != nil {
 		return err
 	}
@@ -145,7 +134,7 @@ func cmdPseudonymIDs(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		for i, p := range out {
 			hexes[i] = hex.EncodeToString(p)
 		}
-		return printJSON(g.stdout, map[string]any{"ceremony": cer.ID, "pseudonyms": hexes})
+		return printJSON(g.stdout, map[string]any{"ceremony": cer, "pseudonyms": hexes})
 	}
 	for _, p := range out {
 		fmt.Fprintln(g.stdout, hex.EncodeToString(p))

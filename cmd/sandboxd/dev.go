@@ -49,7 +49,16 @@ func demoAccounts(nodes int) []string {
 	return append(names, "enterprise", "auditor")
 }
 
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+// devFlags are the flags of sandboxd dev, and which of them were given.
+type devFlags struct {
+	dir, httpBase, raftBase, logLevel string
+	nodes                             int
+	demoData                          bool
+	httpSet, nodesSet, raftSet        bool
+}
+
+// parseDevFlags parses and checks the flags of sandboxd dev.
+func parseDevFlags(args []string, stderr io.Writer) (devFlags, error) {
 	fs := flag.NewFlagSet("sandboxd dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "consortium directory (created if missing, resumed if present)")
@@ -59,30 +68,38 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	demoData := fs.Bool("demo-data", false, "load the bundled demo datasets")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return devFlags{}, err
 	}
 	if *dir == "" {
-		return errors.New("dev: --dir is required")
+		return devFlags{}, errors.New("dev: --dir is required")
 	}
 	if *nodes < 1 || *nodes > 15 {
-		return fmt.Errorf("dev: --nodes must be 1-15, got %d", *nodes)
+		return devFlags{}, fmt.Errorf("dev: --nodes must be 1-15, got %d", *nodes)
 	}
-	logger, err := newLogger(os.Stderr, *logLevel)
+	f := devFlags{dir: *dir, httpBase: *httpBase, raftBase: *raftBase, logLevel: *logLevel, nodes: *nodes, demoData: *demoData}
+	fs.Visit(func(fl *flag.Flag) {
+		f.httpSet = f.httpSet || fl.Name == "http"
+		f.nodesSet = f.nodesSet || fl.Name == "nodes"
+		f.raftSet = f.raftSet || fl.Name == "raft"
+	})
+	return f, nil
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	f, err := parseDevFlags(args, stderr)
 	if err != nil {
 		return err
 	}
-	httpSet, nodesSet, raftSet := false, false, false
-	fs.Visit(func(f *flag.Flag) {
-		httpSet = httpSet || f.Name == "http"
-		nodesSet = nodesSet || f.Name == "nodes"
-		raftSet = raftSet || f.Name == "raft"
-	})
+	logger, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
 
 	// A first start that fails (a port taken, no leader) removes what it
 	// made, so that the next one starts afresh rather than resuming a
 	// consortium that never was.
 	ready := false
-	undo, err := undoNewConsortium(*dir)
+	undo, err := undoNewConsortium(f.dir)
 	if err != nil {
 		return err
 	}
@@ -91,34 +108,72 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 			undo()
 		}
 	}()
-	cf, err := loadOrCreateConsortium(*dir, *nodes, *httpBase, *raftBase)
+	cf, err := loadOrCreateConsortium(f.dir, f.nodes, f.httpBase, f.raftBase)
 	if err != nil {
 		return err
 	}
-	if nodesSet && len(cf.Nodes) != *nodes {
-		return fmt.Errorf("dev: %s holds a consortium of %d nodes; --nodes %d does not match", *dir, len(cf.Nodes), *nodes)
+	if err := resumeConsortium(cf, f); err != nil {
+		return err
 	}
-	if raftSet {
+	var live []*liveNode
+	defer func() {
+		for i := len(live) - 1; i >= 0; i-- {
+			if err := live[i].close(); err != nil {
+				logger.Error("shutdown", "node", live[i].spec.ID, "err", err)
+			}
+		}
+	}()
+	if err := startDevNodes(ctx, f.dir, cf, logger, &live); err != nil {
+		return err
+	}
+	leader, err := waitLeader(ctx, live, 30*time.Second)
+	if ctx.Err() != nil {
+		return nil // stopped by a signal while starting: a clean shutdown
+	}
+	if err != nil {
+		return err
+	}
+	if stopped, err := prepareConsortium(ctx, f, cf, live, logger); stopped || err != nil {
+		return err
+	}
+	ready = true
+	printReady(stdout, f.dir, cf, live, leader)
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "shutting down")
+	return nil
+}
+
+// resumeConsortium checks the given flags against a resumed consortium and moves its nodes to the given HTTP addresses.
+func resumeConsortium(cf *consortiumFile, f devFlags) error {
+	if f.nodesSet && len(cf.Nodes) != f.nodes {
+		return fmt.Errorf("dev: %s holds a consortium of %d nodes; --nodes %d does not match", f.dir, len(cf.Nodes), f.nodes)
+	}
+	if f.raftSet {
 		// Raft addresses are part of the consortium's replicated
 		// configuration: a resumed consortium keeps the ones it has.
 		for i := range cf.Nodes {
-			want, err := offsetAddr(*raftBase, i)
+			want, err := offsetAddr(f.raftBase, i)
 			if err != nil {
 				return fmt.Errorf("dev: --raft: %w", err)
 			}
 			if cf.Nodes[i].Raft != want {
-				return fmt.Errorf("dev: %s holds a consortium whose node 1 uses Raft address %s; Raft addresses are part of its replicated configuration and cannot change when it resumes: drop --raft (or give --raft %s), or use a new --dir", *dir, cf.Nodes[0].Raft, cf.Nodes[0].Raft)
+				return fmt.Errorf("dev: %s holds a consortium whose node 1 uses Raft address %s; Raft addresses are part of its replicated configuration and cannot change when it resumes: drop --raft (or give --raft %s), or use a new --dir", f.dir, cf.Nodes[0].Raft, cf.Nodes[0].Raft)
 			}
 		}
 	}
-	if httpSet {
+	if f.httpSet {
 		for i := range cf.Nodes {
-			if cf.Nodes[i].HTTP, err = offsetAddr(*httpBase, i); err != nil {
+			var err error
+			if cf.Nodes[i].HTTP, err = offsetAddr(f.httpBase, i); err != nil {
 				return err
 			}
 		}
 	}
+	return nil
+}
 
+// startDevNodes starts every node of the consortium, appending each to *live as it starts.
+func startDevNodes(ctx context.Context, dir string, cf *consortiumFile, logger *slog.Logger, live *[]*liveNode) error {
 	var trust []*chain.CheckpointVerifier
 	var peers []chain.Peer
 	for _, n := range cf.Nodes {
@@ -129,16 +184,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 		trust = append(trust, v)
 		peers = append(peers, chain.Peer{ID: n.ID, Addr: n.Raft})
 	}
-	var live []*liveNode
-	defer func() {
-		for i := len(live) - 1; i >= 0; i-- {
-			if err := live[i].close(); err != nil {
-				logger.Error("shutdown", "node", live[i].spec.ID, "err", err)
-			}
-		}
-	}()
 	for _, n := range cf.Nodes {
-		ndir := filepath.Join(*dir, "nodes", n.ID)
+		ndir := filepath.Join(dir, "nodes", n.ID)
 		key, err := chain.LoadKeyFile(filepath.Join(ndir, "node.key"))
 		if err != nil {
 			return err
@@ -150,48 +197,47 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 		if err != nil {
 			return err
 		}
-		live = append(live, ln)
+		*live = append(*live, ln)
 	}
-	leader, err := waitLeader(ctx, live, 30*time.Second)
-	if ctx.Err() != nil {
-		return nil // stopped by a signal while starting: a clean shutdown
+	return nil
+}
+
+// prepareConsortium commits the genesis, runs the key ceremonies and loads the demo data if asked; stopped reports a signal while it ran (a clean shutdown).
+func prepareConsortium(ctx context.Context, f devFlags, cf *consortiumFile, live []*liveNode, logger *slog.Logger) (stopped bool, err error) {
+	if err := writeGenesis(ctx, f.dir, cf, live[0]); err != nil {
+		return false, err
 	}
-	if err != nil {
-		return err
-	}
-	if err := writeGenesis(ctx, *dir, cf, live[0]); err != nil {
-		return err
-	}
-	if err := runCeremony(ctx, *dir, live[0], len(live), logger); err != nil {
+	if err := runCeremony(ctx, f.dir, live[0], len(live), logger); err != nil {
 		if ctx.Err() != nil {
-			return nil
+			return true, nil
 		}
-		return fmt.Errorf("dev: %w", err)
+		return false, fmt.Errorf("dev: %w", err)
 	}
-	if err := runPseudonymCeremony(ctx, *dir, live[0], len(live), logger); err != nil {
+	if err := runPseudonymCeremony(ctx, f.dir, live[0], len(live), logger); err != nil {
 		if ctx.Err() != nil {
-			return nil
+			return true, nil
 		}
-		return fmt.Errorf("dev: %w", err)
+		return false, fmt.Errorf("dev: %w", err)
 	}
-	if *demoData {
-		if err := loadDemoData(ctx, *dir, live[0]); err != nil {
+	if f.demoData {
+		if err := loadDemoData(ctx, f.dir, live[0]); err != nil {
 			if ctx.Err() != nil {
-				return nil // stopped by a signal while loading: a clean shutdown
+				return true, nil // stopped by a signal while loading: a clean shutdown
 			}
-			return fmt.Errorf("dev: --demo-data: %w", err)
+			return false, fmt.Errorf("dev: --demo-data: %w", err)
 		}
 	}
-	ready = true
-	fmt.Fprintf(stdout, "consortium ready in %s: %d nodes, leader %s, ledger size %d\n", *dir, len(live), leader, live[0].chain.Ledger().Size())
+	return false, nil
+}
+
+// printReady tells the user where the ready consortium's nodes, keys and checkpoint keys are.
+func printReady(stdout io.Writer, dir string, cf *consortiumFile, live []*liveNode, leader string) {
+	fmt.Fprintf(stdout, "consortium ready in %s: %d nodes, leader %s, ledger size %d\n", dir, len(live), leader, live[0].chain.Ledger().Size())
 	for _, n := range cf.Nodes {
 		fmt.Fprintf(stdout, "  %-8s http://%s  raft %s\n", n.ID, n.HTTP, n.Raft)
 	}
-	fmt.Fprintf(stdout, "keys in %s: %s\n", filepath.Join(*dir, "keys"), strings.Join(demoAccounts(len(cf.Nodes)), ", "))
-	fmt.Fprintf(stdout, "checkpoint keys in %s\n", filepath.Join(*dir, "trust.vkeys"))
-	<-ctx.Done()
-	fmt.Fprintln(stdout, "shutting down")
-	return nil
+	fmt.Fprintf(stdout, "keys in %s: %s\n", filepath.Join(dir, "keys"), strings.Join(demoAccounts(len(cf.Nodes)), ", "))
+	fmt.Fprintf(stdout, "checkpoint keys in %s\n", filepath.Join(dir, "trust.vkeys"))
 }
 
 // writeGenesis commits the genesis entry on a new consortium: the

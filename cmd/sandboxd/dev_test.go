@@ -91,10 +91,16 @@ func hasDoc(dir, url string) bool {
 // ledger; stop shuts it down.
 func startDev(t testing.TB, dir string, base int) (stop func() error) {
 	t.Helper()
+	return startDevLogs(t, dir, base, io.Discard, "error")
+}
+
+// startDevLogs is startDev with the consortium's log (at level) to logs.
+func startDevLogs(t testing.TB, dir string, base int, logs io.Writer, level string) (stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"dev", "--dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", base), "--raft", fmt.Sprintf("127.0.0.1:%d", base+1000), "--log-level", "error"}, io.Discard, io.Discard)
+		done <- run(ctx, []string{"dev", "--dir", dir, "--http", fmt.Sprintf("127.0.0.1:%d", base), "--raft", fmt.Sprintf("127.0.0.1:%d", base+1000), "--log-level", level}, io.Discard, logs)
 	}()
 	// Two key ceremonies: about 32 s under -race on a loaded 2-core
 	// machine (measured), under a second without.

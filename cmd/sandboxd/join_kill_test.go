@@ -16,6 +16,7 @@ import (
 	"github.com/datasandbox/datasandbox/chain"
 	"github.com/datasandbox/datasandbox/policies"
 	"github.com/datasandbox/datasandbox/sandbox"
+	"github.com/datasandbox/datasandbox/sandbox/heparams"
 )
 
 // A join's executor killed with SIGKILL mid-job, on four "sandboxd run"
@@ -27,13 +28,32 @@ import (
 // over and completes it. The first executor restarts. The ledger holds
 // one job.complete, by the second executor; the result is the records'
 // join within the DP noise.
+// In mode he the same happens before any share is issued (the first
+// executor waits for a part), and the second executor's result is
+// re-encrypted by two nodes to the enterprise, which decrypts it.
 func TestRunJoinSurvivesExecutorKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts four node processes")
 	}
+	for _, mode := range []string{policies.ModeMasked, policies.ModeHE} {
+		t.Run(mode, func(t *testing.T) { joinSurvivesExecutorKill(t, mode) })
+	}
+}
+
+func joinSurvivesExecutorKill(t *testing.T, mode string) {
 	c := startProcClusterWith(t, 4, func(g *policies.Genesis) { g.JoinLeaseSeconds = 10 })
 	var cer policies.PseudonymCeremony
 	c.mustJSON(0, "admin", "POST", "/v1/pseudonyms/ceremony", api.PseudonymCeremonyRequest{Threshold: 2}, &cer)
+	seed := c.keys["enterprise"].Ed25519().Seed()
+	if mode == policies.ModeHE {
+		var hc policies.HECeremony
+		c.mustJSON(0, "admin", "POST", "/v1/he/ceremony", api.CeremonyRequest{Threshold: 2}, &hc)
+		pk, err := heparams.RequesterPublicKey(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.mustJSON(2, "enterprise", "POST", "/v1/accounts/hekey", policies.HEKeyDoc{Params: heparams.Name, PublicKey: pk}, nil)
+	}
 
 	var ids []string
 	for i := range 400 {
@@ -52,7 +72,7 @@ func TestRunJoinSurvivesExecutorKill(t *testing.T) {
 		}
 		c.mustJSON(node, agency, "POST", "/v1/datasets", policies.DatasetDoc{Name: name, Schema: schema, SHA256: up.SHA256, Rows: up.Rows}, nil)
 		c.mustJSON(node, agency, "POST", "/v1/policies", map[string]any{"dataset": name, "grantees": []string{"role:enterprise"}, "purpose": "benefit statistics",
-			"modes": []string{"masked"}, "aggregates": aggs, "group_by": group, "filter": group, "min_group_size": 10,
+			"modes": []string{"masked", "he"}, "aggregates": aggs, "group_by": group, "filter": group, "min_group_size": 10,
 			"dp": map[string]any{"epsilon_per_query": 1.0, "epsilon_budget": 5.0}, "approval": map[string]any{"mode": "auto"},
 			"expires": "2099-01-01T00:00:00Z", "join": map[string]any{"datasets": []string{"*"}, "lists": false, "max_rows_per_person": 1}}, nil)
 	}
@@ -83,7 +103,7 @@ func TestRunJoinSurvivesExecutorKill(t *testing.T) {
 	}
 	defer resume()
 	var job api.JobResponse
-	c.mustJSON(0, "enterprise", "POST", "/v1/jobs", policies.JobDoc{Mode: "masked", Purpose: "benefit statistics",
+	c.mustJSON(0, "enterprise", "POST", "/v1/jobs", policies.JobDoc{Mode: mode, Purpose: "benefit statistics",
 		Query: "SELECT b.kind, COUNT(*), SUM(t.income) FROM taxk t JOIN benk b ON t.person_id = b.person_id GROUP BY b.kind"}, &job)
 	runnerOf := map[string]int{c.keys["node3"].Address().String(): 2, c.keys["node4"].Address().String(): 3}
 	deadline := time.Now().Add(60 * time.Second)
@@ -158,6 +178,14 @@ func TestRunJoinSurvivesExecutorKill(t *testing.T) {
 	}
 	var res sandbox.Result
 	c.mustJSON(0, "enterprise", "GET", "/v1/jobs/"+job.Job+"/result", nil, &res)
+	if mode == policies.ModeHE {
+		if res.HE == nil || len(res.HE.Active) != 2 {
+			t.Fatalf("he result %+v", res.HE)
+		}
+		if err := sandbox.DecryptHEResult(&res, seed); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// People 100..299 are in both: kind k(i%2), income 1000*(i%50).
 	want := map[string][2]float64{}
 	for i := 100; i < 300; i++ {
@@ -171,7 +199,8 @@ func TestRunJoinSurvivesExecutorKill(t *testing.T) {
 	for _, r := range res.Rows {
 		w := want[r[0].(string)]
 		// epsilon 1 over 2 moments: the count's Laplace scale is 2, the
-		// sum's 2e5 (income bounded by 1e5): 10 scales each.
+		// sum's 2e5 (income bounded by 1e5): 10 scales each (in mode he
+		// two nodes each add a draw: 7 scales of their sum).
 		if math.Abs(r[1].(float64)-w[0]) > 20 || math.Abs(r[2].(float64)-w[1]) > 2e6 {
 			t.Fatalf("row %v, want %v", r, w)
 		}

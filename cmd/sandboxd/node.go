@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -93,7 +94,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 		if mpc.IsPseudonymService(service) {
 			return ps.Party.Serve(ctx, service, body)
 		}
-		if service == sandbox.ServiceShip {
+		if service == sandbox.ServiceShip || service == sandbox.ServiceList {
 			return joiner.Serve(ctx, service, body)
 		}
 		return he.Party.Serve(ctx, service, body)
@@ -142,6 +143,7 @@ func startNode(ctx context.Context, s nodeSpec) (*liveNode, error) {
 	close(heReady)
 	srv.SetHE(he)
 	srv.SetPseudonym(ps)
+	srv.SetLists(joiner)
 	ln, err := net.Listen("tcp", s.HTTP)
 	if err != nil {
 		n.Close()
@@ -197,7 +199,7 @@ func loadTrust(path string) ([]*chain.CheckpointVerifier, error) {
 	return chain.ParseVerifierList(filepath.Base(path), b)
 }
 
-func newLogger(w *os.File, level string) (*slog.Logger, error) {
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)

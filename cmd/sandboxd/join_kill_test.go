@@ -92,6 +92,28 @@ func joinSurvivesExecutorKill(t *testing.T, mode string) {
 	if err := syscall.Kill(stopped, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// If node2 led, the others elect a new leader first: the job is
+	// submitted once the three running nodes agree on one (a submission
+	// during the election is answered 503, which sandboxctl retries).
+	settle := time.Now().Add(30 * time.Second)
+	for {
+		leaders := map[string]bool{}
+		for _, i := range []int{0, 2, 3} {
+			h, err := c.health(i)
+			if err != nil {
+				leaders["?"] = true
+				continue
+			}
+			leaders[h.Leader] = true
+		}
+		if len(leaders) == 1 && !leaders[""] && !leaders["node2"] && !leaders["?"] {
+			break
+		}
+		if time.Now().After(settle) {
+			t.Fatalf("no leader among the running nodes 30 s after node2 stopped: %v", leaders)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	resumed := false
 	resume := func() {
 		if !resumed {

@@ -71,6 +71,51 @@ type nodeConfig struct {
 }
 
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseNodeConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(os.Stderr, c.LogLevel)
+	if err != nil {
+		return err
+	}
+	key, err := chain.LoadKeyFile(c.Key)
+	if err != nil {
+		return err
+	}
+	peers, err := parseBootstrap(c.Bootstrap)
+	if err != nil {
+		return err
+	}
+	if len(peers) > 0 && c.Join != "" {
+		return errors.New("run: bootstrap and join are exclusive")
+	}
+	trust, err := loadTrust(c.Trust)
+	if err != nil {
+		return err
+	}
+	httpTLS, peerTLS, err := loadTLS(c)
+	if err != nil {
+		return err
+	}
+	n, err := startNode(ctx, nodeSpec{ID: c.ID, Dir: c.Dir, Key: key, HTTP: c.HTTP, Raft: c.Raft, Advertise: c.Advertise,
+		Origin: c.Origin, Bootstrap: peers, Join: c.Join, Trust: trust, Logger: logger, HTTPTLS: httpTLS, PeerTLS: peerTLS,
+		RateLimit: c.RateLimit, RateBurst: c.RateBurst, PublicURL: c.PublicURL})
+	if err != nil {
+		return err
+	}
+	printServing(stdout, c, n, httpTLS, peerTLS)
+	if c.Genesis != "" {
+		if err := commitGenesis(ctx, n, c.Genesis); err != nil {
+			return errors.Join(err, n.close())
+		}
+	}
+	<-ctx.Done()
+	return n.close()
+}
+
+// parseNodeConfig reads the flags of sandboxd run and the config file they name (flags win), fills in the defaults and checks the required settings.
+func parseNodeConfig(args []string, stderr io.Writer) (nodeConfig, error) {
 	fs := flag.NewFlagSet("sandboxd run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "node.toml; flags override its values")
@@ -94,16 +139,16 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "requests per second per account (default 100; negative: no limit)")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "requests at once per account (default 200)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nodeConfig{}, err
 	}
 	var file nodeConfig
 	if *configPath != "" {
 		md, err := toml.DecodeFile(*configPath, &file)
 		if err != nil {
-			return fmt.Errorf("run: %w", err)
+			return nodeConfig{}, fmt.Errorf("run: %w", err)
 		}
 		if und := md.Undecoded(); len(und) > 0 {
-			return fmt.Errorf("run: %s: unknown setting %q", *configPath, und[0].String())
+			return nodeConfig{}, fmt.Errorf("run: %s: unknown setting %q", *configPath, und[0].String())
 		}
 	}
 	if *bootstrap != "" {
@@ -120,41 +165,26 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		c.LogLevel = "info"
 	}
 	if c.ID == "" || c.Dir == "" || c.Key == "" {
-		return errors.New("run: id, dir and key are required (in --config or as flags)")
+		return nodeConfig{}, errors.New("run: id, dir and key are required (in --config or as flags)")
 	}
-	logger, err := newLogger(os.Stderr, c.LogLevel)
-	if err != nil {
-		return err
-	}
-	key, err := chain.LoadKeyFile(c.Key)
-	if err != nil {
-		return err
-	}
+	return c, nil
+}
+
+// parseBootstrap reads the first members, each id=host:port.
+func parseBootstrap(members []string) ([]chain.Peer, error) {
 	var peers []chain.Peer
-	for _, b := range c.Bootstrap {
+	for _, b := range members {
 		id, addr, ok := strings.Cut(strings.TrimSpace(b), "=")
 		if !ok || id == "" || addr == "" {
-			return fmt.Errorf("run: bootstrap member %q is not id=host:port", b)
+			return nil, fmt.Errorf("run: bootstrap member %q is not id=host:port", b)
 		}
 		peers = append(peers, chain.Peer{ID: id, Addr: addr})
 	}
-	if len(peers) > 0 && c.Join != "" {
-		return errors.New("run: bootstrap and join are exclusive")
-	}
-	trust, err := loadTrust(c.Trust)
-	if err != nil {
-		return err
-	}
-	httpTLS, peerTLS, err := loadTLS(c)
-	if err != nil {
-		return err
-	}
-	n, err := startNode(ctx, nodeSpec{ID: c.ID, Dir: c.Dir, Key: key, HTTP: c.HTTP, Raft: c.Raft, Advertise: c.Advertise,
-		Origin: c.Origin, Bootstrap: peers, Join: c.Join, Trust: trust, Logger: logger, HTTPTLS: httpTLS, PeerTLS: peerTLS,
-		RateLimit: c.RateLimit, RateBurst: c.RateBurst, PublicURL: c.PublicURL})
-	if err != nil {
-		return err
-	}
+	return peers, nil
+}
+
+// printServing tells the user where the started node serves, and how its peers reach it.
+func printServing(stdout io.Writer, c nodeConfig, n *liveNode, httpTLS, peerTLS *tls.Config) {
 	scheme, peerMode := "http", "plain TCP"
 	if httpTLS != nil {
 		scheme = "https"
@@ -163,13 +193,6 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		peerMode = "mutual TLS"
 	}
 	fmt.Fprintf(stdout, "node %s serving %s://%s, raft %s (%s)\n", c.ID, scheme, c.HTTP, n.chain.Addr(), peerMode)
-	if c.Genesis != "" {
-		if err := commitGenesis(ctx, n, c.Genesis); err != nil {
-			return errors.Join(err, n.close())
-		}
-	}
-	<-ctx.Done()
-	return n.close()
 }
 
 // loadTLS reads the node's TLS settings: HTTPS for the API with a

@@ -19,8 +19,8 @@ import (
 // follower's forwarding) with concurrent appends, a fifth of them wrongly
 // signed and a quarter abandoned by their callers (context cancelled
 // mid-flight), while leadership moves every few hundred milliseconds and,
-// half-way, one node shuts down under load. Every append and the Close must
-// return; a wrongly signed entry never commits; and afterwards every
+// half-way, one node shuts down under load. Every append and every Close
+// (mid-flight and at the end) must return; a wrongly signed entry never commits; and afterwards every
 // surviving node still commits a fresh entry (no slot or waiter was left
 // behind). On a hang it dumps every goroutine and fails.
 func TestPipelineStress(t *testing.T) {
@@ -140,6 +140,15 @@ func TestPipelineStress(t *testing.T) {
 	if good.Load() == 0 || bad.Load() == 0 {
 		t.Fatalf("no mix: %d committed, %d refused", good.Load(), bad.Load())
 	}
+	// Shutdown too must return (the cluster's cleanup would hang unwatched).
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		for _, n := range nodes {
+			_ = n.Close()
+		}
+	}()
+	waitOrDump(t, closed, 30*time.Second, "node shutdowns")
 	t.Logf("%d appends: %d committed, %d bad signatures, %d abandoned/stopped/no leader", appends.Load(), good.Load(), bad.Load(), cancelled.Load())
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/datasandbox/datasandbox/chain"
+	"github.com/datasandbox/datasandbox/mpc/pseudonym"
 	"github.com/datasandbox/datasandbox/policies"
 )
 
@@ -24,13 +25,28 @@ func TestPseudonymEntriesReplay(t *testing.T) {
 	if err := w.apply(raw); err != nil {
 		t.Fatal(err)
 	}
-	cer := policies.PseudonymCeremony{ID: "c", Suite: policies.PseudonymSuite, Threshold: 2, PublicKey: bytes.Repeat([]byte{1}, 32)}
+	// A real joint-Feldman dealing: the state machine holds the record's
+	// keys to its commitments.
+	points := []uint64{1, 2}
+	cer := policies.PseudonymCeremony{ID: "c", Suite: policies.PseudonymSuite, Threshold: 2}
+	for range points {
+		d, err := pseudonym.Deal(2, points)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cer.Commitments = append(cer.Commitments, d.Commitments())
+	}
+	pub, err := pseudonym.NewPublic(2, points, cer.Commitments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cer.PublicKey = pub.PublicKey()
 	for i, k := range []struct {
 		name string
 		addr policies.Address
 	}{{"node1", policies.Address(w.node.Address())}, {"node2", policies.Address(node2.Address())}} {
-		cer.Participants = append(cer.Participants, policies.PseudonymParticipant{Node: k.name, Address: k.addr, Point: uint64(i + 1), VerificationKey: bytes.Repeat([]byte{2}, 32)})
-		cer.Commitments = append(cer.Commitments, [][]byte{bytes.Repeat([]byte{3}, 32), bytes.Repeat([]byte{4}, 32)})
+		vk, _ := pub.VerificationKey(points[i])
+		cer.Participants = append(cer.Participants, policies.PseudonymParticipant{Node: k.name, Address: k.addr, Point: points[i], VerificationKey: vk})
 	}
 	doc, _ := json.Marshal(cer)
 	// No route relays a ceremony: it is signed by a participant node itself.

@@ -172,6 +172,9 @@ func (s *state) pseudonymCeremony(e Entry, now time.Time) error {
 	if !in || e.Author != e.Actor {
 		return fmt.Errorf("%w: the pseudonym ceremony is committed by one of its participants, directly", ErrForbidden)
 	}
+	if err := checkCeremonyKeys(&c); err != nil {
+		return err
+	}
 	c.Generation = 0
 	if p.Ceremony != nil {
 		c.Generation = p.Ceremony.Generation + 1

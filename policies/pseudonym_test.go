@@ -2,24 +2,58 @@ package policies
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cloudflare/circl/group"
 )
 
+// pseudonymDoc is a ceremony record as a joint-Feldman dealing among the
+// participants produces it: every participant deals a random polynomial of
+// degree t-1; the record holds the commitments, the public key and each
+// participant's verification key, all following from the commitments.
 func pseudonymDoc(w *world, t int, who ...string) PseudonymCeremony {
-	c := PseudonymCeremony{ID: "p1", Suite: PseudonymSuite, Threshold: t, PublicKey: bytes.Repeat([]byte{9}, 32)}
-	for i, n := range who {
-		c.Participants = append(c.Participants, PseudonymParticipant{Node: n, Address: w.addr(n), Point: uint64(i + 1),
-			VerificationKey: bytes.Repeat([]byte{byte(i + 1)}, 32)})
+	g := group.Ristretto255
+	enc := func(e group.Element) []byte {
+		b, err := e.MarshalBinaryCompress()
+		if err != nil {
+			panic(err)
+		}
+		return b
+	}
+	c := PseudonymCeremony{ID: "p1", Suite: PseudonymSuite, Threshold: t}
+	keys := make([]group.Scalar, len(who)) // k_x = Σ_d f_d(x)
+	for i := range keys {
+		keys[i] = g.NewScalar()
+	}
+	k := g.NewScalar()
+	for range who {
+		coef := make([]group.Scalar, t)
 		var cs [][]byte
-		for range t {
-			cs = append(cs, bytes.Repeat([]byte{byte(10 + i)}, 32))
+		for l := range coef {
+			coef[l] = g.RandomScalar(rand.Reader)
+			cs = append(cs, enc(g.NewElement().MulGen(coef[l])))
 		}
 		c.Commitments = append(c.Commitments, cs)
+		k.Add(k, coef[0])
+		for i := range who {
+			x, v := g.NewScalar().SetUint64(uint64(i+1)), g.NewScalar().Set(coef[t-1])
+			for l := t - 2; l >= 0; l-- {
+				v.Mul(v, x)
+				v.Add(v, coef[l])
+			}
+			keys[i].Add(keys[i], v)
+		}
+	}
+	c.PublicKey = enc(g.NewElement().MulGen(k))
+	for i, n := range who {
+		c.Participants = append(c.Participants, PseudonymParticipant{Node: n, Address: w.addr(n), Point: uint64(i + 1),
+			VerificationKey: enc(g.NewElement().MulGen(keys[i]))})
 	}
 	return c
 }
@@ -53,6 +87,13 @@ func TestPseudonymCeremony(t *testing.T) {
 		{"few commitments", "node1", edit(func(c *PseudonymCeremony) { c.Commitments[0] = c.Commitments[0][:1] }), ErrInvalid},
 		{"same point", "node1", edit(func(c *PseudonymCeremony) { c.Participants[1].Point = 1 }), ErrInvalid},
 		{"no public key", "node1", edit(func(c *PseudonymCeremony) { c.PublicKey = nil }), ErrInvalid},
+		// Keys that no dealing produced: refused by every node and the
+		// auditor replaying, not only by the clients that later use them.
+		{"public key not from the commitments", "node1", edit(func(c *PseudonymCeremony) { c.PublicKey = c.Commitments[0][0] }), ErrInvalid},
+		{"verification key not from the commitments", "node1", edit(func(c *PseudonymCeremony) {
+			c.Participants[1].VerificationKey = c.Participants[0].VerificationKey
+		}), ErrInvalid},
+		{"commitment not an element", "node1", edit(func(c *PseudonymCeremony) { c.Commitments[1][1] = bytes.Repeat([]byte{0xff}, 32) }), ErrInvalid},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := w.act(c.who, KindPseudonymCeremony, c.doc, nil); !errors.Is(err, c.want) {

@@ -193,3 +193,21 @@ func TestListJoinPseudonymBatches(t *testing.T) {
 	}
 	w.must("bank", KindPseudonymBatch, batch(200, PurposeJob, "", id), nil)
 }
+
+// Repeated lists drain the budget like any query: the same list joined
+// again costs the policy's ε again, and once the budget is spent the next
+// list job is refused for it (epsilon_budget 1.0 at 0.5 a query: two).
+func TestRepeatedListsDrainTheBudget(t *testing.T) {
+	w := joinWorld(t, 3)
+	w.publishListPolicy(true, 0)
+	for i, want := range []string{JobAuthorised, JobAuthorised, JobRejected} {
+		w.must("bank", KindJobSubmit, listJob(500), listPlan())
+		j := w.lastJob()
+		if j.Status != want {
+			t.Fatalf("list job %d: %s (%s), want %s", i+1, j.Status, j.Reason, want)
+		}
+		if want == JobRejected && !strings.Contains(strings.ToLower(j.Reason), "budget") {
+			t.Fatalf("list job %d refused for %q, want the budget", i+1, j.Reason)
+		}
+	}
+}

@@ -212,16 +212,9 @@ func (b cellBounds) sens() cellSums {
 }
 
 // sumsUsed is how many noisy sums an aggregate's value comes from.
+// Every aggregate other than moments' multi-sum ones comes from one.
 func sumsUsed(fn string) int {
-	switch fn {
-	case "avg":
-		return 2
-	case "var", "stddev":
-		return 3
-	case "corr", "regr_slope", "regr_intercept":
-		return 6
-	}
-	return 1
+	return max(1, moments(&Agg{Func: fn}))
 }
 
 // scales names the scale of each sum an aggregate uses.

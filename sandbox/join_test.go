@@ -507,21 +507,10 @@ func rawShipment(s *Shipment) []byte {
 		b = binary.LittleEndian.AppendUint16(b, uint16(len(c.Name)))
 		b = append(b, c.Name...)
 		if c.Kind == kindNum {
-			b = append(b, 1)
-			for _, v := range c.Num {
-				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
-			}
+			b = appendNumCol(b, c)
 			continue
 		}
-		b = append(b, 2)
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(c.Dict)))
-		for _, d := range c.Dict {
-			b = binary.LittleEndian.AppendUint32(b, uint32(len(d)))
-			b = append(b, d...)
-		}
-		for _, code := range c.Codes {
-			b = binary.LittleEndian.AppendUint32(b, code)
-		}
+		b = appendDictCol(b, c)
 	}
 	return b
 }

@@ -129,23 +129,12 @@ func (s *Shipment) Marshal() ([]byte, error) {
 			if len(c.Num) != s.Rows {
 				return nil, fmt.Errorf("sandbox: column %s has %d values for %d rows", c.Name, len(c.Num), s.Rows)
 			}
-			b = append(b, 1)
-			for _, v := range c.Num {
-				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
-			}
+			b = appendNumCol(b, c)
 		case kindDict:
 			if len(c.Codes) != s.Rows {
 				return nil, fmt.Errorf("sandbox: column %s has %d codes for %d rows", c.Name, len(c.Codes), s.Rows)
 			}
-			b = append(b, 2)
-			b = binary.LittleEndian.AppendUint32(b, uint32(len(c.Dict)))
-			for _, d := range c.Dict {
-				b = binary.LittleEndian.AppendUint32(b, uint32(len(d)))
-				b = append(b, d...)
-			}
-			for _, code := range c.Codes {
-				b = binary.LittleEndian.AppendUint32(b, code)
-			}
+			b = appendDictCol(b, c)
 		case kindHE:
 			var err error
 			if b, err = marshalHECol(b, c); err != nil {
@@ -156,6 +145,31 @@ func (s *Shipment) Marshal() ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// appendNumCol appends a numeric column's body, unchecked: Marshal checks
+// its shape first.
+func appendNumCol(b []byte, c ShipmentCol) []byte {
+	b = append(b, 1)
+	for _, v := range c.Num {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+	}
+	return b
+}
+
+// appendDictCol appends a dictionary column's body, unchecked: Marshal
+// checks its shape first.
+func appendDictCol(b []byte, c ShipmentCol) []byte {
+	b = append(b, 2)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.Dict)))
+	for _, d := range c.Dict {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(d)))
+		b = append(b, d...)
+	}
+	for _, code := range c.Codes {
+		b = binary.LittleEndian.AppendUint32(b, code)
+	}
+	return b
 }
 
 // shipReader reads an encoded shipment; the first short read sticks.

@@ -118,6 +118,15 @@ func (w *walker) scalar(n *pg.Node) (Scalar, error) {
 // scalarCase reads a CASE in the select list or HAVING: the same CASE as
 // a GROUP BY key is that key; otherwise its conditions and results are
 // over keys, aggregates and constants.
+// caseCond is a CASE branch's condition: the WHEN expression itself, or
+// x = v for CASE x WHEN v THEN ....
+func caseCond(c *pg.CaseExpr, cw *pg.CaseWhen) *pg.Node {
+	if c.Arg == nil {
+		return cw.Expr
+	}
+	return &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{Kind: pg.A_Expr_Kind_AEXPR_OP, Name: []*pg.Node{pg.MakeStrNode("=")}, Lexpr: c.Arg, Rexpr: cw.Expr, Location: cw.Location}}}
+}
+
 func (w *walker) scalarCase(n *pg.Node, c *pg.CaseExpr) (Scalar, error) {
 	if len(w.q.Keys) > 0 {
 		refs := len(w.q.refs)
@@ -134,11 +143,7 @@ func (w *walker) scalarCase(n *pg.Node, c *pg.CaseExpr) (Scalar, error) {
 	out := Case{}
 	for _, wn := range c.Args {
 		cw := wn.GetCaseWhen()
-		cond := cw.Expr
-		if c.Arg != nil {
-			cond = &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{Kind: pg.A_Expr_Kind_AEXPR_OP, Name: []*pg.Node{pg.MakeStrNode("=")}, Lexpr: c.Arg, Rexpr: cw.Expr, Location: cw.Location}}}
-		}
-		cs, err := w.scalar(cond)
+		cs, err := w.scalar(caseCond(c, cw))
 		if err != nil {
 			return nil, err
 		}
@@ -429,11 +434,7 @@ func (w *walker) aggCase(a *Agg, c *pg.CaseExpr) error {
 	ac := &AggCase{}
 	for _, wn := range c.Args {
 		cw := wn.GetCaseWhen()
-		cond := cw.Expr
-		if c.Arg != nil {
-			cond = &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{Kind: pg.A_Expr_Kind_AEXPR_OP, Name: []*pg.Node{pg.MakeStrNode("=")}, Lexpr: c.Arg, Rexpr: cw.Expr, Location: cw.Location}}}
-		}
-		e, err := w.pred(cond, "case")
+		e, err := w.pred(caseCond(c, cw), "case")
 		if err != nil {
 			return err
 		}

@@ -156,12 +156,7 @@ func (w *walker) keyCase(c *pg.CaseExpr) (*KeyCase, error) {
 	kc := &KeyCase{}
 	for _, wn := range c.Args {
 		cw := wn.GetCaseWhen()
-		cond := cw.Expr
-		if c.Arg != nil {
-			// CASE x WHEN v THEN ...: x = v.
-			cond = &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{Kind: pg.A_Expr_Kind_AEXPR_OP, Name: []*pg.Node{pg.MakeStrNode("=")}, Lexpr: c.Arg, Rexpr: cw.Expr, Location: cw.Location}}}
-		}
-		e, err := w.pred(cond, "case")
+		e, err := w.pred(caseCond(c, cw), "case")
 		if err != nil {
 			return nil, err
 		}

@@ -101,12 +101,7 @@ type PopulationView struct {
 }
 
 // Fraction is Spent over Budget (0 without a budget).
-func (p PopulationView) Fraction() float64 {
-	if p.Budget <= 0 {
-		return 0
-	}
-	return p.Spent / p.Budget
-}
+func (p PopulationView) Fraction() float64 { return spentFraction(p.Spent, p.Budget) }
 
 // BudgetView is what one requester spent on one dataset, against the
 // largest budget a policy on the dataset sets (the budget itself is kept
@@ -120,11 +115,14 @@ type BudgetView struct {
 }
 
 // Fraction is Spent over Budget (0 without a budget).
-func (b BudgetView) Fraction() float64 {
-	if b.Budget <= 0 {
+func (b BudgetView) Fraction() float64 { return spentFraction(b.Spent, b.Budget) }
+
+// spentFraction is spent over budget (0 without a budget).
+func spentFraction(spent, budget float64) float64 {
+	if budget <= 0 {
 		return 0
 	}
-	return b.Spent / b.Budget
+	return spent / budget
 }
 
 // QuotaView is how many ids an account had pseudonymised, of its quota.

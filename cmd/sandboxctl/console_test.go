@@ -131,32 +131,24 @@ func TestConsoleGuards(t *testing.T) {
 			}
 		})
 	}
-	t.Run("reject needs a reason", func(t *testing.T) {
-		req, _ := http.NewRequest("POST", base+"/api/jobs/job-1/reject", strings.NewReader(`{"reason":"  "}`))
-		req.Header.Set("X-Console-Token", token)
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 400 || !bytes.Contains(b, []byte("needs a reason")) {
-			t.Fatalf("%d %s", resp.StatusCode, b)
-		}
-	})
-	t.Run("a job's mode is masked or he", func(t *testing.T) {
-		req, _ := http.NewRequest("POST", base+"/api/jobs", strings.NewReader(`{"query":"SELECT COUNT(*) FROM tax2025","mode":"plain"}`))
-		req.Header.Set("X-Console-Token", token)
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 400 || !bytes.Contains(b, []byte(`mode \"plain\" is neither masked nor he`)) {
-			t.Fatalf("%d %s", resp.StatusCode, b)
-		}
-	})
+	for _, tc := range []struct{ name, path, body, want string }{
+		{"reject needs a reason", "/api/jobs/job-1/reject", `{"reason":"  "}`, "needs a reason"},
+		{"a job's mode is masked or he", "/api/jobs", `{"query":"SELECT COUNT(*) FROM tax2025","mode":"plain"}`, `mode \"plain\" is neither masked nor he`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", base+tc.path, strings.NewReader(tc.body))
+			req.Header.Set("X-Console-Token", token)
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 400 || !bytes.Contains(b, []byte(tc.want)) {
+				t.Fatalf("%d %s", resp.StatusCode, b)
+			}
+		})
+	}
 	t.Run("non-loopback needs a flag", func(t *testing.T) {
 		_, err := e.ctl(t, "agency1", "console", "--listen", "0.0.0.0:0")
 		if err == nil || !strings.Contains(err.Error(), "--listen-anywhere") {

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math"
 	"syscall"
 	"testing"
 	"time"
@@ -208,23 +207,8 @@ func joinSurvivesExecutorKill(t *testing.T, mode string) {
 			t.Fatal(err)
 		}
 	}
-	// People 100..299 are in both: kind k(i%2), income 1000*(i%50).
-	want := map[string][2]float64{}
-	for i := 100; i < 300; i++ {
-		k := fmt.Sprintf("k%d", i%2)
-		w := want[k]
-		want[k] = [2]float64{w[0] + 1, w[1] + float64(1000*(i%50))}
-	}
-	if len(res.Rows) != 2 {
-		t.Fatalf("rows %v", res.Rows)
-	}
-	for _, r := range res.Rows {
-		w := want[r[0].(string)]
-		// epsilon 1 over 2 moments: the count's Laplace scale is 2, the
-		// sum's 2e5 (income bounded by 1e5): 10 scales each (in mode he
-		// two nodes each add a draw: 7 scales of their sum).
-		if math.Abs(r[1].(float64)-w[0]) > 20 || math.Abs(r[2].(float64)-w[1]) > 2e6 {
-			t.Fatalf("row %v, want %v", r, w)
-		}
-	}
+	// epsilon 1 over 2 moments: the count's Laplace scale is 2, the
+	// sum's 2e5 (income bounded by 1e5): 10 scales each (in mode he
+	// two nodes each add a draw: 7 scales of their sum).
+	checkJoinRows(t, "", res.Rows, joinWant(), 2e6)
 }

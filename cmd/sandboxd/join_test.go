@@ -90,12 +90,7 @@ func TestDevJoin(t *testing.T) {
 			return fmt.Sprintf("%s,k%d", id, i%2)
 		}, 100, 400, policy("benj", map[string][]string{"*": {"count"}}, []string{"kind"}))
 	// Expected: people 100..299 in both; kind k(i%2), income 1000*(i%50).
-	want := map[string][2]float64{}
-	for i := 100; i < 300; i++ {
-		k := fmt.Sprintf("k%d", i%2)
-		w := want[k]
-		want[k] = [2]float64{w[0] + 1, w[1] + float64(1000*(i%50))}
-	}
+	want := joinWant()
 	sql := "SELECT b.kind, COUNT(*), SUM(t.income) FROM taxj t JOIN benj b ON t.person_id = b.person_id GROUP BY b.kind"
 	jb, _ := json.Marshal(policies.JobDoc{Query: sql, Mode: "masked", Purpose: "benefit statistics"})
 	var job api.JobResponse
@@ -221,18 +216,39 @@ func TestDevJoin(t *testing.T) {
 	if err := sandbox.DecryptHEResult(&hres, seed); err != nil {
 		t.Fatal(err)
 	}
-	if len(hres.Rows) != 2 {
-		t.Fatalf("he rows %v", hres.Rows)
+	// epsilon 1 over 2 quantities, a draw from each of 2 nodes: the
+	// count's Laplace scale is 2 per draw; the sum's 2e5 (income
+	// bounded by 1e5): 20 and 4e6 are about 7 and 14 scales of the sum
+	// of the two draws.
+	checkJoinRows(t, "he ", hres.Rows, want, 4e6)
+	t.Logf("he join: %v (records %v), decrypted by the enterprise after shares of %v", hres.Rows, want, hres.HE.Active)
+}
+
+// joinWant is the exact (kind -> count, income sum) of the join the join
+// tests run: people 100..299 are in both tables, kind k(i%2), income
+// 1000*(i%50).
+func joinWant() map[string][2]float64 {
+	want := map[string][2]float64{}
+	for i := 100; i < 300; i++ {
+		k := fmt.Sprintf("k%d", i%2)
+		w := want[k]
+		want[k] = [2]float64{w[0] + 1, w[1] + float64(1000*(i%50))}
 	}
-	for _, r := range hres.Rows {
+	return want
+}
+
+// checkJoinRows fails t unless rows are the two kinds of joinWant, each
+// count within 20 and each sum within sumTol of want (what prefixes the
+// failure).
+func checkJoinRows(t *testing.T, what string, rows [][]any, want map[string][2]float64, sumTol float64) {
+	t.Helper()
+	if len(rows) != 2 {
+		t.Fatalf("%srows %v", what, rows)
+	}
+	for _, r := range rows {
 		w := want[r[0].(string)]
-		// epsilon 1 over 2 quantities, a draw from each of 2 nodes: the
-		// count's Laplace scale is 2 per draw; the sum's 2e5 (income
-		// bounded by 1e5): 20 and 4e6 are about 7 and 14 scales of the sum
-		// of the two draws.
-		if math.Abs(r[1].(float64)-w[0]) > 20 || math.Abs(r[2].(float64)-w[1]) > 4e6 {
-			t.Fatalf("he row %v, want %v", r, w)
+		if math.Abs(r[1].(float64)-w[0]) > 20 || math.Abs(r[2].(float64)-w[1]) > sumTol {
+			t.Fatalf("%srow %v, want %v", what, r, w)
 		}
 	}
-	t.Logf("he join: %v (records %v), decrypted by the enterprise after shares of %v", hres.Rows, want, hres.HE.Active)
 }

@@ -62,23 +62,9 @@ func duckdbJoinPeer(ctx context.Context, taxCSV, benCSV string, runs, threads in
 	for r := 0; r <= runs; r++ { // the first run warms up
 		cpu0 := processCPU()
 		start := time.Now()
-		qr, err := db.QueryContext(ctx, duckdbJoinQuery)
+		n, err := readGroups(ctx, db, duckdbJoinQuery)
 		if err != nil {
 			return nil, fmt.Errorf("join: %w", err)
-		}
-		n := 0
-		for qr.Next() {
-			var region string
-			var count int64
-			var avg float64
-			if err := qr.Scan(&region, &count, &avg); err != nil {
-				qr.Close()
-				return nil, err
-			}
-			n++
-		}
-		if err := qr.Close(); err != nil {
-			return nil, err
 		}
 		d := time.Since(start)
 		if n != 16 {

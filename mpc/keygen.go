@@ -62,9 +62,14 @@ func (p *Party) checkPlan(plan *Plan) error {
 }
 
 func (p *Party) me(plan *Plan) *Participant {
-	for i := range plan.Participants {
-		if plan.Participants[i].Node == p.cfg.Node {
-			return &plan.Participants[i]
+	return participant(plan.Participants, p.cfg.Node)
+}
+
+// participant is node's entry in a ceremony's participants, or nil.
+func participant(ps []Participant, node string) *Participant {
+	for i := range ps {
+		if ps[i].Node == node {
+			return &ps[i]
 		}
 	}
 	return nil

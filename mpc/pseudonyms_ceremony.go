@@ -186,12 +186,7 @@ func psShareInfo(id, from, to string) []byte {
 }
 
 func (p *Pseudonyms) me(plan *psPlan) *Participant {
-	for i := range plan.Participants {
-		if plan.Participants[i].Node == p.cfg.Node {
-			return &plan.Participants[i]
-		}
-	}
-	return nil
+	return participant(plan.Participants, p.cfg.Node)
 }
 
 func (p *Pseudonyms) round1(raw []byte) ([]byte, error) {

@@ -170,11 +170,10 @@ func (s *state) heShare(e Entry, now time.Time) error {
 	if !slices.ContainsFunc(s.HE.Participants, func(p HEParticipant) bool { return p.Address == e.Actor }) {
 		return fmt.Errorf("%w: %s holds no share of the collective key", ErrForbidden, e.Actor)
 	}
-	cur, ok := s.Jobs[d.Job]
-	if !ok {
-		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
+	j, err := s.editJob(d.Job)
+	if err != nil {
+		return err
 	}
-	j := edit(s, s.Jobs, cur.ID, newJob)
 	if j.Mode != ModeHE {
 		return fmt.Errorf("%w: job %s is not an he job", ErrForbidden, j.ID)
 	}

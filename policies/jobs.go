@@ -223,16 +223,24 @@ func (s *state) isGrantee(p *Policy, a Address) bool {
 	return false
 }
 
+// editJob opens the job named id for editing, or says it does not exist.
+func (s *state) editJob(id string) (*Job, error) {
+	cur, ok := s.Jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: job %q", ErrNotFound, clip(id))
+	}
+	return edit(s, s.Jobs, cur.ID, newJob), nil
+}
+
 func (s *state) decide(e Entry, now time.Time) error {
 	var d JobDecisionDoc
 	if err := decode(e, &d); err != nil {
 		return err
 	}
-	cur, ok := s.Jobs[d.Job]
-	if !ok {
-		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
+	j, err := s.editJob(d.Job)
+	if err != nil {
+		return err
 	}
-	j := edit(s, s.Jobs, cur.ID, newJob)
 	if j.IsJoin() {
 		return s.decideJoin(e, j, d, now)
 	}
@@ -277,11 +285,10 @@ func (s *state) progress(e Entry, now time.Time) error {
 	if err := decode(e, &d); err != nil {
 		return err
 	}
-	cur, ok := s.Jobs[d.Job]
-	if !ok {
-		return fmt.Errorf("%w: job %q", ErrNotFound, clip(d.Job))
+	j, err := s.editJob(d.Job)
+	if err != nil {
+		return err
 	}
-	j := edit(s, s.Jobs, cur.ID, newJob)
 	if j.IsJoin() {
 		return s.progressJoin(e, j, d, now)
 	}

@@ -338,7 +338,7 @@ func TestShipmentRefusedByDigest(t *testing.T) {
 		{"a column the plan does not ship", reenc(func(s *Shipment) {
 			s.Columns = append(s.Columns, ShipmentCol{Name: "household", Kind: kindDict, Codes: make([]uint32, s.Rows), Dict: []string{"H1"}})
 		}), "", "the plan ships"},
-		{"bad magic", append([]byte("DSJ2"), good[4:]...), "", "bad magic"},
+		{"bad magic", append([]byte("DSJ1"), good[4:]...), "", "bad magic"},
 		{"trailing bytes", append(bytes.Clone(good), 0), "", "trailing bytes"},
 		{"rows past the data", reenc(func(s *Shipment) { s.Rows = 1 << 20 }), "", "rows in"},
 		{"a tag missing", reenc(func(s *Shipment) { s.Tags = s.Tags[TagSize:] }), "", "trailing bytes"},
@@ -503,14 +503,15 @@ func rawShipment(s *Shipment) []byte {
 	binary.LittleEndian.PutUint32(b[off:], uint32(s.Rows))
 	b = b[:len(b)-2]
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(s.Columns)))
+	e := &encoder{b: b}
 	for _, c := range s.Columns {
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(c.Name)))
-		b = append(b, c.Name...)
+		e.b = binary.LittleEndian.AppendUint16(e.b, uint16(len(c.Name)))
+		e.b = append(e.b, c.Name...)
 		if c.Kind == kindNum {
-			b = appendNumCol(b, c)
+			appendNumCol(e, c)
 			continue
 		}
-		b = appendDictCol(b, c)
+		appendDictCol(e, c)
 	}
-	return b
+	return e.b
 }

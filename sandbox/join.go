@@ -129,6 +129,9 @@ type JoinPart struct {
 	// List marks an enterprise's list (list.go): the join's output
 	// control then thresholds noisy counts (Control.NoisyThreshold).
 	List bool
+	// parted is Tags partitioned for the join, when the part was
+	// partitioned as it was parsed (Shipment.Part).
+	parted *partitioned
 }
 
 // ExecuteJoin joins the parts on their tags (a hash join), keeps at most
@@ -160,6 +163,7 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 	}
 	tags := make([][][TagSize]byte, len(order))
 	maxRows := make([]int, len(order))
+	pre := make([]*partitioned, len(order))
 	bound := 1
 	for i, d := range order {
 		p := byName[d]
@@ -170,9 +174,9 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 			return nil, fmt.Errorf("%w: dataset %s has no bound on rows per person", ErrRefused, d)
 		}
 		bound *= p.MaxRows
-		tags[i], maxRows[i] = p.Tags, p.MaxRows
+		tags[i], maxRows[i], pre[i] = p.Tags, p.MaxRows, p.parted
 	}
-	rows, person, err := matchTags(ctx, tags, maxRows, selKey)
+	rows, person, err := matchTags(ctx, tags, maxRows, pre, selKey)
 	if err != nil {
 		return nil, err
 	}

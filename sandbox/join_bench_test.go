@@ -82,41 +82,13 @@ func BenchmarkJoin(b *testing.B) {
 	cpu0 := processCPU()
 	start := time.Now()
 	var ownersCPU time.Duration
-	var tOwn, tParse, tExec time.Duration
 	for range b.N {
-		w0 := time.Now()
-		// The owners, nodes of their own, ship at once: each tags, sorts
-		// and encodes its part and computes the digest its job.flow
-		// commits.
 		c0 := processCPU()
-		raws := make([][]byte, len(plan.Join))
-		digests := make([]string, len(plan.Join))
-		parallel(b, len(plan.Join), func(i int) error {
-			s, err := Ship("job-1", tabs[plan.Join[i].Dataset], plan.Join[i], kJob)
-			if err == nil {
-				raws[i], digests[i], err = s.MarshalDigest()
-			}
-			return err
-		})
+		raws, digests := shipParts(b, plan, tabs, kJob, nil)
 		ownersCPU += processCPU() - c0
-		tOwn += time.Since(w0)
-		w0 = time.Now()
 		shipped = len(raws[0]) + len(raws[1])
-		// The executor checks and parses the parts as they arrive (Joiner
-		// fetches them at once), then joins.
-		parts := make([]JoinPart, len(plan.Join))
-		parallel(b, len(plan.Join), func(i int) error {
-			t := tabs[plan.Join[i].Dataset]
-			got, err := ParseShipment(raws[i], digests[i], "job-1", plan.Join[i], &t.Schema)
-			if err == nil {
-				parts[i] = got.Part(&t.Schema, 1)
-			}
-			return err
-		})
-		tParse += time.Since(w0)
-		w0 = time.Now()
+		parts := parseParts(b, plan, tabs, raws, digests, maskedPart)
 		res, err := ExecuteJoin(context.Background(), q, parts, Control{MinGroupSize: 10, Epsilon: 1}, DefaultLimits(), []byte("sel"))
-		tExec += time.Since(w0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -131,9 +103,6 @@ func BenchmarkJoin(b *testing.B) {
 	b.ReportMetric(float64(cpu-ownersCPU)/float64(b.N)/1e6, "executor-cpu-ms/op")
 	b.ReportMetric(float64(2*n*b.N)/el.Seconds(), "rows/s")
 	b.ReportMetric(float64(shipped)/float64(2*n), "ship-bytes/row")
-	b.ReportMetric(float64(tOwn.Milliseconds())/float64(b.N), "owners-ms/op")
-	b.ReportMetric(float64(tParse.Milliseconds())/float64(b.N), "parse-ms/op")
-	b.ReportMetric(float64(tExec.Milliseconds())/float64(b.N), "join-ms/op")
 }
 
 // writeJoinCSV writes a joinBenchTable of people first.. as the CSV an
@@ -234,6 +203,53 @@ func BenchmarkListJoin(b *testing.B) {
 	b.ReportMetric(el.Seconds()/float64(b.N), "s/op")
 	b.ReportMetric(float64(shipped)/float64(m), "ship-bytes/id")
 }
+
+// shipParts is what the owners of plan's datasets ship, each a node of its
+// own, at once: the part encoded (tagged as it is written, as Joiner
+// ships) and the digest its job.flow commits. With he set, the parts of
+// the datasets it holds ciphertexts of are he parts (ShipHE).
+func shipParts(b *testing.B, plan policies.Plan, tabs map[string]*Table, kJob []byte, he map[string]*heData) (raws [][]byte, digests []string) {
+	raws, digests = make([][]byte, len(plan.Join)), make([]string, len(plan.Join))
+	parallel(b, len(plan.Join), func(i int) error {
+		side := plan.Join[i]
+		var s *Shipment
+		var err error
+		if d := he[side.Dataset]; d != nil {
+			s, err = ShipHE("job-1", tabs[side.Dataset], side, kJob, d, plan.Aggregates)
+		} else {
+			s, err = shipUntagged("job-1", tabs[side.Dataset], side, kJob)
+		}
+		if err == nil {
+			raws[i], digests[i], err = s.MarshalDigest()
+		}
+		return err
+	})
+	return raws, digests
+}
+
+// parseParts is the executor checking and parsing the parts as they
+// arrive (Joiner fetches them at once), each turned into what the join
+// reads by part.
+func parseParts[P any](b *testing.B, plan policies.Plan, tabs map[string]*Table, raws [][]byte, digests []string, part func(*Shipment, *policies.Schema) (P, error)) []P {
+	out := make([]P, len(plan.Join))
+	parallel(b, len(plan.Join), func(i int) error {
+		schema := &tabs[plan.Join[i].Dataset].Schema
+		s, err := ParseShipment(raws[i], digests[i], "job-1", plan.Join[i], schema)
+		if err == nil {
+			out[i], err = part(s, schema)
+		}
+		return err
+	})
+	return out
+}
+
+// maskedPart is a masked join's part, one row per person.
+func maskedPart(s *Shipment, schema *policies.Schema) (JoinPart, error) {
+	return s.Part(schema, 1), nil
+}
+
+// hePart is an he join's part, one row per person.
+func hePart(s *Shipment, schema *policies.Schema) (HEJoinPart, error) { return s.HEPart(schema, 1) }
 
 // parallel runs f(0..n-1) at once and fails b with the first error.
 func parallel(b *testing.B, n int, f func(i int) error) {

@@ -15,10 +15,12 @@ import (
 
 // The executor joins the parts with a partitioned hash join. Each part's
 // rows are first grouped by the first bits of their tags (one counting
-// pass and one scatter, the parts in parallel), into partitions of about
-// partitionRows rows; then the partitions, each small enough for its hash
-// tables to stay in cache, are joined in parallel ranges, and their
-// results concatenated in partition order. Tags are pseudorandom, so the
+// pass and one scatter, each part as soon as it is parsed), into
+// partitions of about partitionRows rows; then the partitions, each small
+// enough for its hash tables to stay in cache, are joined in parallel
+// ranges, and their results concatenated in partition order. A part
+// split finer than another is joined by groups of its partitions (those
+// sharing the coarser part's bits). Tags are pseudorandom, so the
 // partitions are even whatever the data; the tables hash tags with a seed
 // drawn per join, so that tags an owner chose cannot be made to collide.
 
@@ -26,13 +28,25 @@ import (
 // holds.
 const partitionRows = 1024
 
-// partitioned is a part's rows grouped by partition: partition p's rows
-// are entries start[p] to start[p+1], in row order.
+// partitioned is a part's rows grouped by the first pbits bits of their
+// tags: partition p's rows are entries start[p] to start[p+1], in row
+// order.
 type partitioned struct {
+	pbits uint
 	start []int32
 	ents  []entry
 	max   int // rows kept per person
 	part  int
+}
+
+// partitionBits is the partition bits for a part of n rows.
+func partitionBits(n int) uint { return uint(bits.Len(uint(n / partitionRows))) }
+
+// bounds is where the entries of partition d at pb bits (pb <= p.pbits)
+// start and end.
+func (p *partitioned) bounds(d int, pb uint) (int32, int32) {
+	s := p.pbits - pb
+	return p.start[d<<s], p.start[(d+1)<<s]
 }
 
 // entry is a row and its tag (one write per row when partitioning).
@@ -43,9 +57,9 @@ type entry struct {
 
 // partition groups tags into 1<<pbits partitions by their first pbits
 // bits.
-func partition(tags [][TagSize]byte, pbits uint, max, part int) *partitioned {
+func partition(tags [][TagSize]byte, pbits uint) *partitioned {
 	n := 1 << pbits
-	p := &partitioned{start: make([]int32, n+1), ents: make([]entry, len(tags)), max: max, part: part}
+	p := &partitioned{pbits: pbits, start: make([]int32, n+1), ents: make([]entry, len(tags))}
 	shift := 64 - pbits // 64: every tag in partition 0
 	count := p.start[1:]
 	for i := range tags {
@@ -158,30 +172,35 @@ func (x *partTable) rows(e int32, mac hash.Hash, out []int32) []int32 {
 // order, and within a partition in the first part's row order, so it
 // does not depend on the scheduling, and a person's joined rows are
 // contiguous.
-func matchTags(ctx context.Context, tags [][][TagSize]byte, maxRows []int, selKey []byte) (rows, person []int32, err error) {
+func matchTags(ctx context.Context, tags [][][TagSize]byte, maxRows []int, pre []*partitioned, selKey []byte) (rows, person []int32, err error) {
 	k := len(tags)
-	largest := 0
-	for _, t := range tags {
-		largest = max(largest, len(t))
-	}
-	pbits := uint(bits.Len(uint(largest / partitionRows)))
 	parts := make([]*partitioned, k)
 	var wg sync.WaitGroup
 	for i := range k {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			parts[i] = partition(tags[i], pbits, maxRows[i], i)
-		}()
+		if i < len(pre) && pre[i] != nil && len(pre[i].ents) == len(tags[i]) {
+			p := *pre[i] // partitioned as it was parsed
+			parts[i] = &p
+		} else {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				parts[i] = partition(tags[i], partitionBits(len(tags[i])))
+			}()
+		}
 	}
 	wg.Wait()
+	pb := parts[0].pbits
+	for i, p := range parts {
+		p.max, p.part = maxRows[i], i
+		pb = min(pb, p.pbits)
+	}
 	var seed [8]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, nil, err
 	}
-	ranges := chunks(1 << pbits)
-	if len(ranges) == 1 && pbits > 0 { // chunks keeps at least 1<<16 together
-		ranges = [][2]int{{0, 1 << (pbits - 1)}, {1 << (pbits - 1), 1 << pbits}}
+	ranges := chunks(1 << pb)
+	if len(ranges) == 1 && pb > 0 { // chunks keeps at least 1<<16 together
+		ranges = [][2]int{{0, 1 << (pb - 1)}, {1 << (pb - 1), 1 << pb}}
 	}
 	outRows := make([][]int32, len(ranges))
 	outPerson := make([][]int32, len(ranges))
@@ -190,7 +209,7 @@ func matchTags(ctx context.Context, tags [][][TagSize]byte, maxRows []int, selKe
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outRows[c], outPerson[c], errs[c] = joinPartitions(ctx, parts, rg, binary.LittleEndian.Uint64(seed[:]), selKey)
+			outRows[c], outPerson[c], errs[c] = joinPartitions(ctx, parts, pb, rg, binary.LittleEndian.Uint64(seed[:]), selKey)
 		}()
 	}
 	wg.Wait()
@@ -202,13 +221,16 @@ func matchTags(ctx context.Context, tags [][][TagSize]byte, maxRows []int, selKe
 	return slices.Concat(outRows...), slices.Concat(outPerson...), nil
 }
 
-// joinPartitions joins the partitions [rg[0], rg[1]) of the parts.
-func joinPartitions(ctx context.Context, parts []*partitioned, rg [2]int, seed uint64, selKey []byte) (rs, ps []int32, err error) {
+// joinPartitions joins the partitions [rg[0], rg[1]) at pb bits of the
+// parts.
+func joinPartitions(ctx context.Context, parts []*partitioned, pb uint, rg [2]int, seed uint64, selKey []byte) (rs, ps []int32, err error) {
 	k := len(parts)
-	pj := &partJoin{parts: parts, mac: hmac.New(sha256.New, selKey), tabs: make([]partTable, k), per: make([][]int32, k)}
+	pj := &partJoin{parts: parts, mac: hmac.New(sha256.New, selKey), tabs: make([]partTable, k), per: make([][]int32, k), lo: make([]int32, k), hi: make([]int32, k)}
 	expect := len(parts[0].ents) // joined rows, about, if most match
 	for _, p := range parts {
-		expect = min(expect, int(p.start[rg[1]]-p.start[rg[0]]))
+		lo, _ := p.bounds(rg[0], pb)
+		_, hi := p.bounds(rg[1]-1, pb)
+		expect = min(expect, int(hi-lo))
 	}
 	pj.rs, pj.ps = make([]int32, 0, k*expect), make([]int32, 0, expect)
 	for i := range pj.tabs {
@@ -222,10 +244,11 @@ func joinPartitions(ctx context.Context, parts []*partitioned, rg [2]int, seed u
 		}
 		empty := false
 		for i, p := range parts {
+			pj.lo[i], pj.hi[i] = p.bounds(d, pb)
 			if i > 0 {
-				pj.tabs[i].build(p, p.start[d], p.start[d+1])
+				pj.tabs[i].build(p, pj.lo[i], pj.hi[i])
 			}
-			empty = empty || p.start[d] == p.start[d+1]
+			empty = empty || pj.lo[i] == pj.hi[i]
 		}
 		if empty {
 			continue
@@ -234,9 +257,9 @@ func joinPartitions(ctx context.Context, parts []*partitioned, rg [2]int, seed u
 		// indexing it, unless two of its rows match (one person's), then
 		// again with its index.
 		nr, np := len(pj.rs), len(pj.ps)
-		if !pj.single(d) {
+		if !pj.single() {
 			pj.rs, pj.ps = pj.rs[:nr], pj.ps[:np]
-			pj.tabs[0].build(parts[0], parts[0].start[d], parts[0].start[d+1])
+			pj.tabs[0].build(parts[0], pj.lo[0], pj.hi[0])
 			pj.indexed()
 		}
 	}
@@ -244,9 +267,11 @@ func joinPartitions(ctx context.Context, parts []*partitioned, rg [2]int, seed u
 }
 
 // partJoin is one worker's join of partitions: the other parts' tables
-// are built for the partition at hand.
+// are built for the partition at hand, whose entries in part i are
+// lo[i] to hi[i].
 type partJoin struct {
 	parts  []*partitioned
+	lo, hi []int32
 	mac    hash.Hash
 	tabs   []partTable
 	per    [][]int32
@@ -254,14 +279,14 @@ type partJoin struct {
 	seen   []bool // of the second part's entries, matched in single
 }
 
-// single joins partition d's rows of the first part one by one, and
+// single joins the partition's rows of the first part one by one, and
 // reports false when two of them are one person's (then some of the
 // partition's result may have been appended: the caller drops it).
-func (pj *partJoin) single(d int) bool {
+func (pj *partJoin) single() bool {
 	p0, t1 := pj.parts[0], &pj.tabs[1]
 	pj.seen = slices.Grow(pj.seen[:0], len(t1.next))[:len(t1.next)]
 	clear(pj.seen)
-	for e := p0.start[d]; e < p0.start[d+1]; e++ {
+	for e := pj.lo[0]; e < pj.hi[0]; e++ {
 		t := &p0.ents[e].tag
 		ok := true
 		for i := 1; i < len(pj.parts) && ok; i++ {

@@ -64,7 +64,7 @@ func TestMatchTagsMatchesNestedMaps(t *testing.T) {
 			for j := range tags {
 				tags[j] = part(c.rows[j], c.people, c.dup[j])
 			}
-			rows, person, err := matchTags(context.Background(), tags, c.maxRows, []byte(fmt.Sprint("sel", i)))
+			rows, person, err := matchTags(context.Background(), tags, c.maxRows, nil, []byte(fmt.Sprint("sel", i)))
 			if err != nil {
 				t.Fatal(err)
 			}

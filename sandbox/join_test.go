@@ -300,6 +300,39 @@ func TestShipmentHoldsNoIdentity(t *testing.T) {
 	}
 }
 
+// An owner's encoding, with the tags computed into it as it is written
+// and hashed block by block (as Joiner ships), is byte for byte Ship's
+// shipment encoded, and its digest is the digest of those bytes; over
+// sizes around the encoder's hashing step.
+func TestShipEncodedIsShipMarshalled(t *testing.T) {
+	q, _ := ParseQuery(joinSQL)
+	for _, n := range []int{0, 1, hashStep / TagSize, hashStep/TagSize + 1, 3*hashStep/TagSize + 7} {
+		t.Run(fmt.Sprint(n, " rows"), func(t *testing.T) {
+			tab := joinBenchTable(taxJoinSchema, 0, n, "region", "income", DemoRegions, 100000)
+			side := q.Plan().Join[0]
+			want, err := Ship("job-1", tab, side, []byte("k"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantB, err := want.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := shipUntagged("job-1", tab, side, []byte("k"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, sum, err := s.MarshalDigest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b, wantB) || sum != ShipmentDigest(wantB) {
+				t.Fatalf("the encodings differ (%d and %d bytes) or the digest is not theirs", len(b), len(wantB))
+			}
+		})
+	}
+}
+
 // The executor refuses shipped data that is not what the owner committed,
 // or that breaks the plan or the schema.
 func TestShipmentRefusedByDigest(t *testing.T) {

@@ -526,6 +526,7 @@ func (jn *Joiner) run(ctx context.Context, j policies.Job) (*Result, error) {
 	// The owners ship at once; each part is checked as it arrives, and
 	// the first that fails stops the others.
 	ships, schemas = make([]*Shipment, len(j.Parts)), make([]*policies.Schema, len(j.Parts))
+	parts = make([]JoinPart, len(j.Parts))
 	errs := make([]error, len(j.Parts))
 	fetchCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -536,6 +537,8 @@ func (jn *Joiner) run(ctx context.Context, j policies.Job) (*Result, error) {
 			defer wg.Done()
 			if ships[i], schemas[i], errs[i] = jn.fetch(fetchCtx, j, pt, deadline); errs[i] != nil {
 				stop()
+			} else if j.Mode != policies.ModeHE {
+				parts[i] = ships[i].Part(schemas[i], pt.MaxRows)
 			}
 		}()
 	}
@@ -543,9 +546,7 @@ func (jn *Joiner) run(ctx context.Context, j policies.Job) (*Result, error) {
 	if err := firstCause(ctx, errs); err != nil {
 		return nil, err
 	}
-	for i, pt := range j.Parts {
-		parts = append(parts, ships[i].Part(schemas[i], pt.MaxRows))
-	}
+
 	if j.List != nil {
 		part, err := jn.listPart(ctx, j, time.Now().Add(jn.cfg.ListWait))
 		if err != nil {

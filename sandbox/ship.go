@@ -29,6 +29,8 @@ type Shipment struct {
 	Rows    int           `json:"rows"`
 	Tags    []byte        `json:"tags"` // Rows × TagSize bytes
 	Columns []ShipmentCol `json:"columns"`
+	// untagged, when set, computes Tags as Marshal writes them.
+	untagged *untagged
 }
 
 // ShipmentCol is one shipped column.
@@ -47,6 +49,33 @@ type ShipmentCol struct {
 // of the rows' consortium pseudonyms under kJob, and exactly the side's
 // columns.
 func Ship(job string, t *Table, side policies.JoinSide, kJob []byte) (*Shipment, error) {
+	s, err := shipUntagged(job, t, side, kJob)
+	if err != nil {
+		return nil, err
+	}
+	s.Tags = make([]byte, t.Rows*TagSize)
+	var wg sync.WaitGroup
+	for _, r := range chunks(t.Rows) { // tagged in parallel ranges
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.untagged.tg.tags(s.Tags[r[0]*TagSize:r[1]*TagSize], s.untagged.pseudo[r[0]*PseudonymSize:r[1]*PseudonymSize])
+		}()
+	}
+	wg.Wait()
+	s.untagged = nil
+	return s, nil
+}
+
+// untagged is what a shipment's tags are computed from, when Marshal
+// computes them.
+type untagged struct {
+	tg     tagger
+	pseudo []byte // PseudonymSize bytes per row
+}
+
+// shipUntagged is Ship without its tags: s.untagged computes them.
+func shipUntagged(job string, t *Table, side policies.JoinSide, kJob []byte) (*Shipment, error) {
 	key, ok := t.Cols[side.Key]
 	if !ok || key.Kind != kindPseudo || key.Meta.Pseudonym != policies.PseudonymConsortium {
 		return nil, fmt.Errorf("%w: dataset %s: %q is not a column of consortium pseudonyms", ErrRefused, side.Dataset, side.Key)
@@ -69,16 +98,7 @@ func Ship(job string, t *Table, side policies.JoinSide, kJob []byte) (*Shipment,
 	if err != nil {
 		return nil, err
 	}
-	s.Tags = make([]byte, t.Rows*TagSize)
-	var wg sync.WaitGroup
-	for _, r := range chunks(t.Rows) { // tagged in parallel ranges
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tg.tags(s.Tags[r[0]*TagSize:r[1]*TagSize], key.Pseudo[r[0]*PseudonymSize:r[1]*PseudonymSize])
-		}()
-	}
-	wg.Wait()
+	s.untagged = &untagged{tg: tg, pseudo: key.Pseudo}
 	return s, nil
 }
 
@@ -112,10 +132,14 @@ func (s *Shipment) MarshalDigest() ([]byte, string, error) {
 }
 
 func (s *Shipment) marshal(h hash.Hash) (*encoder, error) {
-	if s.Rows < 0 || s.Rows > MaxShipRows || len(s.Tags) != s.Rows*TagSize || len(s.Job) > math.MaxUint16 || len(s.Dataset) > math.MaxUint16 || len(s.Columns) > math.MaxUint16 {
+	tagBytes := len(s.Tags)
+	if s.untagged != nil && s.Tags == nil && len(s.untagged.pseudo) == s.Rows*PseudonymSize {
+		tagBytes = s.Rows * TagSize
+	}
+	if s.Rows < 0 || s.Rows > MaxShipRows || tagBytes != s.Rows*TagSize || len(s.Job) > math.MaxUint16 || len(s.Dataset) > math.MaxUint16 || len(s.Columns) > math.MaxUint16 {
 		return nil, fmt.Errorf("sandbox: shipment out of shape")
 	}
-	size := len(shipMagic) + 8 + len(s.Job) + len(s.Dataset) + len(s.Tags)
+	size := len(shipMagic) + 8 + len(s.Job) + len(s.Dataset) + tagBytes
 	for _, c := range s.Columns {
 		size += 3 + len(c.Name) + 8*len(c.Num) + codeWidth(len(c.Dict))*len(c.Codes) + 5
 		for _, q := range c.HE {
@@ -136,8 +160,15 @@ func (s *Shipment) marshal(h hash.Hash) (*encoder, error) {
 	str16(s.Job)
 	str16(s.Dataset)
 	e.b = binary.LittleEndian.AppendUint32(e.b, uint32(s.Rows))
-	for off := 0; off < len(s.Tags); off += hashStep {
-		e.b = append(e.b, s.Tags[off:min(off+hashStep, len(s.Tags))]...)
+	for off, step := 0, hashStep/TagSize*TagSize; off < tagBytes; off += step {
+		end := min(off+step, tagBytes)
+		if s.Tags != nil {
+			e.b = append(e.b, s.Tags[off:end]...)
+		} else { // computed here, hashed while in cache
+			n := len(e.b)
+			e.b = e.b[:n+end-off]
+			s.untagged.tg.tags(e.b[n:], s.untagged.pseudo[off/TagSize*PseudonymSize:end/TagSize*PseudonymSize])
+		}
 		e.flush()
 	}
 	e.b = binary.LittleEndian.AppendUint16(e.b, uint16(len(s.Columns)))
@@ -496,7 +527,8 @@ func ParseShipment(b []byte, digest, job string, side policies.JoinSide, schema 
 }
 
 // Part turns a parsed shipment into the executor's join input, under the
-// dataset's schema and its policy's bound on rows per person.
+// dataset's schema and its policy's bound on rows per person, its rows
+// partitioned for the join.
 func (s *Shipment) Part(schema *policies.Schema, maxRows int) JoinPart {
 	t := &Table{Rows: s.Rows, Schema: *schema, Cols: map[string]*Column{}}
 	for _, c := range s.Columns {
@@ -506,7 +538,8 @@ func (s *Shipment) Part(schema *policies.Schema, maxRows int) JoinPart {
 		meta, _ := schema.Column(c.Name)
 		t.Cols[c.Name] = &Column{Meta: meta, Kind: c.Kind, Num: c.Num, Codes: c.Codes, Dict: slices.Clone(c.Dict)}
 	}
-	return JoinPart{Dataset: s.Dataset, Tags: tagView(s.Tags[:s.Rows*TagSize]), Table: t, MaxRows: maxRows}
+	tags := tagView(s.Tags[:s.Rows*TagSize])
+	return JoinPart{Dataset: s.Dataset, Tags: tags, Table: t, MaxRows: maxRows, parted: partition(tags, partitionBits(len(tags)))}
 }
 
 // tagView is b's tags as arrays, without a copy: they are the bulk of a

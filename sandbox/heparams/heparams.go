@@ -216,6 +216,57 @@ func packBits(out []byte, coeffs []uint64, w int) []byte {
 }
 
 func unpackBits(b []byte, coeffs []uint64, w int, q uint64) error {
+	if w > 56 || len(b) < 8 {
+		return unpackBitsBytewise(b, coeffs, w, q, 0)
+	}
+	// A coefficient starts at bit i·w and fits in the 8 bytes from its
+	// first byte (w + 7 <= 64): one load each, while 8 bytes are left.
+	mask := uint64(1)<<w - 1
+	i := 0
+	for ; i < len(coeffs); i++ {
+		off := i * w
+		if off/8+8 > len(b) {
+			break
+		}
+		v := binary.LittleEndian.Uint64(b[off/8:]) >> (off % 8) & mask
+		if v >= q {
+			return fmt.Errorf("%w: coefficient %d not reduced", ErrBadCiphertext, i)
+		}
+		coeffs[i] = v
+	}
+	if i == len(coeffs) {
+		return nil
+	}
+	// The last few, from the byte where the next one starts.
+	off := i * w
+	rest := b[off/8:]
+	tail := make([]uint64, len(coeffs)-i)
+	if err := unpackBitsBytewise(shiftBits(rest, off%8), tail, w, q, i); err != nil {
+		return err
+	}
+	copy(coeffs[i:], tail)
+	return nil
+}
+
+// shiftBits drops the first k bits (k < 8) of the little-endian bit stream
+// b.
+func shiftBits(b []byte, k int) []byte {
+	if k == 0 {
+		return b
+	}
+	out := make([]byte, len(b))
+	for j := range b {
+		out[j] = b[j] >> k
+		if j+1 < len(b) {
+			out[j] |= b[j+1] << (8 - k)
+		}
+	}
+	return out
+}
+
+// unpackBitsBytewise is unpackBits a byte at a time; first numbers the
+// coefficients in errors.
+func unpackBitsBytewise(b []byte, coeffs []uint64, w int, q uint64, first int) error {
 	var acc uint64
 	var nacc int
 	pos := 0
@@ -238,7 +289,7 @@ func unpackBits(b []byte, coeffs []uint64, w int, q uint64) error {
 			got += take
 		}
 		if v >= q {
-			return fmt.Errorf("%w: coefficient %d not reduced", ErrBadCiphertext, i)
+			return fmt.Errorf("%w: coefficient %d not reduced", ErrBadCiphertext, first+i)
 		}
 		coeffs[i] = v
 	}

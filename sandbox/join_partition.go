@@ -56,28 +56,67 @@ type entry struct {
 }
 
 // partition groups tags into 1<<pbits partitions by their first pbits
-// bits.
-func partition(tags [][TagSize]byte, pbits uint) *partitioned {
+// bits, in parallel ranges of rows (each range's rows of a partition
+// follow the previous range's, so a partition stays in row order).
+// counts, when not nil, is what countTags counted of these tags.
+func partition(tags [][TagSize]byte, pbits uint, counts [][]int32) *partitioned {
 	n := 1 << pbits
 	p := &partitioned{pbits: pbits, start: make([]int32, n+1), ents: make([]entry, len(tags))}
 	shift := 64 - pbits // 64: every tag in partition 0
-	count := p.start[1:]
+	ranges := chunks(len(tags))
+	pos := counts // per range: where its next row of each partition goes
+	var wg sync.WaitGroup
+	if len(pos) != len(ranges) {
+		pos = newTagCounts(len(tags), pbits)
+		for r, rg := range ranges {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				countTags(pos[r], tags[rg[0]:rg[1]], shift)
+			}()
+		}
+		wg.Wait()
+	}
+	next := int32(0)
+	for d := range n {
+		p.start[d] = next
+		for r := range ranges {
+			c := pos[r][d]
+			pos[r][d] = next
+			next += c
+		}
+	}
+	p.start[n] = next
+	for r, rg := range ranges {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			at, ents := pos[r], p.ents
+			for i := rg[0]; i < rg[1]; i++ {
+				d := binary.BigEndian.Uint64(tags[i][:8]) >> shift
+				ents[at[d]] = entry{tags[i], int32(i)}
+				at[d]++
+			}
+		}()
+	}
+	wg.Wait()
+	return p
+}
+
+// newTagCounts is a count per partition for each of chunks(rows) ranges.
+func newTagCounts(rows int, pbits uint) [][]int32 {
+	out := make([][]int32, len(chunks(rows)))
+	for r := range out {
+		out[r] = make([]int32, 1<<pbits)
+	}
+	return out
+}
+
+// countTags adds tags to the count of their partitions.
+func countTags(count []int32, tags [][TagSize]byte, shift uint) {
 	for i := range tags {
 		count[binary.BigEndian.Uint64(tags[i][:8])>>shift]++
 	}
-	pos := make([]int32, n)
-	for d := 1; d < n; d++ {
-		pos[d] = pos[d-1] + count[d-1]
-	}
-	copy(p.start, pos)
-	p.start[n] = int32(len(tags))
-	ents := p.ents
-	for i := range tags {
-		d := binary.BigEndian.Uint64(tags[i][:8]) >> shift
-		ents[pos[d]] = entry{tags[i], int32(i)}
-		pos[d]++
-	}
-	return p
 }
 
 // partTable finds one partition's entries by tag: an open-addressing
@@ -184,7 +223,7 @@ func matchTags(ctx context.Context, tags [][][TagSize]byte, maxRows []int, pre [
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				parts[i] = partition(tags[i], partitionBits(len(tags[i])))
+				parts[i] = partition(tags[i], partitionBits(len(tags[i])), nil)
 			}()
 		}
 	}

@@ -117,3 +117,33 @@ func TestMatchTagsMatchesNestedMaps(t *testing.T) {
 		})
 	}
 }
+
+// A part partitioned from the counts ParseShipment took while hashing its
+// tags is the part partitioned from scratch, over sizes of one and of
+// several ranges of rows.
+func TestPartitionFromParsedCounts(t *testing.T) {
+	q, _ := ParseQuery(joinSQL)
+	side := q.Plan().Join[0]
+	for _, n := range []int{20, 5000, 1<<16 + 3, 200_000} {
+		t.Run(fmt.Sprint(n, " rows"), func(t *testing.T) {
+			tab := joinBenchTable(taxJoinSchema, 0, n, "region", "income", DemoRegions, 100000)
+			s, err := shipUntagged("job-1", tab, side, []byte("k"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, sum, err := s.MarshalDigest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ParseShipment(b, sum, "job-1", side, &tab.Schema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := got.Part(&tab.Schema, 1)
+			want := partition(p.Tags, partitionBits(n), nil)
+			if !slices.Equal(p.parted.start, want.start) || !slices.Equal(p.parted.ents, want.ents) {
+				t.Fatal("the partitions differ")
+			}
+		})
+	}
+}

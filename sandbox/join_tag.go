@@ -46,9 +46,16 @@ func newTagger(kJob []byte) (tagger, error) {
 // tags writes the tags of the consecutive pseudonyms in pseudos
 // (PseudonymSize bytes each) into dst (TagSize bytes each).
 func (t tagger) tags(dst, pseudos []byte) {
-	b := make([]byte, aes.BlockSize) // one buffer: Encrypt's would escape per call
-	for i := 0; i+PseudonymSize <= len(pseudos); i += PseudonymSize {
-		t.block.Encrypt(b, pseudos[i:i+PseudonymSize])
-		copy(dst[i/PseudonymSize*TagSize:], b[:TagSize])
+	n := len(pseudos) / PseudonymSize
+	i := 0
+	// A block is written whole where dst has room; the next tag overwrites
+	// its last aes.BlockSize-TagSize bytes.
+	for ; i < n && i*TagSize+aes.BlockSize <= len(dst); i++ {
+		t.block.Encrypt(dst[i*TagSize:i*TagSize+aes.BlockSize], pseudos[i*PseudonymSize:(i+1)*PseudonymSize])
+	}
+	b := make([]byte, aes.BlockSize)
+	for ; i < n; i++ {
+		t.block.Encrypt(b, pseudos[i*PseudonymSize:(i+1)*PseudonymSize])
+		copy(dst[i*TagSize:], b[:TagSize])
 	}
 }

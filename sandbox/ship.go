@@ -31,6 +31,9 @@ type Shipment struct {
 	Columns []ShipmentCol `json:"columns"`
 	// untagged, when set, computes Tags as Marshal writes them.
 	untagged *untagged
+	// counts is the partitions' counts of Tags, per range of rows, as
+	// ParseShipment read them (partition).
+	counts [][]int32
 }
 
 // ShipmentCol is one shipped column.
@@ -72,6 +75,26 @@ func Ship(job string, t *Table, side policies.JoinSide, kJob []byte) (*Shipment,
 type untagged struct {
 	tg     tagger
 	pseudo []byte // PseudonymSize bytes per row
+}
+
+// encode computes the tags into dst, the end of e.b, and hashes them as
+// they come: a goroutine tags blocks a few ahead of the hashing, so the
+// two run at once on two cores and each block is hashed while in cache.
+func (u *untagged) encode(e *encoder, dst []byte) {
+	step := hashStep / TagSize * TagSize
+	done := make(chan int, 4) // blocks tagged, not yet hashed
+	go func() {
+		defer close(done)
+		for off := 0; off < len(dst); off += step {
+			end := min(off+step, len(dst))
+			u.tg.tags(dst[off:end], u.pseudo[off/TagSize*PseudonymSize:end/TagSize*PseudonymSize])
+			done <- end
+		}
+	}()
+	base := len(e.b) - len(dst)
+	for end := range done {
+		e.hashTo(base + end)
+	}
 }
 
 // shipUntagged is Ship without its tags: s.untagged computes them.
@@ -160,16 +183,14 @@ func (s *Shipment) marshal(h hash.Hash) (*encoder, error) {
 	str16(s.Job)
 	str16(s.Dataset)
 	e.b = binary.LittleEndian.AppendUint32(e.b, uint32(s.Rows))
-	for off, step := 0, hashStep/TagSize*TagSize; off < tagBytes; off += step {
-		end := min(off+step, tagBytes)
-		if s.Tags != nil {
-			e.b = append(e.b, s.Tags[off:end]...)
-		} else { // computed here, hashed while in cache
-			n := len(e.b)
-			e.b = e.b[:n+end-off]
-			s.untagged.tg.tags(e.b[n:], s.untagged.pseudo[off/TagSize*PseudonymSize:end/TagSize*PseudonymSize])
+	if s.Tags != nil {
+		for off := 0; off < tagBytes; off += hashStep {
+			e.b = append(e.b, s.Tags[off:min(off+hashStep, tagBytes)]...)
+			e.flush()
 		}
-		e.flush()
+	} else {
+		e.b = e.b[:len(e.b)+tagBytes]
+		s.untagged.encode(e, e.b[len(e.b)-tagBytes:])
 	}
 	e.b = binary.LittleEndian.AppendUint16(e.b, uint16(len(s.Columns)))
 	for _, c := range s.Columns {
@@ -222,6 +243,14 @@ func (e *encoder) flush() {
 	if len(e.b)-e.done >= hashStep {
 		e.flushAll()
 	}
+}
+
+// hashTo hashes e.b up to byte end.
+func (e *encoder) hashTo(end int) {
+	if e.h != nil {
+		e.h.Write(e.b[e.done:end])
+	}
+	e.done = end
 }
 
 func (e *encoder) flushAll() {
@@ -367,7 +396,24 @@ func decodeHashed(r *shipReader) (*Shipment, error) {
 	if r.err == nil && (s.Rows > MaxShipRows || s.Rows*TagSize > len(r.b)) {
 		return nil, fmt.Errorf("%d rows in %d bytes", s.Rows, len(b))
 	}
-	s.Tags = r.next(s.Rows * TagSize)
+	// The tags are hashed block by block, and counted by partition while
+	// in cache (Part partitions them).
+	if r.err == nil {
+		s.counts = newTagCounts(s.Rows, partitionBits(s.Rows))
+	}
+	size, shift := 1, 64-partitionBits(s.Rows)
+	if rg := chunks(s.Rows); len(rg) > 0 {
+		size = rg[0][1] - rg[0][0]
+	}
+	s.Tags = r.blocks(s.Rows*TagSize, TagSize, func(p []byte, first int) {
+		tags := tagView(p)
+		for len(tags) > 0 { // the block's rows, range by range
+			r := first / size
+			n := min(len(tags), (r+1)*size-first)
+			countTags(s.counts[r], tags[:n], shift)
+			tags, first = tags[n:], first+n
+		}
+	})
 	ncols := r.u16()
 	for range ncols {
 		if r.err != nil {
@@ -539,7 +585,7 @@ func (s *Shipment) Part(schema *policies.Schema, maxRows int) JoinPart {
 		t.Cols[c.Name] = &Column{Meta: meta, Kind: c.Kind, Num: c.Num, Codes: c.Codes, Dict: slices.Clone(c.Dict)}
 	}
 	tags := tagView(s.Tags[:s.Rows*TagSize])
-	return JoinPart{Dataset: s.Dataset, Tags: tags, Table: t, MaxRows: maxRows, parted: partition(tags, partitionBits(len(tags)))}
+	return JoinPart{Dataset: s.Dataset, Tags: tags, Table: t, MaxRows: maxRows, parted: partition(tags, partitionBits(len(tags)), s.counts)}
 }
 
 // tagView is b's tags as arrays, without a copy: they are the bulk of a

@@ -216,19 +216,25 @@ func packBits(out []byte, coeffs []uint64, w int) []byte {
 }
 
 func unpackBits(b []byte, coeffs []uint64, w int, q uint64) error {
-	if w > 56 || len(b) < 8 {
+	if w < 1 || w > 64 {
 		return unpackBitsBytewise(b, coeffs, w, q, 0)
 	}
-	// A coefficient starts at bit i·w and fits in the 8 bytes from its
-	// first byte (w + 7 <= 64): one load each, while 8 bytes are left.
-	mask := uint64(1)<<w - 1
+	// A coefficient starts at bit i·w: a load of the 8 bytes from its
+	// first byte, and one more byte when it runs past them (w + i·w%8 >
+	// 64), while 9 bytes are left.
+	mask := uint64(1)<<w - 1 // 0 - 1 for w = 64: all ones
 	i := 0
 	for ; i < len(coeffs); i++ {
 		off := i * w
-		if off/8+8 > len(b) {
+		at, sh := off/8, uint(off%8)
+		if at+9 > len(b) {
 			break
 		}
-		v := binary.LittleEndian.Uint64(b[off/8:]) >> (off % 8) & mask
+		v := binary.LittleEndian.Uint64(b[at:]) >> sh
+		if sh > 0 {
+			v |= uint64(b[at+8]) << (64 - sh)
+		}
+		v &= mask
 		if v >= q {
 			return fmt.Errorf("%w: coefficient %d not reduced", ErrBadCiphertext, i)
 		}

@@ -2,10 +2,7 @@ package sandbox
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"fmt"
-	"hash"
 	"strings"
 
 	"github.com/datasandbox/datasandbox/policies"
@@ -15,15 +12,16 @@ import (
 //
 // A join runs on an executor, a node that holds none of the joined
 // datasets. Each owner derives, for the job, a tag per row from the row's
-// stored consortium pseudonym, Tag = HMAC-SHA256(k_job, P(id))[:16], with
-// a per-job key the owners share and the executor never holds, and ships
-// the tags and the plan's columns (Ship). The executor matches rows on
-// tags it cannot invert (ExecuteJoin): it learns how many rows match, never
-// whose; a tag is useless outside its job, since k_job differs per job.
+// stored consortium pseudonym (join_tag.go: a keyed pseudorandom
+// permutation of P(id) under a key derived from k_job), with a per-job key
+// the owners share and the executor never holds, and ships the tags and
+// the plan's columns (Ship). The executor matches rows on tags it cannot
+// invert (ExecuteJoin): it learns how many rows match, never whose; a tag
+// is useless outside its job, since k_job differs per job.
 // An owner learns nothing of the other dataset.
 
-// TagSize is the length of a per-job row tag.
-const TagSize = 16
+// TagSize is the length of a per-job row tag (join_tag.go).
+const TagSize = 12
 
 // JoinEnv is what CheckJoin needs to know beyond the query: the schemas of
 // the datasets it names, the number of nodes in the consortium, and
@@ -120,22 +118,6 @@ func (q *Query) joinRefPos(d string) int {
 	return q.datasetPos(d)
 }
 
-// JoinTag is the per-job tag of one consortium pseudonym.
-func JoinTag(kJob, pseudonym []byte) [TagSize]byte {
-	return tagWith(hmac.New(sha256.New, kJob), pseudonym)
-}
-
-// tagWith computes a tag with m, an HMAC-SHA256 keyed with k_job (reset
-// and reused across rows).
-func tagWith(m hash.Hash, pseudonym []byte) [TagSize]byte {
-	m.Reset()
-	m.Write(pseudonym)
-	var sum [sha256.Size]byte
-	var t [TagSize]byte
-	copy(t[:], m.Sum(sum[:0]))
-	return t
-}
-
 // JoinPart is one owner's shipment as the executor uses it: the dataset,
 // the per-job tag of each row, the shipped columns (named as in the
 // dataset) and the policy's bound on rows per person.
@@ -147,6 +129,9 @@ type JoinPart struct {
 	// List marks an enterprise's list (list.go): the join's output
 	// control then thresholds noisy counts (Control.NoisyThreshold).
 	List bool
+	// parted is Tags partitioned for the join, when the part was
+	// partitioned as it was parsed (Shipment.Part).
+	parted *partitioned
 }
 
 // ExecuteJoin joins the parts on their tags (a hash join), keeps at most
@@ -178,6 +163,7 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 	}
 	tags := make([][][TagSize]byte, len(order))
 	maxRows := make([]int, len(order))
+	pre := make([]*partitioned, len(order))
 	bound := 1
 	for i, d := range order {
 		p := byName[d]
@@ -188,9 +174,9 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 			return nil, fmt.Errorf("%w: dataset %s has no bound on rows per person", ErrRefused, d)
 		}
 		bound *= p.MaxRows
-		tags[i], maxRows[i] = p.Tags, p.MaxRows
+		tags[i], maxRows[i], pre[i] = p.Tags, p.MaxRows, p.parted
 	}
-	rows, person, err := matchTags(ctx, tags, maxRows, selKey)
+	rows, person, err := matchTags(ctx, tags, maxRows, pre, selKey)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +233,11 @@ func ExecuteJoin(ctx context.Context, q *Query, parts []JoinPart, ctl Control, l
 // emitCombos appends every combination of one row per part.
 func emitCombos(per [][]int32, rows *[]int32, person *[]int32, p int32) {
 	k := len(per)
-	pos := make([]int, k)
+	var buf [policies.MaxJoinDatasets + 1]int // a list joins one more part
+	pos := buf[:]
+	if k > len(buf) {
+		pos = make([]int, k)
+	}
 	for {
 		for i := range k {
 			*rows = append(*rows, per[i][pos[i]])

@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,31 +83,11 @@ func BenchmarkJoin(b *testing.B) {
 	start := time.Now()
 	var ownersCPU time.Duration
 	for range b.N {
-		shipped = 0
-		var raws [][]byte
 		c0 := processCPU()
-		for _, side := range plan.Join {
-			s, err := Ship("job-1", tabs[side.Dataset], side, kJob)
-			if err != nil {
-				b.Fatal(err)
-			}
-			raw, err := s.Marshal()
-			if err != nil {
-				b.Fatal(err)
-			}
-			raws = append(raws, raw)
-			shipped += len(raw)
-		}
+		raws, digests := shipParts(b, plan, tabs, kJob, nil)
 		ownersCPU += processCPU() - c0
-		var parts []JoinPart
-		for i, side := range plan.Join {
-			t := tabs[side.Dataset]
-			got, err := ParseShipment(raws[i], ShipmentDigest(raws[i]), "job-1", side, &t.Schema)
-			if err != nil {
-				b.Fatal(err)
-			}
-			parts = append(parts, got.Part(&t.Schema, 1))
-		}
+		shipped = len(raws[0]) + len(raws[1])
+		parts := parseParts(b, plan, tabs, raws, digests, maskedPart)
 		res, err := ExecuteJoin(context.Background(), q, parts, Control{MinGroupSize: 10, Epsilon: 1}, DefaultLimits(), []byte("sel"))
 		if err != nil {
 			b.Fatal(err)
@@ -220,4 +202,68 @@ func BenchmarkListJoin(b *testing.B) {
 	el := time.Since(start)
 	b.ReportMetric(el.Seconds()/float64(b.N), "s/op")
 	b.ReportMetric(float64(shipped)/float64(m), "ship-bytes/id")
+}
+
+// shipParts is what the owners of plan's datasets ship, each a node of its
+// own, at once: the part encoded (tagged as it is written, as Joiner
+// ships) and the digest its job.flow commits. With he set, the parts of
+// the datasets it holds ciphertexts of are he parts (ShipHE).
+func shipParts(b *testing.B, plan policies.Plan, tabs map[string]*Table, kJob []byte, he map[string]*heData) (raws [][]byte, digests []string) {
+	raws, digests = make([][]byte, len(plan.Join)), make([]string, len(plan.Join))
+	parallel(b, len(plan.Join), func(i int) error {
+		side := plan.Join[i]
+		var s *Shipment
+		var err error
+		if d := he[side.Dataset]; d != nil {
+			s, err = ShipHE("job-1", tabs[side.Dataset], side, kJob, d, plan.Aggregates)
+		} else {
+			s, err = shipUntagged("job-1", tabs[side.Dataset], side, kJob)
+		}
+		if err == nil {
+			raws[i], digests[i], err = s.MarshalDigest()
+		}
+		return err
+	})
+	return raws, digests
+}
+
+// parseParts is the executor checking and parsing the parts as they
+// arrive (Joiner fetches them at once), each turned into what the join
+// reads by part.
+func parseParts[P any](b *testing.B, plan policies.Plan, tabs map[string]*Table, raws [][]byte, digests []string, part func(*Shipment, *policies.Schema) (P, error)) []P {
+	out := make([]P, len(plan.Join))
+	parallel(b, len(plan.Join), func(i int) error {
+		schema := &tabs[plan.Join[i].Dataset].Schema
+		s, err := ParseShipment(raws[i], digests[i], "job-1", plan.Join[i], schema)
+		if err == nil {
+			out[i], err = part(s, schema)
+		}
+		return err
+	})
+	return out
+}
+
+// maskedPart is a masked join's part, one row per person.
+func maskedPart(s *Shipment, schema *policies.Schema) (JoinPart, error) {
+	return s.Part(schema, 1), nil
+}
+
+// hePart is an he join's part, one row per person.
+func hePart(s *Shipment, schema *policies.Schema) (HEJoinPart, error) { return s.HEPart(schema, 1) }
+
+// parallel runs f(0..n-1) at once and fails b with the first error.
+func parallel(b *testing.B, n int, f func(i int) error) {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(i)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		b.Fatal(err)
+	}
 }

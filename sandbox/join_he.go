@@ -59,7 +59,7 @@ func HEEvaluateJoin(ctx context.Context, q *Query, parts []HEJoinPart, keys *HEK
 	if err := j.quantities(); err != nil {
 		return nil, nil, err
 	}
-	rows, person, err := matchTags(ctx, j.tags, j.maxRows, selKey)
+	rows, person, err := matchTags(ctx, j.tags, j.maxRows, j.parted, selKey)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -107,6 +107,7 @@ type heJoin struct {
 	byName  map[string]*JoinPart
 	index   map[string]int
 	tags    [][][TagSize]byte
+	parted  []*partitioned
 	maxRows []int
 	heParts []*heData
 	enc     map[string]bool // encrypted columns, dataset-qualified
@@ -139,7 +140,7 @@ func newHEJoin(q *Query, parts []HEJoinPart) (*heJoin, error) {
 		return nil, fmt.Errorf("%w: %d parts for a join of %d datasets", ErrBadData, len(parts), len(order))
 	}
 	j := &heJoin{q: q, order: order, byName: map[string]*JoinPart{}, index: map[string]int{}, enc: enc,
-		tags: make([][][TagSize]byte, len(order)), maxRows: make([]int, len(order)), heParts: make([]*heData, len(order)), bound: 1}
+		tags: make([][][TagSize]byte, len(order)), parted: make([]*partitioned, len(order)), maxRows: make([]int, len(order)), heParts: make([]*heData, len(order)), bound: 1}
 	for i := range parts {
 		j.byName[parts[i].Dataset] = &parts[i].JoinPart
 	}
@@ -152,7 +153,7 @@ func newHEJoin(q *Query, parts []HEJoinPart) (*heJoin, error) {
 			return nil, fmt.Errorf("%w: dataset %s has no bound on rows per person", ErrRefused, d)
 		}
 		j.bound *= p.MaxRows
-		j.tags[i], j.maxRows[i], j.index[d] = p.Tags, p.MaxRows, i
+		j.tags[i], j.parted[i], j.maxRows[i], j.index[d] = p.Tags, p.parted, p.MaxRows, i
 		for _, hp := range parts {
 			if hp.Dataset == d {
 				j.heParts[i] = hp.HE
@@ -307,6 +308,9 @@ func heWeightedSums(ctx context.Context, d *heData, from []heJoinQuantity, qs []
 	N := params.N()
 	ringQ := params.RingQ().AtLevel(0)
 	qmod := ringQ.SubRings[0].Modulus
+	// The weights are written in Montgomery form (one = 2^64 mod q), so
+	// that their NTT multiplies ciphertexts as it is.
+	one := ring.MForm(1, qmod, ringQ.SubRings[0].BRedConstant)
 	ncts := len(d.cts[from[qs[0]].name])
 	// Bucket the rows by ciphertext (counting sort).
 	start := make([]int, ncts+1)
@@ -335,23 +339,30 @@ func heWeightedSums(ctx context.Context, d *heData, from []heJoinQuantity, qs []
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			polys := map[int32]ring.Poly{}
+			polys := make([]ring.Poly, cells) // reused from one ciphertext to the next
+			used := make([]bool, cells)
 			for c := w; c < ncts; c += workers {
 				if ctx.Err() != nil {
 					return
 				}
-				clear(polys)
+				clear(used)
 				for _, s := range byCt[start[c]:start[c+1]] {
-					b, ok := polys[s.cell]
-					if !ok {
-						b = ringQ.NewPoly()
-						polys[s.cell] = b
+					b := &polys[s.cell]
+					if !used[s.cell] {
+						if b.N() == 0 {
+							*b = ringQ.NewPoly()
+						} else {
+							b.Zero()
+						}
+						used[s.cell] = true
 					}
-					addSelect(b.Coeffs[0], int(s.row)-c*N, qmod)
+					addSelect(b.Coeffs[0], int(s.row)-c*N, one, qmod)
 				}
 				for cell, b := range polys {
+					if !used[cell] {
+						continue
+					}
 					ringQ.NTT(b, b)
-					ringQ.MForm(b, b)
 					for i, j := range qs {
 						ct := d.cts[from[j].name][c]
 						if acc[i][cell] == nil {
@@ -380,14 +391,21 @@ func heWeightedSums(ctx context.Context, d *heData, from []heJoinQuantity, qs []
 	return out, nil
 }
 
-// addSelect adds one to the weight of row i in a selection polynomial
-// (setSelect's coefficients, counted: a row may be joined several times).
-func addSelect(b []uint64, i int, q uint64) {
+// addSelect adds one (in Montgomery form) to the weight of row i in a
+// selection polynomial (setSelect's coefficients, counted: a row may be
+// joined several times).
+func addSelect(b []uint64, i int, one, q uint64) {
 	if i == 0 {
-		b[0] = (b[0] + 1) % q
+		if b[0] += one; b[0] >= q {
+			b[0] -= q
+		}
 		return
 	}
-	b[len(b)-i] = (b[len(b)-i] + q - 1) % q
+	j := len(b) - i
+	if b[j] < one {
+		b[j] += q
+	}
+	b[j] -= one
 }
 
 // checkHEJoin refuses, before the ledger, an he join the encrypted engine

@@ -147,50 +147,15 @@ func BenchmarkHEJoin(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()
-		var parts []JoinPart
-		for _, side := range plan.Join {
-			t := tabs[side.Dataset]
-			s, err := Ship("job-1", t, side, kJob)
-			if err != nil {
-				b.Fatal(err)
-			}
-			raw, err := s.Marshal()
-			if err != nil {
-				b.Fatal(err)
-			}
-			got, err := ParseShipment(raw, ShipmentDigest(raw), "job-1", side, &t.Schema)
-			if err != nil {
-				b.Fatal(err)
-			}
-			parts = append(parts, got.Part(&t.Schema, 1))
-		}
+		raws, digests := shipParts(b, plan, tabs, kJob, nil)
+		parts := parseParts(b, plan, tabs, raws, digests, maskedPart)
 		if _, err := ExecuteJoin(context.Background(), q, parts, ctl, DefaultLimits(), []byte("sel")); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		heBytes = 0
-		var heParts []HEJoinPart
-		for _, side := range plan.Join {
-			t := tabs[side.Dataset]
-			s, err := ShipHE("job-1", t, side, kJob, heData[side.Dataset], plan.Aggregates)
-			if err != nil {
-				b.Fatal(err)
-			}
-			raw, err := s.Marshal()
-			if err != nil {
-				b.Fatal(err)
-			}
-			heBytes += len(raw)
-			got, err := ParseShipment(raw, ShipmentDigest(raw), "job-1", side, &t.Schema)
-			if err != nil {
-				b.Fatal(err)
-			}
-			hp, err := got.HEPart(&t.Schema, 1)
-			if err != nil {
-				b.Fatal(err)
-			}
-			heParts = append(heParts, hp)
-		}
+		raws, digests = shipParts(b, plan, tabs, kJob, heData)
+		heBytes = len(raws[0]) + len(raws[1])
+		heParts := parseParts(b, plan, tabs, raws, digests, hePart)
 		if _, _, err := HEEvaluateJoin(context.Background(), q, heParts, hf.keys, ctl, DefaultLimits(), []byte("sel")); err != nil {
 			b.Fatal(err)
 		}

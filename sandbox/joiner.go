@@ -522,13 +522,31 @@ func (jn *Joiner) run(ctx context.Context, j policies.Job) (*Result, error) {
 		if ctl.Dominance == nil {
 			ctl.Dominance = p.Dominance
 		}
-		s, schema, err := jn.fetch(ctx, j, pt, deadline)
-		if err != nil {
-			return nil, err
-		}
-		ships, schemas = append(ships, s), append(schemas, schema)
-		parts = append(parts, s.Part(schema, pt.MaxRows))
 	}
+	// The owners ship at once; each part is checked as it arrives, and
+	// the first that fails stops the others.
+	ships, schemas = make([]*Shipment, len(j.Parts)), make([]*policies.Schema, len(j.Parts))
+	parts = make([]JoinPart, len(j.Parts))
+	errs := make([]error, len(j.Parts))
+	fetchCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	for i, pt := range j.Parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ships[i], schemas[i], errs[i] = jn.fetch(fetchCtx, j, pt, deadline); errs[i] != nil {
+				stop()
+			} else if j.Mode != policies.ModeHE {
+				parts[i] = ships[i].Part(schemas[i], pt.MaxRows)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := firstCause(ctx, errs); err != nil {
+		return nil, err
+	}
+
 	if j.List != nil {
 		part, err := jn.listPart(ctx, j, time.Now().Add(jn.cfg.ListWait))
 		if err != nil {
@@ -549,6 +567,17 @@ func (jn *Joiner) run(ctx context.Context, j policies.Job) (*Result, error) {
 	}
 	res.Job = j.ID
 	return res, res.Seal()
+}
+
+// firstCause is the first of errs that is not a part stopped because
+// another failed (ctx is the job's: its own end is a cause).
+func firstCause(ctx context.Context, errs []error) error {
+	for _, err := range errs {
+		if err != nil && (!errors.Is(err, context.Canceled) || ctx.Err() != nil) {
+			return err
+		}
+	}
+	return nil
 }
 
 // fetch asks the owner of one dataset for its part until it answers with

@@ -47,7 +47,7 @@ func (jn *Joiner) runHE(ctx context.Context, j policies.Job, q *Query, ctl Contr
 // ships as in masked mode).
 func (jn *Joiner) shipmentFor(ctx context.Context, j policies.Job, t *Table, side policies.JoinSide, k []byte) (*Shipment, error) {
 	if j.Mode != policies.ModeHE || len(heSideColumns(side, &t.Schema)) == 0 {
-		return Ship(j.ID, t, side, k) // nothing of it is encrypted
+		return shipUntagged(j.ID, t, side, k) // nothing of it is encrypted; tagged as it is encoded
 	}
 	if jn.cfg.HE == nil {
 		return nil, fmt.Errorf("%w: this node has no HE keys (no key ceremony)", ErrRefused)

@@ -45,12 +45,16 @@ func ListSchema(l policies.JobList) *policies.Schema {
 // ListTags are the per-job tags of a list's consortium pseudonyms (as
 // the VOPRF returns them; truncated as stored pseudonyms are).
 func ListTags(kJob []byte, pseudonyms [][]byte) ([][TagSize]byte, error) {
+	tg, err := newTagger(kJob)
+	if err != nil {
+		return nil, err
+	}
 	out := make([][TagSize]byte, len(pseudonyms))
 	for i, p := range pseudonyms {
 		if len(p) < PseudonymSize {
 			return nil, fmt.Errorf("%w: a consortium pseudonym of %d bytes", ErrBadData, len(p))
 		}
-		out[i] = JoinTag(kJob, p[:PseudonymSize])
+		tg.tags(out[i][:], p[:PseudonymSize])
 	}
 	return out, nil
 }

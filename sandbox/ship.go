@@ -2,14 +2,15 @@ package sandbox
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"math"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/datasandbox/datasandbox/policies"
 )
@@ -28,6 +29,11 @@ type Shipment struct {
 	Rows    int           `json:"rows"`
 	Tags    []byte        `json:"tags"` // Rows × TagSize bytes
 	Columns []ShipmentCol `json:"columns"`
+	// untagged, when set, computes Tags as Marshal writes them.
+	untagged *untagged
+	// counts is the partitions' counts of Tags, per range of rows, as
+	// ParseShipment read them (partition).
+	counts [][]int32
 }
 
 // ShipmentCol is one shipped column.
@@ -46,31 +52,61 @@ type ShipmentCol struct {
 // of the rows' consortium pseudonyms under kJob, and exactly the side's
 // columns.
 func Ship(job string, t *Table, side policies.JoinSide, kJob []byte) (*Shipment, error) {
-	key, ok := t.Cols[side.Key]
-	if !ok || key.Kind != kindPseudo || key.Meta.Pseudonym != policies.PseudonymConsortium {
-		return nil, fmt.Errorf("%w: dataset %s: %q is not a column of consortium pseudonyms", ErrRefused, side.Dataset, side.Key)
+	s, err := shipUntagged(job, t, side, kJob)
+	if err != nil {
+		return nil, err
 	}
-	ps := len(key.Pseudo) / t.Rows
-	if t.Rows == 0 {
-		ps = 0
-	}
-	if t.Rows > 0 && (ps == 0 || len(key.Pseudo) != ps*t.Rows) {
-		return nil, fmt.Errorf("%w: dataset %s: column %s holds %d bytes for %d rows", ErrBadData, side.Dataset, side.Key, len(key.Pseudo), t.Rows)
-	}
-	s := &Shipment{Job: job, Dataset: side.Dataset, Rows: t.Rows, Tags: make([]byte, t.Rows*TagSize), Columns: []ShipmentCol{}}
+	s.Tags = make([]byte, t.Rows*TagSize)
 	var wg sync.WaitGroup
 	for _, r := range chunks(t.Rows) { // tagged in parallel ranges
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			mac := hmac.New(sha256.New, kJob)
-			for i := r[0]; i < r[1]; i++ {
-				tag := tagWith(mac, key.Pseudo[i*ps:(i+1)*ps])
-				copy(s.Tags[i*TagSize:], tag[:])
-			}
+			s.untagged.tg.tags(s.Tags[r[0]*TagSize:r[1]*TagSize], s.untagged.pseudo[r[0]*PseudonymSize:r[1]*PseudonymSize])
 		}()
 	}
 	wg.Wait()
+	s.untagged = nil
+	return s, nil
+}
+
+// untagged is what a shipment's tags are computed from, when Marshal
+// computes them.
+type untagged struct {
+	tg     tagger
+	pseudo []byte // PseudonymSize bytes per row
+}
+
+// encode computes the tags into dst, the end of e.b, and hashes them as
+// they come: a goroutine tags blocks a few ahead of the hashing, so the
+// two run at once on two cores and each block is hashed while in cache.
+func (u *untagged) encode(e *encoder, dst []byte) {
+	step := hashStep / TagSize * TagSize
+	done := make(chan int, 4) // blocks tagged, not yet hashed
+	go func() {
+		defer close(done)
+		for off := 0; off < len(dst); off += step {
+			end := min(off+step, len(dst))
+			u.tg.tags(dst[off:end], u.pseudo[off/TagSize*PseudonymSize:end/TagSize*PseudonymSize])
+			done <- end
+		}
+	}()
+	base := len(e.b) - len(dst)
+	for end := range done {
+		e.hashTo(base + end)
+	}
+}
+
+// shipUntagged is Ship without its tags: s.untagged computes them.
+func shipUntagged(job string, t *Table, side policies.JoinSide, kJob []byte) (*Shipment, error) {
+	key, ok := t.Cols[side.Key]
+	if !ok || key.Kind != kindPseudo || key.Meta.Pseudonym != policies.PseudonymConsortium {
+		return nil, fmt.Errorf("%w: dataset %s: %q is not a column of consortium pseudonyms", ErrRefused, side.Dataset, side.Key)
+	}
+	if len(key.Pseudo) != PseudonymSize*t.Rows {
+		return nil, fmt.Errorf("%w: dataset %s: column %s holds %d bytes for %d rows", ErrBadData, side.Dataset, side.Key, len(key.Pseudo), t.Rows)
+	}
+	s := &Shipment{Job: job, Dataset: side.Dataset, Rows: t.Rows, Columns: []ShipmentCol{}}
 	for _, name := range side.Columns {
 		c, ok := t.Cols[name]
 		if !ok {
@@ -81,24 +117,54 @@ func Ship(job string, t *Table, side policies.JoinSide, kJob []byte) (*Shipment,
 		}
 		s.Columns = append(s.Columns, ShipmentCol{Name: name, Kind: c.Kind, Num: c.Num, Codes: c.Codes, Dict: c.Dict})
 	}
+	tg, err := newTagger(kJob)
+	if err != nil {
+		return nil, err
+	}
+	s.untagged = &untagged{tg: tg, pseudo: key.Pseudo}
 	return s, nil
 }
 
-// shipMagic starts an encoded shipment (version 1).
-var shipMagic = []byte("DSJ1")
+// shipMagic starts an encoded shipment (version 2: 12-byte tags,
+// dictionary codes as narrow as the dictionary allows).
+var shipMagic = []byte("DSJ2")
 
 // Marshal is the shipment's canonical encoding: binary, little-endian,
 // lengths before contents. magic | job (u16 length) | dataset (u16) |
-// rows (u32) | rows × 16-byte tags | columns (u16), each: name (u16) |
-// kind (u8: 1 num, 2 dict) | num: rows × float64 | dict: entries (u32),
-// each u32 length and bytes, then rows × u32 codes.
+// rows (u32) | rows × TagSize-byte tags | columns (u16), each: name (u16)
+// | kind (u8: 1 num, 2 dict, 3 ciphertexts) | num: rows × float64 | dict:
+// entries (u32), each u32 length and bytes, then the codes' width in bytes
+// (u8: codeWidth of the entries, so one encoding per shipment) and rows
+// codes of that width.
 func (s *Shipment) Marshal() ([]byte, error) {
-	if s.Rows < 0 || s.Rows > MaxShipRows || len(s.Tags) != s.Rows*TagSize || len(s.Job) > math.MaxUint16 || len(s.Dataset) > math.MaxUint16 || len(s.Columns) > math.MaxUint16 {
+	e, err := s.marshal(nil)
+	if err != nil {
+		return nil, err
+	}
+	return e.b, nil
+}
+
+// MarshalDigest is Marshal and ShipmentDigest of its bytes, hashed as
+// they are written (while they are in cache).
+func (s *Shipment) MarshalDigest() ([]byte, string, error) {
+	e, err := s.marshal(sha256.New())
+	if err != nil {
+		return nil, "", err
+	}
+	return e.b, hex.EncodeToString(e.h.Sum(nil)), nil
+}
+
+func (s *Shipment) marshal(h hash.Hash) (*encoder, error) {
+	tagBytes := len(s.Tags)
+	if s.untagged != nil && s.Tags == nil && len(s.untagged.pseudo) == s.Rows*PseudonymSize {
+		tagBytes = s.Rows * TagSize
+	}
+	if s.Rows < 0 || s.Rows > MaxShipRows || tagBytes != s.Rows*TagSize || len(s.Job) > math.MaxUint16 || len(s.Dataset) > math.MaxUint16 || len(s.Columns) > math.MaxUint16 {
 		return nil, fmt.Errorf("sandbox: shipment out of shape")
 	}
-	size := len(shipMagic) + 8 + len(s.Job) + len(s.Dataset) + len(s.Tags)
+	size := len(shipMagic) + 8 + len(s.Job) + len(s.Dataset) + tagBytes
 	for _, c := range s.Columns {
-		size += 3 + len(c.Name) + 8*len(c.Num) + 4*len(c.Codes) + 4
+		size += 3 + len(c.Name) + 8*len(c.Num) + codeWidth(len(c.Dict))*len(c.Codes) + 5
 		for _, q := range c.HE {
 			for _, ct := range q.Cts {
 				size += 4 + len(ct)
@@ -108,17 +174,25 @@ func (s *Shipment) Marshal() ([]byte, error) {
 			size += 4 + len(d)
 		}
 	}
-	b := make([]byte, 0, size)
-	b = append(b, shipMagic...)
+	e := &encoder{b: make([]byte, 0, size), h: h}
+	e.b = append(e.b, shipMagic...)
 	str16 := func(v string) {
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(v)))
-		b = append(b, v...)
+		e.b = binary.LittleEndian.AppendUint16(e.b, uint16(len(v)))
+		e.b = append(e.b, v...)
 	}
 	str16(s.Job)
 	str16(s.Dataset)
-	b = binary.LittleEndian.AppendUint32(b, uint32(s.Rows))
-	b = append(b, s.Tags...)
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(s.Columns)))
+	e.b = binary.LittleEndian.AppendUint32(e.b, uint32(s.Rows))
+	if s.Tags != nil {
+		for off := 0; off < tagBytes; off += hashStep {
+			e.b = append(e.b, s.Tags[off:min(off+hashStep, tagBytes)]...)
+			e.flush()
+		}
+	} else {
+		e.b = e.b[:len(e.b)+tagBytes]
+		s.untagged.encode(e, e.b[len(e.b)-tagBytes:])
+	}
+	e.b = binary.LittleEndian.AppendUint16(e.b, uint16(len(s.Columns)))
 	for _, c := range s.Columns {
 		if len(c.Name) > math.MaxUint16 {
 			return nil, fmt.Errorf("sandbox: shipment column name too long")
@@ -129,53 +203,122 @@ func (s *Shipment) Marshal() ([]byte, error) {
 			if len(c.Num) != s.Rows {
 				return nil, fmt.Errorf("sandbox: column %s has %d values for %d rows", c.Name, len(c.Num), s.Rows)
 			}
-			b = appendNumCol(b, c)
+			appendNumCol(e, c)
 		case kindDict:
 			if len(c.Codes) != s.Rows {
 				return nil, fmt.Errorf("sandbox: column %s has %d codes for %d rows", c.Name, len(c.Codes), s.Rows)
 			}
-			b = appendDictCol(b, c)
+			if w := codeWidth(len(c.Dict)); w < 4 && slices.ContainsFunc(c.Codes, func(v uint32) bool { return v>>(8*w) != 0 }) {
+				return nil, fmt.Errorf("sandbox: column %s has a code wider than its dictionary", c.Name)
+			}
+			appendDictCol(e, c)
 		case kindHE:
 			var err error
-			if b, err = marshalHECol(b, c); err != nil {
+			if e.b, err = marshalHECol(e.b, c); err != nil {
 				return nil, err
 			}
 		default:
 			return nil, fmt.Errorf("sandbox: column %s of kind %s is never shipped", c.Name, c.Kind)
 		}
 	}
-	return b, nil
+	e.flushAll()
+	return e, nil
+}
+
+// hashStep is how many bytes an encoder writes between two hash updates
+// (or a decoder reads): little enough to be hashed from cache.
+const hashStep = 64 << 10
+
+// encoder appends a shipment's encoding to b, and, when h is not nil,
+// hashes it as it goes.
+type encoder struct {
+	b    []byte
+	h    hash.Hash
+	done int // bytes hashed
+}
+
+// flush hashes what was written since the last hash update, once that is
+// hashStep bytes.
+func (e *encoder) flush() {
+	if len(e.b)-e.done >= hashStep {
+		e.flushAll()
+	}
+}
+
+// hashTo hashes e.b up to byte end.
+func (e *encoder) hashTo(end int) {
+	if e.h != nil {
+		e.h.Write(e.b[e.done:end])
+	}
+	e.done = end
+}
+
+func (e *encoder) flushAll() {
+	if e.h != nil {
+		e.h.Write(e.b[e.done:])
+	}
+	e.done = len(e.b)
 }
 
 // appendNumCol appends a numeric column's body, unchecked: Marshal checks
 // its shape first.
-func appendNumCol(b []byte, c ShipmentCol) []byte {
-	b = append(b, 1)
-	for _, v := range c.Num {
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+func appendNumCol(e *encoder, c ShipmentCol) {
+	e.b = append(e.b, 1)
+	for i, v := range c.Num {
+		e.b = binary.LittleEndian.AppendUint64(e.b, math.Float64bits(v))
+		if i%(hashStep/8) == 0 {
+			e.flush()
+		}
 	}
-	return b
 }
 
 // appendDictCol appends a dictionary column's body, unchecked: Marshal
 // checks its shape first.
-func appendDictCol(b []byte, c ShipmentCol) []byte {
-	b = append(b, 2)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.Dict)))
+func appendDictCol(e *encoder, c ShipmentCol) {
+	e.b = append(e.b, 2)
+	e.b = binary.LittleEndian.AppendUint32(e.b, uint32(len(c.Dict)))
 	for _, d := range c.Dict {
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(d)))
-		b = append(b, d...)
+		e.b = binary.LittleEndian.AppendUint32(e.b, uint32(len(d)))
+		e.b = append(e.b, d...)
 	}
-	for _, code := range c.Codes {
-		b = binary.LittleEndian.AppendUint32(b, code)
+	w := codeWidth(len(c.Dict))
+	e.b = append(e.b, byte(w))
+	for i, code := range c.Codes {
+		switch w {
+		case 1:
+			e.b = append(e.b, byte(code))
+		case 2:
+			e.b = binary.LittleEndian.AppendUint16(e.b, uint16(code))
+		default:
+			e.b = binary.LittleEndian.AppendUint32(e.b, code)
+		}
+		if i%(hashStep/4) == 0 {
+			e.flush()
+		}
 	}
-	return b
+}
+
+// codeWidth is the bytes a code of a dictionary of n entries takes in a
+// shipment.
+func codeWidth(n int) int {
+	switch {
+	case n <= 1<<8:
+		return 1
+	case n <= 1<<16:
+		return 2
+	}
+	return 4
 }
 
 // shipReader reads an encoded shipment; the first short read sticks.
+// With h set, it hashes what it reads: blocks hashes each piece just
+// before it is converted (while it is in cache), hashTo the rest.
 type shipReader struct {
-	b   []byte
-	err error
+	b      []byte // what is left
+	err    error
+	all    []byte
+	h      hash.Hash
+	hashed int // bytes of all hashed
 }
 
 func (r *shipReader) next(n int) []byte {
@@ -188,6 +331,34 @@ func (r *shipReader) next(n int) []byte {
 	out := r.b[:n]
 	r.b = r.b[n:]
 	return out
+}
+
+// blocks reads n bytes and hands them to f in pieces of about hashStep
+// bytes, each a whole number of units, with the index of its first unit.
+func (r *shipReader) blocks(n, unit int, f func(piece []byte, first int)) []byte {
+	r.hashTo(len(r.all) - len(r.b))
+	raw := r.next(n)
+	if raw == nil {
+		return nil
+	}
+	step := max(unit, hashStep/unit*unit)
+	for off := 0; off < len(raw); off += step {
+		p := raw[off:min(off+step, len(raw))]
+		if r.h != nil {
+			r.h.Write(p)
+		}
+		f(p, off/unit)
+	}
+	r.hashed += len(raw)
+	return raw
+}
+
+// hashTo hashes all up to byte end.
+func (r *shipReader) hashTo(end int) {
+	if r.h != nil && end > r.hashed {
+		r.h.Write(r.all[r.hashed:end])
+	}
+	r.hashed = max(r.hashed, end)
 }
 
 func (r *shipReader) u16() int {
@@ -207,7 +378,14 @@ func (r *shipReader) u32() int {
 // decodeShipment reads the encoding Marshal writes, refusing anything
 // else (sizes are checked against what is left before allocating).
 func decodeShipment(b []byte) (*Shipment, error) {
-	r := &shipReader{b: b}
+	return decodeHashed(&shipReader{b: b, all: b})
+}
+
+// decodeHashed is decodeShipment of r's bytes; all of them are hashed
+// when it returns (with r.h set).
+func decodeHashed(r *shipReader) (*Shipment, error) {
+	defer r.hashTo(len(r.all))
+	b := r.all
 	if m := r.next(len(shipMagic)); r.err != nil || !bytes.Equal(m, shipMagic) {
 		return nil, fmt.Errorf("not a shipment (bad magic)")
 	}
@@ -218,7 +396,24 @@ func decodeShipment(b []byte) (*Shipment, error) {
 	if r.err == nil && (s.Rows > MaxShipRows || s.Rows*TagSize > len(r.b)) {
 		return nil, fmt.Errorf("%d rows in %d bytes", s.Rows, len(b))
 	}
-	s.Tags = r.next(s.Rows * TagSize)
+	// The tags are hashed block by block, and counted by partition while
+	// in cache (Part partitions them).
+	if r.err == nil {
+		s.counts = newTagCounts(s.Rows, partitionBits(s.Rows))
+	}
+	size, shift := 1, 64-partitionBits(s.Rows)
+	if rg := chunks(s.Rows); len(rg) > 0 {
+		size = rg[0][1] - rg[0][0]
+	}
+	s.Tags = r.blocks(s.Rows*TagSize, TagSize, func(p []byte, first int) {
+		tags := tagView(p)
+		for len(tags) > 0 { // the block's rows, range by range
+			r := first / size
+			n := min(len(tags), (r+1)*size-first)
+			countTags(s.counts[r], tags[:n], shift)
+			tags, first = tags[n:], first+n
+		}
+	})
 	ncols := r.u16()
 	for range ncols {
 		if r.err != nil {
@@ -232,14 +427,16 @@ func decodeShipment(b []byte) (*Shipment, error) {
 		switch kind[0] {
 		case 1:
 			c.Kind = kindNum
-			raw := r.next(8 * s.Rows)
-			if r.err != nil {
+			if r.err != nil || 8*s.Rows > len(r.b) {
+				r.next(8 * s.Rows) // truncated
 				break
 			}
 			c.Num = make([]float64, s.Rows)
-			for i := range c.Num {
-				c.Num[i] = math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:]))
-			}
+			r.blocks(8*s.Rows, 8, func(p []byte, first int) {
+				for i := range len(p) / 8 {
+					c.Num[first+i] = math.Float64frombits(binary.LittleEndian.Uint64(p[8*i:]))
+				}
+			})
 		case 2:
 			c.Kind = kindDict
 			n := r.u32()
@@ -249,14 +446,36 @@ func decodeShipment(b []byte) (*Shipment, error) {
 			for range n {
 				c.Dict = append(c.Dict, string(r.next(r.u32())))
 			}
-			raw := r.next(4 * s.Rows)
+			w := r.next(1)
 			if r.err != nil {
 				break
 			}
-			c.Codes = make([]uint32, s.Rows)
-			for i := range c.Codes {
-				c.Codes[i] = binary.LittleEndian.Uint32(raw[4*i:])
+			if int(w[0]) != codeWidth(n) {
+				return nil, fmt.Errorf("column %q: codes of %d bytes for %d dictionary entries", clipVal(c.Name), w[0], n)
 			}
+			width := int(w[0])
+			if width*s.Rows > len(r.b) {
+				r.next(width * s.Rows) // truncated
+				break
+			}
+			c.Codes = make([]uint32, s.Rows)
+			r.blocks(width*s.Rows, width, func(p []byte, first int) {
+				codes := c.Codes[first : first+len(p)/width]
+				switch width {
+				case 1:
+					for i := range codes {
+						codes[i] = uint32(p[i])
+					}
+				case 2:
+					for i := range codes {
+						codes[i] = uint32(binary.LittleEndian.Uint16(p[2*i:]))
+					}
+				default:
+					for i := range codes {
+						codes[i] = binary.LittleEndian.Uint32(p[4*i:])
+					}
+				}
+			})
 		case 3:
 			if err := decodeHECol(r, &c); err != nil {
 				return nil, err
@@ -294,10 +513,13 @@ func ParseShipment(b []byte, digest, job string, side policies.JoinSide, schema 
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: shipment of %s for %s: %s", ErrBadData, side.Dataset, job, fmt.Sprintf(format, a...))
 	}
-	if got := ShipmentDigest(b); got != digest {
+	// Decoded and hashed in one pass (the digest is checked before anything
+	// decoded is used, and before a decoding error is reported).
+	r := &shipReader{b: b, all: b, h: sha256.New()}
+	s, err := decodeHashed(r)
+	if got := hex.EncodeToString(r.h.Sum(nil)); got != digest {
 		return nil, bad("sha256 %s is not the %s committed on the ledger", got, digest)
 	}
-	s, err := decodeShipment(b)
 	if err != nil {
 		return nil, bad("%v", err)
 	}
@@ -351,7 +573,8 @@ func ParseShipment(b []byte, digest, job string, side policies.JoinSide, schema 
 }
 
 // Part turns a parsed shipment into the executor's join input, under the
-// dataset's schema and its policy's bound on rows per person.
+// dataset's schema and its policy's bound on rows per person, its rows
+// partitioned for the join.
 func (s *Shipment) Part(schema *policies.Schema, maxRows int) JoinPart {
 	t := &Table{Rows: s.Rows, Schema: *schema, Cols: map[string]*Column{}}
 	for _, c := range s.Columns {
@@ -361,9 +584,17 @@ func (s *Shipment) Part(schema *policies.Schema, maxRows int) JoinPart {
 		meta, _ := schema.Column(c.Name)
 		t.Cols[c.Name] = &Column{Meta: meta, Kind: c.Kind, Num: c.Num, Codes: c.Codes, Dict: slices.Clone(c.Dict)}
 	}
-	tags := make([][TagSize]byte, s.Rows)
-	for i := range tags {
-		copy(tags[i][:], s.Tags[i*TagSize:])
+	tags := tagView(s.Tags[:s.Rows*TagSize])
+	return JoinPart{Dataset: s.Dataset, Tags: tags, Table: t, MaxRows: maxRows, parted: partition(tags, partitionBits(len(tags)), s.counts)}
+}
+
+// tagView is b's tags as arrays, without a copy: they are the bulk of a
+// shipment, and the executor reads them where they arrived (b must not
+// change while the view is used). [TagSize]byte has the alignment of a
+// byte, so any byte of b can start one.
+func tagView(b []byte) [][TagSize]byte {
+	if len(b) == 0 {
+		return [][TagSize]byte{}
 	}
-	return JoinPart{Dataset: s.Dataset, Tags: tags, Table: t, MaxRows: maxRows}
+	return unsafe.Slice((*[TagSize]byte)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/TagSize)
 }

@@ -101,11 +101,11 @@ func (jn *Joiner) buildShipment(ctx context.Context, j policies.Job, side polici
 	if err != nil {
 		return sending{}, err
 	}
-	b, err := s.Marshal()
+	b, sum, err := s.MarshalDigest()
 	if err != nil {
 		return sending{}, err
 	}
-	return sending{b: b, sum: ShipmentDigest(b), rows: s.Rows}, nil
+	return sending{b: b, sum: sum, rows: s.Rows}, nil
 }
 
 // takeSending returns (and forgets) the shipment kept under key.

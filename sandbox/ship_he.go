@@ -29,6 +29,8 @@ const maxShipQuantities = 16
 type ShipmentCT struct {
 	Name string   `json:"name"`
 	Cts  [][]byte `json:"cts"`
+	// parsed is Cts as ParseShipment read them (checkHECol), for HEPart.
+	parsed []*rlwe.Ciphertext
 }
 
 // shipQuantities are the quantity names a part ships for its encrypted
@@ -172,7 +174,8 @@ func checkHECol(c ShipmentCol, meta policies.Column, rows int, enc []string) err
 	n := params.N()
 	cts := (rows + n - 1) / n
 	next := 0
-	for _, q := range c.HE {
+	for k := range c.HE {
+		q := &c.HE[k]
 		for next < len(want) && want[next] != q.Name {
 			next++
 		}
@@ -183,8 +186,11 @@ func checkHECol(c ShipmentCol, meta policies.Column, rows int, enc []string) err
 		if len(q.Cts) != cts {
 			return fmt.Errorf("column %q: %s has %d ciphertexts for %d rows", c.Name, q.Name, len(q.Cts), rows)
 		}
+		q.parsed = make([]*rlwe.Ciphertext, len(q.Cts))
 		for j, ct := range q.Cts {
-			if _, err := heparams.UnmarshalCiphertext(params, ct); err != nil {
+			var err error
+			if q.parsed[j], err = heparams.UnmarshalCiphertext(params, ct); err != nil {
+				q.parsed = nil
 				return fmt.Errorf("column %q: %s: ciphertext %d: %v", c.Name, q.Name, j, err)
 			}
 		}
@@ -203,6 +209,10 @@ func (s *Shipment) HEPart(schema *policies.Schema, maxRows int) (HEJoinPart, err
 		d.meta.Columns = append(d.meta.Columns, c.Name)
 		d.meta.Norms[c.Name] = c.Norm
 		for _, q := range c.HE {
+			if len(q.parsed) == len(q.Cts) { // read by ParseShipment
+				d.cts[q.Name] = q.parsed
+				continue
+			}
 			cts := make([]*rlwe.Ciphertext, len(q.Cts))
 			for i, b := range q.Cts {
 				ct, err := heparams.UnmarshalCiphertext(params, b)

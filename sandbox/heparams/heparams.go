@@ -216,6 +216,63 @@ func packBits(out []byte, coeffs []uint64, w int) []byte {
 }
 
 func unpackBits(b []byte, coeffs []uint64, w int, q uint64) error {
+	if w < 1 || w > 64 {
+		return unpackBitsBytewise(b, coeffs, w, q, 0)
+	}
+	// A coefficient starts at bit i·w: a load of the 8 bytes from its
+	// first byte, and one more byte when it runs past them (w + i·w%8 >
+	// 64), while 9 bytes are left.
+	mask := uint64(1)<<w - 1 // 0 - 1 for w = 64: all ones
+	i := 0
+	for ; i < len(coeffs); i++ {
+		off := i * w
+		at, sh := off/8, uint(off%8)
+		if at+9 > len(b) {
+			break
+		}
+		v := binary.LittleEndian.Uint64(b[at:]) >> sh
+		if sh > 0 {
+			v |= uint64(b[at+8]) << (64 - sh)
+		}
+		v &= mask
+		if v >= q {
+			return fmt.Errorf("%w: coefficient %d not reduced", ErrBadCiphertext, i)
+		}
+		coeffs[i] = v
+	}
+	if i == len(coeffs) {
+		return nil
+	}
+	// The last few, from the byte where the next one starts.
+	off := i * w
+	rest := b[off/8:]
+	tail := make([]uint64, len(coeffs)-i)
+	if err := unpackBitsBytewise(shiftBits(rest, off%8), tail, w, q, i); err != nil {
+		return err
+	}
+	copy(coeffs[i:], tail)
+	return nil
+}
+
+// shiftBits drops the first k bits (k < 8) of the little-endian bit stream
+// b.
+func shiftBits(b []byte, k int) []byte {
+	if k == 0 {
+		return b
+	}
+	out := make([]byte, len(b))
+	for j := range b {
+		out[j] = b[j] >> k
+		if j+1 < len(b) {
+			out[j] |= b[j+1] << (8 - k)
+		}
+	}
+	return out
+}
+
+// unpackBitsBytewise is unpackBits a byte at a time; first numbers the
+// coefficients in errors.
+func unpackBitsBytewise(b []byte, coeffs []uint64, w int, q uint64, first int) error {
 	var acc uint64
 	var nacc int
 	pos := 0
@@ -238,7 +295,7 @@ func unpackBits(b []byte, coeffs []uint64, w int, q uint64) error {
 			got += take
 		}
 		if v >= q {
-			return fmt.Errorf("%w: coefficient %d not reduced", ErrBadCiphertext, i)
+			return fmt.Errorf("%w: coefficient %d not reduced", ErrBadCiphertext, first+i)
 		}
 		coeffs[i] = v
 	}

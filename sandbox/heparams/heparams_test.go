@@ -3,7 +3,10 @@ package heparams
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
+	mrand "math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -164,5 +167,43 @@ func TestPublicKeyHeaderIsStrict(t *testing.T) {
 				t.Fatalf("accepted: %v", err)
 			}
 		})
+	}
+}
+
+// unpackBits (a load per coefficient) reads what packBits wrote, and
+// agrees with the byte-at-a-time reader on any bytes, errors included.
+func TestUnpackBits(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	for _, w := range []int{1, 7, 8, 30, 55, 56, 57, 61, 64} {
+		for _, n := range []int{0, 1, 7, 8, 9, 100, 8192} {
+			t.Run(fmt.Sprintf("w%d n%d", w, n), func(t *testing.T) {
+				q := uint64(1)<<w - 1
+				if w == 64 {
+					q = ^uint64(0)
+				}
+				coeffs := make([]uint64, n)
+				for i := range coeffs {
+					coeffs[i] = rng.Uint64() % q
+				}
+				b := packBits(nil, coeffs, w)
+				got := make([]uint64, n)
+				if err := unpackBits(b, got, w, q); err != nil || !slices.Equal(got, coeffs) {
+					t.Fatalf("round trip: %v", err)
+				}
+				// Random bytes: both readers give the same values or the same error.
+				for range 20 {
+					rnd := make([]byte, len(b))
+					for i := range rnd {
+						rnd[i] = byte(rng.Uint32())
+					}
+					q2 := q - q/4 // some coefficients not reduced
+					a, c := make([]uint64, n), make([]uint64, n)
+					ea, ec := unpackBits(rnd, a, w, q2), unpackBitsBytewise(rnd, c, w, q2, 0)
+					if fmt.Sprint(ea) != fmt.Sprint(ec) || (ea == nil && !slices.Equal(a, c)) {
+						t.Fatalf("readers differ: %v / %v", ea, ec)
+					}
+				}
+			})
+		}
 	}
 }

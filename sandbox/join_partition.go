@@ -1,0 +1,372 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"hash"
+	"math/bits"
+	"slices"
+	"sort"
+	"sync"
+)
+
+// The executor joins the parts with a partitioned hash join. Each part's
+// rows are first grouped by the first bits of their tags (one counting
+// pass and one scatter, each part as soon as it is parsed), into
+// partitions of about partitionRows rows; then the partitions, each small
+// enough for its hash tables to stay in cache, are joined in parallel
+// ranges, and their results concatenated in partition order. A part
+// split finer than another is joined by groups of its partitions (those
+// sharing the coarser part's bits). Tags are pseudorandom, so the
+// partitions are even whatever the data; the tables hash tags with a seed
+// drawn per join, so that tags an owner chose cannot be made to collide.
+
+// partitionRows is about how many rows of the largest part a partition
+// holds.
+const partitionRows = 1024
+
+// partitioned is a part's rows grouped by the first pbits bits of their
+// tags: partition p's rows are entries start[p] to start[p+1], in row
+// order.
+type partitioned struct {
+	pbits uint
+	start []int32
+	ents  []entry
+	max   int // rows kept per person
+	part  int
+}
+
+// partitionBits is the partition bits for a part of n rows.
+func partitionBits(n int) uint { return uint(bits.Len(uint(n / partitionRows))) }
+
+// bounds is where the entries of partition d at pb bits (pb <= p.pbits)
+// start and end.
+func (p *partitioned) bounds(d int, pb uint) (int32, int32) {
+	s := p.pbits - pb
+	return p.start[d<<s], p.start[(d+1)<<s]
+}
+
+// entry is a row and its tag (one write per row when partitioning).
+type entry struct {
+	tag [TagSize]byte
+	row int32
+}
+
+// partition groups tags into 1<<pbits partitions by their first pbits
+// bits, in parallel ranges of rows (each range's rows of a partition
+// follow the previous range's, so a partition stays in row order).
+// counts, when not nil, is what countTags counted of these tags.
+func partition(tags [][TagSize]byte, pbits uint, counts [][]int32) *partitioned {
+	n := 1 << pbits
+	p := &partitioned{pbits: pbits, start: make([]int32, n+1), ents: make([]entry, len(tags))}
+	shift := 64 - pbits // 64: every tag in partition 0
+	ranges := chunks(len(tags))
+	pos := counts // per range: where its next row of each partition goes
+	var wg sync.WaitGroup
+	if len(pos) != len(ranges) {
+		pos = newTagCounts(len(tags), pbits)
+		for r, rg := range ranges {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				countTags(pos[r], tags[rg[0]:rg[1]], shift)
+			}()
+		}
+		wg.Wait()
+	}
+	next := int32(0)
+	for d := range n {
+		p.start[d] = next
+		for r := range ranges {
+			c := pos[r][d]
+			pos[r][d] = next
+			next += c
+		}
+	}
+	p.start[n] = next
+	for r, rg := range ranges {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			at, ents := pos[r], p.ents
+			for i := rg[0]; i < rg[1]; i++ {
+				d := binary.BigEndian.Uint64(tags[i][:8]) >> shift
+				ents[at[d]] = entry{tags[i], int32(i)}
+				at[d]++
+			}
+		}()
+	}
+	wg.Wait()
+	return p
+}
+
+// newTagCounts is a count per partition for each of chunks(rows) ranges.
+func newTagCounts(rows int, pbits uint) [][]int32 {
+	out := make([][]int32, len(chunks(rows)))
+	for r := range out {
+		out[r] = make([]int32, 1<<pbits)
+	}
+	return out
+}
+
+// countTags adds tags to the count of their partitions.
+func countTags(count []int32, tags [][TagSize]byte, shift uint) {
+	for i := range tags {
+		count[binary.BigEndian.Uint64(tags[i][:8])>>shift]++
+	}
+}
+
+// partTable finds one partition's entries by tag: an open-addressing
+// table (linear probing) of each tag's first entry, with 32 bits of the
+// tag's hash that spare most reads of the entry itself; next chains the
+// entries of one tag in row order (-1 ends a chain) and later marks the
+// entries that are not their tag's first. Its slices are reused from one
+// partition to the next.
+type partTable struct {
+	p     *partitioned
+	lo    int32    // the partition's first entry
+	slot  []uint64 // hash<<32 | 1 + a tag's first entry; 0: empty
+	mask  uint64
+	seed  uint64
+	next  []int32
+	later []bool
+}
+
+// build indexes the entries [lo, hi) of p.
+func (x *partTable) build(p *partitioned, lo, hi int32) {
+	n := int(hi - lo)
+	size := 16
+	if 2*n > size {
+		size = 1 << bits.Len(uint(2*n-1))
+	}
+	if cap(x.slot) < size {
+		x.slot = make([]uint64, size)
+	}
+	x.slot = x.slot[:size]
+	clear(x.slot)
+	x.next, x.later = slices.Grow(x.next[:0], n)[:n], slices.Grow(x.later[:0], n)[:n]
+	clear(x.later)
+	x.p, x.lo, x.mask = p, lo, uint64(size-1)
+	for e := n - 1; e >= 0; e-- { // backwards: a chain comes out in row order
+		s, h, first := x.find(&p.ents[lo+int32(e)].tag)
+		x.next[e] = first
+		if first >= 0 {
+			x.later[first] = true
+		}
+		x.slot[s] = h&^0xffffffff | uint64(e+1)
+	}
+}
+
+// find returns the slot of tag t, its hash and its first entry (relative
+// to the partition), or the empty slot it would take, its hash and -1.
+func (x *partTable) find(t *[TagSize]byte) (uint64, uint64, int32) {
+	h := (binary.LittleEndian.Uint64(t[TagSize-8:]) ^ x.seed) * 0x9e3779b97f4a7c15 // not the bits partition used
+	for i := (h >> 32) & x.mask; ; i = (i + 1) & x.mask {
+		v := x.slot[i]
+		if v == 0 {
+			return i, h, -1
+		}
+		if e := int32(uint32(v)) - 1; (v^h)>>32 == 0 && x.p.ents[x.lo+e].tag == *t {
+			return i, h, e
+		}
+	}
+}
+
+// rows appends the rows of the person whose first entry is e, at most max
+// of them: when it has more, those with the smallest HMAC(selKey, part,
+// tag, row) (mac is keyed with selKey), an unbiased choice the data cannot
+// steer (selKey is secret and fresh per job), in row order.
+func (x *partTable) rows(e int32, mac hash.Hash, out []int32) []int32 {
+	p := x.p
+	t := &p.ents[x.lo+e].tag
+	for ; e >= 0; e = x.next[e] {
+		out = append(out, p.ents[x.lo+e].row)
+	}
+	if len(out) <= p.max {
+		return out
+	}
+	rank := make(map[int32]string, len(out))
+	var buf [4 + TagSize + 4]byte
+	for _, r := range out {
+		binary.BigEndian.PutUint32(buf[:4], uint32(p.part))
+		copy(buf[4:], t[:])
+		binary.BigEndian.PutUint32(buf[4+TagSize:], uint32(r))
+		mac.Reset()
+		mac.Write(buf[:])
+		rank[r] = string(mac.Sum(nil))
+	}
+	sort.Slice(out, func(a, b int) bool { return rank[out[a]] < rank[out[b]] })
+	out = out[:p.max]
+	slices.Sort(out)
+	return out
+}
+
+// matchTags is the join: for each person in every part (tags[i] and
+// maxRows[i] of part i), every combination of one of its kept rows per
+// part, as k row indices per joined row (flat), and per joined row the
+// person (its first row in the first part). The result is in partition
+// order, and within a partition in the first part's row order, so it
+// does not depend on the scheduling, and a person's joined rows are
+// contiguous.
+func matchTags(ctx context.Context, tags [][][TagSize]byte, maxRows []int, pre []*partitioned, selKey []byte) (rows, person []int32, err error) {
+	k := len(tags)
+	parts := make([]*partitioned, k)
+	var wg sync.WaitGroup
+	for i := range k {
+		if i < len(pre) && pre[i] != nil && len(pre[i].ents) == len(tags[i]) {
+			p := *pre[i] // partitioned as it was parsed
+			parts[i] = &p
+		} else {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				parts[i] = partition(tags[i], partitionBits(len(tags[i])), nil)
+			}()
+		}
+	}
+	wg.Wait()
+	pb := parts[0].pbits
+	for i, p := range parts {
+		p.max, p.part = maxRows[i], i
+		pb = min(pb, p.pbits)
+	}
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, nil, err
+	}
+	ranges := chunks(1 << pb)
+	if len(ranges) == 1 && pb > 0 { // chunks keeps at least 1<<16 together
+		ranges = [][2]int{{0, 1 << (pb - 1)}, {1 << (pb - 1), 1 << pb}}
+	}
+	outRows := make([][]int32, len(ranges))
+	outPerson := make([][]int32, len(ranges))
+	errs := make([]error, len(ranges))
+	for c, rg := range ranges {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outRows[c], outPerson[c], errs[c] = joinPartitions(ctx, parts, pb, rg, binary.LittleEndian.Uint64(seed[:]), selKey)
+		}()
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != nil {
+			return nil, nil, e
+		}
+	}
+	return slices.Concat(outRows...), slices.Concat(outPerson...), nil
+}
+
+// joinPartitions joins the partitions [rg[0], rg[1]) at pb bits of the
+// parts.
+func joinPartitions(ctx context.Context, parts []*partitioned, pb uint, rg [2]int, seed uint64, selKey []byte) (rs, ps []int32, err error) {
+	k := len(parts)
+	pj := &partJoin{parts: parts, mac: hmac.New(sha256.New, selKey), tabs: make([]partTable, k), per: make([][]int32, k), lo: make([]int32, k), hi: make([]int32, k)}
+	expect := len(parts[0].ents) // joined rows, about, if most match
+	for _, p := range parts {
+		lo, _ := p.bounds(rg[0], pb)
+		_, hi := p.bounds(rg[1]-1, pb)
+		expect = min(expect, int(hi-lo))
+	}
+	pj.rs, pj.ps = make([]int32, 0, k*expect), make([]int32, 0, expect)
+	for i := range pj.tabs {
+		pj.tabs[i].seed = seed
+	}
+	for d := rg[0]; d < rg[1]; d++ {
+		if (d-rg[0])%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
+		}
+		empty := false
+		for i, p := range parts {
+			pj.lo[i], pj.hi[i] = p.bounds(d, pb)
+			if i > 0 {
+				pj.tabs[i].build(p, pj.lo[i], pj.hi[i])
+			}
+			empty = empty || pj.lo[i] == pj.hi[i]
+		}
+		if empty {
+			continue
+		}
+		// Most people have one row in the first part: join without
+		// indexing it, unless two of its rows match (one person's), then
+		// again with its index.
+		nr, np := len(pj.rs), len(pj.ps)
+		if !pj.single() {
+			pj.rs, pj.ps = pj.rs[:nr], pj.ps[:np]
+			pj.tabs[0].build(parts[0], pj.lo[0], pj.hi[0])
+			pj.indexed()
+		}
+	}
+	return pj.rs, pj.ps, nil
+}
+
+// partJoin is one worker's join of partitions: the other parts' tables
+// are built for the partition at hand, whose entries in part i are
+// lo[i] to hi[i].
+type partJoin struct {
+	parts  []*partitioned
+	lo, hi []int32
+	mac    hash.Hash
+	tabs   []partTable
+	per    [][]int32
+	rs, ps []int32
+	seen   []bool // of the second part's entries, matched in single
+}
+
+// single joins the partition's rows of the first part one by one, and
+// reports false when two of them are one person's (then some of the
+// partition's result may have been appended: the caller drops it).
+func (pj *partJoin) single() bool {
+	p0, t1 := pj.parts[0], &pj.tabs[1]
+	pj.seen = slices.Grow(pj.seen[:0], len(t1.next))[:len(t1.next)]
+	clear(pj.seen)
+	for e := pj.lo[0]; e < pj.hi[0]; e++ {
+		t := &p0.ents[e].tag
+		ok := true
+		for i := 1; i < len(pj.parts) && ok; i++ {
+			_, _, f := pj.tabs[i].find(t)
+			if ok = f >= 0; ok {
+				if i == 1 {
+					if pj.seen[f] {
+						return false
+					}
+					pj.seen[f] = true
+				}
+				pj.per[i] = pj.tabs[i].rows(f, pj.mac, pj.per[i][:0])
+			}
+		}
+		if ok {
+			pj.per[0] = append(pj.per[0][:0], p0.ents[e].row)
+			emitCombos(pj.per, &pj.rs, &pj.ps, p0.ents[e].row)
+		}
+	}
+	return true
+}
+
+// indexed joins the partition the first part's table was built for,
+// person by person.
+func (pj *partJoin) indexed() {
+	first := &pj.tabs[0]
+	for e := range int32(len(first.next)) {
+		if first.later[e] {
+			continue
+		}
+		t := &pj.parts[0].ents[first.lo+e].tag
+		ok := true
+		for i := 1; i < len(pj.parts) && ok; i++ {
+			_, _, f := pj.tabs[i].find(t)
+			if ok = f >= 0; ok {
+				pj.per[i] = pj.tabs[i].rows(f, pj.mac, pj.per[i][:0])
+			}
+		}
+		if ok {
+			pj.per[0] = first.rows(e, pj.mac, pj.per[0][:0])
+			emitCombos(pj.per, &pj.rs, &pj.ps, pj.parts[0].ents[first.lo+e].row)
+		}
+	}
+}

@@ -130,7 +130,7 @@ func (s *asyncSyncer) sync() error {
 		cb := &iocb{opcode: iocbCmdFsync, fildes: uint32(fd), flags: iocbFlagRes, resfd: uint32(s.slot.efd)}
 		for {
 			n, _, e := unix.Syscall(unix.SYS_IO_SUBMIT, s.slot.ctx, 1, uintptr(unsafe.Pointer(&cb)))
-			if e == unix.EINTR || e == unix.EAGAIN {
+			if e == unix.EINTR {
 				continue
 			}
 			if e == 0 && n != 1 {
@@ -144,6 +144,8 @@ func (s *asyncSyncer) sync() error {
 	}
 	switch submitErr {
 	case 0:
+	case unix.EAGAIN:
+		return s.f.Sync() // the kernel is short of AIO resources: fsync as usual this time
 	case unix.EINVAL, unix.ENOSYS, unix.EOPNOTSUPP:
 		// This kernel or file system cannot: fsync as usual from now on.
 		aioUnsupported.Store(true)

@@ -50,3 +50,31 @@ func TestWALFileSyncUsesAIO(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWALFileSyncFallback: where the kernel refuses AIO, segment files get
+// no AIO slot and sync with a plain fsync.
+func TestWALFileSyncFallback(t *testing.T) {
+	was := aioUnsupported.Load()
+	aioUnsupported.Store(true)
+	defer aioUnsupported.Store(was)
+	wf, err := newWALVFS().Create(t.TempDir(), "a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := wf.(*walFile)
+	if f.syncer.slot != nil {
+		t.Fatal("an AIO slot although AIO is refused")
+	}
+	if _, err := f.WriteAt([]byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err == nil {
+		t.Fatal("Sync of a closed file succeeded")
+	}
+}

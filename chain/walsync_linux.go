@@ -70,6 +70,13 @@ func getAIOSlot() *aioSlot {
 	return &aioSlot{ctx: ctx, event: os.NewFile(uintptr(efd), "wal-fsync-event"), efd: efd}
 }
 
+// destroy releases the slot's context (waiting for any request in it)
+// and eventfd.
+func (s *aioSlot) destroy() {
+	unix.Syscall(unix.SYS_IO_DESTROY, s.ctx, 0, 0)
+	s.event.Close()
+}
+
 func putAIOSlot(s *aioSlot) {
 	aioSlots.Lock()
 	aioSlots.free = append(aioSlots.free, s)
@@ -169,7 +176,10 @@ func (s *asyncSyncer) sync() error {
 			e = unix.EIO
 		}
 		if e != 0 {
-			s.slot = nil // its state is unknown: never reuse it
+			// Its state is unknown: never reuse it. Destroying it waits for
+			// the kernel, so not here.
+			go s.slot.destroy()
+			s.slot = nil
 			return &os.PathError{Op: "io_getevents fsync", Path: s.f.Name(), Err: e}
 		}
 		break

@@ -157,8 +157,15 @@ func (n *Node) startRaft() (err error) {
 	}
 	n.layer = newMuxLayer(ln, adv, n.serveRPC, cfg.TLS, cfg.WrapConn)
 	n.rpc.tls, n.rpc.wrap = cfg.TLS, cfg.WrapConn
+	// MaxRPCsInFlight 1: no pipelined replication. hashicorp/raft's
+	// pipeline can deadlock when a follower refuses an append: the decoder
+	// stops reading responses, the next send waits for it forever, and the
+	// pipeline is only closed once that send returns, so Shutdown hangs
+	// (seen in TestPipelineStress's goroutine dump; grafana/pyroscope#5518
+	// traces the same cycle). Blocks carry many entries each, so one
+	// append in flight per follower costs no measurable throughput here.
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: n.layer, MaxPool: 4, Timeout: 10 * time.Second, Logger: rc.Logger,
+		Stream: n.layer, MaxPool: 4, Timeout: 10 * time.Second, Logger: rc.Logger, MaxRPCsInFlight: 1,
 	})
 	undo = append(undo, func() { n.trans.Close() }) // closes the layer and its listener
 	hasState, err := raft.HasExistingState(w, w, snaps)

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"hash"
@@ -21,8 +20,10 @@ import (
 // ranges, and their results concatenated in partition order. A part
 // split finer than another is joined by groups of its partitions (those
 // sharing the coarser part's bits). Tags are pseudorandom, so the
-// partitions are even whatever the data; the tables hash tags with a seed
-// drawn per join, so that tags an owner chose cannot be made to collide.
+// partitions are even whatever the data, and the tables hash a tag by its
+// last bits, which no partition uses. A part whose owner crafted tags to
+// share them would only slow its own join (owners follow the protocol:
+// docs/models.md; the job's deadline bounds it).
 
 // partitionRows is about how many rows of the largest part a partition
 // holds.
@@ -130,7 +131,6 @@ type partTable struct {
 	lo    int32    // the partition's first entry
 	slot  []uint64 // hash<<32 | 1 + a tag's first entry; 0: empty
 	mask  uint64
-	seed  uint64
 	next  []int32
 	later []bool
 }
@@ -163,7 +163,7 @@ func (x *partTable) build(p *partitioned, lo, hi int32) {
 // find returns the slot of tag t, its hash and its first entry (relative
 // to the partition), or the empty slot it would take, its hash and -1.
 func (x *partTable) find(t *[TagSize]byte) (uint64, uint64, int32) {
-	h := (binary.LittleEndian.Uint64(t[TagSize-8:]) ^ x.seed) * 0x9e3779b97f4a7c15 // not the bits partition used
+	h := binary.LittleEndian.Uint64(t[TagSize-8:]) * 0x9e3779b97f4a7c15 // spreads them over the high bits
 	for i := (h >> 32) & x.mask; ; i = (i + 1) & x.mask {
 		v := x.slot[i]
 		if v == 0 {
@@ -233,10 +233,6 @@ func matchTags(ctx context.Context, tags [][][TagSize]byte, maxRows []int, pre [
 		p.max, p.part = maxRows[i], i
 		pb = min(pb, p.pbits)
 	}
-	var seed [8]byte
-	if _, err := rand.Read(seed[:]); err != nil {
-		return nil, nil, err
-	}
 	ranges := chunks(1 << pb)
 	if len(ranges) == 1 && pb > 0 { // chunks keeps at least 1<<16 together
 		ranges = [][2]int{{0, 1 << (pb - 1)}, {1 << (pb - 1), 1 << pb}}
@@ -248,7 +244,7 @@ func matchTags(ctx context.Context, tags [][][TagSize]byte, maxRows []int, pre [
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outRows[c], outPerson[c], errs[c] = joinPartitions(ctx, parts, pb, rg, binary.LittleEndian.Uint64(seed[:]), selKey)
+			outRows[c], outPerson[c], errs[c] = joinPartitions(ctx, parts, pb, rg, selKey)
 		}()
 	}
 	wg.Wait()
@@ -262,7 +258,7 @@ func matchTags(ctx context.Context, tags [][][TagSize]byte, maxRows []int, pre [
 
 // joinPartitions joins the partitions [rg[0], rg[1]) at pb bits of the
 // parts.
-func joinPartitions(ctx context.Context, parts []*partitioned, pb uint, rg [2]int, seed uint64, selKey []byte) (rs, ps []int32, err error) {
+func joinPartitions(ctx context.Context, parts []*partitioned, pb uint, rg [2]int, selKey []byte) (rs, ps []int32, err error) {
 	k := len(parts)
 	pj := &partJoin{parts: parts, mac: hmac.New(sha256.New, selKey), tabs: make([]partTable, k), per: make([][]int32, k), lo: make([]int32, k), hi: make([]int32, k)}
 	expect := len(parts[0].ents) // joined rows, about, if most match
@@ -272,9 +268,6 @@ func joinPartitions(ctx context.Context, parts []*partitioned, pb uint, rg [2]in
 		expect = min(expect, int(hi-lo))
 	}
 	pj.rs, pj.ps = make([]int32, 0, k*expect), make([]int32, 0, expect)
-	for i := range pj.tabs {
-		pj.tabs[i].seed = seed
-	}
 	for d := rg[0]; d < rg[1]; d++ {
 		if (d-rg[0])%64 == 0 {
 			if err := ctx.Err(); err != nil {

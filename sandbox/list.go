@@ -11,8 +11,8 @@ import (
 
 // List joins (DESIGN.md, "Joining across agencies, and with the
 // enterprise's own ids"). The enterprise's sandboxctl turns each distinct
-// id of its list into a per-job tag, HMAC(k_job, P(id)[:PseudonymSize]),
-// exactly as owners tag their rows (Ship), with the job key the owner
+// id of its list into a per-job tag from k_job and P(id)[:PseudonymSize]
+// (join_tag.go), exactly as owners tag their rows (Ship), with the job key the owner
 // node sealed to the list's ephemeral key; it ships the tags and the
 // plan's further columns of the list (never ids, never pseudonyms) to the
 // job's runner, in the shipment encoding owners use, after committing the

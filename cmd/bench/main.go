@@ -216,7 +216,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	figs = append(figs, joinFigs...)
 	figs = append(figs,
 		Figure{Figure: "list join, 100,000-id list with a 1M-row dataset, half in it, GROUP BY a list column: tags, encode, check, semi-join, aggregate (in process; the ids' VOPRF not included)", Unit: "s", Goal: "-", Measured: med("ListJoin", "s/op")},
-		Figure{Figure: "  bytes the enterprise ships per id of its list (16-byte tag and a dictionary-coded column)", Unit: "bytes", Goal: "-", Measured: med("ListJoin", "ship-bytes/id")},
+		Figure{Figure: "  bytes the enterprise ships per id of its list (12-byte tag and a dictionary-coded column)", Unit: "bytes", Goal: "-", Measured: med("ListJoin", "ship-bytes/id")},
 		Figure{Figure: "list join end to end, 100,000 ids through sandboxctl on a dev consortium (100,000-row dataset, half in the list): submit, VOPRF, key, tags to the runner, semi-join, result", Unit: "s", Goal: "-", Measured: med("DevListJoin", "s/op")},
 		Figure{Figure: "  of which the list's pseudonyms through the threshold VOPRF (sandboxctl's own measure)", Unit: "s", Goal: "-", Measured: med("DevListJoin", "voprf-s/op")},
 	)

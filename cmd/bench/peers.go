@@ -100,16 +100,17 @@ type duckdbJoinPeer struct {
 	Note       string  `json:"note"`
 }
 
-// joinFigures are the masked join's: end to end (both owners tag and
-// encode, the executor checks, parses, joins, aggregates with output
-// control; in process, the node-to-node hop not timed) against DuckDB's
+// joinFigures are the masked join's: end to end (both owners at once tag,
+// encode and hash their parts, the executor checks and parses them at
+// once, joins, aggregates with output control; in process, the
+// node-to-node hop not timed) against DuckDB's
 // hash join of the same two tables in process (nil when skipped), in rows
 // of both tables per second and in the process's CPU time per join (the
 // ratio that holds up on a loaded machine), and the bytes shipped per row.
 func joinFigures(med func(b, unit string) float64, duck *float64, dj *duckdbJoinPeer, skipped string) []Figure {
 	ours := med("Join", "rows/s")
 	figs := []Figure{
-		{Figure: "masked join, 2 datasets of 1M rows, 50% overlap, GROUP BY 16: tag, encode, check, join, aggregate (in process)", Unit: "rows/s", Goal: "-", Measured: ours},
+		{Figure: "masked join, 2 datasets of 1M rows, 50% overlap, GROUP BY 16: owners tag, encode, hash; executor checks, joins, aggregates (in process)", Unit: "rows/s", Goal: "-", Measured: ours},
 		ratioFigure("  masked join end to end vs DuckDB's hash join of the same two tables (rows/s)", ours, duck, 1,
 			dj.Note+"; baseline: DuckDB's rows of both tables per second", skipped),
 	}
@@ -122,9 +123,9 @@ func joinFigures(med func(b, unit string) float64, duck *float64, dj *duckdbJoin
 		f.Measured, f.Baseline, f.Ratio, f.Met, f.Note = r, &base, &r, &met, "baseline: DuckDB's process CPU ms per join; ratio: how many times ours"
 	}
 	figs = append(figs, f,
-		Figure{Figure: "    of which the owners: tag (HMAC-SHA256 per row) and encode, CPU", Unit: "ms", Goal: "-", Measured: med("Join", "owners-cpu-ms/op")},
+		Figure{Figure: "    of which the owners: tag (AES-256 per row), encode and hash, CPU", Unit: "ms", Goal: "-", Measured: med("Join", "owners-cpu-ms/op")},
 		Figure{Figure: "    of which the executor: digest, parse, join, aggregate, CPU", Unit: "ms", Goal: "-", Measured: med("Join", "executor-cpu-ms/op")},
-		Figure{Figure: "  bytes shipped to the executor per row (16-byte tag and the plan's columns, binary)", Unit: "bytes", Goal: "-", Measured: med("Join", "ship-bytes/row")})
+		Figure{Figure: "  bytes shipped to the executor per row (12-byte tag and the plan's columns, binary)", Unit: "bytes", Goal: "-", Measured: med("Join", "ship-bytes/row")})
 	// The he join against the masked join, same run (BenchmarkHEJoin): in
 	// process, without the threshold release every he job has.
 	he, masked := med("HEJoin", "he-ms/op"), med("HEJoin", "masked-ms/op")

@@ -110,6 +110,9 @@ var normalisers = []struct {
 	with string
 }{
 	{regexp.MustCompile(`leader node\d`), "leader <node>"},
+	// What --wait prints first is the job as submitted: a runner may have
+	// claimed it already.
+	{regexp.MustCompile(`^(\s*job job-\S+): (authorised|running)$`), "$1: authorised"},
 	{regexp.MustCompile(`\b[0-9a-f]{16,}\b`), "<hex>"},
 	{regexp.MustCompile(`[A-Za-z0-9+/]{40,}={0,2}|[A-Za-z0-9+/]{16,}=+`), "<b64>"},
 	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`), "<time>"},

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/datasandbox/datasandbox/api"
 	"github.com/datasandbox/datasandbox/api/client"
+	"github.com/datasandbox/datasandbox/policies"
 )
 
 // cmdLedgerExport writes the node's ledger, up to its checkpoint, in the
@@ -87,7 +89,13 @@ func cmdAuditAccess(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 			continue
 		}
 		fmt.Fprintf(g.stdout, "%s joins %s, run by %s\n", j.Job, strings.Join(j.Datasets, ", "), j.Runner)
-		for _, f := range j.Flows {
+		// In the order the job names its datasets (the owners ship at
+		// once, so the ledger's order varies from run to run).
+		flows := slices.Clone(j.Flows)
+		slices.SortStableFunc(flows, func(a, b policies.JobFlow) int {
+			return slices.Index(j.Datasets, a.Dataset) - slices.Index(j.Datasets, b.Dataset)
+		})
+		for _, f := range flows {
 			fmt.Fprintf(g.stdout, "  flow: %s [%s] %d rows from %s to %s, sha256 %s\n", f.Dataset, strings.Join(f.Columns, ", "), f.Rows, f.From, f.To, f.SHA256)
 		}
 	}

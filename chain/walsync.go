@@ -9,9 +9,11 @@ import (
 )
 
 // A goroutine blocked in fsync holds one of the runtime's GOMAXPROCS
-// scheduler slots (a P) for the whole call: measured on the 2-core bench
-// machine, the Raft log's fsyncs held 0.6 of the 2 on average under load,
-// while the rest of the node waited to run. walVFS is raft-wal's own file
+// scheduler slots (a P) for nearly the whole call: in a trace of
+// BenchmarkClusterAppend on the 2-core machine, goroutines in system calls
+// held 0.6 of the 2 on average, three quarters of that time in the Raft
+// log's fsyncs, and the runtime took the slot back from hardly any, while
+// the rest of the nodes waited to run. walVFS is raft-wal's own file
 // system with one change, where the platform allows it (walsync_linux.go):
 // a segment file's Sync hands the fsync to the kernel asynchronously and
 // parks the goroutine on an event until the kernel reports it done, so the

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -66,5 +67,61 @@ func TestJoinLeaseFromGenesis(t *testing.T) {
 	w.must("node5", KindJobStart, start, nil)
 	if j, _ := w.m.Job(start.Job); j.Runner != w.addr("node5") {
 		t.Fatalf("runner %s", j.Runner)
+	}
+}
+
+// An he join whose runner dies after a node issued its decryption share:
+// another executor takes the job over after the lease, but a node that
+// shared one result ciphertext shares no other, so the new runner's result
+// cannot reach the threshold; the job is failed and, since a share went
+// out, stays charged (a share is part of a release: the budget it spent is
+// not given back).
+func TestHEJoinTakenOverAfterAShare(t *testing.T) {
+	w := joinWorld(t, 3, func(g *Genesis) { g.JoinLeaseSeconds = 10 })
+	w.approveCeremonies()
+	w.must("node1", KindHECeremony, ceremonyDoc(w, 2, "node1", "node2"), nil)
+	w.must("bank", KindHEKey, HEKeyDoc{Params: "p", PublicKey: bytes.Repeat([]byte{7}, 1000)}, nil)
+	for d, by := range map[string]string{"tax2025": "agency1", "benefits2025": "agency2"} {
+		agg := map[string][]string{"income": {"count", "avg"}}
+		if d == "benefits2025" {
+			agg = map[string][]string{"benefit": {"sum"}}
+		}
+		p := joinPolicy(d, []string{"*"}, agg, auto)
+		p["modes"] = []string{"masked", "he"}
+		w.must(by, KindPolicyPublish, p, nil)
+	}
+	k := pub(45)
+	w.keys["node5"] = k
+	b, _ := json.Marshal(RegisterDoc{PublicKey: k, Algorithm: "ed25519", Name: "node5"})
+	if err := w.m.Apply(Entry{Author: w.addr("node5"), Actor: w.addr("node5"), Kind: KindAccountRegister, Payload: b, ReplayKey: "n5", ReplayTime: w.now}, w.index, w.now); err != nil {
+		t.Fatal(err)
+	}
+	w.index++
+	w.must("admin", KindAccountGrant, GrantDoc{Address: w.addr("node5").String(), Role: "node", Org: "ops2"}, nil)
+
+	w.must("bank", KindJobSubmit, job("q", "he", "benefit statistics"), joinPlan())
+	id := w.lastJob().ID
+	spent := w.m.Spent(w.addr("bank"), "tax2025")
+	if spent == 0 {
+		t.Fatal("the he join charged nothing")
+	}
+	w.must("node3", KindJobStart, JobResultDoc{Job: id}, nil)
+	w.ship(id, "node3")
+	ctA, ctB := strings.Repeat("d", 64), strings.Repeat("e", 64)
+	w.must("node1", KindHEShare, HEShareDoc{Job: id, Ciphertext: ctA, Active: []string{"node1", "node2"}}, nil)
+	// node3 dies here. After the lease, node5 runs the job again.
+	w.now = w.now.Add(10 * time.Second)
+	w.must("node5", KindJobStart, JobResultDoc{Job: id}, nil)
+	w.ship(id, "node5")
+	if err := w.act("node1", KindHEShare, HEShareDoc{Job: id, Ciphertext: ctB, Active: []string{"node1", "node2"}}, nil); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("node1 shared the new runner's result after another: %v", err)
+	}
+	w.must("node2", KindHEShare, HEShareDoc{Job: id, Ciphertext: ctB, Active: []string{"node1", "node2"}}, nil)
+	if err := w.act("node5", KindJobComplete, JobResultDoc{Job: id, ResultHash: strings.Repeat("b", 64)}, nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("completed with one share of each of two results: %v", err)
+	}
+	w.must("node5", KindJobFail, JobResultDoc{Job: id, Reason: "decryption shares below the threshold"}, nil)
+	if j, _ := w.m.Job(id); j.Status != JobFailed || j.Refunded || w.m.Spent(w.addr("bank"), "tax2025") != spent {
+		t.Fatalf("job %s refunded %v, spent %g (was %g)", j.Status, j.Refunded, w.m.Spent(w.addr("bank"), "tax2025"), spent)
 	}
 }

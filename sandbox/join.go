@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/datasandbox/datasandbox/policies"
 )
@@ -282,18 +283,12 @@ func joinedTable(q *Query, order []string, parts map[string]*JoinPart, rows []in
 				if len(src.Num) != p.Table.Rows {
 					return nil, fmt.Errorf("%w: column %s has %d values for %d rows", ErrBadData, name, len(src.Num), p.Table.Rows)
 				}
-				c.Num = make([]float64, n)
-				for j := range n {
-					c.Num[j] = src.Num[rows[j*k+i]]
-				}
+				c.Num = gather(src.Num, rows, k, i, n)
 			case kindDict:
 				if len(src.Codes) != p.Table.Rows {
 					return nil, fmt.Errorf("%w: column %s has %d values for %d rows", ErrBadData, name, len(src.Codes), p.Table.Rows)
 				}
-				c.Codes = make([]uint32, n)
-				for j := range n {
-					c.Codes[j] = src.Codes[rows[j*k+i]]
-				}
+				c.Codes = gather(src.Codes, rows, k, i, n)
 			default:
 				return nil, fmt.Errorf("%w: column %s of kind %s is never shipped", ErrBadData, name, src.Kind)
 			}
@@ -306,6 +301,24 @@ func joinedTable(q *Query, order []string, parts map[string]*JoinPart, rows []in
 		}
 	}
 	return t, nil
+}
+
+// gather is the n joined rows' values of part i's column src (rows holds
+// k rows per joined row), in parallel ranges.
+func gather[T any](src []T, rows []int32, k, i, n int) []T {
+	out := make([]T, n)
+	var wg sync.WaitGroup
+	for _, r := range chunks(n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := r[0]; j < r[1]; j++ {
+				out[j] = src[rows[j*k+i]]
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 func isJoinRef(q *Query, name string) bool {

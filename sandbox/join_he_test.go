@@ -147,15 +147,13 @@ func BenchmarkHEJoin(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()
-		raws, digests := shipParts(b, plan, tabs, kJob, nil)
-		parts := parseParts(b, plan, tabs, raws, digests, maskedPart)
+		parts, _ := shipAndParse(b, plan, tabs, kJob, nil, maskedPart)
 		if _, err := ExecuteJoin(context.Background(), q, parts, ctl, DefaultLimits(), []byte("sel")); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		raws, digests = shipParts(b, plan, tabs, kJob, heData)
-		heBytes = len(raws[0]) + len(raws[1])
-		heParts := parseParts(b, plan, tabs, raws, digests, hePart)
+		var heParts []HEJoinPart
+		heParts, heBytes = shipAndParse(b, plan, tabs, kJob, heData, hePart)
 		if _, _, err := HEEvaluateJoin(context.Background(), q, heParts, hf.keys, ctl, DefaultLimits(), []byte("sel")); err != nil {
 			b.Fatal(err)
 		}

@@ -333,9 +333,13 @@ func (pj *partJoin) single() bool {
 				pj.per[i] = pj.tabs[i].rows(f, pj.mac, pj.per[i][:0])
 			}
 		}
-		if ok {
-			pj.per[0] = append(pj.per[0][:0], p0.ents[e].row)
-			emitCombos(pj.per, &pj.rs, &pj.ps, p0.ents[e].row)
+		switch r := p0.ents[e].row; {
+		case !ok:
+		case len(pj.parts) == 2 && len(pj.per[1]) == 1: // the common case, one joined row
+			pj.rs, pj.ps = append(pj.rs, r, pj.per[1][0]), append(pj.ps, r)
+		default:
+			pj.per[0] = append(pj.per[0][:0], r)
+			emitCombos(pj.per, &pj.rs, &pj.ps, r)
 		}
 	}
 	return true

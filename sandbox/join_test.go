@@ -329,6 +329,9 @@ func TestShipEncodedIsShipMarshalled(t *testing.T) {
 			if !bytes.Equal(b, wantB) || sum != ShipmentDigest(wantB) {
 				t.Fatalf("the encodings differ (%d and %d bytes) or the digest is not theirs", len(b), len(wantB))
 			}
+			if cap(b) != len(b) || cap(wantB) != len(wantB) {
+				t.Fatalf("the encoding was sized %d for %d bytes", cap(b), len(b))
+			}
 		})
 	}
 }

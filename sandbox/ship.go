@@ -162,16 +162,26 @@ func (s *Shipment) marshal(h hash.Hash) (*encoder, error) {
 	if s.Rows < 0 || s.Rows > MaxShipRows || tagBytes != s.Rows*TagSize || len(s.Job) > math.MaxUint16 || len(s.Dataset) > math.MaxUint16 || len(s.Columns) > math.MaxUint16 {
 		return nil, fmt.Errorf("sandbox: shipment out of shape")
 	}
-	size := len(shipMagic) + 8 + len(s.Job) + len(s.Dataset) + tagBytes
+	// The encoding's exact size, so that it is written without a copy.
+	size := len(shipMagic) + 2 + len(s.Job) + 2 + len(s.Dataset) + 4 + tagBytes + 2
 	for _, c := range s.Columns {
-		size += 3 + len(c.Name) + 8*len(c.Num) + codeWidth(len(c.Dict))*len(c.Codes) + 5
-		for _, q := range c.HE {
-			for _, ct := range q.Cts {
-				size += 4 + len(ct)
+		size += 2 + len(c.Name) + 1
+		switch c.Kind {
+		case kindNum:
+			size += 8 * len(c.Num)
+		case kindDict:
+			size += 4 + 1 + codeWidth(len(c.Dict))*len(c.Codes)
+			for _, d := range c.Dict {
+				size += 4 + len(d)
 			}
-		}
-		for _, d := range c.Dict {
-			size += 4 + len(d)
+		case kindHE:
+			size += 8 + 2
+			for _, q := range c.HE {
+				size += 2 + len(q.Name) + 4
+				for _, ct := range q.Cts {
+					size += 4 + len(ct)
+				}
+			}
 		}
 	}
 	e := &encoder{b: make([]byte, 0, size), h: h}

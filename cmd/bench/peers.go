@@ -123,7 +123,7 @@ func joinFigures(med func(b, unit string) float64, duck *float64, dj *duckdbJoin
 		f.Measured, f.Baseline, f.Ratio, f.Met, f.Note = r, &base, &r, &met, "baseline: DuckDB's process CPU ms per join; ratio: how many times ours"
 	}
 	figs = append(figs, f,
-		Figure{Figure: "    of which the owners: tag (AES-256 per row), encode and hash, CPU", Unit: "ms", Goal: "-", Measured: med("Join", "owners-cpu-ms/op")},
+		Figure{Figure: "    of which the owners: tag (AES-128 per row), encode and hash, CPU", Unit: "ms", Goal: "-", Measured: med("Join", "owners-cpu-ms/op")},
 		Figure{Figure: "    of which the executor: digest, parse, join, aggregate, CPU", Unit: "ms", Goal: "-", Measured: med("Join", "executor-cpu-ms/op")},
 		Figure{Figure: "  bytes shipped to the executor per row (12-byte tag and the plan's columns, binary)", Unit: "bytes", Goal: "-", Measured: med("Join", "ship-bytes/row")})
 	// The he join against the masked join, same run (BenchmarkHEJoin): in

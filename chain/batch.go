@@ -21,10 +21,14 @@ import (
 //     sent together, so blocks grow with the load while a lone entry still
 //     goes out at once.
 //
-// The verifier checks the next batch while blocks are in flight. It waits
-// until a block's worth of entries is waiting or the dispatcher has a free
-// slot and nothing to send: checking earlier gains nothing while every slot
-// is busy, and a larger batch check costs less per signature. Each entry is
+// The verifier checks the next batch while blocks are in flight: as soon as
+// a quarter block's worth of entries is waiting (aheadFill), on one core,
+// so that a verified batch is ready when a slot frees and the other core
+// stays free for Raft; or, with fewer waiting, when the dispatcher has a
+// free slot and nothing to send, on every core, since a send then waits
+// for it. Waiting for a quarter block keeps batches (a batch check costs
+// less per signature the more it holds) and blocks (each costs a Raft round,
+// fsyncs and a seal) from splitting into many small ones. Each entry is
 // verified once on the node it reached, and a forwarded entry once more by
 // the leader, which trusts no one.
 
@@ -43,9 +47,8 @@ func (n *Node) runBatcher(q <-chan *pending, send func(batch []*pending)) {
 
 // verifyLoop checks the signatures of the entries waiting in q, a batch at
 // a time, and passes the valid ones to out. It checks a batch once a
-// block's worth has arrived, or as soon as the dispatcher is idle (a free
-// slot and nothing to send): while every slot is busy there is no gain in
-// checking early, and a larger batch check costs less per signature.
+// quarter block has arrived (ahead of the dispatcher's need), or as soon as
+// the dispatcher is idle (a free slot and nothing to send).
 func (n *Node) verifyLoop(q <-chan *pending, idle <-chan struct{}, out chan<- []*pending) {
 	// waiting holds from the dispatcher's idle signal until the verifier
 	// hands it a batch: a batch whose every entry failed leaves it waiting.
@@ -53,7 +56,7 @@ func (n *Node) verifyLoop(q <-chan *pending, idle <-chan struct{}, out chan<- []
 	for {
 		var b blockFill
 		n.collect(q, &b)
-		for !b.full(&n.cfg) && !waiting {
+		for !b.aheadFull(&n.cfg) && !waiting {
 			select {
 			case p := <-q:
 				b.add(p)
@@ -119,6 +122,16 @@ func (b *blockFill) add(p *pending) {
 
 func (b *blockFill) full(cfg *Config) bool {
 	return len(b.batch) >= cfg.MaxBlockEntries || b.size >= cfg.MaxBlockBytes
+}
+
+// aheadFill is the share of a block (a quarter) worth verifying before the
+// dispatcher asks for it.
+const aheadFill = 4
+
+// aheadFull reports whether b holds enough to verify ahead: a quarter block
+// by entries or bytes.
+func (b *blockFill) aheadFull(cfg *Config) bool {
+	return len(b.batch) >= max(1, cfg.MaxBlockEntries/aheadFill) || b.size >= max(1, cfg.MaxBlockBytes/aheadFill)
 }
 
 // verified checks a batch's signatures together (in chunks of at least

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
 )
 
 // Node is one member of the consortium's replicated ledger.
@@ -128,7 +129,7 @@ func (n *Node) startRaft() (err error) {
 	// the node owns the DB and closes it itself.
 	n.meta = &metadb.BoltMetaDB{}
 	undo = append(undo, func() { n.meta.Close() })
-	w, err := wal.Open(raftDir, wal.WithMetaStore(n.meta))
+	w, err := wal.Open(raftDir, wal.WithMetaStore(n.meta), wal.WithSegmentFiler(segment.NewFiler(raftDir, newWALVFS())))
 	if err != nil {
 		return fmt.Errorf("chain: opening raft log in %s: %w", raftDir, err)
 	}

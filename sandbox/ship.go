@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"math"
 	"slices"
 	"sync"
@@ -76,14 +77,22 @@ type untagged struct {
 	pseudo []byte // PseudonymSize bytes per row
 }
 
-// encode computes the tags into dst, the end of e.b, block by block, each
-// handed to the hasher as it is done.
+// encode computes the tags into dst, the end of e.b, and hashes them as
+// they come: a goroutine tags blocks a few ahead of the hashing, so the
+// two run at once on two cores and each block is hashed while in cache.
 func (u *untagged) encode(e *encoder, dst []byte) {
 	step := hashStep / TagSize * TagSize
+	done := make(chan int, 4) // blocks tagged, not yet hashed
+	go func() {
+		defer close(done)
+		for off := 0; off < len(dst); off += step {
+			end := min(off+step, len(dst))
+			u.tg.tags(dst[off:end], u.pseudo[off/TagSize*PseudonymSize:end/TagSize*PseudonymSize])
+			done <- end
+		}
+	}()
 	base := len(e.b) - len(dst)
-	for off := 0; off < len(dst); off += step {
-		end := min(off+step, len(dst))
-		u.tg.tags(dst[off:end], u.pseudo[off/TagSize*PseudonymSize:end/TagSize*PseudonymSize])
+	for end := range done {
 		e.hashTo(base + end)
 	}
 }
@@ -138,23 +147,14 @@ func (s *Shipment) Marshal() ([]byte, error) {
 // MarshalDigest is Marshal and ShipmentDigest of its bytes, hashed as
 // they are written (while they are in cache).
 func (s *Shipment) MarshalDigest() ([]byte, string, error) {
-	e, err := s.marshal(newHasher(sha256.New()))
+	e, err := s.marshal(sha256.New())
 	if err != nil {
 		return nil, "", err
 	}
-	return e.b, hex.EncodeToString(e.h.sum()), nil
+	return e.b, hex.EncodeToString(e.h.Sum(nil)), nil
 }
 
-// marshal encodes s; with h, the encoding is hashed as it is written (h is
-// closed when marshal fails).
-func (s *Shipment) marshal(h *hasher) (e *encoder, err error) {
-	if h != nil {
-		defer func() {
-			if err != nil {
-				h.close()
-			}
-		}()
-	}
+func (s *Shipment) marshal(h hash.Hash) (*encoder, error) {
 	tagBytes := len(s.Tags)
 	if s.untagged != nil && s.Tags == nil && len(s.untagged.pseudo) == s.Rows*PseudonymSize {
 		tagBytes = s.Rows * TagSize
@@ -184,7 +184,7 @@ func (s *Shipment) marshal(h *hasher) (e *encoder, err error) {
 			}
 		}
 	}
-	e = &encoder{b: make([]byte, 0, size), h: h}
+	e := &encoder{b: make([]byte, 0, size), h: h}
 	e.b = append(e.b, shipMagic...)
 	str16 := func(v string) {
 		e.b = binary.LittleEndian.AppendUint16(e.b, uint16(len(v)))
@@ -235,12 +235,16 @@ func (s *Shipment) marshal(h *hasher) (e *encoder, err error) {
 	return e, nil
 }
 
+// hashStep is how many bytes an encoder writes between two hash updates
+// (or a decoder reads): little enough to be hashed from cache.
+const hashStep = 64 << 10
+
 // encoder appends a shipment's encoding to b, and, when h is not nil,
 // hashes it as it goes.
 type encoder struct {
 	b    []byte
-	h    *hasher
-	done int // bytes handed to h
+	h    hash.Hash
+	done int // bytes hashed
 }
 
 // flush hashes what was written since the last hash update, once that is
@@ -251,15 +255,20 @@ func (e *encoder) flush() {
 	}
 }
 
-// hashTo hands e.b up to byte end to the hasher.
+// hashTo hashes e.b up to byte end.
 func (e *encoder) hashTo(end int) {
 	if e.h != nil {
-		e.h.write(e.b[e.done:end])
+		e.h.Write(e.b[e.done:end])
 	}
 	e.done = end
 }
 
-func (e *encoder) flushAll() { e.hashTo(len(e.b)) }
+func (e *encoder) flushAll() {
+	if e.h != nil {
+		e.h.Write(e.b[e.done:])
+	}
+	e.done = len(e.b)
+}
 
 // appendNumCol appends a numeric column's body, unchecked: Marshal checks
 // its shape first.
@@ -318,8 +327,8 @@ type shipReader struct {
 	b      []byte // what is left
 	err    error
 	all    []byte
-	h      *hasher
-	hashed int // bytes of all handed to h
+	h      hash.Hash
+	hashed int // bytes of all hashed
 }
 
 func (r *shipReader) next(n int) []byte {
@@ -346,7 +355,7 @@ func (r *shipReader) blocks(n, unit int, f func(piece []byte, first int)) []byte
 	for off := 0; off < len(raw); off += step {
 		p := raw[off:min(off+step, len(raw))]
 		if r.h != nil {
-			r.h.write(p)
+			r.h.Write(p)
 		}
 		f(p, off/unit)
 	}
@@ -357,7 +366,7 @@ func (r *shipReader) blocks(n, unit int, f func(piece []byte, first int)) []byte
 // hashTo hashes all up to byte end.
 func (r *shipReader) hashTo(end int) {
 	if r.h != nil && end > r.hashed {
-		r.h.write(r.all[r.hashed:end])
+		r.h.Write(r.all[r.hashed:end])
 	}
 	r.hashed = max(r.hashed, end)
 }
@@ -516,9 +525,9 @@ func ParseShipment(b []byte, digest, job string, side policies.JoinSide, schema 
 	}
 	// Decoded and hashed in one pass (the digest is checked before anything
 	// decoded is used, and before a decoding error is reported).
-	r := &shipReader{b: b, all: b, h: newHasher(sha256.New())}
+	r := &shipReader{b: b, all: b, h: sha256.New()}
 	s, err := decodeHashed(r)
-	if got := hex.EncodeToString(r.h.sum()); got != digest {
+	if got := hex.EncodeToString(r.h.Sum(nil)); got != digest {
 		return nil, bad("sha256 %s is not the %s committed on the ledger", got, digest)
 	}
 	if err != nil {

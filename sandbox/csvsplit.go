@@ -66,6 +66,9 @@ func (b *csvBatch) addField(start int) {
 }
 
 func (b *csvBatch) reset(nf int) {
+	if nf > 0 && cap(b.bounds) < 2*nf*batchRows { // a batch's full size, once: not grown by doubling
+		b.text, b.bounds, b.lines = make([]byte, 0, batchText+batchText/8), make([]int, 0, 2*nf*batchRows), make([]int, 0, batchRows)
+	}
 	b.text, b.bounds, b.lines = b.text[:0], b.bounds[:0], b.lines[:0]
 	b.n, b.nf, b.err, b.ascii = 0, nf, nil, false
 }

@@ -48,14 +48,7 @@ func TestGenesisJoinLease(t *testing.T) {
 func TestJoinLeaseFromGenesis(t *testing.T) {
 	w := joinWorld(t, 3, func(g *Genesis) { g.JoinLeaseSeconds = 10 })
 	w.publishJoin([]string{"*"}, auto, auto)
-	k := pub(44)
-	w.keys["node5"] = k
-	b, _ := json.Marshal(RegisterDoc{PublicKey: k, Algorithm: "ed25519", Name: "node5"})
-	if err := w.m.Apply(Entry{Author: w.addr("node5"), Actor: w.addr("node5"), Kind: KindAccountRegister, Payload: b, ReplayKey: "n5", ReplayTime: w.now}, w.index, w.now); err != nil {
-		t.Fatal(err)
-	}
-	w.index++
-	w.must("admin", KindAccountGrant, GrantDoc{Address: w.addr("node5").String(), Role: "node", Org: "ops2"}, nil)
+	w.addNode("node5", 44, "ops2")
 	w.must("bank", KindJobSubmit, job("q", "masked", "benefit statistics"), joinPlan())
 	start := JobResultDoc{Job: w.lastJob().ID, Node: "x"}
 	w.must("node3", KindJobStart, start, nil)
@@ -90,14 +83,7 @@ func TestHEJoinTakenOverAfterAShare(t *testing.T) {
 		p["modes"] = []string{"masked", "he"}
 		w.must(by, KindPolicyPublish, p, nil)
 	}
-	k := pub(45)
-	w.keys["node5"] = k
-	b, _ := json.Marshal(RegisterDoc{PublicKey: k, Algorithm: "ed25519", Name: "node5"})
-	if err := w.m.Apply(Entry{Author: w.addr("node5"), Actor: w.addr("node5"), Kind: KindAccountRegister, Payload: b, ReplayKey: "n5", ReplayTime: w.now}, w.index, w.now); err != nil {
-		t.Fatal(err)
-	}
-	w.index++
-	w.must("admin", KindAccountGrant, GrantDoc{Address: w.addr("node5").String(), Role: "node", Org: "ops2"}, nil)
+	w.addNode("node5", 45, "ops2")
 
 	w.must("bank", KindJobSubmit, job("q", "he", "benefit statistics"), joinPlan())
 	id := w.lastJob().ID
@@ -124,4 +110,17 @@ func TestHEJoinTakenOverAfterAShare(t *testing.T) {
 	if j, _ := w.m.Job(id); j.Status != JobFailed || j.Refunded || w.m.Spent(w.addr("bank"), "tax2025") != spent {
 		t.Fatalf("job %s refunded %v, spent %g (was %g)", j.Status, j.Refunded, w.m.Spent(w.addr("bank"), "tax2025"), spent)
 	}
+}
+
+// addNode registers account name (key seed) and grants it a node of org.
+func (w *world) addNode(name string, seed byte, org string) {
+	w.t.Helper()
+	k := pub(seed)
+	w.keys[name] = k
+	b, _ := json.Marshal(RegisterDoc{PublicKey: k, Algorithm: "ed25519", Name: name})
+	if err := w.m.Apply(Entry{Author: w.addr(name), Actor: w.addr(name), Kind: KindAccountRegister, Payload: b, ReplayKey: "reg-" + name, ReplayTime: w.now}, w.index, w.now); err != nil {
+		w.t.Fatal(err)
+	}
+	w.index++
+	w.must("admin", KindAccountGrant, GrantDoc{Address: w.addr(name).String(), Role: "node", Org: org}, nil)
 }

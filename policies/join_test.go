@@ -276,14 +276,7 @@ func TestJoinExecutor(t *testing.T) {
 		}
 	}
 	// node4: a node of the tax organisation that holds no dataset.
-	k := pub(43)
-	w.keys["node4"] = k
-	b, _ := json.Marshal(RegisterDoc{PublicKey: k, Algorithm: "ed25519", Name: "node4"})
-	if err := w.m.Apply(Entry{Author: w.addr("node4"), Actor: w.addr("node4"), Kind: KindAccountRegister, Payload: b, ReplayKey: "n4", ReplayTime: w.now}, w.index, w.now); err != nil {
-		t.Fatal(err)
-	}
-	w.index++
-	w.must("admin", KindAccountGrant, GrantDoc{Address: w.addr("node4").String(), Role: "node", Org: "tax"}, nil)
+	w.addNode("node4", 43, "tax")
 	if err := w.act("node4", KindJobStart, start, nil); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), `organisation "tax"`) {
 		t.Fatalf("a node of an owner's organisation started the join: %v", err)
 	}
@@ -292,14 +285,7 @@ func TestJoinExecutor(t *testing.T) {
 		t.Fatalf("%+v", j)
 	}
 	// node5 of another organisation: eligible, but the lease holds.
-	k = pub(44)
-	w.keys["node5"] = k
-	b, _ = json.Marshal(RegisterDoc{PublicKey: k, Algorithm: "ed25519", Name: "node5"})
-	if err := w.m.Apply(Entry{Author: w.addr("node5"), Actor: w.addr("node5"), Kind: KindAccountRegister, Payload: b, ReplayKey: "n5", ReplayTime: w.now}, w.index, w.now); err != nil {
-		t.Fatal(err)
-	}
-	w.index++
-	w.must("admin", KindAccountGrant, GrantDoc{Address: w.addr("node5").String(), Role: "node", Org: "ops2"}, nil)
+	w.addNode("node5", 44, "ops2")
 	if err := w.act("node5", KindJobStart, start, nil); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "lease") {
 		t.Fatalf("taken over within the lease: %v", err)
 	}

@@ -127,14 +127,7 @@ func TestPartitionFromParsedCounts(t *testing.T) {
 	for _, n := range []int{20, 5000, 1<<16 + 3, 200_000} {
 		t.Run(fmt.Sprint(n, " rows"), func(t *testing.T) {
 			tab := joinBenchTable(taxJoinSchema, 0, n, "region", "income", DemoRegions, 100000)
-			s, err := shipUntagged("job-1", tab, side, []byte("k"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, sum, err := s.MarshalDigest()
-			if err != nil {
-				t.Fatal(err)
-			}
+			b, sum := encodedPart(t, tab, side)
 			got, err := ParseShipment(b, sum, "job-1", side, &tab.Schema)
 			if err != nil {
 				t.Fatal(err)

@@ -318,14 +318,7 @@ func TestShipEncodedIsShipMarshalled(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := shipUntagged("job-1", tab, side, []byte("k"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, sum, err := s.MarshalDigest()
-			if err != nil {
-				t.Fatal(err)
-			}
+			b, sum := encodedPart(t, tab, side)
 			if !bytes.Equal(b, wantB) || sum != ShipmentDigest(wantB) {
 				t.Fatalf("the encodings differ (%d and %d bytes) or the digest is not theirs", len(b), len(wantB))
 			}
@@ -334,6 +327,21 @@ func TestShipEncodedIsShipMarshalled(t *testing.T) {
 			}
 		})
 	}
+}
+
+// encodedPart is tab's part for side of job-1 (job key "k") encoded as an
+// owner ships it (tags computed into the encoding), and its digest.
+func encodedPart(t *testing.T, tab *Table, side policies.JoinSide) ([]byte, string) {
+	t.Helper()
+	s, err := shipUntagged("job-1", tab, side, []byte("k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, sum, err := s.MarshalDigest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, sum
 }
 
 // The executor refuses shipped data that is not what the owner committed,

@@ -153,14 +153,14 @@ func (s *asyncSyncer) sync() error {
 	case 0:
 	case unix.EAGAIN:
 		return s.f.Sync() // the kernel is short of AIO resources: fsync as usual this time
-	case unix.EINVAL, unix.ENOSYS, unix.EOPNOTSUPP:
-		// This kernel or file system cannot: fsync as usual from now on.
+	default:
+		// This kernel, file system or seccomp profile cannot (EINVAL,
+		// ENOSYS, EOPNOTSUPP, EPERM, ...): nothing was queued, so fsync as
+		// usual from now on.
 		aioUnsupported.Store(true)
 		putAIOSlot(s.slot) // nothing was queued on it
 		s.slot = nil
 		return s.f.Sync()
-	default:
-		return &os.PathError{Op: "io_submit fsync", Path: s.f.Name(), Err: submitErr}
 	}
 	// The fsync is queued. Wait for the eventfd through the poller; if it
 	// cannot be read, io_getevents still waits, only holding the slot.

@@ -20,10 +20,12 @@ import (
 // ranges, and their results concatenated in partition order. A part
 // split finer than another is joined by groups of its partitions (those
 // sharing the coarser part's bits). Tags are pseudorandom, so the
-// partitions are even whatever the data, and the tables hash a tag by its
-// last bits, which no partition uses. A part whose owner crafted tags to
-// share them would only slow its own join (owners follow the protocol:
-// docs/models.md; the job's deadline bounds it).
+// partitions are even whatever the data, and the tables hash a tag's last
+// bits, which no partition uses, with a secret drawn per join (a
+// multiplication folded, not invertible without it), so that an owner
+// cannot craft tags that collide in a table; a part crafted to fill one
+// partition costs linear time, and the job's context is checked at every
+// partition.
 
 // partitionRows is about how many rows of the largest part a partition
 // holds.
@@ -65,9 +67,24 @@ func partition(tags [][TagSize]byte, pbits uint, counts [][]int32) *partitioned 
 	p := &partitioned{pbits: pbits, start: make([]int32, n+1), ents: make([]entry, len(tags))}
 	shift := 64 - pbits // 64: every tag in partition 0
 	ranges := chunks(len(tags))
-	pos := counts // per range: where its next row of each partition goes
+	// pos: per range, where its next row of each partition goes (counts
+	// are copied: they may serve again, for another Part of the shipment).
+	var pos [][]int32
+	if len(counts) == len(ranges) {
+		pos = make([][]int32, len(counts))
+		total := 0
+		for r := range counts {
+			pos[r] = slices.Clone(counts[r])
+			for _, c := range counts[r] {
+				total += int(c)
+			}
+		}
+		if total != len(tags) {
+			pos = nil
+		}
+	}
 	var wg sync.WaitGroup
-	if len(pos) != len(ranges) {
+	if pos == nil {
 		pos = newTagCounts(len(tags), pbits)
 		for r, rg := range ranges {
 			wg.Add(1)
@@ -131,6 +148,7 @@ type partTable struct {
 	lo    int32    // the partition's first entry
 	slot  []uint64 // hash<<32 | 1 + a tag's first entry; 0: empty
 	mask  uint64
+	seed  [2]uint64 // secret per join: tags an owner chose cannot be made to collide
 	next  []int32
 	later []bool
 }
@@ -163,7 +181,8 @@ func (x *partTable) build(p *partitioned, lo, hi int32) {
 // find returns the slot of tag t, its hash and its first entry (relative
 // to the partition), or the empty slot it would take, its hash and -1.
 func (x *partTable) find(t *[TagSize]byte) (uint64, uint64, int32) {
-	h := binary.LittleEndian.Uint64(t[TagSize-8:]) * 0x9e3779b97f4a7c15 // spreads them over the high bits
+	hi, lo := bits.Mul64(binary.LittleEndian.Uint64(t[TagSize-8:])^x.seed[0], x.seed[1])
+	h := hi ^ lo
 	for i := (h >> 32) & x.mask; ; i = (i + 1) & x.mask {
 		v := x.slot[i]
 		if v == 0 {
@@ -261,6 +280,13 @@ func matchTags(ctx context.Context, tags [][][TagSize]byte, maxRows []int, pre [
 func joinPartitions(ctx context.Context, parts []*partitioned, pb uint, rg [2]int, selKey []byte) (rs, ps []int32, err error) {
 	k := len(parts)
 	pj := &partJoin{parts: parts, mac: hmac.New(sha256.New, selKey), tabs: make([]partTable, k), per: make([][]int32, k), lo: make([]int32, k), hi: make([]int32, k)}
+	// The tables' hash secret, from selKey (secret, fresh per job).
+	pj.mac.Write([]byte("datasandbox join table seed"))
+	sum := pj.mac.Sum(nil)
+	pj.mac.Reset()
+	for i := range pj.tabs {
+		pj.tabs[i].seed = [2]uint64{binary.LittleEndian.Uint64(sum), binary.LittleEndian.Uint64(sum[8:]) | 1}
+	}
 	expect := len(parts[0].ents) // joined rows, about, if most match
 	for _, p := range parts {
 		lo, _ := p.bounds(rg[0], pb)
@@ -269,10 +295,8 @@ func joinPartitions(ctx context.Context, parts []*partitioned, pb uint, rg [2]in
 	}
 	pj.rs, pj.ps = make([]int32, 0, k*expect), make([]int32, 0, expect)
 	for d := rg[0]; d < rg[1]; d++ {
-		if (d-rg[0])%64 == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, nil, err
-			}
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
 		}
 		empty := false
 		for i, p := range parts {

@@ -137,6 +137,11 @@ func TestPartitionFromParsedCounts(t *testing.T) {
 			if !slices.Equal(p.parted.start, want.start) || !slices.Equal(p.parted.ents, want.ents) {
 				t.Fatal("the partitions differ")
 			}
+			// A second Part of the same shipment (HEPart calls Part) reads
+			// the same counts.
+			if again := got.Part(&tab.Schema, 1); !slices.Equal(again.parted.ents, want.ents) {
+				t.Fatal("a second Part partitions differently")
+			}
 		})
 	}
 }

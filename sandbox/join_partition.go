@@ -148,7 +148,7 @@ type partTable struct {
 	lo    int32    // the partition's first entry
 	slot  []uint64 // hash<<32 | 1 + a tag's first entry; 0: empty
 	mask  uint64
-	seed  [2]uint64 // secret per join: tags an owner chose cannot be made to collide
+	seed  [3]uint64 // secret per join: tags an owner chose cannot be made to collide
 	next  []int32
 	later []bool
 }
@@ -181,8 +181,7 @@ func (x *partTable) build(p *partitioned, lo, hi int32) {
 // find returns the slot of tag t, its hash and its first entry (relative
 // to the partition), or the empty slot it would take, its hash and -1.
 func (x *partTable) find(t *[TagSize]byte) (uint64, uint64, int32) {
-	hi, lo := bits.Mul64(binary.LittleEndian.Uint64(t[TagSize-8:])^x.seed[0], x.seed[1])
-	h := hi ^ lo
+	h := x.hashOf(t)
 	for i := (h >> 32) & x.mask; ; i = (i + 1) & x.mask {
 		v := x.slot[i]
 		if v == 0 {
@@ -192,6 +191,15 @@ func (x *partTable) find(t *[TagSize]byte) (uint64, uint64, int32) {
 			return i, h, e
 		}
 	}
+}
+
+// hashOf hashes all 12 bytes of t (tags that share their last 8 bytes
+// must not share a slot: the first 4 are mixed in under a secret
+// multiplier), folded from a 128-bit product with a secret.
+func (x *partTable) hashOf(t *[TagSize]byte) uint64 {
+	v := binary.LittleEndian.Uint64(t[TagSize-8:]) ^ x.seed[0] ^ uint64(binary.LittleEndian.Uint32(t[:4]))*x.seed[2]
+	hi, lo := bits.Mul64(v, x.seed[1])
+	return hi ^ lo
 }
 
 // rows appends the rows of the person whose first entry is e, at most max
@@ -285,7 +293,7 @@ func joinPartitions(ctx context.Context, parts []*partitioned, pb uint, rg [2]in
 	sum := pj.mac.Sum(nil)
 	pj.mac.Reset()
 	for i := range pj.tabs {
-		pj.tabs[i].seed = [2]uint64{binary.LittleEndian.Uint64(sum), binary.LittleEndian.Uint64(sum[8:]) | 1}
+		pj.tabs[i].seed = [3]uint64{binary.LittleEndian.Uint64(sum), binary.LittleEndian.Uint64(sum[8:]) | 1, binary.LittleEndian.Uint64(sum[16:]) | 1}
 	}
 	expect := len(parts[0].ents) // joined rows, about, if most match
 	for _, p := range parts {

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -143,5 +144,35 @@ func TestPartitionFromParsedCounts(t *testing.T) {
 				t.Fatal("a second Part partitions differently")
 			}
 		})
+	}
+}
+
+// Tags an owner crafted to collide — one partition, the same last 8
+// bytes, different first 4 — still spread over a partition's table: the
+// hash mixes all 12 bytes under the join's secret, so finding each costs
+// a few probes, not a walk through all of them (which made a partition of
+// n crafted rows cost n² probes).
+func TestCraftedTagsDoNotCollide(t *testing.T) {
+	const n = 4096
+	tags := make([][TagSize]byte, n)
+	for i := range tags {
+		binary.BigEndian.PutUint32(tags[i][:4], uint32(i)) // below any partition bits for n rows
+	}
+	p := partition(tags, 0, nil)
+	p.max = 1
+	x := &partTable{seed: [3]uint64{0x1234567, 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9}}
+	x.build(p, 0, int32(n))
+	probes := 0
+	for i := range tags {
+		h := x.hashOf(&tags[i])
+		for j := (h >> 32) & x.mask; x.slot[j] != 0; j = (j + 1) & x.mask {
+			probes++
+			if e := int32(uint32(x.slot[j])) - 1; p.ents[e].tag == tags[i] {
+				break
+			}
+		}
+	}
+	if avg := float64(probes) / n; avg > 4 {
+		t.Fatalf("%.1f probes per crafted tag", avg)
 	}
 }

@@ -572,12 +572,16 @@ func (jn *Joiner) run(ctx context.Context, j policies.Job) (*Result, error) {
 // firstCause is the first of errs that is not a part stopped because
 // another failed (ctx is the job's: its own end is a cause).
 func firstCause(ctx context.Context, errs []error) error {
+	var first error
 	for _, err := range errs {
 		if err != nil && (!errors.Is(err, context.Canceled) || ctx.Err() != nil) {
 			return err
 		}
+		if first == nil {
+			first = err
+		}
 	}
-	return nil
+	return first // every failure a cancellation (none reported its cause): still a failure
 }
 
 // fetch asks the owner of one dataset for its part until it answers with

@@ -22,7 +22,8 @@ import (
 //     goes out at once.
 //
 // The verifier checks the next batch while blocks are in flight: as soon as
-// a quarter block's worth of entries is waiting (aheadFill), on one core,
+// a quarter block's worth of entries is waiting (aheadFill), in chunks of
+// at least minBatchChunk signatures (one core for fewer than two chunks),
 // so that a verified batch is ready when a slot frees and the other core
 // stays free for Raft; or, with fewer waiting, when the dispatcher has a
 // free slot and nothing to send, on every core, since a send then waits

@@ -16,7 +16,7 @@ func TestJoinFlows(t *testing.T) {
 		{Dataset: "benefits2025", Key: "person_id", Columns: []string{"kind"}},
 	}}
 	flow := func(ds string, to policies.Address, cols ...string) policies.JobFlow {
-		return policies.JobFlow{Dataset: ds, Columns: cols, To: to, SHA256: strings.Repeat("a", 64)}
+		return policies.JobFlow{Dataset: ds, Columns: cols, To: to, BLAKE3: strings.Repeat("a", 64)}
 	}
 	both := []policies.JobFlow{flow("tax2025", runner, "income"), flow("benefits2025", runner, "kind")}
 	cases := []struct {

@@ -318,7 +318,7 @@ func (w *world) ship(id, to string) {
 	x := joinPlan()
 	for i, n := range []string{"node1", "node2"} {
 		side := x.Plan.Join[i]
-		w.must(n, KindJobFlow, JobFlowDoc{Job: id, Dataset: side.Dataset, Columns: side.Columns, SHA256: strings.Repeat("e", 64), Rows: 10, To: w.addr(to)}, nil)
+		w.must(n, KindJobFlow, JobFlowDoc{Job: id, Dataset: side.Dataset, Columns: side.Columns, BLAKE3: strings.Repeat("e", 64), Rows: 10, To: w.addr(to)}, nil)
 	}
 }
 
@@ -370,7 +370,7 @@ func TestJoinKeyAndFlows(t *testing.T) {
 	}
 	x := joinPlan()
 	flow := func(to string, cols ...string) JobFlowDoc {
-		return JobFlowDoc{Job: id, Dataset: "tax2025", Columns: cols, SHA256: strings.Repeat("e", 64), Rows: 10, To: w.addr(to)}
+		return JobFlowDoc{Job: id, Dataset: "tax2025", Columns: cols, BLAKE3: strings.Repeat("e", 64), Rows: 10, To: w.addr(to)}
 	}
 	if err := w.act("node1", KindJobFlow, flow("node3", "income"), nil); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("shipped before a runner claimed the job: %v", err)
@@ -402,7 +402,7 @@ func TestJoinKeyAndFlows(t *testing.T) {
 	if err := w.act("node3", KindJobComplete, done, nil); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "benefits2025") {
 		t.Fatalf("completed without benefits2025's flow: %v", err)
 	}
-	w.must("node2", KindJobFlow, JobFlowDoc{Job: id, Dataset: "benefits2025", Columns: x.Plan.Join[1].Columns, SHA256: strings.Repeat("f", 64), Rows: 8, To: w.addr("node3")}, nil)
+	w.must("node2", KindJobFlow, JobFlowDoc{Job: id, Dataset: "benefits2025", Columns: x.Plan.Join[1].Columns, BLAKE3: strings.Repeat("f", 64), Rows: 8, To: w.addr("node3")}, nil)
 	w.must("node3", KindJobComplete, done, nil)
 	j, _ := w.m.Job(id)
 	if j.Status != JobCompleted || len(j.Flows) != 2 || j.KeyFrom != w.addr(holder) || len(j.KeySealed) != 1 {
@@ -419,11 +419,11 @@ func TestJoinPolicyRevokedMidJob(t *testing.T) {
 	id := w.lastJob().ID
 	w.must("node3", KindJobStart, JobResultDoc{Job: id}, nil)
 	x := joinPlan()
-	w.must("node1", KindJobFlow, JobFlowDoc{Job: id, Dataset: "tax2025", Columns: x.Plan.Join[0].Columns, SHA256: strings.Repeat("e", 64), To: w.addr("node3")}, nil)
+	w.must("node1", KindJobFlow, JobFlowDoc{Job: id, Dataset: "tax2025", Columns: x.Plan.Join[0].Columns, BLAKE3: strings.Repeat("e", 64), To: w.addr("node3")}, nil)
 	j, _ := w.m.Job(id)
 	w.node = w.addr("node2")
 	w.must("agency2", KindPolicyRevoke, PolicyRevokeDoc{Policy: j.Parts[1].Policy}, nil)
-	err := w.act("node2", KindJobFlow, JobFlowDoc{Job: id, Dataset: "benefits2025", Columns: x.Plan.Join[1].Columns, SHA256: strings.Repeat("f", 64), To: w.addr("node3")}, nil)
+	err := w.act("node2", KindJobFlow, JobFlowDoc{Job: id, Dataset: "benefits2025", Columns: x.Plan.Join[1].Columns, BLAKE3: strings.Repeat("f", 64), To: w.addr("node3")}, nil)
 	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("shipped under a revoked policy: %v", err)
 	}

@@ -124,13 +124,13 @@ func TestListJoinKeyAndFlow(t *testing.T) {
 		t.Fatalf("list's sealed key %q", j.List.Sealed)
 	}
 	list := func(to string, rows int64) JobListDoc {
-		return JobListDoc{Job: id, To: w.addr(to), Rows: rows, SHA256: strings.Repeat("a", 64)}
+		return JobListDoc{Job: id, To: w.addr(to), Rows: rows, BLAKE3: strings.Repeat("a", 64)}
 	}
 	if err := w.act("bank", KindJobList, list("node3", 500), nil); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "only to its runner") {
 		t.Fatalf("list before the job runs: %v", err)
 	}
 	w.must("node3", KindJobStart, JobResultDoc{Job: id}, nil)
-	w.must("node1", KindJobFlow, JobFlowDoc{Job: id, Dataset: "tax2025", Columns: []string{"income"}, SHA256: strings.Repeat("e", 64), Rows: 10, To: w.addr("node3")}, nil)
+	w.must("node1", KindJobFlow, JobFlowDoc{Job: id, Dataset: "tax2025", Columns: []string{"income"}, BLAKE3: strings.Repeat("e", 64), Rows: 10, To: w.addr("node3")}, nil)
 	done := JobResultDoc{Job: id, ResultHash: strings.Repeat("b", 64)}
 	if err := w.act("node3", KindJobComplete, done, nil); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "applicants") {
 		t.Fatalf("completed without the list: %v", err)
@@ -145,7 +145,7 @@ func TestListJoinKeyAndFlow(t *testing.T) {
 		{"not the requester", "shop", list("node3", 500), ErrForbidden, "by its requester"},
 		{"not the runner", "bank", list("node2", 500), ErrForbidden, "only to its runner"},
 		{"count is not the list's", "bank", list("node3", 499), ErrForbidden, "500 distinct ids on the ledger"},
-		{"no digest", "bank", JobListDoc{Job: id, To: w.addr("node3"), Rows: 500}, ErrInvalid, "sha256"},
+		{"no digest", "bank", JobListDoc{Job: id, To: w.addr("node3"), Rows: 500}, ErrInvalid, "blake3"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := w.act(c.by, KindJobList, c.doc, nil); !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {

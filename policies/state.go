@@ -178,11 +178,11 @@ type Job struct {
 }
 
 // JobFlow is one shipment of a join: which columns of which dataset moved
-// to which node, with the SHA-256 of what was shipped.
+// to which node, with the BLAKE3 digest of what was shipped.
 type JobFlow struct {
 	Dataset string   `json:"dataset"`
 	Columns []string `json:"columns"`
-	SHA256  string   `json:"sha256"`
+	BLAKE3  string   `json:"blake3"`
 	Rows    int64    `json:"rows"`
 	To      Address  `json:"to"`
 	From    Address  `json:"from"`

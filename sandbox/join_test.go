@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/zeebo/blake3"
 )
 
 var taxJoinSchema = policies.Schema{Columns: []policies.Column{
@@ -324,6 +326,39 @@ func TestShipEncodedIsShipMarshalled(t *testing.T) {
 			}
 			if cap(b) != len(b) || cap(wantB) != len(wantB) {
 				t.Fatalf("the encoding was sized %d for %d bytes", cap(b), len(b))
+			}
+		})
+	}
+}
+
+// ShipmentDigest is BLAKE3-256 in hex: the reference's test vectors for
+// "" and "abc", and 3 MiB and 17 bytes of the pattern i mod 251 (its
+// digest cross-checked with an independent implementation,
+// lukechampine.com/blake3), whole and hashed in pieces as shipments are.
+func TestShipmentDigestIsBLAKE3(t *testing.T) {
+	big := make([]byte, 3<<20+17)
+	for i := range big {
+		big[i] = byte(i % 251)
+	}
+	for _, c := range []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"empty", nil, "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"},
+		{"abc", []byte("abc"), "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"},
+		{"3 MiB", big, "26003c63117013de5d02be76e5e32a2f75bfbc075f17180fd5f9f0b4752d2bfe"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := ShipmentDigest(c.in); got != c.want {
+				t.Errorf("ShipmentDigest = %s, want %s", got, c.want)
+			}
+			e := &encoder{b: c.in, h: blake3.New()}
+			for e.done < len(c.in) {
+				e.hashTo(min(e.done+hashStep-5, len(c.in)))
+			}
+			if got := hex.EncodeToString(e.h.Sum(nil)); got != c.want {
+				t.Errorf("hashed in pieces: %s, want %s", got, c.want)
 			}
 		})
 	}

@@ -402,14 +402,14 @@ func (jn *Joiner) Serve(ctx context.Context, service string, body []byte) ([]byt
 	shipped := false
 	for _, f := range j.Flows {
 		if f.Dataset == side.Dataset && f.To == asker {
-			if f.SHA256 != sum {
+			if f.BLAKE3 != sum {
 				return nil, fmt.Errorf("%w: job %s: %s was shipped to %s with another digest", ErrRefused, j.ID, side.Dataset, asker)
 			}
 			shipped = true
 		}
 	}
 	if !shipped {
-		doc := policies.JobFlowDoc{Job: j.ID, Dataset: side.Dataset, Columns: side.Columns, SHA256: sum, Rows: int64(snd.rows), To: asker}
+		doc := policies.JobFlowDoc{Job: j.ID, Dataset: side.Dataset, Columns: side.Columns, BLAKE3: sum, Rows: int64(snd.rows), To: asker}
 		if err := jn.commit(ctx, policies.KindJobFlow, doc); err != nil {
 			return nil, err
 		}
@@ -421,7 +421,7 @@ func (jn *Joiner) Serve(ctx context.Context, service string, body []byte) ([]byt
 	if req.Offset+int64(len(out)-chunkHeader) < int64(len(b)) {
 		jn.keepSending(ckey, snd)
 	} else {
-		jn.log.Info("join part shipped", "job", j.ID, "dataset", side.Dataset, "to", asker.String(), "rows", snd.rows, "bytes", len(b), "sha256", sum)
+		jn.log.Info("join part shipped", "job", j.ID, "dataset", side.Dataset, "to", asker.String(), "rows", snd.rows, "bytes", len(b), "blake3", sum)
 	}
 	return out, nil
 }
@@ -637,7 +637,7 @@ func (jn *Joiner) checkShipment(ctx context.Context, job string, side policies.J
 		j, _ := jn.state.Job(job)
 		for _, f := range j.Flows {
 			if f.Dataset == side.Dataset && f.To == jn.me && f.From == d.Node {
-				return ParseShipment(b, f.SHA256, job, side, &d.Schema)
+				return ParseShipment(b, f.BLAKE3, job, side, &d.Schema)
 			}
 		}
 		select {

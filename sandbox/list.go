@@ -197,12 +197,12 @@ func (jn *Joiner) ReceiveList(ctx context.Context, job string, b []byte) error {
 	if err != nil {
 		return err
 	}
-	if got := ShipmentDigest(b); got != f.SHA256 {
-		return fmt.Errorf("%w: list of job %s: sha256 %s is not the %s committed on the ledger", ErrRefused, j.ID, got, f.SHA256)
+	if got := ShipmentDigest(b); got != f.BLAKE3 {
+		return fmt.Errorf("%w: list of job %s: blake3 %s is not the %s committed on the ledger", ErrRefused, j.ID, got, f.BLAKE3)
 	}
 	if j.Runner == jn.me {
 		jn.lists.put(j.ID, b)
-		jn.log.Info("list received", "job", j.ID, "rows", f.Rows, "sha256", f.SHA256)
+		jn.log.Info("list received", "job", j.ID, "rows", f.Rows, "blake3", f.BLAKE3)
 		return nil
 	}
 	runner, ok := jn.state.Account(j.Runner)
@@ -216,7 +216,7 @@ func (jn *Joiner) ReceiveList(ctx context.Context, job string, b []byte) error {
 	if _, err := jn.cfg.Call(ctx, runner.Name, ServiceList, req); err != nil {
 		return fmt.Errorf("handing job %s's list to its runner %s: %w", j.ID, runner.Name, err)
 	}
-	jn.log.Info("list handed to the runner", "job", j.ID, "runner", runner.Name, "sha256", f.SHA256)
+	jn.log.Info("list handed to the runner", "job", j.ID, "runner", runner.Name, "blake3", f.BLAKE3)
 	return nil
 }
 
@@ -270,7 +270,7 @@ func (jn *Joiner) listPart(ctx context.Context, j policies.Job, deadline time.Ti
 			if err != nil {
 				return JoinPart{}, err
 			}
-			return ParseList(b, f.SHA256, j.ID, *cur.List)
+			return ParseList(b, f.BLAKE3, j.ID, *cur.List)
 		}
 		select {
 		case <-ctx.Done():

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/datasandbox/datasandbox/policies"
+	"github.com/zeebo/blake3"
 )
 
 // MaxShipRows bounds the rows of one shipment the executor accepts.
@@ -22,7 +22,7 @@ const MaxShipRows = 1 << 28
 // per-job tag of each row (never a pseudonym or an id) and the plan's
 // columns of its dataset, as stored (masked: generalised, clamped to
 // bounds, dictionary-coded). Its canonical encoding (Marshal) is what the
-// owner's job.flow entry commits the SHA-256 of.
+// owner's job.flow entry commits the BLAKE3 digest of.
 type Shipment struct {
 	Job     string        `json:"job"`
 	Dataset string        `json:"dataset"`
@@ -147,7 +147,7 @@ func (s *Shipment) Marshal() ([]byte, error) {
 // MarshalDigest is Marshal and ShipmentDigest of its bytes, hashed as
 // they are written (while they are in cache).
 func (s *Shipment) MarshalDigest() ([]byte, string, error) {
-	e, err := s.marshal(sha256.New())
+	e, err := s.marshal(blake3.New())
 	if err != nil {
 		return nil, "", err
 	}
@@ -507,9 +507,13 @@ func decodeHashed(r *shipReader) (*Shipment, error) {
 	return s, nil
 }
 
-// ShipmentDigest is the hex SHA-256 of an encoded shipment.
+// ShipmentDigest is the hex BLAKE3 (256 bits) of an encoded shipment:
+// what job.flow and job.list commit. A join ships tens of megabytes that
+// the shipper and then the runner hash on the join's critical path, and
+// BLAKE3 (AVX2/AVX-512) hashes them about twice as fast as SHA-256 with
+// SHA-NI on one core, at the same 128-bit collision resistance.
 func ShipmentDigest(b []byte) string {
-	sum := sha256.Sum256(b)
+	sum := blake3.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
 
@@ -525,10 +529,10 @@ func ParseShipment(b []byte, digest, job string, side policies.JoinSide, schema 
 	}
 	// Decoded and hashed in one pass (the digest is checked before anything
 	// decoded is used, and before a decoding error is reported).
-	r := &shipReader{b: b, all: b, h: sha256.New()}
+	r := &shipReader{b: b, all: b, h: blake3.New()}
 	s, err := decodeHashed(r)
 	if got := hex.EncodeToString(r.h.Sum(nil)); got != digest {
-		return nil, bad("sha256 %s is not the %s committed on the ledger", got, digest)
+		return nil, bad("blake3 %s is not the %s committed on the ledger", got, digest)
 	}
 	if err != nil {
 		return nil, bad("%v", err)

@@ -226,7 +226,7 @@ func TestConsoleJoinAndHEInBrowser(t *testing.T) {
 	}
 	// The keyboard reaches each shipment, and each says what moved where.
 	label, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(() => { const g = document.querySelector('#flows g.flow'); g.focus(); return document.activeElement === g ? g.getAttribute('aria-label') : ''; })()`))
-	if err != nil || !regexp.MustCompile(`^taxj: columns income, 300 rows, moved from node1 .* to node3 .*; sha256 [0-9a-f]{64} \(ledger entry [0-9]+\)$`).MatchString(label) && !regexp.MustCompile(`^benj: columns kind, 300 rows, moved from node2 .* to node3 .*; sha256 [0-9a-f]{64} \(ledger entry [0-9]+\)$`).MatchString(label) {
+	if err != nil || !regexp.MustCompile(`^taxj: columns income, 300 rows, moved from node1 .* to node3 .*; blake3 [0-9a-f]{64} \(ledger entry [0-9]+\)$`).MatchString(label) && !regexp.MustCompile(`^benj: columns kind, 300 rows, moved from node2 .* to node3 .*; blake3 [0-9a-f]{64} \(ledger entry [0-9]+\)$`).MatchString(label) {
 		t.Fatalf("a focused shipment says %q (%v)", label, err)
 	}
 	b.labelled("auditor")

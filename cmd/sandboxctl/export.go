@@ -96,7 +96,7 @@ func cmdAuditAccess(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 			return slices.Index(j.Datasets, a.Dataset) - slices.Index(j.Datasets, b.Dataset)
 		})
 		for _, f := range flows {
-			fmt.Fprintf(g.stdout, "  flow: %s [%s] %d rows from %s to %s, sha256 %s\n", f.Dataset, strings.Join(f.Columns, ", "), f.Rows, f.From, f.To, f.SHA256)
+			fmt.Fprintf(g.stdout, "  flow: %s [%s] %d rows from %s to %s, blake3 %s\n", f.Dataset, strings.Join(f.Columns, ", "), f.Rows, f.From, f.To, f.BLAKE3)
 		}
 	}
 	return nil

@@ -249,7 +249,7 @@ func sendList(ctx context.Context, c *client.Client, j api.JobResponse, lk *mpc.
 	if err != nil {
 		return err
 	}
-	doc := policies.JobListDoc{Job: j.Job, To: to, Rows: int64(s.Rows), SHA256: sandbox.ShipmentDigest(b)}
+	doc := policies.JobListDoc{Job: j.Job, To: to, Rows: int64(s.Rows), BLAKE3: sandbox.ShipmentDigest(b)}
 	if err := c.Do(ctx, "POST", "/v1/jobs/"+j.Job+"/list", doc, nil); err != nil {
 		return fmt.Errorf("job %s: committing the list's shipment: %w", j.Job, err)
 	}

@@ -420,12 +420,12 @@ function renderVerify(v) {
 function flowView(j) {
   const name = a => (j.node_names || {})[a] || short(a);
   const flows = (j.flows || []).map(f => ({ ...f, fromName: name(f.from), toName: name(f.to),
-    sentence: f.dataset + ': columns ' + f.columns.join(', ') + ', ' + f.rows + ' rows, moved from ' + name(f.from) + ' to ' + name(f.to) + '; sha256 ' + f.sha256 + ' (ledger entry ' + f.index + ')' }));
+    sentence: f.dataset + ': columns ' + f.columns.join(', ') + ', ' + f.rows + ' rows, moved from ' + name(f.from) + ' to ' + name(f.to) + '; blake3 ' + f.blake3 + ' (ledger entry ' + f.index + ')' }));
   return el('div', { class: 'join' },
     el('h3', {}, j.job + ' joins ' + j.datasets.join(', ') + ' ', pill(j.status), j.runner ? ' · run by ' + name(j.runner) : ''),
     flows.length ? flowChart(j, flows, name) : el('p', { class: 'muted' }, 'No data has moved for this job yet.'),
-    table(['dataset', 'columns', { label: 'rows', num: true }, 'from', 'to', 'sha256 of what moved', { label: 'entry', num: true }],
-      flows.map(f => [f.dataset, f.columns.join(', '), f.rows, f.fromName, f.toName, el('code', {}, f.sha256), f.index])));
+    table(['dataset', 'columns', { label: 'rows', num: true }, 'from', 'to', 'blake3 of what moved', { label: 'entry', num: true }],
+      flows.map(f => [f.dataset, f.columns.join(', '), f.rows, f.fromName, f.toName, el('code', {}, f.blake3), f.index])));
 }
 
 function flowChart(j, flows, name) {
@@ -440,7 +440,7 @@ function flowChart(j, flows, name) {
   const shipment = (f, x, y, w, chars) => {
     const g = sv('g', { class: 'flow', tabindex: 0, role: 'img', 'aria-label': f.sentence }, sv('title', {}, f.sentence),
       sv('rect', { x, y, width: w, height: boxH, rx: 6, fill: '#eef4fb', stroke: '#0b5cad' }));
-    [f.dataset + ' · from ' + f.fromName, 'columns: ' + f.columns.join(', '), f.rows + ' rows · sha256 ' + f.sha256.slice(0, 12) + '…'].forEach((t, i) =>
+    [f.dataset + ' · from ' + f.fromName, 'columns: ' + f.columns.join(', '), f.rows + ' rows · blake3 ' + f.blake3.slice(0, 12) + '…'].forEach((t, i) =>
       g.append(sv('text', { x: x + 10, y: y + 19 + i * 17, 'font-weight': i === 0 ? 600 : 400 }, clip(t, chars))));
     svg.append(g);
   };

@@ -153,12 +153,28 @@ type partTable struct {
 	later []bool
 }
 
+// tableLoad is how many slots a table has per entry, at least. A lookup
+// that misses walks the run of full slots from its hash on, each step a
+// branch the processor mispredicts about half the time, and in a join
+// many lookups miss (half of them with half the people in common): at 8
+// slots an entry (64 KiB for a partition of 1,024 rows, in the core's L2
+// cache) runs are short, and the partitions' joins took 35% less CPU than
+// at 2 (BenchmarkJoin, 28 to 18 ms for 2 x 1M rows; 16 gained nothing
+// more). A partition far above partitionRows (tags an owner crafted into
+// one partition, or parts of very different sizes) gets 2 slots an entry,
+// so that its table takes 16 bytes a row, not 64.
+const tableLoad = 8
+
 // build indexes the entries [lo, hi) of p.
 func (x *partTable) build(p *partitioned, lo, hi int32) {
 	n := int(hi - lo)
+	load := tableLoad
+	if n > 8*partitionRows {
+		load = 2
+	}
 	size := 16
-	if 2*n > size {
-		size = 1 << bits.Len(uint(2*n-1))
+	if load*n > size {
+		size = 1 << bits.Len(uint(load*n-1))
 	}
 	if cap(x.slot) < size {
 		x.slot = make([]uint64, size)

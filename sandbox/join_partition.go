@@ -366,6 +366,29 @@ func (pj *partJoin) single() bool {
 	p0, t1 := pj.parts[0], &pj.tabs[1]
 	pj.seen = slices.Grow(pj.seen[:0], len(t1.next))[:len(t1.next)]
 	clear(pj.seen)
+	if len(pj.parts) == 2 && t1.p.max >= 1 {
+		// Two parts: the loop below without the loop over parts, and a
+		// person with one row in the second part (most) joined in place.
+		for e := pj.lo[0]; e < pj.hi[0]; e++ {
+			_, _, f := t1.find(&p0.ents[e].tag)
+			if f < 0 {
+				continue
+			}
+			if pj.seen[f] {
+				return false
+			}
+			pj.seen[f] = true
+			r := p0.ents[e].row
+			if t1.next[f] < 0 {
+				pj.rs, pj.ps = append(pj.rs, r, t1.p.ents[t1.lo+f].row), append(pj.ps, r)
+				continue
+			}
+			pj.per[1] = t1.rows(f, pj.mac, pj.per[1][:0])
+			pj.per[0] = append(pj.per[0][:0], r)
+			emitCombos(pj.per, &pj.rs, &pj.ps, r)
+		}
+		return true
+	}
 	for e := pj.lo[0]; e < pj.hi[0]; e++ {
 		t := &p0.ents[e].tag
 		ok := true

@@ -274,12 +274,23 @@ func (e *encoder) flushAll() {
 // its shape first.
 func appendNumCol(e *encoder, c ShipmentCol) {
 	e.b = append(e.b, 1)
-	for i, v := range c.Num {
-		e.b = binary.LittleEndian.AppendUint64(e.b, math.Float64bits(v))
-		if i%(hashStep/8) == 0 {
-			e.flush()
+	for vs := c.Num; len(vs) > 0; { // a hashing step at a time
+		n := min(len(vs), hashStep/8)
+		out := e.grow(8 * n)
+		for i, v := range vs[:n] {
+			binary.LittleEndian.PutUint64(out[8*i:8*i+8], math.Float64bits(v))
 		}
+		vs = vs[n:]
+		e.flush()
 	}
+}
+
+// grow appends n bytes to e.b (within its capacity when Marshal sized it)
+// and returns them, to be written.
+func (e *encoder) grow(n int) []byte {
+	at := len(e.b)
+	e.b = slices.Grow(e.b, n)[:at+n]
+	return e.b[at:]
 }
 
 // appendDictCol appends a dictionary column's body, unchecked: Marshal
@@ -293,18 +304,25 @@ func appendDictCol(e *encoder, c ShipmentCol) {
 	}
 	w := codeWidth(len(c.Dict))
 	e.b = append(e.b, byte(w))
-	for i, code := range c.Codes {
+	for cs := c.Codes; len(cs) > 0; { // a hashing step at a time
+		n := min(len(cs), hashStep/w)
+		out := e.grow(w * n)
 		switch w {
 		case 1:
-			e.b = append(e.b, byte(code))
+			for i, code := range cs[:n] {
+				out[i] = byte(code)
+			}
 		case 2:
-			e.b = binary.LittleEndian.AppendUint16(e.b, uint16(code))
+			for i, code := range cs[:n] {
+				binary.LittleEndian.PutUint16(out[2*i:2*i+2], uint16(code))
+			}
 		default:
-			e.b = binary.LittleEndian.AppendUint32(e.b, code)
+			for i, code := range cs[:n] {
+				binary.LittleEndian.PutUint32(out[4*i:4*i+4], code)
+			}
 		}
-		if i%(hashStep/4) == 0 {
-			e.flush()
-		}
+		cs = cs[n:]
+		e.flush()
 	}
 }
 

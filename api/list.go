@@ -30,7 +30,7 @@ type ListShipment struct {
 
 func (s *Server) listRoutes() []Route {
 	return []Route{
-		{Method: "POST", Path: "/v1/jobs/{id}/list", Summary: "commit the shipment of a list join's tags to the job's runner: {\"to\", \"rows\", \"sha256\"} (the job's requester)", Perm: policies.PermSubmitJob, handler: s.relayed(policies.KindJobList)},
+		{Method: "POST", Path: "/v1/jobs/{id}/list", Summary: "commit the shipment of a list join's tags to the job's runner: {\"to\", \"rows\", \"blake3\"} (the job's requester)", Perm: policies.PermSubmitJob, handler: s.relayed(policies.KindJobList)},
 		{Method: "PUT", Path: "/v1/jobs/{id}/list", Summary: "ship a list join's tags (never ids) to the job's runner, as committed (the job's requester)", Perm: policies.PermSubmitJob, handler: s.putList},
 	}
 }

@@ -22,7 +22,7 @@ type Lists interface {
 func (s *Server) SetLists(l Lists) { s.lists = l }
 
 // ListShipment is the body of PUT /v1/jobs/{id}/list: the list's tags and
-// columns in the shipment encoding (sandbox.ShipList), whose sha256 the
+// columns in the shipment encoding (sandbox.ShipList), whose blake3 the
 // requester committed with POST /v1/jobs/{id}/list.
 type ListShipment struct {
 	Shipment []byte `json:"shipment"`
@@ -30,7 +30,7 @@ type ListShipment struct {
 
 func (s *Server) listRoutes() []Route {
 	return []Route{
-		{Method: "POST", Path: "/v1/jobs/{id}/list", Summary: "commit the shipment of a list join's tags to the job's runner: {\"to\", \"rows\", \"blake3\"} (the job's requester)", Perm: policies.PermSubmitJob, handler: s.relayed(policies.KindJobList)},
+		{Method: "POST", Path: "/v1/jobs/{id}/list", Summary: "commit the shipment of a list join's tags to the job's runner: {\"to\", \"rows\", \"blake3\"} (or \"sha256\" instead of \"blake3\", as clients before BLAKE3 sent) (the job's requester)", Perm: policies.PermSubmitJob, handler: s.relayed(policies.KindJobList)},
 		{Method: "PUT", Path: "/v1/jobs/{id}/list", Summary: "ship a list join's tags (never ids) to the job's runner, as committed (the job's requester)", Perm: policies.PermSubmitJob, handler: s.putList},
 	}
 }

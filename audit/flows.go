@@ -29,8 +29,15 @@ type FlowView struct {
 
 // Sentence says the flow in words (for screen readers and tooltips).
 func (f FlowView) Sentence() string {
-	return fmt.Sprintf("%s: columns %s, %d rows, moved from %s to %s; blake3 %s (ledger entry %d)",
-		f.Dataset, strings.Join(f.Columns, ", "), f.Rows, f.FromOf.Label(), f.ToOf.Label(), f.BLAKE3, f.Index)
+	return fmt.Sprintf("%s: columns %s, %d rows, moved from %s to %s; %s (ledger entry %d)",
+		f.Dataset, strings.Join(f.Columns, ", "), f.Rows, f.FromOf.Label(), f.ToOf.Label(), f.DigestText(), f.Index)
+}
+
+// DigestText is the flow's digest after its algorithm's name ("blake3
+// …", or "sha256 …" for flows committed before BLAKE3).
+func (f FlowView) DigestText() string {
+	alg, sum := f.Digest()
+	return alg + " " + sum
 }
 
 // Joins lists the join jobs that moved data, in submission order.
@@ -84,7 +91,7 @@ func flowLines(f FlowView, chars int) [3]string {
 	return [3]string{
 		clipRunes(f.Dataset+" · from "+f.FromOf.Label(), chars),
 		clipRunes("columns: "+strings.Join(f.Columns, ", "), chars),
-		clipRunes(strconv.FormatInt(f.Rows, 10)+" rows · blake3 "+prefix(f.BLAKE3, 12)+"…", chars),
+		clipRunes(strconv.FormatInt(f.Rows, 10)+" rows · "+prefix(f.DigestText(), 19)+"…", chars),
 	}
 }
 

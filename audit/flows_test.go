@@ -25,7 +25,7 @@ func TestJoinFlowChart(t *testing.T) {
 	join := policies.Job{ID: "job-9", Status: policies.JobCompleted, Dataset: "taxj", Runner: n3, Submitted: time.Date(2026, 5, 2, 0, 0, 0, 0, time.UTC),
 		Plan: policies.Plan{Join: []policies.JoinSide{{Dataset: "taxj", Key: "person_id", Columns: []string{"income"}}, {Dataset: "benj", Key: "person_id", Columns: []string{"<kind>"}}}},
 		Flows: []policies.JobFlow{
-			{Dataset: "taxj", Columns: []string{"income"}, Rows: 300, BLAKE3: sum, From: n1, To: n2, Index: 40}, // before a takeover
+			{Dataset: "taxj", Columns: []string{"income"}, Rows: 300, SHA256: sum, From: n1, To: n2, Index: 40}, // before a takeover, and before BLAKE3
 			{Dataset: "taxj", Columns: []string{"income"}, Rows: 300, BLAKE3: sum, From: n1, To: n3, Index: 44},
 			{Dataset: "benj", Columns: []string{"<kind>"}, Rows: 300, BLAKE3: sum, From: n2, To: n3, Index: 45},
 		}}
@@ -51,7 +51,9 @@ func TestJoinFlowChart(t *testing.T) {
 		`aria-label="taxj: columns income, 300 rows, moved from node1 (tax) to node3 (registry); blake3 ` + sum + ` (ledger entry 44)"`,
 		"benj · from node2 (health)",
 		"columns: &lt;kind&gt;",
-		`<td data-label="from">node1 (tax)</td><td data-label="to">node2 (health)</td><td data-label="blake3 of what moved"><code>` + sum + `</code></td><td data-label="ledger entry" class="num">40</td>`,
+		`<td data-label="from">node1 (tax)</td><td data-label="to">node2 (health)</td><td data-label="digest of what moved"><code>sha256 ` + sum + `</code></td><td data-label="ledger entry" class="num">40</td>`,
+		`<td data-label="from">node1 (tax)</td><td data-label="to">node3 (registry)</td><td data-label="digest of what moved"><code>blake3 ` + sum + `</code></td><td data-label="ledger entry" class="num">44</td>`,
+		"300 rows · sha256 5e5e5e5e5e5e…", "300 rows · blake3 5e5e5e5e5e5e…",
 	} {
 		t.Run(want, func(t *testing.T) {
 			if !strings.Contains(page, want) {

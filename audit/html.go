@@ -368,8 +368,8 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 <p class="muted">Each join moves only the columns its plan needs, under per-job tags, from the nodes holding the datasets to the node that runs it; each shipment's digest is on the ledger (job.flow) and was checked against the plan. Tab moves through the shipments.</p>
 {{range .Joins}}<h3>{{.Job}} joins {{join .Datasets ", "}} <span class="pill {{.Status}}">{{.Status}}</span>{{if .Runner.Address}} · run by {{.Runner.Label}}{{end}}</h3>
 {{flows . false}}{{flows . true}}
-<table class="cards"><thead><tr><th>dataset</th><th>columns</th><th class="num">rows</th><th>from</th><th>to</th><th>blake3 of what moved</th><th class="num">entry</th></tr></thead><tbody>
-{{range .Flows}}<tr><td data-label="dataset">{{.Dataset}}</td><td data-label="columns">{{join .Columns ", "}}</td><td data-label="rows" class="num">{{.Rows}}</td><td data-label="from">{{.FromOf.Label}}</td><td data-label="to">{{.ToOf.Label}}</td><td data-label="blake3 of what moved"><code>{{.BLAKE3}}</code></td><td data-label="ledger entry" class="num">{{.Index}}</td></tr>{{else}}<tr><td colspan="7" class="muted">nothing moved yet</td></tr>{{end}}
+<table class="cards"><thead><tr><th>dataset</th><th>columns</th><th class="num">rows</th><th>from</th><th>to</th><th>digest of what moved</th><th class="num">entry</th></tr></thead><tbody>
+{{range .Flows}}<tr><td data-label="dataset">{{.Dataset}}</td><td data-label="columns">{{join .Columns ", "}}</td><td data-label="rows" class="num">{{.Rows}}</td><td data-label="from">{{.FromOf.Label}}</td><td data-label="to">{{.ToOf.Label}}</td><td data-label="digest of what moved"><code>{{.DigestText}}</code></td><td data-label="ledger entry" class="num">{{.Index}}</td></tr>{{else}}<tr><td colspan="7" class="muted">nothing moved yet</td></tr>{{end}}
 </tbody></table>
 {{else}}<p class="muted">No join job on this ledger.</p>{{end}}
 {{if .EarlierJoins}}<p class="muted">The {{.EarlierJoins}} earlier join jobs are left out here; ledger entries of kind job.flow list every shipment.</p>{{end}}

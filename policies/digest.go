@@ -14,6 +14,17 @@ func IsSHA256Hex(s string) bool { return isHex32(s) }
 // fast as SHA-256 (SHA-NI) on one core.
 func IsBLAKE3Hex(s string) bool { return isHex32(s) }
 
+// oneShipDigest is a job.flow's or job.list's digest rule: its blake3, or
+// its sha256 as entries committed before BLAKE3 carry (so that a ledger
+// that has them still replays, and a node not yet upgraded can still
+// ship), exactly one of them.
+func oneShipDigest(blake3, sha256 string) bool {
+	if blake3 != "" {
+		return sha256 == "" && IsBLAKE3Hex(blake3)
+	}
+	return IsSHA256Hex(sha256)
+}
+
 // isHex32 is 32 bytes in lowercase hex.
 func isHex32(s string) bool {
 	if len(s) != 64 {

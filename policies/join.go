@@ -403,7 +403,8 @@ type (
 		Job     string   `json:"job"`
 		Dataset string   `json:"dataset"`
 		Columns []string `json:"columns"`
-		BLAKE3  string   `json:"blake3"` // of the shipment's bytes, 256 bits (sandbox.ShipmentDigest)
+		BLAKE3  string   `json:"blake3,omitempty"` // of the shipment's bytes, 256 bits (sandbox.ShipmentDigest)
+		SHA256  string   `json:"sha256,omitempty"` // instead, in entries committed before BLAKE3 (replayed as they were)
 		Rows    int64    `json:"rows"`
 		To      Address  `json:"to"`
 	}
@@ -522,8 +523,8 @@ func (s *state) jobFlow(e Entry, index uint64, now time.Time) error {
 		return fmt.Errorf("%w: job %s's data goes only to its runner (%s), not %s", ErrForbidden, j.ID, j.Runner, d.To)
 	case !slices.Equal(d.Columns, side.Columns):
 		return fmt.Errorf("%w: job %s ships columns [%s] of %s, not [%s]", ErrForbidden, j.ID, strings.Join(side.Columns, ", "), d.Dataset, clip(strings.Join(d.Columns, ", ")))
-	case !IsBLAKE3Hex(d.BLAKE3) || d.Rows < 0:
-		return fmt.Errorf("%w: job.flow needs the shipment's hex blake3 (64 lowercase hex digits) and a row count", ErrInvalid)
+	case !oneShipDigest(d.BLAKE3, d.SHA256) || d.Rows < 0:
+		return fmt.Errorf("%w: job.flow needs the shipment's digest, its blake3 (or, as entries before BLAKE3 did, its sha256, not both) in 64 lowercase hex digits, and a row count", ErrInvalid)
 	}
 	// A policy revoked (or expired) since the job was authorised stops its
 	// data from moving: the executor then fails the job, refunded.
@@ -538,7 +539,7 @@ func (s *state) jobFlow(e Entry, index uint64, now time.Time) error {
 		}
 	}
 	j = edit(s, s.Jobs, j.ID, newJob)
-	j.Flows = append(j.Flows, JobFlow{Dataset: d.Dataset, Columns: d.Columns, BLAKE3: d.BLAKE3, Rows: d.Rows, To: d.To, From: e.Author, Index: index})
+	j.Flows = append(j.Flows, JobFlow{Dataset: d.Dataset, Columns: d.Columns, BLAKE3: d.BLAKE3, SHA256: d.SHA256, Rows: d.Rows, To: d.To, From: e.Author, Index: index})
 	return nil
 }
 

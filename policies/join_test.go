@@ -386,6 +386,8 @@ func TestJoinKeyAndFlows(t *testing.T) {
 		{"the identifier", "node1", flow("node3", "person_id"), ErrForbidden},
 		{"shipped by a node that does not hold it", "node2", flow("node3", "income"), ErrForbidden},
 		{"no digest", "node1", JobFlowDoc{Job: id, Dataset: "tax2025", Columns: []string{"income"}, To: w.addr("node3")}, ErrInvalid},
+		{"both digests", "node1", JobFlowDoc{Job: id, Dataset: "tax2025", Columns: []string{"income"}, BLAKE3: strings.Repeat("e", 64), SHA256: strings.Repeat("e", 64), To: w.addr("node3")}, ErrInvalid},
+		{"a digest in upper case", "node1", JobFlowDoc{Job: id, Dataset: "tax2025", Columns: []string{"income"}, BLAKE3: strings.Repeat("E", 64), To: w.addr("node3")}, ErrInvalid},
 	}
 	for _, c := range flowCases {
 		t.Run(c.name, func(t *testing.T) {
@@ -402,11 +404,18 @@ func TestJoinKeyAndFlows(t *testing.T) {
 	if err := w.act("node3", KindJobComplete, done, nil); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "benefits2025") {
 		t.Fatalf("completed without benefits2025's flow: %v", err)
 	}
-	w.must("node2", KindJobFlow, JobFlowDoc{Job: id, Dataset: "benefits2025", Columns: x.Plan.Join[1].Columns, BLAKE3: strings.Repeat("f", 64), Rows: 8, To: w.addr("node3")}, nil)
+	// A flow as entries before BLAKE3 committed it (a ledger from then
+	// replays; a node not yet upgraded ships): its SHA-256, kept as such.
+	w.must("node2", KindJobFlow, JobFlowDoc{Job: id, Dataset: "benefits2025", Columns: x.Plan.Join[1].Columns, SHA256: strings.Repeat("f", 64), Rows: 8, To: w.addr("node3")}, nil)
 	w.must("node3", KindJobComplete, done, nil)
 	j, _ := w.m.Job(id)
 	if j.Status != JobCompleted || len(j.Flows) != 2 || j.KeyFrom != w.addr(holder) || len(j.KeySealed) != 1 {
 		t.Fatalf("%+v", j)
+	}
+	for i, want := range [][2]string{{"blake3", strings.Repeat("e", 64)}, {"sha256", strings.Repeat("f", 64)}} {
+		if alg, sum := j.Flows[i].Digest(); alg != want[0] || sum != want[1] {
+			t.Errorf("flow %d's digest: %s %s, want %s %s", i, alg, sum, want[0], want[1])
+		}
 	}
 }
 

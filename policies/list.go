@@ -50,7 +50,8 @@ type (
 		Job    string  `json:"job"`
 		To     Address `json:"to"`
 		Rows   int64   `json:"rows"`
-		BLAKE3 string  `json:"blake3"` // of the shipment's bytes (sandbox.ShipmentDigest)
+		BLAKE3 string  `json:"blake3,omitempty"` // of the shipment's bytes (sandbox.ShipmentDigest)
+		SHA256 string  `json:"sha256,omitempty"` // instead, in entries committed before BLAKE3 (replayed as they were)
 	}
 )
 
@@ -144,8 +145,8 @@ func (s *state) jobList(e Entry, index uint64, now time.Time) error {
 		return fmt.Errorf("%w: job %s's list goes only to its runner (%s), not %s", ErrForbidden, j.ID, j.Runner, d.To)
 	case d.Rows != j.List.Size:
 		return fmt.Errorf("%w: job %s's list has %d distinct ids on the ledger; a shipment of %d tags is not it", ErrForbidden, j.ID, j.List.Size, d.Rows)
-	case !IsBLAKE3Hex(d.BLAKE3):
-		return fmt.Errorf("%w: job.list needs the shipment's hex blake3 (64 lowercase hex digits)", ErrInvalid)
+	case !oneShipDigest(d.BLAKE3, d.SHA256):
+		return fmt.Errorf("%w: job.list needs the shipment's digest, its blake3 (or, as entries before BLAKE3 did, its sha256, not both) in 64 lowercase hex digits", ErrInvalid)
 	}
 	for _, f := range j.Flows {
 		if f.Dataset == j.List.Name && f.To == d.To {
@@ -154,7 +155,7 @@ func (s *state) jobList(e Entry, index uint64, now time.Time) error {
 	}
 	j = edit(s, s.Jobs, j.ID, newJob)
 	j.Updated = now
-	j.Flows = append(j.Flows, JobFlow{Dataset: j.List.Name, Columns: slices.Clone(j.List.Columns), BLAKE3: d.BLAKE3, Rows: d.Rows, To: d.To, From: e.Actor, Index: index})
+	j.Flows = append(j.Flows, JobFlow{Dataset: j.List.Name, Columns: slices.Clone(j.List.Columns), BLAKE3: d.BLAKE3, SHA256: d.SHA256, Rows: d.Rows, To: d.To, From: e.Actor, Index: index})
 	return nil
 }
 

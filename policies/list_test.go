@@ -146,6 +146,7 @@ func TestListJoinKeyAndFlow(t *testing.T) {
 		{"not the runner", "bank", list("node2", 500), ErrForbidden, "only to its runner"},
 		{"count is not the list's", "bank", list("node3", 499), ErrForbidden, "500 distinct ids on the ledger"},
 		{"no digest", "bank", JobListDoc{Job: id, To: w.addr("node3"), Rows: 500}, ErrInvalid, "blake3"},
+		{"both digests", "bank", JobListDoc{Job: id, To: w.addr("node3"), Rows: 500, BLAKE3: strings.Repeat("a", 64), SHA256: strings.Repeat("a", 64)}, ErrInvalid, "not both"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := w.act(c.by, KindJobList, c.doc, nil); !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {

@@ -178,11 +178,14 @@ type Job struct {
 }
 
 // JobFlow is one shipment of a join: which columns of which dataset moved
-// to which node, with the BLAKE3 digest of what was shipped.
+// to which node, with the digest of what was shipped: its BLAKE3, or for
+// a flow committed before shipments were hashed with BLAKE3, its SHA-256
+// (exactly one of the two is set).
 type JobFlow struct {
 	Dataset string   `json:"dataset"`
 	Columns []string `json:"columns"`
-	BLAKE3  string   `json:"blake3"`
+	BLAKE3  string   `json:"blake3,omitempty"`
+	SHA256  string   `json:"sha256,omitempty"` // flows committed before BLAKE3
 	Rows    int64    `json:"rows"`
 	To      Address  `json:"to"`
 	From    Address  `json:"from"`
@@ -512,4 +515,13 @@ func policySeq(id string) uint64 {
 	_, num, _ := strings.Cut(id, "-")
 	n, _ := strconv.ParseUint(num, 10, 64)
 	return n
+}
+
+// Digest is the flow's digest and the name of its algorithm ("blake3", or
+// "sha256" for a flow committed before BLAKE3).
+func (f JobFlow) Digest() (alg, hex string) {
+	if f.BLAKE3 == "" && f.SHA256 != "" {
+		return "sha256", f.SHA256
+	}
+	return "blake3", f.BLAKE3
 }

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -438,6 +439,22 @@ func TestShipmentRefusedByDigest(t *testing.T) {
 	}
 	if _, err := ParseShipment(good, sum, "job-1", side, &f.tax.Schema); err != nil {
 		t.Fatal(err)
+	}
+	// A flow committed before BLAKE3 names the shipment's SHA-256: the
+	// shipment is checked against that, and a BLAKE3 does not pass for it.
+	old := sha256.Sum256(good)
+	legacy := FlowDigest(policies.JobFlow{SHA256: hex.EncodeToString(old[:])})
+	if _, err := ParseShipment(good, legacy, "job-1", side, &f.tax.Schema); err != nil {
+		t.Fatalf("a shipment against its flow's SHA-256: %v", err)
+	}
+	if _, err := ParseShipment(flipByte(good, 9), legacy, "job-1", side, &f.tax.Schema); !errors.Is(err, ErrBadData) || !strings.Contains(err.Error(), "sha256 ") {
+		t.Fatalf("a changed shipment against its flow's SHA-256: %v", err)
+	}
+	if d := FlowDigest(policies.JobFlow{BLAKE3: sum}); d != sum {
+		t.Fatalf("FlowDigest of a BLAKE3 flow: %q", d)
+	}
+	if _, err := ParseShipment(good, legacyDigest+sum, "job-1", side, &f.tax.Schema); !errors.Is(err, ErrBadData) {
+		t.Fatalf("a BLAKE3 passed for a SHA-256: %v", err)
 	}
 }
 

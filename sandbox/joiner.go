@@ -402,7 +402,12 @@ func (jn *Joiner) Serve(ctx context.Context, service string, body []byte) ([]byt
 	shipped := false
 	for _, f := range j.Flows {
 		if f.Dataset == side.Dataset && f.To == asker {
-			if f.BLAKE3 != sum {
+			same := f.BLAKE3 == sum
+			if f.BLAKE3 == "" { // committed before BLAKE3: its SHA-256
+				_, got := digestOf(b, FlowDigest(f))
+				same = got == FlowDigest(f)
+			}
+			if !same {
 				return nil, fmt.Errorf("%w: job %s: %s was shipped to %s with another digest", ErrRefused, j.ID, side.Dataset, asker)
 			}
 			shipped = true
@@ -637,7 +642,7 @@ func (jn *Joiner) checkShipment(ctx context.Context, job string, side policies.J
 		j, _ := jn.state.Job(job)
 		for _, f := range j.Flows {
 			if f.Dataset == side.Dataset && f.To == jn.me && f.From == d.Node {
-				return ParseShipment(b, f.BLAKE3, job, side, &d.Schema)
+				return ParseShipment(b, FlowDigest(f), job, side, &d.Schema)
 			}
 		}
 		select {

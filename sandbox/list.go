@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -197,12 +198,13 @@ func (jn *Joiner) ReceiveList(ctx context.Context, job string, b []byte) error {
 	if err != nil {
 		return err
 	}
-	if got := ShipmentDigest(b); got != f.BLAKE3 {
-		return fmt.Errorf("%w: list of job %s: blake3 %s is not the %s committed on the ledger", ErrRefused, j.ID, got, f.BLAKE3)
+	if alg, got := digestOf(b, FlowDigest(f)); got != FlowDigest(f) {
+		_, want := f.Digest()
+		return fmt.Errorf("%w: list of job %s: %s %s is not the %s committed on the ledger", ErrRefused, j.ID, alg, strings.TrimPrefix(got, legacyDigest), want)
 	}
 	if j.Runner == jn.me {
 		jn.lists.put(j.ID, b)
-		jn.log.Info("list received", "job", j.ID, "rows", f.Rows, "blake3", f.BLAKE3)
+		jn.log.Info("list received", "job", j.ID, "rows", f.Rows, "digest", FlowDigest(f))
 		return nil
 	}
 	runner, ok := jn.state.Account(j.Runner)
@@ -216,7 +218,7 @@ func (jn *Joiner) ReceiveList(ctx context.Context, job string, b []byte) error {
 	if _, err := jn.cfg.Call(ctx, runner.Name, ServiceList, req); err != nil {
 		return fmt.Errorf("handing job %s's list to its runner %s: %w", j.ID, runner.Name, err)
 	}
-	jn.log.Info("list handed to the runner", "job", j.ID, "runner", runner.Name, "blake3", f.BLAKE3)
+	jn.log.Info("list handed to the runner", "job", j.ID, "runner", runner.Name, "digest", FlowDigest(f))
 	return nil
 }
 
@@ -270,7 +272,7 @@ func (jn *Joiner) listPart(ctx context.Context, j policies.Job, deadline time.Ti
 			if err != nil {
 				return JoinPart{}, err
 			}
-			return ParseList(b, f.BLAKE3, j.ID, *cur.List)
+			return ParseList(b, FlowDigest(f), j.ID, *cur.List)
 		}
 		select {
 		case <-ctx.Done():

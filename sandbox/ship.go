@@ -2,12 +2,14 @@ package sandbox
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -535,6 +537,30 @@ func ShipmentDigest(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// legacyDigest prefixes, in what ParseShipment checks against, the
+// SHA-256 of a flow committed before shipments were hashed with BLAKE3.
+const legacyDigest = "sha256:"
+
+// FlowDigest is what ParseShipment (and ParseList) check a shipment of
+// flow f against: its BLAKE3, or legacyDigest and its SHA-256 for a flow
+// committed before BLAKE3 (a job running across the upgrade).
+func FlowDigest(f policies.JobFlow) string {
+	if alg, sum := f.Digest(); alg == "sha256" {
+		return legacyDigest + sum
+	}
+	return f.BLAKE3
+}
+
+// digestOf is b's digest as want (a FlowDigest) spells one, and the
+// hash's name.
+func digestOf(b []byte, want string) (alg, sum string) {
+	if strings.HasPrefix(want, legacyDigest) {
+		s := sha256.Sum256(b)
+		return "sha256", legacyDigest + hex.EncodeToString(s[:])
+	}
+	return "blake3", ShipmentDigest(b)
+}
+
 // ParseShipment reads a shipment from untrusted bytes for the join side
 // of job, against the dataset's schema: the bytes must hash to digest
 // (what the owner committed in job.flow), name the job and dataset, hold
@@ -548,9 +574,13 @@ func ParseShipment(b []byte, digest, job string, side policies.JoinSide, schema 
 	// Decoded and hashed in one pass (the digest is checked before anything
 	// decoded is used, and before a decoding error is reported).
 	r := &shipReader{b: b, all: b, h: blake3.New()}
+	alg, prefix := "blake3", ""
+	if strings.HasPrefix(digest, legacyDigest) {
+		r.h, alg, prefix = sha256.New(), "sha256", legacyDigest
+	}
 	s, err := decodeHashed(r)
-	if got := hex.EncodeToString(r.h.Sum(nil)); got != digest {
-		return nil, bad("blake3 %s is not the %s committed on the ledger", got, digest)
+	if got := prefix + hex.EncodeToString(r.h.Sum(nil)); got != digest {
+		return nil, bad("%s %s is not the %s committed on the ledger", alg, strings.TrimPrefix(got, prefix), strings.TrimPrefix(digest, prefix))
 	}
 	if err != nil {
 		return nil, bad("%v", err)

@@ -116,7 +116,7 @@ func joinFigures(med func(b, unit string) float64, duck *float64, dj *duckdbJoin
 	}
 	cpu := med("Join", "cpu-ns/op")
 	// For information: the goal is the speed above. Ours does more work
-	// than a plaintext join (AES tags, two SHA-256 passes over every part)
+	// than a plaintext join (AES tags, two BLAKE3 passes over every part)
 	// on the same two cores.
 	f := Figure{Figure: "  CPU time per join: ours over DuckDB's, same run", Unit: "x", Goal: "-", Note: skipped}
 	if duck != nil && dj.CPUNsPerOp > 0 {

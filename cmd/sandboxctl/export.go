@@ -96,7 +96,8 @@ func cmdAuditAccess(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 			return slices.Index(j.Datasets, a.Dataset) - slices.Index(j.Datasets, b.Dataset)
 		})
 		for _, f := range flows {
-			fmt.Fprintf(g.stdout, "  flow: %s [%s] %d rows from %s to %s, blake3 %s\n", f.Dataset, strings.Join(f.Columns, ", "), f.Rows, f.From, f.To, f.BLAKE3)
+			alg, sum := f.Digest()
+			fmt.Fprintf(g.stdout, "  flow: %s [%s] %d rows from %s to %s, %s %s\n", f.Dataset, strings.Join(f.Columns, ", "), f.Rows, f.From, f.To, alg, sum)
 		}
 	}
 	return nil

@@ -414,18 +414,24 @@ function renderVerify(v) {
   }
 }
 
+// flowDigest is a flow's digest after its algorithm's name: blake3, or
+// sha256 for flows committed before shipments were hashed with BLAKE3.
+function flowDigest(f) {
+  return f.blake3 ? 'blake3 ' + f.blake3 : 'sha256 ' + (f.sha256 || '');
+}
+
 // flowView is one join job's data flows: a chart (each shipment a box,
 // an arrow to the node that received it; on a phone, drawn top to bottom)
 // and the same as a table.
 function flowView(j) {
   const name = a => (j.node_names || {})[a] || short(a);
   const flows = (j.flows || []).map(f => ({ ...f, fromName: name(f.from), toName: name(f.to),
-    sentence: f.dataset + ': columns ' + f.columns.join(', ') + ', ' + f.rows + ' rows, moved from ' + name(f.from) + ' to ' + name(f.to) + '; blake3 ' + f.blake3 + ' (ledger entry ' + f.index + ')' }));
+    sentence: f.dataset + ': columns ' + f.columns.join(', ') + ', ' + f.rows + ' rows, moved from ' + name(f.from) + ' to ' + name(f.to) + '; ' + flowDigest(f) + ' (ledger entry ' + f.index + ')' }));
   return el('div', { class: 'join' },
     el('h3', {}, j.job + ' joins ' + j.datasets.join(', ') + ' ', pill(j.status), j.runner ? ' · run by ' + name(j.runner) : ''),
     flows.length ? flowChart(j, flows, name) : el('p', { class: 'muted' }, 'No data has moved for this job yet.'),
-    table(['dataset', 'columns', { label: 'rows', num: true }, 'from', 'to', 'blake3 of what moved', { label: 'entry', num: true }],
-      flows.map(f => [f.dataset, f.columns.join(', '), f.rows, f.fromName, f.toName, el('code', {}, f.blake3), f.index])));
+    table(['dataset', 'columns', { label: 'rows', num: true }, 'from', 'to', 'digest of what moved', { label: 'entry', num: true }],
+      flows.map(f => [f.dataset, f.columns.join(', '), f.rows, f.fromName, f.toName, el('code', {}, flowDigest(f)), f.index])));
 }
 
 function flowChart(j, flows, name) {
@@ -440,7 +446,7 @@ function flowChart(j, flows, name) {
   const shipment = (f, x, y, w, chars) => {
     const g = sv('g', { class: 'flow', tabindex: 0, role: 'img', 'aria-label': f.sentence }, sv('title', {}, f.sentence),
       sv('rect', { x, y, width: w, height: boxH, rx: 6, fill: '#eef4fb', stroke: '#0b5cad' }));
-    [f.dataset + ' · from ' + f.fromName, 'columns: ' + f.columns.join(', '), f.rows + ' rows · blake3 ' + f.blake3.slice(0, 12) + '…'].forEach((t, i) =>
+    [f.dataset + ' · from ' + f.fromName, 'columns: ' + f.columns.join(', '), f.rows + ' rows · ' + flowDigest(f).slice(0, 19) + '…'].forEach((t, i) =>
       g.append(sv('text', { x: x + 10, y: y + 19 + i * 17, 'font-weight': i === 0 ? 600 : 400 }, clip(t, chars))));
     svg.append(g);
   };

@@ -2,7 +2,9 @@ package sandbox
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -211,6 +213,7 @@ func TestParseListRefuses(t *testing.T) {
 		{"another list", good, "", policies.JobList{Name: "customers", Key: "id", Columns: l.Columns, Size: 3}, `dataset "applicants"`},
 		{"missing column", good, "", policies.JobList{Name: "applicants", Key: "id", Size: 3}, "1 columns, the plan ships 0"},
 		{"truncated", good[:len(good)-3], "", l, "truncated"},
+		{"another SHA-256 (a job.list from before BLAKE3)", good, FlowDigest(policies.JobFlow{SHA256: strings.Repeat("0", 64)}), l, "sha256 "},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -225,6 +228,11 @@ func TestParseListRefuses(t *testing.T) {
 	}
 	if _, err := ParseList(good, ShipmentDigest(good), "job-1", l); err != nil {
 		t.Fatal(err)
+	}
+	// A job.list from before BLAKE3 commits the shipment's SHA-256.
+	old := sha256.Sum256(good)
+	if _, err := ParseList(good, FlowDigest(policies.JobFlow{SHA256: hex.EncodeToString(old[:])}), "job-1", l); err != nil {
+		t.Fatalf("a list against its job.list's SHA-256: %v", err)
 	}
 	if _, err := ShipList("job-1", l, nil, nil); !errors.Is(err, ErrBadData) {
 		t.Fatalf("shipped 0 tags for a list of 3: %v", err)
